@@ -1,0 +1,17 @@
+"""ingest_events: POST /v1/events."""
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from feedcore.api import events
+from feedcore.api.resolvers import lambda_resolver
+from feedcore.observability import logger, metrics, tracer
+
+app = lambda_resolver(events.router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Local runtime: embedded PostgreSQL, demo data, the local HTTP server and the feedctl command."""

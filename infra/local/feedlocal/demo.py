@@ -1,0 +1,53 @@
+"""Load a generated dataset into the database through the same data-access code the service uses."""
+
+from __future__ import annotations
+
+from itertools import batched
+
+import psycopg
+
+from feedcore.db import catalog as catalog_db
+from feedcore.db import events as events_db
+from feedcore.settings import ingest_settings
+from feedlocal.seed import SeedDataset
+
+
+def load_dataset(conn: psycopg.Connection, dataset: SeedDataset) -> int:
+    """Upsert stores, catalog, availability and users, then store the events in ingestion-sized batches.
+
+    Runs in one transaction; returns the number of events newly stored (0 when loaded before).
+    """
+    stored = 0
+    with conn.transaction():
+        catalog_db.upsert_stores(conn, dataset.stores)
+        catalog_db.upsert_items(conn, dataset.items)
+        catalog_db.upsert_availability(conn, dataset.availability)
+        catalog_db.upsert_users(conn, dataset.users)
+        for batch in batched(dataset.events, ingest_settings().max_events_per_batch):
+            stored += events_db.store_events(conn, batch)
+    return stored
+
+
+def demo_example(conn: psycopg.Connection) -> tuple[str, str, str]:
+    """For the printed example calls: the seeded user with the most purchases at their home store, that
+    store, and the store's most popular item."""
+    row = conn.execute(
+        """
+        WITH shopper AS (
+            SELECT u.user_id, u.home_store_id
+            FROM users u JOIN events e ON e.user_id = u.user_id AND e.store_id = u.home_store_id
+            WHERE e.event_type = 'purchase'
+            GROUP BY u.user_id, u.home_store_id
+            ORDER BY count(*) DESC, u.user_id
+            LIMIT 1
+        )
+        SELECT s.user_id, s.home_store_id, p.item_id
+        FROM shopper s
+        JOIN LATERAL (
+            SELECT item_id FROM item_popularity WHERE store_id = s.home_store_id ORDER BY score DESC LIMIT 1
+        ) p ON true
+        """
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("no seeded purchases or scores: run `feedctl seed` and `feedctl recompute` first")
+    return row[0], row[1], row[2]

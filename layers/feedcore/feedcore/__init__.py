@@ -1,0 +1,1 @@
+"""Shared domain package of the feed assembly service (the Lambda layer)."""

@@ -1,0 +1,58 @@
+"""Stores, catalog items, per-store availability and users."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from feedcore.api.models import CatalogItem, Store, StoreAvailability, User
+
+
+def upsert_stores(conn: psycopg.Connection, stores: Sequence[Store]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            INSERT INTO stores (store_id, name, region) VALUES (%s, %s, %s)
+            ON CONFLICT (store_id) DO UPDATE SET name = excluded.name, region = excluded.region
+            """,
+            [(s.store_id, s.name, s.region) for s in stores],
+        )
+
+
+def upsert_items(conn: psycopg.Connection, items: Sequence[CatalogItem]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            INSERT INTO items (item_id, name, department, aisle, brand, price, tags, active)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (item_id) DO UPDATE SET
+                name = excluded.name, department = excluded.department, aisle = excluded.aisle,
+                brand = excluded.brand, price = excluded.price, tags = excluded.tags,
+                active = excluded.active, updated_at = now()
+            """,
+            [(i.item_id, i.name, i.department, i.aisle, i.brand, i.price, list(i.tags), i.active) for i in items],
+        )
+
+
+def upsert_availability(conn: psycopg.Connection, entries: Sequence[StoreAvailability]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            INSERT INTO store_availability (store_id, item_id, available, price) VALUES (%s, %s, %s, %s)
+            ON CONFLICT (store_id, item_id) DO UPDATE SET
+                available = excluded.available, price = excluded.price, updated_at = now()
+            """,
+            [(a.store_id, a.item_id, a.available, a.price) for a in entries],
+        )
+
+
+def upsert_users(conn: psycopg.Connection, users: Sequence[User]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            INSERT INTO users (user_id, home_store_id) VALUES (%s, %s)
+            ON CONFLICT (user_id) DO UPDATE SET home_store_id = excluded.home_store_id
+            """,
+            [(u.user_id, u.home_store_id) for u in users],
+        )

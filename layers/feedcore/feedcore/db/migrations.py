@@ -1,0 +1,75 @@
+"""Versioned SQL migrations: files named `NNNN_description.sql`, applied once each, in order.
+
+Safe to run twice and concurrently: runs hold an advisory lock and record what they applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+# Any fixed 64-bit key; every migrator of this schema uses the same one.
+MIGRATION_LOCK_KEY = 7_246_201_117
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations(directory: Path) -> list[Migration]:
+    """The migrations in `directory`, sorted by version."""
+    migrations = []
+    for path in sorted(directory.glob("*.sql")):
+        version, _, name = path.stem.partition("_")
+        if not version.isdigit():
+            raise ValueError(f"migration file {path.name} must start with a version number")
+        migrations.append(Migration(version=version, name=name, sql=path.read_text()))
+    return migrations
+
+
+def migrate(conn: psycopg.Connection, directory: Path) -> list[str]:
+    """Apply the pending migrations on an autocommit connection; returns the versions applied."""
+    applied_now: list[str] = []
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    try:
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     text PRIMARY KEY,
+                name        text NOT NULL,
+                checksum    text NOT NULL,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        )
+        applied = {
+            version: checksum
+            for version, checksum in conn.execute("SELECT version, checksum FROM schema_migrations")
+        }
+        for migration in load_migrations(directory):
+            if migration.version in applied:
+                if applied[migration.version] != migration.checksum:
+                    raise RuntimeError(
+                        f"migration {migration.version} changed after it was applied; add a new one instead"
+                    )
+                continue
+            with conn.transaction():
+                conn.execute(migration.sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
+            applied_now.append(migration.version)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    return applied_now

@@ -1,0 +1,108 @@
+"""Score tables: set-based recomputation from the event log, and the run history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from feedcore.settings import ScoringSettings
+
+# Held for the length of a recompute transaction so two runs never overlap.
+RECOMPUTE_LOCK_KEY = 7_246_201_118
+
+# Each interaction with its type weight and its exponential decay at %(now)s. Impressions carry no
+# preference; events stamped after `now` are left for a later run.
+_WEIGHTED_INTERACTIONS = """
+SELECT user_id, store_id, item_id, event_id, event_type, occurred_at,
+       CASE event_type
+           WHEN 'purchase' THEN %(purchase_weight)s
+           WHEN 'add_to_cart' THEN %(add_to_cart_weight)s
+           WHEN 'click' THEN %(click_weight)s
+           ELSE 0
+       END AS weight,
+       extract(epoch FROM (%(now)s - occurred_at)) AS age_s
+FROM event_items
+WHERE occurred_at <= %(now)s AND event_type <> 'impression'
+"""
+
+_REBUILD_POPULARITY = f"""
+INSERT INTO item_popularity (store_id, item_id, score, updated_at)
+SELECT coalesce(store_id, '*'), item_id,
+       sum(weight * exp(-ln(2) * age_s / %(popularity_half_life_s)s)),
+       %(now)s
+FROM ({_WEIGHTED_INTERACTIONS}) AS interaction
+WHERE weight > 0
+GROUP BY GROUPING SETS ((store_id, item_id), (item_id))
+"""
+
+# A later hide suppresses an item until the user buys or carts it again.
+_REBUILD_AFFINITY = f"""
+INSERT INTO user_item_affinity (user_id, item_id, affinity, purchase_count, last_purchased_at,
+                                buy_again_score, hidden, updated_at)
+SELECT user_id, item_id,
+       coalesce(sum(weight * exp(-ln(2) * age_s / %(affinity_half_life_s)s)), 0),
+       count(DISTINCT event_id) FILTER (WHERE event_type = 'purchase'),
+       max(occurred_at) FILTER (WHERE event_type = 'purchase'),
+       coalesce(sum(exp(-ln(2) * age_s / %(affinity_half_life_s)s)) FILTER (WHERE event_type = 'purchase'), 0),
+       coalesce(
+           max(occurred_at) FILTER (WHERE event_type = 'hide')
+               > coalesce(max(occurred_at) FILTER (WHERE event_type IN ('purchase', 'add_to_cart')), '-infinity'),
+           false),
+       %(now)s
+FROM ({_WEIGHTED_INTERACTIONS}) AS interaction
+GROUP BY user_id, item_id
+"""
+
+
+@dataclass(frozen=True)
+class RecomputeCounts:
+    events_scored: int
+    popularity_rows: int
+    affinity_rows: int
+
+
+def try_lock_recompute(conn: psycopg.Connection) -> bool:
+    """Take the recompute lock for the current transaction; False when another run holds it."""
+    row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,)).fetchone()
+    return bool(row and row[0])
+
+
+def rebuild_scores(conn: psycopg.Connection, settings: ScoringSettings, now: datetime) -> RecomputeCounts:
+    """Replace item popularity and user-item affinity with values computed from every event up to `now`.
+
+    Runs inside the caller's transaction, so readers see the old scores until it commits.
+    """
+    params = {
+        "now": now,
+        "purchase_weight": settings.purchase_weight,
+        "add_to_cart_weight": settings.add_to_cart_weight,
+        "click_weight": settings.click_weight,
+        "popularity_half_life_s": settings.popularity_half_life_days * 86_400,
+        "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
+    }
+    conn.execute(
+        "SELECT set_config('statement_timeout', %s, true)", (str(settings.recompute_statement_timeout_ms),)
+    )
+    events_scored = conn.execute("SELECT count(*) FROM events WHERE occurred_at <= %(now)s", params).fetchone()[0]
+    conn.execute("DELETE FROM item_popularity")
+    popularity_rows = conn.execute(_REBUILD_POPULARITY, params).rowcount
+    conn.execute("DELETE FROM user_item_affinity")
+    affinity_rows = conn.execute(_REBUILD_AFFINITY, params).rowcount
+    return RecomputeCounts(events_scored, popularity_rows, affinity_rows)
+
+
+def record_run(
+    conn: psycopg.Connection, mode: str, started_at: datetime, finished_at: datetime, counts: RecomputeCounts
+) -> int:
+    """Append a row to score_runs; returns its run_id."""
+    row = conn.execute(
+        """
+        INSERT INTO score_runs (mode, started_at, finished_at, events_scored, popularity_rows, affinity_rows)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        RETURNING run_id
+        """,
+        (mode, started_at, finished_at, counts.events_scored, counts.popularity_rows, counts.affinity_rows),
+    ).fetchone()
+    return row[0]

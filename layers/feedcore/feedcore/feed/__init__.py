@@ -1,0 +1,1 @@
+"""The feed: candidates from the score tables, selected into sections."""

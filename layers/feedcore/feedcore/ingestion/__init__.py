@@ -1,0 +1,1 @@
+"""Ingestion: validated event batches into the append-only event log."""

@@ -1,0 +1,1 @@
+"""Scoring: the scheduled recomputation of the score tables the feed reads."""

@@ -1,0 +1,68 @@
+"""Typed settings, read once from the environment and validated at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the database is: a URL locally, a Secrets Manager secret (RDS JSON format) in the cloud."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over the secret")
+    db_secret_arn: str | None = Field(default=None, description="secret with host, port, username, ...")
+    db_statement_timeout_ms: int = Field(default=2000, ge=100, le=900_000)
+    db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
+
+
+class ScoringSettings(BaseSettings):
+    """Weights and half-lives of the scheduled score recomputation."""
+
+    model_config = SettingsConfigDict(env_prefix="SCORING_", extra="ignore")
+
+    popularity_half_life_days: float = Field(default=7.0, gt=0)
+    affinity_half_life_days: float = Field(default=60.0, gt=0)
+    purchase_weight: float = Field(default=5.0, ge=0)
+    add_to_cart_weight: float = Field(default=2.0, ge=0)
+    click_weight: float = Field(default=1.0, ge=0)
+    recompute_statement_timeout_ms: int = Field(default=240_000, ge=1000)
+
+
+class FeedSettings(BaseSettings):
+    """Sizes of the feed sections."""
+
+    model_config = SettingsConfigDict(env_prefix="FEED_", extra="ignore")
+
+    section_size: int = Field(default=10, ge=1, le=50)
+
+
+class IngestSettings(BaseSettings):
+    """Limits of the ingestion endpoint."""
+
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
+
+    max_events_per_batch: int = Field(default=500, ge=1, le=10_000)
+
+
+@lru_cache
+def database_settings() -> DatabaseSettings:
+    return DatabaseSettings()
+
+
+@lru_cache
+def scoring_settings() -> ScoringSettings:
+    return ScoringSettings()
+
+
+@lru_cache
+def feed_settings() -> FeedSettings:
+    return FeedSettings()
+
+
+@lru_cache
+def ingest_settings() -> IngestSettings:
+    return IngestSettings()

@@ -1,0 +1,105 @@
+"""Invocation payloads shaped like the ones AWS sends, and a Lambda context."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "test-function"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:test-function"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/test-function"
+    log_stream_name: str = "2026/11/26/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+def api_gateway_rest_event(
+    method: str,
+    path: str,
+    *,
+    resource: str,
+    path_parameters: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+    raw_body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway REST API (payload 1.0) proxy event, as Lambda receives it."""
+    request_id = str(uuid.uuid4())
+    all_headers = {
+        "Accept": "application/json",
+        "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+        "User-Agent": "pytest",
+        "X-Amzn-Trace-Id": "Root=1-67891233-abcdef012345678912345678",
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Proto": "https",
+        **({"Content-Type": "application/json"} if body is not None or raw_body is not None else {}),
+        **(headers or {}),
+    }
+    if raw_body is None and body is not None:
+        raw_body = json.dumps(body)
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "extendedRequestId": "abcDEF=",
+            "httpMethod": method,
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "pytest", "accountId": None, "user": None},
+            "path": f"/prod{path}",
+            "protocol": "HTTP/1.1",
+            "requestId": request_id,
+            "requestTime": "26/Nov/2026:06:00:00 +0000",
+            "requestTimeEpoch": 1795672800000,
+            "resourceId": "abcdef",
+            "resourcePath": resource,
+            "stage": "prod",
+        },
+        "body": raw_body,
+        "isBase64Encoded": False,
+    }
+
+
+def eventbridge_scheduled_event(detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What an EventBridge schedule rule delivers."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": "2026-11-26T06:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/recompute-scores"],
+        "detail": detail or {},
+    }
+
+
+def response_headers(response: dict[str, Any]) -> dict[str, str]:
+    """The headers of a REST proxy response (Powertools answers with multiValueHeaders)."""
+    return {name: values[-1] for name, values in response.get("multiValueHeaders", {}).items()} | response.get(
+        "headers", {}
+    )

@@ -1,0 +1,82 @@
+"""Shared fixtures: a real PostgreSQL (embedded unless DATABASE_URL is set), the handlers, event shapes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+# Powertools reads these at import time; tests run without AWS.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "feed-tests")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+os.environ.setdefault("POWERTOOLS_DEV", "0")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from feedcore import settings  # noqa: E402
+from feedcore.db.connection import reset_cached_connection  # noqa: E402
+from feedcore.db.migrations import migrate  # noqa: E402
+from feedlocal.embedded import MIGRATIONS_DIR, embedded_server  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_TABLES = (
+    "purchase_lines, events, user_item_affinity, item_popularity, score_runs, "
+    "store_availability, items, stores, users"
+)
+
+
+def use_database(url: str) -> None:
+    """Point feedcore at `url`: its settings are cached per process, and so is its connection."""
+    os.environ["DATABASE_URL"] = url
+    for cached in (settings.database_settings, settings.scoring_settings, settings.feed_settings,
+                   settings.ingest_settings):
+        cached.cache_clear()
+    reset_cached_connection()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated database for the test session, on DATABASE_URL's server or an embedded one."""
+    server = None
+    base_url = os.environ.get("DATABASE_URL")
+    if not base_url:
+        server = embedded_server(tmp_path_factory.mktemp("pg") / "pgdata", keep_running=False)
+        base_url = server.get_uri()
+    name = f"feed_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(base_url, dbname=name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn, MIGRATIONS_DIR)
+    use_database(url)
+    yield url
+    reset_cached_connection()
+    with psycopg.connect(base_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if server is not None:
+        server.cleanup()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database; every data table is emptied after the test."""
+    use_database(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+        conn.execute(f"TRUNCATE {DATA_TABLES}")
+    use_database(database_url)
+
+
+def load_function(name: str) -> ModuleType:
+    """Import functions/<name>/app.py as Lambda would (each function is its own `app` module)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_app", REPO_ROOT / "functions" / name / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,191 @@
+"""template.yaml: linted by cfn-lint and SAM, and the properties the rest of the project relies on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO_ROOT, TEMPLATE, sam_env
+
+LAYER = {"Ref": "FeedCoreLayer"}
+# Logical id -> the folder under functions/ (also the function's POWERTOOLS_SERVICE_NAME).
+FUNCTIONS = {
+    "IngestEventsFunction": "ingest_events",
+    "RecomputeScoresFunction": "recompute_scores",
+    "AssembleFeedFunction": "assemble_feed",
+}
+API_ROUTES = {("POST", "/v1/events"), ("GET", "/v1/users/{user_id}/feed")}
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def _output(proc: subprocess.CompletedProcess) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+
+def _functions(template: dict) -> dict[str, dict]:
+    return {
+        name: resource.get("Properties", {})
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def _effective(template: dict, props: dict, key: str):
+    """A function property after SAM's Globals are applied (scalars: the function's value wins)."""
+    return props.get(key, template.get("Globals", {}).get("Function", {}).get(key))
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _policy_statements(template: dict):
+    """(where, statement) for every inline IAM statement: SAM function policies and IAM resources."""
+    for name, props in _functions(template).items():
+        for policy in props.get("Policies", []):
+            if isinstance(policy, dict) and "Statement" in policy:
+                for statement in _as_list(policy["Statement"]):
+                    yield name, statement
+    for name, resource in template["Resources"].items():
+        if resource["Type"].startswith("AWS::IAM::"):
+            props = resource.get("Properties", {})
+            documents = [props.get("PolicyDocument")] + [
+                p.get("PolicyDocument") for p in props.get("Policies", [])
+            ]
+            for document in filter(None, documents):
+                for statement in _as_list(document.get("Statement", [])):
+                    yield name, statement
+
+
+def test_cfn_lint_passes():
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    assert cfn_lint.is_file(), f"cfn-lint is not installed next to {sys.executable}: run `make install`"
+    proc = _run([str(cfn_lint), str(TEMPLATE)])
+    assert proc.returncode == 0, _output(proc)
+
+
+def test_sam_validate_lint_passes(sam_cli):
+    proc = _run(
+        [str(sam_cli), "validate", "--lint", "--template-file", str(TEMPLATE), "--region", "us-east-1"],
+        env=sam_env(),
+    )
+    assert proc.returncode == 0, _output(proc)
+
+
+def test_the_three_functions_exist(template):
+    assert set(_functions(template)) == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_runs_python312_with_the_layer(template, name):
+    props = _functions(template)[name]
+    assert _effective(template, props, "Runtime") == "python3.12"
+    # SAM concatenates list-valued Globals with the function's own list.
+    layers = template["Globals"]["Function"].get("Layers", []) + props.get("Layers", [])
+    assert LAYER in layers
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_handler_points_to_an_existing_file(template, name):
+    props = _functions(template)[name]
+    code_uri = _effective(template, props, "CodeUri")
+    assert Path(code_uri) == Path("functions", FUNCTIONS[name])
+    module, _, function = _effective(template, props, "Handler").rpartition(".")
+    assert module and function
+    handler_file = REPO_ROOT / code_uri / (module.replace(".", "/") + ".py")
+    assert handler_file.is_file(), f"{name}: handler file {handler_file.relative_to(REPO_ROOT)} is missing"
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_names_its_service_and_reads_only_the_db_secret(template, name):
+    props = _functions(template)[name]
+    assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == FUNCTIONS[name]
+    statements = [s for where, s in _policy_statements(template) if where == name]
+    assert {
+        "Sid": "ReadDatabaseSecret",
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": {"Ref": "DatabaseSecretArn"},
+    } in statements
+
+
+def test_no_policy_statement_has_a_wildcard_action(template):
+    statements = list(_policy_statements(template))
+    assert statements, "no inline IAM statements found: the checker is looking in the wrong place"
+    for where, statement in statements:
+        for action in _as_list(statement.get("Action", [])):
+            assert action != "*" and not action.endswith(":*"), f"{where}: wildcard action {action!r}"
+        assert "NotAction" not in statement, f"{where}: NotAction grants everything else"
+
+
+def test_global_environment_points_at_the_secret_not_credentials(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["DB_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
+    assert variables["DB_STATEMENT_TIMEOUT_MS"] == {"Ref": "DbStatementTimeoutMs"}
+    assert not {"DB_PASSWORD", "DB_USER", "DATABASE_URL"} & set(variables)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_has_a_log_group_with_retention(template, name):
+    groups = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Logs::LogGroup"
+        and r["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{name}}}"}
+    ]
+    assert len(groups) == 1, f"{name}: expected one /aws/lambda log group, found {len(groups)}"
+    assert groups[0]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_recompute_runs_on_an_eventbridge_scheduler_schedule(template):
+    events = _functions(template)["RecomputeScoresFunction"]["Events"]
+    schedules = [e["Properties"] for e in events.values() if e["Type"] == "ScheduleV2"]
+    assert len(schedules) == 1
+    schedule = schedules[0]
+    assert schedule["ScheduleExpression"] == {"Ref": "RecomputeSchedule"}
+    assert schedule["Input"] == '{"mode": "incremental"}'
+    assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert schedule["DeadLetterConfig"]["Type"] == "SQS"
+
+
+def test_api_routes_are_exactly_the_public_ones(template):
+    routes = set()
+    for name, props in _functions(template).items():
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "Api":
+                assert event["Properties"]["RestApiId"] == {"Ref": "FeedApi"}, name
+                routes.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
+    assert routes == API_ROUTES
+
+
+def test_api_is_traced_and_throttled(template):
+    api = template["Resources"]["FeedApi"]["Properties"]
+    assert api["TracingEnabled"] is True
+    (settings,) = api["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
+    assert settings["MetricsEnabled"] is True
+
+
+def test_layer_is_built_by_sam_with_python312(template):
+    layer = template["Resources"]["FeedCoreLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert Path(layer["Properties"]["ContentUri"]) == Path("layers/feedcore")
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert (REPO_ROOT / "layers/feedcore/requirements.txt").is_file()
+
+
+def test_outputs(template):
+    assert {
+        "ApiUrl",
+        "IngestEventsFunctionArn",
+        "AssembleFeedFunctionArn",
+        "RecomputeScoresFunctionArn",
+        "FeedCoreLayerArn",
+    } <= set(template["Outputs"])
