@@ -1,0 +1,127 @@
+"""The README's quickstart, end to end: `feedctl demo` serves over HTTP; the printed calls work."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+FEEDCTL = str(Path(sys.executable).parent / "feedctl")
+STARTUP_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def e2e_database(database_url: str) -> Iterator[str]:
+    """A database of its own, so the other tests' cleanup cannot touch the server's data."""
+    name = f"feed_e2e_{uuid.uuid4().hex[:8]}"
+    admin_url = make_conninfo(database_url, dbname="postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield make_conninfo(database_url, dbname=name)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def demo(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """`feedctl demo` running; yields its base URL and everything it printed before serving."""
+    port = free_port()
+    env = os.environ | {"DATABASE_URL": e2e_database}
+    log = tmp_path_factory.mktemp("demo") / "demo.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [FEEDCTL, "demo", "--users", "40", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            assert server.poll() is None, f"feedctl demo exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"feedctl demo did not serve in time:\n{log.read_text()}"
+            try:
+                httpx.get(f"{base_url}/docs", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield base_url, log.read_text()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def printed_commands(output: str) -> list[str]:
+    """The shell commands the demo printed (continuation lines joined)."""
+    joined = output.replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.strip().startswith(("curl ", ".venv/bin/feedctl"))]
+
+
+def run_curl(command: str) -> dict:
+    """Run a printed curl command as a user would (curl must exist; it does on these machines)."""
+    result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(result.stdout)
+
+
+def section_items(feed: dict) -> dict[str, list[str]]:
+    return {s["id"]: [i["item_id"] for i in s["items"]] for s in feed["sections"]}
+
+
+def test_printed_feed_call_returns_both_sections(demo: tuple[str, str]) -> None:
+    _, output = demo
+    commands = printed_commands(output)
+    feed = run_curl(commands[0])
+
+    sections = section_items(feed)
+    assert list(sections) == ["buy_again", "trending"]
+    assert sections["buy_again"] and sections["trending"]
+    assert all(item["reason"] and item["price"] > 0 for s in feed["sections"] for item in s["items"])
+
+
+def test_printed_purchase_then_recompute_shows_it_in_buy_again(demo: tuple[str, str], e2e_database: str) -> None:
+    _, output = demo
+    _, post, recompute, new_user_feed = printed_commands(output)
+    item_id = re.search(r'"item_id": "([^"]+)"', post).group(1)
+
+    assert run_curl(post) == {"received": 1, "accepted": 1, "duplicates": 0}
+    assert run_curl(post) == {"received": 1, "accepted": 0, "duplicates": 1}  # the same batch again
+    subprocess.run(
+        [FEEDCTL, *shlex.split(recompute)[1:]], env=os.environ | {"DATABASE_URL": e2e_database}, check=True,
+        capture_output=True, timeout=120,
+    )
+    assert section_items(run_curl(new_user_feed))["buy_again"] == [item_id]
+
+
+def test_bad_requests_get_problem_json_over_http(demo: tuple[str, str]) -> None:
+    base_url, _ = demo
+    malformed = httpx.post(f"{base_url}/v1/events", content=b'{"events": [', headers={"content-type": "application/json"})
+    missing_store = httpx.get(f"{base_url}/v1/users/user-1/feed")
+    no_route = httpx.get(f"{base_url}/v2/anything")
+
+    assert (malformed.status_code, malformed.headers["content-type"]) == (400, "application/problem+json")
+    assert missing_store.status_code == 422
+    assert missing_store.json()["errors"][0]["field"] == "store_id"
+    assert no_route.status_code == 404
+
+
+def test_openapi_document_lists_the_routes(demo: tuple[str, str]) -> None:
+    base_url, _ = demo
+    document = httpx.get(f"{base_url}/docs", params={"format": "json"}).json()
+    assert {"/v1/events", "/v1/users/{user_id}/feed"} <= set(document["paths"])

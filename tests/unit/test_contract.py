@@ -1,0 +1,50 @@
+"""The event contract and the scheduler's input."""
+
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from feedcore.api.models import EventBatch, FeedItem
+from feedcore.ingestion.service import first_occurrences
+from feedcore.scoring.trigger import recompute_request_from_event
+from tests.aws_events import eventbridge_scheduled_event
+
+
+def click(event_id: str) -> dict:
+    return {"event_id": event_id, "type": "click", "user_id": "u", "store_id": "s", "item_id": "i",
+            "occurred_at": "2026-11-26T10:00:00Z"}
+
+
+def test_first_occurrences_keeps_order_and_drops_repeats():
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    events = EventBatch.model_validate({"events": [click(a), click(b), click(a)]}).events
+    assert [str(e.event_id) for e in first_occurrences(events)] == [a, b]
+
+
+def test_unknown_fields_are_rejected():
+    with pytest.raises(ValidationError) as error:
+        EventBatch.model_validate({"events": [click(str(uuid.uuid4())) | {"colour": "red"}]})
+    assert error.value.errors()[0]["loc"][-1] == "colour"
+
+
+def test_money_is_a_json_number_with_cents():
+    item = FeedItem(item_id="a", name="A", brand=None, department="d", aisle="a", price="3.10", score=1.0,
+                    reason="r")
+    assert item.model_dump(mode="json")["price"] == 3.1
+    with pytest.raises(ValidationError):
+        FeedItem(item_id="a", name="A", brand=None, department="d", aisle="a", price="3.105", score=1, reason="r")
+
+
+def test_scheduler_input_and_eventbridge_rule_event_give_the_same_request():
+    assert recompute_request_from_event({}).mode == "full"
+    assert recompute_request_from_event({"mode": "full"}).mode == "full"
+    assert recompute_request_from_event(eventbridge_scheduled_event()).mode == "full"
+    assert recompute_request_from_event(eventbridge_scheduled_event({"mode": "full"})).mode == "full"
+
+
+@pytest.mark.parametrize("event", [{"mode": "nonsense"}, {"unexpected": 1},
+                                   eventbridge_scheduled_event({"mode": "nonsense"})])
+def test_malformed_scheduler_input_is_rejected(event):
+    with pytest.raises(ValidationError):
+        recompute_request_from_event(event)
