@@ -51,6 +51,7 @@ test-fast: install  ## unit and integration tests only
 
 lint: install  ## ruff and cfn-lint
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
 
 build: tools  ## sam build (the layer is built with the Python 3.12 interpreter)

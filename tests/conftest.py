@@ -26,16 +26,19 @@ from feedlocal.embedded import MIGRATIONS_DIR, embedded_server  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_TABLES = (
-    "purchase_lines, events, user_item_affinity, item_popularity, score_runs, "
-    "store_availability, items, stores, users"
+    "purchase_lines, events, user_item_affinity, item_popularity, score_runs, store_availability, items, stores, users"
 )
 
 
 def use_database(url: str) -> None:
     """Point feedcore at `url`: its settings are cached per process, and so is its connection."""
     os.environ["DATABASE_URL"] = url
-    for cached in (settings.database_settings, settings.scoring_settings, settings.feed_settings,
-                   settings.ingest_settings):
+    for cached in (
+        settings.database_settings,
+        settings.scoring_settings,
+        settings.feed_settings,
+        settings.ingest_settings,
+    ):
         cached.cache_clear()
     reset_cached_connection()
 

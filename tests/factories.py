@@ -17,20 +17,64 @@ OTHER_STORE = "store-b"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 ITEMS = [
-    CatalogItem(item_id="milk", name="Whole Milk 1 gal", department="Dairy & Eggs", aisle="Milk",
-                brand="Dairy Farm", price=Decimal("3.49")),
-    CatalogItem(item_id="eggs", name="Large Eggs 12 ct", department="Dairy & Eggs", aisle="Eggs",
-                brand="Happy Hen", price=Decimal("4.29")),
-    CatalogItem(item_id="coffee", name="Ground Coffee 12 oz", department="Breakfast", aisle="Coffee",
-                brand="Roastery", price=Decimal("8.99")),
-    CatalogItem(item_id="bananas", name="Bananas 1 lb", department="Produce", aisle="Fresh Fruit",
-                brand=None, price=Decimal("0.59")),
-    CatalogItem(item_id="wine", name="Cabernet Sauvignon 750 ml", department="Beer & Wine", aisle="Red Wine",
-                brand="Valley", price=Decimal("12.99"), tags=["alcohol"]),
-    CatalogItem(item_id="discontinued", name="Old Cereal", department="Breakfast", aisle="Cereal",
-                brand="Gone", price=Decimal("2.99"), active=False),
-    CatalogItem(item_id="only-b", name="Sourdough Loaf", department="Bakery", aisle="Bread",
-                brand="Bakehouse", price=Decimal("5.49")),
+    CatalogItem(
+        item_id="milk",
+        name="Whole Milk 1 gal",
+        department="Dairy & Eggs",
+        aisle="Milk",
+        brand="Dairy Farm",
+        price=Decimal("3.49"),
+    ),
+    CatalogItem(
+        item_id="eggs",
+        name="Large Eggs 12 ct",
+        department="Dairy & Eggs",
+        aisle="Eggs",
+        brand="Happy Hen",
+        price=Decimal("4.29"),
+    ),
+    CatalogItem(
+        item_id="coffee",
+        name="Ground Coffee 12 oz",
+        department="Breakfast",
+        aisle="Coffee",
+        brand="Roastery",
+        price=Decimal("8.99"),
+    ),
+    CatalogItem(
+        item_id="bananas",
+        name="Bananas 1 lb",
+        department="Produce",
+        aisle="Fresh Fruit",
+        brand=None,
+        price=Decimal("0.59"),
+    ),
+    CatalogItem(
+        item_id="wine",
+        name="Cabernet Sauvignon 750 ml",
+        department="Beer & Wine",
+        aisle="Red Wine",
+        brand="Valley",
+        price=Decimal("12.99"),
+        tags=["alcohol"],
+    ),
+    CatalogItem(
+        item_id="discontinued",
+        name="Old Cereal",
+        department="Breakfast",
+        aisle="Cereal",
+        brand="Gone",
+        price=Decimal("2.99"),
+        active=False,
+    ),
+    CatalogItem(
+        item_id="only-b",
+        name="Sourdough Loaf",
+        department="Bakery",
+        aisle="Bread",
+        brand="Bakehouse",
+        price=Decimal("5.49"),
+    ),
 ]
 
 
@@ -39,15 +83,20 @@ def create_catalog(conn: psycopg.Connection) -> None:
     catalog_db.upsert_stores(conn, [Store(store_id=STORE, name="Store A"), Store(store_id=OTHER_STORE, name="B")])
     catalog_db.upsert_items(conn, ITEMS)
     availability = [
-        StoreAvailability(store_id=STORE, item_id=item.item_id, available=item.item_id != "only-b",
-                          price=Decimal("3.19") if item.item_id == "milk" else None)
+        StoreAvailability(
+            store_id=STORE,
+            item_id=item.item_id,
+            available=item.item_id != "only-b",
+            price=Decimal("3.19") if item.item_id == "milk" else None,
+        )
         for item in ITEMS
     ] + [StoreAvailability(store_id=OTHER_STORE, item_id=item.item_id) for item in ITEMS]
     catalog_db.upsert_availability(conn, availability)
 
 
-def event(event_type: str, user_id: str = "user-1", *, store_id: str = STORE, at: datetime | None = None,
-          **fields: Any) -> dict[str, Any]:
+def event(
+    event_type: str, user_id: str = "user-1", *, store_id: str = STORE, at: datetime | None = None, **fields: Any
+) -> dict[str, Any]:
     """An event as a client sends it."""
     return {
         "event_id": str(uuid.uuid4()),

@@ -103,15 +103,20 @@ def test_printed_purchase_then_recompute_shows_it_in_buy_again(demo: tuple[str, 
     assert run_curl(post) == {"received": 1, "accepted": 1, "duplicates": 0}
     assert run_curl(post) == {"received": 1, "accepted": 0, "duplicates": 1}  # the same batch again
     subprocess.run(
-        [FEEDCTL, *shlex.split(recompute)[1:]], env=os.environ | {"DATABASE_URL": e2e_database}, check=True,
-        capture_output=True, timeout=120,
+        [FEEDCTL, *shlex.split(recompute)[1:]],
+        env=os.environ | {"DATABASE_URL": e2e_database},
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     assert section_items(run_curl(new_user_feed))["buy_again"] == [item_id]
 
 
 def test_bad_requests_get_problem_json_over_http(demo: tuple[str, str]) -> None:
     base_url, _ = demo
-    malformed = httpx.post(f"{base_url}/v1/events", content=b'{"events": [', headers={"content-type": "application/json"})
+    malformed = httpx.post(
+        f"{base_url}/v1/events", content=b'{"events": [', headers={"content-type": "application/json"}
+    )
     missing_store = httpx.get(f"{base_url}/v1/users/user-1/feed")
     no_route = httpx.get(f"{base_url}/v2/anything")
 

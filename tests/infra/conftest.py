@@ -1,54 +1,16 @@
-"""Shared helpers for the infrastructure tests: where the repo, the template and the SAM CLI are."""
-
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from cfnlint.decode import decode_str
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO_ROOT / "template.yaml"
-
-
-def python312_dir() -> Path | None:
-    """The bin dir of a real Python 3.12 (what Lambda runs), which `sam build` looks up on PATH."""
-    try:
-        root = subprocess.run(
-            ["pyenv", "root"], capture_output=True, text=True, check=True, timeout=30
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        root = ""
-    if root:
-        found = sorted(Path(root, "versions").glob("3.12*/bin/python3.12"))
-        if found:
-            return found[-1].parent
-    # A pyenv shim named python3.12 exists even when 3.12 is not the selected version, and then fails.
-    which = shutil.which("python3.12")
-    if which and "/shims/" not in which:
-        return Path(which).parent
-    return None
-
-
-def sam_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    env["SAM_CLI_TELEMETRY"] = "0"
-    py312 = python312_dir()
-    if py312 is not None:
-        env["PATH"] = f"{py312}{os.pathsep}{env.get('PATH', '')}"
-    return env
+from .support import TEMPLATE, require_sam_cli
 
 
 @pytest.fixture(scope="session")
 def sam_cli() -> Path:
-    sam = Path(os.environ.get("SAM_CLI") or REPO_ROOT / ".tools" / "bin" / "sam")
-    if not sam.is_file():
-        pytest.fail(f"SAM CLI not found at {sam}: run `make tools` (or set SAM_CLI to a sam binary)")
-    return sam
+    return require_sam_cli()
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT, TEMPLATE, sam_env
+from feedcore.scoring.trigger import recompute_request_from_event
+
+from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, run, sam_env
 
 LAYER = {"Ref": "FeedCoreLayer"}
 # Logical id -> the folder under functions/ (also the function's POWERTOOLS_SERVICE_NAME).
@@ -18,14 +20,6 @@ FUNCTIONS = {
     "AssembleFeedFunction": "assemble_feed",
 }
 API_ROUTES = {("POST", "/v1/events"), ("GET", "/v1/users/{user_id}/feed")}
-
-
-def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, **kwargs)
-
-
-def _output(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
 
 
 def _functions(template: dict) -> dict[str, dict]:
@@ -55,9 +49,7 @@ def _policy_statements(template: dict):
     for name, resource in template["Resources"].items():
         if resource["Type"].startswith("AWS::IAM::"):
             props = resource.get("Properties", {})
-            documents = [props.get("PolicyDocument")] + [
-                p.get("PolicyDocument") for p in props.get("Policies", [])
-            ]
+            documents = [props.get("PolicyDocument")] + [p.get("PolicyDocument") for p in props.get("Policies", [])]
             for document in filter(None, documents):
                 for statement in _as_list(document.get("Statement", [])):
                     yield name, statement
@@ -66,16 +58,24 @@ def _policy_statements(template: dict):
 def test_cfn_lint_passes():
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
     assert cfn_lint.is_file(), f"cfn-lint is not installed next to {sys.executable}: run `make install`"
-    proc = _run([str(cfn_lint), str(TEMPLATE)])
-    assert proc.returncode == 0, _output(proc)
+    proc = run([str(cfn_lint), str(TEMPLATE)])
+    assert proc.returncode == 0, describe(proc)
 
 
-def test_sam_validate_lint_passes(sam_cli):
-    proc = _run(
-        [str(sam_cli), "validate", "--lint", "--template-file", str(TEMPLATE), "--region", "us-east-1"],
+def test_sam_validate_lint_passes():
+    proc = run(
+        [
+            str(require_sam_cli()),
+            "validate",
+            "--lint",
+            "--template-file",
+            str(TEMPLATE),
+            "--region",
+            "us-east-1",
+        ],
         env=sam_env(),
     )
-    assert proc.returncode == 0, _output(proc)
+    assert proc.returncode == 0, describe(proc)
 
 
 def test_the_three_functions_exist(template):
@@ -149,7 +149,8 @@ def test_recompute_runs_on_an_eventbridge_scheduler_schedule(template):
     assert len(schedules) == 1
     schedule = schedules[0]
     assert schedule["ScheduleExpression"] == {"Ref": "RecomputeSchedule"}
-    assert schedule["Input"] == '{"mode": "incremental"}'
+    # The handler must accept what the schedule sends.
+    recompute_request_from_event(json.loads(schedule["Input"]))
     assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
     assert schedule["DeadLetterConfig"]["Type"] == "SQS"
 

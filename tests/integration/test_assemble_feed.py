@@ -84,8 +84,12 @@ def test_feed_shows_only_active_items_the_store_sells(shopping_history: None) ->
 
 def test_hidden_item_leaves_every_section(shopping_history: None) -> None:
     with transaction() as conn:
-        store_events(conn, EventBatch.model_validate({"events": [
-            event("hide", "user-1", item_id="milk"), event("hide", "user-1", item_id="eggs")]}).events)
+        store_events(
+            conn,
+            EventBatch.model_validate(
+                {"events": [event("hide", "user-1", item_id="milk"), event("hide", "user-1", item_id="eggs")]}
+            ).events,
+        )
     recompute_scores(RecomputeRequest())
 
     _, _, feed = get_feed("user-1", {"store_id": STORE})
@@ -110,8 +114,12 @@ def test_limit_caps_each_section(shopping_history: None) -> None:
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [(None, "store_id"), ({"store_id": "bad store!"}, "store_id"), ({"store_id": STORE, "limit": "0"}, "limit"),
-     ({"store_id": STORE, "limit": "many"}, "limit")],
+    [
+        (None, "store_id"),
+        ({"store_id": "bad store!"}, "store_id"),
+        ({"store_id": STORE, "limit": "0"}, "limit"),
+        ({"store_id": STORE, "limit": "many"}, "limit"),
+    ],
     ids=["missing-store", "invalid-store", "limit-zero", "limit-not-a-number"],
 )
 def test_bad_query_gets_problem_json_naming_the_parameter(db: psycopg.Connection, query, field) -> None:

@@ -43,7 +43,10 @@ def test_batch_is_stored_with_purchase_lines_and_users(db: psycopg.Connection) -
     lines = db.execute("SELECT item_id, quantity FROM purchase_lines ORDER BY line_no").fetchall()
     assert lines == [("milk", 1), ("eggs", 1)]
     assert db.execute("SELECT feed_id, section, position FROM events WHERE event_type = 'click'").fetchone() == (
-        "f1", "trending", 3)
+        "f1",
+        "trending",
+        3,
+    )
     assert {row[0] for row in db.execute("SELECT user_id FROM users")} == {"user-1", "user-2"}
 
 
@@ -75,20 +78,40 @@ def test_event_repeated_inside_one_batch_is_stored_once(db: psycopg.Connection) 
         ('{"events": [', 400, "body"),
         ("not json at all", 400, "body"),
         (json.dumps({"events": [event("teleport", item_id="milk")]}), 422, "events[0].type"),
-        (json.dumps({"events": [{k: v for k, v in event("click", item_id="milk").items() if k != "user_id"}]}),
-         422, "events[0].user_id"),
+        (
+            json.dumps({"events": [{k: v for k, v in event("click", item_id="milk").items() if k != "user_id"}]}),
+            422,
+            "events[0].user_id",
+        ),
         (json.dumps({"events": [event("click", item_id=42)]}), 422, "events[0].item_id"),
-        (json.dumps({"events": [purchase(items=("milk",)) | {"items": [{"item_id": "milk", "quantity": -1}]}]}),
-         422, "events[0].items[0].quantity"),
-        (json.dumps({"events": [event("click", item_id="milk", occurred_at="2026-11-26T10:00:00")]}),
-         422, "events[0].occurred_at"),
+        (
+            json.dumps({"events": [purchase(items=("milk",)) | {"items": [{"item_id": "milk", "quantity": -1}]}]}),
+            422,
+            "events[0].items[0].quantity",
+        ),
+        (
+            json.dumps({"events": [event("click", item_id="milk", occurred_at="2026-11-26T10:00:00")]}),
+            422,
+            "events[0].occurred_at",
+        ),
         (json.dumps({"events": [event("click", item_id="x" * 10_000)]}), 422, "events[0].item_id"),
         (json.dumps({"events": []}), 422, "events"),
         (json.dumps({"events": "everything"}), 422, "events"),
         (json.dumps({"wrong": []}), 422, "events"),
     ],
-    ids=["truncated-json", "not-json", "unknown-type", "missing-user", "wrong-type", "negative-quantity",
-         "naive-timestamp", "huge-string", "empty-batch", "events-not-a-list", "missing-events"],
+    ids=[
+        "truncated-json",
+        "not-json",
+        "unknown-type",
+        "missing-user",
+        "wrong-type",
+        "negative-quantity",
+        "naive-timestamp",
+        "huge-string",
+        "empty-batch",
+        "events-not-a-list",
+        "missing-events",
+    ],
 )
 def test_bad_input_gets_problem_json_naming_the_field(
     db: psycopg.Connection, raw_body: str, status: int, field: str

@@ -49,4 +49,3 @@ def test_an_edited_migration_is_refused(empty_database: str, tmp_path: Path) -> 
         (tmp_path / "0001_first.sql").write_text("CREATE TABLE t (a int, b int);")
         with pytest.raises(RuntimeError, match="changed after it was applied"):
             migrate(conn, tmp_path)
-

@@ -8,13 +8,13 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
+from feedcore.api.models import EventBatch
 from feedcore.db.connection import transaction
 from feedcore.db.events import store_events
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY
-from feedcore.api.models import EventBatch
 from tests.aws_events import LambdaContext, eventbridge_scheduled_event
 from tests.conftest import load_function
-from tests.factories import NOW, STORE, OTHER_STORE, create_catalog, event, purchase
+from tests.factories import NOW, OTHER_STORE, STORE, create_catalog, event, purchase
 
 recompute = load_function("recompute_scores")
 

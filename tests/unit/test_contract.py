@@ -12,8 +12,14 @@ from tests.aws_events import eventbridge_scheduled_event
 
 
 def click(event_id: str) -> dict:
-    return {"event_id": event_id, "type": "click", "user_id": "u", "store_id": "s", "item_id": "i",
-            "occurred_at": "2026-11-26T10:00:00Z"}
+    return {
+        "event_id": event_id,
+        "type": "click",
+        "user_id": "u",
+        "store_id": "s",
+        "item_id": "i",
+        "occurred_at": "2026-11-26T10:00:00Z",
+    }
 
 
 def test_first_occurrences_keeps_order_and_drops_repeats():
@@ -29,8 +35,7 @@ def test_unknown_fields_are_rejected():
 
 
 def test_money_is_a_json_number_with_cents():
-    item = FeedItem(item_id="a", name="A", brand=None, department="d", aisle="a", price="3.10", score=1.0,
-                    reason="r")
+    item = FeedItem(item_id="a", name="A", brand=None, department="d", aisle="a", price="3.10", score=1.0, reason="r")
     assert item.model_dump(mode="json")["price"] == 3.1
     with pytest.raises(ValidationError):
         FeedItem(item_id="a", name="A", brand=None, department="d", aisle="a", price="3.105", score=1, reason="r")
@@ -43,8 +48,9 @@ def test_scheduler_input_and_eventbridge_rule_event_give_the_same_request():
     assert recompute_request_from_event(eventbridge_scheduled_event({"mode": "full"})).mode == "full"
 
 
-@pytest.mark.parametrize("event", [{"mode": "nonsense"}, {"unexpected": 1},
-                                   eventbridge_scheduled_event({"mode": "nonsense"})])
+@pytest.mark.parametrize(
+    "event", [{"mode": "nonsense"}, {"unexpected": 1}, eventbridge_scheduled_event({"mode": "nonsense"})]
+)
 def test_malformed_scheduler_input_is_rejected(event):
     with pytest.raises(ValidationError):
         recompute_request_from_event(event)

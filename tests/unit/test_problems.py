@@ -21,8 +21,9 @@ def test_field_path(loc, expected):
 
 
 def test_unknown_event_type_names_the_type_field():
-    errors = validation_errors([{"loc": ("body", "events", 3), "msg": "Input tag 'x' ...",
-                                 "type": "union_tag_invalid"}])
+    errors = validation_errors(
+        [{"loc": ("body", "events", 3), "msg": "Input tag 'x' ...", "type": "union_tag_invalid"}]
+    )
     assert errors == [{"field": "events[3].type", "message": "Input tag 'x' ...", "type": "union_tag_invalid"}]
 
 

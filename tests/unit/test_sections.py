@@ -9,9 +9,16 @@ from feedcore.feed.sections import SECTIONS, buy_again_reason, select_sections
 
 def candidate(source: str, item_id: str, score: float, purchases: int | None = None) -> FeedCandidate:
     return FeedCandidate(
-        source=source, item_id=item_id, score=score, purchase_count=purchases,
+        source=source,
+        item_id=item_id,
+        score=score,
+        purchase_count=purchases,
         last_purchased_at=datetime(2026, 11, 20, tzinfo=UTC) if purchases else None,
-        name=item_id.title(), brand=None, department="Dept", aisle="Aisle", price=Decimal("1.00"),
+        name=item_id.title(),
+        brand=None,
+        department="Dept",
+        aisle="Aisle",
+        price=Decimal("1.00"),
     )
 
 
@@ -21,9 +28,14 @@ def ids(sections) -> dict[str, list[str]]:
 
 def test_sections_in_declared_order_ranked_by_score():
     got = select_sections(
-        [candidate("trending", "b", 1.0), candidate("buy_again", "x", 2.0, 3), candidate("trending", "a", 5.0),
-         candidate("buy_again", "y", 9.0, 1)],
-        SECTIONS, size=10,
+        [
+            candidate("trending", "b", 1.0),
+            candidate("buy_again", "x", 2.0, 3),
+            candidate("trending", "a", 5.0),
+            candidate("buy_again", "y", 9.0, 1),
+        ],
+        SECTIONS,
+        size=10,
     )
     assert ids(got) == {"buy_again": ["y", "x"], "trending": ["a", "b"]}
     assert [s.id for s in got] == ["buy_again", "trending"]
@@ -32,7 +44,8 @@ def test_sections_in_declared_order_ranked_by_score():
 def test_an_item_appears_once_per_page_in_the_earlier_section():
     got = select_sections(
         [candidate("buy_again", "milk", 1.0, 2), candidate("trending", "milk", 9.0), candidate("trending", "eggs", 1)],
-        SECTIONS, size=10,
+        SECTIONS,
+        size=10,
     )
     assert ids(got) == {"buy_again": ["milk"], "trending": ["eggs"]}
 

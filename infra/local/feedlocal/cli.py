@@ -131,9 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed_options(seed)
     seed.set_defaults(func=cmd_seed)
 
-    commands.add_parser("recompute", help="run the scheduled score recomputation once").set_defaults(
-        func=cmd_recompute
-    )
+    commands.add_parser("recompute", help="run the scheduled score recomputation once").set_defaults(func=cmd_recompute)
 
     serve = commands.add_parser("serve", help="serve the API on localhost")
     add_serve_options(serve)

@@ -7,4 +7,5 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 
 logger = Logger()
 tracer = Tracer()
+# The CloudWatch namespace of every metric the service emits.
 metrics = Metrics(namespace="FeedAssembly")

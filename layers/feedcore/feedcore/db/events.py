@@ -53,9 +53,21 @@ def store_events(conn: psycopg.Connection, events: Sequence[Event]) -> int:
     params: dict[str, list] = {
         key: []
         for key in (
-            "event_id", "event_type", "user_id", "store_id", "occurred_at", "item_id", "order_id",
-            "feed_id", "section", "position",
-            "line_event_id", "line_no", "line_item_id", "line_quantity", "line_unit_price",
+            "event_id",
+            "event_type",
+            "user_id",
+            "store_id",
+            "occurred_at",
+            "item_id",
+            "order_id",
+            "feed_id",
+            "section",
+            "position",
+            "line_event_id",
+            "line_no",
+            "line_item_id",
+            "line_quantity",
+            "line_unit_price",
         )
     }
     for event in events:

@@ -53,8 +53,7 @@ def migrate(conn: psycopg.Connection, directory: Path) -> list[str]:
             """
         )
         applied = {
-            version: checksum
-            for version, checksum in conn.execute("SELECT version, checksum FROM schema_migrations")
+            version: checksum for version, checksum in conn.execute("SELECT version, checksum FROM schema_migrations")
         }
         for migration in load_migrations(directory):
             if migration.version in applied:

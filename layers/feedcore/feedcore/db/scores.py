@@ -82,9 +82,7 @@ def rebuild_scores(conn: psycopg.Connection, settings: ScoringSettings, now: dat
         "popularity_half_life_s": settings.popularity_half_life_days * 86_400,
         "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
     }
-    conn.execute(
-        "SELECT set_config('statement_timeout', %s, true)", (str(settings.recompute_statement_timeout_ms),)
-    )
+    conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(settings.recompute_statement_timeout_ms),))
     events_scored = conn.execute("SELECT count(*) FROM events WHERE occurred_at <= %(now)s", params).fetchone()[0]
     conn.execute("DELETE FROM item_popularity")
     popularity_rows = conn.execute(_REBUILD_POPULARITY, params).rowcount

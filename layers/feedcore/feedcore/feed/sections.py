@@ -38,9 +38,7 @@ SECTIONS: tuple[SectionSpec, ...] = (
 )
 
 
-def select_sections(
-    candidates: Iterable[FeedCandidate], specs: Sequence[SectionSpec], size: int
-) -> list[FeedSection]:
+def select_sections(candidates: Iterable[FeedCandidate], specs: Sequence[SectionSpec], size: int) -> list[FeedSection]:
     """Fill each section with its source's best `size` candidates, never showing an item twice on a page.
 
     `candidates` may come in any order; within a source, higher scores go first (ties by item_id).

@@ -35,9 +35,7 @@ def ingest_batch(batch: EventBatch) -> IngestResult:
     unique = first_occurrences(batch.events)
     with transaction() as conn:
         accepted = events_db.store_events(conn, unique)
-    result = IngestResult(
-        received=len(batch.events), accepted=accepted, duplicates=len(batch.events) - accepted
-    )
+    result = IngestResult(received=len(batch.events), accepted=accepted, duplicates=len(batch.events) - accepted)
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
     metrics.add_metric(name="IngestBatchLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - started) * 1000)

@@ -1,0 +1,52 @@
+"""`sam build` of the whole stack (about 25 s here): the layer gets Lambda-compatible wheels."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .support import TEMPLATE, describe, python312_dir, run, sam_env
+
+FUNCTIONS = ["IngestEventsFunction", "RecomputeScoresFunction", "AssembleFeedFunction"]
+
+
+@pytest.fixture(scope="module")
+def build_dir(sam_cli, tmp_path_factory) -> Iterator[Path]:
+    assert python312_dir() is not None, "sam build needs a Python 3.12 interpreter (pyenv install 3.12)"
+    tmp = tmp_path_factory.mktemp("sam")
+    # A fresh build outside the repo: no stale cache hides a broken requirements.txt, no .aws-sam left.
+    proc = run(
+        [
+            str(sam_cli),
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--build-dir",
+            str(tmp / "build"),
+            "--cache-dir",
+            str(tmp / "cache"),
+            "--no-cached",
+        ],
+        timeout=600,
+        env=sam_env(),
+    )
+    assert proc.returncode == 0, describe(proc)
+    yield tmp / "build"
+    shutil.rmtree(tmp, ignore_errors=True)  # ~60 MB of wheels; pytest would keep three runs of them
+
+
+def test_layer_holds_feedcore_and_its_dependencies(build_dir):
+    python = build_dir / "FeedCoreLayer" / "python"
+    assert (python / "feedcore" / "__init__.py").is_file()
+    assert (python / "psycopg").is_dir()
+    # The binary wheels must be the Linux x86_64 / CPython 3.12 builds that Lambda can load.
+    assert list((python / "psycopg_binary").glob("*.so"))
+    assert list((python / "pydantic_core").glob("*cpython-312-x86_64-linux-gnu.so"))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_artifact_has_its_handler(build_dir, name):
+    assert (build_dir / name / "app.py").is_file()
