@@ -49,7 +49,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = None
     base_url = os.environ.get("DATABASE_URL")
     if not base_url:
-        server = embedded_server(tmp_path_factory.mktemp("pg") / "pgdata", keep_running=False)
+        server = embedded_server(tmp_path_factory.mktemp("pg") / "pgdata", on_exit="delete")
         base_url = server.get_uri()
     name = f"feed_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(base_url, autocommit=True) as admin:

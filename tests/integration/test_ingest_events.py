@@ -15,9 +15,13 @@ from tests.factories import event, purchase
 ingest = load_function("ingest_events")
 
 
-def post_events(body: Any = None, raw_body: str | None = None) -> tuple[int, dict[str, str], dict]:
+def post_events(
+    body: Any = None, raw_body: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], dict]:
     response = ingest.lambda_handler(
-        api_gateway_rest_event("POST", "/v1/events", resource="/v1/events", body=body, raw_body=raw_body),
+        api_gateway_rest_event(
+            "POST", "/v1/events", resource="/v1/events", body=body, raw_body=raw_body, headers=headers
+        ),
         LambdaContext(function_name="ingest_events"),
     )
     return response["statusCode"], response_headers(response), json.loads(response["body"])
@@ -122,6 +126,17 @@ def test_bad_input_gets_problem_json_naming_the_field(
     assert headers["Content-Type"] == "application/problem+json"
     assert body["status"] == status
     assert field in {error["field"] for error in body["errors"]}, body
+    assert count(db, "events") == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"])
+def test_body_that_is_not_json_gets_415(db: psycopg.Connection, content_type: str) -> None:
+    batch = json.dumps({"events": [purchase("user-1")]})
+    status, headers, body = post_events(raw_body=batch, headers={"Content-Type": content_type})
+
+    assert status == 415
+    assert headers["Content-Type"] == "application/problem+json"
+    assert body["errors"][0]["field"] == "content-type"
     assert count(db, "events") == 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import uuid
@@ -11,7 +12,10 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from feedlocal import embedded
+# Local runs log as one service; in Lambda each function sets its own name.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "feedctl")
+
+from feedlocal import embedded  # noqa: E402
 
 DEMO_NEW_USER = "user-demo"
 

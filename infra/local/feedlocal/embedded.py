@@ -7,7 +7,11 @@ The embedded server keeps its data under `.feedctl/pgdata` and keeps running bet
 from __future__ import annotations
 
 import os
+import signal
+import time
+import warnings
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 
@@ -17,12 +21,18 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 STATE_DIR = Path(os.environ.get("FEEDCTL_HOME", ".feedctl"))
 
 
-def embedded_server(pgdata: Path, *, keep_running: bool = True):
-    """Start (or reuse) an embedded PostgreSQL in `pgdata`; returns the pgserver handle."""
-    import pgserver
+def embedded_server(pgdata: Path, *, on_exit: Literal["keep", "stop", "delete"] = "keep"):
+    """Start (or reuse) an embedded PostgreSQL in `pgdata`; returns the pgserver handle.
 
+    `on_exit` says what happens when the handle is cleaned up: keep it running, stop it, or stop it and
+    delete its data."""
     pgdata.mkdir(parents=True, exist_ok=True)
-    return pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "delete")
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); pgserver then uses /tmp, which is fine.
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        return pgserver.get_server(pgdata, cleanup_mode=None if on_exit == "keep" else on_exit)
 
 
 def ensure_database_url() -> str:
@@ -34,15 +44,17 @@ def ensure_database_url() -> str:
     return url
 
 
-def stop_embedded_server() -> bool:
-    """Stop the embedded server if it runs; True when one was stopped."""
-    pgdata = STATE_DIR / "pgdata"
-    if not (pgdata / "postmaster.pid").exists():
+def stop_embedded_server(timeout_s: float = 15.0) -> bool:
+    """Stop the embedded server if it runs (a fast shutdown, data kept); True when one was stopped."""
+    pid_file = STATE_DIR / "pgdata" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+    except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
         return False
-    import pgserver
-
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    server.cleanup()
+    deadline = time.monotonic() + timeout_s
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     return True
 
 

@@ -13,17 +13,21 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
 from feedcore.api.models import EVENT_TYPES
 from feedcore.errors import BatchTooLarge, DatabaseUnavailable
 from feedcore.observability import logger
 
+JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 # Seconds a client should wait before retrying when the database is unavailable.
 RETRY_AFTER_SECONDS = 2
 # Pydantic error types that mean the body is not JSON at all.
-_MALFORMED_BODY_ERRORS = {"json_invalid", "unsupported_content_type"}
+_MALFORMED_BODY_ERRORS = {"json_invalid"}
 
 
 def problem(status: HTTPStatus, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
@@ -69,11 +73,25 @@ def validation_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     return described
 
 
+def _unsupported_media_type(app: ApiGatewayResolver) -> Response | None:
+    """A 415 when the request has a body that is not JSON (Powertools would read a form body as fields)."""
+    content_type = app.current_event.headers.get("content-type") or JSON
+    if not app.current_event.body or content_type.startswith(JSON):
+        return None
+    return problem(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        f"send the body as {JSON}, not {content_type}",
+        errors=[{"field": "content-type", "message": f"expected {JSON}", "type": "unsupported_media_type"}],
+    )
+
+
 def register_problem_handlers(app: ApiGatewayResolver) -> None:
     """Install the error-to-response mapping on a resolver (Lambda or local)."""
 
-    @app.exception_handler(RequestValidationError)
-    def _invalid_request(exc: RequestValidationError) -> Response:
+    @app.exception_handler([RequestValidationError, RequestUnsupportedContentType])
+    def _invalid_request(exc: RequestValidationError | RequestUnsupportedContentType) -> Response:
+        if not_json := _unsupported_media_type(app):
+            return not_json
         errors = validation_errors(exc.errors())
         if any(error["type"] in _MALFORMED_BODY_ERRORS for error in errors):
             return problem(HTTPStatus.BAD_REQUEST, "the request body is not valid JSON", errors=errors)
@@ -95,6 +113,9 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        # Powertools' form and multipart parsers can fail on bodies this API never accepts.
+        if not_json := _unsupported_media_type(app):
+            return not_json
         logger.exception("unexpected error")
         return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "unexpected error; it has been logged")
 

@@ -1,0 +1,57 @@
+"""In the cloud the handlers find the database through a Secrets Manager secret (RDS JSON format)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import psycopg
+import pytest
+from moto import mock_aws
+from psycopg.conninfo import conninfo_to_dict
+
+from feedcore import settings
+from feedcore.db.connection import reset_cached_connection
+from tests.aws_events import LambdaContext, api_gateway_rest_event
+from tests.conftest import load_function
+from tests.factories import purchase
+
+ingest = load_function("ingest_events")
+
+
+@pytest.fixture
+def database_secret(db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch):
+    """A moto secret holding the test database's coordinates; DATABASE_URL unset as in Lambda."""
+    parts = conninfo_to_dict(database_url)
+    with mock_aws():
+        secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="feed-assembly/database",
+            SecretString=json.dumps(
+                {
+                    "engine": "postgres",
+                    "host": parts["host"],
+                    "port": int(parts.get("port") or 5432),
+                    "username": parts.get("user") or "postgres",
+                    "password": parts.get("password") or "",
+                    "dbname": parts["dbname"],
+                }
+            ),
+        )
+        monkeypatch.delenv("DATABASE_URL")
+        monkeypatch.setenv("DB_SECRET_ARN", secret["ARN"])
+        settings.database_settings.cache_clear()
+        reset_cached_connection()
+        yield secret["ARN"]
+    settings.database_settings.cache_clear()
+    reset_cached_connection()
+
+
+def test_handler_connects_with_the_secret(database_secret: str, db: psycopg.Connection) -> None:
+    event = api_gateway_rest_event(
+        "POST", "/v1/events", resource="/v1/events", body={"events": [purchase("user-1", items=("milk",))]}
+    )
+    response = ingest.lambda_handler(event, LambdaContext(function_name="ingest_events"))
+
+    assert response["statusCode"] == 200, response["body"]
+    assert json.loads(response["body"])["accepted"] == 1
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
