@@ -6,6 +6,7 @@ import importlib.util
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -43,27 +44,38 @@ def use_database(url: str) -> None:
     reset_cached_connection()
 
 
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """An empty database on the server of `server_url`, dropped on exit; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin_url = make_conninfo(server_url, dbname="postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(server_url, dbname=name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh, migrated database for the test session, on DATABASE_URL's server or an embedded one."""
     server = None
-    base_url = os.environ.get("DATABASE_URL")
-    if not base_url:
+    server_url = os.environ.get("DATABASE_URL")
+    if not server_url:
         server = embedded_server(tmp_path_factory.mktemp("pg") / "pgdata", on_exit="delete")
-        base_url = server.get_uri()
-    name = f"feed_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(base_url, dbname=name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        migrate(conn, MIGRATIONS_DIR)
-    use_database(url)
-    yield url
-    reset_cached_connection()
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    if server is not None:
-        server.cleanup()
+        server_url = server.get_uri()
+    try:
+        with scratch_database(server_url, "feed_test") as url:
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrate(conn, MIGRATIONS_DIR)
+            use_database(url)
+            yield url
+            reset_cached_connection()
+    finally:
+        if server is not None:
+            server.cleanup()
 
 
 @pytest.fixture

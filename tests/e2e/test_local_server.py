@@ -10,14 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+
+from tests.conftest import scratch_database
 
 FEEDCTL = str(Path(sys.executable).parent / "feedctl")
 STARTUP_TIMEOUT_S = 120
@@ -32,13 +31,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def e2e_database(database_url: str) -> Iterator[str]:
     """A database of its own, so the other tests' cleanup cannot touch the server's data."""
-    name = f"feed_e2e_{uuid.uuid4().hex[:8]}"
-    admin_url = make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(database_url, dbname=name)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_database(database_url, "feed_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from feedcore.db.migrations import load_migrations, migrate
 from feedlocal.embedded import MIGRATIONS_DIR
+from tests.conftest import scratch_database
 
 
 @pytest.fixture
-def empty_database(database_url: str):
-    """A database with nothing in it, dropped afterwards."""
-    name = f"feed_migrate_{uuid.uuid4().hex[:8]}"
-    admin_url = make_conninfo(database_url, dbname="postgres")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(database_url, dbname=name)
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+def empty_database(database_url: str) -> Iterator[str]:
+    with scratch_database(database_url, "feed_migrate") as url:
+        yield url
 
 
 def run_migrate(url: str) -> list[str]:
