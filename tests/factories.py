@@ -9,8 +9,10 @@ from typing import Any
 
 import psycopg
 
-from feedcore.api.models import CatalogItem, Store, StoreAvailability
+from feedcore.api.models import CatalogItem, EventBatch, Store, StoreAvailability
 from feedcore.db import catalog as catalog_db
+from feedcore.db.connection import run
+from feedcore.db.events import store_events
 
 STORE = "store-a"
 OTHER_STORE = "store-b"
@@ -116,3 +118,9 @@ def purchase(user_id: str = "user-1", items: tuple[str, ...] = ("milk",), **kwar
         items=[{"item_id": item_id, "quantity": 1, "unit_price": 1.5} for item_id in items],
         **kwargs,
     )
+
+
+def record(*events: dict[str, Any]) -> None:
+    """Store events as given (no ingestion-time checks), e.g. to set up a history."""
+    batch = EventBatch.model_validate({"events": list(events)})
+    run(lambda conn: store_events(conn, batch.events))

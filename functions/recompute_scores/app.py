@@ -6,9 +6,14 @@ from feedcore.observability import logger, metrics, tracer
 from feedcore.scoring.service import recompute_scores
 from feedcore.scoring.trigger import recompute_request_from_event
 
+# Time kept back from the invocation's remaining time to commit, record the run and flush metrics.
+SAFETY_MARGIN_MS = 10_000
+
 
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return recompute_scores(recompute_request_from_event(event)).model_dump(mode="json")
+    request = recompute_request_from_event(event)
+    budget_ms = context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS
+    return recompute_scores(request, time_budget_ms=budget_ms).model_dump(mode="json")

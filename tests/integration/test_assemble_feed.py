@@ -8,13 +8,10 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from feedcore.api.models import EventBatch
-from feedcore.db.connection import transaction
-from feedcore.db.events import store_events
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from tests.aws_events import LambdaContext, api_gateway_rest_event, response_headers
-from tests.conftest import load_function
-from tests.factories import NOW, STORE, create_catalog, event, purchase
+from tests.conftest import load_function, use_database
+from tests.factories import NOW, STORE, create_catalog, event, purchase, record
 
 assemble = load_function("assemble_feed")
 
@@ -49,8 +46,7 @@ def shopping_history(db: psycopg.Connection) -> None:
         purchase("user-4", items=("eggs",)),
         purchase("user-5", items=("only-b", "discontinued")),
     ]
-    with transaction() as conn:
-        store_events(conn, EventBatch.model_validate({"events": history}).events)
+    record(*history)
     recompute_scores(RecomputeRequest())
 
 
@@ -83,13 +79,7 @@ def test_feed_shows_only_active_items_the_store_sells(shopping_history: None) ->
 
 
 def test_hidden_item_leaves_every_section(shopping_history: None) -> None:
-    with transaction() as conn:
-        store_events(
-            conn,
-            EventBatch.model_validate(
-                {"events": [event("hide", "user-1", item_id="milk"), event("hide", "user-1", item_id="eggs")]}
-            ).events,
-        )
+    record(event("hide", "user-1", item_id="milk"), event("hide", "user-1", item_id="eggs"))
     recompute_scores(RecomputeRequest())
 
     _, _, feed = get_feed("user-1", {"store_id": STORE})
@@ -128,3 +118,48 @@ def test_bad_query_gets_problem_json_naming_the_parameter(db: psycopg.Connection
     assert status == 422
     assert headers["Content-Type"] == "application/problem+json"
     assert field in {error["field"] for error in body["errors"]}
+
+
+def test_sections_fill_from_items_the_store_sells_even_when_top_scores_are_elsewhere(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    # user-1's recent purchases are only sold at store-b or inactive; their milk is older but sold at store-a.
+    record(
+        purchase("user-1", items=("milk",), at=NOW - timedelta(days=30)),
+        *[purchase("user-1", items=("only-b", "discontinued")) for _ in range(5)],
+    )
+    recompute_scores(RecomputeRequest())
+
+    _, _, feed = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+
+    assert sections(feed)["buy_again"] == ["milk"]
+
+
+def test_a_connection_dropped_between_calls_is_replaced_without_failing_the_call(
+    shopping_history: None, db: psycopg.Connection
+) -> None:
+    assert get_feed("user-1", {"store_id": STORE})[0] == 200
+    # The server ends the container's cached connection, as after a failover or a proxy idle timeout.
+    terminated = db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'feed-assembly'"
+    ).fetchall()
+    assert terminated == [(True,)]
+
+    status, _, feed = get_feed("user-1", {"store_id": STORE})
+
+    assert status == 200
+    assert sections(feed)["buy_again"] == ["milk", "coffee"]
+
+
+def test_a_statement_timeout_is_a_retryable_503(
+    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
+    use_database(database_url)
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE item_popularity IN ACCESS EXCLUSIVE MODE")  # held until the block ends
+        status, headers, body = get_feed("user-1", {"store_id": STORE})
+
+    assert status == 503
+    assert headers["Retry-After"] == "2"
+    assert body["status"] == 503
+    assert get_feed("user-1", {"store_id": STORE})[0] == 200

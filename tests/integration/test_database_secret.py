@@ -55,3 +55,15 @@ def test_handler_connects_with_the_secret(database_secret: str, db: psycopg.Conn
     assert response["statusCode"] == 200, response["body"]
     assert json.loads(response["body"])["accepted"] == 1
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+
+
+def test_unreadable_secret_is_a_retryable_503(database_secret: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_SECRET_ARN", database_secret.replace("feed-assembly/database", "feed-assembly/missing"))
+    settings.database_settings.cache_clear()
+    event = api_gateway_rest_event(
+        "POST", "/v1/events", resource="/v1/events", body={"events": [purchase("user-1", items=("milk",))]}
+    )
+    response = ingest.lambda_handler(event, LambdaContext(function_name="ingest_events"))
+
+    assert response["statusCode"] == 503
+    assert json.loads(response["body"])["status"] == 503

@@ -129,7 +129,9 @@ def test_bad_input_gets_problem_json_naming_the_field(
     assert count(db, "events") == 0
 
 
-@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data", "APPLICATION/JSON"]
+)
 def test_body_that_is_not_json_gets_415(db: psycopg.Connection, content_type: str) -> None:
     batch = json.dumps({"events": [purchase("user-1")]})
     status, headers, body = post_events(raw_body=batch, headers={"Content-Type": content_type})
@@ -138,6 +140,20 @@ def test_body_that_is_not_json_gets_415(db: psycopg.Connection, content_type: st
     assert headers["Content-Type"] == "application/problem+json"
     assert body["errors"][0]["field"] == "content-type"
     assert count(db, "events") == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", None])
+def test_json_body_with_charset_or_without_content_type_is_read(db: psycopg.Connection, content_type) -> None:
+    batch = json.dumps({"events": [purchase("user-1")]})
+    headers = {"Content-Type": content_type} if content_type else {}
+    event = api_gateway_rest_event("POST", "/v1/events", resource="/v1/events", raw_body=batch, headers=headers)
+    if content_type is None:
+        del event["headers"]["Content-Type"], event["multiValueHeaders"]["Content-Type"]
+
+    response = ingest.lambda_handler(event, LambdaContext())
+
+    assert response["statusCode"] == 200, response["body"]
+    assert count(db, "events") == 1
 
 
 def test_batch_over_the_limit_is_rejected_whole(db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from pydantic import ValidationError
 
-from feedcore.api.models import EventBatch
-from feedcore.db.connection import transaction
-from feedcore.db.events import store_events
-from feedcore.db.scores import RECOMPUTE_LOCK_KEY
+from feedcore.db.connection import run
+from feedcore.db.scores import RECOMPUTE_LOCK_KEY, try_lock_recompute
 from tests.aws_events import LambdaContext, eventbridge_scheduled_event
 from tests.conftest import load_function
-from tests.factories import NOW, OTHER_STORE, STORE, create_catalog, event, purchase
+from tests.factories import NOW, OTHER_STORE, STORE, create_catalog, event, purchase, record
 
 recompute = load_function("recompute_scores")
-
-
-def record(*events: dict) -> None:
-    with transaction() as conn:
-        store_events(conn, EventBatch.model_validate({"events": list(events)}).events)
 
 
 def popularity(conn: psycopg.Connection, store_id: str) -> dict[str, float]:
@@ -115,3 +108,28 @@ def test_overlapping_run_is_skipped(db: psycopg.Connection, database_url: str) -
 def test_malformed_schedule_input_is_rejected(db: psycopg.Connection) -> None:
     with pytest.raises(ValidationError):
         recompute.lambda_handler({"mode": "sideways"}, LambdaContext())
+
+
+def test_ancient_events_weigh_nothing_instead_of_breaking_the_run(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(
+        purchase("user-1", items=("milk",), at=datetime(1970, 1, 1, tzinfo=UTC)),
+        purchase("user-2", items=("eggs",)),
+    )
+
+    result = recompute.lambda_handler({}, LambdaContext())
+
+    assert result["status"] == "completed"
+    scores = popularity(db, STORE)
+    assert scores["milk"] < 1e-300 < scores["eggs"]
+
+
+def test_the_lock_bounds_statements_and_idle_time_of_the_run(db: psycopg.Connection) -> None:
+    def lock_and_read_limits(conn: psycopg.Connection) -> tuple[bool, tuple[str, str]]:
+        locked = try_lock_recompute(conn, 5_000)
+        limits = conn.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')"
+        ).fetchone()
+        return locked, limits
+
+    assert run(lock_and_read_limits) == (True, ("5s", "5s"))

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from feedcore.api.models import EventBatch, FeedItem
 from feedcore.ingestion.service import first_occurrences
+from feedcore.scoring.service import run_timeout_ms
 from feedcore.scoring.trigger import recompute_request_from_event
 from tests.aws_events import eventbridge_scheduled_event
 
@@ -54,3 +55,10 @@ def test_scheduler_input_and_eventbridge_rule_event_give_the_same_request():
 def test_malformed_scheduler_input_is_rejected(event):
     with pytest.raises(ValidationError):
         recompute_request_from_event(event)
+
+
+def test_run_timeout_follows_the_invocations_remaining_time():
+    assert run_timeout_ms(240_000, None) == 240_000
+    assert run_timeout_ms(240_000, 60_000) == 60_000
+    assert run_timeout_ms(240_000, 900_000) == 240_000
+    assert run_timeout_ms(240_000, -5_000) == 1_000  # almost out of time: still a valid timeout

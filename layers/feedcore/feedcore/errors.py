@@ -16,3 +16,7 @@ class BatchTooLarge(FeedError):
         super().__init__(f"batch holds {size} events; at most {limit} are accepted per request")
         self.size = size
         self.limit = limit
+
+
+class ConfigurationError(FeedError):
+    """The deployment is misconfigured (no database, a malformed secret): not the caller's fault."""

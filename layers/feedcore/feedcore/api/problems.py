@@ -76,7 +76,7 @@ def validation_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
 def _unsupported_media_type(app: ApiGatewayResolver) -> Response | None:
     """A 415 when the request has a body that is not JSON (Powertools would read a form body as fields)."""
     content_type = app.current_event.headers.get("content-type") or JSON
-    if not app.current_event.body or content_type.startswith(JSON):
+    if not app.current_event.body or content_type.split(";")[0].strip() == JSON:
         return None
     return problem(
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -88,8 +88,12 @@ def _unsupported_media_type(app: ApiGatewayResolver) -> Response | None:
 def register_problem_handlers(app: ApiGatewayResolver) -> None:
     """Install the error-to-response mapping on a resolver (Lambda or local)."""
 
-    @app.exception_handler([RequestValidationError, RequestUnsupportedContentType])
-    def _invalid_request(exc: RequestValidationError | RequestUnsupportedContentType) -> Response:
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_content_type(exc: RequestUnsupportedContentType) -> Response:
+        return _unsupported_media_type(app) or problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(exc: RequestValidationError) -> Response:
         if not_json := _unsupported_media_type(app):
             return not_json
         errors = validation_errors(exc.errors())

@@ -6,13 +6,12 @@ Connections are made with `prepare_threshold=None` and no session state so they 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from feedcore.errors import DatabaseUnavailable
+from feedcore.errors import ConfigurationError, DatabaseUnavailable
 from feedcore.observability import logger
 from feedcore.settings import DatabaseSettings, database_settings
 
@@ -23,10 +22,17 @@ def connection_url(settings: DatabaseSettings) -> str:
     """The libpq URL from DATABASE_URL, or else from the Secrets Manager secret named by DB_SECRET_ARN."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    if settings.db_secret_arn:
-        from aws_lambda_powertools.utilities import parameters
+    if not settings.db_secret_arn:
+        raise ConfigurationError("no database configured: set DATABASE_URL or DB_SECRET_ARN")
+    from aws_lambda_powertools.utilities import parameters
 
+    try:
         secret = parameters.get_secret(settings.db_secret_arn, transform="json", max_age=300)
+    except parameters.exceptions.GetParameterError as exc:  # throttling, network, access denied
+        raise DatabaseUnavailable(f"cannot read the database secret: {exc}") from exc
+    except parameters.exceptions.TransformParameterError as exc:
+        raise ConfigurationError("the database secret is not JSON") from exc
+    try:
         return make_conninfo(
             host=secret["host"],
             port=str(secret.get("port", 5432)),
@@ -35,35 +41,24 @@ def connection_url(settings: DatabaseSettings) -> str:
             dbname=secret.get("dbname", "postgres"),
             sslmode="require",
         )
-    raise DatabaseUnavailable("no database configured: set DATABASE_URL or DB_SECRET_ARN")
+    except KeyError as exc:
+        raise ConfigurationError(f"the database secret lacks {exc.args[0]!r}") from exc
 
 
-def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: int | None = None) -> psycopg.Connection:
-    """A new autocommit connection; callers open transactions explicitly."""
+def connect(settings: DatabaseSettings | None = None) -> psycopg.Connection:
+    """A new autocommit connection with the request statement timeout."""
     settings = settings or database_settings()
-    timeout = statement_timeout_ms or settings.db_statement_timeout_ms
     try:
         return psycopg.connect(
             connection_url(settings),
             autocommit=True,
             prepare_threshold=None,
             connect_timeout=settings.db_connect_timeout_s,
-            options=f"-c statement_timeout={timeout}",
+            options=f"-c statement_timeout={settings.db_statement_timeout_ms}",
             application_name="feed-assembly",
         )
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
-
-
-def cached_connection() -> psycopg.Connection:
-    """The container's connection, reconnecting when the previous one was closed or broken."""
-    conn: psycopg.Connection | None = getattr(_cache, "connection", None)
-    if conn is None or conn.closed or conn.broken:
-        if conn is not None:
-            logger.warning("database connection lost; reconnecting")
-        conn = connect()
-        _cache.connection = conn
-    return conn
 
 
 def reset_cached_connection() -> None:
@@ -74,12 +69,39 @@ def reset_cached_connection() -> None:
     _cache.connection = None
 
 
-@contextmanager
-def transaction() -> Iterator[psycopg.Connection]:
-    """A transaction on the cached connection; connection loss and timeouts become DatabaseUnavailable."""
-    conn = cached_connection()
+def _cached_connection() -> tuple[psycopg.Connection, bool]:
+    """The container's connection and whether it is reused from an earlier call."""
+    conn: psycopg.Connection | None = getattr(_cache, "connection", None)
+    if conn is not None and not conn.closed and not conn.broken:
+        return conn, True
+    conn = connect()
+    _cache.connection = conn
+    return conn, False
+
+
+def run[T](work: Callable[[psycopg.Connection], T], *, in_transaction: bool = True) -> T:
+    """Run `work` on the cached connection, inside a transaction unless `in_transaction` is False.
+
+    A reused connection may have been dropped by the server (failover, proxy idle timeout) since the last
+    call; then `work` runs once more on a new connection, so `work` must be safe to repeat (it is rolled
+    back on failure). Other connection losses and timeouts raise DatabaseUnavailable.
+    """
+    conn, reused = _cached_connection()
     try:
-        with conn.transaction():
-            yield conn
+        return _attempt(conn, work, in_transaction)
+    except psycopg.OperationalError as exc:
+        if not (reused and conn.broken):
+            raise DatabaseUnavailable(f"database error: {exc}") from exc
+        logger.warning("cached database connection was dropped; reconnecting once", extra={"error": str(exc)})
+    conn, _ = _cached_connection()
+    try:
+        return _attempt(conn, work, in_transaction)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"database error: {exc}") from exc
+
+
+def _attempt[T](conn: psycopg.Connection, work: Callable[[psycopg.Connection], T], in_transaction: bool) -> T:
+    if not in_transaction:
+        return work(conn)
+    with conn.transaction():
+        return work(conn)

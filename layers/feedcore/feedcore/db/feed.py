@@ -9,12 +9,15 @@ from decimal import Decimal
 import psycopg
 from psycopg.rows import class_row
 
-# Both sources read their score table by index, keep only items active in the catalog and available
-# at the store, and take the store's shelf price when it has one.
+# Each source reads its score table by index and keeps only items active in the catalog and available at
+# the store before taking its best rows (filtering after the LIMIT would starve sections); the store's
+# shelf price wins over the catalog price.
 _FEED_CANDIDATES = """
 WITH buy_again AS (
     SELECT a.item_id, a.buy_again_score AS score, a.purchase_count, a.last_purchased_at
     FROM user_item_affinity a
+    JOIN items i ON i.item_id = a.item_id AND i.active
+    JOIN store_availability sa ON sa.store_id = %(store_id)s AND sa.item_id = a.item_id AND sa.available
     WHERE a.user_id = %(user_id)s AND a.purchase_count > 0 AND NOT a.hidden
     ORDER BY a.buy_again_score DESC
     LIMIT %(per_source)s
@@ -22,6 +25,8 @@ WITH buy_again AS (
 trending AS (
     SELECT p.item_id, p.score
     FROM item_popularity p
+    JOIN items i ON i.item_id = p.item_id AND i.active
+    JOIN store_availability sa ON sa.store_id = p.store_id AND sa.item_id = p.item_id AND sa.available
     WHERE p.store_id = %(store_id)s
       AND NOT EXISTS (
           SELECT 1 FROM user_item_affinity h
@@ -38,8 +43,8 @@ candidates AS (
 SELECT c.source, c.item_id, c.score, c.purchase_count, c.last_purchased_at,
        i.name, i.brand, i.department, i.aisle, coalesce(sa.price, i.price) AS price
 FROM candidates c
-JOIN items i ON i.item_id = c.item_id AND i.active
-JOIN store_availability sa ON sa.store_id = %(store_id)s AND sa.item_id = c.item_id AND sa.available
+JOIN items i ON i.item_id = c.item_id
+JOIN store_availability sa ON sa.store_id = %(store_id)s AND sa.item_id = c.item_id
 ORDER BY c.source, c.score DESC, c.item_id
 """
 

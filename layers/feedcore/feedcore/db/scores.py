@@ -27,28 +27,35 @@ FROM event_items
 WHERE occurred_at <= %(now)s AND event_type <> 'impression'
 """
 
+
+def _decay(half_life_param: str) -> str:
+    """SQL for 2^(-age / half-life), floored at e^-700 so that ancient events weigh ~0 instead of raising
+    PostgreSQL's underflow error."""
+    return f"exp(greatest(-ln(2) * age_s / %({half_life_param})s, -700))"
+
+
 _REBUILD_POPULARITY = f"""
 INSERT INTO item_popularity (store_id, item_id, score, updated_at)
 SELECT coalesce(store_id, '*'), item_id,
-       sum(weight * exp(-ln(2) * age_s / %(popularity_half_life_s)s)),
+       sum(weight * {_decay("popularity_half_life_s")}),
        %(now)s
 FROM ({_WEIGHTED_INTERACTIONS}) AS interaction
 WHERE weight > 0
 GROUP BY GROUPING SETS ((store_id, item_id), (item_id))
 """
 
-# A later hide suppresses an item until the user buys or carts it again.
+# A hide suppresses an item until the user buys or carts it again later.
 _REBUILD_AFFINITY = f"""
 INSERT INTO user_item_affinity (user_id, item_id, affinity, purchase_count, last_purchased_at,
                                 buy_again_score, hidden, updated_at)
 SELECT user_id, item_id,
-       coalesce(sum(weight * exp(-ln(2) * age_s / %(affinity_half_life_s)s)), 0),
+       coalesce(sum(weight * {_decay("affinity_half_life_s")}), 0),
        count(DISTINCT event_id) FILTER (WHERE event_type = 'purchase'),
        max(occurred_at) FILTER (WHERE event_type = 'purchase'),
-       coalesce(sum(exp(-ln(2) * age_s / %(affinity_half_life_s)s)) FILTER (WHERE event_type = 'purchase'), 0),
+       coalesce(sum({_decay("affinity_half_life_s")}) FILTER (WHERE event_type = 'purchase'), 0),
        coalesce(
            max(occurred_at) FILTER (WHERE event_type = 'hide')
-               > coalesce(max(occurred_at) FILTER (WHERE event_type IN ('purchase', 'add_to_cart')), '-infinity'),
+               >= coalesce(max(occurred_at) FILTER (WHERE event_type IN ('purchase', 'add_to_cart')), '-infinity'),
            false),
        %(now)s
 FROM ({_WEIGHTED_INTERACTIONS}) AS interaction
@@ -63,8 +70,16 @@ class RecomputeCounts:
     affinity_rows: int
 
 
-def try_lock_recompute(conn: psycopg.Connection) -> bool:
-    """Take the recompute lock for the current transaction; False when another run holds it."""
+def try_lock_recompute(conn: psycopg.Connection, timeout_ms: int) -> bool:
+    """Take the recompute lock for the current transaction and bound the transaction's statements and idle
+    time by `timeout_ms`; False when another run holds the lock."""
+    conn.execute(
+        """
+        SELECT set_config('statement_timeout', %(timeout)s, true),
+               set_config('idle_in_transaction_session_timeout', %(timeout)s, true)
+        """,
+        {"timeout": str(timeout_ms)},
+    )
     row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,)).fetchone()
     return bool(row and row[0])
 
@@ -82,7 +97,6 @@ def rebuild_scores(conn: psycopg.Connection, settings: ScoringSettings, now: dat
         "popularity_half_life_s": settings.popularity_half_life_days * 86_400,
         "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
     }
-    conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(settings.recompute_statement_timeout_ms),))
     events_scored = conn.execute("SELECT count(*) FROM events WHERE occurred_at <= %(now)s", params).fetchone()[0]
     conn.execute("DELETE FROM item_popularity")
     popularity_rows = conn.execute(_REBUILD_POPULARITY, params).rowcount

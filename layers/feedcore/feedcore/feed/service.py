@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from feedcore.api.models import Feed
 from feedcore.db import feed as feed_db
-from feedcore.db.connection import transaction
+from feedcore.db.connection import run
 from feedcore.feed.sections import SECTIONS, select_sections
 from feedcore.observability import logger, metrics
 
@@ -21,8 +21,9 @@ CANDIDATES_PER_SLOT = 3
 def assemble_feed(user_id: str, store_id: str, section_size: int) -> Feed:
     """The user's feed at the store: its sections in order, each at most `section_size` items."""
     started = perf_counter()
-    with transaction() as conn:
-        candidates = feed_db.feed_candidates(conn, user_id, store_id, per_source=section_size * CANDIDATES_PER_SLOT)
+    per_source = section_size * CANDIDATES_PER_SLOT
+    # One read statement: no transaction needed, so one round trip.
+    candidates = run(lambda conn: feed_db.feed_candidates(conn, user_id, store_id, per_source), in_transaction=False)
     sections = select_sections(candidates, SECTIONS, section_size)
     feed = Feed(
         feed_id=uuid.uuid4().hex,

@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from feedcore.api.models import Event, EventBatch, IngestResult
 from feedcore.db import events as events_db
-from feedcore.db.connection import transaction
+from feedcore.db.connection import run
 from feedcore.errors import BatchTooLarge
 from feedcore.observability import logger, metrics
 from feedcore.settings import ingest_settings
@@ -33,8 +33,7 @@ def ingest_batch(batch: EventBatch) -> IngestResult:
         raise BatchTooLarge(len(batch.events), limit)
     started = perf_counter()
     unique = first_occurrences(batch.events)
-    with transaction() as conn:
-        accepted = events_db.store_events(conn, unique)
+    accepted = run(lambda conn: events_db.store_events(conn, unique))
     result = IngestResult(received=len(batch.events), accepted=accepted, duplicates=len(batch.events) - accepted)
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
