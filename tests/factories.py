@@ -8,15 +8,17 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from pydantic import TypeAdapter
 
-from feedcore.api.models import CatalogItem, EventBatch, Store, StoreAvailability
+from feedcore.api.models import CatalogItem, Event, Store, StoreAvailability
 from feedcore.db import catalog as catalog_db
 from feedcore.db.connection import run
-from feedcore.db.events import store_events
+from feedcore.db.events import ensure_event_partitions, month_of, store_events
 
 STORE = "store-a"
 OTHER_STORE = "store-b"
 NOW = datetime.now(UTC).replace(microsecond=0)
+EVENT = TypeAdapter(Event)
 
 ITEMS = [
     CatalogItem(
@@ -121,6 +123,7 @@ def purchase(user_id: str = "user-1", items: tuple[str, ...] = ("milk",), **kwar
 
 
 def record(*events: dict[str, Any]) -> None:
-    """Store events as given (no ingestion-time checks), e.g. to set up a history."""
-    batch = EventBatch.model_validate({"events": list(events)})
-    run(lambda conn: store_events(conn, batch.events))
+    """Store events as given, without ingestion's time window: to set up a history."""
+    valid = [EVENT.validate_python(event) for event in events]
+    run(lambda conn: ensure_event_partitions(conn, {month_of(event.occurred_at) for event in valid}))
+    run(lambda conn: store_events(conn, valid))

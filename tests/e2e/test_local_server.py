@@ -20,6 +20,7 @@ from tests.conftest import scratch_database
 
 FEEDCTL = str(Path(sys.executable).parent / "feedctl")
 STARTUP_TIMEOUT_S = 120
+JSON = "application/json"
 
 
 def free_port() -> int:
@@ -94,8 +95,9 @@ def test_printed_purchase_then_recompute_shows_it_in_buy_again(demo: tuple[str, 
     _, post, recompute, new_user_feed = printed_commands(output)
     item_id = re.search(r'"item_id": "([^"]+)"', post).group(1)
 
-    assert run_curl(post) == {"received": 1, "accepted": 1, "duplicates": 0}
-    assert run_curl(post) == {"received": 1, "accepted": 0, "duplicates": 1}  # the same batch again
+    first, again = run_curl(post), run_curl(post)
+    assert (first["accepted"], first["duplicates"], first["rejected"]) == (1, 0, 0)
+    assert (again["accepted"], again["duplicates"], again["duplicate_indexes"]) == (0, 1, [0])  # the same batch again
     subprocess.run(
         [FEEDCTL, *shlex.split(recompute)[1:]],
         env=os.environ | {"DATABASE_URL": e2e_database},
@@ -113,11 +115,13 @@ def test_bad_requests_get_problem_json_over_http(demo: tuple[str, str]) -> None:
     )
     missing_store = httpx.get(f"{base_url}/v1/users/user-1/feed")
     no_route = httpx.get(f"{base_url}/v2/anything")
+    not_utf8 = httpx.post(f"{base_url}/v1/events", content=b'{"events": ["\xff"]}', headers={"content-type": JSON})
 
     assert (malformed.status_code, malformed.headers["content-type"]) == (400, "application/problem+json")
     assert missing_store.status_code == 422
     assert missing_store.json()["errors"][0]["field"] == "store_id"
     assert no_route.status_code == 404
+    assert (not_utf8.status_code, not_utf8.json()["errors"][0]["field"]) == (400, "body")
 
 
 def test_openapi_document_lists_the_routes(demo: tuple[str, str]) -> None:

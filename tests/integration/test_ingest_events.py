@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
+from feedcore.db.connection import reset_cached_connection
 from tests.aws_events import LambdaContext, api_gateway_rest_event, response_headers
 from tests.conftest import load_function, use_database
-from tests.factories import event, purchase
+from tests.factories import NOW, create_catalog, event, purchase
 
 ingest = load_function("ingest_events")
 
 
 def post_events(
-    body: Any = None, raw_body: str | None = None, headers: dict[str, str] | None = None
+    body: Any = None, raw_body: str | None = None, headers: dict[str, str] | None = None, base64_encoded: bool = False
 ) -> tuple[int, dict[str, str], dict]:
-    response = ingest.lambda_handler(
-        api_gateway_rest_event(
-            "POST", "/v1/events", resource="/v1/events", body=body, raw_body=raw_body, headers=headers
-        ),
-        LambdaContext(function_name="ingest_events"),
+    request = api_gateway_rest_event(
+        "POST", "/v1/events", resource="/v1/events", body=body, raw_body=raw_body, headers=headers
     )
+    request["isBase64Encoded"] = base64_encoded
+    response = ingest.lambda_handler(request, LambdaContext(function_name="ingest_events"))
     return response["statusCode"], response_headers(response), json.loads(response["body"])
 
 
@@ -31,10 +34,12 @@ def count(conn: psycopg.Connection, table: str) -> int:
     return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def test_batch_is_stored_with_purchase_lines_and_users(db: psycopg.Connection) -> None:
+def test_batch_is_stored_with_purchase_lines_tracking_and_users(db: psycopg.Connection) -> None:
+    create_catalog(db)
     batch = [
         purchase("user-1", items=("milk", "eggs")),
         event("add_to_cart", "user-1", item_id="coffee", quantity=2),
+        event("remove_from_cart", "user-1", item_id="coffee", quantity=1),
         event("click", "user-2", item_id="milk", feed_id="f1", section="trending", position=3),
         event("impression", "user-2", item_id="eggs", feed_id="f1", section="trending", position=4),
         event("hide", "user-2", item_id="wine"),
@@ -42,10 +47,15 @@ def test_batch_is_stored_with_purchase_lines_and_users(db: psycopg.Connection) -
     status, _, body = post_events({"events": batch})
 
     assert status == 200
-    assert body == {"received": 5, "accepted": 5, "duplicates": 0}
-    assert count(db, "events") == 5
-    lines = db.execute("SELECT item_id, quantity FROM purchase_lines ORDER BY line_no").fetchall()
-    assert lines == [("milk", 1), ("eggs", 1)]
+    assert body == {
+        "received": 6, "accepted": 6, "duplicates": 0, "rejected": 0, "unknown_items": 0,
+        "duplicate_indexes": [], "rejections": [],
+    }  # fmt: skip
+    assert count(db, "events") == 6
+    assert db.execute(
+        "SELECT line_item_ids, line_quantities, line_unit_prices::float8[] FROM events WHERE event_type = 'purchase'"
+    ).fetchone() == (["milk", "eggs"], [1, 1], [1.5, 1.5])
+    assert db.execute("SELECT quantity FROM events WHERE event_type = 'add_to_cart'").fetchone() == (2,)
     assert db.execute("SELECT feed_id, section, position FROM events WHERE event_type = 'click'").fetchone() == (
         "f1",
         "trending",
@@ -54,26 +64,115 @@ def test_batch_is_stored_with_purchase_lines_and_users(db: psycopg.Connection) -
     assert {row[0] for row in db.execute("SELECT user_id FROM users")} == {"user-1", "user-2"}
 
 
-def test_same_batch_twice_is_stored_once(db: psycopg.Connection) -> None:
+def test_same_batch_twice_is_stored_once_and_reported_as_duplicates(db: psycopg.Connection) -> None:
     batch = {"events": [purchase("user-1", items=("milk", "eggs")), event("click", item_id="coffee")]}
 
     first = post_events(batch)
     second = post_events(batch)
 
-    assert first[2] == {"received": 2, "accepted": 2, "duplicates": 0}
+    assert (first[2]["accepted"], first[2]["duplicates"]) == (2, 0)
     assert second[0] == 200
-    assert second[2] == {"received": 2, "accepted": 0, "duplicates": 2}
+    assert (second[2]["accepted"], second[2]["duplicates"], second[2]["duplicate_indexes"]) == (0, 2, [0, 1])
     assert count(db, "events") == 2
-    assert count(db, "purchase_lines") == 2
 
 
 def test_event_repeated_inside_one_batch_is_stored_once(db: psycopg.Connection) -> None:
     repeated = purchase("user-1", items=("milk",))
-    status, _, body = post_events({"events": [repeated, repeated, event("click", item_id="eggs")]})
+    _, _, body = post_events({"events": [repeated, event("click", item_id="eggs"), repeated]})
+
+    assert (body["accepted"], body["duplicates"], body["duplicate_indexes"]) == (2, 1, [2])
+    assert count(db, "events") == 2
+
+
+def test_same_event_id_with_another_timestamp_is_still_a_duplicate(db: psycopg.Connection) -> None:
+    original = purchase("user-1", items=("milk",))
+    post_events({"events": [original]})
+    later = original | {"occurred_at": (NOW - timedelta(minutes=30)).isoformat()}
+
+    _, _, body = post_events({"events": [later]})
+
+    assert (body["accepted"], body["duplicates"]) == (0, 1)
+    assert count(db, "events") == 1
+
+
+def test_mixed_batch_stores_exactly_the_valid_events_and_reports_the_others(db: psycopg.Connection) -> None:
+    valid = [purchase("user-1", items=("milk",)), event("click", "user-2", item_id="eggs")]
+    invalid_quantity = purchase("user-3") | {"items": [{"item_id": "milk", "quantity": 0, "unit_price": 1}]}
+    status, _, body = post_events(
+        {"events": [valid[0], invalid_quantity, "not an event", valid[1], event("teleport", item_id="x")]}
+    )
 
     assert status == 200
-    assert body == {"received": 3, "accepted": 2, "duplicates": 1}
-    assert count(db, "purchase_lines") == 1
+    assert (body["accepted"], body["rejected"]) == (2, 3)
+    rejected = {r["index"]: r for r in body["rejections"]}
+    assert set(rejected) == {1, 2, 4}
+    assert rejected[1]["event_id"] == invalid_quantity["event_id"]
+    assert {e["field"] for e in rejected[1]["errors"]} == {"events[1].items[0].quantity"}
+    assert rejected[2]["errors"][0]["field"] == "events[2]"
+    assert rejected[4]["errors"][0]["field"] == "events[4].type"
+    stored = {row[0] for row in db.execute("SELECT event_id::text FROM events")}
+    assert stored == {valid[0]["event_id"], valid[1]["event_id"]}
+
+
+def test_items_unknown_to_the_catalog_are_accepted_and_counted(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    _, _, body = post_events(
+        {"events": [purchase("user-1", items=("milk", "mystery-1")), event("click", item_id="mystery-2")]}
+    )
+    assert (body["accepted"], body["unknown_items"]) == (2, 2)
+
+
+def test_events_of_different_months_land_in_their_partitions(db: psycopg.Connection) -> None:
+    month_start = NOW.replace(day=1, hour=0, minute=0, second=0)
+    batch = [event("click", item_id="milk", at=month_start - timedelta(minutes=5)), event("click", item_id="milk")]
+    if month_start > NOW - timedelta(minutes=10):  # only minutes into a month: both fall in the previous one
+        batch = batch[:1]
+    assert post_events({"events": batch})[2]["accepted"] == len(batch)
+
+    partitions = {
+        row[0]: row[1]
+        for row in db.execute("SELECT tableoid::regclass::text, count(*) FROM events GROUP BY 1").fetchall()
+    }
+    assert partitions[f"events_{month_start - timedelta(days=1):%Y_%m}"] == 1
+    assert sum(partitions.values()) == len(batch)
+
+
+def test_racing_identical_batches_store_each_event_once(db: psycopg.Connection, database_url: str) -> None:
+    batch = {"events": [purchase(f"user-{i}", items=("milk", "eggs")) for i in range(200)]}
+
+    def post_from_own_connection(_: int) -> dict:
+        try:  # each thread has its own cached connection, like separate Lambda containers
+            return post_events(batch)[2]
+        finally:
+            reset_cached_connection()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(post_from_own_connection, range(6)))
+
+    assert sum(r["accepted"] for r in results) == 200
+    assert all(r["accepted"] + r["duplicates"] == 200 for r in results)
+    assert count(db, "events") == 200
+
+
+def test_overlapping_batches_in_opposite_orders_do_not_deadlock(db: psycopg.Connection) -> None:
+    events = [event("click", f"user-{i}", item_id="milk") for i in range(300)]
+    batches = [{"events": events}, {"events": events[::-1]}] * 4
+
+    def post_from_own_connection(batch: dict) -> int:
+        try:
+            return post_events(batch)[0]
+        finally:
+            reset_cached_connection()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(post_from_own_connection, batches))
+
+    assert statuses == [200] * 8
+    assert count(db, "events") == 300
+
+
+def oversized_batch() -> str:
+    return json.dumps({"events": [event("click", item_id="milk") for _ in range(10_000)]})
 
 
 @pytest.mark.parametrize(
@@ -81,52 +180,69 @@ def test_event_repeated_inside_one_batch_is_stored_once(db: psycopg.Connection) 
     [
         ('{"events": [', 400, "body"),
         ("not json at all", 400, "body"),
-        (json.dumps({"events": [event("teleport", item_id="milk")]}), 422, "events[0].type"),
-        (
-            json.dumps({"events": [{k: v for k, v in event("click", item_id="milk").items() if k != "user_id"}]}),
-            422,
-            "events[0].user_id",
-        ),
-        (json.dumps({"events": [event("click", item_id=42)]}), 422, "events[0].item_id"),
-        (
-            json.dumps({"events": [purchase(items=("milk",)) | {"items": [{"item_id": "milk", "quantity": -1}]}]}),
-            422,
-            "events[0].items[0].quantity",
-        ),
-        (
-            json.dumps({"events": [event("click", item_id="milk", occurred_at="2026-11-26T10:00:00")]}),
-            422,
-            "events[0].occurred_at",
-        ),
-        (json.dumps({"events": [event("click", item_id="x" * 10_000)]}), 422, "events[0].item_id"),
+        ('{"events": [' + "9" * 5000 + "]}", 400, "body"),
+        ("[" * 100_000, 400, "body"),
+        (json.dumps([]), 422, "body"),
         (json.dumps({"events": []}), 422, "events"),
         (json.dumps({"events": "everything"}), 422, "events"),
         (json.dumps({"wrong": []}), 422, "events"),
+        (json.dumps({"events": [event("teleport", item_id="milk")]}), 422, "events[0].type"),
+        (json.dumps({"events": [{k: v for k, v in event("click", item_id="milk").items() if k != "user_id"}]}),
+         422, "events[0].user_id"),
+        (json.dumps({"events": [event("click", item_id=42)]}), 422, "events[0].item_id"),
+        (json.dumps({"events": [event("click", item_id="x" * 10_000)]}), 422, "events[0].item_id"),
+        (json.dumps({"events": [event("click", item_id="milk", section="\u0000")]}), 422, "events[0].section"),
+        (json.dumps({"events": [event("add_to_cart", item_id="milk", quantity=-3)]}), 422, "events[0].quantity"),
+        (json.dumps({"events": [event("add_to_cart", item_id="milk", quantity=True)]}), 422, "events[0].quantity"),
+        (json.dumps({"events": [purchase() | {"items": [{"item_id": "milk", "quantity": 1, "unit_price": -1}]}]}),
+         422, "events[0].items[0].unit_price"),
+        (json.dumps({"events": [purchase() | {"items": [{"item_id": "milk", "quantity": 1, "unit_price": 1e12}]}]}),
+         422, "events[0].items[0].unit_price"),
+        (json.dumps({"events": [purchase(items=("milk", "milk"))]}), 422, "events[0].items"),
+        (json.dumps({"events": [event("click", item_id="milk", occurred_at="2026-11-26T10:00:00")]}),
+         422, "events[0].occurred_at"),
+        (json.dumps({"events": [event("click", item_id="milk", occurred_at=1_700_000_000)]}),
+         422, "events[0].occurred_at"),
+        (json.dumps({"events": [event("click", item_id="milk", at=NOW + timedelta(days=400))]}),
+         422, "events[0].occurred_at"),
+        (json.dumps({"events": [event("click", item_id="milk", at=NOW - timedelta(days=31))]}),
+         422, "events[0].occurred_at"),
+        (json.dumps({"events": [event("click", item_id="milk", event_id="not-a-uuid")]}), 422, "events[0].event_id"),
+        (oversized_batch(), 413, None),
+        (json.dumps({"events": [purchase(items=tuple(f"item-{i:05d}" for i in range(199)))] * 100}), 413, None),
     ],
     ids=[
-        "truncated-json",
-        "not-json",
-        "unknown-type",
-        "missing-user",
-        "wrong-type",
-        "negative-quantity",
-        "naive-timestamp",
-        "huge-string",
-        "empty-batch",
-        "events-not-a-list",
-        "missing-events",
+        "truncated-json", "not-json", "huge-number", "deep-nesting", "array-body", "empty-batch", "events-not-a-list",
+        "missing-events", "unknown-type", "missing-user", "wrong-type", "huge-string", "nul-character",
+        "negative-quantity", "boolean-quantity", "negative-price", "huge-price", "repeated-line", "naive-timestamp",
+        "numeric-timestamp", "far-future", "older-than-horizon", "bad-uuid", "10000-events", "over-1mb",
     ],
-)
-def test_bad_input_gets_problem_json_naming_the_field(
-    db: psycopg.Connection, raw_body: str, status: int, field: str
+)  # fmt: skip
+def test_bad_input_gets_a_problem_json_4xx_naming_the_field(
+    db: psycopg.Connection, raw_body: str, status: int, field: str | None
 ) -> None:
     got_status, headers, body = post_events(raw_body=raw_body)
 
-    assert got_status == status
+    assert got_status == status, body
     assert headers["Content-Type"] == "application/problem+json"
     assert body["status"] == status
-    assert field in {error["field"] for error in body["errors"]}, body
+    assert body["detail"]
+    if field is not None:
+        assert field in {error["field"] for error in body["errors"]}, body
     assert count(db, "events") == 0
+
+
+@pytest.mark.parametrize(
+    "encoded_body",
+    [base64.b64encode(b'{"events": [{"user_id": "\xff\xfe"}]}').decode(), "%%% not base64 %%%"],
+    ids=["non-utf8", "invalid-base64"],
+)
+def test_body_that_is_not_utf8_text_gets_400(db: psycopg.Connection, encoded_body: str) -> None:
+    status, headers, body = post_events(raw_body=encoded_body, base64_encoded=True)
+
+    assert status == 400
+    assert headers["Content-Type"] == "application/problem+json"
+    assert body["errors"][0]["field"] == "body"
 
 
 @pytest.mark.parametrize(
@@ -146,17 +262,19 @@ def test_body_that_is_not_json_gets_415(db: psycopg.Connection, content_type: st
 def test_json_body_with_charset_or_without_content_type_is_read(db: psycopg.Connection, content_type) -> None:
     batch = json.dumps({"events": [purchase("user-1")]})
     headers = {"Content-Type": content_type} if content_type else {}
-    event = api_gateway_rest_event("POST", "/v1/events", resource="/v1/events", raw_body=batch, headers=headers)
+    request = api_gateway_rest_event("POST", "/v1/events", resource="/v1/events", raw_body=batch, headers=headers)
     if content_type is None:
-        del event["headers"]["Content-Type"], event["multiValueHeaders"]["Content-Type"]
+        del request["headers"]["Content-Type"], request["multiValueHeaders"]["Content-Type"]
 
-    response = ingest.lambda_handler(event, LambdaContext())
+    response = ingest.lambda_handler(request, LambdaContext())
 
     assert response["statusCode"] == 200, response["body"]
     assert count(db, "events") == 1
 
 
-def test_batch_over_the_limit_is_rejected_whole(db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_over_the_configured_limit_is_rejected_whole(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("INGEST_MAX_EVENTS_PER_BATCH", "2")
     use_database(db.info.dsn)
     status, headers, body = post_events({"events": [event("click", item_id="milk") for _ in range(3)]})
@@ -182,8 +300,8 @@ def test_unreachable_database_gives_retryable_503_and_retry_stores_once(
     assert count(db, "events") == 0
 
     use_database(database_url)
-    assert post_events(batch)[2] == {"received": 1, "accepted": 1, "duplicates": 0}
-    assert post_events(batch)[2] == {"received": 1, "accepted": 0, "duplicates": 1}
+    assert post_events(batch)[2]["accepted"] == 1
+    assert post_events(batch)[2]["duplicates"] == 1
     assert count(db, "events") == 1
 
 

@@ -28,7 +28,7 @@ def test_scheduler_run_scores_popularity_per_store_and_globally(db: psycopg.Conn
         purchase("user-2", items=("milk",)),
         event("add_to_cart", "user-3", item_id="coffee"),
         purchase("user-4", items=("bananas",), store_id=OTHER_STORE),
-        event("impression", "user-1", item_id="wine"),
+        event("impression", "user-1", item_id="wine", feed_id="f1", section="trending", position=0),
     )
 
     result = recompute.lambda_handler({"mode": "full"}, LambdaContext(function_name="recompute_scores"))

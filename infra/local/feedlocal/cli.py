@@ -66,12 +66,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     cmd_seed(args)
     cmd_recompute(args)
     with _connect() as conn:
-        user_id, store_id, item_id = demo_example(conn)
-    print_examples(f"http://{args.host}:{args.port}", user_id, store_id, item_id)
+        user_id, store_id, item_id, price = demo_example(conn)
+    print_examples(f"http://{args.host}:{args.port}", user_id, store_id, item_id, price)
     cmd_serve(args)
 
 
-def print_examples(base_url: str, user_id: str, store_id: str, item_id: str) -> None:
+def print_examples(base_url: str, user_id: str, store_id: str, item_id: str, price: float) -> None:
     purchase = {
         "events": [
             {
@@ -81,7 +81,7 @@ def print_examples(base_url: str, user_id: str, store_id: str, item_id: str) -> 
                 "store_id": store_id,
                 "occurred_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
                 "order_id": "order-demo-1",
-                "items": [{"item_id": item_id, "quantity": 1}],
+                "items": [{"item_id": item_id, "quantity": 1, "unit_price": price}],
             }
         ]
     }
@@ -101,6 +101,17 @@ Try it (in another terminal):
 """,
         flush=True,
     )
+
+
+def cmd_retention(args: argparse.Namespace) -> None:
+    embedded.ensure_database_url()
+    from feedcore.ingestion.retention import apply_retention
+
+    try:
+        dropped = apply_retention(args.keep_days)
+    except ValueError as exc:
+        sys.exit(f"feedctl retention: {exc}")
+    print(f"dropped {len(dropped)} event partitions" + (f": {', '.join(dropped)}" if dropped else ""))
 
 
 def cmd_db(args: argparse.Namespace) -> None:
@@ -145,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed_options(demo)
     add_serve_options(demo)
     demo.set_defaults(func=cmd_demo)
+
+    retention = commands.add_parser("retention", help="drop monthly event partitions older than --keep-days")
+    retention.add_argument("--keep-days", type=int, required=True, help="days of events to keep")
+    retention.set_defaults(func=cmd_retention)
 
     db = commands.add_parser("db", help="the embedded database: print its URL or stop it")
     db.add_argument("action", choices=["url", "stop"])

@@ -23,14 +23,15 @@ def load_dataset(conn: psycopg.Connection, dataset: SeedDataset) -> int:
         catalog_db.upsert_items(conn, dataset.items)
         catalog_db.upsert_availability(conn, dataset.availability)
         catalog_db.upsert_users(conn, dataset.users)
+        events_db.ensure_event_partitions(conn, {events_db.month_of(event.occurred_at) for event in dataset.events})
         for batch in batched(dataset.events, ingest_settings().max_events_per_batch):
-            stored += events_db.store_events(conn, batch)
+            stored += len(events_db.store_events(conn, batch).event_ids)
     return stored
 
 
-def demo_example(conn: psycopg.Connection) -> tuple[str, str, str]:
+def demo_example(conn: psycopg.Connection) -> tuple[str, str, str, float]:
     """For the printed example calls: the seeded user with the most purchases at their home store, that
-    store, and the store's most popular item."""
+    store, and the store's most popular item with its shelf price."""
     row = conn.execute(
         """
         WITH shopper AS (
@@ -41,13 +42,15 @@ def demo_example(conn: psycopg.Connection) -> tuple[str, str, str]:
             ORDER BY count(*) DESC, u.user_id
             LIMIT 1
         )
-        SELECT s.user_id, s.home_store_id, p.item_id
+        SELECT s.user_id, s.home_store_id, p.item_id, coalesce(sa.price, i.price)::float8
         FROM shopper s
         JOIN LATERAL (
             SELECT item_id FROM item_popularity WHERE store_id = s.home_store_id ORDER BY score DESC LIMIT 1
         ) p ON true
+        JOIN items i ON i.item_id = p.item_id
+        JOIN store_availability sa ON sa.store_id = s.home_store_id AND sa.item_id = p.item_id
         """
     ).fetchone()
     if row is None:
         raise RuntimeError("no seeded purchases or scores: run `feedctl seed` and `feedctl recompute` first")
-    return row[0], row[1], row[2]
+    return row[0], row[1], row[2], row[3]

@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
 import uvicorn
 
+from feedcore.api.problems import PROBLEM_JSON, problem_body
 from feedcore.api.resolvers import local_resolver
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
 
+Asgi = Callable[[dict[str, Any], Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+def utf8_bodies_only(app: Asgi) -> Asgi:
+    """Answer 400 to a body that is not UTF-8, as API Gateway's resolver does; HttpResolverLocal would fail
+    decoding it before any error handler runs."""
+
+    async def guarded(scope: dict[str, Any], receive, send) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            error = {"field": "body", "message": str(exc), "type": "body_encoding"}
+            problem = problem_body(HTTPStatus.BAD_REQUEST, "the request body is not UTF-8 text", errors=[error])
+            headers = [(b"content-type", PROBLEM_JSON.encode())]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": json.dumps(problem).encode()})
+            return None
+
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await app(scope, replay, send)
+
+    return guarded
+
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve the API until interrupted."""
-    uvicorn.run(local_resolver(), host=host, port=port, log_level="warning")
+    uvicorn.run(utf8_bodies_only(local_resolver()), host=host, port=port, log_level="warning")

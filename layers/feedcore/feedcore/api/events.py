@@ -1,4 +1,4 @@
-"""Routes of the ingest_events function."""
+"""Routes of the ingest_events function: events, and the catalog, availability and privacy endpoints."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ router = APIGatewayRouter()
 @router.post(
     "/v1/events",
     summary="Record a batch of interaction events",
-    description="Stores each event once by event_id; retrying the same batch is safe. "
-    "The counts cover only what was committed.",
+    description="Stores each valid event once by event_id, so retrying a batch is safe; reports each "
+    "duplicate and each rejected event by its index. The counts cover only what was committed. A batch in "
+    "which no event is valid gets 422 and stores nothing.",
     tags=["events"],
 )
 def post_events(batch: EventBatch) -> IngestResult:
-    return ingest_batch(batch)
+    body = router.current_event.decoded_body or ""
+    return ingest_batch(batch, body_bytes=len(body.encode()))

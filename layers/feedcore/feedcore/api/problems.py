@@ -5,8 +5,8 @@ Domain code raises plain exceptions (feedcore.errors); routes carry no try/excep
 
 from __future__ import annotations
 
+import binascii
 import json
-from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -18,59 +18,52 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
-from feedcore.api.models import EVENT_TYPES
-from feedcore.errors import BatchTooLarge, DatabaseUnavailable
+from feedcore.api.field_errors import MALFORMED_BODY_ERRORS, field_errors
+from feedcore.api.models import FieldError
+from feedcore.errors import DatabaseUnavailable, EventsRejected, InvalidRequest, RequestTooLarge
 from feedcore.observability import logger
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 # Seconds a client should wait before retrying when the database is unavailable.
 RETRY_AFTER_SECONDS = 2
-# Pydantic error types that mean the body is not JSON at all.
-_MALFORMED_BODY_ERRORS = {"json_invalid"}
 
 
-def problem(status: HTTPStatus, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    """A problem+json response; `extra` adds members such as `errors`."""
-    body = {
+def problem_body(status: HTTPStatus, detail: str, **extra: Any) -> dict[str, Any]:
+    """The members of a problem+json document; `extra` adds members such as `errors`."""
+    return {
         "type": f"https://feed-assembly.dev/problems/{status.phrase.lower().replace(' ', '-')}",
         "title": status.phrase,
         "status": status.value,
         "detail": detail,
         **extra,
     }
-    return Response(status_code=status.value, content_type=PROBLEM_JSON, body=json.dumps(body), headers=headers)
 
 
-def field_path(loc: Sequence[str | int]) -> str:
-    """Where an error is, as a client would write it: ("body", "events", 0, "purchase", "items", 1) ->
-    "events[0].items[1]". The leading location kind and pydantic's union tag are dropped."""
-    parts: list[str] = []
-    previous: str | int | None = None
-    for index, element in enumerate(loc):
-        if index == 0 and element in ("body", "query", "path", "header"):
-            continue
-        if isinstance(element, int):
-            parts.append(f"[{element}]")
-        elif isinstance(previous, int) and element in EVENT_TYPES:
-            pass  # pydantic's discriminated-union tag, not a field
-        else:
-            parts.append(("." if parts else "") + element)
-        previous = element
-    return "".join(parts) or "body"
+def problem(
+    status: HTTPStatus,
+    detail: str,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """A problem+json response."""
+    if errors is not None:
+        extra["errors"] = [error.model_dump() for error in errors]
+    body = json.dumps(problem_body(status, detail, **extra))
+    return Response(status_code=status.value, content_type=PROBLEM_JSON, body=body, headers=headers)
 
 
-def validation_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """Pydantic errors as {field, message, type}; a bad discriminator names the `type` field."""
-    described = []
-    for error in errors:
-        field = field_path(error.get("loc", ()))
-        if error.get("type") in _MALFORMED_BODY_ERRORS:
-            field = "body"  # its location is a character offset, not a field
-        elif error.get("type") in ("union_tag_invalid", "union_tag_not_found"):
-            field = f"{field}.type"
-        described.append({"field": field, "message": error.get("msg", "invalid"), "type": error.get("type", "")})
-    return described
+def parse_json_body(body: str) -> Any:
+    """json.loads for request bodies: numbers too long to convert and nesting too deep for the parser are
+    malformed JSON (a 400), not server errors."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise json.JSONDecodeError(f"unreadable JSON: {exc}", body[:100], 0) from exc
 
 
 def _unsupported_media_type(app: ApiGatewayResolver) -> Response | None:
@@ -81,7 +74,7 @@ def _unsupported_media_type(app: ApiGatewayResolver) -> Response | None:
     return problem(
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
         f"send the body as {JSON}, not {content_type}",
-        errors=[{"field": "content-type", "message": f"expected {JSON}", "type": "unsupported_media_type"}],
+        errors=[FieldError(field="content-type", message=f"expected {JSON}", type="unsupported_media_type")],
     )
 
 
@@ -96,14 +89,35 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
     def _invalid_request(exc: RequestValidationError) -> Response:
         if not_json := _unsupported_media_type(app):
             return not_json
-        errors = validation_errors(exc.errors())
-        if any(error["type"] in _MALFORMED_BODY_ERRORS for error in errors):
+        errors = field_errors(exc.errors())
+        if any(error.type in MALFORMED_BODY_ERRORS for error in errors):
             return problem(HTTPStatus.BAD_REQUEST, "the request body is not valid JSON", errors=errors)
-        fields = ", ".join(sorted({error["field"] for error in errors}))
+        fields = ", ".join(sorted({error.field for error in errors}))
         return problem(HTTPStatus.UNPROCESSABLE_ENTITY, f"invalid request: {fields}", errors=errors)
 
-    @app.exception_handler(BatchTooLarge)
-    def _batch_too_large(exc: BatchTooLarge) -> Response:
+    @app.exception_handler([UnicodeDecodeError, binascii.Error])
+    def _undecodable_body(exc: ValueError) -> Response:
+        return problem(
+            HTTPStatus.BAD_REQUEST,
+            "the request body is not UTF-8 text (or not valid base64)",
+            errors=[FieldError(field="body", message=str(exc), type="body_encoding")],
+        )
+
+    @app.exception_handler(EventsRejected)
+    def _events_rejected(exc: EventsRejected) -> Response:
+        return problem(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            str(exc),
+            errors=exc.errors,
+            rejections=[rejection.model_dump(mode="json") for rejection in exc.rejections],
+        )
+
+    @app.exception_handler(InvalidRequest)
+    def _invalid(exc: InvalidRequest) -> Response:
+        return problem(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc), errors=exc.errors)
+
+    @app.exception_handler(RequestTooLarge)
+    def _too_large(exc: RequestTooLarge) -> Response:
         return problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc), limit=exc.limit)
 
     @app.exception_handler(DatabaseUnavailable)
@@ -111,7 +125,7 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
         logger.exception("database unavailable")
         return problem(
             HTTPStatus.SERVICE_UNAVAILABLE,
-            "the database is unavailable; nothing was changed, retry the same request",
+            "the database is unavailable; retrying the same request is safe",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 

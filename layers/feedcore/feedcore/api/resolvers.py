@@ -4,30 +4,44 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.http_resolver import HttpResolverLocal
+from aws_lambda_powertools.event_handler.http_resolver import HttpProxyEvent, HttpResolverLocal
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
-from feedcore.api import events, feed
-from feedcore.api.problems import register_problem_handlers
+from feedcore.api import catalog, events, feed
+from feedcore.api.problems import parse_json_body, register_problem_handlers
 
-ALL_ROUTERS: tuple[Router, ...] = (events.router, feed.router)
+# The routers of each function, as template.yaml wires them.
+INGEST_ROUTERS: tuple[Router, ...] = (events.router, catalog.router)
+FEED_ROUTERS: tuple[Router, ...] = (feed.router,)
 API_TITLE = "Feed Assembly API"
 API_VERSION = "1.0.0"
+SECURITY_SCHEMES = {"admin": HTTPBearer(description="A token of an admin or service identity")}
 
 
 def lambda_resolver(*routers: Router) -> APIGatewayRestResolver:
     """The API Gateway (REST) resolver of one function, with validation and problem+json errors."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
     for router in routers:
         app.include_router(router)
     register_problem_handlers(app)
     return app
 
 
+class _LocalResolver(HttpResolverLocal):
+    """HttpResolverLocal reading bodies like the Lambda resolvers do (it has no deserializer option)."""
+
+    def _to_proxy_event(self, event: dict) -> HttpProxyEvent:
+        proxy_event = super()._to_proxy_event(event)
+        proxy_event._json_deserializer = parse_json_body
+        return proxy_event
+
+
 def local_resolver() -> HttpResolverLocal:
-    """Every route in one ASGI app, for `feedctl serve` and the end-to-end tests."""
-    app = HttpResolverLocal(enable_validation=True)
-    for router in ALL_ROUTERS:
+    """Every route of every function in one ASGI app, for `feedctl serve` and the end-to-end tests."""
+    app = _LocalResolver(enable_validation=True)
+    for router in INGEST_ROUTERS + FEED_ROUTERS:
         app.include_router(router)
     register_problem_handlers(app)
-    app.enable_swagger(path="/docs", title=API_TITLE, version=API_VERSION)
+    app.configure_openapi(title=API_TITLE, version=API_VERSION, security_schemes=SECURITY_SCHEMES)
+    app.enable_swagger(path="/docs")
     return app

@@ -12,8 +12,8 @@ from feedcore.settings import ScoringSettings
 # Held for the length of a recompute transaction so two runs never overlap.
 RECOMPUTE_LOCK_KEY = 7_246_201_118
 
-# Each interaction with its type weight and its exponential decay at %(now)s. Impressions carry no
-# preference; events stamped after `now` are left for a later run.
+# Each interaction with its type weight and its age at %(now)s. Impressions carry no preference, and
+# removals from the cart are not scored yet; events stamped after `now` are left for a later run.
 _WEIGHTED_INTERACTIONS = """
 SELECT user_id, store_id, item_id, event_id, event_type, occurred_at,
        CASE event_type
@@ -24,7 +24,7 @@ SELECT user_id, store_id, item_id, event_id, event_type, occurred_at,
        END AS weight,
        extract(epoch FROM (%(now)s - occurred_at)) AS age_s
 FROM event_items
-WHERE occurred_at <= %(now)s AND event_type <> 'impression'
+WHERE occurred_at <= %(now)s AND event_type NOT IN ('impression', 'remove_from_cart')
 """
 
 
@@ -118,3 +118,8 @@ def record_run(
         (mode, started_at, finished_at, counts.events_scored, counts.popularity_rows, counts.affinity_rows),
     ).fetchone()
     return row[0]
+
+
+def delete_user_scores(conn: psycopg.Connection, user_id: str) -> int:
+    """Delete the user's per-user scores; returns how many rows."""
+    return conn.execute("DELETE FROM user_item_affinity WHERE user_id = %s", (user_id,)).rowcount

@@ -1,42 +1,127 @@
-"""Store a batch of events exactly once and say what happened to each."""
+"""Store a batch of events exactly once and say what happened to each of them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from time import perf_counter
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from feedcore.api.models import Event, EventBatch, IngestResult
+from feedcore.api.field_errors import field_errors
+from feedcore.api.models import Event, EventBatch, EventRejection, FieldError, IngestResult, ValidEvent
 from feedcore.db import events as events_db
 from feedcore.db.connection import run
-from feedcore.errors import BatchTooLarge
+from feedcore.db.events import month_of
+from feedcore.errors import EventsRejected, RequestTooLarge
 from feedcore.observability import logger, metrics
-from feedcore.settings import ingest_settings
+from feedcore.settings import IngestSettings, ingest_settings
+
+_EVENT = TypeAdapter(Event)
 
 
-def first_occurrences(events: Sequence[Event]) -> list[Event]:
-    """The events in order, keeping only the first of any that repeat an event_id."""
+@dataclass
+class ScreenedBatch:
+    """A batch split into the events to store (with their index) and the rejected ones."""
+
+    valid: list[tuple[int, ValidEvent]] = field(default_factory=list)
+    rejections: list[EventRejection] = field(default_factory=list)
+
+
+def _event_id_of(raw: Any) -> str | None:
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    return str(event_id)[:64] if event_id is not None else None
+
+
+def time_window_error(occurred_at: datetime, now: datetime, settings: IngestSettings) -> str | None:
+    """Why `occurred_at` is outside what ingestion accepts, or None."""
+    if occurred_at > now + timedelta(seconds=settings.future_tolerance_s):
+        return f"is in the future (more than {settings.future_tolerance_s} s ahead of the server's clock)"
+    if occurred_at < now - timedelta(days=settings.late_event_horizon_days):
+        return f"is older than the late-event horizon of {settings.late_event_horizon_days} days"
+    return None
+
+
+def screen_events(events: Sequence[Any], now: datetime, settings: IngestSettings) -> ScreenedBatch:
+    """Sort each event of a batch into valid or rejected (with the reasons, located by index).
+
+    `events` holds contract models for the events that matched the contract and the raw JSON values of
+    the others, as EventBatch leaves them.
+    """
+    screened = ScreenedBatch()
+    for index, candidate in enumerate(events):
+        if isinstance(candidate, BaseModel):
+            event = candidate
+        else:
+            try:
+                event = _EVENT.validate_python(candidate)
+            except ValidationError as exc:
+                errors = field_errors(exc.errors(include_url=False), prefix=("events", index))
+                screened.rejections.append(EventRejection(index=index, event_id=_event_id_of(candidate), errors=errors))
+                continue
+        reason = time_window_error(event.occurred_at, now, settings)
+        if reason is None:
+            screened.valid.append((index, event))
+        else:
+            error = FieldError(field=f"events[{index}].occurred_at", message=reason, type="time_window")
+            screened.rejections.append(EventRejection(index=index, event_id=str(event.event_id), errors=[error]))
+    return screened
+
+
+def first_occurrences(valid: Sequence[tuple[int, ValidEvent]]) -> tuple[list[tuple[int, ValidEvent]], list[int]]:
+    """The events in order keeping only the first of any that repeat an event_id, and the repeats' indexes."""
     seen: set = set()
-    unique = []
-    for event in events:
-        if event.event_id not in seen:
+    unique, repeats = [], []
+    for index, event in valid:
+        if event.event_id in seen:
+            repeats.append(index)
+        else:
             seen.add(event.event_id)
-            unique.append(event)
-    return unique
+            unique.append((index, event))
+    return unique, repeats
 
 
-def ingest_batch(batch: EventBatch) -> IngestResult:
-    """Commit the new events of `batch`; the answer counts only what the commit stored."""
-    limit = ingest_settings().max_events_per_batch
-    if len(batch.events) > limit:
-        raise BatchTooLarge(len(batch.events), limit)
+def ingest_batch(batch: EventBatch, *, body_bytes: int = 0, now: datetime | None = None) -> IngestResult:
+    """Commit the valid, new events of `batch`; the answer counts only what the commit stored.
+
+    Raises RequestTooLarge for a batch over the limits and EventsRejected when no event is valid.
+    """
+    settings = ingest_settings()
+    if body_bytes > settings.max_body_bytes:
+        raise RequestTooLarge("bytes", body_bytes, settings.max_body_bytes)
+    if len(batch.events) > settings.max_events_per_batch:
+        raise RequestTooLarge("events", len(batch.events), settings.max_events_per_batch)
     started = perf_counter()
-    unique = first_occurrences(batch.events)
-    accepted = run(lambda conn: events_db.store_events(conn, unique))
-    result = IngestResult(received=len(batch.events), accepted=accepted, duplicates=len(batch.events) - accepted)
+    screened = screen_events(batch.events, now or datetime.now(UTC), settings)
+    if not screened.valid:
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(screened.rejections))
+        raise EventsRejected(screened.rejections)
+    unique, repeats = first_occurrences(screened.valid)
+    to_store = [event for _, event in unique]
+    run(
+        lambda conn: events_db.ensure_event_partitions(conn, {month_of(e.occurred_at) for e in to_store}),
+        in_transaction=False,
+    )
+    stored = run(lambda conn: events_db.store_events(conn, to_store))
+    duplicate_indexes = sorted(repeats + [index for index, event in unique if event.event_id not in stored.event_ids])
+    result = IngestResult(
+        received=len(batch.events),
+        accepted=len(stored.event_ids),
+        duplicates=len(duplicate_indexes),
+        rejected=len(screened.rejections),
+        unknown_items=stored.unknown_items,
+        duplicate_indexes=duplicate_indexes,
+        rejections=screened.rejections,
+    )
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
+    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=result.rejected)
     metrics.add_metric(name="IngestBatchLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - started) * 1000)
-    logger.info("events ingested", extra=result.model_dump())
+    logger.info(
+        "events ingested",
+        extra=result.model_dump(include={"received", "accepted", "duplicates", "rejected", "unknown_items"}),
+    )
     return result

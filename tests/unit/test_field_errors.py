@@ -2,7 +2,8 @@
 
 import pytest
 
-from feedcore.api.problems import field_path, validation_errors
+from feedcore.api.field_errors import field_errors, field_path
+from feedcore.api.models import FieldError
 
 
 @pytest.mark.parametrize(
@@ -21,12 +22,10 @@ def test_field_path(loc, expected):
 
 
 def test_unknown_event_type_names_the_type_field():
-    errors = validation_errors(
-        [{"loc": ("body", "events", 3), "msg": "Input tag 'x' ...", "type": "union_tag_invalid"}]
-    )
-    assert errors == [{"field": "events[3].type", "message": "Input tag 'x' ...", "type": "union_tag_invalid"}]
+    errors = field_errors([{"loc": (), "msg": "Input tag 'x' ...", "type": "union_tag_invalid"}], prefix=("events", 3))
+    assert errors == [FieldError(field="events[3].type", message="Input tag 'x' ...", type="union_tag_invalid")]
 
 
 def test_malformed_json_names_the_body_not_an_offset():
-    errors = validation_errors([{"loc": ("body", 12), "msg": "JSON decode error", "type": "json_invalid"}])
-    assert errors[0]["field"] == "body"
+    errors = field_errors([{"loc": ("body", 12), "msg": "JSON decode error", "type": "json_invalid"}])
+    assert errors[0].field == "body"

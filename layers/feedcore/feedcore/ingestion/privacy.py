@@ -1,0 +1,30 @@
+"""Erasure of a user's data on request."""
+
+from __future__ import annotations
+
+import psycopg
+
+from feedcore.api.models import UserDeletion
+from feedcore.db import catalog as catalog_db
+from feedcore.db import events as events_db
+from feedcore.db import scores as scores_db
+from feedcore.db.connection import run
+from feedcore.observability import logger
+
+
+def delete_user(user_id: str) -> UserDeletion:
+    """Delete the user's events, per-user scores and profile in one transaction; repeating it is harmless.
+
+    Aggregates the user contributed to (store popularity) hold no personal data and lose the user's part
+    at the next recompute.
+    """
+
+    def erase(conn: psycopg.Connection) -> UserDeletion:
+        events_deleted = events_db.delete_user_events(conn, user_id)
+        scores_deleted = scores_db.delete_user_scores(conn, user_id)
+        catalog_db.delete_user(conn, user_id)
+        return UserDeletion(user_id=user_id, events_deleted=events_deleted, scores_deleted=scores_deleted)
+
+    deletion = run(erase)
+    logger.info("user data deleted", extra=deletion.model_dump())
+    return deletion

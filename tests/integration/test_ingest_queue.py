@@ -1,0 +1,132 @@
+"""The SQS consumer of ingest_events, against moto's SQS (redrive to a dead-letter queue) and the real database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import boto3
+import psycopg
+import pytest
+from moto import mock_aws
+
+from tests.aws_events import REGION, LambdaContext
+from tests.conftest import load_function, use_database
+from tests.factories import event, purchase
+
+ingest = load_function("ingest_events")
+MAX_RECEIVES = 3
+
+
+@dataclass
+class Queues:
+    sqs: object
+    url: str
+    arn: str
+    dlq_url: str
+
+
+@pytest.fixture
+def queues() -> Iterator[Queues]:
+    """The ingestion queue with a redrive policy to its dead-letter queue, as template.yaml declares them."""
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name=REGION)
+        dlq_url = sqs.create_queue(QueueName="ingest-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        url = sqs.create_queue(
+            QueueName="ingest",
+            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES})},
+        )["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        yield Queues(sqs, url, arn, dlq_url)
+
+
+def deliver(queues: Queues) -> tuple[list[str], dict]:
+    """What the Lambda SQS poller does: receive a batch, invoke the handler with it, delete what succeeded.
+
+    Returns the received message ids and the handler's answer.
+    """
+    received = queues.sqs.receive_message(
+        QueueUrl=queues.url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+    ).get("Messages", [])
+    if not received:
+        return [], {"batchItemFailures": []}
+    records = [
+        {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message["Attributes"],
+            "messageAttributes": {},
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queues.arn,
+            "awsRegion": REGION,
+        }
+        for message in received
+    ]
+    answer = ingest.queue_handler({"Records": records}, LambdaContext(function_name="ingest_queue"))
+    failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
+    for message in received:
+        if message["MessageId"] not in failed:
+            queues.sqs.delete_message(QueueUrl=queues.url, ReceiptHandle=message["ReceiptHandle"])
+    return [message["MessageId"] for message in received], answer
+
+
+def send(queues: Queues, body: str) -> str:
+    return queues.sqs.send_message(QueueUrl=queues.url, MessageBody=body)["MessageId"]
+
+
+def test_consumer_reports_exactly_the_failed_messages(queues: Queues, db: psycopg.Connection) -> None:
+    good = [purchase("user-1", items=("milk",)), event("click", "user-2", item_id="eggs")]
+    with_bad_event = [event("click", "user-3", item_id="milk"), event("click", "user-3", item_id="milk", quantity=1)]
+    ok_id = send(queues, json.dumps({"events": good}))
+    partly_bad_id = send(queues, json.dumps({"events": with_bad_event}))
+    not_json_id = send(queues, "this is not json")
+    all_bad_id = send(queues, json.dumps({"events": [{"type": "click"}]}))
+
+    received, answer = deliver(queues)
+
+    assert sorted(received) == sorted([ok_id, partly_bad_id, not_json_id, all_bad_id])
+    assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == sorted(
+        [partly_bad_id, not_json_id, all_bad_id]
+    )
+    stored = {row[0] for row in db.execute("SELECT event_id::text FROM events")}
+    # The valid event of the partly bad message is stored; its invalid one waits in the queue.
+    assert stored == {good[0]["event_id"], good[1]["event_id"], with_bad_event[0]["event_id"]}
+
+
+def test_poison_messages_reach_the_dead_letter_queue_and_valid_events_are_stored_once(
+    queues: Queues, db: psycopg.Connection
+) -> None:
+    valid = event("click", "user-1", item_id="milk")
+    send(queues, json.dumps({"events": [valid, event("hide", "user-1", item_id="eggs", colour="red")]}))
+    send(queues, "{")
+
+    for _ in range(MAX_RECEIVES + 1):
+        deliver(queues)
+
+    dead = queues.sqs.receive_message(QueueUrl=queues.dlq_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert sorted(message["Body"][:1] for message in dead) == ["{", "{"]
+    assert len(dead) == 2
+    assert queues.sqs.receive_message(QueueUrl=queues.url).get("Messages", []) == []
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1  # redeliveries were duplicates
+
+
+def test_database_outage_fails_the_message_and_redelivery_stores_it_once(
+    queues: Queues, db: psycopg.Connection, database_url: str, tmp_path
+) -> None:
+    batch = [purchase("user-1", items=("milk",)), purchase("user-2", items=("eggs",))]
+    message_id = send(queues, json.dumps({"events": batch}))
+    use_database(f"postgresql:///postgres?host={tmp_path}&connect_timeout=1")
+
+    _, answer = deliver(queues)
+    assert answer["batchItemFailures"] == [{"itemIdentifier": message_id}]
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+    use_database(database_url)
+    _, answer = deliver(queues)
+    assert answer["batchItemFailures"] == []
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+    assert deliver(queues)[0] == []  # deleted after success

@@ -1,0 +1,55 @@
+"""Screening of an event batch: what is stored, what is rejected and why, what repeats."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from feedcore.api.models import EventBatch
+from feedcore.ingestion.service import first_occurrences, screen_events, time_window_error
+from feedcore.settings import IngestSettings
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SETTINGS = IngestSettings(late_event_horizon_days=30, future_tolerance_s=300)
+
+
+def click(at: datetime = NOW, event_id: str | None = None, **fields) -> dict:
+    return {"event_id": event_id or str(uuid.uuid4()), "type": "click", "user_id": "u", "store_id": "s",
+            "item_id": "i", "occurred_at": at.isoformat(), **fields}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "accepted"),
+    [
+        (NOW, True),
+        (NOW + timedelta(seconds=300), True),
+        (NOW + timedelta(seconds=301), False),
+        (NOW - timedelta(days=30), True),
+        (NOW - timedelta(days=30, seconds=1), False),
+    ],
+)
+def test_time_window_takes_late_events_up_to_the_horizon_and_tolerates_fast_clocks(occurred_at, accepted):
+    assert (time_window_error(occurred_at, NOW, SETTINGS) is None) == accepted
+
+
+def test_screening_keeps_valid_events_with_their_index_and_explains_each_rejection():
+    raw = [click(), {"type": "click"}, click(at=NOW + timedelta(hours=1)), 42, click()]
+    screened = screen_events(EventBatch.model_validate({"events": raw}).events, NOW, SETTINGS)
+
+    assert [index for index, _ in screened.valid] == [0, 4]
+    by_index = {r.index: r for r in screened.rejections}
+    assert set(by_index) == {1, 2, 3}
+    assert {e.field for e in by_index[1].errors} == {"events[1].event_id", "events[1].user_id", "events[1].store_id",
+                                                      "events[1].occurred_at", "events[1].item_id"}  # fmt: skip
+    assert by_index[2].event_id == raw[2]["event_id"]
+    assert by_index[2].errors[0].type == "time_window"
+    assert by_index[3].event_id is None
+
+
+def test_first_occurrences_keeps_order_and_reports_repeats():
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    events = EventBatch.model_validate({"events": [click(event_id=a), click(event_id=b), click(event_id=a)]}).events
+    unique, repeats = first_occurrences(list(enumerate(events)))
+
+    assert [(index, str(event.event_id)) for index, event in unique] == [(0, a), (1, b)]
+    assert repeats == [2]
