@@ -8,18 +8,27 @@ from pathlib import Path
 
 import pytest
 
+from feedcore.api.resolvers import FEED_ROUTERS, INGEST_ROUTERS, SECURITY_SCHEMES, lambda_resolver
 from feedcore.scoring.trigger import recompute_request_from_event
+from tests.conftest import load_function
 
 from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, run, sam_env
 
 LAYER = {"Ref": "FeedCoreLayer"}
-# Logical id -> the folder under functions/ (also the function's POWERTOOLS_SERVICE_NAME).
+# Logical id -> (the folder under functions/, the function's POWERTOOLS_SERVICE_NAME).
 FUNCTIONS = {
-    "IngestEventsFunction": "ingest_events",
-    "RecomputeScoresFunction": "recompute_scores",
-    "AssembleFeedFunction": "assemble_feed",
+    "IngestEventsFunction": ("ingest_events", "ingest_events"),
+    "IngestQueueFunction": ("ingest_events", "ingest_queue"),
+    "RecomputeScoresFunction": ("recompute_scores", "recompute_scores"),
+    "AssembleFeedFunction": ("assemble_feed", "assemble_feed"),
 }
-API_ROUTES = {("POST", "/v1/events"), ("GET", "/v1/users/{user_id}/feed")}
+# Logical id -> the routers its resolver serves (see functions/*/app.py).
+API_FUNCTIONS = {"IngestEventsFunction": INGEST_ROUTERS, "AssembleFeedFunction": FEED_ROUTERS}
+
+
+def _routes_in_code(routers) -> set[tuple[str, str]]:
+    document = json.loads(lambda_resolver(*routers).get_openapi_json_schema(security_schemes=SECURITY_SCHEMES))
+    return {(method.upper(), path) for path, methods in document["paths"].items() for method in methods}
 
 
 def _functions(template: dict) -> dict[str, dict]:
@@ -78,7 +87,7 @@ def test_sam_validate_lint_passes():
     assert proc.returncode == 0, describe(proc)
 
 
-def test_the_three_functions_exist(template):
+def test_the_functions_exist(template):
     assert set(_functions(template)) == set(FUNCTIONS)
 
 
@@ -95,17 +104,17 @@ def test_function_runs_python312_with_the_layer(template, name):
 def test_handler_points_to_an_existing_file(template, name):
     props = _functions(template)[name]
     code_uri = _effective(template, props, "CodeUri")
-    assert Path(code_uri) == Path("functions", FUNCTIONS[name])
+    folder, _ = FUNCTIONS[name]
+    assert Path(code_uri) == Path("functions", folder)
     module, _, function = _effective(template, props, "Handler").rpartition(".")
-    assert module and function
-    handler_file = REPO_ROOT / code_uri / (module.replace(".", "/") + ".py")
-    assert handler_file.is_file(), f"{name}: handler file {handler_file.relative_to(REPO_ROOT)} is missing"
+    assert module == "app", f"{name}: handlers live in functions/<name>/app.py"
+    assert callable(getattr(load_function(folder), function, None)), f"{name}: no {function} in {folder}/app.py"
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_function_names_its_service_and_reads_only_the_db_secret(template, name):
     props = _functions(template)[name]
-    assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == FUNCTIONS[name]
+    assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == FUNCTIONS[name][1]
     statements = [s for where, s in _policy_statements(template) if where == name]
     assert {
         "Sid": "ReadDatabaseSecret",
@@ -155,14 +164,36 @@ def test_recompute_runs_on_an_eventbridge_scheduler_schedule(template):
     assert schedule["DeadLetterConfig"]["Type"] == "SQS"
 
 
-def test_api_routes_are_exactly_the_public_ones(template):
+@pytest.mark.parametrize("name", sorted(API_FUNCTIONS))
+def test_api_routes_of_each_function_are_exactly_the_routes_its_code_serves(template, name):
     routes = set()
-    for name, props in _functions(template).items():
-        for event in props.get("Events", {}).values():
-            if event["Type"] == "Api":
-                assert event["Properties"]["RestApiId"] == {"Ref": "FeedApi"}, name
-                routes.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
-    assert routes == API_ROUTES
+    for event in _functions(template)[name].get("Events", {}).values():
+        if event["Type"] == "Api":
+            assert event["Properties"]["RestApiId"] == {"Ref": "FeedApi"}, name
+            routes.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
+    assert routes == _routes_in_code(API_FUNCTIONS[name])
+
+
+def test_only_api_functions_have_api_events(template):
+    with_api = {
+        name
+        for name, props in _functions(template).items()
+        if any(event["Type"] == "Api" for event in props.get("Events", {}).values())
+    }
+    assert with_api == set(API_FUNCTIONS)
+
+
+def test_queue_consumer_reports_partial_failures_and_parks_poison_messages(template):
+    resources = template["Resources"]
+    (event,) = _functions(template)["IngestQueueFunction"]["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    redrive = resources["IngestQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] >= 2
+    consumer_timeout = _effective(template, _functions(template)["IngestQueueFunction"], "Timeout")
+    assert resources["IngestQueue"]["Properties"]["VisibilityTimeout"] >= 6 * consumer_timeout
 
 
 def test_api_is_traced_and_throttled(template):
@@ -189,4 +220,6 @@ def test_outputs(template):
         "AssembleFeedFunctionArn",
         "RecomputeScoresFunctionArn",
         "FeedCoreLayerArn",
+        "IngestQueueUrl",
+        "IngestDeadLetterQueueUrl",
     } <= set(template["Outputs"])

@@ -41,6 +41,8 @@ def test_scheduler_run_scores_popularity_per_store_and_globally(db: psycopg.Conn
     assert popularity(db, "*").keys() == {"milk", "eggs", "coffee", "bananas"}
     assert popularity(db, OTHER_STORE).keys() == {"bananas"}
     assert db.execute("SELECT count(*) FROM score_runs").fetchone()[0] == 1
+    users = dict(db.execute("SELECT user_id, home_store_id FROM users").fetchall())
+    assert users == {"user-1": STORE, "user-2": STORE, "user-3": STORE, "user-4": OTHER_STORE}
 
 
 def test_eventbridge_rule_event_runs_the_same_recompute(db: psycopg.Connection) -> None:

@@ -1,12 +1,12 @@
 """Screening of an event batch: what is stored, what is rejected and why, what repeats."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from feedcore.api.models import EventBatch
-from feedcore.ingestion.service import first_occurrences, screen_events, time_window_error
+from feedcore.ingestion.service import TimeWindow, first_occurrences, screen_events
 from feedcore.settings import IngestSettings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -29,12 +29,17 @@ def click(at: datetime = NOW, event_id: str | None = None, **fields) -> dict:
     ],
 )
 def test_time_window_takes_late_events_up_to_the_horizon_and_tolerates_fast_clocks(occurred_at, accepted):
-    assert (time_window_error(occurred_at, NOW, SETTINGS) is None) == accepted
+    assert (TimeWindow.at(NOW, SETTINGS).error(occurred_at) is None) == accepted
+
+
+def test_time_window_needs_the_partitions_of_every_month_it_spans():
+    window = TimeWindow.at(datetime(2026, 3, 15, tzinfo=UTC), IngestSettings(late_event_horizon_days=60))
+    assert window.months() == {date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)}
 
 
 def test_screening_keeps_valid_events_with_their_index_and_explains_each_rejection():
     raw = [click(), {"type": "click"}, click(at=NOW + timedelta(hours=1)), 42, click()]
-    screened = screen_events(EventBatch.model_validate({"events": raw}).events, NOW, SETTINGS)
+    screened = screen_events(EventBatch.model_validate({"events": raw}).events, TimeWindow.at(NOW, SETTINGS))
 
     assert [index for index, _ in screened.valid] == [0, 4]
     by_index = {r.index: r for r in screened.rejections}

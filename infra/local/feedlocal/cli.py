@@ -114,6 +114,16 @@ def cmd_retention(args: argparse.Namespace) -> None:
     print(f"dropped {len(dropped)} event partitions" + (f": {', '.join(dropped)}" if dropped else ""))
 
 
+def cmd_bench_ingest(args: argparse.Namespace) -> None:
+    from feedlocal.bench import bench_ingest, print_result
+
+    print(
+        f"ingest benchmark: {args.events} events in batches of {args.batch_size}, {args.workers} workers",
+        file=sys.stderr,
+    )
+    print_result(bench_ingest(args.events, args.batch_size, args.workers))
+
+
 def cmd_db(args: argparse.Namespace) -> None:
     if args.action == "url":
         print(embedded.ensure_database_url())
@@ -160,6 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
     retention = commands.add_parser("retention", help="drop monthly event partitions older than --keep-days")
     retention.add_argument("--keep-days", type=int, required=True, help="days of events to keep")
     retention.set_defaults(func=cmd_retention)
+
+    bench = commands.add_parser("bench", help="benchmarks; each prints a final JSON line").add_subparsers(
+        dest="benchmark", required=True
+    )
+    bench_ingest = bench.add_parser("ingest", help="events/s through the ingest handler vs a raw COPY")
+    bench_ingest.add_argument("--events", type=int, default=200_000, help="events to load (default 200,000)")
+    bench_ingest.add_argument("--batch-size", type=int, default=500, help="events per request (default 500)")
+    bench_ingest.add_argument(
+        "--workers", type=int, default=2, help="concurrent senders, like warm Lambda containers (default 2)"
+    )
+    bench_ingest.set_defaults(func=cmd_bench_ingest)
 
     db = commands.add_parser("db", help="the embedded database: print its URL or stop it")
     db.add_argument("action", choices=["url", "stop"])

@@ -25,7 +25,7 @@ def load_dataset(conn: psycopg.Connection, dataset: SeedDataset) -> int:
         catalog_db.upsert_users(conn, dataset.users)
         events_db.ensure_event_partitions(conn, {events_db.month_of(event.occurred_at) for event in dataset.events})
         for batch in batched(dataset.events, ingest_settings().max_events_per_batch):
-            stored += len(events_db.store_events(conn, batch).event_ids)
+            stored += len(batch) - len(events_db.store_events(conn, batch).duplicate_ids)
     return stored
 
 

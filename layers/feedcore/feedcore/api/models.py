@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union, get_args
@@ -48,7 +48,9 @@ def _iso_timestamp(value: Any) -> Any:
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_timestamp)]
 
 
-def _reject_repeats(item_ids: Iterable[str]) -> None:
+def _reject_repeats(item_ids: Sequence[str]) -> None:
+    if len(set(item_ids)) == len(item_ids):
+        return
     seen: set[str] = set()
     for item_id in item_ids:
         if item_id in seen:
@@ -99,7 +101,7 @@ class PurchaseEvent(_EventBase):
     @field_validator("items")
     @classmethod
     def _one_line_per_item(cls, items: list[PurchaseLine]) -> list[PurchaseLine]:
-        _reject_repeats(line.item_id for line in items)
+        _reject_repeats([line.item_id for line in items])
         return items
 
 
@@ -155,6 +157,11 @@ class EventBatch(_Contract):
     events: list[Annotated[Event | SkipJsonSchema[Any], Field(union_mode="left_to_right")]] = Field(
         min_length=1, description="At most INGEST_MAX_EVENTS_PER_BATCH events and INGEST_MAX_BODY_BYTES bytes"
     )
+
+    def __repr__(self) -> str:
+        # Powertools formats route arguments into a debug message even when debug logging is off; the
+        # default repr of 500 events costs more than storing them.
+        return f"EventBatch(<{len(self.events)} events>)"
 
 
 class EventRejection(_Contract):
@@ -212,7 +219,7 @@ class CatalogUpdate(_Contract):
     @field_validator("items")
     @classmethod
     def _each_item_once(cls, items: list[CatalogItem]) -> list[CatalogItem]:
-        _reject_repeats(item.item_id for item in items)
+        _reject_repeats([item.item_id for item in items])
         return items
 
 
@@ -225,7 +232,7 @@ class AvailabilityUpdate(_Contract):
     @field_validator("items")
     @classmethod
     def _each_item_once(cls, items: list[AvailabilityEntry]) -> list[AvailabilityEntry]:
-        _reject_repeats(item.item_id for item in items)
+        _reject_repeats([item.item_id for item in items])
         return items
 
 

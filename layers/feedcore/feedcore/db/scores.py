@@ -63,6 +63,19 @@ GROUP BY user_id, item_id
 """
 
 
+# Users seen in events get a profile, their home store being where they have most events. Kept out of the
+# ingestion path, whose cost it would double.
+_ADD_NEW_USERS = """
+INSERT INTO users (user_id, home_store_id)
+SELECT DISTINCT ON (user_id) user_id, store_id
+FROM events
+WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = events.user_id)
+GROUP BY user_id, store_id
+ORDER BY user_id, count(*) DESC, store_id
+ON CONFLICT (user_id) DO NOTHING
+"""
+
+
 @dataclass(frozen=True)
 class RecomputeCounts:
     events_scored: int
@@ -98,6 +111,7 @@ def rebuild_scores(conn: psycopg.Connection, settings: ScoringSettings, now: dat
         "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
     }
     events_scored = conn.execute("SELECT count(*) FROM events WHERE occurred_at <= %(now)s", params).fetchone()[0]
+    conn.execute(_ADD_NEW_USERS)
     conn.execute("DELETE FROM item_popularity")
     popularity_rows = conn.execute(_REBUILD_POPULARITY, params).rowcount
     conn.execute("DELETE FROM user_item_affinity")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from time import perf_counter
 from typing import Any
 
@@ -15,7 +15,7 @@ from feedcore.api.field_errors import field_errors
 from feedcore.api.models import Event, EventBatch, EventRejection, FieldError, IngestResult, ValidEvent
 from feedcore.db import events as events_db
 from feedcore.db.connection import run
-from feedcore.db.events import month_of
+from feedcore.db.events import month_of, next_month
 from feedcore.errors import EventsRejected, RequestTooLarge
 from feedcore.observability import logger, metrics
 from feedcore.settings import IngestSettings, ingest_settings
@@ -36,16 +36,43 @@ def _event_id_of(raw: Any) -> str | None:
     return str(event_id)[:64] if event_id is not None else None
 
 
-def time_window_error(occurred_at: datetime, now: datetime, settings: IngestSettings) -> str | None:
-    """Why `occurred_at` is outside what ingestion accepts, or None."""
-    if occurred_at > now + timedelta(seconds=settings.future_tolerance_s):
-        return f"is in the future (more than {settings.future_tolerance_s} s ahead of the server's clock)"
-    if occurred_at < now - timedelta(days=settings.late_event_horizon_days):
-        return f"is older than the late-event horizon of {settings.late_event_horizon_days} days"
-    return None
+@dataclass(frozen=True)
+class TimeWindow:
+    """The occurred_at values ingestion accepts at one moment: late events up to the horizon, and client
+    clocks running a little fast."""
+
+    earliest: datetime
+    latest: datetime
+    horizon_days: int
+    tolerance_s: int
+
+    @classmethod
+    def at(cls, now: datetime, settings: IngestSettings) -> TimeWindow:
+        return cls(
+            earliest=now - timedelta(days=settings.late_event_horizon_days),
+            latest=now + timedelta(seconds=settings.future_tolerance_s),
+            horizon_days=settings.late_event_horizon_days,
+            tolerance_s=settings.future_tolerance_s,
+        )
+
+    def error(self, occurred_at: datetime) -> str | None:
+        """Why `occurred_at` is outside the window, or None."""
+        if occurred_at > self.latest:
+            return f"is in the future (more than {self.tolerance_s} s ahead of the server's clock)"
+        if occurred_at < self.earliest:
+            return f"is older than the late-event horizon of {self.horizon_days} days"
+        return None
+
+    def months(self) -> set[date]:
+        """The months an accepted event can fall in (the partitions ingestion needs)."""
+        months, month, last = set(), month_of(self.earliest), month_of(self.latest)
+        while month <= last:
+            months.add(month)
+            month = next_month(month)
+        return months
 
 
-def screen_events(events: Sequence[Any], now: datetime, settings: IngestSettings) -> ScreenedBatch:
+def screen_events(events: Sequence[Any], window: TimeWindow) -> ScreenedBatch:
     """Sort each event of a batch into valid or rejected (with the reasons, located by index).
 
     `events` holds contract models for the events that matched the contract and the raw JSON values of
@@ -62,7 +89,7 @@ def screen_events(events: Sequence[Any], now: datetime, settings: IngestSettings
                 errors = field_errors(exc.errors(include_url=False), prefix=("events", index))
                 screened.rejections.append(EventRejection(index=index, event_id=_event_id_of(candidate), errors=errors))
                 continue
-        reason = time_window_error(event.occurred_at, now, settings)
+        reason = window.error(event.occurred_at)
         if reason is None:
             screened.valid.append((index, event))
         else:
@@ -95,21 +122,19 @@ def ingest_batch(batch: EventBatch, *, body_bytes: int = 0, now: datetime | None
     if len(batch.events) > settings.max_events_per_batch:
         raise RequestTooLarge("events", len(batch.events), settings.max_events_per_batch)
     started = perf_counter()
-    screened = screen_events(batch.events, now or datetime.now(UTC), settings)
+    window = TimeWindow.at(now or datetime.now(UTC), settings)
+    screened = screen_events(batch.events, window)
     if not screened.valid:
         metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(screened.rejections))
         raise EventsRejected(screened.rejections)
     unique, repeats = first_occurrences(screened.valid)
     to_store = [event for _, event in unique]
-    run(
-        lambda conn: events_db.ensure_event_partitions(conn, {month_of(e.occurred_at) for e in to_store}),
-        in_transaction=False,
-    )
+    run(lambda conn: events_db.ensure_event_partitions(conn, window.months()), in_transaction=False)
     stored = run(lambda conn: events_db.store_events(conn, to_store))
-    duplicate_indexes = sorted(repeats + [index for index, event in unique if event.event_id not in stored.event_ids])
+    duplicate_indexes = sorted(repeats + [index for index, event in unique if event.event_id in stored.duplicate_ids])
     result = IngestResult(
         received=len(batch.events),
-        accepted=len(stored.event_ids),
+        accepted=len(to_store) - len(stored.duplicate_ids),
         duplicates=len(duplicate_indexes),
         rejected=len(screened.rejections),
         unknown_items=stored.unknown_items,

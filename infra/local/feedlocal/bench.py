@@ -1,0 +1,232 @@
+"""Benchmarks that print their figures as a final JSON line (`feedctl bench …`).
+
+Each runs against a scratch database on the server `feedctl` uses (embedded unless DATABASE_URL is set),
+dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from feedcore import settings
+from feedcore.db.connection import reset_cached_connection
+from feedcore.db.migrations import migrate
+from feedcore.observability import logger
+from feedlocal import embedded
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+# The columns a raw COPY writes: everything the ingestion path stores (received_at takes its default).
+EVENT_COLUMNS = (
+    "event_id", "occurred_at", "event_type", "user_id", "store_id", "item_id", "quantity", "order_id",
+    "line_item_ids", "line_quantities", "line_unit_prices", "feed_id", "section", "position",
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A migrated, empty database for one benchmark run; feedcore points at it until the run ends."""
+    server_url = embedded.ensure_database_url()
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin_url = make_conninfo(server_url, dbname="postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(server_url, dbname=name)
+    previous = os.environ.get("DATABASE_URL")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn, embedded.MIGRATIONS_DIR)
+        _point_feedcore_at(url)
+        yield url
+    finally:
+        reset_cached_connection()
+        if previous is not None:
+            _point_feedcore_at(previous)
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _point_feedcore_at(url: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    settings.database_settings.cache_clear()
+    reset_cached_connection()
+
+
+def load_handler_module(function: str):
+    """functions/<function>/app.py, imported as Lambda imports it."""
+    spec = importlib.util.spec_from_file_location(f"{function}_app", REPO_ROOT / "functions" / function / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synthetic_events(count: int, *, seed: int = 11, now: datetime) -> list[dict[str, Any]]:
+    """A realistic mix of client events from the last day: impressions and clicks dominate, purchases
+    carry 1–12 lines. 50,000 users, 20,000 items, 20 stores."""
+    rng = random.Random(seed)
+    events = []
+    for _ in range(count):
+        kind = rng.choices(
+            ("impression", "click", "add_to_cart", "remove_from_cart", "purchase", "hide"), (40, 20, 15, 5, 15, 5)
+        )[0]
+        event: dict[str, Any] = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "type": kind,
+            "user_id": f"user-{rng.randrange(50_000)}",
+            "store_id": f"store-{rng.randrange(20)}",
+            "occurred_at": (now - timedelta(seconds=rng.randrange(86_400))).isoformat(),
+        }
+        if kind == "purchase":
+            items = rng.sample(range(20_000), rng.randint(1, 12))
+            event["order_id"] = f"order-{rng.getrandbits(48)}"
+            event["items"] = [
+                {"item_id": f"item-{item}", "quantity": rng.randint(1, 4), "unit_price": rng.randint(49, 2999) / 100}
+                for item in items
+            ]
+        else:
+            event["item_id"] = f"item-{rng.randrange(20_000)}"
+        if kind in ("add_to_cart", "remove_from_cart"):
+            event["quantity"] = rng.randint(1, 3)
+        if kind in ("impression", "click"):
+            event |= {"feed_id": uuid.UUID(int=rng.getrandbits(128)).hex, "section": "trending",
+                      "position": rng.randrange(40)}  # fmt: skip
+        events.append(event)
+    return events
+
+
+def _copy_row(event: dict[str, Any]) -> tuple:
+    lines = event.get("items")
+    return (
+        event["event_id"], event["occurred_at"], event["type"], event["user_id"], event["store_id"],
+        event.get("item_id"), event.get("quantity"), event.get("order_id"),
+        [line["item_id"] for line in lines] if lines else None,
+        [line["quantity"] for line in lines] if lines else None,
+        [line["unit_price"] for line in lines] if lines else None,
+        event.get("feed_id"), event.get("section"), event.get("position"),
+    )  # fmt: skip
+
+
+def _api_request(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    body = json.dumps({"events": batch})
+    return {
+        "resource": "/v1/events", "path": "/v1/events", "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json"}, "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
+        "stageVariables": None, "body": body, "isBase64Encoded": False,
+        "requestContext": {"resourcePath": "/v1/events", "httpMethod": "POST", "stage": "bench",
+                           "requestId": str(uuid.uuid4()), "path": "/bench/v1/events"},
+    }  # fmt: skip
+
+
+class _Context:
+    function_name = "ingest_events"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest_events"
+    aws_request_id = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+def bench_ingest(events: int, batch_size: int, workers: int) -> dict[str, Any]:
+    """Time `events` events through the real ingest handler in batches of `batch_size`, sent by `workers`
+    processes at once (like as many warm Lambda containers), then a raw COPY of the same rows into the same
+    table by as many processes, one COPY per batch — and once more as a single COPY stream."""
+    now = datetime.now(UTC)
+    rows = synthetic_events(events, now=now)
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    requests = [_api_request(batch) for batch in batches]  # serialized before the clock starts
+    with scratch_database("feed_bench_ingest") as url:
+        warmup = synthetic_events(batch_size, seed=99, now=now)
+        handler_s = _in_parallel(_ingest_worker, url, [requests[w::workers] for w in range(workers)], warmup)
+        with psycopg.connect(url, autocommit=True) as conn:
+            stored = conn.execute("SELECT count(*) FROM events").fetchone()[0] - workers * len(warmup)
+            conn.execute("TRUNCATE events, event_ids")
+        copy_batches = [[_copy_row(event) for event in batch] for batch in batches]
+        copy_s = _in_parallel(_copy_worker, url, [copy_batches[w::workers] for w in range(workers)], None)
+        with psycopg.connect(url, autocommit=True) as conn:
+            copied = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            conn.execute("TRUNCATE events, event_ids")
+        stream_s = _in_parallel(_copy_worker, url, [[[row for batch in copy_batches for row in batch]]], None)
+    if stored != events or copied != events:
+        raise RuntimeError(f"expected {events} rows, the handler stored {stored} and COPY {copied}")
+    return {
+        "events": events,
+        "batch_size": batch_size,
+        "workers": workers,
+        "events_per_s": round(events / handler_s),
+        "copy_events_per_s": round(events / copy_s),
+        "copy_stream_events_per_s": round(events / stream_s),
+        "ratio": round(copy_s / handler_s, 3),  # = events_per_s / copy_events_per_s
+    }
+
+
+def _in_parallel(worker, url: str, shares: list[list], warmup: Any) -> float:
+    """Run `worker(url, share, warmup, barrier)` in one process per share; seconds from the common start
+    until the last finishes."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(len(shares) + 1)
+    processes = [context.Process(target=worker, args=(url, share, warmup, barrier)) for share in shares]
+    for process in processes:
+        process.start()
+    barrier.wait()  # every worker is connected and warm
+    started = time.perf_counter()
+    for process in processes:
+        process.join()
+    elapsed = time.perf_counter() - started
+    if any(process.exitcode != 0 for process in processes):
+        raise RuntimeError("a benchmark worker failed")
+    return elapsed
+
+
+def _ingest_worker(url: str, requests: list[dict], warmup: list[dict], barrier) -> None:
+    # Lambda ships logs and metrics from stdout; here they would only flood the terminal.
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    logger.registered_handler.setStream(devnull)
+    sys.stdout = devnull
+    _point_feedcore_at(url)
+    handler = load_handler_module("ingest_events").lambda_handler
+    context = _Context()
+    _expect_ok(handler(_api_request(_fresh_ids(warmup)), context), len(warmup))
+    barrier.wait()
+    for request in requests:
+        _expect_ok(handler(request, context), None)
+
+
+def _fresh_ids(events: list[dict]) -> list[dict]:
+    return [event | {"event_id": str(uuid.uuid4())} for event in events]
+
+
+def _copy_worker(url: str, batches: list[list[tuple]], _: Any, barrier) -> None:
+    columns = ", ".join(EVENT_COLUMNS)
+    with psycopg.connect(url, autocommit=True) as conn:
+        barrier.wait()
+        for batch in batches:
+            with conn.transaction(), conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy:
+                for row in batch:
+                    copy.write_row(row)
+
+
+def _expect_ok(response: dict[str, Any], count: int | None) -> None:
+    body = json.loads(response["body"])
+    if response["statusCode"] != 200 or body["rejected"] or (count is not None and body["accepted"] != count):
+        raise RuntimeError(f"ingest answered {response['statusCode']}: {str(body)[:500]}")
+
+
+def print_result(result: dict[str, Any]) -> None:
+    print(json.dumps(result), file=sys.stdout, flush=True)
