@@ -6,6 +6,7 @@ import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -20,13 +21,17 @@ ingest = load_function("ingest_events")
 
 
 def post_events(
-    body: Any = None, raw_body: str | None = None, headers: dict[str, str] | None = None, base64_encoded: bool = False
+    body: Any = None,
+    raw_body: str | None = None,
+    headers: dict[str, str] | None = None,
+    base64_encoded: bool = False,
+    function: ModuleType = ingest,
 ) -> tuple[int, dict[str, str], dict]:
     request = api_gateway_rest_event(
         "POST", "/v1/events", resource="/v1/events", body=body, raw_body=raw_body, headers=headers
     )
     request["isBase64Encoded"] = base64_encoded
-    response = ingest.lambda_handler(request, LambdaContext(function_name="ingest_events"))
+    response = function.lambda_handler(request, LambdaContext(function_name="ingest_events"))
     return response["statusCode"], response_headers(response), json.loads(response["body"])
 
 
@@ -139,14 +144,14 @@ def test_events_of_different_months_land_in_their_partitions(db: psycopg.Connect
 def test_racing_identical_batches_store_each_event_once(db: psycopg.Connection, database_url: str) -> None:
     batch = {"events": [purchase(f"user-{i}", items=("milk", "eggs")) for i in range(200)]}
 
-    def post_from_own_connection(_: int) -> dict:
-        try:  # each thread has its own cached connection, like separate Lambda containers
-            return post_events(batch)[2]
+    def post_from_own_container(_: int) -> dict:
+        try:  # its own resolver and connection, like a separate Lambda container
+            return post_events(batch, function=load_function("ingest_events"))[2]
         finally:
             reset_cached_connection()
 
     with ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(post_from_own_connection, range(6)))
+        results = list(pool.map(post_from_own_container, range(6)))
 
     assert sum(r["accepted"] for r in results) == 200
     assert all(r["accepted"] + r["duplicates"] == 200 for r in results)
@@ -157,14 +162,14 @@ def test_overlapping_batches_in_opposite_orders_do_not_deadlock(db: psycopg.Conn
     events = [event("click", f"user-{i}", item_id="milk") for i in range(300)]
     batches = [{"events": events}, {"events": events[::-1]}] * 4
 
-    def post_from_own_connection(batch: dict) -> int:
+    def post_from_own_container(batch: dict) -> int:
         try:
-            return post_events(batch)[0]
+            return post_events(batch, function=load_function("ingest_events"))[0]
         finally:
             reset_cached_connection()
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = list(pool.map(post_from_own_connection, batches))
+        statuses = list(pool.map(post_from_own_container, batches))
 
     assert statuses == [200] * 8
     assert count(db, "events") == 300
@@ -310,3 +315,13 @@ def test_unknown_route_is_a_problem_json_404(db: psycopg.Connection) -> None:
     )
     assert response["statusCode"] == 404
     assert response_headers(response)["Content-Type"] == "application/problem+json"
+
+
+def test_a_partition_dropped_behind_the_process_back_is_made_again(db: psycopg.Connection) -> None:
+    assert post_events({"events": [event("click", item_id="milk")]})[0] == 200
+    db.execute(f"DROP TABLE events_{NOW:%Y_%m}")  # the process still believes it exists
+
+    status, _, body = post_events({"events": [event("click", item_id="eggs")]})
+
+    assert (status, body["accepted"]) == (200, 1)
+    assert count(db, "events") == 1

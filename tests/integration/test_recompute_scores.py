@@ -135,3 +135,10 @@ def test_the_lock_bounds_statements_and_idle_time_of_the_run(db: psycopg.Connect
         return locked, limits
 
     assert run(lock_and_read_limits) == (True, ("5s", "5s"))
+
+
+def test_the_run_creates_next_months_event_partition_ahead_of_time(db: psycopg.Connection) -> None:
+    recompute.lambda_handler({}, LambdaContext())
+
+    next_month = (NOW.replace(day=1) + timedelta(days=32)).strftime("events_%Y_%m")
+    assert db.execute("SELECT to_regclass(%s) IS NOT NULL", (next_month,)).fetchone() == (True,)

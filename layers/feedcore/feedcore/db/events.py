@@ -60,6 +60,10 @@ SELECT (SELECT coalesce(array_agg(event_id), '{}') FROM incoming WHERE event_id 
 _EVENTS_JSON = TypeAdapter(list[ValidEvent])
 
 
+class MissingPartition(Exception):
+    """An event's month has no partition; ensure_event_partitions, then retry."""
+
+
 @dataclass(frozen=True)
 class StoredEvents:
     """What a store_events call did: the event_ids that were stored before (all others are now)."""
@@ -107,7 +111,14 @@ def store_events(conn: psycopg.Connection, events: Sequence[ValidEvent]) -> Stor
     (ensure_event_partitions).
     """
     params = {"events": _EVENTS_JSON.dump_json(list(events)).decode()}
-    duplicate_ids, unknown_items = conn.execute(_STORE_EVENTS, params).fetchone()
+    try:
+        duplicate_ids, unknown_items = conn.execute(_STORE_EVENTS, params).fetchone()
+    except psycopg.errors.CheckViolation as exc:
+        if "no partition" not in str(exc):
+            raise
+        # This process believed a partition exists that does not (the database was replaced or restored).
+        _known_months.clear()
+        raise MissingPartition(str(exc)) from exc
     return StoredEvents(frozenset(duplicate_ids), unknown_items)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from time import perf_counter
 from typing import Any
 
+import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -111,6 +112,21 @@ def first_occurrences(valid: Sequence[tuple[int, ValidEvent]]) -> tuple[list[tup
     return unique, repeats
 
 
+def _store(events: list[ValidEvent], window: TimeWindow) -> events_db.StoredEvents:
+    """Store in one transaction, the window's partitions made first (checked once per process and month)."""
+
+    def ensure_partitions(conn: psycopg.Connection) -> None:
+        events_db.ensure_event_partitions(conn, window.months())
+
+    run(ensure_partitions, in_transaction=False)
+    try:
+        return run(lambda conn: events_db.store_events(conn, events))
+    except events_db.MissingPartition:
+        # The process's partition cache was stale (a replaced database); it has been cleared.
+        run(ensure_partitions, in_transaction=False)
+        return run(lambda conn: events_db.store_events(conn, events))
+
+
 def ingest_batch(batch: EventBatch, *, body_bytes: int = 0, now: datetime | None = None) -> IngestResult:
     """Commit the valid, new events of `batch`; the answer counts only what the commit stored.
 
@@ -129,8 +145,7 @@ def ingest_batch(batch: EventBatch, *, body_bytes: int = 0, now: datetime | None
         raise EventsRejected(screened.rejections)
     unique, repeats = first_occurrences(screened.valid)
     to_store = [event for _, event in unique]
-    run(lambda conn: events_db.ensure_event_partitions(conn, window.months()), in_transaction=False)
-    stored = run(lambda conn: events_db.store_events(conn, to_store))
+    stored = _store(to_store, window)
     duplicate_indexes = sorted(repeats + [index for index, event in unique if event.event_id in stored.duplicate_ids])
     result = IngestResult(
         received=len(batch.events),

@@ -9,6 +9,7 @@ import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict
 
+from feedcore.db import events as events_db
 from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.observability import logger, metrics
@@ -73,6 +74,12 @@ def recompute_scores(
             duration_ms=round((finished_at - started_at).total_seconds() * 1000, 1),
         )
 
+    # Next month's event partition is made here, ahead of time, rather than by the first event of the month.
+    this_month = events_db.month_of(as_of)
+    run(
+        lambda conn: events_db.ensure_event_partitions(conn, {this_month, events_db.next_month(this_month)}),
+        in_transaction=False,
+    )
     result = run(rebuild)
     if result.status == "skipped":
         logger.warning("another recompute is running; skipping this one")
