@@ -8,17 +8,66 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
+from feedcore import settings
+from feedcore.api.models import EventBatch
 from feedcore.db.connection import run
+from feedcore.db.events import store_events
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY, try_lock_recompute
+from feedcore.ingestion.service import ingest_batch
+from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from tests.aws_events import LambdaContext, eventbridge_scheduled_event
 from tests.conftest import load_function
-from tests.factories import NOW, OTHER_STORE, STORE, create_catalog, event, purchase, record
+from tests.factories import EVENT, NOW, OTHER_STORE, STORE, create_catalog, event, purchase, record
 
 recompute = load_function("recompute_scores")
+DAY = 86_400
+POPULARITY_HALF_LIFE_S, AFFINITY_HALF_LIFE_S, BUY_AGAIN_HALF_LIFE_S = 7 * DAY, 60 * DAY, 90 * DAY
 
 
 def popularity(conn: psycopg.Connection, store_id: str) -> dict[str, float]:
-    return dict(conn.execute("SELECT item_id, score FROM item_popularity WHERE store_id = %s", (store_id,)))
+    rows = conn.execute("SELECT item_id, raw_score FROM item_popularity WHERE store_id = %s", (store_id,))
+    return dict(rows.fetchall())
+
+
+def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
+    """Every score as of `at`, independent of the epoch the raw values are kept against."""
+    (epoch,) = conn.execute("SELECT epoch FROM score_state").fetchone()
+    age = (at - epoch).total_seconds()
+
+    def decay(half_life_s: float) -> float:
+        return 2 ** (-age / half_life_s)
+
+    tables = {
+        "popularity": conn.execute(
+            "SELECT store_id || '/' || item_id, ARRAY[raw_score * %s] FROM item_popularity",
+            (decay(POPULARITY_HALF_LIFE_S),),
+        ),
+        "affinity": conn.execute(
+            """
+            SELECT user_id || '/' || item_id,
+                   ARRAY[affinity_raw * %s, purchase_raw * %s],
+                   ARRAY[purchase_count::text, first_purchased_at::text, last_purchased_at::text,
+                         last_positive_at::text, last_hidden_at::text, hidden::text]
+            FROM user_item_affinity
+            """,
+            (decay(AFFINITY_HALF_LIFE_S), decay(BUY_AGAIN_HALF_LIFE_S)),
+        ),
+        "category": conn.execute(
+            "SELECT user_id || '/' || level || '/' || category, ARRAY[raw_score * %s] FROM user_category_affinity",
+            (decay(AFFINITY_HALF_LIFE_S),),
+        ),
+    }
+    return {name: {row[0]: row[1:] for row in rows.fetchall()} for name, rows in tables.items()}
+
+
+def assert_same_scores(left: dict[str, dict], right: dict[str, dict]) -> None:
+    """Equal keys, equal history, scores equal up to floating-point summation order."""
+    for table in left:
+        assert left[table].keys() == right[table].keys(), table
+        for key, (scores, *history) in left[table].items():
+            other_scores, *other_history = right[table][key]
+            assert history == other_history, (table, key)
+            assert scores == pytest.approx(other_scores, rel=1e-9), (table, key)
 
 
 def test_scheduler_run_scores_popularity_per_store_and_globally(db: psycopg.Connection) -> None:
@@ -31,12 +80,12 @@ def test_scheduler_run_scores_popularity_per_store_and_globally(db: psycopg.Conn
         event("impression", "user-1", item_id="wine", feed_id="f1", section="trending", position=0),
     )
 
-    result = recompute.lambda_handler({"mode": "full"}, LambdaContext(function_name="recompute_scores"))
+    result = recompute.lambda_handler({"mode": "incremental"}, LambdaContext(function_name="recompute_scores"))
 
     assert result["status"] == "completed"
-    assert result["events_scored"] == 5
+    assert result["events_scored"] == 4  # impressions carry no preference
     store_scores = popularity(db, STORE)
-    assert store_scores.keys() == {"milk", "eggs", "coffee"}  # impressions carry no preference
+    assert store_scores.keys() == {"milk", "eggs", "coffee"}
     assert store_scores["milk"] > store_scores["eggs"] > store_scores["coffee"]
     assert popularity(db, "*").keys() == {"milk", "eggs", "coffee", "bananas"}
     assert popularity(db, OTHER_STORE).keys() == {"bananas"}
@@ -49,9 +98,9 @@ def test_eventbridge_rule_event_runs_the_same_recompute(db: psycopg.Connection) 
     create_catalog(db)
     record(purchase("user-1", items=("milk",)))
 
-    result = recompute.lambda_handler(eventbridge_scheduled_event(), LambdaContext())
+    result = recompute.lambda_handler(eventbridge_scheduled_event({"mode": "full"}), LambdaContext())
 
-    assert result["status"] == "completed"
+    assert (result["status"], result["mode"]) == ("completed", "full")
     assert popularity(db, STORE).keys() == {"milk"}
 
 
@@ -65,10 +114,10 @@ def test_older_events_weigh_less(db: psycopg.Connection) -> None:
 
     scores = popularity(db, STORE)
     # Half-life 7 days: 29 days apart is 2^(29/7) ≈ 17.7 times less weight.
-    assert scores["milk"] / scores["eggs"] == pytest.approx(2 ** (29 / 7), rel=0.01)
+    assert scores["milk"] / scores["eggs"] == pytest.approx(2 ** (29 / 7), rel=1e-6)
 
 
-def test_user_affinity_counts_purchases_and_hides_suppress(db: psycopg.Connection) -> None:
+def test_user_item_history_counts_purchases_and_hides_suppress(db: psycopg.Connection) -> None:
     create_catalog(db)
     record(
         purchase("user-1", items=("milk", "eggs"), at=NOW - timedelta(days=8)),
@@ -81,22 +130,123 @@ def test_user_affinity_counts_purchases_and_hides_suppress(db: psycopg.Connectio
     rows = {
         row[0]: row[1:]
         for row in db.execute(
-            "SELECT item_id, purchase_count, hidden, affinity > 0 FROM user_item_affinity WHERE user_id = 'user-1'"
+            "SELECT item_id, purchase_count, hidden, affinity_raw > 0, last_purchased_at - first_purchased_at "
+            "FROM user_item_affinity WHERE user_id = 'user-1'"
         )
     }
-    assert rows == {"milk": (2, False, True), "eggs": (1, True, True), "coffee": (0, False, True)}
+    assert rows == {
+        "milk": (2, False, True, timedelta(days=7)),
+        "eggs": (1, True, True, timedelta(0)),
+        "coffee": (0, False, True, None),
+    }
+    categories = dict(
+        db.execute("SELECT category, raw_score > 0 FROM user_category_affinity WHERE level = 'aisle'").fetchall()
+    )
+    assert categories == {"Milk": True, "Eggs": True, "Coffee": True}
 
 
-def test_recompute_replaces_scores_of_the_previous_run(db: psycopg.Connection) -> None:
+def test_a_run_scores_only_the_events_committed_since_the_last_one(db: psycopg.Connection) -> None:
     create_catalog(db)
-    record(purchase("user-1", items=("milk",)))
-    recompute.lambda_handler({}, LambdaContext())
-    db.execute("DELETE FROM events")
+    record(purchase("user-1", items=("milk", "eggs")), purchase("user-2", items=("milk",)))
+    assert recompute.lambda_handler({}, LambdaContext())["events_scored"] == 2
 
-    recompute.lambda_handler({}, LambdaContext())
+    record(purchase("user-3", items=("eggs",)))
+    second = recompute.lambda_handler({}, LambdaContext())
+    third = recompute.lambda_handler({}, LambdaContext())
 
-    assert popularity(db, STORE) == {}
-    assert db.execute("SELECT count(*) FROM user_item_affinity").fetchone()[0] == 0
+    assert (second["events_scored"], third["events_scored"]) == (1, 0)
+    assert db.execute("SELECT count(*) FROM user_item_affinity WHERE user_id = 'user-3'").fetchone()[0] == 1
+
+
+def test_incremental_runs_with_late_and_in_flight_events_equal_a_full_rebuild(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    create_catalog(db)
+    record(
+        purchase("user-1", items=("milk", "eggs"), at=NOW - timedelta(days=20)),
+        event("hide", "user-2", item_id="milk", at=NOW - timedelta(days=2)),
+    )
+    recompute_scores(RecomputeRequest(), now=NOW)
+    # An ingest transaction stores a late event but has not committed while the next run happens, and
+    # events committed after it started are recorded meanwhile.
+    late = EVENT.validate_python(purchase("user-1", items=("milk",), at=NOW - timedelta(days=25)))
+    with psycopg.connect(database_url) as in_flight:
+        store_events(in_flight, [late])
+        record(purchase("user-2", items=("milk", "coffee"), at=NOW - timedelta(hours=3)))
+        while_in_flight = recompute_scores(RecomputeRequest(), now=NOW)
+    assert while_in_flight.events_scored == 0  # held back behind the open transaction, not skipped
+    record(event("add_to_cart", "user-3", item_id="bananas"), event("click", "user-2", item_id="eggs"))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    recompute_scores(RecomputeRequest(), now=NOW)
+    incremental = decayed_scores(db, NOW)
+
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+
+    assert_same_scores(incremental, decayed_scores(db, NOW))
+    assert db.execute("SELECT purchase_count FROM user_item_affinity WHERE item_id = 'milk' AND user_id = 'user-1'"
+                      ).fetchone() == (2,)  # fmt: skip
+
+
+def test_a_backlog_is_scored_in_chunks_that_each_commit(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    recompute_scores(RecomputeRequest(), now=NOW)  # sets the watermark
+    for user in range(6):  # six transactions: chunks cut between them
+        record(purchase(f"user-{user}", items=("milk", "eggs")))
+    monkeypatch.setenv("SCORING_CHUNK_EVENTS", "2")
+    settings.scoring_settings.cache_clear()
+
+    result = recompute_scores(RecomputeRequest(), now=NOW)
+
+    assert (result.status, result.chunks, result.events_scored) == ("completed", 3, 6)
+    chunked = decayed_scores(db, NOW)
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+    assert_same_scores(chunked, decayed_scores(db, NOW))
+
+
+def test_a_run_out_of_time_stops_between_chunks_and_the_next_continues(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    recompute_scores(RecomputeRequest(), now=NOW)
+    for user in range(4):
+        record(purchase(f"user-{user}", items=("milk",)))
+    monkeypatch.setenv("SCORING_CHUNK_EVENTS", "1")
+    settings.scoring_settings.cache_clear()
+
+    first = recompute_scores(RecomputeRequest(), now=NOW, time_budget_ms=0)
+    rest = recompute_scores(RecomputeRequest(), now=NOW)
+
+    assert (first.status, first.chunks, first.events_scored) == ("partial", 1, 1)
+    assert (rest.status, rest.events_scored) == ("completed", 3)
+
+
+def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs"), at=NOW - timedelta(days=3)), event("click", item_id="coffee"))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    db.execute("UPDATE score_state SET epoch = epoch - interval '100 days'")
+    db.execute(
+        "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 7);"
+        "UPDATE user_item_affinity SET affinity_raw = affinity_raw * 2 ^ (100.0 / 60),"
+        " purchase_raw = purchase_raw * 2 ^ (100.0 / 90);"
+        "UPDATE user_category_affinity SET raw_score = raw_score * 2 ^ (100.0 / 60)"
+    )  # the same scores, kept against an epoch 100 days older
+    before = decayed_scores(db, NOW)
+
+    recompute_scores(RecomputeRequest(), now=NOW)
+
+    (epoch,) = db.execute("SELECT epoch FROM score_state").fetchone()
+    assert NOW - epoch < timedelta(days=1)
+    assert_same_scores(before, decayed_scores(db, NOW))
+
+
+def test_events_sent_through_ingestion_are_scored(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    ingest_batch(EventBatch.model_validate({"events": [purchase("user-9", items=("milk",))]}))
+    recompute_scores(RecomputeRequest())
+    assert popularity(db, STORE).keys() == {"milk"}
 
 
 def test_overlapping_run_is_skipped(db: psycopg.Connection, database_url: str) -> None:
@@ -140,5 +290,5 @@ def test_the_lock_bounds_statements_and_idle_time_of_the_run(db: psycopg.Connect
 def test_the_run_creates_next_months_event_partition_ahead_of_time(db: psycopg.Connection) -> None:
     recompute.lambda_handler({}, LambdaContext())
 
-    next_month = (NOW.replace(day=1) + timedelta(days=32)).strftime("events_%Y_%m")
+    next_month = (datetime.now(UTC).replace(day=1) + timedelta(days=32)).strftime("events_%Y_%m")
     assert db.execute("SELECT to_regclass(%s) IS NOT NULL", (next_month,)).fetchone() == (True,)

@@ -36,9 +36,9 @@ def test_money_is_a_json_number_with_cents():
 
 
 def test_scheduler_input_and_eventbridge_rule_event_give_the_same_request():
-    assert recompute_request_from_event({}).mode == "full"
+    assert recompute_request_from_event({}).mode == "incremental"
     assert recompute_request_from_event({"mode": "full"}).mode == "full"
-    assert recompute_request_from_event(eventbridge_scheduled_event()).mode == "full"
+    assert recompute_request_from_event(eventbridge_scheduled_event()).mode == "incremental"
     assert recompute_request_from_event(eventbridge_scheduled_event({"mode": "full"})).mode == "full"
 
 

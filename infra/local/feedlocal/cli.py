@@ -43,11 +43,11 @@ def cmd_seed(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_recompute(_: argparse.Namespace) -> None:
+def cmd_recompute(args: argparse.Namespace) -> None:
     embedded.ensure_database_url()
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
 
-    result = recompute_scores(RecomputeRequest())
+    result = recompute_scores(RecomputeRequest(mode="full" if getattr(args, "full", False) else "incremental"))
     print(json.dumps(result.model_dump(mode="json")))
 
 

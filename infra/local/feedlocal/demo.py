@@ -45,7 +45,7 @@ def demo_example(conn: psycopg.Connection) -> tuple[str, str, str, float]:
         SELECT s.user_id, s.home_store_id, p.item_id, coalesce(sa.price, i.price)::float8
         FROM shopper s
         JOIN LATERAL (
-            SELECT item_id FROM item_popularity WHERE store_id = s.home_store_id ORDER BY score DESC LIMIT 1
+            SELECT item_id FROM item_popularity WHERE store_id = s.home_store_id ORDER BY raw_score DESC LIMIT 1
         ) p ON true
         JOIN items i ON i.item_id = p.item_id
         JOIN store_availability sa ON sa.store_id = s.home_store_id AND sa.item_id = p.item_id

@@ -20,24 +20,29 @@ class DatabaseSettings(BaseSettings):
 
 
 class ScoringSettings(BaseSettings):
-    """Weights and half-lives of the scheduled score recomputation."""
+    """Weights, half-lives and limits of the scheduled score recomputation."""
 
     model_config = SettingsConfigDict(env_prefix="SCORING_", extra="ignore")
 
-    popularity_half_life_days: float = Field(default=7.0, gt=0)
-    affinity_half_life_days: float = Field(default=60.0, gt=0)
+    popularity_half_life_days: float = Field(default=7.0, ge=1)
+    affinity_half_life_days: float = Field(default=60.0, ge=1)
+    buy_again_half_life_days: float = Field(default=90.0, ge=1, description="decay of the purchase frequency")
     purchase_weight: float = Field(default=5.0, ge=0)
     add_to_cart_weight: float = Field(default=2.0, ge=0)
     click_weight: float = Field(default=1.0, ge=0)
     recompute_statement_timeout_ms: int = Field(default=240_000, ge=1000)
+    chunk_events: int = Field(default=200_000, ge=1, description="events scored per transaction of a run")
+    rebase_after_days: int = Field(default=90, ge=1, le=365, description="epoch age that triggers a rebase")
 
 
 class FeedSettings(BaseSettings):
-    """Sizes of the feed sections."""
+    """Sizes of the feed sections and ranking parameters."""
 
     model_config = SettingsConfigDict(env_prefix="FEED_", extra="ignore")
 
     section_size: int = Field(default=10, ge=1, le=50)
+    buy_again_due_weight: float = Field(default=1.0, ge=0, description="boost of an item due for replenishment")
+    buy_again_due_width: float = Field(default=0.5, gt=0, description="tolerance of the timing, log scale")
 
 
 class IngestSettings(BaseSettings):

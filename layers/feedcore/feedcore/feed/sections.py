@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from feedcore.api.models import FeedItem, FeedSection
 from feedcore.db.feed import FeedCandidate
+from feedcore.feed.scoring import BuyAgainParams, buy_again_score, decayed
 
 
 def buy_again_reason(candidate: FeedCandidate) -> str:
@@ -22,26 +24,50 @@ def trending_reason(_: FeedCandidate) -> str:
 
 
 @dataclass(frozen=True)
+class RankingContext:
+    """What scoring needs besides the candidate: the moment, and the ranking parameters."""
+
+    now: datetime
+    buy_again: BuyAgainParams
+    buy_again_half_life_days: float
+    popularity_half_life_days: float
+
+
+def rank_buy_again(candidate: FeedCandidate, context: RankingContext) -> float:
+    score = buy_again_score(candidate, context.now, context.buy_again)
+    return decayed(score, candidate.epoch, context.now, context.buy_again_half_life_days)
+
+
+def rank_trending(candidate: FeedCandidate, context: RankingContext) -> float:
+    return decayed(candidate.raw_score, candidate.epoch, context.now, context.popularity_half_life_days)
+
+
+@dataclass(frozen=True)
 class SectionSpec:
-    """A section: which candidate source fills it, its title, and how to explain an item."""
+    """A section: which candidate source fills it, its title, how its items rank and are explained."""
 
     id: str
     title: str
     source: str
+    score: Callable[[FeedCandidate, RankingContext], float]
     reason: Callable[[FeedCandidate], str]
 
 
 # In display order; a section earlier in the list claims an item before a later one can repeat it.
 SECTIONS: tuple[SectionSpec, ...] = (
-    SectionSpec(id="buy_again", title="Buy it again", source="buy_again", reason=buy_again_reason),
-    SectionSpec(id="trending", title="Trending at your store", source="trending", reason=trending_reason),
-)
+    SectionSpec(id="buy_again", title="Buy it again", source="buy_again", score=rank_buy_again,
+                reason=buy_again_reason),
+    SectionSpec(id="trending", title="Trending at your store", source="trending", score=rank_trending,
+                reason=trending_reason),
+)  # fmt: skip
 
 
-def select_sections(candidates: Iterable[FeedCandidate], specs: Sequence[SectionSpec], size: int) -> list[FeedSection]:
+def select_sections(
+    candidates: Iterable[FeedCandidate], specs: Sequence[SectionSpec], size: int, context: RankingContext
+) -> list[FeedSection]:
     """Fill each section with its source's best `size` candidates, never showing an item twice on a page.
 
-    `candidates` may come in any order; within a source, higher scores go first (ties by item_id).
+    `candidates` may come in any order; within a section, higher scores go first (ties by item_id).
     Sections left empty are omitted.
     """
     by_source: dict[str, list[FeedCandidate]] = {}
@@ -50,9 +76,10 @@ def select_sections(candidates: Iterable[FeedCandidate], specs: Sequence[Section
     shown: set[str] = set()
     sections = []
     for spec in specs:
-        ranked = sorted(by_source.get(spec.source, []), key=lambda c: (-c.score, c.item_id))
-        chosen = [c for c in ranked if c.item_id not in shown][:size]
-        shown.update(c.item_id for c in chosen)
+        scored = [(spec.score(c, context), c) for c in by_source.get(spec.source, [])]
+        scored.sort(key=lambda pair: (-pair[0], pair[1].item_id))
+        chosen = [(score, c) for score, c in scored if c.item_id not in shown][:size]
+        shown.update(c.item_id for _, c in chosen)
         if chosen:
             sections.append(
                 FeedSection(
@@ -66,10 +93,10 @@ def select_sections(candidates: Iterable[FeedCandidate], specs: Sequence[Section
                             department=c.department,
                             aisle=c.aisle,
                             price=c.price,
-                            score=round(c.score, 6),
+                            score=round(score, 6),
                             reason=spec.reason(c),
                         )
-                        for c in chosen
+                        for score, c in chosen
                     ],
                 )
             )

@@ -1,8 +1,10 @@
-"""Recompute the score tables from the event log, one run at a time."""
+"""Recompute the score tables from the event log: incrementally from the watermark, or in full."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from time import monotonic
 from typing import Literal
 
 import psycopg
@@ -13,28 +15,37 @@ from feedcore.db import events as events_db
 from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.observability import logger, metrics
-from feedcore.settings import scoring_settings
+from feedcore.settings import ScoringSettings, scoring_settings
 
 # A run given less time than this would time out anyway; let it try.
 MIN_STATEMENT_TIMEOUT_MS = 1_000
+# The xid below every transaction: a full rebuild scores from here.
+FIRST_XID = "0"
 
 
 class RecomputeRequest(BaseModel):
-    """What the scheduler asks for. Only the full rebuild exists so far."""
+    """What the scheduler (or an operator) asks for."""
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["full"] = "full"
+    mode: Literal["incremental", "full"] = "incremental"
 
 
 class RecomputeResult(BaseModel):
-    status: Literal["completed", "skipped"]
+    status: Literal["completed", "partial", "skipped"]
     mode: str
-    run_id: int | None = None
+    chunks: int = 0
     events_scored: int = 0
-    popularity_rows: int = 0
-    affinity_rows: int = 0
+    popularity_updates: int = 0
+    affinity_updates: int = 0
+    category_updates: int = 0
     duration_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class _ChunkOutcome:
+    complete: bool
+    counts: scores_db.ApplyCounts
 
 
 def run_timeout_ms(configured_ms: int, time_budget_ms: int | None) -> int:
@@ -44,48 +55,88 @@ def run_timeout_ms(configured_ms: int, time_budget_ms: int | None) -> int:
     return max(MIN_STATEMENT_TIMEOUT_MS, min(configured_ms, time_budget_ms))
 
 
+def epoch_for(moment: datetime) -> datetime:
+    """The reference epoch a run starting at `moment` would choose: the start of its UTC day."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _score_chunk(
+    conn: psycopg.Connection, mode: str, settings: ScoringSettings, as_of: datetime, timeout_ms: int
+) -> _ChunkOutcome | None:
+    """One transaction: lock, read the watermark, score the next chunk of events, move the watermark.
+
+    Returns None when another run holds the lock.
+    """
+    started_at = datetime.now(UTC)
+    if not scores_db.try_lock_recompute(conn, timeout_ms):
+        return None
+    state = scores_db.load_state(conn)
+    epoch = state.epoch if state else epoch_for(as_of)
+    if as_of - epoch > timedelta(days=settings.rebase_after_days):
+        if mode == "incremental" and state is not None:
+            scores_db.rebase(conn, settings, epoch, epoch_for(as_of))
+        epoch = epoch_for(as_of)
+    xmin, db_now = scores_db.snapshot_xmin(conn)
+    if mode == "full" or state is None:
+        scores_db.clear_scores(conn)
+        chunk = scores_db.Chunk(FIRST_XID, xmin, datetime.min.replace(tzinfo=UTC), complete=True)
+    else:
+        chunk = scores_db.next_chunk(conn, state, xmin, settings.chunk_events)
+    counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of)
+    # Once caught up, the next scan can start shortly before this snapshot; until then, where it was.
+    scanned_from = db_now - scores_db.SCAN_MARGIN if chunk.complete else chunk.scan_from
+    scores_db.save_state(conn, scores_db.ScoreState(epoch, chunk.xid_to, scanned_from), db_now)
+    scores_db.record_run(conn, mode, started_at, datetime.now(UTC), chunk, counts)
+    return _ChunkOutcome(chunk.complete, counts)
+
+
 def recompute_scores(
     request: RecomputeRequest, *, now: datetime | None = None, time_budget_ms: int | None = None
 ) -> RecomputeResult:
-    """Rebuild popularity and affinity as of `now` (default: the current time) in one transaction.
+    """Score the events committed since the last run (or all of them, for `mode="full"`) as of `now`.
 
-    `time_budget_ms` (e.g. the Lambda's remaining time less a margin) caps every statement, so a run
-    never outlives its invocation holding the lock. A run that finds another one in progress skips rather
-    than waits: the schedule will come again.
+    A backlog is scored in chunks of SCORING_CHUNK_EVENTS, one transaction each, until caught up or until
+    `time_budget_ms` (e.g. the Lambda's remaining time less a margin) runs out — then the result is
+    "partial" and the next run continues. A run that finds another in progress skips: the schedule comes
+    again. Every chunk is atomic, so a crash loses nothing: the watermark moves with the scores.
     """
     settings = scoring_settings()
     timeout_ms = run_timeout_ms(settings.recompute_statement_timeout_ms, time_budget_ms)
-    started_at = datetime.now(UTC)
-    as_of = now or started_at
-
-    def rebuild(conn: psycopg.Connection) -> RecomputeResult:
-        if not scores_db.try_lock_recompute(conn, timeout_ms):
-            return RecomputeResult(status="skipped", mode=request.mode)
-        counts = scores_db.rebuild_scores(conn, settings, as_of)
-        finished_at = datetime.now(UTC)
-        run_id = scores_db.record_run(conn, request.mode, started_at, finished_at, counts)
-        return RecomputeResult(
-            status="completed",
-            mode=request.mode,
-            run_id=run_id,
-            events_scored=counts.events_scored,
-            popularity_rows=counts.popularity_rows,
-            affinity_rows=counts.affinity_rows,
-            duration_ms=round((finished_at - started_at).total_seconds() * 1000, 1),
-        )
-
+    started = monotonic()
+    deadline = started + (time_budget_ms / 1000 if time_budget_ms is not None else float("inf"))
+    as_of = now or datetime.now(UTC)
     # Next month's event partition is made here, ahead of time, rather than by the first event of the month.
-    this_month = events_db.month_of(as_of)
-    run(
-        lambda conn: events_db.ensure_event_partitions(conn, {this_month, events_db.next_month(this_month)}),
-        in_transaction=False,
-    )
-    result = run(rebuild)
-    if result.status == "skipped":
-        logger.warning("another recompute is running; skipping this one")
-        metrics.add_metric(name="RecomputeSkipped", unit=MetricUnit.Count, value=1)
-        return result
+    this_month = events_db.month_of(datetime.now(UTC))
+    months = {this_month, events_db.next_month(this_month)}
+    run(lambda conn: events_db.ensure_event_partitions(conn, months), in_transaction=False)
+
+    result = RecomputeResult(status="partial", mode=request.mode)
+    mode = request.mode
+    while True:
+        outcome = run(lambda conn, mode=mode: _score_chunk(conn, mode, settings, as_of, timeout_ms))
+        if outcome is None:
+            logger.warning("another recompute is running; skipping this one")
+            metrics.add_metric(name="RecomputeSkipped", unit=MetricUnit.Count, value=1)
+            return RecomputeResult(status="skipped", mode=request.mode)
+        counts = outcome.counts
+        result = result.model_copy(
+            update={
+                "chunks": result.chunks + 1,
+                "events_scored": result.events_scored + counts.events_scored,
+                "popularity_updates": result.popularity_updates + counts.popularity_updates,
+                "affinity_updates": result.affinity_updates + counts.affinity_updates,
+                "category_updates": result.category_updates + counts.category_updates,
+            }
+        )
+        mode = "incremental"  # a full rebuild is one chunk; anything left after it is new
+        if outcome.complete:
+            result = result.model_copy(update={"status": "completed"})
+            break
+        if monotonic() >= deadline:
+            break
+    result = result.model_copy(update={"duration_ms": round((monotonic() - started) * 1000, 1)})
     metrics.add_metric(name="RecomputeDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
     metrics.add_metric(name="EventsScored", unit=MetricUnit.Count, value=result.events_scored)
+    metrics.add_metric(name="RecomputeBacklogLeft", unit=MetricUnit.Count, value=int(result.status == "partial"))
     logger.info("scores recomputed", extra=result.model_dump())
     return result
