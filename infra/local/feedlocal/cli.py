@@ -47,7 +47,7 @@ def cmd_recompute(args: argparse.Namespace) -> None:
     embedded.ensure_database_url()
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
 
-    result = recompute_scores(RecomputeRequest(mode="full" if getattr(args, "full", False) else "incremental"))
+    result = recompute_scores(RecomputeRequest(mode="full" if args.full else "incremental"))
     print(json.dumps(result.model_dump(mode="json")))
 
 
@@ -64,7 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from feedlocal.demo import demo_example
 
     cmd_seed(args)
-    cmd_recompute(args)
+    cmd_recompute(argparse.Namespace(full=False))
     with _connect() as conn:
         user_id, store_id, item_id, price = demo_example(conn)
     print_examples(f"http://{args.host}:{args.port}", user_id, store_id, item_id, price)
@@ -156,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed_options(seed)
     seed.set_defaults(func=cmd_seed)
 
-    commands.add_parser("recompute", help="run the scheduled score recomputation once").set_defaults(func=cmd_recompute)
+    recompute = commands.add_parser("recompute", help="score the events since the last run (the scheduled job)")
+    recompute.add_argument("--full", action="store_true", help="rebuild every score from the whole event log")
+    recompute.set_defaults(func=cmd_recompute)
 
     serve = commands.add_parser("serve", help="serve the API on localhost")
     add_serve_options(serve)
