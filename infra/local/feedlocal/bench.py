@@ -6,7 +6,6 @@ dropped afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import multiprocessing
@@ -15,19 +14,14 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
-from feedcore import settings
-from feedcore.db.connection import reset_cached_connection
-from feedcore.db.migrations import migrate
 from feedcore.observability import logger
-from feedlocal import embedded
+from feedlocal.embedded import point_feedcore_at, scratch_database
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # The columns a raw COPY writes: everything the ingestion path stores (received_at takes its default).
@@ -35,35 +29,6 @@ EVENT_COLUMNS = (
     "event_id", "occurred_at", "event_type", "user_id", "store_id", "item_id", "quantity", "order_id",
     "line_item_ids", "line_quantities", "line_unit_prices", "feed_id", "section", "position",
 )  # fmt: skip
-
-
-@contextlib.contextmanager
-def scratch_database(prefix: str) -> Iterator[str]:
-    """A migrated, empty database for one benchmark run; feedcore points at it until the run ends."""
-    server_url = embedded.ensure_database_url()
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin_url = make_conninfo(server_url, dbname="postgres")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(server_url, dbname=name)
-    previous = os.environ.get("DATABASE_URL")
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            migrate(conn, embedded.MIGRATIONS_DIR)
-        _point_feedcore_at(url)
-        yield url
-    finally:
-        reset_cached_connection()
-        if previous is not None:
-            _point_feedcore_at(previous)
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _point_feedcore_at(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    settings.database_settings.cache_clear()
-    reset_cached_connection()
 
 
 def load_handler_module(function: str):
@@ -199,7 +164,7 @@ def _ingest_worker(url: str, requests: list[dict], warmup: list[dict], barrier) 
     devnull = open(os.devnull, "w")  # noqa: SIM115
     logger.registered_handler.setStream(devnull)
     sys.stdout = devnull
-    _point_feedcore_at(url)
+    point_feedcore_at(url)
     handler = load_handler_module("ingest_events").lambda_handler
     context = _Context()
     _expect_ok(handler(_api_request(_fresh_ids(warmup)), context), len(warmup))

@@ -9,6 +9,7 @@ import shlex
 import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 
@@ -124,6 +125,30 @@ def cmd_bench_ingest(args: argparse.Namespace) -> None:
     print_result(bench_ingest(args.events, args.batch_size, args.workers))
 
 
+def cmd_eval_instacart(args: argparse.Namespace) -> None:
+    from feedlocal.embedded import scratch_database
+    from feedlocal.instacart import evaluate
+
+    print(f"evaluating on {args.directory} (k={args.k}) in a scratch database", file=sys.stderr)
+    with scratch_database("feed_eval"):
+        result = evaluate(Path(args.directory), args.k, args.users)
+    print(json.dumps(result), flush=True)
+
+
+def cmd_instacart_split(args: argparse.Namespace) -> None:
+    from feedlocal.instacart import split_flat_table
+
+    users = split_flat_table(Path(args.flat_csv), Path(args.out))
+    print(f"wrote orders.csv and order_products__{{prior,train}}.csv for {users} users to {args.out}")
+
+
+def cmd_instacart_synthetic(args: argparse.Namespace) -> None:
+    from feedlocal.instacart import write_synthetic
+
+    write_synthetic(Path(args.out), users=args.users, seed=args.seed)
+    print(f"wrote a synthetic dataset of {args.users} users to {args.out}")
+
+
 def cmd_db(args: argparse.Namespace) -> None:
     if args.action == "url":
         print(embedded.ensure_database_url())
@@ -183,6 +208,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=2, help="concurrent senders, like warm Lambda containers (default 2)"
     )
     bench_ingest.set_defaults(func=cmd_bench_ingest)
+
+    evaluation = commands.add_parser(
+        "eval-instacart", help="offline evaluation on files in the Instacart Market Basket Analysis format"
+    )
+    evaluation.add_argument("directory", help="folder with orders.csv, order_products__prior.csv, ..._train.csv")
+    evaluation.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
+    evaluation.add_argument("--users", type=int, default=None, help="evaluate at most this many users")
+    evaluation.set_defaults(func=cmd_eval_instacart)
+
+    split = commands.add_parser(
+        "instacart-split", help="turn one flat table of order lines into the competition's files"
+    )
+    split.add_argument("flat_csv")
+    split.add_argument("out")
+    split.set_defaults(func=cmd_instacart_split)
+
+    synthetic = commands.add_parser("instacart-synthetic", help="write a small synthetic dataset in that format")
+    synthetic.add_argument("out")
+    synthetic.add_argument("--users", type=int, default=60)
+    synthetic.add_argument("--seed", type=int, default=5)
+    synthetic.set_defaults(func=cmd_instacart_synthetic)
 
     db = commands.add_parser("db", help="the embedded database: print its URL or stop it")
     db.add_argument("action", choices=["url", "stop"])

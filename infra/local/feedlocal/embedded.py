@@ -9,12 +9,18 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
+from feedcore import settings
+from feedcore.db.connection import reset_cached_connection
 from feedcore.db.migrations import migrate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -62,3 +68,34 @@ def migrate_database(url: str) -> list[str]:
     """Apply pending migrations from infra/migrations; returns the versions applied."""
     with psycopg.connect(url, autocommit=True) as conn:
         return migrate(conn, MIGRATIONS_DIR)
+
+
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A migrated, empty database on feedctl's server for one benchmark or evaluation run; feedcore points
+    at it until the run ends, when it is dropped."""
+    server_url = ensure_database_url()
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin_url = make_conninfo(server_url, dbname="postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(server_url, dbname=name)
+    previous = os.environ.get("DATABASE_URL")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn, MIGRATIONS_DIR)
+        point_feedcore_at(url)
+        yield url
+    finally:
+        reset_cached_connection()
+        if previous is not None:
+            point_feedcore_at(previous)
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def point_feedcore_at(url: str) -> None:
+    """Make feedcore use `url` from now on (its settings and connection are cached per process)."""
+    os.environ["DATABASE_URL"] = url
+    settings.database_settings.cache_clear()
+    reset_cached_connection()

@@ -52,7 +52,7 @@ class IngestSettings(BaseSettings):
 
     max_events_per_batch: int = Field(default=500, ge=1, le=10_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10_485_760, description="API Gateway's cap is 10 MB")
-    late_event_horizon_days: int = Field(default=30, ge=1, le=365, description="oldest occurred_at accepted")
+    late_event_horizon_days: int = Field(default=30, ge=1, le=3650, description="oldest occurred_at accepted")
     future_tolerance_s: int = Field(default=300, ge=0, le=3600, description="client clocks may run this fast")
     max_catalog_items_per_request: int = Field(default=1000, ge=1, le=10_000)
 

@@ -1,0 +1,325 @@
+"""Offline evaluation on the Instacart Market Basket Analysis file format (`feedctl eval-instacart`).
+
+Every prior order is replayed as a purchase event through the real ingestion code, each user's `train`
+order being placed at one common evaluation time and the earlier orders before it (from
+`days_since_prior_order` and `order_hour_of_day`). The real recompute runs, each evaluated user's feed is
+assembled at the evaluation time by the real feed code, and its `buy_again` section and its first K
+distinct items are compared with the held-out `train` basket — next to two baselines computed by this
+same harness: P-TopFreq (the user's most frequently bought items) and G-TopFreq (the globally most bought).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from itertools import batched
+from pathlib import Path
+from typing import Any
+
+STORE_ID = "instacart"
+UNIT_PRICE = Decimal("1.00")  # the files have no prices
+EVENT_NAMESPACE = uuid.UUID("6f1c1f3e-64c5-4d7e-9a55-3c1f7a0d2b11")
+
+
+@dataclass
+class Order:
+    order_id: str
+    user_id: str
+    number: int
+    hour: int
+    days_since_prior: float | None
+    products: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UserHistory:
+    user_id: str
+    prior: list[Order]  # in order_number order
+    train: Order
+
+
+def _rows(path: Path) -> Iterator[dict[str, str]]:
+    with path.open(newline="") as handle:
+        yield from csv.DictReader(handle)
+
+
+def load(directory: Path, max_users: int | None = None) -> tuple[list[UserHistory], dict[str, dict[str, str]]]:
+    """The users that have a `train` order (at most `max_users`, by user id) and the products file's rows."""
+    orders: dict[str, Order] = {}
+    train_users: set[str] = set()
+    eval_set: dict[str, str] = {}
+    for row in _rows(directory / "orders.csv"):
+        if row["eval_set"] not in ("prior", "train"):
+            continue  # the competition's `test` orders have no baskets
+        days = row["days_since_prior_order"]
+        orders[row["order_id"]] = Order(
+            row["order_id"], row["user_id"], int(row["order_number"]), int(row["order_hour_of_day"]),
+            float(days) if days else None,
+        )  # fmt: skip
+        eval_set[row["order_id"]] = row["eval_set"]
+        if row["eval_set"] == "train":
+            train_users.add(row["user_id"])
+    chosen = sorted(train_users, key=lambda u: (len(u), u))[:max_users] if max_users else train_users
+    chosen = set(chosen)
+    for name in ("order_products__prior.csv", "order_products__train.csv"):
+        for row in _rows(directory / name):
+            order = orders.get(row["order_id"])
+            if order is not None and order.user_id in chosen:
+                order.products.append(row["product_id"])
+    by_user: dict[str, list[Order]] = defaultdict(list)
+    for order in orders.values():
+        if order.user_id in chosen:
+            by_user[order.user_id].append(order)
+    histories = []
+    for user_id, user_orders in sorted(by_user.items(), key=lambda item: (len(item[0]), item[0])):
+        user_orders.sort(key=lambda o: o.number)
+        train = [o for o in user_orders if eval_set[o.order_id] == "train"]
+        prior = [o for o in user_orders if eval_set[o.order_id] == "prior" and o.products]
+        if train and train[0].products and prior:
+            histories.append(UserHistory(user_id, prior, train[0]))
+    products_file = directory / "products.csv"
+    products = {row["product_id"]: row for row in _rows(products_file)} if products_file.exists() else {}
+    return histories, products
+
+
+def order_times(history: UserHistory, evaluated_at: datetime) -> dict[str, datetime]:
+    """When each prior order happened, counting back from the train order placed at `evaluated_at`."""
+    times: dict[str, datetime] = {}
+    day = evaluated_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    later = history.train
+    for order in reversed(history.prior):
+        day -= timedelta(days=later.days_since_prior or 0)
+        times[order.order_id] = min(day + timedelta(hours=order.hour), evaluated_at - timedelta(minutes=1))
+        later = order
+    return times
+
+
+def purchase_events(histories: Sequence[UserHistory], evaluated_at: datetime) -> Iterator[dict[str, Any]]:
+    """Every prior order as a purchase event in the API's JSON shape (ids derived from the order ids)."""
+    for history in histories:
+        times = order_times(history, evaluated_at)
+        for order in history.prior:
+            yield {
+                "event_id": str(uuid.uuid5(EVENT_NAMESPACE, order.order_id)),
+                "type": "purchase",
+                "user_id": f"u{history.user_id}",
+                "store_id": STORE_ID,
+                "occurred_at": times[order.order_id].isoformat(),
+                "order_id": f"o{order.order_id}",
+                "items": [
+                    {"item_id": f"p{product}", "quantity": 1, "unit_price": str(UNIT_PRICE)}
+                    for product in dict.fromkeys(order.products)  # one line per product
+                ],
+            }
+
+
+# --- metrics ------------------------------------------------------------------------------------------
+
+
+def recall_at_k(ranked: Sequence[str], basket: set[str], k: int) -> float:
+    """Share of the basket found in the first k recommendations."""
+    return len(set(ranked[:k]) & basket) / len(basket)
+
+
+def ndcg_at_k(ranked: Sequence[str], basket: set[str], k: int) -> float:
+    """Binary-relevance NDCG; the ideal ranking puts min(k, |basket|) hits first."""
+    dcg = sum(1 / math.log2(position + 2) for position, item in enumerate(ranked[:k]) if item in basket)
+    ideal = sum(1 / math.log2(position + 2) for position in range(min(k, len(basket))))
+    return dcg / ideal
+
+
+def p_topfreq(history: UserHistory, k: int) -> list[str]:
+    """The user's k most bought products; ties go to the most recently bought."""
+    counts: Counter[str] = Counter()
+    last_bought: dict[str, int] = {}
+    for order in history.prior:
+        for product in set(order.products):
+            counts[product] += 1
+            last_bought[product] = order.number
+    return sorted(counts, key=lambda p: (-counts[p], -last_bought[p], p))[:k]
+
+
+def g_topfreq(histories: Iterable[UserHistory], k: int) -> list[str]:
+    """The k products in most prior orders over all users."""
+    counts: Counter[str] = Counter()
+    for history in histories:
+        for order in history.prior:
+            counts.update(set(order.products))
+    return [product for product, _ in sorted(counts.items(), key=lambda pc: (-pc[1], pc[0]))[:k]]
+
+
+@dataclass
+class MetricSum:
+    recall: float = 0.0
+    ndcg: float = 0.0
+
+    def add(self, ranked: Sequence[str], basket: set[str], k: int) -> None:
+        self.recall += recall_at_k(ranked, basket, k)
+        self.ndcg += ndcg_at_k(ranked, basket, k)
+
+    def mean(self, users: int) -> dict[str, float]:
+        return {"recall": round(self.recall / users, 4), "ndcg": round(self.ndcg / users, 4)}
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str, Any]:
+    """Replay, recompute, assemble and score; returns the metrics (the caller prints them as JSON)."""
+    from feedcore.api.models import CatalogItem, EventBatch, Store, StoreAvailability
+    from feedcore.db import catalog as catalog_db
+    from feedcore.db.connection import run
+    from feedcore.feed.service import assemble_feed
+    from feedcore.ingestion.service import ingest_batch
+    from feedcore.scoring.service import RecomputeRequest, recompute_scores
+    from feedcore.settings import ingest_settings
+
+    histories, products = load(directory, max_users)
+    if not histories:
+        raise ValueError(f"no users with prior and train orders in {directory}")
+    evaluated_at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    catalog = _catalog(histories, products)
+
+    def load_catalog(conn) -> None:
+        catalog_db.upsert_stores(conn, [Store(store_id=STORE_ID, name="Instacart")])
+        catalog_db.upsert_items(conn, [CatalogItem.model_validate(item) for item in catalog])
+        catalog_db.upsert_availability(
+            conn, [StoreAvailability(store_id=STORE_ID, item_id=item["item_id"]) for item in catalog]
+        )
+
+    run(load_catalog)
+    # The histories reach back further than live traffic may: widen the late-event horizon for the replay.
+    os.environ["INGEST_LATE_EVENT_HORIZON_DAYS"] = "3650"
+    ingest_settings.cache_clear()
+    stored = 0
+    for batch in batched(purchase_events(histories, evaluated_at), 500):
+        result = ingest_batch(EventBatch.model_validate({"events": list(batch)}), now=evaluated_at)
+        if result.rejected:
+            raise RuntimeError(f"replayed events were rejected: {result.rejections[:3]}")
+        stored += result.accepted
+    recompute_scores(RecomputeRequest(mode="full"), now=evaluated_at)
+
+    buy_again, whole_feed, personal, popular = MetricSum(), MetricSum(), MetricSum(), MetricSum()
+    global_top = g_topfreq(histories, k)
+    for history in histories:
+        basket = set(history.train.products)
+        feed = assemble_feed(f"u{history.user_id}", STORE_ID, k, now=evaluated_at)
+        sections = {s.id: [item.item_id.removeprefix("p") for item in s.items] for s in feed.sections}
+        distinct = list(dict.fromkeys(item for items in sections.values() for item in items))
+        buy_again.add(sections.get("buy_again", []), basket, k)
+        whole_feed.add(distinct, basket, k)
+        personal.add(p_topfreq(history, k), basket, k)
+        popular.add(global_top, basket, k)
+    users = len(histories)
+    return {
+        "users": users,
+        "k": k,
+        "events": stored,
+        "buy_again": buy_again.mean(users),
+        "feed": whole_feed.mean(users),
+        "p_topfreq": personal.mean(users),
+        "g_topfreq": popular.mean(users),
+    }
+
+
+def _catalog(histories: Sequence[UserHistory], products: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """Catalog items for every product bought (names, aisles and departments from products.csv if given)."""
+    seen = {p for h in histories for o in [*h.prior, h.train] for p in o.products}
+    items = []
+    for product in sorted(seen, key=lambda p: (len(p), p)):
+        row = products.get(product, {})
+        items.append({
+            "item_id": f"p{product}",
+            "name": (row.get("product_name") or f"Product {product}")[:200],
+            "department": f"department {row.get('department_id', 'unknown')}",
+            "aisle": f"aisle {row.get('aisle_id', 'unknown')}",
+            "price": UNIT_PRICE,
+        })  # fmt: skip
+    return items
+
+
+# --- data in this format -------------------------------------------------------------------------------
+
+
+def split_flat_table(flat_csv: Path, out: Path) -> int:
+    """Turn one table of order lines (orders joined with their products: order_id, user_id, order_number,
+    order_dow, order_hour_of_day, days_since_prior_order, product_id, add_to_cart_order, reordered) into
+    the competition's files, holding out each user's last order as `train`. Returns the number of users."""
+    orders: dict[str, dict[str, str]] = {}
+    lines: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in _rows(flat_csv):
+        orders.setdefault(row["order_id"], row)
+        lines[row["order_id"]].append(row)
+    last_order: dict[str, tuple[int, str]] = {}
+    for order_id, row in orders.items():
+        number = int(row["order_number"])
+        if number > last_order.get(row["user_id"], (0, ""))[0]:
+            last_order[row["user_id"]] = (number, order_id)
+    train = {order_id for _, order_id in last_order.values()}
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "orders.csv", ["order_id", "user_id", "eval_set", "order_number", "order_dow", "order_hour_of_day",
+                                "days_since_prior_order"],
+           ([o, r["user_id"], "train" if o in train else "prior", r["order_number"], r["order_dow"],
+             r["order_hour_of_day"], _days(r["days_since_prior_order"])] for o, r in orders.items()))  # fmt: skip
+    for name, keep in (("order_products__prior.csv", False), ("order_products__train.csv", True)):
+        _write(out / name, ["order_id", "product_id", "add_to_cart_order", "reordered"],
+               ([o, line["product_id"], _days(line["add_to_cart_order"]), _days(line["reordered"])]
+                for o, order_lines in lines.items() if (o in train) == keep for line in order_lines))  # fmt: skip
+    return len(last_order)
+
+
+def _days(value: str) -> str:
+    return str(int(float(value))) if value else ""
+
+
+def _write(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_synthetic(out: Path, users: int = 60, seed: int = 5) -> None:
+    """A small dataset in the competition's format: shoppers with weekly, fortnightly and monthly staples,
+    occasional one-off items and popular products, so that timing and frequency both matter."""
+    rng = random.Random(seed)
+    catalog = [str(p) for p in range(1, 301)]
+    popular = catalog[:20]
+    orders_rows, prior_rows, train_rows = [], [], []
+    order_id = 1000
+    for user in range(1, users + 1):
+        staples = {p: rng.choice((7, 7, 14, 30)) for p in rng.sample(catalog[20:], rng.randint(6, 14))}
+        due_at = {p: rng.uniform(0, cycle) for p, cycle in staples.items()}
+        day, number = 0.0, 0
+        order_count = rng.randint(8, 20)
+        while number < order_count:
+            gap = rng.randint(3, 9)
+            day += gap
+            basket = [p for p, at in due_at.items() if at <= day + rng.uniform(-1.5, 1.5)]
+            for p in basket:
+                due_at[p] = day + staples[p] * rng.uniform(0.85, 1.15)
+            basket += rng.sample(catalog[20:], rng.randint(0, 3)) + rng.sample(popular, rng.randint(0, 2))
+            basket = list(dict.fromkeys(basket))
+            if not basket:
+                continue
+            number += 1
+            eval_set = "train" if number == order_count else "prior"
+            orders_rows.append([order_id, user, eval_set, number, rng.randint(0, 6), rng.randint(7, 21),
+                                "" if number == 1 else gap])  # fmt: skip
+            target = train_rows if eval_set == "train" else prior_rows
+            target += [[order_id, p, position + 1, 0] for position, p in enumerate(basket)]
+            order_id += 1
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "orders.csv", ["order_id", "user_id", "eval_set", "order_number", "order_dow", "order_hour_of_day",
+                                "days_since_prior_order"], orders_rows)  # fmt: skip
+    header = ["order_id", "product_id", "add_to_cart_order", "reordered"]
+    _write(out / "order_products__prior.csv", header, prior_rows)
+    _write(out / "order_products__train.csv", header, train_rows)
