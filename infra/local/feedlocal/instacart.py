@@ -17,6 +17,7 @@ import random
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,6 +27,7 @@ from typing import Any
 
 STORE_ID = "instacart"
 UNIT_PRICE = Decimal("1.00")  # the files have no prices
+REPLAY_HORIZON_DAYS = 3650
 EVENT_NAMESPACE = uuid.UUID("6f1c1f3e-64c5-4d7e-9a55-3c1f7a0d2b11")
 
 
@@ -180,7 +182,6 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
     from feedcore.feed.service import assemble_feed
     from feedcore.ingestion.service import ingest_batch
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
-    from feedcore.settings import ingest_settings
 
     histories, products = load(directory, max_users)
     if not histories:
@@ -196,15 +197,13 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
         )
 
     run(load_catalog)
-    # The histories reach back further than live traffic may: widen the late-event horizon for the replay.
-    os.environ["INGEST_LATE_EVENT_HORIZON_DAYS"] = "3650"
-    ingest_settings.cache_clear()
     stored = 0
-    for batch in batched(purchase_events(histories, evaluated_at), 500):
-        result = ingest_batch(EventBatch.model_validate({"events": list(batch)}), now=evaluated_at)
-        if result.rejected:
-            raise RuntimeError(f"replayed events were rejected: {result.rejections[:3]}")
-        stored += result.accepted
+    with _late_event_horizon_days(REPLAY_HORIZON_DAYS):
+        for batch in batched(purchase_events(histories, evaluated_at), 500):
+            result = ingest_batch(EventBatch.model_validate({"events": list(batch)}), now=evaluated_at)
+            if result.rejected:
+                raise RuntimeError(f"replayed events were rejected: {result.rejections[:3]}")
+            stored += result.accepted
     recompute_scores(RecomputeRequest(mode="full"), now=evaluated_at)
 
     buy_again, whole_feed, personal, popular = MetricSum(), MetricSum(), MetricSum(), MetricSum()
@@ -228,6 +227,24 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
         "p_topfreq": personal.mean(users),
         "g_topfreq": popular.mean(users),
     }
+
+
+@contextmanager
+def _late_event_horizon_days(days: int) -> Iterator[None]:
+    """The histories reach back further than live traffic may: widen ingestion's horizon for the replay."""
+    from feedcore.settings import ingest_settings
+
+    previous = os.environ.get("INGEST_LATE_EVENT_HORIZON_DAYS")
+    os.environ["INGEST_LATE_EVENT_HORIZON_DAYS"] = str(days)
+    ingest_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["INGEST_LATE_EVENT_HORIZON_DAYS"]
+        else:
+            os.environ["INGEST_LATE_EVENT_HORIZON_DAYS"] = previous
+        ingest_settings.cache_clear()
 
 
 def _catalog(histories: Sequence[UserHistory], products: dict[str, dict[str, str]]) -> list[dict[str, Any]]:

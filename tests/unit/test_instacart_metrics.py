@@ -1,0 +1,46 @@
+"""The offline evaluation's metrics, baselines and timeline (Instacart format)."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from feedlocal.instacart import Order, UserHistory, g_topfreq, ndcg_at_k, order_times, p_topfreq, recall_at_k
+
+
+def test_recall_is_the_share_of_the_basket_found():
+    assert recall_at_k(["a", "b", "c"], {"a", "c", "x", "y"}, k=2) == 0.25
+    assert recall_at_k(["a", "b", "c"], {"a", "c", "x", "y"}, k=3) == 0.5
+
+
+def test_ndcg_is_one_for_an_ideal_ranking_and_uses_min_of_k_and_basket_for_the_ideal():
+    assert ndcg_at_k(["a", "b", "z"], {"a", "b"}, k=3) == pytest.approx(1.0)
+    # One hit in second place against an ideal of two hits (k=2, basket of 3).
+    expected = (1 / 1.584962500721156) / (1 + 1 / 1.584962500721156)
+    assert ndcg_at_k(["z", "a"], {"a", "b", "c"}, k=2) == pytest.approx(expected)
+
+
+def history() -> UserHistory:
+    prior = [
+        Order("1", "u", 1, 9, None, ["milk", "eggs"]),
+        Order("2", "u", 2, 10, 7.0, ["milk", "bread"]),
+        Order("3", "u", 3, 18, 3.0, ["eggs", "bread"]),
+    ]
+    return UserHistory("u", prior, Order("4", "u", 4, 8, 5.0, ["milk"]))
+
+
+def test_p_topfreq_ranks_by_count_then_recency():
+    assert p_topfreq(history(), 3) == ["bread", "eggs", "milk"]  # all bought twice; bread and eggs last in order 3
+
+
+def test_g_topfreq_counts_orders_over_all_users():
+    other = UserHistory("v", [Order("9", "v", 1, 9, None, ["milk"])], Order("10", "v", 2, 9, 2.0, ["x"]))
+    assert g_topfreq([history(), other], 1) == ["milk"]
+
+
+def test_orders_are_placed_back_from_the_train_order_at_the_evaluation_time():
+    times = order_times(history(), datetime(2026, 5, 20, 12, tzinfo=UTC))
+    assert times == {
+        "3": datetime(2026, 5, 15, 18, tzinfo=UTC),  # 5 days before the train order's day, at 18:00
+        "2": datetime(2026, 5, 12, 10, tzinfo=UTC),
+        "1": datetime(2026, 5, 5, 9, tzinfo=UTC),
+    }
