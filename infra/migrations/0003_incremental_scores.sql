@@ -1,8 +1,8 @@
 -- Incremental score recomputation.
 --
--- Each event row records the transaction that inserted it. A run scores the events whose transaction id
--- lies between the previous run's snapshot xmin (the watermark) and its own: every transaction below a
--- snapshot's xmin has ended, so each committed event is scored exactly once, however late it commits.
+-- Each event row records the transaction that inserted it. A run scores the events visible in its own
+-- snapshot and not in the previous run's (the watermark is that snapshot): each committed event is scored
+-- exactly once, however late its transaction commits, and a long transaction elsewhere holds nothing back.
 -- A BRIN index on received_at keeps the scan to recent blocks.
 --
 -- Decayed scores are kept relative to a reference epoch: raw = Σ weight · 2^((occurred_at − epoch) / half-life).
@@ -13,11 +13,16 @@ ALTER TABLE events ADD COLUMN insert_xid xid8 NOT NULL DEFAULT pg_current_xact_i
 CREATE INDEX events_received_brin ON events USING brin (received_at);
 
 CREATE TABLE score_state (
-    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    epoch          timestamptz NOT NULL,
-    xid_watermark  xid8 NOT NULL,
-    scanned_from   timestamptz NOT NULL,
-    updated_at     timestamptz NOT NULL
+    singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    epoch            timestamptz NOT NULL,
+    -- every event visible in this snapshot is scored
+    scored_snapshot  pg_snapshot NOT NULL,
+    -- a backlog being scored in chunks: the snapshot it catches up to, and how far (by insert_xid) it got
+    target_snapshot  pg_snapshot,
+    done_below_xid   xid8,
+    -- no event that may still need scoring was received before this (bounds the scan)
+    scan_from        timestamptz NOT NULL,
+    updated_at       timestamptz NOT NULL
 );
 
 DROP VIEW event_items;
@@ -76,6 +81,6 @@ CREATE TABLE user_category_affinity (
     PRIMARY KEY (user_id, level, category)
 );
 
-ALTER TABLE score_runs ADD COLUMN events_from xid8, ADD COLUMN events_to xid8;
+ALTER TABLE score_runs ADD COLUMN scored_snapshot pg_snapshot;
 ALTER TABLE score_runs RENAME COLUMN popularity_rows TO popularity_updates;
 ALTER TABLE score_runs RENAME COLUMN affinity_rows TO affinity_updates;

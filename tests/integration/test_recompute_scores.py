@@ -174,7 +174,9 @@ def test_incremental_runs_with_late_and_in_flight_events_equal_a_full_rebuild(
         store_events(in_flight, [late])
         record(purchase("user-2", items=("milk", "coffee"), at=NOW - timedelta(hours=3)))
         while_in_flight = recompute_scores(RecomputeRequest(), now=NOW)
-    assert while_in_flight.events_scored == 0  # held back behind the open transaction, not skipped
+    after_commit = recompute_scores(RecomputeRequest(), now=NOW)
+    # The committed event is not held back by the open transaction; the open one's event is not lost.
+    assert (while_in_flight.events_scored, after_commit.events_scored) == (1, 1)
     record(event("add_to_cart", "user-3", item_id="bananas"), event("click", "user-2", item_id="eggs"))
     recompute_scores(RecomputeRequest(), now=NOW)
     recompute_scores(RecomputeRequest(), now=NOW)

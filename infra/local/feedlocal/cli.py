@@ -149,6 +149,13 @@ def cmd_instacart_synthetic(args: argparse.Namespace) -> None:
     print(f"wrote a synthetic dataset of {args.users} users to {args.out}")
 
 
+def cmd_bench_recompute(args: argparse.Namespace) -> None:
+    from feedlocal.bench import bench_recompute, print_result
+
+    print(f"recompute benchmark: {args.events} events of history, then 1 % more", file=sys.stderr)
+    print_result(bench_recompute(args.events))
+
+
 def cmd_db(args: argparse.Namespace) -> None:
     if args.action == "url":
         print(embedded.ensure_database_url())
@@ -229,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--users", type=int, default=60)
     synthetic.add_argument("--seed", type=int, default=5)
     synthetic.set_defaults(func=cmd_instacart_synthetic)
+
+    bench_recompute = bench.add_parser("recompute", help="full rebuild vs an incremental run after 1 % more events")
+    bench_recompute.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
+    bench_recompute.set_defaults(func=cmd_bench_recompute)
 
     db = commands.add_parser("db", help="the embedded database: print its URL or stop it")
     db.add_argument("action", choices=["url", "stop"])

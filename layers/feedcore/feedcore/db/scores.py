@@ -14,9 +14,11 @@ from feedcore.settings import ScoringSettings
 
 # Held for the length of a recompute transaction so two runs never work at once.
 RECOMPUTE_LOCK_KEY = 7_246_201_118
-# How far back of a run's start the next run's received_at scan begins. An ingest transaction stamps its
-# rows with its start time and has a 2 s statement timeout, so this is generous.
+# The received_at scan of the next run starts this much before the oldest transaction open at the snapshot
+# (an event is stamped with its transaction's start; the margin covers clock reads and hidden sessions).
 SCAN_MARGIN = timedelta(hours=1)
+# Before the first run nothing is scored: no transaction id is visible in this snapshot.
+NOTHING_SCORED = "1:1:"
 
 
 def _grow(half_life: str) -> str:
@@ -37,6 +39,8 @@ SELECT user_id, store_id, item_id, event_id, event_type, occurred_at,
        extract(epoch FROM occurred_at - %(epoch)s) AS t_s
 FROM event_items
 WHERE received_at >= %(scan_from)s AND insert_xid >= %(xid_from)s AND insert_xid < %(xid_to)s
+  AND pg_visible_in_snapshot(insert_xid, %(target)s::pg_snapshot)
+  AND NOT pg_visible_in_snapshot(insert_xid, %(scored)s::pg_snapshot)
   AND event_type IN ('purchase', 'add_to_cart', 'click', 'hide')
 """
 
@@ -113,18 +117,23 @@ SCORE_TABLES = ("item_popularity", "user_item_affinity", "user_category_affinity
 @dataclass(frozen=True)
 class ScoreState:
     epoch: datetime
-    xid_watermark: str
-    scanned_from: datetime
+    scored_snapshot: str
+    target_snapshot: str | None  # set while a backlog is scored in chunks
+    done_below_xid: str | None
+    scan_from: datetime
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """The events one transaction scores: insert_xid in [xid_from, xid_to), received since scan_from."""
+    """The events one transaction scores: visible in `target` but not in `scored`, with insert_xid in
+    [xid_from, xid_to), received since scan_from."""
 
+    scored: str
+    target: str
     xid_from: str
     xid_to: str
     scan_from: datetime
-    complete: bool  # True when it reaches the snapshot: nothing older is left
+    complete: bool  # True when it reaches the target snapshot
 
 
 @dataclass(frozen=True)
@@ -150,43 +159,63 @@ def try_lock_recompute(conn: psycopg.Connection, timeout_ms: int) -> bool:
 
 
 def load_state(conn: psycopg.Connection) -> ScoreState | None:
-    row = conn.execute("SELECT epoch, xid_watermark::text, scanned_from FROM score_state FOR UPDATE").fetchone()
+    row = conn.execute(
+        """
+        SELECT epoch, scored_snapshot::text, target_snapshot::text, done_below_xid::text, scan_from
+        FROM score_state FOR UPDATE
+        """
+    ).fetchone()
     return ScoreState(*row) if row else None
 
 
-def save_state(conn: psycopg.Connection, state: ScoreState, now: datetime) -> None:
+def save_state(conn: psycopg.Connection, state: ScoreState) -> None:
     conn.execute(
         """
-        INSERT INTO score_state (epoch, xid_watermark, scanned_from, updated_at)
-        VALUES (%s, %s::xid8, %s, %s)
-        ON CONFLICT (singleton) DO UPDATE SET epoch = excluded.epoch, xid_watermark = excluded.xid_watermark,
-            scanned_from = excluded.scanned_from, updated_at = excluded.updated_at
+        INSERT INTO score_state (epoch, scored_snapshot, target_snapshot, done_below_xid, scan_from, updated_at)
+        VALUES (%s, %s::pg_snapshot, %s::pg_snapshot, %s::xid8, %s, statement_timestamp())
+        ON CONFLICT (singleton) DO UPDATE SET
+            epoch = excluded.epoch, scored_snapshot = excluded.scored_snapshot,
+            target_snapshot = excluded.target_snapshot, done_below_xid = excluded.done_below_xid,
+            scan_from = excluded.scan_from, updated_at = excluded.updated_at
         """,
-        (state.epoch, state.xid_watermark, state.scanned_from, now),
+        (state.epoch, state.scored_snapshot, state.target_snapshot, state.done_below_xid, state.scan_from),
     )
 
 
-def snapshot_xmin(conn: psycopg.Connection) -> tuple[str, datetime]:
-    """The snapshot's xmin — every transaction below it has ended, so its events, if committed, are
-    visible from now on — and the database's clock."""
-    row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text, statement_timestamp()").fetchone()
+def current_snapshot(conn: psycopg.Connection) -> tuple[str, datetime]:
+    """The current snapshot, and the earliest moment an event not visible in it can have been received:
+    the start of the oldest open transaction (less a margin)."""
+    row = conn.execute(
+        """
+        SELECT pg_current_snapshot()::text,
+               least(statement_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity)) - %s
+        """,
+        (SCAN_MARGIN,),
+    ).fetchone()
     return row[0], row[1]
 
 
-def next_chunk(conn: psycopg.Connection, state: ScoreState, xmin: str, max_events: int) -> Chunk:
-    """The pending events up to `xmin`, cut at a transaction boundary after about `max_events` events."""
+def next_chunk(
+    conn: psycopg.Connection, scored: str, target: str, done_below: str, scan_from: datetime, max_events: int
+) -> Chunk:
+    """The events between the two snapshots from `done_below` on, cut at a transaction boundary after about
+    `max_events` events."""
+    xid_to = conn.execute("SELECT pg_snapshot_xmax(%s::pg_snapshot)::text", (target,)).fetchone()[0]
     row = conn.execute(
         """
         SELECT insert_xid::text FROM events
-        WHERE received_at >= %s AND insert_xid >= %s::xid8 AND insert_xid < %s::xid8
-        ORDER BY insert_xid OFFSET %s LIMIT 1
+        WHERE received_at >= %(scan_from)s AND insert_xid >= %(xid_from)s AND insert_xid < %(xid_to)s
+          AND pg_visible_in_snapshot(insert_xid, %(target)s::pg_snapshot)
+          AND NOT pg_visible_in_snapshot(insert_xid, %(scored)s::pg_snapshot)
+        ORDER BY insert_xid OFFSET %(max_events)s LIMIT 1
         """,
-        (state.scanned_from, state.xid_watermark, xmin, max_events),
-    ).fetchone()
+        {"scan_from": scan_from, "xid_from": done_below, "xid_to": xid_to, "target": target, "scored": scored,
+         "max_events": max_events},
+    ).fetchone()  # fmt: skip
     if row is None:
-        return Chunk(state.xid_watermark, xmin, state.scanned_from, complete=True)
-    cut = row[0] if int(row[0]) > int(state.xid_watermark) else str(int(row[0]) + 1)  # one huge transaction
-    return Chunk(state.xid_watermark, cut, state.scanned_from, complete=False)
+        return Chunk(scored, target, done_below, xid_to, scan_from, complete=True)
+    cut = row[0] if int(row[0]) > int(done_below) else str(int(row[0]) + 1)  # one transaction over the limit
+    return Chunk(scored, target, done_below, cut, scan_from, complete=False)
 
 
 def apply_events(
@@ -201,6 +230,8 @@ def apply_events(
             "scan_from": chunk.scan_from,
             "xid_from": chunk.xid_from,
             "xid_to": chunk.xid_to,
+            "target": chunk.target,
+            "scored": chunk.scored,
             "purchase_weight": settings.purchase_weight,
             "add_to_cart_weight": settings.add_to_cart_weight,
             "click_weight": settings.click_weight,
@@ -243,12 +274,12 @@ def record_run(
     row = conn.execute(
         """
         INSERT INTO score_runs (mode, started_at, finished_at, events_scored, popularity_updates,
-                                affinity_updates, events_from, events_to)
-        VALUES (%s, %s, %s, %s, %s, %s, %s::xid8, %s::xid8)
+                                affinity_updates, scored_snapshot)
+        VALUES (%s, %s, %s, %s, %s, %s, %s::pg_snapshot)
         RETURNING run_id
         """,
         (mode, started_at, finished_at, counts.events_scored, counts.popularity_updates, counts.affinity_updates,
-         chunk.xid_from, chunk.xid_to),
+         chunk.target),
     ).fetchone()  # fmt: skip
     return row[0]
 

@@ -76,16 +76,28 @@ def _score_chunk(
         if mode == "incremental" and state is not None:
             scores_db.rebase(conn, settings, epoch, epoch_for(as_of))
         epoch = epoch_for(as_of)
-    xmin, db_now = scores_db.snapshot_xmin(conn)
     if mode == "full" or state is None:
+        # Everything visible now, from scratch.
         scores_db.clear_scores(conn)
-        chunk = scores_db.Chunk(FIRST_XID, xmin, datetime.min.replace(tzinfo=UTC), complete=True)
+        target, scan_from = scores_db.current_snapshot(conn)
+        chunk = scores_db.Chunk(scores_db.NOTHING_SCORED, target, FIRST_XID, "18446744073709551615",
+                                datetime.min.replace(tzinfo=UTC), complete=True)  # fmt: skip
+        next_scan_from = scan_from
     else:
-        chunk = scores_db.next_chunk(conn, state, xmin, settings.chunk_events)
+        if state.target_snapshot is None:  # caught up last time: aim at the current snapshot
+            target, next_scan_from = scores_db.current_snapshot(conn)
+            done_below = FIRST_XID
+        else:  # a backlog in progress: keep its target
+            target, next_scan_from, done_below = state.target_snapshot, state.scan_from, state.done_below_xid
+        chunk = scores_db.next_chunk(
+            conn, state.scored_snapshot, target, done_below, state.scan_from, settings.chunk_events
+        )
     counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of)
-    # Once caught up, the next scan can start shortly before this snapshot; until then, where it was.
-    scanned_from = db_now - scores_db.SCAN_MARGIN if chunk.complete else chunk.scan_from
-    scores_db.save_state(conn, scores_db.ScoreState(epoch, chunk.xid_to, scanned_from), db_now)
+    if chunk.complete:
+        new_state = scores_db.ScoreState(epoch, chunk.target, None, None, next_scan_from)
+    else:
+        new_state = scores_db.ScoreState(epoch, chunk.scored, chunk.target, chunk.xid_to, chunk.scan_from)
+    scores_db.save_state(conn, new_state)
     scores_db.record_run(conn, mode, started_at, datetime.now(UTC), chunk, counts)
     return _ChunkOutcome(chunk.complete, counts)
 
