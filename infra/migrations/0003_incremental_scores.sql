@@ -38,16 +38,20 @@ FROM events e
 CROSS JOIN LATERAL unnest(e.line_item_ids, e.line_quantities) AS line (item_id, quantity)
 WHERE e.event_type = 'purchase';
 
--- Popularity per store, and over all stores with store_id '*'.
+-- Popularity per store, and over all stores with store_id '*': a long-horizon decayed count (raw_score)
+-- and a short-horizon one (short_raw), whose smoothed ratio is the trending score.
 DROP TABLE item_popularity;
 CREATE TABLE item_popularity (
-    store_id    text NOT NULL,
-    item_id     text NOT NULL,
-    raw_score   double precision NOT NULL,
-    updated_at  timestamptz NOT NULL,
+    store_id        text NOT NULL,
+    item_id         text NOT NULL,
+    raw_score       double precision NOT NULL,
+    short_raw       double precision NOT NULL,
+    trending_score  double precision NOT NULL DEFAULT 0,
+    updated_at      timestamptz NOT NULL,
     PRIMARY KEY (store_id, item_id)
 );
 CREATE INDEX item_popularity_rank_idx ON item_popularity (store_id, raw_score DESC);
+CREATE INDEX item_popularity_trending_idx ON item_popularity (store_id, trending_score DESC);
 
 -- Per user and item: weighted interactions, and the purchase history the buy-again score is made from.
 DROP TABLE user_item_affinity;

@@ -294,3 +294,22 @@ def test_the_run_creates_next_months_event_partition_ahead_of_time(db: psycopg.C
 
     next_month = (datetime.now(UTC).replace(day=1) + timedelta(days=32)).strftime("events_%Y_%m")
     assert db.execute("SELECT to_regclass(%s) IS NOT NULL", (next_month,)).fetchone() == (True,)
+
+
+def test_trending_favours_a_recent_rise_over_steady_volume_and_ignores_a_handful(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    steady = [purchase(f"s{day}-{n}", items=("milk",), at=NOW - timedelta(days=day, hours=n))
+              for day in range(1, 28) for n in range(3)]  # fmt: skip
+    spike = [purchase(f"k{n}", items=("coffee",), at=NOW - timedelta(hours=n)) for n in range(12)]
+    record(*steady, *spike, purchase("once", items=("wine",), at=NOW - timedelta(hours=1)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+
+    rows = db.execute(
+        "SELECT item_id, raw_score, trending_score FROM item_popularity WHERE store_id = %s", (STORE,)
+    ).fetchall()
+    popular = [item for item, _, _ in sorted(rows, key=lambda r: -r[1])]
+    trending = [item for item, _, _ in sorted(rows, key=lambda r: -r[2])]
+    assert popular[0] == "milk"
+    assert trending[0] == "coffee"
+    trending_score = {item: score for item, _, score in rows}
+    assert trending_score["coffee"] > 2 * trending_score["wine"]  # one sale is no trend

@@ -11,8 +11,7 @@ from feedcore.feed.sections import SECTIONS, RankingContext, buy_again_reason, s
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
-CONTEXT = RankingContext(now=NOW, buy_again=BuyAgainParams(), buy_again_half_life_days=90,
-                         popularity_half_life_days=7)  # fmt: skip
+CONTEXT = RankingContext(now=NOW, buy_again=BuyAgainParams(), buy_again_half_life_days=90)
 
 
 def candidate(source: str, item_id: str, raw: float, purchases: int = 0, first_days_ago: float = 0,
@@ -86,9 +85,10 @@ def test_empty_sections_are_left_out():
     assert select_sections([], SECTIONS, 5, CONTEXT) == []
 
 
-def test_shown_scores_are_decayed_to_now():
-    (section,) = select_sections([candidate("trending", "a", 4.0)], SECTIONS, 5, CONTEXT)
-    assert section.items[0].score == pytest.approx(decayed(4.0, EPOCH, NOW, 7), rel=1e-5)
+def test_shown_buy_again_scores_are_decayed_to_now():
+    single = candidate("buy_again", "a", 4.0, 1, 3, 3)  # one purchase: no timing boost
+    (section,) = select_sections([single], SECTIONS, 5, CONTEXT)
+    assert section.items[0].score == pytest.approx(decayed(4.0, EPOCH, NOW, 90), rel=1e-5)
 
 
 def test_buy_again_reason_counts_purchases_and_says_when():

@@ -27,6 +27,8 @@ class ScoringSettings(BaseSettings):
     popularity_half_life_days: float = Field(default=7.0, ge=1)
     affinity_half_life_days: float = Field(default=60.0, ge=1)
     buy_again_half_life_days: float = Field(default=90.0, ge=1, description="decay of the purchase frequency")
+    trending_half_life_hours: float = Field(default=24.0, ge=1, description="the short horizon of trending")
+    trending_prior_per_day: float = Field(default=5.0, gt=0, description="smoothing of the trending ratio")
     purchase_weight: float = Field(default=5.0, ge=0)
     add_to_cart_weight: float = Field(default=2.0, ge=0)
     click_weight: float = Field(default=1.0, ge=0)

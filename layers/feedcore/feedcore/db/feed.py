@@ -23,7 +23,7 @@ WITH buy_again AS (
     LIMIT %(buy_again_pool)s
 ),
 trending AS (
-    SELECT p.item_id, p.raw_score
+    SELECT p.item_id, p.trending_score AS raw_score
     FROM item_popularity p
     JOIN items i ON i.item_id = p.item_id AND i.active
     JOIN store_availability sa ON sa.store_id = p.store_id AND sa.item_id = p.item_id AND sa.available
@@ -32,7 +32,7 @@ trending AS (
           SELECT 1 FROM user_item_affinity h
           WHERE h.user_id = %(user_id)s AND h.item_id = p.item_id AND h.hidden
       )
-    ORDER BY p.raw_score DESC
+    ORDER BY p.trending_score DESC
     LIMIT %(per_source)s
 ),
 candidates AS (
@@ -55,7 +55,8 @@ ORDER BY c.source, c.raw_score DESC, c.item_id
 class FeedCandidate:
     """An item a source proposes, hydrated with catalog and store data.
 
-    `raw_score` is epoch-relative (see the scoring migration): comparable within a source, not across.
+    `raw_score` is the source's stored score, comparable within a source only: for buy-again the decayed
+    purchase frequency, epoch-relative (see the scoring migration); for trending the trending ratio.
     Buy-again candidates carry the user's purchase history of the item.
     """
 

@@ -17,6 +17,8 @@ RECOMPUTE_LOCK_KEY = 7_246_201_118
 # The received_at scan of the next run starts this much before the oldest transaction open at the snapshot
 # (an event is stamped with its transaction's start; the margin covers clock reads and hidden sessions).
 SCAN_MARGIN = timedelta(hours=1)
+# Items per store at the top of the trending list whose score every run refreshes.
+TRENDING_KEPT_FRESH = 200
 # Before the first run nothing is scored: no transaction id is visible in this snapshot.
 NOTHING_SCORED = "1:1:"
 
@@ -48,13 +50,15 @@ WHERE received_at >= %(scan_from)s AND insert_xid >= %(xid_from)s AND insert_xid
 _APPLY_EVENTS = f"""
 WITH run_event AS MATERIALIZED ({_RUN_EVENTS}),
 popularity AS (
-    INSERT INTO item_popularity AS p (store_id, item_id, raw_score, updated_at)
-    SELECT coalesce(store_id, '*'), item_id, sum(weight * {_grow("popularity_half_life_s")}), %(now)s
+    INSERT INTO item_popularity AS p (store_id, item_id, raw_score, short_raw, updated_at)
+    SELECT coalesce(store_id, '*'), item_id, sum(weight * {_grow("popularity_half_life_s")}),
+           sum(weight * {_grow("trending_half_life_s")}), now()
     FROM run_event
     WHERE weight > 0
     GROUP BY GROUPING SETS ((store_id, item_id), (item_id))
     ON CONFLICT (store_id, item_id) DO UPDATE
-        SET raw_score = p.raw_score + excluded.raw_score, updated_at = excluded.updated_at
+        SET raw_score = p.raw_score + excluded.raw_score, short_raw = p.short_raw + excluded.short_raw,
+            updated_at = excluded.updated_at
     RETURNING 1
 ),
 affinity AS (
@@ -238,9 +242,50 @@ def apply_events(
             "popularity_half_life_s": settings.popularity_half_life_days * 86_400,
             "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
             "buy_again_half_life_s": settings.buy_again_half_life_days * 86_400,
+            "trending_half_life_s": settings.trending_half_life_hours * 3_600,
         },
     ).fetchone()
     return ApplyCounts(*row)
+
+
+# Trending: the short-horizon event rate over the long-horizon one, both smoothed by a prior rate so that a
+# handful of events cannot top the list. Rates are decayed counts as of %(as_of)s divided by their mean
+# lifetime (half-life / ln 2), in events per day.
+_REFRESH_TRENDING = """
+WITH refreshed AS (
+    SELECT store_id, item_id FROM item_popularity WHERE updated_at = now() AND store_id <> '*'
+    UNION
+    SELECT top.store_id, top.item_id
+    FROM (SELECT DISTINCT store_id FROM item_popularity WHERE store_id <> '*') s
+    CROSS JOIN LATERAL (
+        SELECT store_id, item_id FROM item_popularity p
+        WHERE p.store_id = s.store_id ORDER BY trending_score DESC LIMIT %(keep_fresh)s
+    ) top
+)
+UPDATE item_popularity p
+SET trending_score =
+    (p.short_raw * exp(greatest(-ln(2) * %(age_s)s / %(trending_half_life_s)s, -700)) * ln(2) * 86400
+         / %(trending_half_life_s)s + %(prior_per_day)s)
+    / (p.raw_score * exp(greatest(-ln(2) * %(age_s)s / %(popularity_half_life_s)s, -700)) * ln(2) * 86400
+         / %(popularity_half_life_s)s + %(prior_per_day)s)
+FROM refreshed r
+WHERE p.store_id = r.store_id AND p.item_id = r.item_id
+"""
+
+
+def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime) -> int:
+    """Recompute the trending score of the items this transaction touched and of each store's current top
+    (whose scores age without events); returns how many rows."""
+    return conn.execute(
+        _REFRESH_TRENDING,
+        {
+            "age_s": (as_of - epoch).total_seconds(),
+            "trending_half_life_s": settings.trending_half_life_hours * 3_600,
+            "popularity_half_life_s": settings.popularity_half_life_days * 86_400,
+            "prior_per_day": settings.trending_prior_per_day,
+            "keep_fresh": TRENDING_KEPT_FRESH,
+        },
+    ).rowcount
 
 
 def clear_scores(conn: psycopg.Connection) -> None:

@@ -30,7 +30,6 @@ class RankingContext:
     now: datetime
     buy_again: BuyAgainParams
     buy_again_half_life_days: float
-    popularity_half_life_days: float
 
 
 def rank_buy_again(candidate: FeedCandidate, context: RankingContext) -> float:
@@ -38,8 +37,8 @@ def rank_buy_again(candidate: FeedCandidate, context: RankingContext) -> float:
     return decayed(score, candidate.epoch, context.now, context.buy_again_half_life_days)
 
 
-def rank_trending(candidate: FeedCandidate, context: RankingContext) -> float:
-    return decayed(candidate.raw_score, candidate.epoch, context.now, context.popularity_half_life_days)
+def rank_trending(candidate: FeedCandidate, _: RankingContext) -> float:
+    return candidate.raw_score  # the trending ratio as of the last recompute
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ def assemble_feed(user_id: str, store_id: str, section_size: int, *, now: dateti
         now=as_of,
         buy_again=BuyAgainParams(due_weight=ranking.buy_again_due_weight, due_width=ranking.buy_again_due_width),
         buy_again_half_life_days=scoring.buy_again_half_life_days,
-        popularity_half_life_days=scoring.popularity_half_life_days,
     )
     sections = select_sections(candidates, SECTIONS, section_size, context)
     feed = Feed(feed_id=uuid.uuid4().hex, user_id=user_id, store_id=store_id, generated_at=as_of, sections=sections)

@@ -93,6 +93,7 @@ def _score_chunk(
             conn, state.scored_snapshot, target, done_below, state.scan_from, settings.chunk_events
         )
     counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of)
+    scores_db.refresh_trending(conn, settings, epoch, as_of)
     if chunk.complete:
         new_state = scores_db.ScoreState(epoch, chunk.target, None, None, next_scan_from)
     else:
