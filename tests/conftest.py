@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,3 +99,16 @@ def load_function(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def feedctl_json(database_url: str, *args: str) -> dict:
+    """Run `feedctl ARGS` against the server of `database_url`; the figures of its final JSON line."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "feedctl"), *args],
+        env=os.environ | {"DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -3,27 +3,21 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-FEEDCTL = str(Path(sys.executable).parent / "feedctl")
+from tests.conftest import feedctl_json
 
 
 def test_bench_ingest_prints_its_figures(database_url: str) -> None:
-    result = subprocess.run(
-        [FEEDCTL, "bench", "ingest", "--events", "3000", "--workers", "2"],
-        env=os.environ | {"DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures = feedctl_json(database_url, "bench", "ingest", "--events", "3000", "--workers", "2")
 
-    assert figures["events"] == 3000
-    assert figures["workers"] == 2
+    assert (figures["events"], figures["workers"]) == (3000, 2)
     assert figures["events_per_s"] > 0 and figures["copy_events_per_s"] > 0
     assert abs(figures["ratio"] - figures["events_per_s"] / figures["copy_events_per_s"]) < 0.01
+
+
+def test_bench_recompute_prints_its_figures(database_url: str) -> None:
+    figures = feedctl_json(database_url, "bench", "recompute", "--events", "5000")
+
+    assert (figures["events"], figures["new_events"]) == (5000, 50)
+    assert figures["full_s"] > 0 and figures["incremental_s"] > 0
+    assert figures["events_scored"]["incremental"] > 0  # the new events, and only those
+    assert figures["events_scored"]["incremental"] < figures["events_scored"]["full"] / 50

@@ -21,7 +21,7 @@ from tests.factories import EVENT, NOW, OTHER_STORE, STORE, create_catalog, even
 
 recompute = load_function("recompute_scores")
 DAY = 86_400
-POPULARITY_HALF_LIFE_S, AFFINITY_HALF_LIFE_S, BUY_AGAIN_HALF_LIFE_S = 7 * DAY, 60 * DAY, 90 * DAY
+POPULARITY_HALF_LIFE_S, AFFINITY_HALF_LIFE_S, BUY_AGAIN_HALF_LIFE_S = 7 * DAY, 60 * DAY, 30 * DAY
 
 
 def popularity(conn: psycopg.Connection, store_id: str) -> dict[str, float]:
@@ -232,7 +232,7 @@ def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection) ->
     db.execute(
         "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 7);"
         "UPDATE user_item_affinity SET affinity_raw = affinity_raw * 2 ^ (100.0 / 60),"
-        " purchase_raw = purchase_raw * 2 ^ (100.0 / 90);"
+        " purchase_raw = purchase_raw * 2 ^ (100.0 / 30);"
         "UPDATE user_category_affinity SET raw_score = raw_score * 2 ^ (100.0 / 60)"
     )  # the same scores, kept against an epoch 100 days older
     before = decayed_scores(db, NOW)

@@ -11,7 +11,7 @@ from feedcore.feed.sections import SECTIONS, RankingContext, buy_again_reason, s
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
-CONTEXT = RankingContext(now=NOW, buy_again=BuyAgainParams(), buy_again_half_life_days=90)
+CONTEXT = RankingContext(now=NOW, buy_again=BuyAgainParams(), buy_again_half_life_days=30)
 
 
 def candidate(source: str, item_id: str, raw: float, purchases: int = 0, first_days_ago: float = 0,
@@ -30,7 +30,7 @@ def ids(sections) -> dict[str, list[str]]:
 
 
 def test_due_ness_peaks_when_the_usual_interval_has_passed():
-    weekly = {"purchase_count": 5, "first": NOW - timedelta(days=34), "width": 0.5}
+    weekly = {"purchase_count": 5, "first": NOW - timedelta(days=34), "width": 0.7}
     due = {days: due_ness(last=NOW - timedelta(days=days), now=NOW, **weekly) for days in (0, 3, 7, 14, 30)}
 
     assert due[7] == pytest.approx(1.0, abs=0.02)
@@ -88,7 +88,7 @@ def test_empty_sections_are_left_out():
 def test_shown_buy_again_scores_are_decayed_to_now():
     single = candidate("buy_again", "a", 4.0, 1, 3, 3)  # one purchase: no timing boost
     (section,) = select_sections([single], SECTIONS, 5, CONTEXT)
-    assert section.items[0].score == pytest.approx(decayed(4.0, EPOCH, NOW, 90), rel=1e-5)
+    assert section.items[0].score == pytest.approx(decayed(4.0, EPOCH, NOW, 30), rel=1e-5)
 
 
 def test_buy_again_reason_counts_purchases_and_says_when():

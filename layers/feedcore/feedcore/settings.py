@@ -26,7 +26,7 @@ class ScoringSettings(BaseSettings):
 
     popularity_half_life_days: float = Field(default=7.0, ge=1)
     affinity_half_life_days: float = Field(default=60.0, ge=1)
-    buy_again_half_life_days: float = Field(default=90.0, ge=1, description="decay of the purchase frequency")
+    buy_again_half_life_days: float = Field(default=30.0, ge=1, description="decay of the purchase frequency")
     trending_half_life_hours: float = Field(default=24.0, ge=1, description="the short horizon of trending")
     trending_prior_per_day: float = Field(default=5.0, gt=0, description="smoothing of the trending ratio")
     purchase_weight: float = Field(default=5.0, ge=0)
@@ -43,8 +43,8 @@ class FeedSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FEED_", extra="ignore")
 
     section_size: int = Field(default=10, ge=1, le=50)
-    buy_again_due_weight: float = Field(default=1.0, ge=0, description="boost of an item due for replenishment")
-    buy_again_due_width: float = Field(default=0.5, gt=0, description="tolerance of the timing, log scale")
+    buy_again_due_weight: float = Field(default=0.5, ge=0, description="boost of an item due for replenishment")
+    buy_again_due_width: float = Field(default=0.7, gt=0, description="tolerance of the timing, log scale")
 
 
 class IngestSettings(BaseSettings):

@@ -16,8 +16,8 @@ _ONE_DAY = timedelta(days=1).total_seconds()
 class BuyAgainParams:
     """How much the replenishment timing counts next to the decayed purchase frequency."""
 
-    due_weight: float = 1.0
-    due_width: float = 0.5  # width of the timing kernel in log(elapsed / usual interval)
+    due_weight: float = 0.5
+    due_width: float = 0.7  # width of the timing kernel in log(elapsed / usual interval)
 
 
 def due_ness(purchase_count: int, first: datetime, last: datetime, now: datetime, width: float) -> float:
