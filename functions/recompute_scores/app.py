@@ -1,9 +1,10 @@
-"""recompute_scores: invoked by EventBridge Scheduler (or an EventBridge rule) to refresh the scores."""
+"""recompute_scores: invoked by EventBridge Scheduler (or an EventBridge rule) to refresh the scores and
+import new model score files."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from feedcore.observability import logger, metrics, tracer
-from feedcore.scoring.service import recompute_scores
+from feedcore.scoring.service import refresh_scores
 from feedcore.scoring.trigger import recompute_request_from_event
 
 # Time kept back from the invocation's remaining time to commit, record the run and flush metrics.
@@ -16,4 +17,4 @@ SAFETY_MARGIN_MS = 10_000
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     request = recompute_request_from_event(event)
     budget_ms = context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS
-    return recompute_scores(request, time_budget_ms=budget_ms).model_dump(mode="json")
+    return refresh_scores(request, time_budget_ms=budget_ms).model_dump(mode="json")

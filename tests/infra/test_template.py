@@ -52,9 +52,12 @@ def _policy_statements(template: dict):
     """(where, statement) for every inline IAM statement: SAM function policies and IAM resources."""
     for name, props in _functions(template).items():
         for policy in props.get("Policies", []):
-            if isinstance(policy, dict) and "Statement" in policy:
-                for statement in _as_list(policy["Statement"]):
-                    yield name, statement
+            # A conditional policy (Fn::If) holds a policy in each branch.
+            branches = policy["Fn::If"][1:] if isinstance(policy, dict) and "Fn::If" in policy else [policy]
+            for branch in branches:
+                if isinstance(branch, dict) and "Statement" in branch:
+                    for statement in _as_list(branch["Statement"]):
+                        yield name, statement
     for name, resource in template["Resources"].items():
         if resource["Type"].startswith("AWS::IAM::"):
             props = resource.get("Properties", {})

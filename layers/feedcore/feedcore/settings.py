@@ -37,6 +37,15 @@ class ScoringSettings(BaseSettings):
     rebase_after_days: int = Field(default=90, ge=1, le=365, description="epoch age that triggers a rebase")
 
 
+class ModelScoreSettings(BaseSettings):
+    """Where ML engineers drop model scores: s3://<bucket>/<prefix><model>/<file>.csv."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    model_scores_bucket: str | None = Field(default=None, description="unset: no import")
+    model_scores_prefix: str = Field(default="model-scores/")
+
+
 class FeedSettings(BaseSettings):
     """Sizes of the feed sections and ranking parameters."""
 
@@ -77,3 +86,8 @@ def feed_settings() -> FeedSettings:
 @lru_cache
 def ingest_settings() -> IngestSettings:
     return IngestSettings()
+
+
+@lru_cache
+def model_score_settings() -> ModelScoreSettings:
+    return ModelScoreSettings()

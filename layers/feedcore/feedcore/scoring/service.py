@@ -15,7 +15,8 @@ from feedcore.db import events as events_db
 from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.observability import logger, metrics
-from feedcore.settings import ScoringSettings, scoring_settings
+from feedcore.scoring.models import import_model_scores
+from feedcore.settings import ScoringSettings, model_score_settings, scoring_settings
 
 # A run given less time than this would time out anyway; let it try.
 MIN_STATEMENT_TIMEOUT_MS = 1_000
@@ -33,6 +34,7 @@ class RecomputeRequest(BaseModel):
 
 class RecomputeResult(BaseModel):
     status: Literal["completed", "partial", "skipped"]
+    models_imported: list[str] = []
     mode: str
     chunks: int = 0
     events_scored: int = 0
@@ -153,3 +155,10 @@ def recompute_scores(
     metrics.add_metric(name="RecomputeBacklogLeft", unit=MetricUnit.Count, value=int(result.status == "partial"))
     logger.info("scores recomputed", extra=result.model_dump())
     return result
+
+
+def refresh_scores(request: RecomputeRequest, *, time_budget_ms: int | None = None) -> RecomputeResult:
+    """What the schedule runs: the recompute, then the import of new model score files (when configured)."""
+    result = recompute_scores(request, time_budget_ms=time_budget_ms)
+    imported = import_model_scores(model_score_settings())
+    return result.model_copy(update={"models_imported": [i.model for i in imported]})
