@@ -313,3 +313,21 @@ def test_trending_favours_a_recent_rise_over_steady_volume_and_ignores_a_handful
     assert trending[0] == "coffee"
     trending_score = {item: score for item, _, score in rows}
     assert trending_score["coffee"] > 2 * trending_score["wine"]  # one sale is no trend
+
+
+def test_a_full_rebuild_swaps_in_tables_indexed_exactly_like_the_ones_it_replaces(db: psycopg.Connection) -> None:
+    def indexes() -> list[tuple[str, str, str]]:
+        return db.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes "
+            "WHERE tablename IN ('item_popularity', 'user_item_affinity', 'user_category_affinity') ORDER BY 1, 2"
+        ).fetchall()
+
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",)))
+    before = indexes()
+
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+
+    assert indexes() == before
+    assert len(before) == 6  # three primary keys, two ranking indexes on popularity, one on purchases
+    assert db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%%_rebuild'").fetchone() == (0,)

@@ -5,10 +5,12 @@ See infra/migrations/0003_incremental_scores.sql for the watermark and the epoch
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
+from psycopg import sql
 
 from feedcore.settings import ScoringSettings
 
@@ -17,6 +19,8 @@ RECOMPUTE_LOCK_KEY = 7_246_201_118
 # The received_at scan of the next run starts this much before the oldest transaction open at the snapshot
 # (an event is stamped with its transaction's start; the margin covers clock reads and hidden sessions).
 SCAN_MARGIN = timedelta(hours=1)
+# Suffix of the fresh copies of the score tables a full rebuild fills before swapping them in.
+REBUILD_SUFFIX = "_rebuild"
 # Items per store at the top of the trending list whose score every run refreshes.
 TRENDING_KEPT_FRESH = 200
 # Before the first run nothing is scored: no transaction id is visible in this snapshot.
@@ -46,23 +50,31 @@ WHERE received_at >= %(scan_from)s AND insert_xid >= %(xid_from)s AND insert_xid
   AND event_type IN ('purchase', 'add_to_cart', 'click', 'hide')
 """
 
-# One statement: the run's events are read once and added into every score table.
-_APPLY_EVENTS = f"""
+
+# One statement: the run's events are read once and added into every score table. Incremental runs upsert;
+# a full rebuild writes plain rows into fresh, unindexed copies of the tables (suffix "_rebuild").
+def _apply_sql(suffix: str = "", upsert: bool = True) -> str:
+    def conflict(clause: str) -> str:
+        return clause if upsert else ""
+
+    return f"""
 WITH run_event AS MATERIALIZED ({_RUN_EVENTS}),
 popularity AS (
-    INSERT INTO item_popularity AS p (store_id, item_id, raw_score, short_raw, updated_at)
+    INSERT INTO item_popularity{suffix} AS p (store_id, item_id, raw_score, short_raw, updated_at)
     SELECT coalesce(store_id, '*'), item_id, sum(weight * {_grow("popularity_half_life_s")}),
            sum(weight * {_grow("trending_half_life_s")}), now()
     FROM run_event
     WHERE weight > 0
     GROUP BY GROUPING SETS ((store_id, item_id), (item_id))
-    ON CONFLICT (store_id, item_id) DO UPDATE
+    {
+        conflict('''ON CONFLICT (store_id, item_id) DO UPDATE
         SET raw_score = p.raw_score + excluded.raw_score, short_raw = p.short_raw + excluded.short_raw,
-            updated_at = excluded.updated_at
+            updated_at = excluded.updated_at''')
+    }
     RETURNING 1
 ),
 affinity AS (
-    INSERT INTO user_item_affinity AS a (user_id, item_id, affinity_raw, purchase_count, purchase_raw,
+    INSERT INTO user_item_affinity{suffix} AS a (user_id, item_id, affinity_raw, purchase_count, purchase_raw,
                                          first_purchased_at, last_purchased_at, last_positive_at,
                                          last_hidden_at, updated_at)
     SELECT user_id, item_id,
@@ -76,7 +88,8 @@ affinity AS (
            %(now)s
     FROM run_event
     GROUP BY user_id, item_id
-    ON CONFLICT (user_id, item_id) DO UPDATE SET
+    {
+        conflict('''ON CONFLICT (user_id, item_id) DO UPDATE SET
         affinity_raw = a.affinity_raw + excluded.affinity_raw,
         purchase_count = a.purchase_count + excluded.purchase_count,
         purchase_raw = a.purchase_raw + excluded.purchase_raw,
@@ -84,19 +97,22 @@ affinity AS (
         last_purchased_at = greatest(a.last_purchased_at, excluded.last_purchased_at),
         last_positive_at = greatest(a.last_positive_at, excluded.last_positive_at),
         last_hidden_at = greatest(a.last_hidden_at, excluded.last_hidden_at),
-        updated_at = excluded.updated_at
+        updated_at = excluded.updated_at''')
+    }
     RETURNING 1
 ),
 category AS (
-    INSERT INTO user_category_affinity AS c (user_id, level, category, raw_score, updated_at)
+    INSERT INTO user_category_affinity{suffix} AS c (user_id, level, category, raw_score, updated_at)
     SELECT e.user_id, cat.level, cat.category, sum(e.weight * {_grow("affinity_half_life_s")}), %(now)s
     FROM run_event e
     JOIN items i ON i.item_id = e.item_id
     CROSS JOIN LATERAL (VALUES ('aisle', i.aisle), ('department', i.department)) AS cat (level, category)
     WHERE e.weight > 0
     GROUP BY e.user_id, cat.level, cat.category
-    ON CONFLICT (user_id, level, category) DO UPDATE
-        SET raw_score = c.raw_score + excluded.raw_score, updated_at = excluded.updated_at
+    {
+        conflict('''ON CONFLICT (user_id, level, category) DO UPDATE
+        SET raw_score = c.raw_score + excluded.raw_score, updated_at = excluded.updated_at''')
+    }
     RETURNING 1
 ),
 new_user AS (
@@ -114,6 +130,10 @@ SELECT (SELECT count(DISTINCT event_id) FROM run_event),
        (SELECT count(*) FROM affinity),
        (SELECT count(*) FROM category)
 """
+
+
+_APPLY_EVENTS = _apply_sql()
+_REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False)
 
 SCORE_TABLES = ("item_popularity", "user_item_affinity", "user_category_affinity")
 
@@ -223,11 +243,12 @@ def next_chunk(
 
 
 def apply_events(
-    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
-) -> ApplyCounts:
-    """Add the chunk's events into every score table."""
+    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime,
+    *, into_rebuild: bool = False,
+) -> ApplyCounts:  # fmt: skip
+    """Add the chunk's events into every score table (or into the fresh copies of a full rebuild)."""
     row = conn.execute(
-        _APPLY_EVENTS,
+        _REBUILD_EVENTS if into_rebuild else _APPLY_EVENTS,
         {
             "now": now,
             "epoch": epoch,
@@ -288,10 +309,53 @@ def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch:
     ).rowcount
 
 
-def clear_scores(conn: psycopg.Connection) -> None:
-    """Empty the score tables (full rebuild); readers keep seeing the old scores until the commit."""
+def start_rebuild(conn: psycopg.Connection) -> None:
+    """Create empty, unindexed copies of the score tables for a full rebuild to fill."""
     for table in SCORE_TABLES:
-        conn.execute(f"DELETE FROM {table}")
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING CONSTRAINTS)").format(
+                sql.Identifier(table + REBUILD_SUFFIX), sql.Identifier(table)
+            )
+        )
+
+
+def _index_on_copy(definition: str, table: str, copy: str) -> str:
+    """pg_indexes' "CREATE [UNIQUE] INDEX name ON schema.table USING …", for the copy and a temporary name."""
+    match = re.match(rf"^(CREATE (?:UNIQUE )?INDEX )(\S+)( ON \S+\.){re.escape(table)}( USING .*)$", definition)
+    if match is None:
+        raise ValueError(f"unexpected index definition: {definition}")
+    return f"{match[1]}{match[2]}{REBUILD_SUFFIX}{match[3]}{copy}{match[4]}"
+
+
+def finish_rebuild(conn: psycopg.Connection) -> None:
+    """Index the filled copies like the live tables, then swap them in. Readers wait only for the swap
+    itself (metadata changes), not for the rebuild or the index builds."""
+    for table in SCORE_TABLES:
+        rebuilt = table + REBUILD_SUFFIX
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
+            (table,),
+        ).fetchall()
+        (primary_key,) = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", (table,)
+        ).fetchone()
+        for _, definition in indexes:
+            conn.execute(_index_on_copy(definition, table, rebuilt))
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(rebuilt), sql.Identifier(table)))
+        for name, _ in indexes:
+            if name == primary_key:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}").format(
+                        sql.Identifier(table), sql.Identifier(name), sql.Identifier(name + REBUILD_SUFFIX)
+                    )
+                )
+            else:
+                conn.execute(
+                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                        sql.Identifier(name + REBUILD_SUFFIX), sql.Identifier(name)
+                    )
+                )
 
 
 def rebase(conn: psycopg.Connection, settings: ScoringSettings, old_epoch: datetime, new_epoch: datetime) -> None:

@@ -78,9 +78,10 @@ def _score_chunk(
         if mode == "incremental" and state is not None:
             scores_db.rebase(conn, settings, epoch, epoch_for(as_of))
         epoch = epoch_for(as_of)
-    if mode == "full" or state is None:
-        # Everything visible now, from scratch.
-        scores_db.clear_scores(conn)
+    rebuild = mode == "full" or state is None
+    if rebuild:
+        # Everything visible now, from scratch, into fresh tables swapped in at the end.
+        scores_db.start_rebuild(conn)
         target, scan_from = scores_db.current_snapshot(conn)
         chunk = scores_db.Chunk(scores_db.NOTHING_SCORED, target, FIRST_XID, "18446744073709551615",
                                 datetime.min.replace(tzinfo=UTC), complete=True)  # fmt: skip
@@ -94,7 +95,9 @@ def _score_chunk(
         chunk = scores_db.next_chunk(
             conn, state.scored_snapshot, target, done_below, state.scan_from, settings.chunk_events
         )
-    counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of)
+    counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of, into_rebuild=rebuild)
+    if rebuild:
+        scores_db.finish_rebuild(conn)
     scores_db.refresh_trending(conn, settings, epoch, as_of)
     if chunk.complete:
         new_state = scores_db.ScoreState(epoch, chunk.target, None, None, next_scan_from)
