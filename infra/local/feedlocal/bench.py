@@ -197,7 +197,7 @@ def bench_recompute(events: int) -> dict[str, Any]:
     with scratch_database("feed_bench_recompute") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _load_catalog(conn)
-            _copy_events(conn, history, now)
+            _copy_events(conn, history, now, received_when_occurred=True)
         started = time.perf_counter()
         full = recompute_scores(RecomputeRequest(mode="full"), now=now)
         full_s = time.perf_counter() - started
@@ -231,8 +231,14 @@ def _load_catalog(conn: psycopg.Connection) -> None:
     )
 
 
-def _copy_events(conn: psycopg.Connection, events: list[dict[str, Any]], now: datetime) -> None:
-    """Load events as ingestion stores them (event_ids and events), by COPY: this is setup, not measured."""
+def _copy_events(
+    conn: psycopg.Connection, events: list[dict[str, Any]], now: datetime, *, received_when_occurred: bool = False
+) -> None:
+    """Load events as ingestion stores them (event_ids and events), by COPY: this is setup, not measured.
+
+    With `received_when_occurred`, each event is stamped as received when it occurred, as a history built up
+    over time would be; otherwise as received now.
+    """
     from feedcore.db.events import ensure_event_partitions, month_of
 
     months = {month_of(datetime.fromisoformat(event["occurred_at"])) for event in events} | {month_of(now)}
@@ -241,9 +247,11 @@ def _copy_events(conn: psycopg.Connection, events: list[dict[str, Any]], now: da
         with conn.cursor().copy("COPY event_ids (event_id, occurred_at) FROM STDIN") as copy:
             for event in events:
                 copy.write_row((event["event_id"], event["occurred_at"]))
-        with conn.cursor().copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+        columns = ", ".join(EVENT_COLUMNS + (("received_at",) if received_when_occurred else ()))
+        with conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy:
             for event in events:
-                copy.write_row(_copy_row(event))
+                row = _copy_row(event)
+                copy.write_row(row + (event["occurred_at"],) if received_when_occurred else row)
     conn.execute("ANALYZE events")
 
 

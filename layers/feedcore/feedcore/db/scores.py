@@ -17,8 +17,9 @@ from feedcore.settings import ScoringSettings
 # Held for the length of a recompute transaction so two runs never work at once.
 RECOMPUTE_LOCK_KEY = 7_246_201_118
 # The received_at scan of the next run starts this much before the oldest transaction open at the snapshot
-# (an event is stamped with its transaction's start; the margin covers clock reads and hidden sessions).
-SCAN_MARGIN = timedelta(hours=1)
+# (an event is stamped with its transaction's start; the margin covers clock reads and sessions whose start
+# pg_stat_activity does not show — ingest transactions last well under a second).
+SCAN_MARGIN = timedelta(minutes=10)
 # Suffix of the fresh copies of the score tables a full rebuild fills before swapping them in.
 REBUILD_SUFFIX = "_rebuild"
 # Items per store at the top of the trending list whose score every run refreshes.
