@@ -53,9 +53,11 @@ def test_items_are_inserted_then_updated(db: psycopg.Connection) -> None:
         ([MILK | {"price": 1.001}], "items[0].price"),
         ([{k: v for k, v in MILK.items() if k != "name"}], "items[0].name"),
         ([MILK, MILK], "items"),
+        ([MILK | {"name": "Milk\u0000"}], "items[0].name"),
+        ([MILK | {"tags": ["a\u0000"]}], "items[0].tags[0]"),
         ([], "items"),
     ],
-    ids=["negative-price", "fractional-cents", "missing-name", "repeated-item", "empty"],
+    ids=["negative-price", "fractional-cents", "missing-name", "repeated-item", "nul-in-name", "nul-in-tag", "empty"],
 )
 def test_invalid_items_change_nothing(db: psycopg.Connection, items: list[dict], field: str) -> None:
     status, headers, body = put_items(items)
@@ -94,14 +96,15 @@ def test_user_deletion_leaves_nothing_of_the_user_and_can_be_repeated(db: psycop
     record(purchase("user-1", items=("milk", "eggs")), event("hide", "user-1", item_id="wine"),
            purchase("user-2", items=("milk",)))  # fmt: skip
     recompute_scores(RecomputeRequest())
+    db.execute("INSERT INTO model_scores VALUES ('picked_for_you', 'user-1', 'milk', 0.9)")
 
     status, _, body = call("DELETE", "/v1/users/user-1", "/v1/users/{user_id}", user_id="user-1")
     again = call("DELETE", "/v1/users/user-1", "/v1/users/{user_id}", user_id="user-1")
 
-    # Scores: milk, eggs and wine; the Milk and Eggs aisles and their one department, Dairy & Eggs.
-    assert (status, body) == (200, {"user_id": "user-1", "events_deleted": 2, "scores_deleted": 6})
+    # Scores: milk, eggs and wine; the Milk and Eggs aisles and their one department; one model score.
+    assert (status, body) == (200, {"user_id": "user-1", "events_deleted": 2, "scores_deleted": 7})
     assert again[:1] == (200,) and again[2]["events_deleted"] == 0
-    for table in ("events", "user_item_affinity", "user_category_affinity", "users"):
+    for table in ("events", "user_item_affinity", "user_category_affinity", "model_scores", "users"):
         remaining = db.execute(f"SELECT count(*) FROM {table} WHERE user_id = 'user-1'").fetchone()[0]
         assert remaining == 0, table
     assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-2'").fetchone()[0] == 1

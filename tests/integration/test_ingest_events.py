@@ -207,6 +207,8 @@ def oversized_batch() -> str:
          422, "events[0].occurred_at"),
         (json.dumps({"events": [event("click", item_id="milk", occurred_at=1_700_000_000)]}),
          422, "events[0].occurred_at"),
+        (json.dumps({"events": [event("click", item_id="milk", occurred_at="1795678941")]}),
+         422, "events[0].occurred_at"),
         (json.dumps({"events": [event("click", item_id="milk", at=NOW + timedelta(days=400))]}),
          422, "events[0].occurred_at"),
         (json.dumps({"events": [event("click", item_id="milk", at=NOW - timedelta(days=31))]}),
@@ -219,7 +221,8 @@ def oversized_batch() -> str:
         "truncated-json", "not-json", "huge-number", "deep-nesting", "array-body", "empty-batch", "events-not-a-list",
         "missing-events", "unknown-type", "missing-user", "wrong-type", "huge-string", "nul-character",
         "negative-quantity", "boolean-quantity", "negative-price", "huge-price", "repeated-line", "naive-timestamp",
-        "numeric-timestamp", "far-future", "older-than-horizon", "bad-uuid", "10000-events", "over-1mb",
+        "numeric-timestamp", "digit-string-timestamp", "far-future", "older-than-horizon", "bad-uuid",
+        "10000-events", "over-1mb",
     ],
 )  # fmt: skip
 def test_bad_input_gets_a_problem_json_4xx_naming_the_field(
@@ -325,3 +328,11 @@ def test_a_partition_dropped_behind_the_process_back_is_made_again(db: psycopg.C
 
     assert (status, body["accepted"]) == (200, 1)
     assert count(db, "events") == 1
+
+
+def test_any_offset_python_accepts_is_stored_as_the_same_instant(db: psycopg.Connection) -> None:
+    far_east = (NOW + timedelta(hours=18)).strftime("%Y-%m-%dT%H:%M:%S+18:00")  # beyond PostgreSQL's ±15:59
+    status, _, body = post_events({"events": [event("click", item_id="milk", occurred_at=far_east)]})
+
+    assert (status, body["accepted"]) == (200, 1)
+    assert db.execute("SELECT occurred_at FROM events").fetchone() == (NOW,)

@@ -22,6 +22,7 @@ from tests.factories import EVENT, NOW, OTHER_STORE, STORE, create_catalog, even
 recompute = load_function("recompute_scores")
 DAY = 86_400
 POPULARITY_HALF_LIFE_S, AFFINITY_HALF_LIFE_S, BUY_AGAIN_HALF_LIFE_S = 7 * DAY, 60 * DAY, 30 * DAY
+TRENDING_HALF_LIFE_S = DAY
 
 
 def popularity(conn: psycopg.Connection, store_id: str) -> dict[str, float]:
@@ -39,8 +40,9 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
 
     tables = {
         "popularity": conn.execute(
-            "SELECT store_id || '/' || item_id, ARRAY[raw_score * %s] FROM item_popularity",
-            (decay(POPULARITY_HALF_LIFE_S),),
+            "SELECT store_id || '/' || item_id, ARRAY[raw_score * %s, short_raw * %s, trending_score]"
+            " FROM item_popularity",
+            (decay(POPULARITY_HALF_LIFE_S), decay(TRENDING_HALF_LIFE_S)),
         ),
         "affinity": conn.execute(
             """
@@ -230,7 +232,7 @@ def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection) ->
     recompute_scores(RecomputeRequest(), now=NOW)
     db.execute("UPDATE score_state SET epoch = epoch - interval '100 days'")
     db.execute(
-        "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 7);"
+        "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 7), short_raw = short_raw * 2 ^ 100.0;"
         "UPDATE user_item_affinity SET affinity_raw = affinity_raw * 2 ^ (100.0 / 60),"
         " purchase_raw = purchase_raw * 2 ^ (100.0 / 30);"
         "UPDATE user_category_affinity SET raw_score = raw_score * 2 ^ (100.0 / 60)"
@@ -331,3 +333,19 @@ def test_a_full_rebuild_swaps_in_tables_indexed_exactly_like_the_ones_it_replace
     assert indexes() == before
     assert len(before) == 6  # three primary keys, two ranking indexes on popularity, one on purchases
     assert db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%%_rebuild'").fetchone() == (0,)
+
+
+def test_dormant_items_do_not_trend_and_tiny_scores_never_break_a_run(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(
+        purchase("user-1", items=("milk",), at=datetime(2022, 1, 1, tzinfo=UTC)), purchase("user-2", items=("eggs",))
+    )
+    recompute_scores(RecomputeRequest(), now=NOW)
+    # The epoch ages towards its rebase while the 2022 purchase's scores sit near the smallest float.
+    db.execute("UPDATE score_state SET epoch = epoch - interval '70 days'")
+    for days in (0, 25):
+        result = recompute_scores(RecomputeRequest(), now=NOW + timedelta(days=days))
+        assert result.status == "completed"
+
+    trending = dict(db.execute("SELECT item_id, trending_score FROM item_popularity WHERE store_id = %s", (STORE,)))
+    assert trending["milk"] < 1e-300 < trending["eggs"]  # no recent sales: no trend

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,15 @@ class ScoringSettings(BaseSettings):
     recompute_statement_timeout_ms: int = Field(default=240_000, ge=1000)
     chunk_events: int = Field(default=200_000, ge=1, description="events scored per transaction of a run")
     rebase_after_days: int = Field(default=90, ge=1, le=365, description="epoch age that triggers a rebase")
+
+    @model_validator(mode="after")
+    def _exponents_stay_representable(self) -> ScoringSettings:
+        # Raw scores grow as 2^(epoch age / half-life) until the next rebase; double precision ends near 2^1023.
+        shortest_days = min(self.trending_half_life_hours / 24, self.popularity_half_life_days,
+                            self.affinity_half_life_days, self.buy_again_half_life_days)  # fmt: skip
+        if self.rebase_after_days / shortest_days > 900:
+            raise ValueError("rebase_after_days is too long for the shortest half-life (keep their ratio ≤ 900)")
+        return self
 
 
 class ModelScoreSettings(BaseSettings):

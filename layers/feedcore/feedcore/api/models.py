@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union, get_args
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -39,13 +40,30 @@ Position = Annotated[int, Strict(), Field(ge=0, le=10_000)]
 
 
 def _iso_timestamp(value: Any) -> Any:
-    # A number would be read as seconds since 1970; clients must say what they mean.
-    if not isinstance(value, str | datetime):
+    # A number (or a string of digits) would be read as seconds since 1970; clients must say what they mean.
+    if not isinstance(value, str | datetime) or (isinstance(value, str) and value.strip().replace(".", "").isdigit()):
         raise PydanticCustomError("timestamp_type", "must be an ISO 8601 string with a time zone")
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_timestamp)]
+def _in_utc(value: datetime) -> datetime:
+    # Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59; the instant is what matters.
+    return value.astimezone(UTC)
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_timestamp), AfterValidator(_in_utc)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain the NUL character")
+    return value
+
+
+# Free text (PostgreSQL cannot store NUL): names, catalog labels, tags.
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
+Label = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
+Tag = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_nul)]
 
 
 def _reject_repeats(item_ids: Sequence[str]) -> None:
@@ -185,18 +203,18 @@ class IngestResult(_Contract):
 
 class Store(_Contract):
     store_id: Identifier
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    region: Annotated[str, Field(max_length=100)] | None = None
+    name: Name
+    region: Label | None = None
 
 
 class CatalogItem(_Contract):
     item_id: Identifier
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    department: Annotated[str, Field(min_length=1, max_length=100)]
-    aisle: Annotated[str, Field(min_length=1, max_length=100)]
-    brand: Annotated[str, Field(max_length=100)] | None = None
+    name: Name
+    department: Label
+    aisle: Label
+    brand: Label | None = None
     price: Money
-    tags: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=20)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
     active: bool = True
 
 
@@ -224,9 +242,7 @@ class CatalogUpdate(_Contract):
 
 
 class AvailabilityUpdate(_Contract):
-    store_name: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
-        default=None, description="Names the store when it is new (its id otherwise)"
-    )
+    store_name: Name | None = Field(default=None, description="Names the store when it is new (its id otherwise)")
     items: list[AvailabilityEntry] = Field(min_length=1, description="At most INGEST_MAX_CATALOG_ITEMS_PER_REQUEST")
 
     @field_validator("items")

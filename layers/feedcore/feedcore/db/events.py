@@ -114,7 +114,7 @@ def store_events(conn: psycopg.Connection, events: Sequence[ValidEvent]) -> Stor
     try:
         duplicate_ids, unknown_items = conn.execute(_STORE_EVENTS, params).fetchone()
     except psycopg.errors.CheckViolation as exc:
-        if "no partition" not in str(exc):
+        if exc.diag.constraint_name is not None:  # a CHECK constraint, not partition routing
             raise
         # This process believed a partition exists that does not (the database was replaced or restored).
         _known_months.clear()

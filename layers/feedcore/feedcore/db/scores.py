@@ -29,9 +29,18 @@ NOTHING_SCORED = "1:1:"
 
 
 def _grow(half_life: str) -> str:
-    """SQL for 2^((occurred_at − epoch) / half-life), from `t_s` (seconds since the epoch); floored so that
-    ancient events weigh ~0 instead of raising PostgreSQL's underflow error."""
-    return f"exp(greatest(ln(2) * t_s / %({half_life})s, -700))"
+    """SQL for 2^((occurred_at − epoch) / half-life), from `t_s` (seconds since the epoch); clamped so that
+    ancient events weigh ~0 instead of raising PostgreSQL's underflow error (ScoringSettings keeps the
+    upper side far from the clamp)."""
+    return f"exp(least(greatest(ln(2) * t_s / %({half_life})s, -700), 700))"
+
+
+def _decay(value: str, half_life: str) -> str:
+    """SQL for `value` · 2^(−age_s / half-life) in log space: a value too small to represent becomes 0 rather
+    than raising PostgreSQL's underflow error."""
+    return (
+        f"CASE WHEN {value} > 0 THEN exp(greatest(ln({value}) - ln(2) * %(age_s)s / %({half_life})s, -700)) ELSE 0 END"
+    )
 
 
 # The events of one run, each (event, item) once, with its type weight and its time since the epoch.
@@ -270,36 +279,38 @@ def apply_events(
     return ApplyCounts(*row)
 
 
-# Trending: the short-horizon event rate over the long-horizon one, both smoothed by a prior rate so that a
-# handful of events cannot top the list. Rates are decayed counts as of %(as_of)s divided by their mean
-# lifetime (half-life / ln 2), in events per day.
-_REFRESH_TRENDING = """
+# Trending: the short-horizon event rate over the long-horizon one plus a prior rate, so that a handful of
+# events cannot top the list and items without recent events score 0. Rates are decayed counts as of
+# %(as_of)s divided by their mean lifetime (half-life / ln 2), in events per day.
+def _refresh_trending_sql(table: str) -> str:
+    short_rate = f"{_decay('p.short_raw', 'trending_half_life_s')} * ln(2) * 86400 / %(trending_half_life_s)s"
+    long_rate = f"{_decay('p.raw_score', 'popularity_half_life_s')} * ln(2) * 86400 / %(popularity_half_life_s)s"
+    return f"""
 WITH refreshed AS (
-    SELECT store_id, item_id FROM item_popularity WHERE updated_at = now() AND store_id <> '*'
+    SELECT store_id, item_id FROM {table} WHERE updated_at = now() AND store_id <> '*'
     UNION
     SELECT top.store_id, top.item_id
-    FROM (SELECT DISTINCT store_id FROM item_popularity WHERE store_id <> '*') s
+    FROM (SELECT DISTINCT store_id FROM {table} WHERE store_id <> '*') s
     CROSS JOIN LATERAL (
-        SELECT store_id, item_id FROM item_popularity p
+        SELECT store_id, item_id FROM {table} p
         WHERE p.store_id = s.store_id ORDER BY trending_score DESC LIMIT %(keep_fresh)s
     ) top
 )
-UPDATE item_popularity p
-SET trending_score =
-    (p.short_raw * exp(greatest(-ln(2) * %(age_s)s / %(trending_half_life_s)s, -700)) * ln(2) * 86400
-         / %(trending_half_life_s)s + %(prior_per_day)s)
-    / (p.raw_score * exp(greatest(-ln(2) * %(age_s)s / %(popularity_half_life_s)s, -700)) * ln(2) * 86400
-         / %(popularity_half_life_s)s + %(prior_per_day)s)
+UPDATE {table} p
+SET trending_score = ({short_rate}) / ({long_rate} + %(prior_per_day)s)
 FROM refreshed r
 WHERE p.store_id = r.store_id AND p.item_id = r.item_id
 """
 
 
-def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime) -> int:
+def refresh_trending(
+    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime, *, in_rebuild: bool = False
+) -> int:
     """Recompute the trending score of the items this transaction touched and of each store's current top
     (whose scores age without events); returns how many rows."""
+    table = "item_popularity" + (REBUILD_SUFFIX if in_rebuild else "")
     return conn.execute(
-        _REFRESH_TRENDING,
+        _refresh_trending_sql(table),
         {
             "age_s": (as_of - epoch).total_seconds(),
             "trending_half_life_s": settings.trending_half_life_hours * 3_600,
@@ -330,9 +341,11 @@ def _index_on_copy(definition: str, table: str, copy: str) -> str:
 
 def finish_rebuild(conn: psycopg.Connection) -> None:
     """Index the filled copies like the live tables, then swap them in. Readers wait only for the swap
-    itself (metadata changes), not for the rebuild or the index builds."""
+    itself (metadata changes), not for the rebuild or the index builds. Privileges granted on the old tables
+    are not carried over: the service's one database user owns them."""
     for table in SCORE_TABLES:
         rebuilt = table + REBUILD_SUFFIX
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(rebuilt)))
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
             (table,),
@@ -360,20 +373,26 @@ def finish_rebuild(conn: psycopg.Connection) -> None:
 
 
 def rebase(conn: psycopg.Connection, settings: ScoringSettings, old_epoch: datetime, new_epoch: datetime) -> None:
-    """Move every raw score to a later epoch (keeps the exponents small); decayed values do not change."""
-    shift_s = (new_epoch - old_epoch).total_seconds()
-
-    def factor(half_life_days: float) -> float:
-        return 2 ** (-shift_s / (half_life_days * 86_400))
-
-    pop, aff, buy = (factor(settings.popularity_half_life_days), factor(settings.affinity_half_life_days),
-                     factor(settings.buy_again_half_life_days))  # fmt: skip
-    conn.execute("UPDATE item_popularity SET raw_score = raw_score * %s", (pop,))
+    """Move every raw score to a later epoch (keeps the exponents small); decayed values do not change.
+    Values too small to represent after the move become 0."""
+    params = {
+        "age_s": (new_epoch - old_epoch).total_seconds(),
+        "popularity_half_life_s": settings.popularity_half_life_days * 86_400,
+        "trending_half_life_s": settings.trending_half_life_hours * 3_600,
+        "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
+        "buy_again_half_life_s": settings.buy_again_half_life_days * 86_400,
+    }
     conn.execute(
-        "UPDATE user_item_affinity SET affinity_raw = affinity_raw * %s, purchase_raw = purchase_raw * %s",
-        (aff, buy),
+        f"""UPDATE item_popularity SET raw_score = {_decay("raw_score", "popularity_half_life_s")},
+                                     short_raw = {_decay("short_raw", "trending_half_life_s")}""",
+        params,
     )
-    conn.execute("UPDATE user_category_affinity SET raw_score = raw_score * %s", (aff,))
+    conn.execute(
+        f"""UPDATE user_item_affinity SET affinity_raw = {_decay("affinity_raw", "affinity_half_life_s")},
+                                         purchase_raw = {_decay("purchase_raw", "buy_again_half_life_s")}""",
+        params,
+    )
+    conn.execute(f"UPDATE user_category_affinity SET raw_score = {_decay('raw_score', 'affinity_half_life_s')}", params)
 
 
 def record_run(
@@ -394,7 +413,14 @@ def record_run(
     return row[0]
 
 
+def lock_out_recompute(conn: psycopg.Connection) -> None:
+    """Wait for a running recompute chunk and keep new ones out until this transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,))
+
+
 def delete_user_scores(conn: psycopg.Connection, user_id: str) -> int:
-    """Delete the user's per-user scores; returns how many rows."""
-    deleted = conn.execute("DELETE FROM user_item_affinity WHERE user_id = %s", (user_id,)).rowcount
-    return deleted + conn.execute("DELETE FROM user_category_affinity WHERE user_id = %s", (user_id,)).rowcount
+    """Delete the user's per-user and model scores; returns how many rows."""
+    return sum(
+        conn.execute(sql.SQL("DELETE FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)).rowcount
+        for table in ("user_item_affinity", "user_category_affinity", "model_scores")
+    )

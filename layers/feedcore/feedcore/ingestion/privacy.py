@@ -13,13 +13,15 @@ from feedcore.observability import logger
 
 
 def delete_user(user_id: str) -> UserDeletion:
-    """Delete the user's events, per-user scores and profile in one transaction; repeating it is harmless.
+    """Delete the user's events, per-user and model scores and profile in one transaction; repeating it is
+    harmless. It waits for a running recompute chunk, which could otherwise write the user's scores back.
 
-    Aggregates the user contributed to (store popularity) hold no personal data and lose the user's part
-    at the next recompute.
+    Aggregates the user contributed to (store popularity, trending) hold no personal data; the user's part
+    leaves them at the next full rebuild. Events of the user committed after the erasure are stored as usual.
     """
 
     def erase(conn: psycopg.Connection) -> UserDeletion:
+        scores_db.lock_out_recompute(conn)
         events_deleted = events_db.delete_user_events(conn, user_id)
         scores_deleted = scores_db.delete_user_scores(conn, user_id)
         catalog_db.delete_user(conn, user_id)

@@ -96,9 +96,9 @@ def _score_chunk(
             conn, state.scored_snapshot, target, done_below, state.scan_from, settings.chunk_events
         )
     counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of, into_rebuild=rebuild)
+    scores_db.refresh_trending(conn, settings, epoch, as_of, in_rebuild=rebuild)
     if rebuild:
         scores_db.finish_rebuild(conn)
-    scores_db.refresh_trending(conn, settings, epoch, as_of)
     if chunk.complete:
         new_state = scores_db.ScoreState(epoch, chunk.target, None, None, next_scan_from)
     else:
@@ -133,9 +133,11 @@ def recompute_scores(
     while True:
         outcome = run(lambda conn, mode=mode: _score_chunk(conn, mode, settings, as_of, timeout_ms))
         if outcome is None:
-            logger.warning("another recompute is running; skipping this one")
+            logger.warning("another recompute is running; leaving the rest to it")
             metrics.add_metric(name="RecomputeSkipped", unit=MetricUnit.Count, value=1)
-            return RecomputeResult(status="skipped", mode=request.mode)
+            if result.chunks == 0:
+                return RecomputeResult(status="skipped", mode=request.mode)
+            break
         counts = outcome.counts
         result = result.model_copy(
             update={
