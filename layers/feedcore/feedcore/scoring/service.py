@@ -119,7 +119,6 @@ def recompute_scores(
     again. Every chunk is atomic, so a crash loses nothing: the watermark moves with the scores.
     """
     settings = scoring_settings()
-    timeout_ms = run_timeout_ms(settings.recompute_statement_timeout_ms, time_budget_ms)
     started = monotonic()
     deadline = started + (time_budget_ms / 1000 if time_budget_ms is not None else float("inf"))
     as_of = now or datetime.now(UTC)
@@ -131,7 +130,11 @@ def recompute_scores(
     result = RecomputeResult(status="partial", mode=request.mode)
     mode = request.mode
     while True:
-        outcome = run(lambda conn, mode=mode: _score_chunk(conn, mode, settings, as_of, timeout_ms))
+        # Each chunk's statements get at most the time the invocation has left.
+        left_ms = None if time_budget_ms is None else int((deadline - monotonic()) * 1000)
+        timeout_ms = run_timeout_ms(settings.recompute_statement_timeout_ms, left_ms)
+        outcome = run(lambda conn, mode=mode, timeout_ms=timeout_ms: _score_chunk(conn, mode, settings, as_of,
+                                                                                 timeout_ms))  # fmt: skip
         if outcome is None:
             logger.warning("another recompute is running; leaving the rest to it")
             metrics.add_metric(name="RecomputeSkipped", unit=MetricUnit.Count, value=1)
