@@ -156,6 +156,13 @@ def cmd_bench_recompute(args: argparse.Namespace) -> None:
     print_result(bench_recompute(args.events))
 
 
+def cmd_openapi(args: argparse.Namespace) -> None:
+    from feedcore.api.resolvers import openapi_document
+
+    Path(args.out).write_text(openapi_document())
+    print(f"wrote {args.out}")
+
+
 def cmd_db(args: argparse.Namespace) -> None:
     if args.action == "url":
         print(embedded.ensure_database_url())
@@ -240,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_recompute = bench.add_parser("recompute", help="full rebuild vs an incremental run after 1 % more events")
     bench_recompute.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
     bench_recompute.set_defaults(func=cmd_bench_recompute)
+
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document of every route")
+    openapi.add_argument("--out", default="openapi.json", help="file to write (default openapi.json)")
+    openapi.set_defaults(func=cmd_openapi)
 
     db = commands.add_parser("db", help="the embedded database: print its URL or stop it")
     db.add_argument("action", choices=["url", "stop"])

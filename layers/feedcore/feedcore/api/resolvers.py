@@ -45,3 +45,8 @@ def local_resolver() -> HttpResolverLocal:
     app.configure_openapi(title=API_TITLE, version=API_VERSION, security_schemes=SECURITY_SCHEMES)
     app.enable_swagger(path="/docs")
     return app
+
+
+def openapi_document() -> str:
+    """The OpenAPI document of every route, as committed in openapi.json (a test keeps it current)."""
+    return local_resolver().get_openapi_json_schema() + "\n"
