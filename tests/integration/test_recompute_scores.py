@@ -349,3 +349,13 @@ def test_dormant_items_do_not_trend_and_tiny_scores_never_break_a_run(db: psycop
 
     trending = dict(db.execute("SELECT item_id, trending_score FROM item_popularity WHERE store_id = %s", (STORE,)))
     assert trending["milk"] < 1e-300 < trending["eggs"]  # no recent sales: no trend
+
+
+def test_a_full_rebuild_keeps_the_tables_storage_parameters(db: psycopg.Connection) -> None:
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+
+    options = db.execute(
+        "SELECT relname, reloptions FROM pg_class "
+        "WHERE relname IN ('item_popularity', 'user_item_affinity', 'user_category_affinity') ORDER BY 1"
+    ).fetchall()
+    assert [row[1] for row in options] == [["fillfactor=70"]] * 3

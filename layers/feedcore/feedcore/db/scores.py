@@ -61,6 +61,22 @@ WHERE received_at >= %(scan_from)s AND insert_xid >= %(xid_from)s AND insert_xid
 """
 
 
+# Trending: the short-horizon event rate over the long-horizon one plus a prior rate, so that a handful of
+# events cannot top the list and items without recent events score 0. Rates are decayed counts as of the
+# run (%(age_s)s after the epoch) divided by their mean lifetime (half-life / ln 2), in events per day. Rows a
+# run touches get it in the same upsert; each store's current top is refreshed after (it ages without events).
+def _trending(short_raw: str, raw_score: str) -> str:
+    short_rate = f"{_decay(short_raw, 'trending_half_life_s')} * ln(2) * 86400 / %(trending_half_life_s)s"
+    long_rate = f"{_decay(raw_score, 'popularity_half_life_s')} * ln(2) * 86400 / %(popularity_half_life_s)s"
+    return f"(({short_rate}) / ({long_rate} + %(prior_per_day)s))"
+
+
+_POPULARITY_CONFLICT = f"""ON CONFLICT (store_id, item_id) DO UPDATE
+    SET raw_score = p.raw_score + excluded.raw_score, short_raw = p.short_raw + excluded.short_raw,
+        trending_score = {_trending("(p.short_raw + excluded.short_raw)", "(p.raw_score + excluded.raw_score)")},
+        updated_at = excluded.updated_at"""
+
+
 # One statement: the run's events are read once and added into every score table. Incremental runs upsert;
 # a full rebuild writes plain rows into fresh, unindexed copies of the tables (suffix "_rebuild").
 def _apply_sql(suffix: str = "", upsert: bool = True) -> str:
@@ -70,17 +86,17 @@ def _apply_sql(suffix: str = "", upsert: bool = True) -> str:
     return f"""
 WITH run_event AS MATERIALIZED ({_RUN_EVENTS}),
 popularity AS (
-    INSERT INTO item_popularity{suffix} AS p (store_id, item_id, raw_score, short_raw, updated_at)
-    SELECT coalesce(store_id, '*'), item_id, sum(weight * {_grow("popularity_half_life_s")}),
-           sum(weight * {_grow("trending_half_life_s")}), now()
-    FROM run_event
-    WHERE weight > 0
-    GROUP BY GROUPING SETS ((store_id, item_id), (item_id))
-    {
-        conflict('''ON CONFLICT (store_id, item_id) DO UPDATE
-        SET raw_score = p.raw_score + excluded.raw_score, short_raw = p.short_raw + excluded.short_raw,
-            updated_at = excluded.updated_at''')
-    }
+    INSERT INTO item_popularity{suffix} AS p (store_id, item_id, raw_score, short_raw, trending_score, updated_at)
+    SELECT store_id, item_id, raw_score, short_raw, {_trending("short_raw", "raw_score")}, now()
+    FROM (
+        SELECT coalesce(store_id, '*') AS store_id, item_id,
+               sum(weight * {_grow("popularity_half_life_s")}) AS raw_score,
+               sum(weight * {_grow("trending_half_life_s")}) AS short_raw
+        FROM run_event
+        WHERE weight > 0
+        GROUP BY GROUPING SETS ((store_id, item_id), (item_id))
+    ) AS added
+    {conflict(_POPULARITY_CONFLICT)}
     RETURNING 1
 ),
 affinity AS (
@@ -274,21 +290,16 @@ def apply_events(
             "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
             "buy_again_half_life_s": settings.buy_again_half_life_days * 86_400,
             "trending_half_life_s": settings.trending_half_life_hours * 3_600,
+            "age_s": (now - epoch).total_seconds(),
+            "prior_per_day": settings.trending_prior_per_day,
         },
     ).fetchone()
     return ApplyCounts(*row)
 
 
-# Trending: the short-horizon event rate over the long-horizon one plus a prior rate, so that a handful of
-# events cannot top the list and items without recent events score 0. Rates are decayed counts as of
-# %(as_of)s divided by their mean lifetime (half-life / ln 2), in events per day.
 def _refresh_trending_sql(table: str) -> str:
-    short_rate = f"{_decay('p.short_raw', 'trending_half_life_s')} * ln(2) * 86400 / %(trending_half_life_s)s"
-    long_rate = f"{_decay('p.raw_score', 'popularity_half_life_s')} * ln(2) * 86400 / %(popularity_half_life_s)s"
     return f"""
 WITH refreshed AS (
-    SELECT store_id, item_id FROM {table} WHERE updated_at = now() AND store_id <> '*'
-    UNION
     SELECT top.store_id, top.item_id
     FROM (SELECT DISTINCT store_id FROM {table} WHERE store_id <> '*') s
     CROSS JOIN LATERAL (
@@ -297,7 +308,7 @@ WITH refreshed AS (
     ) top
 )
 UPDATE {table} p
-SET trending_score = ({short_rate}) / ({long_rate} + %(prior_per_day)s)
+SET trending_score = {_trending("p.short_raw", "p.raw_score")}
 FROM refreshed r
 WHERE p.store_id = r.store_id AND p.item_id = r.item_id
 """
@@ -306,8 +317,8 @@ WHERE p.store_id = r.store_id AND p.item_id = r.item_id
 def refresh_trending(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime, *, in_rebuild: bool = False
 ) -> int:
-    """Recompute the trending score of the items this transaction touched and of each store's current top
-    (whose scores age without events); returns how many rows."""
+    """Recompute the trending score of each store's current top, whose scores age without events; returns
+    how many rows."""
     table = "item_popularity" + (REBUILD_SUFFIX if in_rebuild else "")
     return conn.execute(
         _refresh_trending_sql(table),
@@ -329,6 +340,14 @@ def start_rebuild(conn: psycopg.Connection) -> None:
                 sql.Identifier(table + REBUILD_SUFFIX), sql.Identifier(table)
             )
         )
+        # Storage parameters (fillfactor) are not part of LIKE.
+        (options,) = conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()
+        if options:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} SET ({})").format(
+                    sql.Identifier(table + REBUILD_SUFFIX), sql.SQL(", ").join(sql.SQL(o) for o in options)
+                )
+            )
 
 
 def _index_on_copy(definition: str, table: str, copy: str) -> str:
