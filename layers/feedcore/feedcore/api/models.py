@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union, get_args
@@ -17,7 +16,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     Strict,
-    field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
@@ -66,16 +64,16 @@ Label = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_n
 Tag = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_nul)]
 
 
-def _reject_repeats(item_ids: Sequence[str]) -> None:
-    if len(set(item_ids)) == len(item_ids):
-        return
+def _one_per_item[T](entries: list[T]) -> list[T]:
+    """A list in which each item_id appears once (purchase lines, catalog and availability updates)."""
     seen: set[str] = set()
-    for item_id in item_ids:
-        if item_id in seen:
+    for entry in entries:
+        if entry.item_id in seen:
             raise PydanticCustomError(
-                "repeated_item", "item {item_id} appears more than once; send it once", {"item_id": item_id}
+                "repeated_item", "item {item_id} appears more than once; send it once", {"item_id": entry.item_id}
             )
-        seen.add(item_id)
+        seen.add(entry.item_id)
+    return entries
 
 
 class _Contract(BaseModel):
@@ -114,13 +112,9 @@ class PurchaseEvent(_EventBase):
 
     type: Literal["purchase"]
     order_id: Identifier
-    items: list[PurchaseLine] = Field(min_length=1, max_length=MAX_LINES_PER_PURCHASE)
-
-    @field_validator("items")
-    @classmethod
-    def _one_line_per_item(cls, items: list[PurchaseLine]) -> list[PurchaseLine]:
-        _reject_repeats([line.item_id for line in items])
-        return items
+    items: Annotated[list[PurchaseLine], AfterValidator(_one_per_item)] = Field(
+        min_length=1, max_length=MAX_LINES_PER_PURCHASE
+    )
 
 
 class AddToCartEvent(_EventBase):
@@ -218,38 +212,29 @@ class CatalogItem(_Contract):
     active: bool = True
 
 
-class StoreAvailability(_Contract):
-    store_id: Identifier
-    item_id: Identifier
-    available: bool = True
-    price: Money | None = Field(default=None, description="The store's shelf price when it differs")
-
-
 class AvailabilityEntry(_Contract):
     item_id: Identifier
     available: bool = True
     price: Money | None = Field(default=None, description="The store's shelf price when it differs")
 
 
-class CatalogUpdate(_Contract):
-    items: list[CatalogItem] = Field(min_length=1, description="At most INGEST_MAX_CATALOG_ITEMS_PER_REQUEST")
+class StoreAvailability(AvailabilityEntry):
+    """An availability entry with its store, as stored."""
 
-    @field_validator("items")
-    @classmethod
-    def _each_item_once(cls, items: list[CatalogItem]) -> list[CatalogItem]:
-        _reject_repeats([item.item_id for item in items])
-        return items
+    store_id: Identifier
+
+
+class CatalogUpdate(_Contract):
+    items: Annotated[list[CatalogItem], AfterValidator(_one_per_item)] = Field(
+        min_length=1, description="At most INGEST_MAX_CATALOG_ITEMS_PER_REQUEST"
+    )
 
 
 class AvailabilityUpdate(_Contract):
     store_name: Name | None = Field(default=None, description="Names the store when it is new (its id otherwise)")
-    items: list[AvailabilityEntry] = Field(min_length=1, description="At most INGEST_MAX_CATALOG_ITEMS_PER_REQUEST")
-
-    @field_validator("items")
-    @classmethod
-    def _each_item_once(cls, items: list[AvailabilityEntry]) -> list[AvailabilityEntry]:
-        _reject_repeats([item.item_id for item in items])
-        return items
+    items: Annotated[list[AvailabilityEntry], AfterValidator(_one_per_item)] = Field(
+        min_length=1, description="At most INGEST_MAX_CATALOG_ITEMS_PER_REQUEST"
+    )
 
 
 class CatalogResult(_Contract):

@@ -81,6 +81,10 @@ def next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
+def month_start(month: date) -> datetime:
+    return datetime(month.year, month.month, 1, tzinfo=UTC)
+
+
 def partition_name(month: date) -> str:
     return f"events_{month:%Y_%m}"
 
@@ -93,11 +97,11 @@ def ensure_event_partitions(conn: psycopg.Connection, months: Iterable[date]) ->
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK_KEY,))
         for month in missing:
-            start = datetime(month.year, month.month, 1, tzinfo=UTC)
-            end = datetime(next_month(month).year, next_month(month).month, 1, tzinfo=UTC)
             conn.execute(
                 sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ({}) TO ({})").format(
-                    sql.Identifier(partition_name(month)), sql.Literal(start), sql.Literal(end)
+                    sql.Identifier(partition_name(month)),
+                    sql.Literal(month_start(month)),
+                    sql.Literal(month_start(next_month(month))),
                 )
             )
     _known_months.update(missing)
@@ -137,8 +141,7 @@ def drop_partitions_before(conn: psycopg.Connection, cutoff: datetime) -> list[s
     with conn.transaction():
         for (name,) in children:
             month = datetime.strptime(name, "events_%Y_%m").date()
-            end = next_month(month)
-            end_at = datetime(end.year, end.month, 1, tzinfo=UTC)
+            end_at = month_start(next_month(month))
             if end_at <= cutoff:
                 conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
                 _known_months.discard(month)

@@ -26,6 +26,8 @@ REBUILD_SUFFIX = "_rebuild"
 TRENDING_KEPT_FRESH = 200
 # Before the first run nothing is scored: no transaction id is visible in this snapshot.
 NOTHING_SCORED = "1:1:"
+# The bounds of every transaction id (xid8).
+FIRST_XID, LAST_XID = "0", "18446744073709551615"
 
 
 def _grow(half_life: str) -> str:
@@ -43,8 +45,16 @@ def _decay(value: str, half_life: str) -> str:
     )
 
 
+# Events a chunk scores: visible in the target snapshot, not in the scored one, within the chunk's xid range,
+# and received since the scan bound (which keeps the scan to recent blocks).
+_PENDING = """
+received_at >= %(scan_from)s AND insert_xid >= %(xid_from)s AND insert_xid < %(xid_to)s
+AND pg_visible_in_snapshot(insert_xid, %(target)s::pg_snapshot)
+AND NOT pg_visible_in_snapshot(insert_xid, %(scored)s::pg_snapshot)
+"""
+
 # The events of one run, each (event, item) once, with its type weight and its time since the epoch.
-_RUN_EVENTS = """
+_RUN_EVENTS = f"""
 SELECT user_id, store_id, item_id, event_id, event_type, occurred_at,
        CASE event_type
            WHEN 'purchase' THEN %(purchase_weight)s
@@ -54,9 +64,7 @@ SELECT user_id, store_id, item_id, event_id, event_type, occurred_at,
        END AS weight,
        extract(epoch FROM occurred_at - %(epoch)s) AS t_s
 FROM event_items
-WHERE received_at >= %(scan_from)s AND insert_xid >= %(xid_from)s AND insert_xid < %(xid_to)s
-  AND pg_visible_in_snapshot(insert_xid, %(target)s::pg_snapshot)
-  AND NOT pg_visible_in_snapshot(insert_xid, %(scored)s::pg_snapshot)
+WHERE {_PENDING}
   AND event_type IN ('purchase', 'add_to_cart', 'click', 'hide')
 """
 
@@ -252,13 +260,7 @@ def next_chunk(
     `max_events` events."""
     xid_to = conn.execute("SELECT pg_snapshot_xmax(%s::pg_snapshot)::text", (target,)).fetchone()[0]
     row = conn.execute(
-        """
-        SELECT insert_xid::text FROM events
-        WHERE received_at >= %(scan_from)s AND insert_xid >= %(xid_from)s AND insert_xid < %(xid_to)s
-          AND pg_visible_in_snapshot(insert_xid, %(target)s::pg_snapshot)
-          AND NOT pg_visible_in_snapshot(insert_xid, %(scored)s::pg_snapshot)
-        ORDER BY insert_xid OFFSET %(max_events)s LIMIT 1
-        """,
+        f"SELECT insert_xid::text FROM events WHERE {_PENDING} ORDER BY insert_xid OFFSET %(max_events)s LIMIT 1",
         {"scan_from": scan_from, "xid_from": done_below, "xid_to": xid_to, "target": target, "scored": scored,
          "max_events": max_events},
     ).fetchone()  # fmt: skip

@@ -20,8 +20,6 @@ from feedcore.settings import ScoringSettings, model_score_settings, scoring_set
 
 # A run given less time than this would time out anyway; let it try.
 MIN_STATEMENT_TIMEOUT_MS = 1_000
-# The xid below every transaction: a full rebuild scores from here.
-FIRST_XID = "0"
 
 
 class RecomputeRequest(BaseModel):
@@ -83,13 +81,13 @@ def _score_chunk(
         # Everything visible now, from scratch, into fresh tables swapped in at the end.
         scores_db.start_rebuild(conn)
         target, scan_from = scores_db.current_snapshot(conn)
-        chunk = scores_db.Chunk(scores_db.NOTHING_SCORED, target, FIRST_XID, "18446744073709551615",
+        chunk = scores_db.Chunk(scores_db.NOTHING_SCORED, target, scores_db.FIRST_XID, scores_db.LAST_XID,
                                 datetime.min.replace(tzinfo=UTC), complete=True)  # fmt: skip
         next_scan_from = scan_from
     else:
         if state.target_snapshot is None:  # caught up last time: aim at the current snapshot
             target, next_scan_from = scores_db.current_snapshot(conn)
-            done_below = FIRST_XID
+            done_below = scores_db.FIRST_XID
         else:  # a backlog in progress: keep its target
             target, next_scan_from, done_below = state.target_snapshot, state.scan_from, state.done_below_xid
         chunk = scores_db.next_chunk(
