@@ -117,6 +117,8 @@ def bench_ingest(events: int, batch_size: int, workers: int) -> dict[str, Any]:
     batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     requests = [_api_request(batch) for batch in batches]  # serialized before the clock starts
     with scratch_database("feed_bench_ingest") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            _load_catalog(conn)  # events are checked against the catalog, as in production
         warmup = synthetic_events(batch_size, seed=99, now=now)
         handler_s = _in_parallel(_ingest_worker, url, [requests[w::workers] for w in range(workers)], warmup)
         with psycopg.connect(url, autocommit=True) as conn:
