@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 from feedcore.api.models import CatalogItem, Event, Store, StoreAvailability
 from feedcore.db import catalog as catalog_db
 from feedcore.db.connection import run
-from feedcore.db.events import ensure_event_partitions, month_of, store_events
+from feedcore.db.events import MissingPartition, ensure_event_partitions, month_of, store_events
 
 STORE = "store-a"
 OTHER_STORE = "store-b"
@@ -125,5 +125,10 @@ def purchase(user_id: str = "user-1", items: tuple[str, ...] = ("milk",), **kwar
 def record(*events: dict[str, Any]) -> None:
     """Store events as given, without ingestion's time window: to set up a history."""
     valid = [EVENT.validate_python(event) for event in events]
-    run(lambda conn: ensure_event_partitions(conn, {month_of(event.occurred_at) for event in valid}))
-    run(lambda conn: store_events(conn, valid))
+    months = {month_of(event.occurred_at) for event in valid}
+    run(lambda conn: ensure_event_partitions(conn, months))
+    try:
+        run(lambda conn: store_events(conn, valid))
+    except MissingPartition:  # another database than the partition cache knew (it has been cleared)
+        run(lambda conn: ensure_event_partitions(conn, months))
+        run(lambda conn: store_events(conn, valid))

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
+import time
 from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from feedcore.api.models import CatalogItem, StoreAvailability
+from feedcore.db import catalog as catalog_db
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
+from feedlocal.embedded import embedded_server, migrate_database
 from tests.aws_events import LambdaContext, api_gateway_rest_event, response_headers
 from tests.conftest import load_function, use_database
 from tests.factories import NOW, STORE, create_catalog, event, purchase, record
@@ -34,6 +41,14 @@ def sections(feed: dict) -> dict[str, list[str]]:
     return {section["id"]: [item["item_id"] for item in section["items"]] for section in feed["sections"]}
 
 
+def shown(feed: dict) -> set[str]:
+    return {item for items in sections(feed).values() for item in items}
+
+
+def removed_by(feed: dict, filter_name: str) -> set[str]:
+    return {r["item_id"] for r in feed["removed"] if r["filter"] == filter_name}
+
+
 @pytest.fixture
 def shopping_history(db: psycopg.Connection) -> None:
     """user-1 buys milk weekly and coffee once; others make milk, eggs, bananas, wine popular at store-a."""
@@ -50,56 +65,245 @@ def shopping_history(db: psycopg.Connection) -> None:
     recompute_scores(RecomputeRequest())
 
 
-def test_feed_has_buy_again_then_trending_with_store_prices_and_reasons(shopping_history: None) -> None:
+def test_first_page_has_buy_again_then_trending_with_store_prices_reasons_and_tracking(shopping_history: None) -> None:
     status, headers, feed = get_feed("user-1", {"store_id": STORE})
 
     assert status == 200
     assert headers["Content-Type"] == "application/json"
-    assert [s["id"] for s in feed["sections"]] == ["buy_again", "trending"]
     got = sections(feed)
+    assert list(got)[:2] == ["buy_again", "trending"]
     assert got["buy_again"] == ["milk", "coffee"]  # weekly milk outranks one coffee
-    # Popular at store-a, without what buy_again already shows.
-    assert got["trending"][:2] == ["eggs", "bananas"]
-    assert not set(got["buy_again"]) & set(got["trending"])
+    assert got["trending"][:2] == ["eggs", "bananas"]  # popular at store-a lately, without buy_again's items
+    assert sum(len(items) for items in got.values()) == len(shown(feed))  # no item twice on the feed
     milk = feed["sections"][0]["items"][0]
     assert milk["price"] == 3.19  # the store's shelf price, not the catalog's 3.49
     assert milk["name"] == "Whole Milk 1 gal"
     assert milk["reason"].startswith("You bought this 4 times")
-    assert milk["score"] > 0
-    assert feed["sections"][1]["items"][0]["reason"] == "Popular at your store"
+    assert milk["tracking"] == f"{feed['feed_id']}:buy_again:0"
+    assert milk["debug"] is None and feed["removed"] is None
+    assert feed["sections"][1]["items"][0]["reason"] == "Trending at your store"
+    assert feed["fallback"] is None and feed["degraded"] is False
+    assert feed["experiment"] == "home-feed-order" and feed["variant"] in ("control", "trending_first")
     assert len(feed["feed_id"]) == 32
 
 
-def test_feed_shows_only_active_items_the_store_sells(shopping_history: None) -> None:
-    _, _, feed = get_feed("user-1", {"store_id": STORE})
-    shown = {item for items in sections(feed).values() for item in items}
+def test_debug_explains_scores_and_removals(shopping_history: None) -> None:
+    _, _, feed = get_feed("user-1", {"store_id": STORE, "debug": "true", "limit": "30"})
 
-    assert "only-b" not in shown  # not sold at store-a
-    assert "discontinued" not in shown  # inactive in the catalog
+    for section in feed["sections"]:
+        for item in section["items"]:
+            debug = item["debug"]
+            assert debug["score"] == pytest.approx(sum(debug["contributions"].values()), abs=1e-5)
+    milk = feed["sections"][0]["items"][0]["debug"]
+    assert milk["source"] == "buy_again" and milk["contributions"] == {"buy_again": 1.0}  # the best of its section
+    assert removed_by(feed, "unavailable") >= {"only-b"}  # not sold at store-a
+    assert removed_by(feed, "inactive") >= {"discontinued"}
+    assert {"only-b", "discontinued"}.isdisjoint(shown(feed))
 
 
-def test_hidden_item_leaves_every_section(shopping_history: None) -> None:
-    record(event("hide", "user-1", item_id="milk"), event("hide", "user-1", item_id="eggs"))
+def test_hidden_items_leave_every_section_as_soon_as_the_hide_arrives(shopping_history: None) -> None:
+    record(event("hide", "user-1", item_id="milk"), event("hide", "user-1", item_id="eggs"))  # not recomputed yet
+
+    _, _, feed = get_feed("user-1", {"store_id": STORE, "debug": "true", "limit": "30"})
+
+    assert {"milk", "eggs"}.isdisjoint(shown(feed))
+    assert "eggs" in removed_by(feed, "hidden")
+    assert "eggs" in sections(get_feed("someone-new", {"store_id": STORE})[2])["trending"]  # hides are per user
+    recompute_scores(RecomputeRequest())
+    assert {"milk", "eggs"}.isdisjoint(shown(get_feed("user-1", {"store_id": STORE, "limit": "30"})[2]))
+
+
+def test_a_product_just_purchased_leaves_buy_again_at_once(shopping_history: None) -> None:
+    record(purchase("user-1", items=("coffee",), at=NOW - timedelta(minutes=2)))  # not recomputed yet
+
+    _, _, feed = get_feed("user-1", {"store_id": STORE, "debug": "true", "limit": "30"})
+
+    assert sections(feed)["buy_again"] == ["milk"]
+    assert "coffee" in removed_by(feed, "just_purchased")
+
+
+def test_an_item_due_again_stays_even_if_bought_within_days(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    # Bananas every other day: bought yesterday, they are due again tomorrow, so they stay.
+    record(*[purchase("user-1", items=("bananas",), at=NOW - timedelta(days=1 + 2 * n)) for n in range(6)])
     recompute_scores(RecomputeRequest())
 
     _, _, feed = get_feed("user-1", {"store_id": STORE})
-    shown = {item for items in sections(feed).values() for item in items}
 
-    assert {"milk", "eggs"}.isdisjoint(shown)
-    assert "eggs" in sections(get_feed("someone-new", {"store_id": STORE})[2])["trending"]  # hides are per user
+    assert sections(feed)["buy_again"] == ["bananas"]
 
 
-def test_new_user_gets_trending_only(shopping_history: None) -> None:
-    status, _, feed = get_feed("someone-new", {"store_id": STORE})
+def test_cart_additions_drive_goes_well_with_at_once(shopping_history: None, db: psycopg.Connection) -> None:
+    db.execute(
+        "INSERT INTO item_pairs (item_id, paired_item_id, pair_raw, score) VALUES "
+        "('coffee', 'milk', 3, 0.9), ('coffee', 'bananas', 2, 0.5), ('coffee', 'only-b', 2, 0.8)"
+    )
+    record(event("add_to_cart", "user-9", item_id="coffee"))  # a new user, nothing recomputed
+
+    _, _, feed = get_feed("user-9", {"store_id": STORE, "debug": "true", "limit": "30"})
+
+    assert sections(feed)["goes_well_with"] == ["milk", "bananas"]  # only-b is not sold at store-a
+    assert feed["sections"][0]["items"][0]["reason"] == "Goes well with Ground Coffee 12 oz"
+    assert "coffee" in removed_by(feed, "in_cart")  # what is in the cart is not suggested
+    assert feed["fallback"] is None  # a cart is history enough
+
+
+def test_excluded_tags_are_left_out(shopping_history: None) -> None:
+    _, _, everything = get_feed("user-2", {"store_id": STORE, "limit": "30"})
+    _, _, feed = get_feed("user-2", {"store_id": STORE, "limit": "30", "exclude_tags": "alcohol", "debug": "true"})
+
+    assert "wine" in shown(everything)
+    assert "wine" not in shown(feed)
+    assert "wine" in removed_by(feed, "excluded_tags")
+
+
+def test_a_new_user_gets_trending_and_popular_items(shopping_history: None) -> None:
+    status, _, feed = get_feed("someone-new", {"store_id": STORE, "limit": "30"})
 
     assert status == 200
-    assert list(sections(feed)) == ["trending"]
+    assert feed["fallback"] == "new_user"
+    assert "buy_again" not in sections(feed)
     assert sections(feed)["trending"][:2] == ["eggs", "bananas"]
 
 
-def test_limit_caps_each_section(shopping_history: None) -> None:
-    _, _, feed = get_feed("user-1", {"store_id": STORE, "limit": "1"})
-    assert {k: len(v) for k, v in sections(feed).items()} == {"buy_again": 1, "trending": 1}
+def test_an_unknown_store_falls_back_to_lists_over_all_stores(shopping_history: None) -> None:
+    status, _, feed = get_feed("someone-new", {"store_id": "store-unknown", "limit": "30"})
+
+    assert status == 200
+    assert feed["fallback"] == "global"
+    assert sections(feed)["trending"][:2] == ["eggs", "bananas"]
+    assert feed["sections"][0]["items"][0]["reason"] == "Trending right now"
+    assert "discontinued" not in shown(feed)
+
+
+def stock_shelves(conn: psycopg.Connection, count: int) -> list[str]:
+    """`count` more items in three aisles, all sold at store-a and each bought by a few other shoppers."""
+    items = [
+        CatalogItem(item_id=f"item-{n}", name=f"Item {n}", department="Pantry", aisle=f"Aisle {n % 3}",
+                    brand=f"Brand {n % 5}", price=Decimal("1.99"))
+        for n in range(count)
+    ]  # fmt: skip
+    catalog_db.upsert_items(conn, items)
+    catalog_db.upsert_availability(conn, [StoreAvailability(store_id=STORE, item_id=i.item_id) for i in items])
+    record(*[purchase(f"shopper-{n}", items=(f"item-{n}", f"item-{(n * 7 + 1) % count}")) for n in range(count)])
+    return [item.item_id for item in items]
+
+
+def test_pages_never_repeat_or_skip_while_scores_change(shopping_history: None, db: psycopg.Connection) -> None:
+    stock_shelves(db, 40)
+    recompute_scores(RecomputeRequest())
+    _, _, whole = get_feed("user-1", {"store_id": STORE, "limit": "30"})
+    expected = [(s["id"], i["item_id"]) for s in whole["sections"] for i in s["items"]]
+    assert len(whole["sections"]) >= 3
+
+    paged, query, feed_ids = [], {"store_id": STORE, "limit": "1"}, set()
+    while True:
+        status, _, page = get_feed("user-1", query)
+        assert status == 200
+        assert len(page["sections"]) == 1
+        paged += [(s["id"], i["item_id"]) for s in page["sections"] for i in s["items"]]
+        feed_ids.add(page["feed_id"])
+        # Between pages, the scores change a lot: bananas become user-1's top item and the store's trend.
+        record(*[purchase(f"user-{n}", items=("bananas", "coffee")) for n in range(1, 30)])
+        recompute_scores(RecomputeRequest())
+        if page["next_cursor"] is None:
+            break
+        query = {"store_id": STORE, "limit": "1", "cursor": page["next_cursor"]}
+
+    assert paged == expected
+    assert len(feed_ids) == 1
+    _, _, fresh = get_feed("user-1", {"store_id": STORE, "limit": "30"})
+    assert [(s["id"], i["item_id"]) for s in fresh["sections"] for i in s["items"]] != expected  # scores did change
+
+
+def test_a_tampered_cursor_gets_400_naming_the_cursor(shopping_history: None) -> None:
+    _, _, page = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+    cursor = page["next_cursor"]
+    payload, mac = cursor.split(".")
+    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BA") + "." + mac
+
+    for bad in (forged, "not-a-cursor", cursor + "x"):
+        status, headers, body = get_feed("user-1", {"store_id": STORE, "cursor": bad})
+        assert status == 400, bad
+        assert headers["Content-Type"] == "application/problem+json"
+        assert body["errors"][0]["field"] == "cursor"
+    status, _, body = get_feed("user-2", {"store_id": STORE, "cursor": cursor})  # someone else's cursor
+    assert status == 400
+    assert "another user" in body["detail"]
+
+
+def test_an_expired_snapshot_gets_410(shopping_history: None, db: psycopg.Connection) -> None:
+    _, _, page = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+    db.execute("UPDATE feed_snapshots SET expires_at = now() - interval '1 second'")
+
+    status, headers, body = get_feed("user-1", {"store_id": STORE, "cursor": page["next_cursor"]})
+
+    assert status == 410
+    assert headers["Content-Type"] == "application/problem+json"
+    assert body["feed_id"] == page["feed_id"]
+    assert "request the feed again" in body["detail"]
+
+
+def test_each_feed_is_recorded_for_attribution(shopping_history: None, db: psycopg.Connection) -> None:
+    _, _, feed = get_feed("user-1", {"store_id": STORE})
+
+    row = db.execute("SELECT user_id, store_id, experiment, variant FROM feeds WHERE feed_id = %s", (feed["feed_id"],))
+    assert row.fetchone() == ("user-1", STORE, "home-feed-order", feed["variant"])
+
+
+def test_the_same_user_always_gets_the_same_variant(shopping_history: None) -> None:
+    variants = {get_feed("user-1", {"store_id": STORE})[2]["variant"] for _ in range(5)}
+    others = {get_feed(f"user-{n}", {"store_id": STORE})[2]["variant"] for n in range(40)}
+
+    assert len(variants) == 1
+    assert others == {"control", "trending_first"}  # 40 users: both variants are served
+
+
+def test_a_slow_database_gives_a_degraded_feed_within_the_timeout(
+    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, healthy = get_feed("someone-new", {"store_id": STORE, "limit": "30"})  # the container caches popular items
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
+    use_database(database_url)
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE item_popularity IN ACCESS EXCLUSIVE MODE")  # held until the block ends
+        started = time.perf_counter()
+        status, _, feed = get_feed("user-1", {"store_id": STORE})
+        elapsed = time.perf_counter() - started
+
+    assert status == 200
+    assert feed["degraded"] is True and feed["fallback"] == "cached_popular"
+    assert elapsed < 2
+    cached = sections(feed)["popular"]
+    assert len(cached) >= 3 and set(cached) <= shown(healthy)  # the store's popular items, as cached
+    assert get_feed("user-1", {"store_id": STORE})[2]["degraded"] is False  # and it recovers
+
+
+def test_the_database_stopped_mid_test_gives_a_degraded_200(database_url: str) -> None:
+    # Not under pytest's tmp_path: a concurrent pytest session resets that tree to mode 0700, which the
+    # server's own system user then cannot enter.
+    server = embedded_server(Path(tempfile.mkdtemp(prefix="feed-degraded-")) / "pgdata", on_exit="delete")
+    try:
+        url = server.get_uri()
+        migrate_database(url)
+        use_database(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            create_catalog(conn)
+        record(purchase("user-2", items=("eggs", "bananas")), purchase("user-3", items=("eggs",)))
+        recompute_scores(RecomputeRequest())
+        _, _, before = get_feed("user-1", {"store_id": STORE})
+        assert before["degraded"] is False and shown(before)
+
+        server.cleanup()  # stops the server (and deletes its data)
+        status, _, feed = get_feed("user-1", {"store_id": STORE})
+    finally:
+        server.cleanup()
+        use_database(database_url)
+
+    assert status == 200
+    assert feed["degraded"] is True
+    assert sections(feed)["popular"][:2] == ["eggs", "bananas"]
+    assert feed["next_cursor"] is None
 
 
 @pytest.mark.parametrize(
@@ -109,8 +313,10 @@ def test_limit_caps_each_section(shopping_history: None) -> None:
         ({"store_id": "bad store!"}, "store_id"),
         ({"store_id": STORE, "limit": "0"}, "limit"),
         ({"store_id": STORE, "limit": "many"}, "limit"),
+        ({"store_id": STORE, "exclude_tags": "alcohol,,x"}, "exclude_tags"),
+        ({"store_id": STORE, "debug": "perhaps"}, "debug"),
     ],
-    ids=["missing-store", "invalid-store", "limit-zero", "limit-not-a-number"],
+    ids=["missing-store", "invalid-store", "limit-zero", "limit-not-a-number", "empty-tag", "debug-not-bool"],
 )
 def test_bad_query_gets_problem_json_naming_the_parameter(db: psycopg.Connection, query, field) -> None:
     status, headers, body = get_feed("user-1", query)
@@ -125,11 +331,11 @@ def test_sections_fill_from_items_the_store_sells_even_when_top_scores_are_elsew
     # user-1's recent purchases are only sold at store-b or inactive; their milk is older but sold at store-a.
     record(
         purchase("user-1", items=("milk",), at=NOW - timedelta(days=30)),
-        *[purchase("user-1", items=("only-b", "discontinued")) for _ in range(5)],
+        *[purchase("user-1", items=("only-b", "discontinued"), at=NOW - timedelta(days=5)) for _ in range(5)],
     )
     recompute_scores(RecomputeRequest())
 
-    _, _, feed = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+    _, _, feed = get_feed("user-1", {"store_id": STORE})
 
     assert sections(feed)["buy_again"] == ["milk"]
 
@@ -148,18 +354,3 @@ def test_a_connection_dropped_between_calls_is_replaced_without_failing_the_call
 
     assert status == 200
     assert sections(feed)["buy_again"] == ["milk", "coffee"]
-
-
-def test_a_statement_timeout_is_a_retryable_503(
-    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
-    use_database(database_url)
-    with psycopg.connect(database_url) as blocker:
-        blocker.execute("LOCK TABLE item_popularity IN ACCESS EXCLUSIVE MODE")  # held until the block ends
-        status, headers, body = get_feed("user-1", {"store_id": STORE})
-
-    assert status == 503
-    assert headers["Retry-After"] == "2"
-    assert body["status"] == 503
-    assert get_feed("user-1", {"store_id": STORE})[0] == 200

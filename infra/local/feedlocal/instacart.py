@@ -25,6 +25,9 @@ from itertools import batched
 from pathlib import Path
 from typing import Any
 
+from feedcore.feed.config import RankingConfig
+from feedcore.feed.experiments import Assignment
+
 STORE_ID = "instacart"
 UNIT_PRICE = Decimal("1.00")  # the files have no prices
 REPLAY_HORIZON_DAYS = 3650
@@ -179,7 +182,8 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
     from feedcore.api.models import CatalogItem, EventBatch, Store, StoreAvailability
     from feedcore.db import catalog as catalog_db
     from feedcore.db.connection import run
-    from feedcore.feed.service import assemble_feed
+    from feedcore.feed.experiments import ranking_config
+    from feedcore.feed.service import FeedRequest, assemble_feed
     from feedcore.ingestion.service import ingest_batch
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
 
@@ -208,9 +212,13 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
 
     buy_again, whole_feed, personal, popular = MetricSum(), MetricSum(), MetricSum(), MetricSum()
     global_top = g_topfreq(histories, k)
+    assignment = evaluation_assignment(ranking_config(), k)
     for history in histories:
         basket = set(history.train.products)
-        feed = assemble_feed(f"u{history.user_id}", STORE_ID, k, now=evaluated_at)
+        request = FeedRequest(
+            user_id=f"u{history.user_id}", store_id=STORE_ID, page_sections=len(assignment.config.sections)
+        )
+        feed = assemble_feed(request, now=evaluated_at, assignment=assignment)
         sections = {s.id: [item.item_id.removeprefix("p") for item in s.items] for s in feed.sections}
         distinct = list(dict.fromkeys(item for items in sections.values() for item in items))
         buy_again.add(sections.get("buy_again", []), basket, k)
@@ -227,6 +235,14 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
         "p_topfreq": personal.mean(users),
         "g_topfreq": popular.mean(users),
     }
+
+
+def evaluation_assignment(ranking: RankingConfig, k: int) -> Assignment:
+    """The base ranking config with every section `k` items long, on one page: what is evaluated."""
+    sections = [section.model_copy(update={"size": k}) for section in ranking.base.sections]
+    return Assignment(
+        experiment=None, variant="evaluation", config=ranking.base.model_copy(update={"sections": sections})
+    )
 
 
 @contextmanager

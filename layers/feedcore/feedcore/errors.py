@@ -44,3 +44,18 @@ class EventsRejected(InvalidRequest):
             [error for rejection in rejections for error in rejection.errors],
         )
         self.rejections = list(rejections)
+
+
+class InvalidCursor(InvalidRequest):
+    """A page cursor that this service did not issue for this user (altered, forged or someone else's)."""
+
+    def __init__(self, message: str):
+        super().__init__(f"the cursor {message}", [FieldError(field="cursor", message=message, type="invalid_cursor")])
+
+
+class FeedExpired(FeedError):
+    """A page cursor points into a feed snapshot that expired: the client should ask for a fresh feed."""
+
+    def __init__(self, feed_id: str):
+        super().__init__(f"feed {feed_id} has expired; request the feed again without a cursor")
+        self.feed_id = feed_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,13 +57,30 @@ class ModelScoreSettings(BaseSettings):
 
 
 class FeedSettings(BaseSettings):
-    """Sizes of the feed sections and ranking parameters."""
+    """Where the ranking config comes from, paging, real-time signals and the buy-again timing."""
 
     model_config = SettingsConfigDict(env_prefix="FEED_", extra="ignore")
 
-    section_size: int = Field(default=10, ge=1, le=50)
+    ranking_config_file: Path | None = Field(default=None, description="JSON ranking config; default: packaged")
+    appconfig_application: str | None = Field(default=None, description="set: the config comes from AppConfig")
+    appconfig_environment: str = "default"
+    appconfig_profile: str = "ranking"
+    appconfig_max_age_s: int = Field(default=60, ge=1, le=3600)
+    page_sections: int = Field(default=4, ge=1, le=30, description="sections per page when `limit` is absent")
+    snapshot_ttl_s: int = Field(default=1800, ge=60, le=86_400, description="how long next_cursor works")
+    cursor_secret: SecretStr | None = Field(default=None, description="HMAC key of cursors (local runs)")
+    cursor_secret_arn: str | None = Field(default=None, description="Secrets Manager secret holding the key")
+    lambda_function_name: str | None = Field(default=None, validation_alias="AWS_LAMBDA_FUNCTION_NAME")
+    realtime_window_minutes: int = Field(default=360, ge=1, le=10_080, description="events read as they come")
+    buy_again_pool: int = Field(default=200, ge=10, le=2000, description="purchased items re-ranked by timing")
     buy_again_due_weight: float = Field(default=0.5, ge=0, description="boost of an item due for replenishment")
     buy_again_due_width: float = Field(default=0.7, gt=0, description="tolerance of the timing, log scale")
+
+    @model_validator(mode="after")
+    def _lambda_signs_cursors_with_a_real_key(self) -> FeedSettings:
+        if self.lambda_function_name and not (self.cursor_secret or self.cursor_secret_arn):
+            raise ValueError("in Lambda, set FEED_CURSOR_SECRET_ARN (or FEED_CURSOR_SECRET)")
+        return self
 
 
 class IngestSettings(BaseSettings):

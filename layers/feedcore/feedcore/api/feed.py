@@ -8,21 +8,43 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from feedcore.api.models import Feed, Identifier
-from feedcore.feed.service import assemble_feed
-from feedcore.settings import feed_settings
+from feedcore.feed.service import FeedRequest, assemble_feed
 
 router = APIGatewayRouter()
 
 
 @router.get(
     "/v1/users/<user_id>/feed",
-    summary="The user's home feed at a store",
-    description="Ordered sections of items available at the store, each with a reason.",
+    summary="A page of the user's home feed at a store",
+    description="Ordered sections of items available at the store, each item with a reason and a tracking "
+    "token. The first page ranks the whole feed and keeps it for FEED_SNAPSHOT_TTL_S seconds; `next_cursor` "
+    "pages through that same ranking, so pages never repeat or skip an item. A tampered cursor gets 400, an "
+    "expired one 410. When the database fails, the answer is still 200, with cached popular items and "
+    "`degraded: true`.",
     tags=["feed"],
 )
 def get_feed(
     user_id: Annotated[Identifier, Path(description="The user whose feed this is")],
     store_id: Annotated[Identifier, Query(description="The store the user shops at")],
-    limit: Annotated[int | None, Query(ge=1, le=50, description="Items per section")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=30, description="Sections per page (default 4)")] = None,
+    cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page")] = None,
+    exclude_tags: Annotated[
+        str | None,
+        Query(
+            max_length=400,
+            pattern=r"^[A-Za-z0-9_\-]+(,[A-Za-z0-9_\-]+)*$",
+            description="Comma-separated catalog tags to leave out, e.g. `alcohol,tobacco`",
+        ),
+    ] = None,  # fmt: skip
+    debug: Annotated[bool, Query(description="Add each item's score breakdown and the removed candidates")] = False,
 ) -> Feed:
-    return assemble_feed(user_id, store_id, limit or feed_settings().section_size)
+    return assemble_feed(
+        FeedRequest(
+            user_id=user_id,
+            store_id=store_id,
+            page_sections=limit,
+            cursor=cursor,
+            exclude_tags=frozenset(exclude_tags.split(",")) if exclude_tags else frozenset(),
+            debug=debug,
+        )
+    )

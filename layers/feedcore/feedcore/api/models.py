@@ -118,9 +118,14 @@ class PurchaseEvent(_EventBase):
 
 
 class AddToCartEvent(_EventBase):
+    """An item put in the cart; from a feed, it carries the tracking fields of the item."""
+
     type: Literal["add_to_cart"]
     item_id: Identifier
     quantity: Quantity = 1
+    feed_id: FeedId | None = None
+    section: Identifier | None = None
+    position: Position | None = None
 
 
 class RemoveFromCartEvent(_EventBase):
@@ -254,6 +259,17 @@ class User(_Contract):
 
 # --- feed -------------------------------------------------------------------------------------------
 
+Fallback = Literal["new_user", "global", "cached_popular"]
+
+
+class ItemDebug(_Contract):
+    """Why the item ranks where it does (with `debug=true`)."""
+
+    source: str = Field(description="The candidate source that proposed it")
+    score: float = Field(description="Its score in the section: the sum of the contributions")
+    contributions: dict[str, float] = Field(description="signal → weight × signal normalized in the section")
+    backfill: bool = Field(description="Added from popular items because the section had too few")
+
 
 class FeedItem(_Contract):
     item_id: str
@@ -262,8 +278,12 @@ class FeedItem(_Contract):
     department: str
     aisle: str
     price: Money
-    score: float
     reason: str = Field(description="Why the item is in this section, for display")
+    tracking: str = Field(
+        description="`feed_id:section:position`: send its parts as feed_id, section and position with the "
+        "impression, click and add_to_cart events of this item"
+    )
+    debug: ItemDebug | None = Field(default=None, description="Only with debug=true")
 
 
 class FeedSection(_Contract):
@@ -272,9 +292,26 @@ class FeedSection(_Contract):
     items: list[FeedItem]
 
 
+class RemovedCandidate(_Contract):
+    item_id: str
+    source: str
+    filter: str = Field(description="The filter that removed it")
+
+
 class Feed(_Contract):
     feed_id: str = Field(description="Identifies this feed; events about its items carry it")
     user_id: str
     store_id: str
     generated_at: datetime
-    sections: list[FeedSection]
+    experiment: str | None = Field(description="The running ranking experiment, if any")
+    variant: str = Field(description="The ranking config variant this user is assigned to")
+    fallback: Fallback | None = Field(
+        description="`new_user`: no history yet, popular and trending lists served; `global`: unknown store, "
+        "lists over all stores; `cached_popular`: the database was unavailable (see `degraded`)"
+    )
+    degraded: bool = Field(description="true when served from the container's cache because the database failed")
+    sections: list[FeedSection] = Field(description="This page's sections, in display order")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+    removed: list[RemovedCandidate] | None = Field(
+        default=None, description="Only with debug=true on the first page: candidates filters removed"
+    )

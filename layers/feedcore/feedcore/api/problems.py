@@ -20,7 +20,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 
 from feedcore.api.field_errors import MALFORMED_BODY_ERRORS, field_errors
 from feedcore.api.models import FieldError
-from feedcore.errors import DatabaseUnavailable, EventsRejected, InvalidRequest, RequestTooLarge
+from feedcore.errors import (
+    DatabaseUnavailable,
+    EventsRejected,
+    FeedExpired,
+    InvalidCursor,
+    InvalidRequest,
+    RequestTooLarge,
+)
 from feedcore.observability import logger
 
 JSON = "application/json"
@@ -111,6 +118,14 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
             errors=exc.errors,
             rejections=[rejection.model_dump(mode="json") for rejection in exc.rejections],
         )
+
+    @app.exception_handler(InvalidCursor)
+    def _invalid_cursor(exc: InvalidCursor) -> Response:
+        return problem(HTTPStatus.BAD_REQUEST, str(exc), errors=exc.errors)
+
+    @app.exception_handler(FeedExpired)
+    def _feed_expired(exc: FeedExpired) -> Response:
+        return problem(HTTPStatus.GONE, str(exc), feed_id=exc.feed_id)
 
     @app.exception_handler(InvalidRequest)
     def _invalid(exc: InvalidRequest) -> Response:

@@ -6,8 +6,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from feedcore.db.feed import FeedCandidate
-
 # Keeps the due-ness ratio finite for same-day repurchases and first purchases.
 _ONE_DAY = timedelta(days=1).total_seconds()
 
@@ -31,15 +29,13 @@ def due_ness(purchase_count: int, first: datetime, last: datetime, now: datetime
     return math.exp(-(math.log(ratio) ** 2) / (2 * width**2))
 
 
-def buy_again_score(candidate: FeedCandidate, now: datetime, params: BuyAgainParams) -> float:
-    """Decayed purchase frequency boosted by replenishment timing: milk bought weekly and last bought six
-    days ago outranks milk bought as often but yesterday. Comparable between one user's items."""
-    assert candidate.first_purchased_at is not None and candidate.last_purchased_at is not None
-    due = due_ness(
-        candidate.purchase_count or 0, candidate.first_purchased_at, candidate.last_purchased_at, now,
-        params.due_width,
-    )  # fmt: skip
-    return candidate.raw_score * (1 + params.due_weight * due)
+def buy_again_score(
+    purchase_raw: float, purchase_count: int, first: datetime, last: datetime, now: datetime, params: BuyAgainParams
+) -> float:
+    """Decayed purchase frequency (epoch-relative) boosted by replenishment timing: milk bought weekly and
+    last bought six days ago outranks milk bought as often but yesterday. Comparable between one user's
+    items."""
+    return purchase_raw * (1 + params.due_weight * due_ness(purchase_count, first, last, now, params.due_width))
 
 
 def decayed(raw_score: float, epoch: datetime, now: datetime, half_life_days: float) -> float:

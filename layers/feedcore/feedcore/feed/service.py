@@ -1,50 +1,237 @@
-"""Assemble a user's feed at a store."""
+"""Assemble a user's feed at a store: run the pipeline, keep the ranked feed as a snapshot, serve pages."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from time import perf_counter
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from feedcore.api.models import Feed
+from feedcore.api.models import Fallback, Feed, FeedItem, FeedSection, ItemDebug, RemovedCandidate
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import run
+from feedcore.db.feed import Candidate, CandidateQuery, FeedRecord
+from feedcore.errors import DatabaseUnavailable, FeedExpired
+from feedcore.feed.config import FeedConfig
+from feedcore.feed.cursors import PagePosition, cursor_key, decode_cursor, encode_cursor
+from feedcore.feed.experiments import Assignment, assign, ranking_config
+from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, popular_fallback, select_sections
+from feedcore.feed.reasons import reason
 from feedcore.feed.scoring import BuyAgainParams
-from feedcore.feed.sections import SECTIONS, RankingContext, select_sections
 from feedcore.observability import logger, metrics
-from feedcore.settings import feed_settings, scoring_settings
+from feedcore.settings import FeedSettings, feed_settings
 
-# Candidates read per source for each item shown, so items removed on the page still leave enough.
-CANDIDATES_PER_SLOT = 3
-# The user's purchased items read for buy-again, by decayed frequency; replenishment timing reorders them.
-BUY_AGAIN_POOL = 200
+# Sources that only a user with history fills: none of them → the new-user fallback.
+_PERSONAL_SOURCES = frozenset({"buy_again", "favourite_aisles", "goes_well_with"})
+# Popular items kept per store in this container, served when the database fails.
+_cached_popular: dict[str, list[FeedItem]] = {}
 
 
-def assemble_feed(user_id: str, store_id: str, section_size: int, *, now: datetime | None = None) -> Feed:
-    """The user's feed at the store as of `now` (default: the current time): its sections in order, each at
-    most `section_size` items."""
+@dataclass(frozen=True)
+class FeedRequest:
+    """A feed page request: the first page without `cursor`, a later one with it."""
+
+    user_id: str
+    store_id: str
+    page_sections: int | None = None
+    cursor: str | None = None
+    exclude_tags: frozenset[str] = frozenset()
+    debug: bool = False
+
+
+def assemble_feed(request: FeedRequest, *, now: datetime | None = None, assignment: Assignment | None = None) -> Feed:
+    """The requested page of the user's feed as of `now` (default: the current time).
+
+    The first page ranks the whole feed (with the user's experiment variant, or `assignment`) and keeps it as
+    a snapshot; cursors page through that snapshot, so pages never repeat or skip an item. When the database
+    fails, the answer is the container's cached popular items with `degraded` set — never an error.
+    Raises InvalidCursor or FeedExpired for a cursor that cannot be followed.
+    """
     started = perf_counter()
     as_of = now or datetime.now(UTC)
-    per_source = section_size * CANDIDATES_PER_SLOT
-    # One read statement: no transaction needed, so one round trip.
+    settings = feed_settings()
+    per_page = request.page_sections or settings.page_sections
+    try:
+        if request.cursor is not None:
+            position = decode_cursor(request.cursor, cursor_key(), request.user_id, as_of)
+            feed = _later_page(position, per_page, as_of)
+        else:
+            feed = _first_page(request, per_page, as_of, assignment or assign(ranking_config(), request.user_id))
+    except DatabaseUnavailable as exc:
+        logger.warning("feed degraded: database unavailable", extra={"error": str(exc)})
+        feed = _degraded(request, as_of)
+    _record_served(feed, perf_counter() - started)
+    return feed
+
+
+def _first_page(request: FeedRequest, per_page: int, now: datetime, assignment: Assignment) -> Feed:
+    settings, config = feed_settings(), assignment.config
+    stage = perf_counter()
     candidates = run(
-        lambda conn: feed_db.feed_candidates(conn, user_id, store_id, per_source, BUY_AGAIN_POOL),
+        lambda conn: feed_db.feed_candidates(conn, _candidate_query(request, config, settings, now)),
         in_transaction=False,
     )
-    scoring, ranking = scoring_settings(), feed_settings()
+    metrics.add_metric(name="FeedQueryLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
+    stage = perf_counter()
     context = RankingContext(
-        now=as_of,
-        buy_again=BuyAgainParams(due_weight=ranking.buy_again_due_weight, due_width=ranking.buy_again_due_width),
-        buy_again_half_life_days=scoring.buy_again_half_life_days,
+        now=now,
+        buy_again=BuyAgainParams(due_weight=settings.buy_again_due_weight, due_width=settings.buy_again_due_width),
+        filters=config.filters,
+        excluded_tags=request.exclude_tags,
+        just_purchased=timedelta(days=config.just_purchased_days),
+        just_purchased_max_due=config.just_purchased_max_due,
     )
-    sections = select_sections(candidates, SECTIONS, section_size, context)
-    feed = Feed(feed_id=uuid.uuid4().hex, user_id=user_id, store_id=store_id, generated_at=as_of, sections=sections)
-    metrics.add_metric(name="FeedLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - started) * 1000)
-    metrics.add_metric(name="FeedItems", unit=MetricUnit.Count, value=sum(len(s.items) for s in sections))
+    selected, removed = select_sections(candidates, config.ordered_sections, context)
+    feed_id = uuid.uuid4().hex
+    sections = [
+        FeedSection(
+            id=section.spec.id,
+            title=section.spec.title,
+            items=[
+                _feed_item(ranked, feed_id, section.spec.id, position, request.debug)
+                for position, ranked in enumerate(section.items)
+            ],
+        )  # fmt: skip
+        for section in selected
+    ]
+    _remember_popular(request.store_id, popular_fallback(candidates, context))
+    feed = Feed(
+        feed_id=feed_id,
+        user_id=request.user_id,
+        store_id=request.store_id,
+        generated_at=now,
+        experiment=assignment.experiment,
+        variant=assignment.variant,
+        fallback=_fallback(candidates),
+        degraded=False,
+        sections=sections,
+        next_cursor=None,
+        removed=[RemovedCandidate(item_id=r.item_id, source=r.source, filter=r.filter) for r in removed]
+        if request.debug
+        else None,
+    )
+    metrics.add_metric(name="FeedRankLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
     logger.info(
         "feed assembled",
-        extra={"feed_id": feed.feed_id, "sections": {s.id: len(s.items) for s in sections}},
+        extra={
+            "feed_id": feed_id,
+            "variant": assignment.variant,
+            "fallback": feed.fallback,
+            "candidates": Counter(c.source for c in candidates),
+            "removed": Counter(r.filter for r in removed),
+            "sections": {s.id: len(s.items) for s in sections},
+        },
     )
-    return feed
+    stage = perf_counter()
+    expires_at = now + timedelta(seconds=settings.snapshot_ttl_s)
+    record = FeedRecord(feed_id, request.user_id, request.store_id, feed.experiment, feed.variant, feed.fallback, now)
+    run(lambda conn: feed_db.save_feed(conn, record, feed.model_dump(mode="json"), expires_at), in_transaction=False)
+    metrics.add_metric(name="FeedSaveLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
+    return _page(feed, PagePosition(feed_id, request.user_id, 0, expires_at), per_page)
+
+
+def _later_page(position: PagePosition, per_page: int, now: datetime) -> Feed:
+    snapshot = run(
+        lambda conn: feed_db.feed_snapshot(conn, position.feed_id, position.user_id, now), in_transaction=False
+    )
+    if snapshot is None:
+        raise FeedExpired(position.feed_id)
+    return _page(Feed.model_validate(snapshot), position, per_page)
+
+
+def _page(feed: Feed, position: PagePosition, per_page: int) -> Feed:
+    """The page of the whole ranked `feed` starting at `position`, with the cursor of the next one."""
+    end = position.offset + per_page
+    next_cursor = None
+    if end < len(feed.sections):
+        following = PagePosition(feed.feed_id, position.user_id, end, position.expires_at)
+        next_cursor = encode_cursor(following, cursor_key())
+    removed = feed.removed if position.offset == 0 else None
+    return feed.model_copy(
+        update={"sections": feed.sections[position.offset : end], "next_cursor": next_cursor, "removed": removed}
+    )
+
+
+def _degraded(request: FeedRequest, now: datetime) -> Feed:
+    """The cached popular items of the store (none if this container has not served the store yet)."""
+    feed_id = uuid.uuid4().hex
+    items = [
+        item.model_copy(update={"tracking": f"{feed_id}:popular:{position}", "debug": None})
+        for position, item in enumerate(_cached_popular.get(request.store_id, []))
+        if not request.exclude_tags  # the cache does not keep tags: excluding safely means showing nothing
+    ]
+    sections = [FeedSection(id=POPULAR_SOURCE, title="Popular at your store", items=items)] if items else []
+    return Feed(
+        feed_id=feed_id,
+        user_id=request.user_id,
+        store_id=request.store_id,
+        generated_at=now,
+        experiment=None,
+        variant="degraded",
+        fallback="cached_popular",
+        degraded=True,
+        sections=sections,
+        next_cursor=None,
+    )
+
+
+def _candidate_query(request: FeedRequest, config: FeedConfig, settings: FeedSettings, now: datetime) -> CandidateQuery:
+    largest_section = max(section.size for section in config.sections)
+    return CandidateQuery(
+        user_id=request.user_id,
+        store_id=request.store_id,
+        # Popular items are always read: they backfill starving sections and feed the degraded mode.
+        sources=frozenset(section.source for section in config.sections) | {POPULAR_SOURCE},
+        models=config.models,
+        pool=largest_section * config.candidates_per_slot,
+        buy_again_pool=settings.buy_again_pool,
+        favourite_aisles=config.favourite_aisles,
+        new_since=now - timedelta(days=config.new_arrival_days),
+        recent_since=now - timedelta(minutes=settings.realtime_window_minutes),
+    )
+
+
+def _feed_item(ranked: Ranked, feed_id: str, section_id: str, position: int, debug: bool) -> FeedItem:
+    candidate = ranked.candidate
+    return FeedItem(
+        item_id=candidate.item_id,
+        name=candidate.name,
+        brand=candidate.brand,
+        department=candidate.department,
+        aisle=candidate.aisle,
+        price=candidate.price,
+        reason=reason(ranked),
+        tracking=f"{feed_id}:{section_id}:{position}",
+        debug=ItemDebug(
+            source=candidate.source,
+            score=round(ranked.score, 6),
+            contributions={name: round(value, 6) for name, value in ranked.contributions.items()},
+            backfill=ranked.backfill,
+        )
+        if debug
+        else None,
+    )
+
+
+def _fallback(candidates: list[Candidate]) -> Fallback | None:
+    if candidates and not candidates[0].store_known:
+        return "global"
+    if not any(c.source in _PERSONAL_SOURCES or c.in_cart or c.recent_positive_at for c in candidates):
+        return "new_user"
+    return None
+
+
+def _remember_popular(store_id: str, popular: list[Ranked]) -> None:
+    if popular:
+        _cached_popular[store_id] = [_feed_item(ranked, "", POPULAR_SOURCE, 0, False) for ranked in popular]
+
+
+def _record_served(feed: Feed, elapsed_s: float) -> None:
+    metrics.add_metric(name="FeedLatency", unit=MetricUnit.Milliseconds, value=elapsed_s * 1000)
+    metrics.add_metric(name="FeedItems", unit=MetricUnit.Count, value=sum(len(s.items) for s in feed.sections))
+    with single_metric(name="FeedServed", unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
+        metric.add_dimension(name="variant", value=feed.variant)
+        metric.add_dimension(name="fallback", value=feed.fallback or "none")

@@ -1,0 +1,84 @@
+"""Which ranking config a user gets: the config document (a file, or AppConfig in the cloud) and a
+deterministic assignment of users to the running experiment's variants."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from feedcore.feed.config import (
+    FeedConfig,
+    RankingConfig,
+    default_ranking_config,
+    parse_ranking_config,
+    ranking_config_from_file,
+)
+from feedcore.settings import FeedSettings, feed_settings
+
+# The variant of users when no experiment runs.
+BASE_VARIANT = "base"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The config a user's feed is built with, and the experiment variant that chose it."""
+
+    experiment: str | None
+    variant: str
+    config: FeedConfig
+
+
+def bucket(experiment: str, user_id: str) -> int:
+    """The user's bucket 0..99 in an experiment: a hash of both, so the same user always lands in the same
+    bucket of one experiment and buckets of different experiments are independent."""
+    digest = hashlib.sha256(f"{experiment}\x00{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+def assign(ranking: RankingConfig, user_id: str) -> Assignment:
+    """The variant of `user_id`: buckets are handed out to the variants in the order they are listed."""
+    experiment = ranking.experiment
+    if experiment is None:
+        return Assignment(None, BASE_VARIANT, ranking.base)
+    user_bucket, upper = bucket(experiment.name, user_id), 0
+    for name, variant in experiment.variants.items():
+        upper += variant.traffic
+        if user_bucket < upper:
+            return Assignment(experiment.name, name, ranking.variant_config(name))
+    raise AssertionError("variant traffic adds up to 100")  # enforced by Experiment
+
+
+@lru_cache(maxsize=1)
+def _appconfig_store(application: str, environment: str, profile: str, max_age: int):
+    from aws_lambda_powertools.utilities.feature_flags import AppConfigStore
+
+    return AppConfigStore(environment=environment, application=application, name=profile, max_age=max_age)
+
+
+_parsed: dict[str, Any] = {}
+
+
+def _from_appconfig(settings: FeedSettings) -> RankingConfig:
+    """The config profile in AppConfig, fetched through Powertools (cached for max_age seconds); parsed again
+    only when its content changes."""
+    store = _appconfig_store(
+        settings.appconfig_application, settings.appconfig_environment, settings.appconfig_profile,
+        settings.appconfig_max_age_s,
+    )  # fmt: skip
+    document = store.get_configuration()
+    if _parsed.get("document") != document:
+        _parsed.update(document=document, config=parse_ranking_config(document, "AppConfig"))
+    return _parsed["config"]
+
+
+def ranking_config() -> RankingConfig:
+    """The ranking config in force: AppConfig when configured, else FEED_RANKING_CONFIG_FILE, else the
+    packaged default."""
+    settings = feed_settings()
+    if settings.appconfig_application:
+        return _from_appconfig(settings)
+    if settings.ranking_config_file is not None:
+        return ranking_config_from_file(settings.ranking_config_file)
+    return default_ranking_config()

@@ -1,0 +1,225 @@
+"""The feed pipeline after the read: filters → signals → scoring → selection → sections. Pure functions.
+
+Candidates arrive hydrated (feedcore.db.feed). Each filter removes what it applies to and says so; each
+section scores its source's remaining candidates as a weighted sum of signals normalized within the
+section, then takes the best, capped per aisle and brand, never an item shown earlier on the page, and
+backfills from popular items when it starves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from feedcore.db.feed import Candidate
+from feedcore.feed.config import Filter, SectionConfig, Signal
+from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness
+
+# New arrivals lose half their newness every week.
+NEWNESS_HALF_LIFE = timedelta(days=7)
+POPULAR_SOURCE = "popular"
+
+
+@dataclass(frozen=True)
+class RankingContext:
+    """What the pipeline needs besides the candidates."""
+
+    now: datetime
+    buy_again: BuyAgainParams
+    filters: Sequence[Filter]
+    excluded_tags: frozenset[str] = frozenset()
+    just_purchased: timedelta = timedelta(days=3)
+    just_purchased_max_due: float = 0.5
+
+
+# --- filters ----------------------------------------------------------------------------------------
+
+
+def last_purchase(candidate: Candidate) -> datetime | None:
+    """The latest purchase of the item, counting events not scored yet."""
+    times = [t for t in (candidate.last_purchased_at, candidate.recent_purchase_at) if t is not None]
+    return max(times) if times else None
+
+
+def is_hidden(candidate: Candidate) -> bool:
+    """Hidden by the user: a hide not followed by a purchase or an add to cart, scored or not yet."""
+    hide, positive = candidate.recent_hide_at, candidate.recent_positive_at
+    if hide is not None and (positive is None or hide >= positive):
+        return True
+    if positive is not None:  # bought or carted lately: hidden only by a (scored) hide after that
+        return candidate.last_hidden_at is not None and candidate.last_hidden_at > positive
+    return candidate.hidden
+
+
+def _just_purchased(candidate: Candidate, context: RankingContext) -> bool:
+    bought = last_purchase(candidate)
+    if bought is None or context.now - bought > context.just_purchased:
+        return False
+    count = candidate.purchase_count + (candidate.recent_purchase_at is not None)
+    first = candidate.first_purchased_at or bought
+    return due_ness(count, first, bought, context.now, context.buy_again.due_width) < context.just_purchased_max_due
+
+
+FILTERS: dict[Filter, Callable[[Candidate, RankingContext], bool]] = {
+    "inactive": lambda c, _: not c.active,
+    "unavailable": lambda c, _: c.available is False,
+    "hidden": lambda c, _: is_hidden(c),
+    "excluded_tags": lambda c, context: not context.excluded_tags.isdisjoint(c.tags),
+    "just_purchased": _just_purchased,
+    "in_cart": lambda c, _: c.in_cart,
+}
+
+
+@dataclass(frozen=True)
+class Removal:
+    item_id: str
+    source: str
+    filter: Filter
+
+
+def apply_filters(candidates: Iterable[Candidate], context: RankingContext) -> tuple[list[Candidate], list[Removal]]:
+    """The candidates every filter keeps, and for each removed one the first filter that removed it."""
+    kept, removed = [], []
+    for candidate in candidates:
+        reason = next((name for name in context.filters if FILTERS[name](candidate, context)), None)
+        if reason is None:
+            kept.append(candidate)
+        else:
+            removed.append(Removal(candidate.item_id, candidate.source, reason))
+    return kept, removed
+
+
+# --- signals and scores -----------------------------------------------------------------------------
+
+
+def signals(candidate: Candidate, context: RankingContext) -> dict[Signal, float]:
+    """Every signal of a candidate, unnormalized (stored scores are epoch-relative: comparable between the
+    candidates of one request, which is all normalization needs)."""
+    buy_again = 0.0
+    if candidate.purchase_count > 0 and candidate.first_purchased_at and candidate.last_purchased_at:
+        buy_again = buy_again_score(
+            candidate.purchase_raw, candidate.purchase_count, candidate.first_purchased_at,
+            candidate.last_purchased_at, context.now, context.buy_again,
+        )  # fmt: skip
+    age = max((context.now - candidate.created_at) / NEWNESS_HALF_LIFE, 0.0)
+    return {
+        "buy_again": buy_again,
+        "bought_together": (candidate.source_score or 0.0) if candidate.source == "goes_well_with" else 0.0,
+        "trending": candidate.trending_score,
+        "popularity": candidate.popularity_raw,
+        "affinity": candidate.affinity_raw,
+        "aisle_affinity": candidate.aisle_affinity_raw,
+        "model": candidate.model_score or 0.0,
+        "newness": math.pow(2, -age),
+    }
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A candidate with its section score and what each weighted signal contributed to it."""
+
+    candidate: Candidate
+    score: float
+    contributions: dict[str, float]
+    backfill: bool = False
+
+
+def rank(candidates: Sequence[Candidate], weights: dict[Signal, float], context: RankingContext) -> list[Ranked]:
+    """Score = Σ weight × signal / (the signal's largest value among these candidates); best first, ties by
+    item_id so that the order is deterministic."""
+    raw = [signals(candidate, context) for candidate in candidates]
+    largest = {name: max((values[name] for values in raw), default=0.0) for name in weights}
+    ranked = []
+    for candidate, values in zip(candidates, raw, strict=True):
+        contributions = {
+            name: weight * values[name] / largest[name] if largest[name] > 0 else 0.0
+            for name, weight in weights.items()
+        }
+        ranked.append(Ranked(candidate, sum(contributions.values()), contributions))
+    ranked.sort(key=lambda r: (-r.score, r.candidate.item_id))
+    return ranked
+
+
+# --- selection --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Caps:
+    spec: SectionConfig
+    aisles: Counter = field(default_factory=Counter)
+    brands: Counter = field(default_factory=Counter)
+
+    def admit(self, candidate: Candidate) -> bool:
+        """Take the candidate if neither its aisle nor its brand is at the section's cap."""
+        if self.spec.max_per_aisle is not None and self.aisles[candidate.aisle] >= self.spec.max_per_aisle:
+            return False
+        brand = candidate.brand
+        if brand is not None and self.spec.max_per_brand is not None and self.brands[brand] >= self.spec.max_per_brand:
+            return False
+        self.aisles[candidate.aisle] += 1
+        if brand is not None:
+            self.brands[brand] += 1
+        return True
+
+
+def select(ranked: Iterable[Ranked], spec: SectionConfig, shown: set[str], backfill: Sequence[Ranked]) -> list[Ranked]:
+    """Up to `spec.size` of `ranked` in order, skipping items in `shown` and those over the diversity caps;
+    topped up from `backfill` (popular items) when fewer than `spec.backfill_below` were found. Adds the
+    chosen items to `shown`."""
+    caps, chosen = _Caps(spec), []
+    for candidate in ranked:
+        if len(chosen) == spec.size:
+            break
+        if candidate.candidate.item_id not in shown and caps.admit(candidate.candidate):
+            chosen.append(candidate)
+            shown.add(candidate.candidate.item_id)
+    if len(chosen) < spec.backfill_below:
+        for candidate in backfill:
+            if len(chosen) == spec.size:
+                break
+            if candidate.candidate.item_id not in shown and caps.admit(candidate.candidate):
+                chosen.append(Ranked(candidate.candidate, candidate.score, candidate.contributions, backfill=True))
+                shown.add(candidate.candidate.item_id)
+    return chosen
+
+
+def popular_fallback(candidates: Iterable[Candidate], context: RankingContext, size: int = 20) -> list[Ranked]:
+    """The store's most popular items that are active and available, for anyone (no user's filters)."""
+    shelf = [c for c in candidates if c.source == POPULAR_SOURCE and c.active and c.available is not False]
+    return rank(shelf, {"popularity": 1.0}, context)[:size]
+
+
+def source_key(spec: SectionConfig) -> str:
+    """The source name candidates of this section carry (models are told apart by name)."""
+    return f"model:{spec.model}" if spec.source == "model" else spec.source
+
+
+@dataclass(frozen=True)
+class SelectedSection:
+    spec: SectionConfig
+    items: list[Ranked]
+
+
+def select_sections(
+    candidates: Iterable[Candidate], specs: Sequence[SectionConfig], context: RankingContext
+) -> tuple[list[SelectedSection], list[Removal]]:
+    """Filter the candidates, then fill each section in display order; an item appears once per feed.
+
+    Returns the non-empty sections and every removal with its filter.
+    """
+    kept, removed = apply_filters(candidates, context)
+    by_source: dict[str, list[Candidate]] = {}
+    for candidate in kept:
+        by_source.setdefault(candidate.source, []).append(candidate)
+    popular = rank(by_source.get(POPULAR_SOURCE, []), {"popularity": 1.0}, context)
+    shown: set[str] = set()
+    sections = []
+    for spec in specs:
+        ranked = rank(by_source.get(source_key(spec), []), spec.weights, context)
+        chosen = select(ranked, spec, shown, popular)
+        if chosen:
+            sections.append(SelectedSection(spec, chosen))
+    return sections, removed
