@@ -29,7 +29,8 @@ def test_unknown_fields_are_rejected():
 
 
 def test_money_is_a_json_number_with_cents():
-    fields = {"item_id": "a", "name": "A", "brand": None, "department": "d", "aisle": "a", "reason": "r", "tracking": "f:s:0"}
+    fields = {"item_id": "a", "name": "A", "brand": None, "department": "d", "aisle": "a", "reason": "r"}
+    fields["tracking"] = "f:s:0"
     item = FeedItem(price="3.10", **fields)
     assert item.model_dump(mode="json")["price"] == 3.1
     with pytest.raises(ValidationError):
