@@ -1,0 +1,270 @@
+"""The feed's pure parts: filters, scoring, selection, cursors, the ranking config and variant assignment."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from feedcore.db.feed import Candidate
+from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
+from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_config, parse_ranking_config
+from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
+from feedcore.feed.experiments import assign, bucket
+from feedcore.feed.pipeline import RankingContext, apply_filters, rank, select, select_sections
+from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
+CONTEXT = RankingContext(now=NOW, buy_again=BuyAgainParams(), filters=ALL_FILTERS, excluded_tags=frozenset({"alcohol"}))
+KEY = b"test key"
+
+
+def candidate(item_id: str = "milk", source: str = "popular", **fields) -> Candidate:
+    values = dict(
+        source=source, source_score=None, seed_item_id=None, seed_name=None, item_id=item_id, name=item_id.title(),
+        brand="Brand", department="Dairy", aisle="Milk", tags=[], active=True, created_at=NOW - timedelta(days=400),
+        available=True, price=Decimal("1.00"), purchase_count=0, first_purchased_at=None, last_purchased_at=None,
+        purchase_raw=0.0, affinity_raw=0.0, hidden=False, last_hidden_at=None, popularity_raw=1.0,
+        trending_score=0.0, aisle_affinity_raw=0.0, model_score=None, recent_purchase_at=None, recent_hide_at=None,
+        recent_positive_at=None, in_cart=False, epoch=EPOCH, store_known=True,
+    )  # fmt: skip
+    return Candidate(**(values | fields))
+
+
+# --- buy-again timing -------------------------------------------------------------------------------
+
+
+def test_due_ness_peaks_when_the_usual_interval_has_passed():
+    weekly = {"purchase_count": 5, "first": NOW - timedelta(days=35), "width": 0.7}
+    due = {days: due_ness(last=NOW - timedelta(days=days), now=NOW, **weekly) for days in (0, 3, 7, 14, 30)}
+
+    assert due[7] == pytest.approx(1.0, abs=0.01)
+    assert due[0] < due[3] < due[7] and due[7] > due[14] > due[30]
+    assert due_ness(1, NOW, NOW, NOW, 0.5) == 0.0  # a single purchase has no interval
+
+
+def test_milk_bought_weekly_and_due_outranks_milk_bought_as_often_but_yesterday():
+    params = BuyAgainParams()
+    due_soon = buy_again_score(4.0, 4, NOW - timedelta(days=27), NOW - timedelta(days=6), NOW, params)
+    just_bought = buy_again_score(4.0, 4, NOW - timedelta(days=22), NOW - timedelta(days=1), NOW, params)
+    yearly = buy_again_score(4.0, 4, NOW - timedelta(days=1100), NOW - timedelta(days=6), NOW, params)
+
+    assert due_soon > just_bought and due_soon > yearly
+
+
+# --- filters ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"active": False}, "inactive"),
+        ({"available": False}, "unavailable"),
+        ({"hidden": True}, "hidden"),
+        ({"recent_hide_at": NOW - timedelta(minutes=1)}, "hidden"),
+        ({"tags": ["organic", "alcohol"]}, "excluded_tags"),
+        ({"recent_purchase_at": NOW - timedelta(hours=2)}, "just_purchased"),
+        ({"in_cart": True}, "in_cart"),
+    ],
+    ids=["inactive", "unavailable", "hidden", "hidden-just-now", "excluded-tag", "just-purchased", "in-cart"],
+)
+def test_each_filter_removes_what_it_should(fields, expected):
+    kept, removed = apply_filters([candidate(**fields), candidate("eggs")], CONTEXT)
+
+    assert [c.item_id for c in kept] == ["eggs"]
+    assert [(r.item_id, r.filter) for r in removed] == [("milk", expected)]
+
+
+def test_unknown_availability_and_allowed_tags_pass():
+    kept, removed = apply_filters([candidate(available=None, tags=["organic"])], CONTEXT)
+    assert len(kept) == 1 and not removed
+
+
+def test_a_purchase_or_cart_addition_after_a_hide_unhides():
+    hidden_then_bought = candidate(
+        hidden=True, last_hidden_at=NOW - timedelta(days=3), recent_positive_at=NOW - timedelta(days=1)
+    )
+    bought_then_hidden = candidate(recent_positive_at=NOW - timedelta(hours=2), recent_hide_at=NOW - timedelta(hours=1))
+    context = replace(CONTEXT, filters=("hidden",))
+
+    assert apply_filters([hidden_then_bought], context)[1] == []
+    assert [r.filter for r in apply_filters([bought_then_hidden], context)[1]] == ["hidden"]
+
+
+def test_just_purchased_keeps_items_due_again():
+    daily = candidate(
+        purchase_count=10, first_purchased_at=NOW - timedelta(days=10), last_purchased_at=NOW - timedelta(days=1)
+    )
+    monthly = replace(daily, first_purchased_at=NOW - timedelta(days=300))
+    context = replace(CONTEXT, filters=("just_purchased",))
+
+    assert apply_filters([daily], context)[1] == []  # bananas daily: due again today
+    assert [r.filter for r in apply_filters([monthly], context)[1]] == ["just_purchased"]
+
+
+def test_filters_the_config_leaves_out_do_not_run():
+    assert apply_filters([candidate(in_cart=True)], replace(CONTEXT, filters=("inactive",)))[1] == []
+
+
+# --- scoring and selection --------------------------------------------------------------------------
+
+
+def test_signals_are_normalized_within_the_section_and_weighted():
+    candidates = [candidate("a", popularity_raw=10, affinity_raw=0), candidate("b", popularity_raw=5, affinity_raw=4)]
+
+    ranked = rank(candidates, {"popularity": 1.0, "affinity": 2.0}, CONTEXT)
+
+    assert [(r.candidate.item_id, r.score) for r in ranked] == [("b", 2.5), ("a", 1.0)]
+    assert ranked[0].contributions == {"popularity": 0.5, "affinity": 2.0}
+
+
+def test_a_signal_no_candidate_has_contributes_nothing():
+    ranked = rank([candidate("a"), candidate("b", popularity_raw=3)], {"popularity": 1.0, "model": 5.0}, CONTEXT)
+    assert [r.candidate.item_id for r in ranked] == ["b", "a"]
+    assert ranked[0].contributions["model"] == 0.0
+
+
+def test_ties_rank_by_item_id_so_feeds_are_deterministic():
+    ranked = rank([candidate("c"), candidate("a"), candidate("b")], {"popularity": 1.0}, CONTEXT)
+    assert [r.candidate.item_id for r in ranked] == ["a", "b", "c"]
+
+
+def section(**fields) -> SectionConfig:
+    return SectionConfig(**({"id": "s", "title": "S", "source": "popular", "weights": {"popularity": 1.0}} | fields))
+
+
+def test_selection_caps_aisles_and_brands_and_skips_items_already_shown():
+    pool = [
+        candidate("m1", aisle="Milk", brand="A", popularity_raw=9),
+        candidate("m2", aisle="Milk", brand="B", popularity_raw=8),
+        candidate("m3", aisle="Milk", brand="C", popularity_raw=7),  # third milk: over the aisle cap
+        candidate("e1", aisle="Eggs", brand="A", popularity_raw=6),  # third of brand A with m1… cap 2 allows it
+        candidate("e2", aisle="Eggs", brand="A", popularity_raw=5),  # brand A's third: over the brand cap
+        candidate("b1", aisle="Bread", brand=None, popularity_raw=4),
+        candidate("seen", aisle="Bread", brand="D", popularity_raw=10),
+    ]
+    shown = {"seen"}
+
+    chosen = select(rank(pool, {"popularity": 1.0}, CONTEXT), section(max_per_aisle=2, max_per_brand=2), shown, [])
+
+    assert [r.candidate.item_id for r in chosen] == ["m1", "m2", "e1", "b1"]
+    assert shown == {"seen", "m1", "m2", "e1", "b1"}
+
+
+def test_a_starving_section_is_backfilled_from_popular_items():
+    own = rank([candidate("t1", source="trending", trending_score=2)], {"trending": 1.0}, CONTEXT)
+    popular = rank([candidate("p1", popularity_raw=3), candidate("t1"), candidate("p2")], {"popularity": 1.0}, CONTEXT)
+
+    chosen = select(own, section(size=3, backfill_below=2), set(), popular)
+
+    assert [(r.candidate.item_id, r.backfill) for r in chosen] == [("t1", False), ("p1", True), ("p2", True)]
+    assert select(own, section(size=3, backfill_below=1), set(), popular)[1:] == []  # enough: no backfill
+
+
+def test_sections_follow_the_declared_order_and_never_repeat_an_item():
+    specs = [
+        section(id="first", source="trending", weights={"trending": 1.0}, size=2),
+        section(id="second", size=5),
+        section(id="empty", source="new_arrivals", weights={"newness": 1.0}),
+    ]
+    candidates = [
+        candidate("a", source="trending", trending_score=2),
+        candidate("b", source="trending", trending_score=1),
+        candidate("a", popularity_raw=9),
+        candidate("c", popularity_raw=1),
+        candidate("gone", active=False),
+    ]
+
+    sections, removed = select_sections(candidates, specs, CONTEXT)
+
+    assert [(s.spec.id, [r.candidate.item_id for r in s.items]) for s in sections] == [
+        ("first", ["a", "b"]),
+        ("second", ["c"]),
+    ]
+    assert [(r.item_id, r.filter) for r in removed] == [("gone", "inactive")]
+
+
+# --- cursors ----------------------------------------------------------------------------------------
+
+
+def position(**fields) -> PagePosition:
+    return PagePosition(
+        **({"feed_id": "f1", "user_id": "u1", "offset": 4, "expires_at": NOW + timedelta(minutes=5)} | fields)
+    )
+
+
+def test_a_cursor_round_trips_to_the_same_position():
+    assert decode_cursor(encode_cursor(position(), KEY), KEY, "u1", NOW) == position()
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda c: c[:5] + ("A" if c[5] != "A" else "B") + c[6:],  # payload changed
+        lambda c: c[:-1] + ("A" if c[-1] != "A" else "B"),  # signature changed
+        lambda c: c.replace(".", ""),
+        lambda c: "",
+        lambda c: "!!!.???",
+    ],
+    ids=["payload", "signature", "no-separator", "empty", "not-base64"],
+)
+def test_a_tampered_cursor_is_invalid(tamper):
+    with pytest.raises(InvalidCursor):
+        decode_cursor(tamper(encode_cursor(position(), KEY)), KEY, "u1", NOW)
+
+
+def test_a_cursor_signed_with_another_key_or_for_another_user_is_invalid():
+    with pytest.raises(InvalidCursor):
+        decode_cursor(encode_cursor(position(), b"other key"), KEY, "u1", NOW)
+    with pytest.raises(InvalidCursor, match="another user"):
+        decode_cursor(encode_cursor(position(), KEY), KEY, "u2", NOW)
+
+
+def test_an_expired_cursor_is_gone():
+    with pytest.raises(FeedExpired):
+        decode_cursor(encode_cursor(position(expires_at=NOW - timedelta(seconds=1)), KEY), KEY, "u1", NOW)
+
+
+# --- config and experiments -------------------------------------------------------------------------
+
+
+def test_the_packaged_config_is_valid_and_its_variants_reorder_sections():
+    ranking = default_ranking_config()
+    control = [s.id for s in ranking.variant_config("control").ordered_sections]
+    treatment = [s.id for s in ranking.variant_config("trending_first").ordered_sections]
+
+    assert control[0] == "buy_again" and treatment[0] == "trending"
+    assert sorted(control) == sorted(treatment)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["experiment"]["variants"]["control"].update(traffic=10), "add up to 100"),
+        (lambda d: d["base"].update(section_order=["buy_again", "nope"]), "section_order"),
+        (lambda d: d["base"]["sections"][0].update(source="model"), "model"),
+        (lambda d: d["base"]["sections"][0].update(weights={"magic": 1.0}), "weights"),
+        (lambda d: d["base"]["sections"].append(d["base"]["sections"][0]), "unique"),
+        (lambda d: d["experiment"]["variants"]["control"].update(overrides={"sections": []}), "sections"),
+    ],
+    ids=["traffic", "unknown-section", "model-without-name", "unknown-signal", "duplicate-id", "bad-override"],
+)
+def test_an_invalid_config_is_refused_naming_the_problem(change, message):
+    document = default_ranking_config().model_dump()
+    change(document)
+    with pytest.raises(ConfigurationError, match=message):
+        parse_ranking_config(document, "test")
+
+
+def test_assignment_is_deterministic_and_splits_traffic():
+    ranking = default_ranking_config()
+    assignments = [assign(ranking, f"user-{n}").variant for n in range(4000)]
+
+    assert assignments == [assign(ranking, f"user-{n}").variant for n in range(4000)]
+    assert 0.45 < assignments.count("control") / 4000 < 0.55
+    # Buckets of different experiments are independent.
+    same = sum((bucket("a", f"user-{n}") < 50) == (bucket("b", f"user-{n}") < 50) for n in range(4000))
+    assert 0.45 < same / 4000 < 0.55
