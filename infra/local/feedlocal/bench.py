@@ -39,9 +39,18 @@ def load_handler_module(function: str):
     return module
 
 
-def synthetic_events(count: int, *, seed: int = 11, now: datetime, days: int = 1) -> list[dict[str, Any]]:
+def synthetic_events(
+    count: int,
+    *,
+    seed: int = 11,
+    now: datetime,
+    days: int = 1,
+    users: int = 50_000,
+    items: int = 20_000,
+    stores: int = 20,
+) -> list[dict[str, Any]]:
     """A realistic mix of client events from the last `days` days: impressions and clicks dominate,
-    purchases carry 1–12 lines. 50,000 users, 20,000 items (item-0 … item-19999), 20 stores."""
+    purchases carry 1–12 lines. Users user-0…, items item-0… and stores store-0… drawn uniformly."""
     rng = random.Random(seed)
     events = []
     for _ in range(count):
@@ -51,19 +60,19 @@ def synthetic_events(count: int, *, seed: int = 11, now: datetime, days: int = 1
         event: dict[str, Any] = {
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "type": kind,
-            "user_id": f"user-{rng.randrange(50_000)}",
-            "store_id": f"store-{rng.randrange(20)}",
+            "user_id": f"user-{rng.randrange(users)}",
+            "store_id": f"store-{rng.randrange(stores)}",
             "occurred_at": (now - timedelta(seconds=rng.randrange(86_400 * days))).isoformat(),
         }
         if kind == "purchase":
-            items = rng.sample(range(20_000), rng.randint(1, 12))
+            lines = rng.sample(range(items), rng.randint(1, 12))
             event["order_id"] = f"order-{rng.getrandbits(48)}"
             event["items"] = [
                 {"item_id": f"item-{item}", "quantity": rng.randint(1, 4), "unit_price": rng.randint(49, 2999) / 100}
-                for item in items
+                for item in lines
             ]
         else:
-            event["item_id"] = f"item-{rng.randrange(20_000)}"
+            event["item_id"] = f"item-{rng.randrange(items)}"
         if kind in ("add_to_cart", "remove_from_cart"):
             event["quantity"] = rng.randint(1, 3)
         if kind in ("impression", "click"):
@@ -162,10 +171,7 @@ def _in_parallel(worker, url: str, shares: list[list], warmup: Any) -> float:
 
 
 def _ingest_worker(url: str, requests: list[dict], warmup: list[dict], barrier) -> None:
-    # Lambda ships logs and metrics from stdout; here they would only flood the terminal.
-    devnull = open(os.devnull, "w")  # noqa: SIM115
-    logger.registered_handler.setStream(devnull)
-    sys.stdout = devnull
+    _quiet()
     point_feedcore_at(url)
     handler = load_handler_module("ingest_events").lambda_handler
     context = _Context()
@@ -220,16 +226,24 @@ def bench_recompute(events: int) -> dict[str, Any]:
     }
 
 
-def _load_catalog(conn: psycopg.Connection) -> None:
-    """The 20,000 items and 20 stores the synthetic events name, every item sold everywhere."""
+def _load_catalog(conn: psycopg.Connection, items: int = 20_000, stores: int = 20) -> None:
+    """The items and stores the synthetic events name (20,000 and 20 by default), every item sold everywhere;
+    140 aisles in 20 departments, 500 brands, one item in 60 added to the catalog within the last month."""
     conn.execute(
         """
-        INSERT INTO items (item_id, name, department, aisle, price)
-        SELECT 'item-' || n, 'Item ' || n, 'department ' || n % 20, 'aisle ' || n % 130, 1 + n % 900 / 100.0
-        FROM generate_series(0, 19999) AS n;
-        INSERT INTO stores (store_id, name) SELECT 'store-' || n, 'Store ' || n FROM generate_series(0, 19) AS n;
-        INSERT INTO store_availability (store_id, item_id) SELECT s.store_id, i.item_id FROM stores s, items i;
-        """
+        INSERT INTO items (item_id, name, department, aisle, brand, price, created_at)
+        SELECT 'item-' || n, 'Item ' || n, 'department ' || n %% 20, 'aisle ' || n %% 140, 'brand ' || n %% 500,
+               1 + n %% 900 / 100.0, now() - (n %% 1800) * interval '1 day'
+        FROM generate_series(0, %(items)s - 1) AS n
+        """,
+        {"items": items},
+    )
+    conn.execute(
+        "INSERT INTO stores (store_id, name) SELECT 'store-' || n, 'Store ' || n FROM generate_series(0, %s - 1) AS n",
+        (stores,),
+    )
+    conn.execute(
+        "INSERT INTO store_availability (store_id, item_id) SELECT s.store_id, i.item_id FROM stores s, items i"
     )
 
 
@@ -265,3 +279,143 @@ def _expect_ok(response: dict[str, Any], count: int | None) -> None:
 
 def print_result(result: dict[str, Any]) -> None:
     print(json.dumps(result), file=sys.stdout, flush=True)
+
+
+def bench_feed(users: int, items: int, stores: int, events: int, requests: int) -> dict[str, Any]:
+    """Seed a history, recompute, then time first feed pages through the real handler (warm) for random users
+    in a fresh process, next to SELECT 1 round trips to the same database."""
+    from feedcore.scoring.service import RecomputeRequest, recompute_scores
+
+    now = datetime.now(UTC)
+    history = synthetic_events(events, now=now, days=90, users=users, items=items, stores=stores)
+    with scratch_database("feed_bench_feed") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            _load_catalog(conn, items=items, stores=stores)
+            _copy_events(conn, history, now, received_when_occurred=True)
+        del history
+        print(f"seeded {events} events; recomputing", file=sys.stderr, flush=True)
+        recompute_scores(RecomputeRequest(mode="full"), now=now)
+        print(f"calling the feed handler {requests} times", file=sys.stderr, flush=True)
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: memory is the handler's own
+        with context.Pool(1) as pool:
+            figures = pool.apply(_feed_worker, (url, requests, users, stores))
+    return {"users": users, "items": items, "stores": stores, "events": events, **figures}
+
+
+def _feed_worker(url: str, requests: int, users: int, stores: int) -> dict[str, Any]:
+    import resource
+    import statistics
+
+    _quiet()
+    point_feedcore_at(url)
+    statements = _count_statements()
+    handler = load_handler_module("assemble_feed").lambda_handler
+    rng = random.Random(3)
+    context = _Context()
+
+    def call() -> float:
+        user, store = f"user-{rng.randrange(users)}", f"store-{rng.randrange(stores)}"
+        started = time.perf_counter()
+        response = handler(_feed_request(user, store), context)
+        elapsed = time.perf_counter() - started
+        if response["statusCode"] != 200 or json.loads(response["body"])["degraded"]:
+            raise RuntimeError(f"feed answered {response['statusCode']}: {response['body'][:300]}")
+        return elapsed
+
+    for _ in range(min(200, requests)):  # warm: imports, connection, caches
+        call()
+    statements[0] = 0
+    latencies = sorted(call() for _ in range(requests))
+    queries = statements[0] / requests
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
+        select1 = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            conn.execute("SELECT 1").fetchone()
+            select1.append(time.perf_counter() - started)
+    p50, select1_p50 = statistics.median(latencies), statistics.median(select1)
+    return {
+        "requests": requests,
+        "p50_ms": round(p50 * 1000, 2),
+        "p95_ms": round(latencies[int(0.95 * len(latencies))] * 1000, 2),
+        "p99_ms": round(latencies[int(0.99 * len(latencies))] * 1000, 2),
+        "select1_p50_ms": round(select1_p50 * 1000, 3),
+        "p50_over_select1": round(p50 / select1_p50, 1),
+        "queries_per_feed": round(queries, 2),
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _quiet() -> None:
+    """Lambda ships logs and metrics from stdout; in a benchmark they would only flood the terminal."""
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    logger.registered_handler.setStream(devnull)
+    sys.stdout = devnull
+
+
+def _count_statements() -> list[int]:
+    """Count every statement psycopg sends from now on (in element 0 of the returned list)."""
+    counter = [0]
+    execute = psycopg.Cursor.execute
+
+    def counting_execute(self, *args, **kwargs):
+        counter[0] += 1
+        return execute(self, *args, **kwargs)
+
+    psycopg.Cursor.execute = counting_execute
+    return counter
+
+
+def _feed_request(user_id: str, store_id: str) -> dict[str, Any]:
+    return {
+        "resource": "/v1/users/{user_id}/feed", "path": f"/v1/users/{user_id}/feed", "httpMethod": "GET",
+        "headers": {"Accept": "application/json"}, "multiValueHeaders": {"Accept": ["application/json"]},
+        "queryStringParameters": {"store_id": store_id}, "multiValueQueryStringParameters": {"store_id": [store_id]},
+        "pathParameters": {"user_id": user_id}, "stageVariables": None, "body": None, "isBase64Encoded": False,
+        "requestContext": {"resourcePath": "/v1/users/{user_id}/feed", "httpMethod": "GET", "stage": "bench",
+                           "requestId": str(uuid.uuid4()), "path": f"/bench/v1/users/{user_id}/feed"},
+    }  # fmt: skip
+
+
+_COLDSTART_SCRIPT = """
+import time
+started = time.perf_counter()
+import json, sys
+from feedlocal.bench import _feed_request, _Context, load_handler_module
+handler = load_handler_module("assemble_feed").lambda_handler
+response = handler(_feed_request("user-1", "store-1"), _Context())
+elapsed = time.perf_counter() - started
+assert response["statusCode"] == 200 and not json.loads(response["body"])["degraded"], response
+sys.__stdout__.write(json.dumps({"init_and_first_response_s": elapsed}) + "\\n")
+"""
+
+
+def bench_coldstart(runs: int) -> dict[str, Any]:
+    """Start fresh interpreters that import the assemble_feed handler and answer one feed request: the time
+    from the first line of the program (imports, settings, connection, first response), and from process
+    start (adds the interpreter's own start)."""
+    import statistics
+    import subprocess
+
+    from feedcore.scoring.service import RecomputeRequest, recompute_scores
+
+    now = datetime.now(UTC)
+    with scratch_database("feed_bench_coldstart") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            _load_catalog(conn, items=2000, stores=5)
+            _copy_events(conn, synthetic_events(20_000, now=now, users=1000, items=2000, stores=5), now)
+        recompute_scores(RecomputeRequest(mode="full"), now=now)
+        environment = os.environ | {"DATABASE_URL": url, "POWERTOOLS_SERVICE_NAME": "assemble_feed"}
+        inner, outer = [], []
+        for _ in range(runs):
+            started = time.perf_counter()
+            result = subprocess.run(
+                [sys.executable, "-c", _COLDSTART_SCRIPT], env=environment, capture_output=True, text=True, check=True
+            )
+            outer.append(time.perf_counter() - started)
+            inner.append(json.loads(result.stdout.strip().splitlines()[-1])["init_and_first_response_s"])
+    return {
+        "runs": runs,
+        "coldstart_ms": round(statistics.median(inner) * 1000, 1),
+        "with_interpreter_start_ms": round(statistics.median(outer) * 1000, 1),
+    }

@@ -156,6 +156,23 @@ def cmd_bench_recompute(args: argparse.Namespace) -> None:
     print_result(bench_recompute(args.events))
 
 
+def cmd_bench_feed(args: argparse.Namespace) -> None:
+    from feedlocal.bench import bench_feed, print_result
+
+    print(
+        f"feed benchmark: {args.users} users, {args.items} items, {args.stores} stores, {args.events} events",
+        file=sys.stderr,
+    )
+    print_result(bench_feed(args.users, args.items, args.stores, args.events, args.requests))
+
+
+def cmd_bench_coldstart(args: argparse.Namespace) -> None:
+    from feedlocal.bench import bench_coldstart, print_result
+
+    print(f"cold start benchmark: {args.runs} fresh interpreters", file=sys.stderr)
+    print_result(bench_coldstart(args.runs))
+
+
 def cmd_openapi(args: argparse.Namespace) -> None:
     from feedcore.api.resolvers import openapi_document
 
@@ -247,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench_recompute = bench.add_parser("recompute", help="full rebuild vs an incremental run after 1 % more events")
     bench_recompute.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
     bench_recompute.set_defaults(func=cmd_bench_recompute)
+
+    bench_feed = bench.add_parser("feed", help="feed latency through the handler vs a SELECT 1 round trip")
+    bench_feed.add_argument("--users", type=int, default=50_000, help="users (default 50,000)")
+    bench_feed.add_argument("--items", type=int, default=20_000, help="catalog items (default 20,000)")
+    bench_feed.add_argument("--stores", type=int, default=20, help="stores (default 20)")
+    bench_feed.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
+    bench_feed.add_argument("--requests", type=int, default=2000, help="timed feed requests (default 2,000)")
+    bench_feed.set_defaults(func=cmd_bench_feed)
+
+    bench_coldstart = bench.add_parser("coldstart", help="import-to-first-feed time of a fresh handler process")
+    bench_coldstart.add_argument("--runs", type=int, default=5, help="fresh interpreters to start (default 5)")
+    bench_coldstart.set_defaults(func=cmd_bench_coldstart)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI document of every route")
     openapi.add_argument("--out", default="openapi.json", help="file to write (default openapi.json)")
