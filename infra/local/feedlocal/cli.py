@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -173,6 +173,34 @@ def cmd_bench_coldstart(args: argparse.Namespace) -> None:
     print_result(bench_coldstart(args.runs))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from feedcore.db.attribution import section_report
+
+    with _connect() as conn:
+        rows = section_report(conn, args.since, timedelta(hours=args.attribution_hours))
+    print(f"{'experiment / variant':<32} {'section':<20} {'impr.':>8} {'CTR':>7} {'ATC rate':>9} {'purch.':>7}")
+    report = []
+    for row in rows:
+        ctr = row.clicks / row.impressions if row.impressions else None
+        atc = row.add_to_carts / row.impressions if row.impressions else None
+        label = f"{row.experiment or '-'} / {row.variant}"
+        print(
+            f"{label:<32} {row.section:<20} {row.impressions:>8} {_percent(ctr):>7} {_percent(atc):>9} "
+            f"{row.purchases:>7}"
+        )
+        report.append(row.__dict__ | {"ctr": ctr, "add_to_cart_rate": atc})
+    print(json.dumps({"since": args.since.isoformat(), "sections": report}))
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
+def _timestamp(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def cmd_openapi(args: argparse.Namespace) -> None:
     from feedcore.api.resolvers import openapi_document
 
@@ -276,6 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_coldstart = bench.add_parser("coldstart", help="import-to-first-feed time of a fresh handler process")
     bench_coldstart.add_argument("--runs", type=int, default=5, help="fresh interpreters to start (default 5)")
     bench_coldstart.set_defaults(func=cmd_bench_coldstart)
+
+    report = commands.add_parser(
+        "report", help="impressions, CTR and add-to-cart rate per feed section and experiment variant"
+    )
+    report.add_argument("--since", type=_timestamp, required=True, help="ISO date or time, e.g. 2026-11-01")
+    report.add_argument(
+        "--attribution-hours", type=float, default=24, help="a purchase counts for a click or add this recent"
+    )
+    report.set_defaults(func=cmd_report)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI document of every route")
     openapi.add_argument("--out", default="openapi.json", help="file to write (default openapi.json)")

@@ -1,0 +1,74 @@
+"""The feedback loop: how the sections of served feeds performed, from the events that carry tracking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg.rows import class_row
+
+# Impressions, clicks and adds to cart count where their tracking fields say. A purchase line counts for the
+# section of the same user's latest tracked click or add to cart of that item within the attribution window
+# before the purchase (last touch). Feeds are matched to their experiment variant through `feeds`.
+_SECTION_REPORT = """
+WITH tracked AS (
+    SELECT event_type, feed_id, section, user_id, item_id, occurred_at
+    FROM events
+    WHERE occurred_at >= %(since)s - %(window)s AND feed_id IS NOT NULL
+      AND event_type IN ('impression', 'click', 'add_to_cart')
+),
+purchase_lines AS (
+    SELECT p.event_id, p.user_id, p.occurred_at, line.item_id
+    FROM events p
+    CROSS JOIN LATERAL unnest(p.line_item_ids) AS line (item_id)
+    WHERE p.event_type = 'purchase' AND p.occurred_at >= %(since)s
+),
+attributed AS (
+    SELECT DISTINCT ON (pl.event_id, pl.item_id) t.feed_id, t.section
+    FROM purchase_lines pl
+    JOIN tracked t ON t.user_id = pl.user_id AND t.item_id = pl.item_id
+                  AND t.event_type IN ('click', 'add_to_cart')
+                  AND t.occurred_at <= pl.occurred_at AND t.occurred_at > pl.occurred_at - %(window)s
+    ORDER BY pl.event_id, pl.item_id, t.occurred_at DESC
+),
+counts AS (
+    SELECT feed_id, section,
+           count(*) FILTER (WHERE event_type = 'impression') AS impressions,
+           count(*) FILTER (WHERE event_type = 'click') AS clicks,
+           count(*) FILTER (WHERE event_type = 'add_to_cart') AS add_to_carts,
+           0 AS purchases
+    FROM tracked
+    WHERE occurred_at >= %(since)s
+    GROUP BY feed_id, section
+    UNION ALL
+    SELECT feed_id, section, 0, 0, 0, count(*) FROM attributed GROUP BY feed_id, section
+)
+SELECT f.experiment, coalesce(f.variant, 'unknown') AS variant, c.section,
+       sum(c.impressions)::bigint AS impressions, sum(c.clicks)::bigint AS clicks,
+       sum(c.add_to_carts)::bigint AS add_to_carts, sum(c.purchases)::bigint AS purchases
+FROM counts c
+LEFT JOIN feeds f ON f.feed_id = c.feed_id
+GROUP BY f.experiment, coalesce(f.variant, 'unknown'), c.section
+ORDER BY f.experiment NULLS FIRST, variant, c.section
+"""
+
+
+@dataclass(frozen=True)
+class SectionStats:
+    """What one section of one experiment variant earned (variant 'unknown': feeds no longer recorded)."""
+
+    experiment: str | None
+    variant: str
+    section: str
+    impressions: int
+    clicks: int
+    add_to_carts: int
+    purchases: int
+
+
+def section_report(conn: psycopg.Connection, since: datetime, window: timedelta) -> list[SectionStats]:
+    """Per experiment variant and section: impressions, clicks and adds to cart since `since`, and purchase
+    lines attributed to them (last touch within `window`)."""
+    with conn.cursor(row_factory=class_row(SectionStats)) as cur:
+        return cur.execute(_SECTION_REPORT, {"since": since, "window": window}).fetchall()
