@@ -354,3 +354,17 @@ def test_a_connection_dropped_between_calls_is_replaced_without_failing_the_call
 
     assert status == 200
     assert sections(feed)["buy_again"] == ["milk", "coffee"]
+
+
+def test_the_scheduled_run_removes_expired_snapshots(shopping_history: None, db: psycopg.Connection) -> None:
+    recompute = load_function("recompute_scores")
+    _, _, old = get_feed("user-1", {"store_id": STORE})
+    _, _, current = get_feed("user-2", {"store_id": STORE})
+    db.execute(
+        "UPDATE feed_snapshots SET expires_at = now() - interval '1 second' WHERE feed_id = %s", (old["feed_id"],)
+    )
+
+    result = recompute.lambda_handler({"mode": "incremental"}, LambdaContext(function_name="recompute_scores"))
+
+    assert result["feed_snapshots_expired"] == 1
+    assert [row[0] for row in db.execute("SELECT feed_id FROM feed_snapshots")] == [current["feed_id"]]

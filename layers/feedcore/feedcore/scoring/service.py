@@ -12,6 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict
 
 from feedcore.db import events as events_db
+from feedcore.db import feed as feed_db
 from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.observability import logger, metrics
@@ -33,6 +34,7 @@ class RecomputeRequest(BaseModel):
 class RecomputeResult(BaseModel):
     status: Literal["completed", "partial", "skipped"]
     models_imported: list[str] = []
+    feed_snapshots_expired: int = 0
     mode: str
     chunks: int = 0
     events_scored: int = 0
@@ -164,7 +166,11 @@ def recompute_scores(
 
 
 def refresh_scores(request: RecomputeRequest, *, time_budget_ms: int | None = None) -> RecomputeResult:
-    """What the schedule runs: the recompute, then the import of new model score files (when configured)."""
+    """What the schedule runs: the recompute, the import of new model score files (when configured), and
+    the removal of expired feed snapshots."""
     result = recompute_scores(request, time_budget_ms=time_budget_ms)
     imported = import_model_scores(model_score_settings())
-    return result.model_copy(update={"models_imported": [i.model for i in imported]})
+    expired = run(lambda conn: feed_db.delete_expired_snapshots(conn, datetime.now(UTC)))
+    return result.model_copy(
+        update={"models_imported": [i.model for i in imported], "feed_snapshots_expired": expired}
+    )
