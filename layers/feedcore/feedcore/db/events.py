@@ -23,8 +23,8 @@ _known_months: set[date] = set()
 # arrays in the event's row. The batch travels as one JSON document (serialized by pydantic's Rust core,
 # which beats adapting thousands of values one by one; json, not jsonb, as it is read once). Unknown items
 # are counted by index lookups (a scalar subquery, which the planner keeps as such): as a join, the planner
-# expecting 100 rows from the batch would hash the whole catalog for every batch. Rows are taken in event_id order so that two
-# overlapping batches lock in the same order and cannot deadlock.
+# expecting 100 rows from the batch would hash the whole catalog for every batch. Rows are taken in event_id
+# order so that two overlapping batches lock in the same order and cannot deadlock.
 _STORE_EVENTS = """
 WITH incoming AS (
     SELECT *
