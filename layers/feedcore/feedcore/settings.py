@@ -51,7 +51,7 @@ class ScoringSettings(BaseSettings):
 
 
 class ModelScoreSettings(BaseSettings):
-    """Where ML engineers drop model scores: s3://<bucket>/<prefix><model>/<file>.csv."""
+    """Where ML engineers drop model scores: s3://<bucket>/<prefix><model>/<file>.csv or .parquet."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 

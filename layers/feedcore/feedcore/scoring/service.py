@@ -171,5 +171,7 @@ def recompute_scores(
 def refresh_scores(request: RecomputeRequest, *, time_budget_ms: int | None = None) -> RecomputeResult:
     """What the schedule runs: the recompute, then the import of new model score files (when configured)."""
     result = recompute_scores(request, time_budget_ms=time_budget_ms)
-    imported = import_model_scores(model_score_settings())
+    left_ms = None if time_budget_ms is None else int(time_budget_ms - result.duration_ms)
+    timeout_ms = run_timeout_ms(scoring_settings().recompute_statement_timeout_ms, left_ms)
+    imported = import_model_scores(model_score_settings(), timeout_ms)
     return result.model_copy(update={"models_imported": [i.model for i in imported]})
