@@ -30,8 +30,9 @@ from feedlocal.embedded import MIGRATIONS_DIR, embedded_server  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_TABLES = (
-    "event_ids, events, feeds, feed_snapshots, item_pairs, "
+    "event_ids, events, feeds, feed_snapshots, "
     "user_item_affinity, user_category_affinity, item_popularity, score_runs, score_state, "
+    "item_baskets, item_pair_counts, item_pairs, "
     "model_scores, model_versions, "
     "store_availability, items, stores, users"
 )

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Iterator
 
 import boto3
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
 from feedcore import settings
 from feedcore.db import model_files
+from feedcore.db.connection import reset_cached_connection
 from feedcore.scoring.models import import_model_scores
 from tests.aws_events import REGION, LambdaContext
 from tests.conftest import load_function
 
 recompute = load_function("recompute_scores")
 BUCKET = "ml-model-scores"
+IMPORT_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
@@ -32,8 +38,15 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     settings.model_score_settings.cache_clear()
 
 
-def upload(s3, key: str, body: str) -> None:
-    s3.put_object(Bucket=BUCKET, Key=f"model-scores/{key}", Body=body.encode())
+def upload(s3, key: str, body: str | bytes) -> None:
+    s3.put_object(Bucket=BUCKET, Key=f"model-scores/{key}", Body=body.encode() if isinstance(body, str) else body)
+
+
+def parquet(**columns: pa.Array | list) -> bytes:
+    """A Parquet file of the given columns."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
 
 
 def scores(conn: psycopg.Connection, model: str) -> dict[tuple[str, str], float]:
@@ -47,8 +60,8 @@ def test_the_newest_file_of_each_model_is_swapped_in_once(s3, db: psycopg.Connec
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
     upload(s3, "picked_for_you/notes.txt", "not a score file")
 
-    first = import_model_scores(settings.model_score_settings())
-    again = import_model_scores(settings.model_score_settings())
+    first = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+    again = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
 
     assert sorted((i.model, i.rows) for i in first) == [("item_quality", 1), ("picked_for_you", 2)]
     assert again == []  # nothing new
@@ -56,7 +69,7 @@ def test_the_newest_file_of_each_model_is_swapped_in_once(s3, db: psycopg.Connec
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
 
     upload(s3, "picked_for_you/2026-11-03.csv", "user_id,item_id,score\nuser-2,bread,0.7\n")
-    (swapped,) = import_model_scores(settings.model_score_settings())
+    (swapped,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
     assert swapped.source == "model-scores/picked_for_you/2026-11-03.csv"
     assert scores(db, "picked_for_you") == {("user-2", "bread"): 0.7}  # the old version is gone whole
 
@@ -73,10 +86,10 @@ def test_the_newest_file_of_each_model_is_swapped_in_once(s3, db: psycopg.Connec
 )
 def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Connection, bad_file: str) -> None:
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
-    import_model_scores(settings.model_score_settings())
+    import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
     upload(s3, "item_quality/v2.csv", bad_file)
 
-    assert import_model_scores(settings.model_score_settings()) == []
+    assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
 
 
@@ -87,3 +100,74 @@ def test_the_scheduled_run_imports_after_recomputing(s3, db: psycopg.Connection)
 
     assert result["status"] == "completed"
     assert result["models_imported"] == ["picked_for_you"]
+
+
+def test_parquet_files_are_imported_like_csv_and_the_newest_file_wins_whatever_its_format(
+    s3, db: psycopg.Connection
+) -> None:
+    upload(s3, "picked_for_you/2026-11-01.csv", "user_id,item_id,score\nuser-1,milk,0.9\n")
+    upload(s3, "item_quality/v1.parquet", parquet(item_id=["milk", "eggs"], score=pa.array([3, 1], pa.int32())))
+    import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+    assert scores(db, "item_quality") == {("", "milk"): 3.0, ("", "eggs"): 1.0}  # no user_id column: item-level
+
+    upload(
+        s3,
+        "picked_for_you/2026-11-02.parquet",
+        parquet(user_id=["user-1", None, ""], item_id=["coffee", "milk", "eggs"], score=[0.8, 0.1, 0.2]),
+    )
+    (swapped,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert (swapped.source, swapped.rows) == ("model-scores/picked_for_you/2026-11-02.parquet", 3)
+    assert scores(db, "picked_for_you") == {("user-1", "coffee"): 0.8, ("", "milk"): 0.1, ("", "eggs"): 0.2}
+
+
+def test_a_large_parquet_file_is_read_batch_by_batch_within_the_import_timeout(
+    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Far too short for this file: the import must bound its statements by its own timeout instead.
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "100")
+    settings.database_settings.cache_clear()
+    reset_cached_connection()
+    count = 2 * model_files.PARQUET_BATCH_ROWS + 5
+    upload(s3, "item_quality/v1.parquet", parquet(item_id=[f"item-{n}" for n in range(count)], score=range(count)))
+
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert imported.rows == count
+    assert db.execute("SELECT sum(score) FROM model_scores").fetchone() == (count * (count - 1) / 2,)
+
+
+@pytest.mark.parametrize(
+    "bad_file",
+    [
+        parquet(item_id=["milk"], score=["high"]),
+        parquet(item_id=["bad item!"], score=[1.0]),
+        parquet(product=["milk"], score=[1.0]),
+        parquet(item_id=["milk"], score=[math.inf]),
+        parquet(item_id=["milk", None], score=[1.0, 2.0]),
+        parquet(item_id=["milk"], score=pa.array([None], pa.float64())),
+        parquet(user_id=[7], item_id=["milk"], score=[1.0]),
+        parquet(item_id=["milk"] * 70_000 + ["bad item!"], score=[1.0] * 70_001),
+        b"item_id,score\nmilk,1\n",
+    ],
+    ids=[
+        "score-not-a-number",
+        "bad-item-id",
+        "no-item-id",
+        "infinite-score",
+        "null-item-id",
+        "null-score",
+        "numeric-user-id",
+        "bad-row-in-a-later-batch",
+        "not-parquet",
+    ],  # fmt: skip
+)
+def test_a_bad_parquet_file_is_refused_and_the_previous_version_kept(
+    s3, db: psycopg.Connection, bad_file: bytes
+) -> None:
+    upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
+    import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+    upload(s3, "item_quality/v2.parquet", bad_file)
+
+    assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
+    assert scores(db, "item_quality") == {("", "milk"): 3.5}

@@ -22,7 +22,7 @@ from tests.factories import EVENT, NOW, OTHER_STORE, STORE, create_catalog, even
 recompute = load_function("recompute_scores")
 DAY = 86_400
 POPULARITY_HALF_LIFE_S, AFFINITY_HALF_LIFE_S, BUY_AGAIN_HALF_LIFE_S = 7 * DAY, 60 * DAY, 30 * DAY
-TRENDING_HALF_LIFE_S = DAY
+TRENDING_HALF_LIFE_S, PAIRS_HALF_LIFE_S = DAY, 90 * DAY
 
 
 def popularity(conn: psycopg.Connection, store_id: str) -> dict[str, float]:
@@ -57,6 +57,17 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
         "category": conn.execute(
             "SELECT user_id || '/' || level || '/' || category, ARRAY[raw_score * %s] FROM user_category_affinity",
             (decay(AFFINITY_HALF_LIFE_S),),
+        ),
+        "baskets": conn.execute(
+            "SELECT item_id, ARRAY[basket_raw * %s], basket_count FROM item_baskets", (decay(PAIRS_HALF_LIFE_S),)
+        ),
+        "pair_counts": conn.execute(
+            "SELECT item_id || '/' || paired_item_id, ARRAY[pair_raw * %s], pair_count FROM item_pair_counts",
+            (decay(PAIRS_HALF_LIFE_S),),
+        ),
+        "pairs": conn.execute(
+            "SELECT item_id || '/' || paired_item_id, ARRAY[pair_raw * %s, score] FROM item_pairs",
+            (decay(PAIRS_HALF_LIFE_S),),
         ),
     }
     return {name: {row[0]: row[1:] for row in rows.fetchall()} for name, rows in tables.items()}
@@ -161,8 +172,10 @@ def test_a_run_scores_only_the_events_committed_since_the_last_one(db: psycopg.C
 
 
 def test_incremental_runs_with_late_and_in_flight_events_equal_a_full_rebuild(
-    db: psycopg.Connection, database_url: str
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SCORING_PAIRS_MIN_SUPPORT", "1")  # every pair bought together is scored
+    settings.scoring_settings.cache_clear()
     create_catalog(db)
     record(
         purchase("user-1", items=("milk", "eggs"), at=NOW - timedelta(days=20)),
@@ -187,6 +200,7 @@ def test_incremental_runs_with_late_and_in_flight_events_equal_a_full_rebuild(
     recompute_scores(RecomputeRequest(mode="full"), now=NOW)
 
     assert_same_scores(incremental, decayed_scores(db, NOW))
+    assert len(incremental["pairs"]) == 4  # milk–eggs and milk–coffee, both ways
     assert db.execute("SELECT purchase_count FROM user_item_affinity WHERE item_id = 'milk' AND user_id = 'user-1'"
                       ).fetchone() == (2,)  # fmt: skip
 
@@ -205,6 +219,7 @@ def test_a_backlog_is_scored_in_chunks_that_each_commit(
 
     assert (result.status, result.chunks, result.events_scored) == ("completed", 3, 6)
     chunked = decayed_scores(db, NOW)
+    assert chunked["pairs"].keys() == {"milk/eggs", "eggs/milk"}  # reached the minimum support in a later chunk
     recompute_scores(RecomputeRequest(mode="full"), now=NOW)
     assert_same_scores(chunked, decayed_scores(db, NOW))
 
@@ -226,7 +241,9 @@ def test_a_run_out_of_time_stops_between_chunks_and_the_next_continues(
     assert (rest.status, rest.events_scored) == ("completed", 3)
 
 
-def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection) -> None:
+def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCORING_PAIRS_MIN_SUPPORT", "1")
+    settings.scoring_settings.cache_clear()
     create_catalog(db)
     record(purchase("user-1", items=("milk", "eggs"), at=NOW - timedelta(days=3)), event("click", item_id="coffee"))
     recompute_scores(RecomputeRequest(), now=NOW)
@@ -235,7 +252,10 @@ def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection) ->
         "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 7), short_raw = short_raw * 2 ^ 100.0;"
         "UPDATE user_item_affinity SET affinity_raw = affinity_raw * 2 ^ (100.0 / 60),"
         " purchase_raw = purchase_raw * 2 ^ (100.0 / 30);"
-        "UPDATE user_category_affinity SET raw_score = raw_score * 2 ^ (100.0 / 60)"
+        "UPDATE user_category_affinity SET raw_score = raw_score * 2 ^ (100.0 / 60);"
+        "UPDATE item_baskets SET basket_raw = basket_raw * 2 ^ (100.0 / 90);"
+        "UPDATE item_pair_counts SET pair_raw = pair_raw * 2 ^ (100.0 / 90);"
+        "UPDATE item_pairs SET pair_raw = pair_raw * 2 ^ (100.0 / 90)"
     )  # the same scores, kept against an epoch 100 days older
     before = decayed_scores(db, NOW)
 
@@ -243,6 +263,7 @@ def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection) ->
 
     (epoch,) = db.execute("SELECT epoch FROM score_state").fetchone()
     assert NOW - epoch < timedelta(days=1)
+    assert len(before["pairs"]) == 2
     assert_same_scores(before, decayed_scores(db, NOW))
 
 

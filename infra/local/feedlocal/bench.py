@@ -303,7 +303,6 @@ def bench_feed(users: int, items: int, stores: int, events: int, requests: int) 
 
 
 def _feed_worker(url: str, requests: int, users: int, stores: int) -> dict[str, Any]:
-    import resource
     import statistics
 
     _quiet()
@@ -342,8 +341,17 @@ def _feed_worker(url: str, requests: int, users: int, stores: int) -> dict[str, 
         "select1_p50_ms": round(select1_p50 * 1000, 3),
         "p50_over_select1": round(p50 / select1_p50, 1),
         "queries_per_feed": round(queries, 2),
-        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_mb": _peak_rss_mb(),
     }
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory since it started its program (getrusage's maximum would
+    include the parent's memory from before the exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _quiet() -> None:

@@ -36,19 +36,23 @@ class ScoringSettings(BaseSettings):
     recompute_statement_timeout_ms: int = Field(default=240_000, ge=1000)
     chunk_events: int = Field(default=200_000, ge=1, description="events scored per transaction of a run")
     rebase_after_days: int = Field(default=90, ge=1, le=365, description="epoch age that triggers a rebase")
+    pairs_half_life_days: float = Field(default=90.0, ge=1, description="decay of the bought-together counts")
+    pairs_min_support: int = Field(default=3, ge=1, description="baskets a pair needs before it is scored")
+    pairs_top_k: int = Field(default=50, ge=1, le=1000, description="bought-together items kept per item")
 
     @model_validator(mode="after")
     def _exponents_stay_representable(self) -> ScoringSettings:
         # Raw scores grow as 2^(epoch age / half-life) until the next rebase; double precision ends near 2^1023.
         shortest_days = min(self.trending_half_life_hours / 24, self.popularity_half_life_days,
-                            self.affinity_half_life_days, self.buy_again_half_life_days)  # fmt: skip
+                            self.affinity_half_life_days, self.buy_again_half_life_days,
+                            self.pairs_half_life_days)  # fmt: skip
         if self.rebase_after_days / shortest_days > 900:
             raise ValueError("rebase_after_days is too long for the shortest half-life (keep their ratio ≤ 900)")
         return self
 
 
 class ModelScoreSettings(BaseSettings):
-    """Where ML engineers drop model scores: s3://<bucket>/<prefix><model>/<file>.csv."""
+    """Where ML engineers drop model scores: s3://<bucket>/<prefix><model>/<file>.csv or .parquet."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 

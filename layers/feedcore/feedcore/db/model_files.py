@@ -1,5 +1,6 @@
-"""Model score files in S3: `s3://<bucket>/<prefix><model>/<file>.csv`, columns user_id, item_id, score
-(user_id empty for a score that applies to everyone). The newest file of each model is its current version."""
+"""Model score files in S3: `s3://<bucket>/<prefix><model>/<file>.csv` or `….parquet`, columns user_id, item_id,
+score (user_id empty, null or absent for a score that applies to everyone). The newest file of each model is its
+current version, whichever its format."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import codecs
 import csv
 import math
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +17,10 @@ from typing import Any
 
 # The same spelling the API accepts for identifiers.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
+# File formats by extension.
+FORMATS = (".csv", ".parquet")
+# Parquet rows validated and handed on per batch: bounds memory whatever the file's size.
+PARQUET_BATCH_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -36,12 +42,12 @@ def _s3() -> Any:
 
 
 def newest_files(bucket: str, prefix: str) -> list[ModelFile]:
-    """The newest CSV file under each model's folder."""
+    """The newest score file (CSV or Parquet) under each model's folder."""
     newest: dict[str, ModelFile] = {}
     for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for entry in page.get("Contents", []):
             model, _, name = entry["Key"][len(prefix) :].partition("/")
-            if not name.endswith(".csv") or not model:
+            if not name.endswith(FORMATS) or not model:
                 continue
             candidate = ModelFile(model, entry["Key"], entry["LastModified"])
             # Newest by modification time; a tie goes to the later name (files named by date or version).
@@ -52,7 +58,18 @@ def newest_files(bucket: str, prefix: str) -> list[ModelFile]:
 
 
 def read_scores(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
-    """Stream the file's rows as (user_id or '', item_id, score); raises InvalidModelFile on a bad row."""
+    """Stream the file's rows as (user_id or '', item_id, score), read as CSV or Parquet by the key's extension;
+    raises InvalidModelFile on a bad row, header or file (the caller's transaction then refuses it whole)."""
+    if key.endswith(".parquet"):
+        return _read_parquet(bucket, key)
+    return _read_csv(bucket, key)
+
+
+def _valid_row(user_id: str, item_id: str, score: float) -> bool:
+    return bool(_IDENTIFIER.match(item_id) and (not user_id or _IDENTIFIER.match(user_id)) and math.isfinite(score))
+
+
+def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
     body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
     reader = csv.DictReader(codecs.getreader("utf-8")(body))
     if not reader.fieldnames or not {"item_id", "score"} <= set(reader.fieldnames):
@@ -63,6 +80,46 @@ def read_scores(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
             score = float(row.get("score") or "nan")
         except ValueError:
             score = math.nan
-        if not _IDENTIFIER.match(item_id) or (user_id and not _IDENTIFIER.match(user_id)) or not math.isfinite(score):
+        if not _valid_row(user_id, item_id, score):
             raise InvalidModelFile(f"{key}, line {line}: expected user_id?, item_id, finite score; got {row}")
         yield user_id, item_id, score
+
+
+def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
+    # Imported here: only Parquet imports pay for loading pyarrow.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Parquet is read from its footer, so the object is spooled to local storage (memory while small).
+    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as spool:
+        _s3().download_fileobj(bucket, key, spool)
+        spool.seek(0)
+        try:
+            parquet = pq.ParquetFile(spool)
+        except (pa.ArrowException, OSError) as error:
+            raise InvalidModelFile(f"{key}: not a Parquet file ({error})") from error
+        schema = parquet.schema_arrow
+        columns = [name for name in ("user_id", "item_id", "score") if name in schema.names]
+        text = (pa.types.is_string, pa.types.is_large_string)
+        if (
+            "item_id" not in columns
+            or "score" not in columns
+            or not any(is_text(schema.field("item_id").type) for is_text in text)
+            or ("user_id" in columns and not any(is_text(schema.field("user_id").type) for is_text in text))
+            or not (pa.types.is_floating(schema.field("score").type) or pa.types.is_integer(schema.field("score").type))
+        ):
+            raise InvalidModelFile(f"{key}: expected string item_id, numeric score, optional string user_id; {schema}")
+        row = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+                values = batch.to_pydict()
+                user_ids = values.get("user_id") or [None] * batch.num_rows
+                for user_id, item_id, score in zip(user_ids, values["item_id"], values["score"], strict=True):
+                    row += 1
+                    if item_id is None or score is None or not _valid_row(user_id or "", item_id, float(score)):
+                        raise InvalidModelFile(
+                            f"{key}, row {row}: expected user_id?, item_id, finite score; got {user_id, item_id, score}"
+                        )
+                    yield user_id or "", item_id, float(score)
+        except pa.ArrowException as error:
+            raise InvalidModelFile(f"{key}: unreadable Parquet data ({error})") from error

@@ -8,6 +8,11 @@ from datetime import datetime
 import psycopg
 
 
+def bound_import(conn: psycopg.Connection, timeout_ms: int) -> None:
+    """Give the current transaction's statements `timeout_ms` (a large file outlasts a request's timeout)."""
+    conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+
+
 def current_version(conn: psycopg.Connection, model: str) -> tuple[str, datetime] | None:
     """The source (S3 key) and modification time of the model's imported version, if any."""
     row = conn.execute("SELECT source, modified_at FROM model_versions WHERE model = %s", (model,)).fetchone()

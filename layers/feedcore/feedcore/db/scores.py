@@ -169,7 +169,153 @@ SELECT (SELECT count(DISTINCT event_id) FROM run_event),
 _APPLY_EVENTS = _apply_sql()
 _REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False)
 
-SCORE_TABLES = ("item_popularity", "user_item_affinity", "user_category_affinity")
+
+# "Bought together". Each purchase event is one basket; a pair's raw count and each item's raw basket count
+# decay like popularity (epoch-relative, half-life SCORING_PAIRS_HALF_LIFE_DAYS). The score is the cosine
+# pair / sqrt(basket_a · basket_b): bounded in [0, 1] and symmetric, so lists of different seed items merge
+# by score, and it does not let a pair of rare items top every list as lift does (one shared basket gives
+# two once-bought items lift N). Decay multiplies numerator and denominator alike, so a score changes only
+# when a basket holds one of its items — never by the passing of time, and not by a rebase.
+def _cosine(pair_raw: str, basket_a: str, basket_b: str) -> str:
+    # sqrt of each side rather than of the product: two tiny (decayed) counts would underflow to 0.
+    return (
+        f"CASE WHEN {basket_a} > 0 AND {basket_b} > 0 THEN {pair_raw} / (sqrt({basket_a}) * sqrt({basket_b})) "
+        "ELSE 0 END"
+    )
+
+
+# The baskets of a chunk, each with its time since the epoch.
+_BASKETS = f"""
+SELECT line_item_ids AS items, extract(epoch FROM occurred_at - %(epoch)s) AS t_s
+FROM events
+WHERE {_PENDING} AND event_type = 'purchase'
+"""
+# Each unordered pair of a basket once (lines are one per item, so a < b never pairs an item with itself).
+_BASKET_PAIRS = """
+SELECT a.item_id, b.item_id AS paired_item_id, sum({grow}) AS pair_raw, count(*) AS pair_count
+FROM basket
+CROSS JOIN LATERAL unnest(items) AS a (item_id)
+CROSS JOIN LATERAL unnest(items) AS b (item_id)
+WHERE a.item_id < b.item_id
+GROUP BY a.item_id, b.item_id
+"""
+_BASKET_ITEMS = """
+SELECT line.item_id, sum({grow}) AS basket_raw, count(*) AS basket_count
+FROM basket CROSS JOIN LATERAL unnest(items) AS line (item_id)
+GROUP BY line.item_id
+"""
+_PAIRS_GROW = _grow("pairs_half_life_s")
+
+# A full rebuild counts every basket into the fresh copies; rank_rebuilt_pairs then scores them.
+_REBUILD_PAIR_COUNTS = f"""
+WITH basket AS MATERIALIZED ({_BASKETS}),
+basket_item AS (
+    INSERT INTO item_baskets{REBUILD_SUFFIX} (item_id, basket_raw, basket_count)
+    {_BASKET_ITEMS.format(grow=_PAIRS_GROW)}
+    RETURNING 1
+),
+pair_count AS (
+    INSERT INTO item_pair_counts{REBUILD_SUFFIX} (item_id, paired_item_id, pair_raw, pair_count)
+    {_BASKET_PAIRS.format(grow=_PAIRS_GROW)}
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM pair_count), (SELECT count(*) FROM basket_item)
+"""
+
+_RANK_REBUILT_PAIRS = f"""
+INSERT INTO item_pairs{REBUILD_SUFFIX} (item_id, paired_item_id, pair_raw, score)
+SELECT item_id, paired_item_id, pair_raw, score
+FROM (
+    SELECT side.item_id, side.paired_item_id, c.pair_raw, s.score,
+           row_number() OVER (PARTITION BY side.item_id ORDER BY s.score DESC, side.paired_item_id) AS rank
+    FROM item_pair_counts{REBUILD_SUFFIX} c
+    JOIN item_baskets{REBUILD_SUFFIX} ba ON ba.item_id = c.item_id
+    JOIN item_baskets{REBUILD_SUFFIX} bb ON bb.item_id = c.paired_item_id
+    CROSS JOIN LATERAL (VALUES ({_cosine("c.pair_raw", "ba.basket_raw", "bb.basket_raw")})) AS s (score)
+    CROSS JOIN LATERAL (VALUES (c.item_id, c.paired_item_id), (c.paired_item_id, c.item_id))
+        AS side (item_id, paired_item_id)
+    WHERE c.pair_count >= %(min_support)s
+) ranked
+WHERE rank <= %(top_k)s
+"""
+
+# An incremental run, in one statement: add the chunk's baskets to the item and pair counts; upsert both
+# directions of every pair bought together in the chunk that has the minimum support; rescore the other rows
+# of the items the chunk touched (their basket counts changed). Counts come from the upserts' RETURNING
+# (a statement does not see its own writes); untouched items' counts are unchanged, read from the table.
+_APPLY_PAIRS = f"""
+WITH basket AS MATERIALIZED ({_BASKETS}),
+touched AS (
+    INSERT INTO item_baskets AS b (item_id, basket_raw, basket_count)
+    {_BASKET_ITEMS.format(grow=_PAIRS_GROW)}
+    ON CONFLICT (item_id) DO UPDATE
+    SET basket_raw = b.basket_raw + excluded.basket_raw, basket_count = b.basket_count + excluded.basket_count
+    RETURNING item_id, basket_raw
+),
+counted AS (
+    INSERT INTO item_pair_counts AS c (item_id, paired_item_id, pair_raw, pair_count)
+    {_BASKET_PAIRS.format(grow=_PAIRS_GROW)}
+    ON CONFLICT (item_id, paired_item_id) DO UPDATE
+    SET pair_raw = c.pair_raw + excluded.pair_raw, pair_count = c.pair_count + excluded.pair_count
+    RETURNING item_id, paired_item_id, pair_raw, pair_count
+),
+upserted AS (
+    INSERT INTO item_pairs AS p (item_id, paired_item_id, pair_raw, score)
+    SELECT side.item_id, side.paired_item_id, c.pair_raw, {_cosine("c.pair_raw", "ta.basket_raw", "tb.basket_raw")}
+    FROM counted c
+    JOIN touched ta ON ta.item_id = c.item_id
+    JOIN touched tb ON tb.item_id = c.paired_item_id
+    CROSS JOIN LATERAL (VALUES (c.item_id, c.paired_item_id), (c.paired_item_id, c.item_id))
+        AS side (item_id, paired_item_id)
+    WHERE c.pair_count >= %(min_support)s
+    ON CONFLICT (item_id, paired_item_id) DO UPDATE SET pair_raw = excluded.pair_raw, score = excluded.score
+    RETURNING item_id
+),
+rescored AS (
+    UPDATE item_pairs p
+    SET score = {
+    _cosine("p.pair_raw", "coalesce(ta.basket_raw, sa.basket_raw)", "coalesce(tb.basket_raw, sb.basket_raw)")
+}
+    FROM (
+        SELECT item_id, paired_item_id FROM item_pairs WHERE item_id IN (SELECT item_id FROM touched)
+        UNION
+        SELECT item_id, paired_item_id FROM item_pairs WHERE paired_item_id IN (SELECT item_id FROM touched)
+    ) r
+    LEFT JOIN touched ta ON ta.item_id = r.item_id
+    LEFT JOIN item_baskets sa ON sa.item_id = r.item_id
+    LEFT JOIN touched tb ON tb.item_id = r.paired_item_id
+    LEFT JOIN item_baskets sb ON sb.item_id = r.paired_item_id
+    WHERE p.item_id = r.item_id AND p.paired_item_id = r.paired_item_id
+      -- rows of pairs bought together in the chunk are upserted above (a row is changed once per statement)
+      AND NOT EXISTS (
+          SELECT FROM counted c
+          WHERE c.item_id = least(r.item_id, r.paired_item_id)
+            AND c.paired_item_id = greatest(r.item_id, r.paired_item_id)
+      )
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM counted), (SELECT count(*) FROM touched),
+       (SELECT count(*) FROM upserted) + (SELECT count(*) FROM rescored),
+       (SELECT coalesce(array_agg(DISTINCT item_id), '{{}}') FROM upserted)
+"""
+
+# The lists that got rows keep their top K; ties go to the smaller item id, as in the rebuild.
+_PRUNE_PAIRS = """
+DELETE FROM item_pairs p
+USING unnest(%(items)s::text[]) AS grown (item_id)
+CROSS JOIN LATERAL (
+    SELECT paired_item_id FROM item_pairs
+    WHERE item_id = grown.item_id
+    ORDER BY score DESC, paired_item_id
+    OFFSET %(top_k)s
+) AS extra
+WHERE p.item_id = grown.item_id AND p.paired_item_id = extra.paired_item_id
+"""
+
+SCORE_TABLES = (
+    "item_popularity", "user_item_affinity", "user_category_affinity", "item_baskets", "item_pair_counts",
+    "item_pairs",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -270,6 +416,12 @@ def next_chunk(
     return Chunk(scored, target, done_below, cut, scan_from, complete=False)
 
 
+def _pending_params(chunk: Chunk) -> dict[str, object]:
+    """The parameters of the _PENDING filter that select the chunk's events."""
+    return {"scan_from": chunk.scan_from, "xid_from": chunk.xid_from, "xid_to": chunk.xid_to,
+            "target": chunk.target, "scored": chunk.scored}  # fmt: skip
+
+
 def apply_events(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime,
     *, into_rebuild: bool = False,
@@ -280,11 +432,7 @@ def apply_events(
         {
             "now": now,
             "epoch": epoch,
-            "scan_from": chunk.scan_from,
-            "xid_from": chunk.xid_from,
-            "xid_to": chunk.xid_to,
-            "target": chunk.target,
-            "scored": chunk.scored,
+            **_pending_params(chunk),
             "purchase_weight": settings.purchase_weight,
             "add_to_cart_weight": settings.add_to_cart_weight,
             "click_weight": settings.click_weight,
@@ -297,6 +445,42 @@ def apply_events(
         },
     ).fetchone()
     return ApplyCounts(*row)
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    pair_updates: int  # unordered pairs counted
+    item_updates: int  # items whose basket count changed
+    rows_written: int  # item_pairs rows upserted or rescored (0 in a rebuild: rank_rebuilt_pairs writes them)
+
+
+def apply_pairs(
+    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, *, into_rebuild: bool = False
+) -> PairCounts:
+    """Add the chunk's purchase baskets to the bought-together counts and bring item_pairs up to date: the
+    pairs bought together in the chunk with the minimum support, and the rescored rows of the items the chunk
+    touched; lists that got rows keep their top K. In a rebuild, only counts into the fresh copies
+    (rank_rebuilt_pairs scores them once all are in)."""
+    params = {
+        "epoch": epoch,
+        **_pending_params(chunk),
+        "pairs_half_life_s": settings.pairs_half_life_days * 86_400,
+        "min_support": settings.pairs_min_support,
+    }
+    if into_rebuild:
+        pairs, items = conn.execute(_REBUILD_PAIR_COUNTS, params).fetchone()
+        return PairCounts(pairs, items, 0)
+    pairs, items, rows, grown = conn.execute(_APPLY_PAIRS, params).fetchone()
+    if grown:
+        conn.execute(_PRUNE_PAIRS, {"items": grown, "top_k": settings.pairs_top_k})
+    return PairCounts(pairs, items, rows)
+
+
+def rank_rebuilt_pairs(conn: psycopg.Connection, settings: ScoringSettings) -> int:
+    """Fill the rebuild's item_pairs with each item's top K pairs of the minimum support; returns the rows."""
+    return conn.execute(
+        _RANK_REBUILT_PAIRS, {"min_support": settings.pairs_min_support, "top_k": settings.pairs_top_k}
+    ).rowcount
 
 
 def _refresh_trending_sql(table: str) -> str:
@@ -402,6 +586,7 @@ def rebase(conn: psycopg.Connection, settings: ScoringSettings, old_epoch: datet
         "trending_half_life_s": settings.trending_half_life_hours * 3_600,
         "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
         "buy_again_half_life_s": settings.buy_again_half_life_days * 86_400,
+        "pairs_half_life_s": settings.pairs_half_life_days * 86_400,
     }
     conn.execute(
         f"""UPDATE item_popularity SET raw_score = {_decay("raw_score", "popularity_half_life_s")},
@@ -414,6 +599,10 @@ def rebase(conn: psycopg.Connection, settings: ScoringSettings, old_epoch: datet
         params,
     )
     conn.execute(f"UPDATE user_category_affinity SET raw_score = {_decay('raw_score', 'affinity_half_life_s')}", params)
+    # Pair scores are ratios of counts decayed alike: they do not change.
+    conn.execute(f"UPDATE item_baskets SET basket_raw = {_decay('basket_raw', 'pairs_half_life_s')}", params)
+    for table in ("item_pair_counts", "item_pairs"):
+        conn.execute(f"UPDATE {table} SET pair_raw = {_decay('pair_raw', 'pairs_half_life_s')}", params)
 
 
 def record_run(

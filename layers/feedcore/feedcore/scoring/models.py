@@ -19,8 +19,9 @@ class ModelImport(BaseModel):
     rows: int
 
 
-def import_model_scores(settings: ModelScoreSettings) -> list[ModelImport]:
+def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[ModelImport]:
     """Import every model whose newest file differs from the imported version; others stay as they are.
+    Each model's swap is one transaction whose statements get `timeout_ms`.
 
     A file with a bad row is refused whole (the model keeps its previous version) and logged.
     """
@@ -30,6 +31,7 @@ def import_model_scores(settings: ModelScoreSettings) -> list[ModelImport]:
     for file in model_files.newest_files(settings.model_scores_bucket, settings.model_scores_prefix):
 
         def swap(conn: psycopg.Connection, file: model_files.ModelFile = file) -> ModelImport | None:
+            models_db.bound_import(conn, timeout_ms)
             if models_db.current_version(conn, file.model) == (file.key, file.modified_at):
                 return None
             rows = model_files.read_scores(settings.model_scores_bucket, file.key)

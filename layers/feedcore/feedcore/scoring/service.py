@@ -41,6 +41,7 @@ class RecomputeResult(BaseModel):
     popularity_updates: int = 0
     affinity_updates: int = 0
     category_updates: int = 0
+    pair_updates: int = 0
     duration_ms: float = 0.0
 
 
@@ -48,6 +49,7 @@ class RecomputeResult(BaseModel):
 class _ChunkOutcome:
     complete: bool
     counts: scores_db.ApplyCounts
+    pair_updates: int
 
 
 def run_timeout_ms(configured_ms: int, time_budget_ms: int | None) -> int:
@@ -96,8 +98,10 @@ def _score_chunk(
             conn, state.scored_snapshot, target, done_below, state.scan_from, settings.chunk_events
         )
     counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of, into_rebuild=rebuild)
+    pair_counts = scores_db.apply_pairs(conn, settings, epoch, chunk, into_rebuild=rebuild)
     scores_db.refresh_trending(conn, settings, epoch, as_of, in_rebuild=rebuild)
     if rebuild:
+        scores_db.rank_rebuilt_pairs(conn, settings)
         scores_db.finish_rebuild(conn)
     if chunk.complete:
         new_state = scores_db.ScoreState(epoch, chunk.target, None, None, next_scan_from)
@@ -105,7 +109,7 @@ def _score_chunk(
         new_state = scores_db.ScoreState(epoch, chunk.scored, chunk.target, chunk.xid_to, chunk.scan_from)
     scores_db.save_state(conn, new_state)
     scores_db.record_run(conn, mode, started_at, datetime.now(UTC), chunk, counts)
-    return _ChunkOutcome(chunk.complete, counts)
+    return _ChunkOutcome(chunk.complete, counts, pair_counts.pair_updates)
 
 
 def recompute_scores(
@@ -149,6 +153,7 @@ def recompute_scores(
                 "popularity_updates": result.popularity_updates + counts.popularity_updates,
                 "affinity_updates": result.affinity_updates + counts.affinity_updates,
                 "category_updates": result.category_updates + counts.category_updates,
+                "pair_updates": result.pair_updates + outcome.pair_updates,
             }
         )
         mode = "incremental"  # a full rebuild is one chunk; anything left after it is new
@@ -169,7 +174,9 @@ def refresh_scores(request: RecomputeRequest, *, time_budget_ms: int | None = No
     """What the schedule runs: the recompute, the import of new model score files (when configured), and
     the removal of expired feed snapshots."""
     result = recompute_scores(request, time_budget_ms=time_budget_ms)
-    imported = import_model_scores(model_score_settings())
+    left_ms = None if time_budget_ms is None else int(time_budget_ms - result.duration_ms)
+    timeout_ms = run_timeout_ms(scoring_settings().recompute_statement_timeout_ms, left_ms)
+    imported = import_model_scores(model_score_settings(), timeout_ms)
     expired = run(lambda conn: feed_db.delete_expired_snapshots(conn, datetime.now(UTC)))
     return result.model_copy(
         update={"models_imported": [i.model for i in imported], "feed_snapshots_expired": expired}
