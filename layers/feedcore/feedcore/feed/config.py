@@ -71,13 +71,13 @@ class FeedConfig(_Config):
         default=None, description="display order by id (sections left out are not shown); default: as listed"
     )
     filters: list[Filter] = Field(default=list(ALL_FILTERS))
-    candidates_per_slot: int = Field(default=3, ge=1, le=10, description="pool read per source, × size")
+    candidates_per_slot: int = Field(default=2, ge=1, le=10, description="pool read per source, × size")
     just_purchased_days: float = Field(
         default=3, ge=0, description="an item bought this recently is hidden unless it is due again"
     )
     just_purchased_max_due: float = Field(default=0.5, ge=0, le=1, description="due-ness that keeps it")
     new_arrival_days: int = Field(default=30, ge=1, le=365)
-    favourite_aisles: int = Field(default=3, ge=1, le=10, description="the user's top aisles read")
+    favourite_aisles: int = Field(default=2, ge=1, le=10, description="the user's top aisles read")
 
     @field_validator("sections")
     @classmethod
