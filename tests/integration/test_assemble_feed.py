@@ -368,3 +368,17 @@ def test_the_scheduled_run_removes_expired_snapshots(shopping_history: None, db:
 
     assert result["feed_snapshots_expired"] == 1
     assert [row[0] for row in db.execute("SELECT feed_id FROM feed_snapshots")] == [current["feed_id"]]
+
+
+def test_each_request_reports_stage_latencies_candidates_removals_and_variant(
+    shopping_history: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    _, _, feed = get_feed("user-1", {"store_id": STORE})
+
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    names = {metric["Name"] for blob in blobs for d in blob["_aws"]["CloudWatchMetrics"] for metric in d["Metrics"]}
+    assert {"FeedQueryLatency", "FeedRankLatency", "FeedSaveLatency", "FeedLatency"} <= names
+    assert {"FeedCandidates.buy_again", "FeedCandidates.trending", "FeedRemoved.unavailable"} <= names
+    served = next(blob for blob in blobs if "FeedServed" in blob)
+    assert (served["variant"], served["fallback"]) == (feed["variant"], "none")

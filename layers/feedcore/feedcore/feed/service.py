@@ -114,14 +114,19 @@ def _first_page(request: FeedRequest, per_page: int, now: datetime, assignment: 
         else None,
     )
     metrics.add_metric(name="FeedRankLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
+    per_source, per_filter = Counter(c.source for c in candidates), Counter(r.filter for r in removed)
+    for source, count in per_source.items():
+        metrics.add_metric(name=f"FeedCandidates.{source}", unit=MetricUnit.Count, value=count)
+    for filter_name, count in per_filter.items():
+        metrics.add_metric(name=f"FeedRemoved.{filter_name}", unit=MetricUnit.Count, value=count)
     logger.info(
         "feed assembled",
         extra={
             "feed_id": feed_id,
             "variant": assignment.variant,
             "fallback": feed.fallback,
-            "candidates": Counter(c.source for c in candidates),
-            "removed": Counter(r.filter for r in removed),
+            "candidates": per_source,
+            "removed": per_filter,
             "sections": {s.id: len(s.items) for s in sections},
         },
     )
