@@ -83,11 +83,21 @@ BEGIN
         FROM recent
         GROUP BY item_id
     ),
+    -- The user's rows, each read once by a range scan: cheaper than a lookup per candidate.
+    user_items AS MATERIALIZED (
+        SELECT item_id, purchase_count, first_purchased_at, last_purchased_at, purchase_raw, affinity_raw, hidden,
+               last_hidden_at
+        FROM user_item_affinity
+        WHERE user_id = p_user_id
+    ),
+    user_aisles AS MATERIALIZED (
+        SELECT category AS aisle, raw_score FROM user_category_affinity WHERE user_id = p_user_id AND level = 'aisle'
+    ),
     purchased AS (
-        SELECT a.item_id, a.last_purchased_at
-        FROM user_item_affinity a
-        WHERE a.user_id = p_user_id AND a.purchase_count > 0 AND NOT a.hidden
-        ORDER BY a.purchase_raw DESC
+        SELECT item_id, last_purchased_at
+        FROM user_items
+        WHERE purchase_count > 0 AND NOT hidden
+        ORDER BY purchase_raw DESC
         LIMIT p_buy_again_pool
     ),
     seeds AS (
@@ -103,9 +113,8 @@ BEGIN
         LIMIT p_seed_limit
     ),
     top_aisles AS (
-        SELECT category AS aisle
-        FROM user_category_affinity
-        WHERE 'favourite_aisles' = ANY (p_sources) AND user_id = p_user_id AND level = 'aisle'
+        SELECT aisle FROM user_aisles
+        WHERE 'favourite_aisles' = ANY (p_sources)
         ORDER BY raw_score DESC
         LIMIT p_favourite_aisles
     ),
@@ -168,8 +177,8 @@ BEGIN
                r.purchased_at AS recent_purchase_at, r.hidden_at AS recent_hide_at,
                r.positive_at AS recent_positive_at, coalesce(r.in_cart, false) AS in_cart
         FROM (SELECT DISTINCT item_id FROM candidates) c
-        -- One index lookup per candidate and table (LIMIT keeps each a per-row lookup: as joins, the planner
-        -- could hash whole tables).
+        -- One index lookup per candidate in the big tables (LIMIT keeps each a per-row lookup: as joins, the
+        -- planner could hash whole tables).
         JOIN LATERAL (
             SELECT name, brand, department, aisle, tags, active, created_at, price FROM items
             WHERE item_id = c.item_id LIMIT 1
@@ -178,19 +187,12 @@ BEGIN
             SELECT available, price FROM store_availability
             WHERE store_id = p_store_id AND item_id = c.item_id LIMIT 1
         ) sa ON true
-        LEFT JOIN LATERAL (
-            SELECT purchase_count, first_purchased_at, last_purchased_at, purchase_raw, affinity_raw, hidden,
-                   last_hidden_at
-            FROM user_item_affinity WHERE user_id = p_user_id AND item_id = c.item_id LIMIT 1
-        ) a ON true
+        LEFT JOIN user_items a ON a.item_id = c.item_id
         LEFT JOIN LATERAL (
             SELECT raw_score, trending_score FROM item_popularity
             WHERE store_id = (SELECT popularity_store FROM scope) AND item_id = c.item_id LIMIT 1
         ) pop ON true
-        LEFT JOIN LATERAL (
-            SELECT raw_score FROM user_category_affinity
-            WHERE user_id = p_user_id AND level = 'aisle' AND category = i.aisle LIMIT 1
-        ) ca ON true
+        LEFT JOIN user_aisles ca ON ca.aisle = i.aisle
         LEFT JOIN LATERAL (
             SELECT max(score) AS score FROM model_scores
             WHERE model = ANY (p_models) AND user_id IN (p_user_id, '') AND item_id = c.item_id
