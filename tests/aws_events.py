@@ -20,9 +20,10 @@ class LambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "/aws/lambda/test-function"
     log_stream_name: str = "2026/11/26/[$LATEST]0123456789abcdef"
+    remaining_time_ms: int = 10_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+        return self.remaining_time_ms
 
 
 def api_gateway_rest_event(
@@ -103,3 +104,30 @@ def response_headers(response: dict[str, Any]) -> dict[str, str]:
     return {name: values[-1] for name, values in response.get("multiValueHeaders", {}).items()} | response.get(
         "headers", {}
     )
+
+
+def cloudformation_custom_resource_event(
+    request_type: str,
+    response_url: str,
+    *,
+    properties: dict[str, Any] | None = None,
+    physical_resource_id: str | None = None,
+    old_properties: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What CloudFormation sends a custom resource's function (Create, Update or Delete)."""
+    service_token = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:feed-MigrateSchemaFunction-abc123"
+    event = {
+        "RequestType": request_type,
+        "ServiceToken": service_token,
+        "ResponseURL": response_url,
+        "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/feed/5b3b3a40-cb02-11f0-9a7c-0a1b2c3d4e5f",
+        "RequestId": str(uuid.uuid4()),
+        "LogicalResourceId": "SchemaMigrations",
+        "ResourceType": "Custom::SchemaMigrations",
+        "ResourceProperties": {"ServiceToken": service_token, **(properties or {})},
+    }
+    if request_type != "Create":
+        event["PhysicalResourceId"] = physical_resource_id
+    if request_type == "Update":
+        event["OldResourceProperties"] = {"ServiceToken": service_token, **(old_properties or {})}
+    return event

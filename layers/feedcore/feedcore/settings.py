@@ -9,14 +9,26 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class DatabaseSettings(BaseSettings):
-    """Where the database is: a URL locally, a Secrets Manager secret (RDS JSON format) in the cloud."""
+    """Where the database is and how to log in, in order of precedence: a URL (locally); RDS Proxy with IAM
+    authentication (the stack); a Secrets Manager secret in the RDS JSON format (an existing database)."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
-    database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over the secret")
+    database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over everything else")
+    db_iam_auth: bool = Field(default=False, description="log in with an IAM token (RDS Proxy, rds-db:connect)")
+    db_host: str | None = Field(default=None, description="host of the proxy or database (with DB_IAM_AUTH)")
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str | None = Field(default=None, description="database name (with DB_IAM_AUTH)")
+    db_user: str | None = Field(default=None, description="database user the token is signed for (with DB_IAM_AUTH)")
     db_secret_arn: str | None = Field(default=None, description="secret with host, port, username, ...")
     db_statement_timeout_ms: int = Field(default=2000, ge=100, le=900_000)
     db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
+
+    @model_validator(mode="after")
+    def _iam_auth_names_the_endpoint(self) -> DatabaseSettings:
+        if self.db_iam_auth and not (self.db_host and self.db_name and self.db_user):
+            raise ValueError("DB_IAM_AUTH needs DB_HOST, DB_NAME and DB_USER")
+        return self
 
 
 class ScoringSettings(BaseSettings):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import lru_cache
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -18,12 +19,43 @@ from feedcore.settings import DatabaseSettings, database_settings
 _cache = threading.local()
 
 
+@lru_cache
+def _rds_client():
+    import boto3
+
+    return boto3.client("rds")
+
+
+def iam_auth_token(settings: DatabaseSettings) -> str:
+    """A 15-minute RDS IAM authentication token for DB_USER at DB_HOST:DB_PORT, signed locally with the
+    function's role (no network call); the role needs rds-db:connect on that user."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return _rds_client().generate_db_auth_token(
+            DBHostname=settings.db_host, Port=settings.db_port, DBUsername=settings.db_user
+        )
+    except BotoCoreError as exc:  # no credentials or no region: the deployment, not the database
+        raise ConfigurationError(f"cannot sign a database token: {exc}") from exc
+
+
 def connection_url(settings: DatabaseSettings) -> str:
-    """The libpq URL from DATABASE_URL, or else from the Secrets Manager secret named by DB_SECRET_ARN."""
+    """The libpq URL from DATABASE_URL; else RDS Proxy with an IAM token (DB_IAM_AUTH); else the Secrets
+    Manager secret named by DB_SECRET_ARN."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
+    if settings.db_iam_auth:
+        return make_conninfo(
+            host=settings.db_host,
+            port=str(settings.db_port),
+            user=settings.db_user,
+            password=iam_auth_token(settings),
+            dbname=settings.db_name,
+            # RDS Proxy refuses IAM authentication without TLS (RequireTLS in the template).
+            sslmode="require",
+        )
     if not settings.db_secret_arn:
-        raise ConfigurationError("no database configured: set DATABASE_URL or DB_SECRET_ARN")
+        raise ConfigurationError("no database configured: set DATABASE_URL, DB_IAM_AUTH or DB_SECRET_ARN")
     from aws_lambda_powertools.utilities import parameters
 
     try:
@@ -45,16 +77,17 @@ def connection_url(settings: DatabaseSettings) -> str:
         raise ConfigurationError(f"the database secret lacks {exc.args[0]!r}") from exc
 
 
-def connect(settings: DatabaseSettings | None = None) -> psycopg.Connection:
-    """A new autocommit connection with the request statement timeout."""
+def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: int | None = None) -> psycopg.Connection:
+    """A new autocommit connection with the request statement timeout (or `statement_timeout_ms`)."""
     settings = settings or database_settings()
+    timeout_ms = statement_timeout_ms or settings.db_statement_timeout_ms
     try:
         return psycopg.connect(
             connection_url(settings),
             autocommit=True,
             prepare_threshold=None,
             connect_timeout=settings.db_connect_timeout_s,
-            options=f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            options=f"-c statement_timeout={timeout_ms}",
             application_name="feed-assembly",
         )
     except psycopg.OperationalError as exc:
