@@ -36,8 +36,10 @@ def api_gateway_rest_event(
     body: Any = None,
     raw_body: str | None = None,
     headers: dict[str, str] | None = None,
+    claims: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway REST API (payload 1.0) proxy event, as Lambda receives it."""
+    """An API Gateway REST API (payload 1.0) proxy event, as Lambda receives it; `claims` are those of the
+    caller's token as the Cognito authorizer passes them (see `cognito_claims`), None when no authorizer ran."""
     request_id = str(uuid.uuid4())
     all_headers = {
         "Accept": "application/json",
@@ -78,10 +80,35 @@ def api_gateway_rest_event(
             "resourceId": "abcdef",
             "resourcePath": resource,
             "stage": "prod",
+            **({"authorizer": {"claims": claims}} if claims is not None else {}),
         },
         "body": raw_body,
         "isBase64Encoded": False,
     }
+
+
+def cognito_claims(sub: str, *groups: str) -> dict[str, str]:
+    """The claims of a user pool ID token as a REST API's Cognito authorizer passes them: every value a string,
+    `cognito:groups` present only for a member of a group."""
+    claims = {
+        "sub": sub,
+        "iss": f"https://cognito-idp.{REGION}.amazonaws.com/{REGION}_AbCdEfGhI",
+        "aud": "4l1mn0pqrst2uvwx3yz4abcde5",
+        "token_use": "id",
+        "auth_time": "1795672790",
+        "iat": "1795672790",
+        "exp": "Thu Nov 26 07:00:00 UTC 2026",
+        "email": f"{sub}@example.com",
+        "email_verified": "true",
+        "cognito:username": sub,
+    }
+    if groups:
+        claims["cognito:groups"] = ",".join(groups)
+    return claims
+
+
+# A service identity (the order service, say) in the admin group: it may send events for any user.
+SERVICE_CLAIMS = cognito_claims("order-service", "admin")
 
 
 def eventbridge_scheduled_event(detail: dict[str, Any] | None = None) -> dict[str, Any]:

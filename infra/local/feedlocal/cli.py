@@ -54,9 +54,16 @@ def cmd_recompute(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     embedded.migrate_database(embedded.ensure_database_url())
+    # No API Gateway authorizer here: development tokens (`dev:<user_id>`, `dev:<user_id>:admin`) stand in for
+    # verified ones, so the same authorization checks run (AUTH_DEV_TOKENS=false turns them off).
+    os.environ.setdefault("AUTH_DEV_TOKENS", "true")
     from feedlocal.server import serve
 
-    print(f"serving on http://{args.host}:{args.port} (API docs at /docs); Ctrl-C stops", flush=True)
+    print(
+        f"serving on http://{args.host}:{args.port} (API docs at /docs); "
+        "send `authorization: Bearer dev:<user_id>` (or dev:<user_id>:admin); Ctrl-C stops",
+        flush=True,
+    )
     serve(args.host, args.port)
 
 
@@ -90,15 +97,18 @@ def print_examples(base_url: str, user_id: str, store_id: str, item_id: str, pri
         f"""
 Try it (in another terminal):
 
+  # Locally a development token names the caller (in the cloud: a Cognito token); a user may read only
+  # their own feed and send only their own events.
+
   # 1. the feed of a seeded user at their home store
-  curl -s '{base_url}/v1/users/{user_id}/feed?store_id={store_id}'
+  curl -s '{base_url}/v1/users/{user_id}/feed?store_id={store_id}' -H 'authorization: Bearer dev:{user_id}'
 
   # 2. a purchase by a new user; run it twice: the second time stores nothing new
-  curl -s -X POST {base_url}/v1/events -H 'content-type: application/json' \\
-       -d {shlex.quote(json.dumps(purchase))}
+  curl -s -X POST {base_url}/v1/events -H 'authorization: Bearer dev:{DEMO_NEW_USER}' \\
+       -H 'content-type: application/json' -d {shlex.quote(json.dumps(purchase))}
   # then refresh the scores and see the item in {DEMO_NEW_USER}'s "buy_again" section
   .venv/bin/feedctl recompute
-  curl -s '{base_url}/v1/users/{DEMO_NEW_USER}/feed?store_id={store_id}'
+  curl -s '{base_url}/v1/users/{DEMO_NEW_USER}/feed?store_id={store_id}' -H 'authorization: Bearer dev:{DEMO_NEW_USER}'
 """,
         flush=True,
     )

@@ -89,6 +89,33 @@ class IngestSettings(BaseSettings):
     max_catalog_items_per_request: int = Field(default=1000, ge=1, le=10_000)
 
 
+class AuthSettings(BaseSettings):
+    """Who may call what (feedcore.api.authorization)."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore")
+
+    admin_group: str = Field(default="admin", min_length=1, description="cognito:groups member = admin")
+    dev_tokens: bool = Field(default=False, description="trust unsigned `dev:<sub>` tokens: local use only")
+
+
+class ApiSettings(BaseSettings):
+    """How the API answers browsers."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    cors_allow_origin: str | None = Field(default=None, description="the one origin allowed by CORS")
+
+
+@lru_cache
+def auth_settings() -> AuthSettings:
+    return AuthSettings()
+
+
+@lru_cache
+def api_settings() -> ApiSettings:
+    return ApiSettings()
+
+
 @lru_cache
 def database_settings() -> DatabaseSettings:
     return DatabaseSettings()

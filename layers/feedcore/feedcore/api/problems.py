@@ -20,7 +20,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 
 from feedcore.api.field_errors import MALFORMED_BODY_ERRORS, field_errors
 from feedcore.api.models import FieldError
-from feedcore.errors import DatabaseUnavailable, EventsRejected, InvalidRequest, RequestTooLarge
+from feedcore.errors import (
+    DatabaseUnavailable,
+    EventsRejected,
+    Forbidden,
+    InvalidRequest,
+    RequestTooLarge,
+    Unauthenticated,
+)
 from feedcore.observability import logger
 
 JSON = "application/json"
@@ -119,6 +126,14 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
     @app.exception_handler(RequestTooLarge)
     def _too_large(exc: RequestTooLarge) -> Response:
         return problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc), limit=exc.limit)
+
+    @app.exception_handler(Unauthenticated)
+    def _unauthenticated(exc: Unauthenticated) -> Response:
+        return problem(HTTPStatus.UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(Forbidden)
+    def _forbidden(exc: Forbidden) -> Response:
+        return problem(HTTPStatus.FORBIDDEN, str(exc))
 
     @app.exception_handler(DatabaseUnavailable)
     def _database_unavailable(exc: DatabaseUnavailable) -> Response:
