@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from feedcore.api.resolvers import FEED_ROUTERS, INGEST_ROUTERS, SECURITY_SCHEMES, lambda_resolver
 from feedcore.scoring.trigger import recompute_request_from_event
+from feedcore.settings import MetricsProvider
 from tests.conftest import load_function
 
 from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, run, sam_env
@@ -254,3 +256,11 @@ def test_outputs(template):
         "RecomputeScoresFunctionArn",
         "FeedCoreLayerArn",
     } <= set(template["Outputs"])
+
+
+def test_metrics_provider_parameter_matches_the_setting(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["METRICS_PROVIDER"] == {"Ref": "MetricsProvider"}
+    parameter = template["Parameters"]["MetricsProvider"]
+    assert parameter["Default"] == "cloudwatch"
+    assert set(parameter["AllowedValues"]) == set(get_args(MetricsProvider))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,17 @@ class IngestSettings(BaseSettings):
     max_catalog_items_per_request: int = Field(default=1000, ge=1, le=10_000)
 
 
+MetricsProvider = Literal["cloudwatch", "datadog"]
+
+
+class ObservabilitySettings(BaseSettings):
+    """Where metrics go."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    metrics_provider: MetricsProvider = Field(default="cloudwatch", description="CloudWatch EMF, or Datadog")
+
+
 class AuthSettings(BaseSettings):
     """Who may call what (feedcore.api.authorization)."""
 
@@ -104,6 +116,11 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     cors_allow_origin: str | None = Field(default=None, description="the one origin allowed by CORS")
+
+
+@lru_cache
+def observability_settings() -> ObservabilitySettings:
+    return ObservabilitySettings()
 
 
 @lru_cache
