@@ -173,6 +173,36 @@ def cmd_openapi(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def cmd_moto(args: argparse.Namespace) -> None:
+    """moto in server mode with the stack's queue, bucket and database secret, until Ctrl-C."""
+    import threading
+
+    from feedlocal.aws_local import create_local_resources, start_moto_server
+
+    server = start_moto_server(args.host, args.port)
+    local = create_local_resources(f"http://{args.host}:{args.port}", embedded.ensure_database_url())
+    exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in local.environment().items())
+    print(
+        f"moto serves SQS, S3 and Secrets Manager on {local.endpoint_url}\n"
+        f"  ingest queue {local.ingest_queue_url} (dead letters: {local.ingest_dead_letter_queue_url})\n"
+        f"  model scores s3://{local.model_scores_bucket}/model-scores/<model>/<file>.csv\n"
+        f"Point feedctl (serve, recompute) at them in another shell:\n{exports}\n"
+        "Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    finally:
+        server.stop()
+
+
+def cmd_sam_env(args: argparse.Namespace) -> None:
+    from feedlocal.aws_local import write_sam_local_environment
+
+    write_sam_local_environment(Path(args.out), args.database_url, args.aws_endpoint_url)
+    print(f"wrote {args.out}; run: sam build && sam local start-api --env-vars {args.out}")
+
+
 def cmd_db(args: argparse.Namespace) -> None:
     if args.action == "url":
         print(embedded.ensure_database_url())
@@ -261,6 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
     openapi = commands.add_parser("openapi", help="write the OpenAPI document of every route")
     openapi.add_argument("--out", default="openapi.json", help="file to write (default openapi.json)")
     openapi.set_defaults(func=cmd_openapi)
+
+    moto = commands.add_parser("moto", help="moto server mode with the stack's queue, bucket and database secret")
+    moto.add_argument("--host", default="127.0.0.1")
+    moto.add_argument("--port", type=int, default=5000)
+    moto.set_defaults(func=cmd_moto)
+
+    sam_env = commands.add_parser("sam-env", help="write env.json for `sam local start-api --env-vars env.json`")
+    sam_env.add_argument(
+        "--database-url",
+        required=True,
+        help="a PostgreSQL the Lambda containers can reach over TCP, e.g. "
+        "postgresql://postgres:feed@host.docker.internal:5432/postgres (the embedded one listens on a socket only)",
+    )
+    sam_env.add_argument("--aws-endpoint-url", help="moto's URL as the containers see it (see `feedctl moto`)")
+    sam_env.add_argument("--out", default="env.json")
+    sam_env.set_defaults(func=cmd_sam_env)
 
     db = commands.add_parser("db", help="the embedded database: print its URL or stop it")
     db.add_argument("action", choices=["url", "stop"])
