@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import boto3
 import psycopg
 import pytest
+from aws_lambda_powertools.utilities import parameters
 
 from feedcore import settings
 from feedcore.db import connection
@@ -47,6 +48,9 @@ def test_the_handlers_find_the_database_through_the_local_secret(
         monkeypatch.setenv(name, value)
     settings.database_settings.cache_clear()
     connection.reset_cached_connection()
+    # Powertools keeps its Secrets Manager client (and values) per process; earlier tests made one for moto's
+    # in-process mock, which knows nothing of this endpoint.
+    parameters.clear_caches()
     try:
         assert connection.run(lambda conn: conn.execute("SELECT current_database()").fetchone()[0]) == db.info.dbname
     finally:

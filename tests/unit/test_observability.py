@@ -14,6 +14,7 @@ from feedcore.settings import ObservabilitySettings
 
 def emitted(capsys: pytest.CaptureFixture[str], provider: str) -> list[dict]:
     metrics = service_metrics(provider)  # type: ignore[arg-type]
+    metrics.clear_metrics()  # instances of a provider share one metric set; other tests may have left some
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=3)
     metrics.flush_metrics()
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
