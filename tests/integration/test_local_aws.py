@@ -7,7 +7,6 @@ import json
 import socket
 from collections.abc import Iterator
 
-import boto3
 import psycopg
 import pytest
 from aws_lambda_powertools.utilities import parameters
@@ -16,12 +15,16 @@ from feedcore import settings
 from feedcore.db import connection
 from feedcore.settings import AuthSettings, DatabaseSettings
 from feedlocal.aws_local import (
-    LOCAL_CREDENTIALS,
     LocalAws,
     create_local_resources,
+    deliver_queue_batch,
     sam_local_environment,
     start_moto_server,
 )
+from tests.conftest import load_function
+from tests.factories import purchase
+
+ingest = load_function("ingest_events")
 
 
 def free_port() -> int:
@@ -58,14 +61,30 @@ def test_the_handlers_find_the_database_through_the_local_secret(
         connection.reset_cached_connection()
 
 
-def test_the_queue_parks_what_keeps_failing_like_the_stack(local_aws: LocalAws) -> None:
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=local_aws.endpoint_url,
-        region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
+def test_batches_sent_to_the_local_queue_are_consumed_by_the_queue_handler(
+    local_aws: LocalAws, db: psycopg.Connection
+) -> None:
+    sqs = local_aws.sqs()
+    good = [purchase("user-1", items=("milk",))]
+    good_id = sqs.send_message(QueueUrl=local_aws.ingest_queue_url, MessageBody=json.dumps({"events": good}))
+    poison_id = sqs.send_message(QueueUrl=local_aws.ingest_queue_url, MessageBody="not json")
+
+    received, answer = deliver_queue_batch(sqs, local_aws.ingest_queue_url, ingest.queue_handler)
+
+    assert sorted(received) == sorted([good_id["MessageId"], poison_id["MessageId"]])
+    assert answer["batchItemFailures"] == [{"itemIdentifier": poison_id["MessageId"]}]
+    assert db.execute("SELECT event_id::text FROM events").fetchall() == [(good[0]["event_id"],)]
+    # The poison message stays in flight for the visibility timeout, then comes back (and, after five
+    # receives, moves to the dead-letter queue); the delivered one is gone.
+    attributes = sqs.get_queue_attributes(QueueUrl=local_aws.ingest_queue_url, AttributeNames=["All"])["Attributes"]
+    assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == (
+        "0",
+        "1",
     )
+
+
+def test_the_queue_parks_what_keeps_failing_like_the_stack(local_aws: LocalAws) -> None:
+    sqs = local_aws.sqs()
     attributes = sqs.get_queue_attributes(QueueUrl=local_aws.ingest_queue_url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["maxReceiveCount"] == 5

@@ -8,6 +8,7 @@ model score files are listed and read from S3, event batches wait in an SQS queu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,15 @@ class LocalAws:
     ingest_dead_letter_queue_url: str
     model_scores_bucket: str
     database_secret_arn: str
+
+    def sqs(self) -> Any:
+        return boto3.client(
+            "sqs",
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def environment(self) -> dict[str, str]:
         """The variables that point feedcore (and boto3) at the stand-ins."""
@@ -82,6 +92,57 @@ def create_local_resources(endpoint_url: str, database_url: str) -> LocalAws:
         ),
     )
     return LocalAws(endpoint_url, queue, dead_letters, MODEL_SCORES_BUCKET, secret["ARN"])
+
+
+class QueueContext:
+    """The Lambda context the local queue poller passes the consumer."""
+
+    function_name = "ingest_queue"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:ingest_queue"
+    aws_request_id = "local-queue"
+    log_group_name = "/aws/lambda/ingest_queue"
+    log_stream_name = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def deliver_queue_batch(
+    sqs: Any, queue_url: str, consumer: Callable[[dict, Any], dict], *, visibility_timeout_s: int | None = None
+) -> tuple[list[str], dict]:
+    """What Lambda's SQS event source mapping does once: receive up to 10 messages, invoke the consumer with
+    them as Lambda's SQS event, delete the messages it did not report failed (the others come back after
+    the visibility timeout, and after maxReceiveCount receives SQS moves them to the dead-letter queue).
+    Returns the received message ids and the consumer's answer."""
+    receive: dict[str, Any] = {"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "AttributeNames": ["All"]}
+    if visibility_timeout_s is not None:
+        receive["VisibilityTimeout"] = visibility_timeout_s
+    received = sqs.receive_message(**receive).get("Messages", [])
+    if not received:
+        return [], {"batchItemFailures": []}
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    records = [
+        {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message["Attributes"],
+            "messageAttributes": {},
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": REGION,
+        }
+        for message in received
+    ]
+    answer = consumer({"Records": records}, QueueContext())
+    failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
+    for message in received:
+        if message["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return [message["MessageId"] for message in received], answer
 
 
 def sam_local_environment(database_url: str, aws_endpoint_url: str | None = None) -> dict[str, dict[str, Any]]:

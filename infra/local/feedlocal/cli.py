@@ -174,24 +174,34 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 
 
 def cmd_moto(args: argparse.Namespace) -> None:
-    """moto in server mode with the stack's queue, bucket and database secret, until Ctrl-C."""
-    import threading
+    """moto in server mode with the stack's queue, bucket and database secret, and the queue's consumer (as
+    Lambda's event source mapping would run it), until Ctrl-C."""
+    import time
 
-    from feedlocal.aws_local import create_local_resources, start_moto_server
+    from feedlocal.aws_local import create_local_resources, deliver_queue_batch, start_moto_server
+    from feedlocal.bench import load_handler_module
 
     server = start_moto_server(args.host, args.port)
-    local = create_local_resources(f"http://{args.host}:{args.port}", embedded.ensure_database_url())
+    database_url = embedded.ensure_database_url()
+    embedded.migrate_database(database_url)
+    local = create_local_resources(f"http://{args.host}:{args.port}", database_url)
+    consumer = load_handler_module("ingest_events").queue_handler
     exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in local.environment().items())
     print(
         f"moto serves SQS, S3 and Secrets Manager on {local.endpoint_url}\n"
-        f"  ingest queue {local.ingest_queue_url} (dead letters: {local.ingest_dead_letter_queue_url})\n"
+        f"  ingest queue {local.ingest_queue_url} (dead letters: {local.ingest_dead_letter_queue_url}),\n"
+        "  consumed here by ingest_events.queue_handler as Lambda would\n"
         f"  model scores s3://{local.model_scores_bucket}/model-scores/<model>/<file>.csv\n"
         f"Point feedctl (serve, recompute) at them in another shell:\n{exports}\n"
         "Ctrl-C stops",
         flush=True,
     )
+    sqs = local.sqs()
     try:
-        threading.Event().wait()
+        while True:
+            received, _ = deliver_queue_batch(sqs, local.ingest_queue_url, consumer)
+            if not received:
+                time.sleep(1)
     finally:
         server.stop()
 
