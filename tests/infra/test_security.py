@@ -110,6 +110,9 @@ def test_proxy_requires_tls_and_iam_authentication(template):
     assert auth["SecretArn"] == {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
     target = template["Resources"]["DatabaseProxyTargetGroup"]["Properties"]
     assert target["DBInstanceIdentifiers"] == [{"Ref": "Database"}]
+    # Clients send no startup options through the proxy (feedcore.db.connection); the proxy sets the timeout.
+    init_query = target["ConnectionPoolConfigurationInfo"]["InitQuery"]
+    assert init_query == {"Fn::Sub": "SET statement_timeout = ${DbStatementTimeoutMs}"}
 
 
 def test_every_api_method_is_behind_the_cognito_authorizer(template, transformed):

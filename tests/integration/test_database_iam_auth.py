@@ -51,6 +51,14 @@ def test_the_password_is_a_token_for_the_proxy_user_over_tls(iam_auth: settings.
     assert query["X-Amz-Expires"] == ["900"] and query["X-Amz-Signature"]
 
 
+def test_no_startup_options_go_to_the_proxy(iam_auth: settings.DatabaseSettings, database_url: str) -> None:
+    # RDS Proxy answers "Feature not supported: RDS Proxy currently doesn't support command-line options".
+    assert connection.startup_options(iam_auth, 2000) is None
+    assert connection.startup_options(settings.DatabaseSettings(database_url=database_url), 2000) == (
+        "-c statement_timeout=2000"
+    )
+
+
 def test_an_unreachable_proxy_is_a_retryable_database_error(
     iam_auth: settings.DatabaseSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over everything else")
-    db_iam_auth: bool = Field(default=False, description="log in with an IAM token (RDS Proxy, rds-db:connect)")
+    db_iam_auth: bool = Field(default=False, description="through RDS Proxy with an IAM token (rds-db:connect)")
     db_host: str | None = Field(default=None, description="host of the proxy or database (with DB_IAM_AUTH)")
     db_port: int = Field(default=5432, ge=1, le=65535)
     db_name: str | None = Field(default=None, description="database name (with DB_IAM_AUTH)")
@@ -24,6 +24,11 @@ class DatabaseSettings(BaseSettings):
     db_secret_arn: str | None = Field(default=None, description="secret with host, port, username, ...")
     db_statement_timeout_ms: int = Field(default=2000, ge=100, le=900_000)
     db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
+
+    @property
+    def through_rds_proxy(self) -> bool:
+        """Connections go to RDS Proxy with an IAM token (DATABASE_URL, when set, wins)."""
+        return self.database_url is None and self.db_iam_auth
 
     @model_validator(mode="after")
     def _iam_auth_names_the_endpoint(self) -> DatabaseSettings:
