@@ -20,9 +20,10 @@ class LambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "/aws/lambda/test-function"
     log_stream_name: str = "2026/11/26/[$LATEST]0123456789abcdef"
+    remaining_time_ms: int = 10_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+        return self.remaining_time_ms
 
 
 def api_gateway_rest_event(
@@ -35,8 +36,10 @@ def api_gateway_rest_event(
     body: Any = None,
     raw_body: str | None = None,
     headers: dict[str, str] | None = None,
+    claims: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway REST API (payload 1.0) proxy event, as Lambda receives it."""
+    """An API Gateway REST API (payload 1.0) proxy event, as Lambda receives it; `claims` are those of the
+    caller's token as the Cognito authorizer passes them (see `cognito_claims`), None when no authorizer ran."""
     request_id = str(uuid.uuid4())
     all_headers = {
         "Accept": "application/json",
@@ -77,10 +80,35 @@ def api_gateway_rest_event(
             "resourceId": "abcdef",
             "resourcePath": resource,
             "stage": "prod",
+            **({"authorizer": {"claims": claims}} if claims is not None else {}),
         },
         "body": raw_body,
         "isBase64Encoded": False,
     }
+
+
+def cognito_claims(sub: str, *groups: str) -> dict[str, str]:
+    """The claims of a user pool ID token as a REST API's Cognito authorizer passes them: every value a string,
+    `cognito:groups` present only for a member of a group."""
+    claims = {
+        "sub": sub,
+        "iss": f"https://cognito-idp.{REGION}.amazonaws.com/{REGION}_AbCdEfGhI",
+        "aud": "4l1mn0pqrst2uvwx3yz4abcde5",
+        "token_use": "id",
+        "auth_time": "1795672790",
+        "iat": "1795672790",
+        "exp": "Thu Nov 26 07:00:00 UTC 2026",
+        "email": f"{sub}@example.com",
+        "email_verified": "true",
+        "cognito:username": sub,
+    }
+    if groups:
+        claims["cognito:groups"] = ",".join(groups)
+    return claims
+
+
+# A service identity (the order service, say) in the admin group: it may send events for any user.
+SERVICE_CLAIMS = cognito_claims("order-service", "admin")
 
 
 def eventbridge_scheduled_event(detail: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -103,3 +131,30 @@ def response_headers(response: dict[str, Any]) -> dict[str, str]:
     return {name: values[-1] for name, values in response.get("multiValueHeaders", {}).items()} | response.get(
         "headers", {}
     )
+
+
+def cloudformation_custom_resource_event(
+    request_type: str,
+    response_url: str,
+    *,
+    properties: dict[str, Any] | None = None,
+    physical_resource_id: str | None = None,
+    old_properties: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What CloudFormation sends a custom resource's function (Create, Update or Delete)."""
+    service_token = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:feed-MigrateSchemaFunction-abc123"
+    event = {
+        "RequestType": request_type,
+        "ServiceToken": service_token,
+        "ResponseURL": response_url,
+        "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/feed/5b3b3a40-cb02-11f0-9a7c-0a1b2c3d4e5f",
+        "RequestId": str(uuid.uuid4()),
+        "LogicalResourceId": "SchemaMigrations",
+        "ResourceType": "Custom::SchemaMigrations",
+        "ResourceProperties": {"ServiceToken": service_token, **(properties or {})},
+    }
+    if request_type != "Create":
+        event["PhysicalResourceId"] = physical_resource_id
+    if request_type == "Update":
+        event["OldResourceProperties"] = {"ServiceToken": service_token, **(old_properties or {})}
+    return event

@@ -21,6 +21,7 @@ from tests.conftest import scratch_database
 FEEDCTL = str(Path(sys.executable).parent / "feedctl")
 STARTUP_TIMEOUT_S = 120
 JSON = "application/json"
+USER_1 = {"authorization": "Bearer dev:user-1"}
 
 
 def free_port() -> int:
@@ -118,18 +119,31 @@ def test_printed_purchase_then_recompute_shows_it_in_buy_again(demo: tuple[str, 
 
 def test_bad_requests_get_problem_json_over_http(demo: tuple[str, str]) -> None:
     base_url, _ = demo
-    malformed = httpx.post(
-        f"{base_url}/v1/events", content=b'{"events": [', headers={"content-type": "application/json"}
+    malformed = httpx.post(f"{base_url}/v1/events", content=b'{"events": [', headers={"content-type": JSON} | USER_1)
+    missing_store = httpx.get(f"{base_url}/v1/users/user-1/feed", headers=USER_1)
+    no_route = httpx.get(f"{base_url}/v2/anything", headers=USER_1)
+    not_utf8 = httpx.post(
+        f"{base_url}/v1/events", content=b'{"events": ["\xff"]}', headers={"content-type": JSON} | USER_1
     )
-    missing_store = httpx.get(f"{base_url}/v1/users/user-1/feed")
-    no_route = httpx.get(f"{base_url}/v2/anything")
-    not_utf8 = httpx.post(f"{base_url}/v1/events", content=b'{"events": ["\xff"]}', headers={"content-type": JSON})
 
     assert (malformed.status_code, malformed.headers["content-type"]) == (400, "application/problem+json")
     assert missing_store.status_code == 422
     assert missing_store.json()["errors"][0]["field"] == "store_id"
     assert no_route.status_code == 404
     assert (not_utf8.status_code, not_utf8.json()["errors"][0]["field"]) == (400, "body")
+
+
+def test_development_tokens_run_the_same_authorization_checks(demo: tuple[str, str]) -> None:
+    base_url, _ = demo
+    feed = f"{base_url}/v1/users/user-2/feed?store_id=store-1"
+    anonymous = httpx.get(feed)
+    someone_else = httpx.get(feed, headers=USER_1)
+    not_admin = httpx.delete(f"{base_url}/v1/users/user-1", headers=USER_1)
+
+    assert (anonymous.status_code, anonymous.headers["www-authenticate"]) == (401, "Bearer")
+    assert (someone_else.status_code, someone_else.headers["content-type"]) == (403, "application/problem+json")
+    assert not_admin.status_code == 403
+    assert httpx.get(feed, headers={"authorization": "Bearer dev:user-2"}).status_code == 200
 
 
 def test_openapi_document_lists_the_routes(demo: tuple[str, str]) -> None:

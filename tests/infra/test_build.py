@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .support import TEMPLATE, describe, python312_dir, run, sam_env
+from .support import REPO_ROOT, TEMPLATE, describe, python312_dir, run, sam_env
 
-FUNCTIONS = ["IngestEventsFunction", "RecomputeScoresFunction", "AssembleFeedFunction"]
+FUNCTIONS = ["IngestEventsFunction", "RecomputeScoresFunction", "AssembleFeedFunction", "MigrateSchemaFunction"]
 # Lambda's quota for a function and all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 
@@ -43,6 +43,12 @@ def build_dir(sam_cli, tmp_path_factory) -> Iterator[Path]:
 def test_layer_holds_feedcore_and_its_dependencies(build_dir):
     python = build_dir / "FeedCoreLayer" / "python"
     assert (python / "feedcore" / "__init__.py").is_file()
+    # The migrations travel in the layer (feedcore/migrations links to infra/migrations) as real files.
+    packaged = python / "feedcore" / "migrations"
+    assert not packaged.is_symlink()
+    assert sorted(p.name for p in packaged.glob("*.sql")) == sorted(
+        p.name for p in (REPO_ROOT / "infra" / "migrations").glob("*.sql")
+    )
     assert (python / "psycopg").is_dir()
     # The binary wheels must be the Linux x86_64 / CPython 3.12 builds that Lambda can load.
     assert list((python / "psycopg_binary").glob("*.so"))

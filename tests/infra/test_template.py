@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from feedcore.api.resolvers import FEED_ROUTERS, INGEST_ROUTERS, SECURITY_SCHEMES, lambda_resolver
 from feedcore.scoring.trigger import recompute_request_from_event
+from feedcore.settings import MetricsProvider
 from tests.conftest import load_function
 
 from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, run, sam_env
@@ -21,6 +23,7 @@ FUNCTIONS = {
     "IngestQueueFunction": ("ingest_events", "ingest_queue"),
     "RecomputeScoresFunction": ("recompute_scores", "recompute_scores"),
     "AssembleFeedFunction": ("assemble_feed", "assemble_feed"),
+    "MigrateSchemaFunction": ("migrate_schema", "migrate_schema"),
 }
 # Logical id -> the routers its resolver serves (see functions/*/app.py).
 API_FUNCTIONS = {"IngestEventsFunction": INGEST_ROUTERS, "AssembleFeedFunction": FEED_ROUTERS}
@@ -114,17 +117,30 @@ def test_handler_points_to_an_existing_file(template, name):
     assert callable(getattr(load_function(folder), function, None)), f"{name}: no {function} in {folder}/app.py"
 
 
+PROXY_DB_USER = {
+    "Fn::Sub": [
+        "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:${ProxyId}/${DatabaseUsername}",
+        {"ProxyId": {"Fn::Select": [6, {"Fn::Split": [":", {"Fn::GetAtt": ["DatabaseProxy", "DBProxyArn"]}]}]}},
+    ]
+}
+
+
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
-def test_function_names_its_service_and_reads_only_the_db_secret(template, name):
+def test_function_names_its_service_and_connects_only_as_the_proxy_user(template, name):
     props = _functions(template)[name]
     assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == FUNCTIONS[name][1]
     statements = [s for where, s in _policy_statements(template) if where == name]
     assert {
-        "Sid": "ReadDatabaseSecret",
+        "Sid": "ConnectToDatabaseProxy",
         "Effect": "Allow",
-        "Action": "secretsmanager:GetSecretValue",
-        "Resource": {"Ref": "DatabaseSecretArn"},
+        "Action": "rds-db:connect",
+        "Resource": PROXY_DB_USER,
     } in statements
+    # Only the recompute reads anything else (the model score files, under their prefix).
+    others = [s for s in statements if s.get("Sid") != "ConnectToDatabaseProxy"]
+    assert {a for s in others for a in _as_list(s["Action"])} <= (
+        {"s3:ListBucket", "s3:GetObject"} if name == "RecomputeScoresFunction" else set()
+    )
 
 
 def test_no_policy_statement_has_a_wildcard_action(template):
@@ -134,13 +150,19 @@ def test_no_policy_statement_has_a_wildcard_action(template):
         for action in _as_list(statement.get("Action", [])):
             assert action != "*" and not action.endswith(":*"), f"{where}: wildcard action {action!r}"
         assert "NotAction" not in statement, f"{where}: NotAction grants everything else"
+        assert statement.get("Resource") != "*", f"{where}: {statement.get('Sid')} applies to every resource"
 
 
-def test_global_environment_points_at_the_secret_not_credentials(template):
+def test_environment_names_the_proxy_and_iam_auth_never_a_password(template):
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    assert variables["DB_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
+    assert variables["DB_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}
+    assert variables["DB_IAM_AUTH"] == "true"
     assert variables["DB_STATEMENT_TIMEOUT_MS"] == {"Ref": "DbStatementTimeoutMs"}
-    assert not {"DB_PASSWORD", "DB_USER", "DATABASE_URL"} & set(variables)
+    every_variable = set(variables).union(
+        *(props.get("Environment", {}).get("Variables", {}) for props in _functions(template).values())
+    )
+    # AUTH_DEV_TOKENS makes the functions trust unsigned local tokens: never in a deployed stack.
+    assert not {"DB_PASSWORD", "DATABASE_URL", "DB_SECRET_ARN", "AUTH_DEV_TOKENS"} & every_variable
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
@@ -164,7 +186,7 @@ def test_recompute_runs_on_an_eventbridge_scheduler_schedule(template):
     # The handler must accept what the schedule sends.
     recompute_request_from_event(json.loads(schedule["Input"]))
     assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
-    assert schedule["DeadLetterConfig"]["Type"] == "SQS"
+    assert schedule["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["RecomputeDeadLetterQueue", "Arn"]}
 
 
 @pytest.mark.parametrize("name", sorted(API_FUNCTIONS))
@@ -203,8 +225,11 @@ def test_api_is_traced_and_throttled(template):
     api = template["Resources"]["FeedApi"]["Properties"]
     assert api["TracingEnabled"] is True
     (settings,) = api["MethodSettings"]
-    assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiBurstLimit"}
     assert settings["MetricsEnabled"] is True
+    plan = api["Auth"]["UsagePlan"]
+    assert plan["CreateUsagePlan"] == "PER_API" and plan["Throttle"]["RateLimit"] == {"Ref": "ApiRateLimit"}
 
 
 def test_layer_is_built_by_sam_with_python312(template):
@@ -219,10 +244,23 @@ def test_layer_is_built_by_sam_with_python312(template):
 def test_outputs(template):
     assert {
         "ApiUrl",
+        "UserPoolId",
+        "UserPoolClientId",
+        "IngestQueueUrl",
+        "IngestDeadLetterQueueUrl",
+        "RecomputeDeadLetterQueueUrl",
+        "DatabaseProxyEndpoint",
+        "AlarmTopicArn",
         "IngestEventsFunctionArn",
         "AssembleFeedFunctionArn",
         "RecomputeScoresFunctionArn",
         "FeedCoreLayerArn",
-        "IngestQueueUrl",
-        "IngestDeadLetterQueueUrl",
     } <= set(template["Outputs"])
+
+
+def test_metrics_provider_parameter_matches_the_setting(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["METRICS_PROVIDER"] == {"Ref": "MetricsProvider"}
+    parameter = template["Parameters"]["MetricsProvider"]
+    assert parameter["Default"] == "cloudwatch"
+    assert set(parameter["AllowedValues"]) == set(get_args(MetricsProvider))

@@ -16,7 +16,7 @@ from feedcore.api.models import CatalogItem, StoreAvailability
 from feedcore.db import catalog as catalog_db
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from feedlocal.embedded import embedded_server, migrate_database
-from tests.aws_events import LambdaContext, api_gateway_rest_event, response_headers
+from tests.aws_events import LambdaContext, api_gateway_rest_event, cognito_claims, response_headers
 from tests.conftest import load_function, use_database
 from tests.factories import NOW, STORE, create_catalog, event, purchase, record
 
@@ -31,6 +31,7 @@ def get_feed(user_id: str, query: dict[str, str] | None) -> tuple[int, dict[str,
             resource="/v1/users/{user_id}/feed",
             path_parameters={"user_id": user_id},
             query=query,
+            claims=cognito_claims(user_id),
         ),
         LambdaContext(function_name="assemble_feed"),
     )

@@ -10,7 +10,7 @@ import pytest
 
 from feedcore.api.resolvers import local_resolver
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
-from tests.aws_events import LambdaContext, api_gateway_rest_event, response_headers
+from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
 from tests.conftest import load_function
 from tests.factories import create_catalog, event, purchase, record
 
@@ -22,7 +22,9 @@ MILK = {"item_id": "milk", "name": "Whole Milk 1 gal", "department": "Dairy & Eg
 
 def call(method: str, path: str, resource: str, body: Any = None, **path_parameters: str) -> tuple[int, dict, dict]:
     response = ingest.lambda_handler(
-        api_gateway_rest_event(method, path, resource=resource, body=body, path_parameters=path_parameters or None),
+        api_gateway_rest_event(
+            method, path, resource=resource, body=body, path_parameters=path_parameters or None, claims=SERVICE_CLAIMS
+        ),
         LambdaContext(function_name="ingest_events"),
     )
     return response["statusCode"], response_headers(response), json.loads(response["body"])

@@ -12,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from feedcore import settings
 from feedcore.db.connection import reset_cached_connection
-from tests.aws_events import LambdaContext, api_gateway_rest_event
+from tests.aws_events import LambdaContext, api_gateway_rest_event, cognito_claims
 from tests.conftest import load_function
 from tests.factories import purchase
 
@@ -48,7 +48,11 @@ def database_secret(db: psycopg.Connection, database_url: str, monkeypatch: pyte
 
 def test_handler_connects_with_the_secret(database_secret: str, db: psycopg.Connection) -> None:
     event = api_gateway_rest_event(
-        "POST", "/v1/events", resource="/v1/events", body={"events": [purchase("user-1", items=("milk",))]}
+        "POST",
+        "/v1/events",
+        resource="/v1/events",
+        body={"events": [purchase("user-1", items=("milk",))]},
+        claims=cognito_claims("user-1"),
     )
     response = ingest.lambda_handler(event, LambdaContext(function_name="ingest_events"))
 
@@ -61,7 +65,11 @@ def test_unreadable_secret_is_a_retryable_503(database_secret: str, monkeypatch:
     monkeypatch.setenv("DB_SECRET_ARN", database_secret.replace("feed-assembly/database", "feed-assembly/missing"))
     settings.database_settings.cache_clear()
     event = api_gateway_rest_event(
-        "POST", "/v1/events", resource="/v1/events", body={"events": [purchase("user-1", items=("milk",))]}
+        "POST",
+        "/v1/events",
+        resource="/v1/events",
+        body={"events": [purchase("user-1", items=("milk",))]},
+        claims=cognito_claims("user-1"),
     )
     response = ingest.lambda_handler(event, LambdaContext(function_name="ingest_events"))
 

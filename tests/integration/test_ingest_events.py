@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from feedcore.db.connection import reset_cached_connection
-from tests.aws_events import LambdaContext, api_gateway_rest_event, response_headers
+from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
 from tests.conftest import load_function, use_database
 from tests.factories import NOW, create_catalog, event, purchase
 
@@ -27,8 +27,16 @@ def post_events(
     base64_encoded: bool = False,
     function: ModuleType = ingest,
 ) -> tuple[int, dict[str, str], dict]:
+    # Sent by a service identity, so one batch may hold several users' events (tests/integration/
+    # test_authorization.py covers users sending their own).
     request = api_gateway_rest_event(
-        "POST", "/v1/events", resource="/v1/events", body=body, raw_body=raw_body, headers=headers
+        "POST",
+        "/v1/events",
+        resource="/v1/events",
+        body=body,
+        raw_body=raw_body,
+        headers=headers,
+        claims=SERVICE_CLAIMS,
     )
     request["isBase64Encoded"] = base64_encoded
     response = function.lambda_handler(request, LambdaContext(function_name="ingest_events"))
@@ -269,7 +277,9 @@ def test_body_that_is_not_json_gets_415(db: psycopg.Connection, content_type: st
 def test_json_body_with_charset_or_without_content_type_is_read(db: psycopg.Connection, content_type) -> None:
     batch = json.dumps({"events": [purchase("user-1")]})
     headers = {"Content-Type": content_type} if content_type else {}
-    request = api_gateway_rest_event("POST", "/v1/events", resource="/v1/events", raw_body=batch, headers=headers)
+    request = api_gateway_rest_event(
+        "POST", "/v1/events", resource="/v1/events", raw_body=batch, headers=headers, claims=SERVICE_CLAIMS
+    )
     if content_type is None:
         del request["headers"]["Content-Type"], request["multiValueHeaders"]["Content-Type"]
 
@@ -314,7 +324,7 @@ def test_unreachable_database_gives_retryable_503_and_retry_stores_once(
 
 def test_unknown_route_is_a_problem_json_404(db: psycopg.Connection) -> None:
     response = ingest.lambda_handler(
-        api_gateway_rest_event("GET", "/v1/nothing", resource="/v1/nothing"), LambdaContext()
+        api_gateway_rest_event("GET", "/v1/nothing", resource="/v1/nothing", claims=SERVICE_CLAIMS), LambdaContext()
     )
     assert response["statusCode"] == 404
     assert response_headers(response)["Content-Type"] == "application/problem+json"

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from tests.aws_events import REGION, LambdaContext
+from feedlocal.aws_local import deliver_queue_batch
+from tests.aws_events import REGION
 from tests.conftest import load_function, use_database
 from tests.factories import event, purchase
 
@@ -23,7 +24,6 @@ MAX_RECEIVES = 3
 class Queues:
     sqs: object
     url: str
-    arn: str
     dlq_url: str
 
 
@@ -38,40 +38,12 @@ def queues() -> Iterator[Queues]:
             QueueName="ingest",
             Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES})},
         )["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        yield Queues(sqs, url, arn, dlq_url)
+        yield Queues(sqs, url, dlq_url)
 
 
 def deliver(queues: Queues) -> tuple[list[str], dict]:
-    """What the Lambda SQS poller does: receive a batch, invoke the handler with it, delete what succeeded.
-
-    Returns the received message ids and the handler's answer.
-    """
-    received = queues.sqs.receive_message(
-        QueueUrl=queues.url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
-    ).get("Messages", [])
-    if not received:
-        return [], {"batchItemFailures": []}
-    records = [
-        {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message["Attributes"],
-            "messageAttributes": {},
-            "md5OfBody": message["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": queues.arn,
-            "awsRegion": REGION,
-        }
-        for message in received
-    ]
-    answer = ingest.queue_handler({"Records": records}, LambdaContext(function_name="ingest_queue"))
-    failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
-    for message in received:
-        if message["MessageId"] not in failed:
-            queues.sqs.delete_message(QueueUrl=queues.url, ReceiptHandle=message["ReceiptHandle"])
-    return [message["MessageId"] for message in received], answer
+    """What the Lambda SQS poller does (feedlocal's stand-in for it, also behind `feedctl moto`)."""
+    return deliver_queue_batch(queues.sqs, queues.url, ingest.queue_handler, visibility_timeout_s=0)
 
 
 def send(queues: Queues, body: str) -> str:

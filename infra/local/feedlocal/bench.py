@@ -102,7 +102,9 @@ def _api_request(batch: list[dict[str, Any]]) -> dict[str, Any]:
         "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
         "stageVariables": None, "body": body, "isBase64Encoded": False,
         "requestContext": {"resourcePath": "/v1/events", "httpMethod": "POST", "stage": "bench",
-                           "requestId": str(uuid.uuid4()), "path": "/bench/v1/events"},
+                           "requestId": str(uuid.uuid4()), "path": "/bench/v1/events",
+                           # Many users' events in one batch: a producer service in the admin group sends them.
+                           "authorizer": {"claims": {"sub": "bench-producer", "cognito:groups": "admin"}}},
     }  # fmt: skip
 
 

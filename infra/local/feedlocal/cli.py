@@ -54,9 +54,16 @@ def cmd_recompute(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     embedded.migrate_database(embedded.ensure_database_url())
+    # No API Gateway authorizer here: development tokens (`dev:<user_id>`, `dev:<user_id>:admin`) stand in for
+    # verified ones, so the same authorization checks run (AUTH_DEV_TOKENS=false turns them off).
+    os.environ.setdefault("AUTH_DEV_TOKENS", "true")
     from feedlocal.server import serve
 
-    print(f"serving on http://{args.host}:{args.port} (API docs at /docs); Ctrl-C stops", flush=True)
+    print(
+        f"serving on http://{args.host}:{args.port} (API docs at /docs); "
+        "send `authorization: Bearer dev:<user_id>` (or dev:<user_id>:admin); Ctrl-C stops",
+        flush=True,
+    )
     serve(args.host, args.port)
 
 
@@ -90,15 +97,18 @@ def print_examples(base_url: str, user_id: str, store_id: str, item_id: str, pri
         f"""
 Try it (in another terminal):
 
+  # Locally a development token names the caller (in the cloud: a Cognito token); a user may read only
+  # their own feed and send only their own events.
+
   # 1. the feed of a seeded user at their home store
-  curl -s '{base_url}/v1/users/{user_id}/feed?store_id={store_id}'
+  curl -s '{base_url}/v1/users/{user_id}/feed?store_id={store_id}' -H 'authorization: Bearer dev:{user_id}'
 
   # 2. a purchase by a new user; run it twice: the second time stores nothing new
-  curl -s -X POST {base_url}/v1/events -H 'content-type: application/json' \\
-       -d {shlex.quote(json.dumps(purchase))}
+  curl -s -X POST {base_url}/v1/events -H 'authorization: Bearer dev:{DEMO_NEW_USER}' \\
+       -H 'content-type: application/json' -d {shlex.quote(json.dumps(purchase))}
   # then refresh the scores and see the item in {DEMO_NEW_USER}'s "buy_again" section
   .venv/bin/feedctl recompute
-  curl -s '{base_url}/v1/users/{DEMO_NEW_USER}/feed?store_id={store_id}'
+  curl -s '{base_url}/v1/users/{DEMO_NEW_USER}/feed?store_id={store_id}' -H 'authorization: Bearer dev:{DEMO_NEW_USER}'
 """,
         flush=True,
     )
@@ -206,6 +216,46 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 
     Path(args.out).write_text(openapi_document())
     print(f"wrote {args.out}")
+
+
+def cmd_moto(args: argparse.Namespace) -> None:
+    """moto in server mode with the stack's queue, bucket and database secret, and the queue's consumer (as
+    Lambda's event source mapping would run it), until Ctrl-C."""
+    import time
+
+    from feedlocal.aws_local import create_local_resources, deliver_queue_batch, start_moto_server
+    from feedlocal.bench import load_handler_module
+
+    server = start_moto_server(args.host, args.port)
+    database_url = embedded.ensure_database_url()
+    embedded.migrate_database(database_url)
+    local = create_local_resources(f"http://{args.host}:{args.port}", database_url)
+    consumer = load_handler_module("ingest_events").queue_handler
+    exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in local.environment().items())
+    print(
+        f"moto serves SQS, S3 and Secrets Manager on {local.endpoint_url}\n"
+        f"  ingest queue {local.ingest_queue_url} (dead letters: {local.ingest_dead_letter_queue_url}),\n"
+        "  consumed here by ingest_events.queue_handler as Lambda would\n"
+        f"  model scores s3://{local.model_scores_bucket}/model-scores/<model>/<file>.csv\n"
+        f"Point feedctl (serve, recompute) at them in another shell:\n{exports}\n"
+        "Ctrl-C stops",
+        flush=True,
+    )
+    sqs = local.sqs()
+    try:
+        while True:
+            received, _ = deliver_queue_batch(sqs, local.ingest_queue_url, consumer)
+            if not received:
+                time.sleep(1)
+    finally:
+        server.stop()
+
+
+def cmd_sam_env(args: argparse.Namespace) -> None:
+    from feedlocal.aws_local import write_sam_local_environment
+
+    write_sam_local_environment(Path(args.out), args.database_url, args.aws_endpoint_url)
+    print(f"wrote {args.out}; run: sam build && sam local start-api --env-vars {args.out}")
 
 
 def cmd_db(args: argparse.Namespace) -> None:
@@ -317,6 +367,22 @@ def build_parser() -> argparse.ArgumentParser:
     openapi = commands.add_parser("openapi", help="write the OpenAPI document of every route")
     openapi.add_argument("--out", default="openapi.json", help="file to write (default openapi.json)")
     openapi.set_defaults(func=cmd_openapi)
+
+    moto = commands.add_parser("moto", help="moto server mode with the stack's queue, bucket and database secret")
+    moto.add_argument("--host", default="127.0.0.1")
+    moto.add_argument("--port", type=int, default=5000)
+    moto.set_defaults(func=cmd_moto)
+
+    sam_env = commands.add_parser("sam-env", help="write env.json for `sam local start-api --env-vars env.json`")
+    sam_env.add_argument(
+        "--database-url",
+        required=True,
+        help="a PostgreSQL the Lambda containers can reach over TCP, e.g. "
+        "postgresql://postgres:feed@host.docker.internal:5432/postgres (the embedded one listens on a socket only)",
+    )
+    sam_env.add_argument("--aws-endpoint-url", help="moto's URL as the containers see it (see `feedctl moto`)")
+    sam_env.add_argument("--out", default="env.json")
+    sam_env.set_defaults(func=cmd_sam_env)
 
     db = commands.add_parser("db", help="the embedded database: print its URL or stop it")
     db.add_argument("action", choices=["url", "stop"])

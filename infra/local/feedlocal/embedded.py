@@ -21,9 +21,10 @@ from psycopg.conninfo import make_conninfo
 
 from feedcore import settings
 from feedcore.db.connection import reset_cached_connection
-from feedcore.db.migrations import migrate
+from feedcore.db.migrations import PACKAGED_MIGRATIONS, migrate
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# infra/migrations, through the link that ships them in the layer.
+MIGRATIONS_DIR = PACKAGED_MIGRATIONS
 STATE_DIR = Path(os.environ.get("FEEDCTL_HOME", ".feedctl"))
 
 

@@ -15,6 +15,14 @@ class DatabaseUnavailable(FeedError):
     """The database could not be reached or could not commit; the caller may retry."""
 
 
+class Unauthenticated(FeedError):
+    """The request carries no verified identity."""
+
+
+class Forbidden(FeedError):
+    """The caller may not do this: another user's data, or an admin route without the admin group."""
+
+
 class ConfigurationError(FeedError):
     """The deployment is misconfigured (no database, a malformed secret): not the caller's fault."""
 

@@ -4,20 +4,38 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class DatabaseSettings(BaseSettings):
-    """Where the database is: a URL locally, a Secrets Manager secret (RDS JSON format) in the cloud."""
+    """Where the database is and how to log in, in order of precedence: a URL (locally); RDS Proxy with IAM
+    authentication (the stack); a Secrets Manager secret in the RDS JSON format (an existing database)."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
-    database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over the secret")
+    database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over everything else")
+    db_iam_auth: bool = Field(default=False, description="through RDS Proxy with an IAM token (rds-db:connect)")
+    db_host: str | None = Field(default=None, description="host of the proxy or database (with DB_IAM_AUTH)")
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str | None = Field(default=None, description="database name (with DB_IAM_AUTH)")
+    db_user: str | None = Field(default=None, description="database user the token is signed for (with DB_IAM_AUTH)")
     db_secret_arn: str | None = Field(default=None, description="secret with host, port, username, ...")
     db_statement_timeout_ms: int = Field(default=2000, ge=100, le=900_000)
     db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
+
+    @property
+    def through_rds_proxy(self) -> bool:
+        """Connections go to RDS Proxy with an IAM token (DATABASE_URL, when set, wins)."""
+        return self.database_url is None and self.db_iam_auth
+
+    @model_validator(mode="after")
+    def _iam_auth_names_the_endpoint(self) -> DatabaseSettings:
+        if self.db_iam_auth and not (self.db_host and self.db_name and self.db_user):
+            raise ValueError("DB_IAM_AUTH needs DB_HOST, DB_NAME and DB_USER")
+        return self
 
 
 class ScoringSettings(BaseSettings):
@@ -97,6 +115,49 @@ class IngestSettings(BaseSettings):
     late_event_horizon_days: int = Field(default=30, ge=1, le=3650, description="oldest occurred_at accepted")
     future_tolerance_s: int = Field(default=300, ge=0, le=3600, description="client clocks may run this fast")
     max_catalog_items_per_request: int = Field(default=1000, ge=1, le=10_000)
+
+
+MetricsProvider = Literal["cloudwatch", "datadog"]
+
+
+class ObservabilitySettings(BaseSettings):
+    """Where metrics go."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    metrics_provider: MetricsProvider = Field(default="cloudwatch", description="CloudWatch EMF, or Datadog")
+
+
+class AuthSettings(BaseSettings):
+    """Who may call what (feedcore.api.authorization)."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore")
+
+    admin_group: str = Field(default="admin", min_length=1, description="cognito:groups member = admin")
+    dev_tokens: bool = Field(default=False, description="trust unsigned `dev:<sub>` tokens: local use only")
+
+
+class ApiSettings(BaseSettings):
+    """How the API answers browsers."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    cors_allow_origin: str | None = Field(default=None, description="the one origin allowed by CORS")
+
+
+@lru_cache
+def observability_settings() -> ObservabilitySettings:
+    return ObservabilitySettings()
+
+
+@lru_cache
+def auth_settings() -> AuthSettings:
+    return AuthSettings()
+
+
+@lru_cache
+def api_settings() -> ApiSettings:
+    return ApiSettings()
 
 
 @lru_cache

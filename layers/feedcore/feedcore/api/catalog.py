@@ -7,13 +7,12 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
+from feedcore.api.authorization import ADMIN_SECURITY
 from feedcore.api.models import AvailabilityUpdate, CatalogResult, CatalogUpdate, Identifier, UserDeletion
 from feedcore.ingestion.catalog import update_availability, upsert_catalog
 from feedcore.ingestion.privacy import delete_user
 
 router = APIGatewayRouter()
-# Marks the routes that need an admin or service identity (enforced by the API's authorizer).
-ADMIN = [{"admin": []}]
 
 
 @router.put(
@@ -21,7 +20,7 @@ ADMIN = [{"admin": []}]
     summary="Insert or update catalog products",
     description="All or nothing; items are matched by item_id.",
     tags=["admin"],
-    security=ADMIN,
+    security=ADMIN_SECURITY,
 )
 def put_items(update: CatalogUpdate) -> CatalogResult:
     return upsert_catalog(update)
@@ -32,7 +31,7 @@ def put_items(update: CatalogUpdate) -> CatalogResult:
     summary="Set what a store carries and its shelf prices",
     description="All or nothing; every item must already be in the catalog. Creates the store if it is new.",
     tags=["admin"],
-    security=ADMIN,
+    security=ADMIN_SECURITY,
 )
 def put_availability(
     store_id: Annotated[Identifier, Path(description="The store")], update: AvailabilityUpdate
@@ -45,7 +44,7 @@ def put_availability(
     summary="Erase a user's events, scores and profile",
     description="Idempotent: deleting an unknown or already deleted user succeeds with zero counts.",
     tags=["admin"],
-    security=ADMIN,
+    security=ADMIN_SECURITY,
 )
 def delete_user_data(user_id: Annotated[Identifier, Path(description="The user")]) -> UserDeletion:
     return delete_user(user_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
+from feedcore.api.authorization import authorize_events
 from feedcore.api.models import EventBatch, IngestResult
 from feedcore.ingestion.service import ingest_batch
 
@@ -19,5 +20,6 @@ router = APIGatewayRouter()
     tags=["events"],
 )
 def post_events(batch: EventBatch) -> IngestResult:
+    authorize_events(router.current_event, batch)
     body = router.current_event.decoded_body or ""
     return ingest_batch(batch, body_bytes=len(body.encode()))

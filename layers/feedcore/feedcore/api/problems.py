@@ -24,9 +24,11 @@ from feedcore.errors import (
     DatabaseUnavailable,
     EventsRejected,
     FeedExpired,
+    Forbidden,
     InvalidCursor,
     InvalidRequest,
     RequestTooLarge,
+    Unauthenticated,
 )
 from feedcore.observability import logger
 
@@ -134,6 +136,14 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
     @app.exception_handler(RequestTooLarge)
     def _too_large(exc: RequestTooLarge) -> Response:
         return problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc), limit=exc.limit)
+
+    @app.exception_handler(Unauthenticated)
+    def _unauthenticated(exc: Unauthenticated) -> Response:
+        return problem(HTTPStatus.UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(Forbidden)
+    def _forbidden(exc: Forbidden) -> Response:
+        return problem(HTTPStatus.FORBIDDEN, str(exc))
 
     @app.exception_handler(DatabaseUnavailable)
     def _database_unavailable(exc: DatabaseUnavailable) -> Response:

@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.http_resolver import HttpProxyEvent, HttpResolverLocal
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from feedcore.api import catalog, events, feed
+from feedcore.api.authorization import USER_SECURITY, authorize
 from feedcore.api.problems import parse_json_body, register_problem_handlers
+from feedcore.settings import api_settings
 
 # The routers of each function, as template.yaml wires them.
 INGEST_ROUTERS: tuple[Router, ...] = (events.router, catalog.router)
 FEED_ROUTERS: tuple[Router, ...] = (feed.router,)
 API_TITLE = "Feed Assembly API"
 API_VERSION = "1.0.0"
-SECURITY_SCHEMES = {"admin": HTTPBearer(description="A token of an admin or service identity")}
+SECURITY_SCHEMES = {
+    "user": HTTPBearer(description="A token of the API's user pool; its `sub` is the user it may act for"),
+    "admin": HTTPBearer(description="A token of a member of the admin group (an operator or a service)"),
+}
+
+
+def _cors() -> CORSConfig | None:
+    origin = api_settings().cors_allow_origin
+    return CORSConfig(allow_origin=origin, allow_headers=["Authorization"]) if origin else None
 
 
 def lambda_resolver(*routers: Router) -> APIGatewayRestResolver:
-    """The API Gateway (REST) resolver of one function, with validation and problem+json errors."""
-    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
+    """The API Gateway (REST) resolver of one function: validation, authorization, problem+json errors."""
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body, cors=_cors())
     for router in routers:
         app.include_router(router)
+    app.use([authorize])
     register_problem_handlers(app)
     return app
 
@@ -38,11 +49,14 @@ class _LocalResolver(HttpResolverLocal):
 
 def local_resolver() -> HttpResolverLocal:
     """Every route of every function in one ASGI app, for `feedctl serve` and the end-to-end tests."""
-    app = _LocalResolver(enable_validation=True)
+    app = _LocalResolver(enable_validation=True, cors=_cors())
     for router in INGEST_ROUTERS + FEED_ROUTERS:
         app.include_router(router)
+    app.use([authorize])
     register_problem_handlers(app)
-    app.configure_openapi(title=API_TITLE, version=API_VERSION, security_schemes=SECURITY_SCHEMES)
+    app.configure_openapi(
+        title=API_TITLE, version=API_VERSION, security_schemes=SECURITY_SCHEMES, security=USER_SECURITY
+    )
     app.enable_swagger(path="/docs")
     return app
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import lru_cache
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from feedcore.errors import ConfigurationError, DatabaseUnavailable
@@ -18,12 +20,43 @@ from feedcore.settings import DatabaseSettings, database_settings
 _cache = threading.local()
 
 
+@lru_cache
+def _rds_client():
+    import boto3
+
+    return boto3.client("rds")
+
+
+def iam_auth_token(settings: DatabaseSettings) -> str:
+    """A 15-minute RDS IAM authentication token for DB_USER at DB_HOST:DB_PORT, signed locally with the
+    function's role (no network call); the role needs rds-db:connect on that user."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return _rds_client().generate_db_auth_token(
+            DBHostname=settings.db_host, Port=settings.db_port, DBUsername=settings.db_user
+        )
+    except BotoCoreError as exc:  # no credentials or no region: the deployment, not the database
+        raise ConfigurationError(f"cannot sign a database token: {exc}") from exc
+
+
 def connection_url(settings: DatabaseSettings) -> str:
-    """The libpq URL from DATABASE_URL, or else from the Secrets Manager secret named by DB_SECRET_ARN."""
+    """The libpq URL from DATABASE_URL; else RDS Proxy with an IAM token (DB_IAM_AUTH); else the Secrets
+    Manager secret named by DB_SECRET_ARN."""
+    if settings.through_rds_proxy:
+        return make_conninfo(
+            host=settings.db_host,
+            port=str(settings.db_port),
+            user=settings.db_user,
+            password=iam_auth_token(settings),
+            dbname=settings.db_name,
+            # RDS Proxy refuses IAM authentication without TLS (RequireTLS in the template).
+            sslmode="require",
+        )
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
     if not settings.db_secret_arn:
-        raise ConfigurationError("no database configured: set DATABASE_URL or DB_SECRET_ARN")
+        raise ConfigurationError("no database configured: set DATABASE_URL, DB_IAM_AUTH or DB_SECRET_ARN")
     from aws_lambda_powertools.utilities import parameters
 
     try:
@@ -45,18 +78,32 @@ def connection_url(settings: DatabaseSettings) -> str:
         raise ConfigurationError(f"the database secret lacks {exc.args[0]!r}") from exc
 
 
-def connect(settings: DatabaseSettings | None = None) -> psycopg.Connection:
-    """A new autocommit connection with the request statement timeout."""
+def startup_options(settings: DatabaseSettings, statement_timeout_ms: int) -> str | None:
+    """The libpq `options` sent at connection start: the statement timeout, except through RDS Proxy, which
+    refuses startup options ("RDS Proxy currently doesn't support command-line options"); there the proxy's
+    InitQuery (template.yaml) sets the request timeout on every database connection it opens."""
+    return None if settings.through_rds_proxy else f"-c statement_timeout={statement_timeout_ms}"
+
+
+def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: int | None = None) -> psycopg.Connection:
+    """A new autocommit connection with the request statement timeout (or `statement_timeout_ms`)."""
     settings = settings or database_settings()
+    timeout_ms = statement_timeout_ms or settings.db_statement_timeout_ms
+    options = startup_options(settings, timeout_ms)
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             connection_url(settings),
             autocommit=True,
             prepare_threshold=None,
             connect_timeout=settings.db_connect_timeout_s,
-            options=f"-c statement_timeout={settings.db_statement_timeout_ms}",
             application_name="feed-assembly",
+            **({"options": options} if options else {}),
         )
+        if options is None and statement_timeout_ms is not None:
+            # Through the proxy, a bound other than the request's (the schema migration) is session state: it
+            # pins this session to its database connection until it closes, which only that caller accepts.
+            conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
+        return conn
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
 

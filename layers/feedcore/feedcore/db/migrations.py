@@ -6,13 +6,22 @@ Safe to run twice and concurrently: runs hold an advisory lock and record what t
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
+from feedcore.db.connection import connect
+from feedcore.errors import DatabaseUnavailable
+from feedcore.observability import logger
+
 # Any fixed 64-bit key; every migrator of this schema uses the same one.
 MIGRATION_LOCK_KEY = 7_246_201_117
+# The migrations ship inside the feedcore package (a link to infra/migrations), so the layer carries them.
+PACKAGED_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+# Pause between connection attempts while the database (or a fresh RDS Proxy target) comes up.
+CONNECT_RETRY_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -72,3 +81,22 @@ def migrate(conn: psycopg.Connection, directory: Path) -> list[str]:
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied_now
+
+
+def migrate_when_reachable(time_budget_ms: int, directory: Path = PACKAGED_MIGRATIONS) -> list[str]:
+    """Apply the pending migrations through the service's own connection settings (RDS Proxy in the cloud),
+    retrying the connection until `time_budget_ms` is spent; statements are bounded by the time left.
+    Returns the versions applied; raises DatabaseUnavailable when the database never answered."""
+    deadline = time.monotonic() + time_budget_ms / 1000
+    while True:
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        try:
+            conn = connect(statement_timeout_ms=max(left_ms, 1000))
+        except DatabaseUnavailable as exc:
+            if left_ms < CONNECT_RETRY_INTERVAL_S * 1000:
+                raise
+            logger.warning("database not reachable yet; retrying", extra={"error": str(exc), "left_ms": left_ms})
+            time.sleep(CONNECT_RETRY_INTERVAL_S)
+            continue
+        with conn:
+            return migrate(conn, directory)

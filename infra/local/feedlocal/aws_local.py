@@ -1,0 +1,162 @@
+"""Local stand-ins for the stack's AWS parts: moto in server mode (SQS, S3, Secrets Manager) and the
+env.json that `sam local start-api` / `sam local invoke` read.
+
+With these, the code paths of the cloud run on a laptop: the database secret is read from Secrets Manager,
+model score files are listed and read from S3, event batches wait in an SQS queue with its dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+from psycopg.conninfo import conninfo_to_dict
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+REGION = "us-east-1"
+# moto accepts any credentials; these only keep boto3 from looking for real ones.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
+MODEL_SCORES_BUCKET = "feed-model-scores"
+SECRET_NAME = "feed-assembly/database"
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    """The endpoint and the resources created on it."""
+
+    endpoint_url: str
+    ingest_queue_url: str
+    ingest_dead_letter_queue_url: str
+    model_scores_bucket: str
+    database_secret_arn: str
+
+    def sqs(self) -> Any:
+        return boto3.client(
+            "sqs",
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point feedcore (and boto3) at the stand-ins."""
+        return LOCAL_CREDENTIALS | {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "MODEL_SCORES_BUCKET": self.model_scores_bucket,
+            "DB_SECRET_ARN": self.database_secret_arn,
+        }
+
+
+def start_moto_server(host: str, port: int) -> ThreadedMotoServer:
+    server = ThreadedMotoServer(ip_address=host, port=port)
+    server.start()
+    return server
+
+
+def create_local_resources(endpoint_url: str, database_url: str) -> LocalAws:
+    """The queue and its dead-letter queue (same redrive as the template), the model scores bucket, and a
+    secret in the RDS JSON format describing `database_url`."""
+    session = boto3.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=REGION,
+    )
+    sqs = session.client("sqs", endpoint_url=endpoint_url)
+    dead_letters = sqs.create_queue(QueueName="feed-ingest-dlq")["QueueUrl"]
+    dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = json.dumps({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": 5})
+    queue = sqs.create_queue(
+        QueueName="feed-ingest", Attributes={"VisibilityTimeout": "180", "RedrivePolicy": redrive}
+    )["QueueUrl"]
+    session.client("s3", endpoint_url=endpoint_url).create_bucket(Bucket=MODEL_SCORES_BUCKET)
+    parts = conninfo_to_dict(database_url)
+    secret = session.client("secretsmanager", endpoint_url=endpoint_url).create_secret(
+        Name=SECRET_NAME,
+        SecretString=json.dumps(
+            {
+                "engine": "postgres",
+                "host": parts.get("host") or "localhost",
+                "port": int(parts.get("port") or 5432),
+                "username": parts.get("user") or "postgres",
+                "password": parts.get("password") or "",
+                "dbname": parts.get("dbname") or "postgres",
+            }
+        ),
+    )
+    return LocalAws(endpoint_url, queue, dead_letters, MODEL_SCORES_BUCKET, secret["ARN"])
+
+
+class QueueContext:
+    """The Lambda context the local queue poller passes the consumer."""
+
+    function_name = "ingest_queue"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:ingest_queue"
+    aws_request_id = "local-queue"
+    log_group_name = "/aws/lambda/ingest_queue"
+    log_stream_name = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def deliver_queue_batch(
+    sqs: Any, queue_url: str, consumer: Callable[[dict, Any], dict], *, visibility_timeout_s: int | None = None
+) -> tuple[list[str], dict]:
+    """What Lambda's SQS event source mapping does once: receive up to 10 messages, invoke the consumer with
+    them as Lambda's SQS event, delete the messages it did not report failed (the others come back after
+    the visibility timeout, and after maxReceiveCount receives SQS moves them to the dead-letter queue).
+    Returns the received message ids and the consumer's answer."""
+    receive: dict[str, Any] = {"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "AttributeNames": ["All"]}
+    if visibility_timeout_s is not None:
+        receive["VisibilityTimeout"] = visibility_timeout_s
+    received = sqs.receive_message(**receive).get("Messages", [])
+    if not received:
+        return [], {"batchItemFailures": []}
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    records = [
+        {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message["Attributes"],
+            "messageAttributes": {},
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": REGION,
+        }
+        for message in received
+    ]
+    answer = consumer({"Records": records}, QueueContext())
+    failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
+    for message in received:
+        if message["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return [message["MessageId"] for message in received], answer
+
+
+def sam_local_environment(database_url: str, aws_endpoint_url: str | None = None) -> dict[str, dict[str, Any]]:
+    """env.json for `sam local start-api --env-vars env.json`: every function of template.yaml reads the
+    local database by URL instead of RDS Proxy, and accepts development tokens (there is no authorizer)."""
+    from cfnlint.decode import decode_str
+
+    template, _ = decode_str((REPO_ROOT / "template.yaml").read_text())
+    functions = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+    variables: dict[str, Any] = {"DATABASE_URL": database_url, "DB_IAM_AUTH": "false", "AUTH_DEV_TOKENS": "true"}
+    if aws_endpoint_url:
+        variables |= LOCAL_CREDENTIALS | {"AWS_ENDPOINT_URL": aws_endpoint_url}
+    return {name: dict(variables) for name in functions}
+
+
+def write_sam_local_environment(out: Path, database_url: str, aws_endpoint_url: str | None = None) -> None:
+    out.write_text(json.dumps(sam_local_environment(database_url, aws_endpoint_url), indent=2) + "\n")

@@ -1,0 +1,187 @@
+"""The security properties of the production stack, read from template.yaml (and from SAM's output where SAM
+generates the resources: API methods and roles)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from .support import TEMPLATE, describe, run, sam_env
+
+FUNCTION_SECURITY_GROUP = {"Ref": "FunctionSecurityGroup"}
+PROXY_SECURITY_GROUP = {"Ref": "ProxySecurityGroup"}
+DATABASE_SECURITY_GROUP = {"Ref": "DatabaseSecurityGroup"}
+
+
+@pytest.fixture(scope="module")
+def transformed(sam_cli) -> dict:
+    """template.yaml after the SAM transform (what CloudFormation deploys)."""
+    python = sam_cli.parent / "python"
+    script = os.path.join(os.path.dirname(__file__), "translate_template.py")
+    proc = run([str(python), script, str(TEMPLATE)], env=sam_env())
+    assert proc.returncode == 0, describe(proc)
+    return json.loads(proc.stdout)
+
+
+def _resources(template: dict, type_: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == type_}
+
+
+def _ingress_rules(template: dict, group: dict) -> list[dict]:
+    """Every ingress rule of a security group: inline ones and AWS::EC2::SecurityGroupIngress resources."""
+    name = group["Ref"]
+    rules = list(template["Resources"][name]["Properties"].get("SecurityGroupIngress", []))
+    rules += [
+        r["Properties"]
+        for r in _resources(template, "AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == group
+    ]
+    return rules
+
+
+def test_every_function_runs_in_the_private_subnets_with_its_own_security_group(template):
+    resources = template["Resources"]
+    vpc_config = template["Globals"]["Function"]["VpcConfig"]
+    assert vpc_config["SecurityGroupIds"] == [FUNCTION_SECURITY_GROUP]
+    subnets = [resources[ref["Ref"]] for ref in vpc_config["SubnetIds"]]
+    assert len(subnets) == 2
+    assert all(s["Type"] == "AWS::EC2::Subnet" and s["Properties"]["MapPublicIpOnLaunch"] is False for s in subnets)
+    # Two availability zones.
+    assert {json.dumps(s["Properties"]["AvailabilityZone"]) for s in subnets} == {
+        json.dumps({"Fn::Select": [i, {"Fn::GetAZs": ""}]}) for i in (0, 1)
+    }
+    for name, function in _resources(template, "AWS::Serverless::Function").items():
+        assert "VpcConfig" not in function["Properties"], f"{name} overrides the private VpcConfig"
+
+
+def test_the_network_has_no_way_to_the_internet(template):
+    """No internet or NAT gateway and no routes: the functions reach AWS through VPC endpoints only."""
+    types = {r["Type"] for r in template["Resources"].values()}
+    assert not types & {"AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::Route", "AWS::EC2::EIP"}
+    endpoints = {
+        r["Properties"]["ServiceName"]["Fn::Sub"]: r["Properties"]["VpcEndpointType"]
+        for r in _resources(template, "AWS::EC2::VPCEndpoint").values()
+    }
+    assert endpoints == {
+        "com.amazonaws.${AWS::Region}.secretsmanager": "Interface",
+        "com.amazonaws.${AWS::Region}.s3": "Gateway",
+    }
+
+
+def test_only_the_functions_reach_the_proxy_and_only_the_proxy_reaches_the_database(template):
+    assert [
+        (r["SourceSecurityGroupId"], r["FromPort"], r["ToPort"]) for r in _ingress_rules(template, PROXY_SECURITY_GROUP)
+    ] == [(FUNCTION_SECURITY_GROUP, 5432, 5432)]
+    assert [
+        (r["SourceSecurityGroupId"], r["FromPort"], r["ToPort"])
+        for r in _ingress_rules(template, DATABASE_SECURITY_GROUP)
+    ] == [(PROXY_SECURITY_GROUP, 5432, 5432)]
+    assert _ingress_rules(template, FUNCTION_SECURITY_GROUP) == []
+    database = template["Resources"]["Database"]["Properties"]
+    assert database["VPCSecurityGroups"] == [DATABASE_SECURITY_GROUP]
+    assert template["Resources"]["DatabaseProxy"]["Properties"]["VpcSecurityGroupIds"] == [PROXY_SECURITY_GROUP]
+
+
+def test_database_is_private_encrypted_and_protected_in_production(template):
+    resource = template["Resources"]["Database"]
+    database = resource["Properties"]
+    assert database["Engine"] == "postgres"
+    assert database["PubliclyAccessible"] is False
+    assert database["StorageEncrypted"] is True
+    assert database["MultiAZ"] == {"Fn::If": ["IsProduction", True, False]}
+    assert database["DeletionProtection"] == {"Fn::If": ["IsProduction", True, False]}
+    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Snapshot"
+    # RDS generates the password and keeps it in Secrets Manager; the template never holds one.
+    assert database["ManageMasterUserPassword"] is True
+    assert "MasterUserPassword" not in database
+    subnet_group = template["Resources"][database["DBSubnetGroupName"]["Ref"]]["Properties"]
+    assert subnet_group["SubnetIds"] == template["Globals"]["Function"]["VpcConfig"]["SubnetIds"]
+    parameters = template["Resources"][database["DBParameterGroupName"]["Ref"]]["Properties"]
+    assert parameters["Family"] == "postgres16" and parameters["Parameters"]["rds.force_ssl"] == "1"
+
+
+def test_proxy_requires_tls_and_iam_authentication(template):
+    proxy = template["Resources"]["DatabaseProxy"]["Properties"]
+    assert proxy["RequireTLS"] is True
+    (auth,) = proxy["Auth"]
+    assert auth["IAMAuth"] == "REQUIRED"
+    assert auth["SecretArn"] == {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+    target = template["Resources"]["DatabaseProxyTargetGroup"]["Properties"]
+    assert target["DBInstanceIdentifiers"] == [{"Ref": "Database"}]
+    # Clients send no startup options through the proxy (feedcore.db.connection); the proxy sets the timeout.
+    init_query = target["ConnectionPoolConfigurationInfo"]["InitQuery"]
+    assert init_query == {"Fn::Sub": "SET statement_timeout = ${DbStatementTimeoutMs}"}
+
+
+def test_every_api_method_is_behind_the_cognito_authorizer(template, transformed):
+    auth = template["Resources"]["FeedApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "CognitoAuthorizer"
+    assert auth["Authorizers"]["CognitoAuthorizer"]["UserPoolArn"] == {
+        "Fn::If": ["CreateUserPool", {"Fn::GetAtt": ["UserPool", "Arn"]}, {"Ref": "ExistingUserPoolArn"}]
+    }
+    # In what SAM generates: every method but the CORS preflights (OPTIONS, answered by API Gateway itself)
+    # carries the authorizer.
+    paths = transformed["Resources"]["FeedApi"]["Properties"]["Body"]["paths"]
+    methods = [
+        (path, method, spec) for path, spec_by_method in paths.items() for method, spec in spec_by_method.items()
+    ]
+    served = [(path, method) for path, method, spec in methods if method != "options"]
+    assert len(served) == 5
+    for path, method, spec in methods:
+        if method == "options":
+            assert spec["x-amazon-apigateway-integration"]["type"] == "mock", f"{path}: preflight reaches code"
+        else:
+            assert spec.get("security") == [{"CognitoAuthorizer": []}], f"{method.upper()} {path} is open"
+
+
+def test_no_generated_role_grants_a_wildcard_action(transformed):
+    for name, resource in _resources(transformed, "AWS::IAM::Role").items():
+        policies = resource["Properties"].get("Policies", [])
+        # A conditional policy (Fn::If) holds a policy, or AWS::NoValue, in each branch.
+        policies = [p for policy in policies for p in policy.get("Fn::If", [None, policy])[1:] if "PolicyDocument" in p]
+        assert policies, f"{name}: no inline policy found"
+        for policy in policies:
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert not [a for a in actions if a == "*" or a.endswith(":*")], f"{name}: {actions}"
+
+
+def test_schema_migrations_run_on_deploy_once_the_proxy_has_its_target(template):
+    migrations = template["Resources"]["SchemaMigrations"]
+    assert migrations["Type"] == "Custom::SchemaMigrations"
+    assert migrations["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateSchemaFunction", "Arn"]}
+    # A new layer version (which carries the migrations) makes CloudFormation send an Update.
+    assert migrations["Properties"]["LayerVersion"] == {"Ref": "FeedCoreLayer"}
+    assert migrations["DependsOn"] == "DatabaseProxyTargetGroup"
+
+
+ALARMS = {
+    ("AWS/ApiGateway", "5XXError"),
+    ("AWS/ApiGateway", "Latency"),
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Duration"),
+    ("AWS/RDS", "CPUUtilization"),
+    ("AWS/RDS", "DatabaseConnections"),
+}
+
+
+def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(template):
+    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    assert {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()} == ALARMS
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+    queues = {
+        a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in alarms.values()
+        if a["Properties"]["Namespace"] == "AWS/SQS"
+    }
+    assert queues == {"IngestDeadLetterQueue", "RecomputeDeadLetterQueue"}
+    latency = alarms["FeedLatencyAlarm"]["Properties"]
+    assert latency["ExtendedStatistic"] == "p99"
+    assert {"Name": "Resource", "Value": "/v1/users/{user_id}/feed"} in latency["Dimensions"]
+    # The recompute's "near its timeout" threshold is 80 % of the function's timeout.
+    timeout_ms = template["Resources"]["RecomputeScoresFunction"]["Properties"]["Timeout"] * 1000
+    assert alarms["RecomputeNearTimeoutAlarm"]["Properties"]["Threshold"] == 0.8 * timeout_ms

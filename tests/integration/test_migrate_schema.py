@@ -1,0 +1,183 @@
+"""The schema custom resource answers CloudFormation's Create, Update and Delete, also when it fails.
+
+Requests are shaped like CloudFormation's; answers are PUT over HTTP to a local server standing in for the
+presigned S3 ResponseURL; migrations run against a fresh database on the real test server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from feedcore.db.migrations import PACKAGED_MIGRATIONS, load_migrations, migrate
+from feedcore.schema import SCHEMA_RESOURCE_ID
+from tests.aws_events import LambdaContext, cloudformation_custom_resource_event
+from tests.conftest import load_function, scratch_database, use_database
+
+migrate_schema = load_function("migrate_schema")
+ALL_VERSIONS = ",".join(m.version for m in load_migrations(PACKAGED_MIGRATIONS))
+LAYER_V1 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:FeedCoreLayer:1"}
+LAYER_V2 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:FeedCoreLayer:2"}
+
+
+class ResponseRecorder(BaseHTTPRequestHandler):
+    """Records each PUT like S3 would accept it."""
+
+    answers: list[tuple[str, dict[str, str], dict]] = []
+
+    def do_PUT(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.answers.append((self.path, dict(self.headers), json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def response_url() -> Iterator[tuple[str, list]]:
+    """A presigned-URL stand-in and the answers PUT to it."""
+    answers: list = []
+    handler = type("Recorder", (ResponseRecorder,), {"answers": answers})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/cloudformation-response?X-Amz-Signature=abc", answers
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def empty_database(database_url: str) -> Iterator[str]:
+    """A database without any schema; feedcore points at it for the test."""
+    with scratch_database(database_url, "feed_cfn") as url:
+        use_database(url)
+        yield url
+    use_database(database_url)
+
+
+def invoke(event: dict, remaining_ms: int = 60_000) -> dict:
+    context = LambdaContext(function_name="migrate_schema", remaining_time_ms=remaining_ms)
+    return migrate_schema.lambda_handler(event, context)
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def the_answer(answers: list, event: dict) -> dict:
+    """The one answer PUT for `event`, checked for what CloudFormation requires of every answer."""
+    assert len(answers) == 1, answers
+    path, headers, answer = answers[0]
+    assert path == "/cloudformation-response?X-Amz-Signature=abc"
+    assert headers.get("Content-Type", "") == ""  # the presigned URL was signed without a content type
+    for key in ("StackId", "RequestId", "LogicalResourceId"):
+        assert answer[key] == event[key]
+    assert answer["Status"] in {"SUCCESS", "FAILED"} and answer["PhysicalResourceId"]
+    return answer
+
+
+def test_create_applies_every_migration(response_url, empty_database) -> None:
+    url, answers = response_url
+    event = cloudformation_custom_resource_event("Create", url, properties=LAYER_V1)
+
+    invoke(event)
+
+    answer = the_answer(answers, event)
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    assert answer["PhysicalResourceId"] == SCHEMA_RESOURCE_ID
+    assert answer["Data"] == {"Applied": ALL_VERSIONS}
+    assert {"events", "event_ids", "items", "item_popularity", "schema_migrations"} <= tables(empty_database)
+
+
+def test_update_applies_only_what_is_pending_and_keeps_the_physical_id(
+    response_url, empty_database, tmp_path
+) -> None:
+    url, answers = response_url
+    *older, newest = sorted(PACKAGED_MIGRATIONS.glob("*.sql"))
+    previous_release = tmp_path / "migrations"
+    previous_release.mkdir()
+    for path in older:
+        (previous_release / path.name).write_text(path.read_text())
+    with psycopg.connect(empty_database, autocommit=True) as conn:  # the schema the previous release left
+        migrate(conn, previous_release)
+    event = cloudformation_custom_resource_event(
+        "Update", url, properties=LAYER_V2, old_properties=LAYER_V1, physical_resource_id=SCHEMA_RESOURCE_ID
+    )
+
+    invoke(event)
+
+    answer = the_answer(answers, event)
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    assert answer["PhysicalResourceId"] == SCHEMA_RESOURCE_ID  # a new id would make CloudFormation delete the old
+    assert answer["Data"] == {"Applied": newest.name.split("_")[0]}
+
+
+def test_update_with_nothing_pending_succeeds(response_url, db) -> None:
+    url, answers = response_url
+    event = cloudformation_custom_resource_event(
+        "Update", url, properties=LAYER_V2, old_properties=LAYER_V1, physical_resource_id=SCHEMA_RESOURCE_ID
+    )
+    invoke(event)
+    assert the_answer(answers, event)["Data"] == {"Applied": "none"}
+
+
+def test_delete_keeps_the_schema_and_its_data(response_url, empty_database) -> None:
+    url, answers = response_url
+    invoke(cloudformation_custom_resource_event("Create", url, properties=LAYER_V1))
+    answers.clear()
+    event = cloudformation_custom_resource_event(
+        "Delete", url, properties=LAYER_V1, physical_resource_id=SCHEMA_RESOURCE_ID
+    )
+
+    invoke(event)
+
+    answer = the_answer(answers, event)
+    assert (answer["Status"], answer["PhysicalResourceId"]) == ("SUCCESS", SCHEMA_RESOURCE_ID)
+    assert "events" in tables(empty_database)
+
+
+def test_unreachable_database_answers_failed_before_the_function_times_out(
+    response_url, database_url, monkeypatch
+) -> None:
+    url, answers = response_url
+    # A port nobody listens on: every connection attempt is refused.
+    use_database(make_conninfo(database_url, port="1", connect_timeout="1"))
+    monkeypatch.setattr("feedcore.db.migrations.CONNECT_RETRY_INTERVAL_S", 0.1)
+    event = cloudformation_custom_resource_event("Create", url, properties=LAYER_V1)
+    try:
+        # 16 s left: the margin for answering leaves the migration one second of retries.
+        invoke(event, remaining_ms=16_000)
+    finally:
+        use_database(database_url)
+
+    answer = the_answer(answers, event)
+    assert answer["Status"] == "FAILED"
+    assert "DatabaseUnavailable" in answer["Reason"] and "log stream" in answer["Reason"]
+    # The rollback's Delete names this id; it must succeed without a database.
+    delete = cloudformation_custom_resource_event(
+        "Delete", url, properties=LAYER_V1, physical_resource_id=answer["PhysicalResourceId"]
+    )
+    answers.clear()
+    use_database(make_conninfo(database_url, port="1", connect_timeout="1"))
+    try:
+        invoke(delete)
+    finally:
+        use_database(database_url)
+    assert the_answer(answers, delete)["Status"] == "SUCCESS"
+
+
+def test_malformed_request_is_answered_failed(response_url) -> None:
+    url, answers = response_url
+    event = cloudformation_custom_resource_event("Create", url) | {"RequestType": "Upsert"}
+    invoke(event)
+    answer = the_answer(answers, event)
+    assert answer["Status"] == "FAILED" and "RequestType" in answer["Reason"]
