@@ -98,9 +98,7 @@ def test_create_applies_every_migration(response_url, empty_database) -> None:
     assert {"events", "event_ids", "items", "item_popularity", "schema_migrations"} <= tables(empty_database)
 
 
-def test_update_applies_only_what_is_pending_and_keeps_the_physical_id(
-    response_url, empty_database, tmp_path
-) -> None:
+def test_update_applies_only_what_is_pending_and_keeps_the_physical_id(response_url, empty_database, tmp_path) -> None:
     url, answers = response_url
     *older, newest = sorted(PACKAGED_MIGRATIONS.glob("*.sql"))
     previous_release = tmp_path / "migrations"

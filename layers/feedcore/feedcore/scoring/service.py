@@ -178,6 +178,4 @@ def refresh_scores(request: RecomputeRequest, *, time_budget_ms: int | None = No
     timeout_ms = run_timeout_ms(scoring_settings().recompute_statement_timeout_ms, left_ms)
     imported = import_model_scores(model_score_settings(), timeout_ms)
     expired = run(lambda conn: feed_db.delete_expired_snapshots(conn, datetime.now(UTC)))
-    return result.model_copy(
-        update={"models_imported": [i.model for i in imported], "feed_snapshots_expired": expired}
-    )
+    return result.model_copy(update={"models_imported": [i.model for i in imported], "feed_snapshots_expired": expired})
