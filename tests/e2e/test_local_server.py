@@ -92,9 +92,9 @@ def test_printed_feed_call_returns_buy_again_and_trending_and_pages_through_the_
     seen = [item for items in sections.values() for item in items]
     path = f"/v1/users/{feed['user_id']}/feed"
     while feed["next_cursor"]:
-        feed = httpx.get(
-            f"{base_url}{path}", params={"store_id": feed["store_id"], "cursor": feed["next_cursor"]}
-        ).json()
+        page = {"store_id": feed["store_id"], "cursor": feed["next_cursor"]}
+        token = {"authorization": f"Bearer dev:{feed['user_id']}"}
+        feed = httpx.get(f"{base_url}{path}", params=page, headers=token).json()
         seen += [item for items in section_items(feed).values() for item in items]
     assert len(seen) == len(set(seen)) > 20  # the whole feed, no item twice
 
