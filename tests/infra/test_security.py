@@ -66,6 +66,7 @@ def test_the_network_has_no_way_to_the_internet(template):
     }
     assert endpoints == {
         "com.amazonaws.${AWS::Region}.secretsmanager": "Interface",
+        "com.amazonaws.${AWS::Region}.appconfigdata": "Interface",
         "com.amazonaws.${AWS::Region}.s3": "Gateway",
     }
 

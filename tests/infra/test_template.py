@@ -10,8 +10,9 @@ from typing import get_args
 import pytest
 
 from feedcore.api.resolvers import FEED_ROUTERS, INGEST_ROUTERS, SECURITY_SCHEMES, lambda_resolver
+from feedcore.feed.config import parse_ranking_config
 from feedcore.scoring.trigger import recompute_request_from_event
-from feedcore.settings import MetricsProvider
+from feedcore.settings import FeedSettings, MetricsProvider
 from tests.conftest import load_function
 
 from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, run, sam_env
@@ -136,11 +137,16 @@ def test_function_names_its_service_and_connects_only_as_the_proxy_user(template
         "Action": "rds-db:connect",
         "Resource": PROXY_DB_USER,
     } in statements
-    # Only the recompute reads anything else (the model score files, under their prefix).
+    # Only the recompute reads the model score files (under their prefix); only the feed its cursor key and
+    # its ranking config.
     others = [s for s in statements if s.get("Sid") != "ConnectToDatabaseProxy"]
-    assert {a for s in others for a in _as_list(s["Action"])} <= (
-        {"s3:ListBucket", "s3:GetObject"} if name == "RecomputeScoresFunction" else set()
-    )
+    allowed = {
+        "RecomputeScoresFunction": {"s3:ListBucket", "s3:GetObject"},
+        "AssembleFeedFunction": {
+            "secretsmanager:GetSecretValue", "appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"
+        },
+    }  # fmt: skip
+    assert {a for s in others for a in _as_list(s["Action"])} <= allowed.get(name, set())
 
 
 def test_no_policy_statement_has_a_wildcard_action(template):
@@ -264,3 +270,27 @@ def test_metrics_provider_parameter_matches_the_setting(template):
     parameter = template["Parameters"]["MetricsProvider"]
     assert parameter["Default"] == "cloudwatch"
     assert set(parameter["AllowedValues"]) == set(get_args(MetricsProvider))
+
+
+def test_the_deployed_ranking_config_is_the_packaged_one_and_valid(template):
+    hosted = json.loads(template["Resources"]["RankingInitialVersion"]["Properties"]["Content"])
+    packaged = REPO_ROOT / "layers" / "feedcore" / "feedcore" / "feed" / "ranking.json"
+
+    assert hosted == json.loads(packaged.read_text())
+    parse_ranking_config(hosted, "template.yaml")  # raises on an invalid config
+    deployment = template["Resources"]["RankingDeployment"]["Properties"]
+    assert deployment["ConfigurationVersion"] == {"Ref": "RankingInitialVersion"}
+
+
+def test_the_feed_function_starts_with_its_settings(template, monkeypatch):
+    """In Lambda, FeedSettings refuses to start without a cursor key: the template must provide one."""
+    variables = _functions(template)["AssembleFeedFunction"]["Environment"]["Variables"]
+    assert variables["FEED_CURSOR_SECRET_ARN"] == {"Ref": "CursorSecret"}
+    assert variables["FEED_APPCONFIG_PROFILE"] == {"Ref": "RankingProfile"}
+    for name in variables:
+        monkeypatch.setenv(name, "configured-by-cloudformation")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "assemble_feed")
+
+    settings = FeedSettings()
+
+    assert settings.cursor_secret_arn and settings.appconfig_application

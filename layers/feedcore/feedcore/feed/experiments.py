@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.feature_flags.exceptions import ConfigurationStoreError, SchemaValidationError
+
+from feedcore.errors import ConfigurationError
 from feedcore.feed.config import (
     FeedConfig,
     RankingConfig,
@@ -15,6 +19,7 @@ from feedcore.feed.config import (
     parse_ranking_config,
     ranking_config_from_file,
 )
+from feedcore.observability import logger, metrics
 from feedcore.settings import FeedSettings, feed_settings
 
 # The variant of users when no experiment runs.
@@ -61,16 +66,22 @@ _parsed: dict[str, Any] = {}
 
 
 def _from_appconfig(settings: FeedSettings) -> RankingConfig:
-    """The config profile in AppConfig, fetched through Powertools (cached for max_age seconds); parsed again
-    only when its content changes."""
+    """The config profile in AppConfig, fetched through Powertools (cached for max_age seconds) and parsed
+    again only when its content changes. If AppConfig cannot be read or holds an invalid config, the feed
+    keeps the last good config (or, before any, the packaged default) and says so in the logs: a bad
+    deployment of the config must not take the feed down."""
     store = _appconfig_store(
         settings.appconfig_application, settings.appconfig_environment, settings.appconfig_profile,
         settings.appconfig_max_age_s,
     )  # fmt: skip
-    document = store.get_configuration()
-    if _parsed.get("document") != document:
-        _parsed.update(document=document, config=parse_ranking_config(document, "AppConfig"))
-    return _parsed["config"]
+    try:
+        document = store.get_configuration()
+        if _parsed.get("document") != document:
+            _parsed.update(document=document, config=parse_ranking_config(document, "AppConfig"))
+    except (ConfigurationStoreError, SchemaValidationError, ConfigurationError) as exc:
+        logger.error("ranking config from AppConfig unusable; keeping the last good one", extra={"error": str(exc)})
+        metrics.add_metric(name="RankingConfigErrors", unit=MetricUnit.Count, value=1)
+    return _parsed.get("config") or default_ranking_config()
 
 
 def ranking_config() -> RankingConfig:
