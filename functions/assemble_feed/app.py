@@ -3,10 +3,11 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from feedcore.api.resolvers import FEED_ROUTERS, lambda_resolver
+from feedcore.api import feed
+from feedcore.api.resolvers import lambda_resolver
 from feedcore.observability import logger, metrics, tracer
 
-app = lambda_resolver(*FEED_ROUTERS)
+app = lambda_resolver(feed.router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

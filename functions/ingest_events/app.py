@@ -4,11 +4,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from feedcore.api.resolvers import INGEST_ROUTERS, lambda_resolver
+from feedcore.api import catalog, events
+from feedcore.api.resolvers import lambda_resolver
 from feedcore.ingestion.queue import ingest_queue_record, queue_processor
 from feedcore.observability import logger, metrics, tracer
 
-app = lambda_resolver(*INGEST_ROUTERS)
+app = lambda_resolver(events.router, catalog.router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

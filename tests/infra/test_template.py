@@ -9,7 +9,7 @@ from typing import get_args
 
 import pytest
 
-from feedcore.api.resolvers import FEED_ROUTERS, INGEST_ROUTERS, SECURITY_SCHEMES, lambda_resolver
+from feedcore.api.resolvers import SECURITY_SCHEMES
 from feedcore.feed.config import parse_ranking_config
 from feedcore.scoring.trigger import recompute_request_from_event
 from feedcore.settings import FeedSettings, MetricsProvider
@@ -26,12 +26,13 @@ FUNCTIONS = {
     "AssembleFeedFunction": ("assemble_feed", "assemble_feed"),
     "MigrateSchemaFunction": ("migrate_schema", "migrate_schema"),
 }
-# Logical id -> the routers its resolver serves (see functions/*/app.py).
-API_FUNCTIONS = {"IngestEventsFunction": INGEST_ROUTERS, "AssembleFeedFunction": FEED_ROUTERS}
+# Logical id -> the code folder whose resolver (`app`) serves its routes.
+API_FUNCTIONS = {"IngestEventsFunction": "ingest_events", "AssembleFeedFunction": "assemble_feed"}
 
 
-def _routes_in_code(routers) -> set[tuple[str, str]]:
-    document = json.loads(lambda_resolver(*routers).get_openapi_json_schema(security_schemes=SECURITY_SCHEMES))
+def _routes_in_code(function: str) -> set[tuple[str, str]]:
+    resolver = load_function(function).app
+    document = json.loads(resolver.get_openapi_json_schema(security_schemes=SECURITY_SCHEMES))
     return {(method.upper(), path) for path, methods in document["paths"].items() for method in methods}
 
 

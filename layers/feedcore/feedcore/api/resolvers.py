@@ -7,14 +7,10 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.http_resolver import HttpProxyEvent, HttpResolverLocal
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
-from feedcore.api import catalog, events, feed
 from feedcore.api.authorization import USER_SECURITY, authorize
 from feedcore.api.problems import parse_json_body, register_problem_handlers
 from feedcore.settings import api_settings
 
-# The routers of each function, as template.yaml wires them.
-INGEST_ROUTERS: tuple[Router, ...] = (events.router, catalog.router)
-FEED_ROUTERS: tuple[Router, ...] = (feed.router,)
 API_TITLE = "Feed Assembly API"
 API_VERSION = "1.0.0"
 SECURITY_SCHEMES = {
@@ -29,7 +25,10 @@ def _cors() -> CORSConfig | None:
 
 
 def lambda_resolver(*routers: Router) -> APIGatewayRestResolver:
-    """The API Gateway (REST) resolver of one function: validation, authorization, problem+json errors."""
+    """The API Gateway (REST) resolver of one function: validation, authorization, problem+json errors.
+
+    Each function imports only its own routers (functions/*/app.py), which keeps the others' modules out of
+    its cold start."""
     app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body, cors=_cors())
     for router in routers:
         app.include_router(router)
@@ -49,8 +48,10 @@ class _LocalResolver(HttpResolverLocal):
 
 def local_resolver() -> HttpResolverLocal:
     """Every route of every function in one ASGI app, for `feedctl serve` and the end-to-end tests."""
+    from feedcore.api import catalog, events, feed
+
     app = _LocalResolver(enable_validation=True, cors=_cors())
-    for router in INGEST_ROUTERS + FEED_ROUTERS:
+    for router in (events.router, catalog.router, feed.router):
         app.include_router(router)
     app.use([authorize])
     register_problem_handlers(app)
