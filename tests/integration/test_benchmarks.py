@@ -21,3 +21,23 @@ def test_bench_recompute_prints_its_figures(database_url: str) -> None:
     assert figures["full_s"] > 0 and figures["incremental_s"] > 0
     assert figures["events_scored"]["incremental"] > 0  # the new events, and only those
     assert figures["events_scored"]["incremental"] < figures["events_scored"]["full"] / 50
+
+
+def test_bench_feed_prints_its_figures(database_url: str) -> None:
+    figures = feedctl_json(
+        database_url, "bench", "feed", "--users", "300", "--items", "500", "--stores", "3", "--events", "5000",
+        "--requests", "50",
+    )  # fmt: skip
+
+    assert (figures["users"], figures["events"], figures["requests"]) == (300, 5000, 50)
+    assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+    assert figures["select1_p50_ms"] > 0
+    assert figures["queries_per_feed"] == 2  # the read, and recording the feed with its snapshot
+    assert figures["rss_mb"] > 0
+
+
+def test_bench_coldstart_prints_its_figures(database_url: str) -> None:
+    figures = feedctl_json(database_url, "bench", "coldstart", "--runs", "1")
+
+    assert figures["runs"] == 1
+    assert 0 < figures["coldstart_ms"] < figures["with_interpreter_start_ms"]

@@ -383,7 +383,8 @@ def _feed_request(user_id: str, store_id: str) -> dict[str, Any]:
         "queryStringParameters": {"store_id": store_id}, "multiValueQueryStringParameters": {"store_id": [store_id]},
         "pathParameters": {"user_id": user_id}, "stageVariables": None, "body": None, "isBase64Encoded": False,
         "requestContext": {"resourcePath": "/v1/users/{user_id}/feed", "httpMethod": "GET", "stage": "bench",
-                           "requestId": str(uuid.uuid4()), "path": f"/bench/v1/users/{user_id}/feed"},
+                           "requestId": str(uuid.uuid4()), "path": f"/bench/v1/users/{user_id}/feed",
+                           "authorizer": {"claims": {"sub": user_id}}},  # the user asks for their own feed
     }  # fmt: skip
 
 
