@@ -102,7 +102,8 @@ def feed_candidates(conn: psycopg.Connection, query: CandidateQuery) -> list[Can
         "sources": sorted(query.sources),
     }
     # Rows come in the order of Candidate's fields; positional construction is the cheap way to build them.
-    return [Candidate(*row) for row in conn.execute(_FEED_CANDIDATES, params).fetchall()]
+    with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
+        return [Candidate(*row) for row in cursor.execute(_FEED_CANDIDATES, params).fetchall()]
 
 
 @dataclass(frozen=True)
