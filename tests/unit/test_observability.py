@@ -8,6 +8,7 @@ import pytest
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
+from feedcore import observability
 from feedcore.observability import METRICS_NAMESPACE, service_metrics
 from feedcore.settings import ObservabilitySettings
 
@@ -42,3 +43,23 @@ def test_the_provider_is_a_typed_setting(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("METRICS_PROVIDER", "statsd")
     with pytest.raises(ValidationError):
         ObservabilitySettings()
+
+
+@pytest.mark.parametrize("provider", ["cloudwatch", "datadog"])
+def test_a_count_carries_its_own_dimensions_with_either_provider(
+    provider: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provided = service_metrics(provider)  # type: ignore[arg-type]
+    provided.clear_metrics()
+    monkeypatch.setattr(observability, "metrics", provided)
+
+    observability.count("FeedServed", variant="control", fallback="none")
+    provided.flush_metrics(raise_on_empty_metrics=False)
+
+    (line,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    if provider == "cloudwatch":
+        assert line["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][:2] == ["variant", "fallback"]
+        assert (line["variant"], line["fallback"], line["FeedServed"]) == ("control", "none", [1.0])
+    else:
+        assert line["m"] == f"{METRICS_NAMESPACE}.FeedServed"
+        assert {"variant:control", "fallback:none"} <= set(line["t"])

@@ -7,7 +7,7 @@ CloudWatch as EMF log lines, or through Powertools' Datadog provider when METRIC
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.provider.datadog import DatadogMetrics
 
 from feedcore.settings import MetricsProvider, observability_settings
@@ -38,3 +38,14 @@ def service_metrics(provider: MetricsProvider) -> Metrics | DatadogServiceMetric
 logger = Logger()
 tracer = Tracer()
 metrics = service_metrics(observability_settings().metrics_provider)
+
+
+def count(name: str, **dimensions: str) -> None:
+    """Count one occurrence of `name` under its own dimensions (e.g. the experiment variant): a single EMF
+    record on CloudWatch, a tagged point on Datadog."""
+    if isinstance(metrics, DatadogServiceMetrics):
+        metrics.add_metric(name=name, value=1, **dimensions)
+        return
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE) as metric:
+        for dimension, value in dimensions.items():
+            metric.add_dimension(name=dimension, value=value)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
 from feedcore.api.models import Fallback, Feed, FeedItem, FeedSection, ItemDebug, RemovedCandidate
 from feedcore.db import feed as feed_db
@@ -21,7 +21,7 @@ from feedcore.feed.experiments import Assignment, assign, ranking_config
 from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, popular_fallback, select_sections
 from feedcore.feed.reasons import reason
 from feedcore.feed.scoring import BuyAgainParams
-from feedcore.observability import logger, metrics
+from feedcore.observability import count, logger, metrics
 from feedcore.settings import FeedSettings, feed_settings
 
 # Sources that only a user with history fills: none of them → the new-user fallback.
@@ -115,10 +115,10 @@ def _first_page(request: FeedRequest, per_page: int, now: datetime, assignment: 
     )
     metrics.add_metric(name="FeedRankLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
     per_source, per_filter = Counter(c.source for c in candidates), Counter(r.filter for r in removed)
-    for source, count in per_source.items():
-        metrics.add_metric(name=f"FeedCandidates.{source}", unit=MetricUnit.Count, value=count)
-    for filter_name, count in per_filter.items():
-        metrics.add_metric(name=f"FeedRemoved.{filter_name}", unit=MetricUnit.Count, value=count)
+    for source, candidates_of_source in per_source.items():
+        metrics.add_metric(name=f"FeedCandidates.{source}", unit=MetricUnit.Count, value=candidates_of_source)
+    for filter_name, removals in per_filter.items():
+        metrics.add_metric(name=f"FeedRemoved.{filter_name}", unit=MetricUnit.Count, value=removals)
     logger.info(
         "feed assembled",
         extra={
@@ -237,6 +237,4 @@ def _remember_popular(store_id: str, popular: list[Ranked]) -> None:
 def _record_served(feed: Feed, elapsed_s: float) -> None:
     metrics.add_metric(name="FeedLatency", unit=MetricUnit.Milliseconds, value=elapsed_s * 1000)
     metrics.add_metric(name="FeedItems", unit=MetricUnit.Count, value=sum(len(s.items) for s in feed.sections))
-    with single_metric(name="FeedServed", unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
-        metric.add_dimension(name="variant", value=feed.variant)
-        metric.add_dimension(name="fallback", value=feed.fallback or "none")
+    count("FeedServed", variant=feed.variant, fallback=feed.fallback or "none")
