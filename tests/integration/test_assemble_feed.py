@@ -11,9 +11,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from moto import mock_aws
 
+from feedcore import settings
 from feedcore.api.models import CatalogItem, StoreAvailability
 from feedcore.db import catalog as catalog_db
+from feedcore.ingestion.privacy import delete_user
+from feedcore.ingestion.retention import apply_retention
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from feedlocal.embedded import embedded_server, migrate_database
 from tests.aws_events import LambdaContext, api_gateway_rest_event, cognito_claims, response_headers
@@ -150,8 +154,9 @@ def test_cart_additions_drive_goes_well_with_at_once(shopping_history: None, db:
 
 
 def test_excluded_tags_are_left_out(shopping_history: None) -> None:
-    _, _, everything = get_feed("user-2", {"store_id": STORE, "limit": "30"})
-    _, _, feed = get_feed("user-2", {"store_id": STORE, "limit": "30", "exclude_tags": "alcohol", "debug": "true"})
+    _, _, everything = get_feed("someone-new", {"store_id": STORE, "limit": "30"})
+    query = {"store_id": STORE, "limit": "30", "exclude_tags": "alcohol", "debug": "true"}
+    _, _, feed = get_feed("someone-new", query)
 
     assert "wine" in shown(everything)
     assert "wine" not in shown(feed)
@@ -383,3 +388,57 @@ def test_each_request_reports_stage_latencies_candidates_removals_and_variant(
     assert {"FeedCandidates.buy_again", "FeedCandidates.trending", "FeedRemoved.unavailable"} <= names
     served = next(blob for blob in blobs if "FeedServed" in blob)
     assert (served["variant"], served["fallback"]) == (feed["variant"], "none")
+
+
+def test_a_cursor_is_bound_to_the_first_pages_store_and_excluded_tags(shopping_history: None) -> None:
+    _, _, page = get_feed("user-1", {"store_id": STORE, "limit": "1", "exclude_tags": "alcohol"})
+    cursor = page["next_cursor"]
+
+    for changed in ({"store_id": "store-b", "exclude_tags": "alcohol"}, {"store_id": STORE}):
+        status, _, body = get_feed("user-1", {**changed, "cursor": cursor})
+        assert status == 400
+        assert "store_id or exclude_tags" in body["detail"]
+    assert get_feed("user-1", {"store_id": STORE, "exclude_tags": "alcohol", "cursor": cursor})[0] == 200
+
+
+def test_later_pages_carry_score_breakdowns_only_when_asked(shopping_history: None) -> None:
+    _, _, page = get_feed("user-1", {"store_id": STORE, "limit": "1", "debug": "true"})
+
+    _, _, plain = get_feed("user-1", {"store_id": STORE, "cursor": page["next_cursor"]})
+    _, _, detailed = get_feed("user-1", {"store_id": STORE, "cursor": page["next_cursor"], "debug": "true"})
+
+    assert all(item["debug"] is None for section in plain["sections"] for item in section["items"])
+    assert all(item["debug"] for section in detailed["sections"] for item in section["items"])
+    assert plain["removed"] is None and detailed["removed"] is None  # removals belong to the first page
+
+
+def test_an_unreadable_cursor_secret_gives_a_degraded_200_and_writes_nothing(
+    shopping_history: None, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    get_feed("someone-new", {"store_id": STORE})  # the container caches the store's popular items
+    monkeypatch.setenv("FEED_CURSOR_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing")
+    settings.feed_settings.cache_clear()
+    try:
+        with mock_aws():  # Secrets Manager without that secret
+            status, _, feed = get_feed("user-1", {"store_id": STORE})
+    finally:
+        monkeypatch.delenv("FEED_CURSOR_SECRET_ARN")
+        settings.feed_settings.cache_clear()
+
+    assert status == 200
+    assert feed["degraded"] is True and feed["sections"]
+    assert db.execute("SELECT count(*) FROM feeds WHERE user_id = 'user-1'").fetchone() == (0,)
+
+
+def test_erasing_a_user_removes_their_feeds_and_retention_the_old_ones(
+    shopping_history: None, db: psycopg.Connection
+) -> None:
+    get_feed("user-1", {"store_id": STORE})
+    get_feed("user-2", {"store_id": STORE})
+
+    delete_user("user-1")
+
+    assert db.execute("SELECT user_id FROM feeds").fetchall() == [("user-2",)]
+    assert db.execute("SELECT user_id FROM feed_snapshots").fetchall() == [("user-2",)]
+    apply_retention(keep_days=60, now=NOW + timedelta(days=61))
+    assert db.execute("SELECT count(*) FROM feeds").fetchone() == (0,)

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from pydantic import ValidationError
 
 from feedcore import settings
 from tests.aws_events import (
@@ -178,3 +179,12 @@ def test_development_tokens_are_refused_unless_enabled(db: psycopg.Connection, m
         assert get_feed(BOB, ALICE, headers={"Authorization": "Bearer dev:bob"})[0] == 403
     finally:
         settings.auth_settings.cache_clear()
+
+
+def test_development_tokens_cannot_be_enabled_in_a_deployed_function(monkeypatch) -> None:
+    monkeypatch.setenv("AUTH_DEV_TOKENS", "true")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "assemble_feed")
+    with pytest.raises(ValidationError, match="local runs only"):
+        settings.AuthSettings()
+    monkeypatch.setenv("AWS_SAM_LOCAL", "true")  # `sam local start-api` runs the functions locally
+    assert settings.AuthSettings().dev_tokens

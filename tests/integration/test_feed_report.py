@@ -73,3 +73,14 @@ def test_events_before_since_or_purchases_without_a_touch_do_not_count(
     )
 
     assert section_report(db, NOW - timedelta(hours=1), timedelta(hours=24)) == []
+
+
+def test_events_naming_another_users_feed_count_as_unknown(
+    served_feeds: tuple[dict, dict], db: psycopg.Connection
+) -> None:
+    mine, _ = served_feeds
+    first = mine["sections"][0]["items"][0]
+    record(tracked("impression", "user-3", first, 10))  # user-3 sends user-1's feed_id
+
+    (row,) = section_report(db, NOW - timedelta(hours=1), timedelta(hours=24))
+    assert (row.variant, row.experiment, row.impressions) == ("unknown", None, 1)

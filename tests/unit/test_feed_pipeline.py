@@ -20,6 +20,7 @@ NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
 CONTEXT = RankingContext(now=NOW, buy_again=BuyAgainParams(), filters=ALL_FILTERS, excluded_tags=frozenset({"alcohol"}))
 KEY = b"test key"
+SCOPE = "store-a|alcohol"
 
 
 def candidate(item_id: str = "milk", source: str = "popular", **fields) -> Candidate:
@@ -127,6 +128,40 @@ def test_a_signal_no_candidate_has_contributes_nothing():
     assert ranked[0].contributions["model"] == 0.0
 
 
+def test_negative_model_scores_keep_their_order():
+    models = [
+        candidate(n, source="model:m", source_score=score) for n, score in (("a", -9.0), ("b", -0.1), ("c", -5.0))
+    ]
+
+    ranked = rank(models, {"model": 1.0}, CONTEXT)
+
+    assert [(r.candidate.item_id, r.score) for r in ranked] == [("b", 1.0), ("c", pytest.approx(4 / 8.9)), ("a", 0.0)]
+
+
+def test_a_model_section_ranks_by_its_own_model_not_the_best_of_all_models():
+    # model_score is the best score over every model of the config; the section's own model says otherwise.
+    models = [
+        candidate("a", source="model:m", source_score=0.2, model_score=0.2),
+        candidate("b", source="model:m", source_score=0.1, model_score=50.0),
+    ]
+
+    assert [r.candidate.item_id for r in rank(models, {"model": 1.0}, CONTEXT)] == ["a", "b"]
+
+
+def test_a_purchase_already_scored_is_not_counted_twice():
+    # Bought every three days; the last purchase, six hours ago, is both scored and among the recent events.
+    # Counted once, the usual interval is 3 days and the item is not due: removed. Counted twice, the interval
+    # would look like 1.5 days and the item due again.
+    bought = NOW - timedelta(hours=6)
+    every_three_days = candidate(
+        purchase_count=2, first_purchased_at=bought - timedelta(days=3), last_purchased_at=bought,
+        recent_purchase_at=bought,
+    )  # fmt: skip
+    context = replace(CONTEXT, filters=("just_purchased",))
+
+    assert [r.filter for r in apply_filters([every_three_days], context)[1]] == ["just_purchased"]
+
+
 def test_ties_rank_by_item_id_so_feeds_are_deterministic():
     ranked = rank([candidate("c"), candidate("a"), candidate("b")], {"popularity": 1.0}, CONTEXT)
     assert [r.candidate.item_id for r in ranked] == ["a", "b", "c"]
@@ -191,13 +226,12 @@ def test_sections_follow_the_declared_order_and_never_repeat_an_item():
 
 
 def position(**fields) -> PagePosition:
-    return PagePosition(
-        **({"feed_id": "f1", "user_id": "u1", "offset": 4, "expires_at": NOW + timedelta(minutes=5)} | fields)
-    )
+    defaults = {"feed_id": "f1", "user_id": "u1", "offset": 4, "expires_at": NOW + timedelta(minutes=5), "scope": SCOPE}
+    return PagePosition(**(defaults | fields))
 
 
 def test_a_cursor_round_trips_to_the_same_position():
-    assert decode_cursor(encode_cursor(position(), KEY), KEY, "u1", NOW) == position()
+    assert decode_cursor(encode_cursor(position(), KEY), KEY, "u1", SCOPE, NOW) == position()
 
 
 @pytest.mark.parametrize(
@@ -213,19 +247,21 @@ def test_a_cursor_round_trips_to_the_same_position():
 )
 def test_a_tampered_cursor_is_invalid(tamper):
     with pytest.raises(InvalidCursor):
-        decode_cursor(tamper(encode_cursor(position(), KEY)), KEY, "u1", NOW)
+        decode_cursor(tamper(encode_cursor(position(), KEY)), KEY, "u1", SCOPE, NOW)
 
 
-def test_a_cursor_signed_with_another_key_or_for_another_user_is_invalid():
+def test_a_cursor_signed_with_another_key_or_for_another_user_or_scope_is_invalid():
     with pytest.raises(InvalidCursor):
-        decode_cursor(encode_cursor(position(), b"other key"), KEY, "u1", NOW)
+        decode_cursor(encode_cursor(position(), b"other key"), KEY, "u1", SCOPE, NOW)
     with pytest.raises(InvalidCursor, match="another user"):
-        decode_cursor(encode_cursor(position(), KEY), KEY, "u2", NOW)
+        decode_cursor(encode_cursor(position(), KEY), KEY, "u2", SCOPE, NOW)
+    with pytest.raises(InvalidCursor, match="another store_id or exclude_tags"):
+        decode_cursor(encode_cursor(position(), KEY), KEY, "u1", "store-b|alcohol", NOW)
 
 
 def test_an_expired_cursor_is_gone():
     with pytest.raises(FeedExpired):
-        decode_cursor(encode_cursor(position(expires_at=NOW - timedelta(seconds=1)), KEY), KEY, "u1", NOW)
+        decode_cursor(encode_cursor(position(expires_at=NOW - timedelta(seconds=1)), KEY), KEY, "u1", SCOPE, NOW)
 
 
 # --- config and experiments -------------------------------------------------------------------------

@@ -135,6 +135,15 @@ class AuthSettings(BaseSettings):
 
     admin_group: str = Field(default="admin", min_length=1, description="cognito:groups member = admin")
     dev_tokens: bool = Field(default=False, description="trust unsigned `dev:<sub>` tokens: local use only")
+    lambda_function_name: str | None = Field(default=None, validation_alias="AWS_LAMBDA_FUNCTION_NAME")
+    sam_local: bool = Field(default=False, validation_alias="AWS_SAM_LOCAL")
+
+    @model_validator(mode="after")
+    def _no_development_tokens_in_lambda(self) -> AuthSettings:
+        # A second lock besides the template: a deployed function never trusts unsigned tokens.
+        if self.dev_tokens and self.lambda_function_name and not self.sam_local:
+            raise ValueError("AUTH_DEV_TOKENS is for local runs only; it is refused in Lambda")
+        return self
 
 
 class ApiSettings(BaseSettings):

@@ -10,7 +10,8 @@ from psycopg.rows import class_row
 
 # Impressions, clicks and adds to cart count where their tracking fields say. A purchase line counts for the
 # section of the same user's latest tracked click or add to cart of that item within the attribution window
-# before the purchase (last touch). Feeds are matched to their experiment variant through `feeds`.
+# before the purchase (last touch). Feeds are matched to their experiment variant through `feeds`, only for
+# events of the user the feed was served to (clients send feed_id; another user's is counted as unknown).
 _SECTION_REPORT = """
 WITH tracked AS (
     SELECT event_type, feed_id, section, user_id, item_id, occurred_at
@@ -25,7 +26,7 @@ purchase_lines AS (
     WHERE p.event_type = 'purchase' AND p.occurred_at >= %(since)s
 ),
 attributed AS (
-    SELECT DISTINCT ON (pl.event_id, pl.item_id) t.feed_id, t.section
+    SELECT DISTINCT ON (pl.event_id, pl.item_id) t.feed_id, t.section, t.user_id
     FROM purchase_lines pl
     JOIN tracked t ON t.user_id = pl.user_id AND t.item_id = pl.item_id
                   AND t.event_type IN ('click', 'add_to_cart')
@@ -33,22 +34,22 @@ attributed AS (
     ORDER BY pl.event_id, pl.item_id, t.occurred_at DESC
 ),
 counts AS (
-    SELECT feed_id, section,
+    SELECT feed_id, section, user_id,
            count(*) FILTER (WHERE event_type = 'impression') AS impressions,
            count(*) FILTER (WHERE event_type = 'click') AS clicks,
            count(*) FILTER (WHERE event_type = 'add_to_cart') AS add_to_carts,
            0 AS purchases
     FROM tracked
     WHERE occurred_at >= %(since)s
-    GROUP BY feed_id, section
+    GROUP BY feed_id, section, user_id
     UNION ALL
-    SELECT feed_id, section, 0, 0, 0, count(*) FROM attributed GROUP BY feed_id, section
+    SELECT feed_id, section, user_id, 0, 0, 0, count(*) FROM attributed GROUP BY feed_id, section, user_id
 )
 SELECT f.experiment, coalesce(f.variant, 'unknown') AS variant, c.section,
        sum(c.impressions)::bigint AS impressions, sum(c.clicks)::bigint AS clicks,
        sum(c.add_to_carts)::bigint AS add_to_carts, sum(c.purchases)::bigint AS purchases
 FROM counts c
-LEFT JOIN feeds f ON f.feed_id = c.feed_id
+LEFT JOIN feeds f ON f.feed_id = c.feed_id AND f.user_id = c.user_id  -- a feed_id sent by another user: unknown
 GROUP BY f.experiment, coalesce(f.variant, 'unknown'), c.section
 ORDER BY f.experiment NULLS FIRST, variant, c.section
 """

@@ -136,6 +136,17 @@ def feed_snapshot(conn: psycopg.Connection, feed_id: str, user_id: str, now: dat
     return row[0] if row else None
 
 
+def delete_user_feeds(conn: psycopg.Connection, user_id: str) -> int:
+    """Delete the user's feed records and snapshots; returns how many feeds."""
+    conn.execute("DELETE FROM feed_snapshots WHERE user_id = %s", (user_id,))
+    return conn.execute("DELETE FROM feeds WHERE user_id = %s", (user_id,)).rowcount
+
+
+def delete_feeds_before(conn: psycopg.Connection, cutoff: datetime) -> int:
+    """Delete the feed records (kept for attribution) created before `cutoff`; returns how many."""
+    return conn.execute("DELETE FROM feeds WHERE created_at < %s", (cutoff,)).rowcount
+
+
 def delete_expired_snapshots(conn: psycopg.Connection, now: datetime) -> int:
     """Drop the snapshots past their expiry; returns how many."""
     return conn.execute("DELETE FROM feed_snapshots WHERE expires_at <= %s", (now,)).rowcount

@@ -105,7 +105,8 @@ class FeedConfig(_Config):
 
     @property
     def models(self) -> tuple[str, ...]:
-        return tuple(sorted({section.model for section in self.sections if section.model is not None}))
+        """The imported models the shown sections read."""
+        return tuple(sorted({section.model for section in self.ordered_sections if section.model is not None}))
 
 
 class Variant(_Config):

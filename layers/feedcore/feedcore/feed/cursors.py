@@ -8,6 +8,11 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.config import Config
 
 from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
 from feedcore.settings import feed_settings
@@ -26,21 +31,30 @@ class PagePosition:
     user_id: str
     offset: int
     expires_at: datetime
+    scope: str  # the first page's store and excluded tags (request_scope): later pages must ask the same
+
+
+def request_scope(store_id: str, exclude_tags: frozenset[str]) -> str:
+    return f"{store_id}|{','.join(sorted(exclude_tags))}"
+
+
+@lru_cache(maxsize=1)
+def _secrets() -> SecretsProvider:
+    # Short timeouts: a slow Secrets Manager must not hold a feed request until Lambda's timeout.
+    return SecretsProvider(boto_config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 2}))
 
 
 def cursor_key() -> bytes:
     """The HMAC key of cursors: FEED_CURSOR_SECRET, the secret FEED_CURSOR_SECRET_ARN names (cached five
-    minutes), or the local development key."""
+    minutes), or the local development key. Raises ConfigurationError when the secret cannot be read."""
     settings = feed_settings()
     if settings.cursor_secret is not None:
         return settings.cursor_secret.get_secret_value().encode()
     if settings.cursor_secret_arn is None:
         return _LOCAL_DEVELOPMENT_KEY
-    from aws_lambda_powertools.utilities import parameters
-
     try:
-        return str(parameters.get_secret(settings.cursor_secret_arn, max_age=300)).encode()
-    except parameters.exceptions.GetParameterError as exc:
+        return str(_secrets().get(settings.cursor_secret_arn, max_age=300)).encode()
+    except GetParameterError as exc:
         raise ConfigurationError(f"cannot read the cursor secret: {exc}") from exc
 
 
@@ -57,18 +71,19 @@ def _mac(key: bytes, payload: bytes) -> bytes:
 
 
 def encode_cursor(position: PagePosition, key: bytes) -> str:
-    payload = json.dumps(
-        {"f": position.feed_id, "u": position.user_id, "o": position.offset, "e": int(position.expires_at.timestamp())},
-        separators=(",", ":"),
-    ).encode()
+    fields = {
+        "f": position.feed_id, "u": position.user_id, "o": position.offset,
+        "e": int(position.expires_at.timestamp()), "s": position.scope,
+    }  # fmt: skip
+    payload = json.dumps(fields, separators=(",", ":")).encode()
     return f"{_b64(payload)}.{_b64(_mac(key, payload))}"
 
 
-def decode_cursor(cursor: str, key: bytes, user_id: str, now: datetime) -> PagePosition:
+def decode_cursor(cursor: str, key: bytes, user_id: str, scope: str, now: datetime) -> PagePosition:
     """The position a cursor from encode_cursor holds.
 
-    Raises InvalidCursor when it was altered, forged or issued to another user, and FeedExpired when its
-    snapshot's time is up.
+    Raises InvalidCursor when it was altered, forged, issued to another user or for another store or
+    excluded tags (`scope`), and FeedExpired when its snapshot's time is up.
     """
     try:
         encoded_payload, encoded_mac = cursor.split(".")
@@ -83,9 +98,12 @@ def decode_cursor(cursor: str, key: bytes, user_id: str, now: datetime) -> PageP
         user_id=fields["u"],
         offset=fields["o"],
         expires_at=datetime.fromtimestamp(fields["e"], UTC),
+        scope=fields["s"],
     )
     if position.user_id != user_id:
         raise InvalidCursor("belongs to another user's feed")
+    if position.scope != scope:
+        raise InvalidCursor("was issued for another store_id or exclude_tags; repeat those of the first page")
     if position.expires_at <= now:
         raise FeedExpired(position.feed_id)
     return position

@@ -58,7 +58,11 @@ def _just_purchased(candidate: Candidate, context: RankingContext) -> bool:
     bought = last_purchase(candidate)
     if bought is None or context.now - bought > context.just_purchased:
         return False
-    count = candidate.purchase_count + (candidate.recent_purchase_at is not None)
+    # A purchase of the last hours counts once: the scores may already include it.
+    unscored = candidate.recent_purchase_at is not None and (
+        candidate.last_purchased_at is None or candidate.recent_purchase_at > candidate.last_purchased_at
+    )
+    count = candidate.purchase_count + unscored
     first = candidate.first_purchased_at or bought
     return due_ness(count, first, bought, context.now, context.buy_again.due_width) < context.just_purchased_max_due
 
@@ -112,7 +116,8 @@ def signals(candidate: Candidate, context: RankingContext) -> dict[Signal, float
         "popularity": candidate.popularity_raw,
         "affinity": candidate.affinity_raw,
         "aisle_affinity": candidate.aisle_affinity_raw,
-        "model": candidate.model_score or 0.0,
+        # A model section ranks by its own model; elsewhere the signal is the best score of the config's models.
+        "model": (candidate.source_score if candidate.source.startswith("model:") else candidate.model_score) or 0.0,
         "newness": math.pow(2, -age),
     }
 
@@ -127,17 +132,25 @@ class Ranked:
     backfill: bool = False
 
 
+def _normalizer(values: list[float]) -> Callable[[float], float]:
+    """Onto 0..1 within a section: divided by the largest value; a signal that can be negative (model
+    scores) is shifted by its smallest first. A signal that is the same for every candidate counts 0."""
+    largest, smallest = max(values, default=0.0), min(values, default=0.0)
+    if smallest < 0 and largest > smallest:
+        return lambda value: (value - smallest) / (largest - smallest)
+    if largest > 0:
+        return lambda value: value / largest
+    return lambda value: 0.0
+
+
 def rank(candidates: Sequence[Candidate], weights: dict[Signal, float], context: RankingContext) -> list[Ranked]:
-    """Score = Σ weight × signal / (the signal's largest value among these candidates); best first, ties by
+    """Score = Σ weight × signal normalized within these candidates (see _normalizer); best first, ties by
     item_id so that the order is deterministic."""
     raw = [signals(candidate, context) for candidate in candidates]
-    largest = {name: max((values[name] for values in raw), default=0.0) for name in weights}
+    normalized = {name: _normalizer([values[name] for values in raw]) for name in weights}
     ranked = []
     for candidate, values in zip(candidates, raw, strict=True):
-        contributions = {
-            name: weight * values[name] / largest[name] if largest[name] > 0 else 0.0
-            for name, weight in weights.items()
-        }
+        contributions = {name: weight * normalized[name](values[name]) for name, weight in weights.items()}
         ranked.append(Ranked(candidate, sum(contributions.values()), contributions))
     ranked.sort(key=lambda r: (-r.score, r.candidate.item_id))
     return ranked

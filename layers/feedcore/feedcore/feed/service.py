@@ -14,9 +14,9 @@ from feedcore.api.models import Fallback, Feed, FeedItem, FeedSection, ItemDebug
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import run
 from feedcore.db.feed import Candidate, CandidateQuery, FeedRecord
-from feedcore.errors import DatabaseUnavailable, FeedExpired
+from feedcore.errors import ConfigurationError, DatabaseUnavailable, FeedExpired
 from feedcore.feed.config import FeedConfig
-from feedcore.feed.cursors import PagePosition, cursor_key, decode_cursor, encode_cursor
+from feedcore.feed.cursors import PagePosition, cursor_key, decode_cursor, encode_cursor, request_scope
 from feedcore.feed.experiments import Assignment, assign, ranking_config
 from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, popular_fallback, select_sections
 from feedcore.feed.reasons import reason
@@ -53,21 +53,34 @@ def assemble_feed(request: FeedRequest, *, now: datetime | None = None, assignme
     started = perf_counter()
     as_of = now or datetime.now(UTC)
     settings = feed_settings()
-    per_page = request.page_sections or settings.page_sections
+    page = _PageRequest(
+        per_page=request.page_sections or settings.page_sections,
+        scope=request_scope(request.store_id, request.exclude_tags),
+        debug=request.debug,
+    )
     try:
+        key = cursor_key()  # before any database work: without it no page can be served with a cursor
         if request.cursor is not None:
-            position = decode_cursor(request.cursor, cursor_key(), request.user_id, as_of)
-            feed = _later_page(position, per_page, as_of)
+            position = decode_cursor(request.cursor, key, request.user_id, page.scope, as_of)
+            feed = _later_page(position, page, key, as_of)
         else:
-            feed = _first_page(request, per_page, as_of, assignment or assign(ranking_config(), request.user_id))
-    except DatabaseUnavailable as exc:
-        logger.warning("feed degraded: database unavailable", extra={"error": str(exc)})
+            variant = assignment or assign(ranking_config(), request.user_id)
+            feed = _first_page(request, page, key, as_of, variant)
+    except (DatabaseUnavailable, ConfigurationError) as exc:
+        logger.warning("feed degraded: a dependency is unavailable", extra={"error": str(exc)})
         feed = _degraded(request, as_of)
     _record_served(feed, perf_counter() - started)
     return feed
 
 
-def _first_page(request: FeedRequest, per_page: int, now: datetime, assignment: Assignment) -> Feed:
+@dataclass(frozen=True)
+class _PageRequest:
+    per_page: int  # sections
+    scope: str  # the store and excluded tags the feed was ranked for (see request_scope)
+    debug: bool
+
+
+def _first_page(request: FeedRequest, page: _PageRequest, key: bytes, now: datetime, assignment: Assignment) -> Feed:
     settings, config = feed_settings(), assignment.config
     stage = perf_counter()
     candidates = run(
@@ -116,7 +129,8 @@ def _first_page(request: FeedRequest, per_page: int, now: datetime, assignment: 
     metrics.add_metric(name="FeedRankLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
     per_source, per_filter = Counter(c.source for c in candidates), Counter(r.filter for r in removed)
     for source, candidates_of_source in per_source.items():
-        metrics.add_metric(name=f"FeedCandidates.{source}", unit=MetricUnit.Count, value=candidates_of_source)
+        name = f"FeedCandidates.{source.replace(':', '.')}"  # model:<name> → model.<name> (Datadog-safe)
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=candidates_of_source)
     for filter_name, removals in per_filter.items():
         metrics.add_metric(name=f"FeedRemoved.{filter_name}", unit=MetricUnit.Count, value=removals)
     logger.info(
@@ -135,29 +149,34 @@ def _first_page(request: FeedRequest, per_page: int, now: datetime, assignment: 
     record = FeedRecord(feed_id, request.user_id, request.store_id, feed.experiment, feed.variant, feed.fallback, now)
     run(lambda conn: feed_db.save_feed(conn, record, feed.model_dump(mode="json"), expires_at), in_transaction=False)
     metrics.add_metric(name="FeedSaveLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
-    return _page(feed, PagePosition(feed_id, request.user_id, 0, expires_at), per_page)
+    return _page(feed, PagePosition(feed_id, request.user_id, 0, expires_at, page.scope), page, key)
 
 
-def _later_page(position: PagePosition, per_page: int, now: datetime) -> Feed:
+def _later_page(position: PagePosition, page: _PageRequest, key: bytes, now: datetime) -> Feed:
     snapshot = run(
         lambda conn: feed_db.feed_snapshot(conn, position.feed_id, position.user_id, now), in_transaction=False
     )
     if snapshot is None:
         raise FeedExpired(position.feed_id)
-    return _page(Feed.model_validate(snapshot), position, per_page)
+    return _page(Feed.model_validate(snapshot), position, page, key)
 
 
-def _page(feed: Feed, position: PagePosition, per_page: int) -> Feed:
-    """The page of the whole ranked `feed` starting at `position`, with the cursor of the next one."""
-    end = position.offset + per_page
+def _page(feed: Feed, position: PagePosition, page: _PageRequest, key: bytes) -> Feed:
+    """The page of the whole ranked `feed` starting at `position`, with the cursor of the next one. Score
+    breakdowns only when this request asks for them (a snapshot ranked with debug keeps them)."""
+    end = position.offset + page.per_page
     next_cursor = None
     if end < len(feed.sections):
-        following = PagePosition(feed.feed_id, position.user_id, end, position.expires_at)
-        next_cursor = encode_cursor(following, cursor_key())
-    removed = feed.removed if position.offset == 0 else None
-    return feed.model_copy(
-        update={"sections": feed.sections[position.offset : end], "next_cursor": next_cursor, "removed": removed}
-    )
+        following = PagePosition(feed.feed_id, position.user_id, end, position.expires_at, position.scope)
+        next_cursor = encode_cursor(following, key)
+    sections = feed.sections[position.offset : end]
+    if not page.debug:
+        sections = [
+            section.model_copy(update={"items": [item.model_copy(update={"debug": None}) for item in section.items]})
+            for section in sections
+        ]
+    removed = feed.removed if position.offset == 0 and page.debug else None
+    return feed.model_copy(update={"sections": sections, "next_cursor": next_cursor, "removed": removed})
 
 
 def _degraded(request: FeedRequest, now: datetime) -> Feed:
@@ -184,12 +203,13 @@ def _degraded(request: FeedRequest, now: datetime) -> Feed:
 
 
 def _candidate_query(request: FeedRequest, config: FeedConfig, settings: FeedSettings, now: datetime) -> CandidateQuery:
-    largest_section = max(section.size for section in config.sections)
+    shown = config.ordered_sections
+    largest_section = max(section.size for section in shown)
     return CandidateQuery(
         user_id=request.user_id,
         store_id=request.store_id,
         # Popular items are always read: they backfill starving sections and feed the degraded mode.
-        sources=frozenset(section.source for section in config.sections) | {POPULAR_SOURCE},
+        sources=frozenset(section.source for section in shown) | {POPULAR_SOURCE},
         models=config.models,
         pool=largest_section * config.candidates_per_slot,
         buy_again_pool=settings.buy_again_pool,

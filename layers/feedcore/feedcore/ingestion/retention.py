@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from feedcore.db import events as events_db
+from feedcore.db import feed as feed_db
 from feedcore.db.connection import run
 from feedcore.observability import logger
 from feedcore.settings import ingest_settings
 
 
 def apply_retention(keep_days: int, *, now: datetime | None = None) -> list[str]:
-    """Drop the event partitions that end more than `keep_days` ago; returns their names.
+    """Drop the event partitions that end more than `keep_days` ago, and the records of feeds served before
+    then; returns the partitions' names.
 
     `keep_days` must exceed the late-event horizon: a retried event older than the kept data would
     otherwise no longer be recognized as a duplicate.
@@ -21,5 +23,6 @@ def apply_retention(keep_days: int, *, now: datetime | None = None) -> list[str]
         raise ValueError(f"keep-days must exceed the late-event horizon ({horizon} days)")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_days)
     dropped = run(lambda conn: events_db.drop_partitions_before(conn, cutoff))
+    run(lambda conn: feed_db.delete_feeds_before(conn, cutoff))
     logger.info("event retention applied", extra={"keep_days": keep_days, "dropped": dropped})
     return dropped
