@@ -22,6 +22,7 @@ import psycopg
 
 from feedcore.observability import logger
 from feedlocal.embedded import point_feedcore_at, scratch_database
+from feedlocal.progress import progress
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # The columns a raw COPY writes: everything the ingestion path stores (received_at takes its default).
@@ -267,7 +268,7 @@ def _copy_events(
                 copy.write_row((event["event_id"], event["occurred_at"]))
         columns = ", ".join(EVENT_COLUMNS + (("received_at",) if received_when_occurred else ()))
         with conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy:
-            for event in events:
+            for event in progress(events, len(events), "loading the history", "events"):
                 row = _copy_row(event)
                 copy.write_row(row + (event["occurred_at"],) if received_when_occurred else row)
     conn.execute("ANALYZE events")

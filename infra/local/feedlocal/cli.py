@@ -48,6 +48,8 @@ def cmd_recompute(args: argparse.Namespace) -> None:
     embedded.ensure_database_url()
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
 
+    if args.full:
+        print("rebuilding every score from the whole event log (one statement per table)…", file=sys.stderr)
     result = recompute_scores(RecomputeRequest(mode="full" if args.full else "incremental"))
     print(json.dumps(result.model_dump(mode="json")))
 

@@ -9,6 +9,7 @@ import psycopg
 from feedcore.db import catalog as catalog_db
 from feedcore.db import events as events_db
 from feedcore.settings import ingest_settings
+from feedlocal.progress import progress
 from feedlocal.seed import SeedDataset
 
 
@@ -24,7 +25,9 @@ def load_dataset(conn: psycopg.Connection, dataset: SeedDataset) -> int:
         catalog_db.upsert_availability(conn, dataset.availability)
         catalog_db.upsert_users(conn, dataset.users)
         events_db.ensure_event_partitions(conn, {events_db.month_of(event.occurred_at) for event in dataset.events})
-        for batch in batched(dataset.events, ingest_settings().max_events_per_batch):
+        size = ingest_settings().max_events_per_batch
+        batches = -(-len(dataset.events) // size)
+        for batch in progress(batched(dataset.events, size), batches, "storing events", "batches"):
             stored += len(batch) - len(events_db.store_events(conn, batch).duplicate_ids)
     return stored
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from feedcore.feed.config import RankingConfig
 from feedcore.feed.experiments import Assignment
+from feedlocal.progress import progress
 
 STORE_ID = "instacart"
 UNIT_PRICE = Decimal("1.00")  # the files have no prices
@@ -203,7 +204,9 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
     run(load_catalog)
     stored = 0
     with _late_event_horizon_days(REPLAY_HORIZON_DAYS):
-        for batch in batched(purchase_events(histories, evaluated_at), 500):
+        orders = sum(len(h.prior) for h in histories)
+        replay = batched(purchase_events(histories, evaluated_at), 500)
+        for batch in progress(replay, -(-orders // 500), "replaying prior orders", "batches of 500"):
             result = ingest_batch(EventBatch.model_validate({"events": list(batch)}), now=evaluated_at)
             if result.rejected:
                 raise RuntimeError(f"replayed events were rejected: {result.rejections[:3]}")
@@ -213,7 +216,7 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
     buy_again, whole_feed, personal, popular = MetricSum(), MetricSum(), MetricSum(), MetricSum()
     global_top = g_topfreq(histories, k)
     assignment = evaluation_assignment(ranking_config(), k)
-    for history in histories:
+    for history in progress(histories, len(histories), "assembling feeds", "users"):
         basket = set(history.train.products)
         request = FeedRequest(
             user_id=f"u{history.user_id}", store_id=STORE_ID, page_sections=len(assignment.config.sections)
