@@ -89,7 +89,8 @@ def print_examples(base_url: str, user_id: str, store_id: str, item_id: str, pri
                 "type": "purchase",
                 "user_id": DEMO_NEW_USER,
                 "store_id": store_id,
-                "occurred_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+                # Last week's order: one placed minutes ago would be held back as just purchased.
+                "occurred_at": (datetime.now(UTC) - timedelta(days=7)).replace(microsecond=0).isoformat(),
                 "order_id": "order-demo-1",
                 "items": [{"item_id": item_id, "quantity": 1, "unit_price": price}],
             }
@@ -105,7 +106,7 @@ Try it (in another terminal):
   # 1. the feed of a seeded user at their home store
   curl -s '{base_url}/v1/users/{user_id}/feed?store_id={store_id}' -H 'authorization: Bearer dev:{user_id}'
 
-  # 2. a purchase by a new user; run it twice: the second time stores nothing new
+  # 2. last week's order of a new user; run it twice: the second time stores nothing new
   curl -s -X POST {base_url}/v1/events -H 'authorization: Bearer dev:{DEMO_NEW_USER}' \\
        -H 'content-type: application/json' -d {shlex.quote(json.dumps(purchase))}
   # then refresh the scores and see the item in {DEMO_NEW_USER}'s "buy_again" section
