@@ -190,13 +190,14 @@ SELECT line_item_ids AS items, extract(epoch FROM occurred_at - %(epoch)s) AS t_
 FROM events
 WHERE {_PENDING} AND event_type = 'purchase'
 """
-# Each unordered pair of a basket once (lines are one per item, so a < b never pairs an item with itself).
+# Each unordered pair of a basket once (lines are one per item, so a < b never pairs an item with itself),
+# in the byte order of the pair tables' ids.
 _BASKET_PAIRS = """
 SELECT a.item_id, b.item_id AS paired_item_id, sum({grow}) AS pair_raw, count(*) AS pair_count
 FROM basket
 CROSS JOIN LATERAL unnest(items) AS a (item_id)
 CROSS JOIN LATERAL unnest(items) AS b (item_id)
-WHERE a.item_id < b.item_id
+WHERE a.item_id < b.item_id COLLATE "C"
 GROUP BY a.item_id, b.item_id
 """
 _BASKET_ITEMS = """
