@@ -242,7 +242,8 @@ WHERE rank <= %(top_k)s
 
 # An incremental run, first statement: add the chunk's baskets to the item and pair counts, and upsert both
 # directions of every pair bought together in the chunk that has the minimum support, scored with the counts
-# from the upserts' RETURNING (a statement does not see its own writes). Returns the items it touched.
+# from the upserts' RETURNING (a statement does not see its own writes; _RESCORE_PAIRS then gives the same
+# score). Returns the items it touched.
 _APPLY_PAIRS = f"""
 WITH basket AS MATERIALIZED ({_BASKETS}),
 touched AS (
@@ -286,7 +287,9 @@ WHERE (p.item_id = ANY(%(items)s::text[]) OR p.paired_item_id = ANY(%(items)s::t
   AND ba.item_id = p.item_id AND bb.item_id = p.paired_item_id
 """
 
-# The lists that got rows keep their top K; ties go to the smaller item id, as in the rebuild.
+# The lists that got rows keep their top K; ties go to the smaller item id, as in the rebuild. Between full
+# rebuilds a list can miss a pair that would enter its top K only because another pair's score fell (a basket
+# held the other's item alone): a trimmed pair comes back when it is next bought together, or at a rebuild.
 _PRUNE_PAIRS = """
 DELETE FROM item_pairs p
 USING unnest(%(items)s::text[]) AS grown (item_id)
