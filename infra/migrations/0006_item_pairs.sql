@@ -1,9 +1,9 @@
 -- "Bought together": item × item co-occurrence in purchase baskets (one purchase event is one basket),
 -- maintained by the same incremental recompute as the other signals, with the same epoch-relative decay:
 -- raw = Σ 2^((occurred_at − epoch) / half-life) over the baskets.
--- Item ids are compared byte-wise (COLLATE "C"): these tables hold millions of pairs, which a rebuild sorts and
--- indexes, and a locale's comparisons cost several times as much. Comparisons with other text columns take
--- the "C" collation too (it wins over the default), so the pair order is the same everywhere.
+-- The counts compare item ids byte-wise (COLLATE "C"): they hold millions of pairs, which a rebuild sorts and
+-- indexes, and a locale's comparisons cost several times as much. item_pairs, which the feed joins to the
+-- catalog, keeps the default collation so that those joins can use the catalog's indexes.
 
 -- Per item: the baskets that hold it (decayed), the denominator of the pair scores.
 CREATE TABLE item_baskets (
@@ -28,8 +28,8 @@ CREATE TABLE item_pair_counts (
 --   SELECT … FROM item_pairs WHERE item_id = ANY(%s) ORDER BY score DESC
 -- pair_raw is kept here so that a run rescores the rows of the items it touched without other lookups.
 CREATE TABLE item_pairs (
-    item_id         text COLLATE "C" NOT NULL,
-    paired_item_id  text COLLATE "C" NOT NULL,
+    item_id         text NOT NULL,
+    paired_item_id  text NOT NULL,
     pair_raw        double precision NOT NULL,
     score           double precision NOT NULL,
     PRIMARY KEY (item_id, paired_item_id)

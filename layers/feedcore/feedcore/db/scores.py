@@ -287,16 +287,17 @@ WHERE (p.item_id = ANY(%(items)s::text[]) OR p.paired_item_id = ANY(%(items)s::t
   AND ba.item_id = p.item_id AND bb.item_id = p.paired_item_id
 """
 
-# The lists that got rows keep their top K; ties go to the smaller item id, as in the rebuild. Between full
-# rebuilds a list can miss a pair that would enter its top K only because another pair's score fell (a basket
-# held the other's item alone): a trimmed pair comes back when it is next bought together, or at a rebuild.
+# The lists that got rows keep their top K; ties go to the smaller item id in byte order, as in the rebuild.
+# Between full rebuilds a list can miss a pair that would enter its top K only because another pair's score
+# fell (a basket held the other's item alone): a trimmed pair comes back when next bought together, or at a
+# rebuild.
 _PRUNE_PAIRS = """
 DELETE FROM item_pairs p
 USING unnest(%(items)s::text[]) AS grown (item_id)
 CROSS JOIN LATERAL (
     SELECT paired_item_id FROM item_pairs
     WHERE item_id = grown.item_id
-    ORDER BY score DESC, paired_item_id
+    ORDER BY score DESC, paired_item_id COLLATE "C"
     OFFSET %(top_k)s
 ) AS extra
 WHERE p.item_id = grown.item_id AND p.paired_item_id = extra.paired_item_id
