@@ -77,8 +77,16 @@ def test_the_feed_reads_the_lists_by_the_score_index(db: psycopg.Connection) -> 
             (["milk", "eggs"],),
         )
     )
+    # The paired items join the catalog by its primary key (a collation of their own would prevent it).
+    catalog_plan = "\n".join(
+        row[0]
+        for row in db.execute(
+            "EXPLAIN SELECT i.* FROM item_pairs p JOIN items i ON i.item_id = p.paired_item_id WHERE p.item_id = 'milk'"
+        )
+    )
     db.execute("RESET enable_seqscan; RESET enable_bitmapscan")
     assert "item_pairs_rank_idx" in plan and "Sort" not in plan
+    assert "items_pkey" in catalog_plan
 
 
 def test_a_pair_that_reaches_the_minimum_support_later_appears_and_old_rows_are_rescored(

@@ -21,6 +21,9 @@ _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
 FORMATS = (".csv", ".parquet")
 # Parquet rows validated and handed on per batch: bounds memory whatever the file's size.
 PARQUET_BATCH_ROWS = 65_536
+# A Parquet file is spooled in memory up to this size, beyond it to the function's ephemeral storage (/tmp),
+# which then bounds the size of a Parquet file that can be imported (512 MB unless configured larger).
+PARQUET_SPOOL_MEMORY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
     import pyarrow.parquet as pq
 
     # Parquet is read from its footer, so the object is spooled to local storage (memory while small).
-    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as spool:
+    with tempfile.SpooledTemporaryFile(max_size=PARQUET_SPOOL_MEMORY_BYTES) as spool:
         _s3().download_fileobj(bucket, key, spool)
         spool.seek(0)
         try:

@@ -190,13 +190,14 @@ SELECT line_item_ids AS items, extract(epoch FROM occurred_at - %(epoch)s) AS t_
 FROM events
 WHERE {_PENDING} AND event_type = 'purchase'
 """
-# Each unordered pair of a basket once (lines are one per item, so a < b never pairs an item with itself).
+# Each unordered pair of a basket once (lines are one per item, so a < b never pairs an item with itself),
+# in the byte order of the pair tables' ids.
 _BASKET_PAIRS = """
 SELECT a.item_id, b.item_id AS paired_item_id, sum({grow}) AS pair_raw, count(*) AS pair_count
 FROM basket
 CROSS JOIN LATERAL unnest(items) AS a (item_id)
 CROSS JOIN LATERAL unnest(items) AS b (item_id)
-WHERE a.item_id < b.item_id
+WHERE a.item_id < b.item_id COLLATE "C"
 GROUP BY a.item_id, b.item_id
 """
 _BASKET_ITEMS = """
@@ -239,10 +240,10 @@ FROM (
 WHERE rank <= %(top_k)s
 """
 
-# An incremental run, in one statement: add the chunk's baskets to the item and pair counts; upsert both
-# directions of every pair bought together in the chunk that has the minimum support; rescore the other rows
-# of the items the chunk touched (their basket counts changed). Counts come from the upserts' RETURNING
-# (a statement does not see its own writes); untouched items' counts are unchanged, read from the table.
+# An incremental run, first statement: add the chunk's baskets to the item and pair counts, and upsert both
+# directions of every pair bought together in the chunk that has the minimum support, scored with the counts
+# from the upserts' RETURNING (a statement does not see its own writes; _RESCORE_PAIRS then gives the same
+# score). Returns the items it touched.
 _APPLY_PAIRS = f"""
 WITH basket AS MATERIALIZED ({_BASKETS}),
 touched AS (
@@ -270,43 +271,33 @@ upserted AS (
     WHERE c.pair_count >= %(min_support)s
     ON CONFLICT (item_id, paired_item_id) DO UPDATE SET pair_raw = excluded.pair_raw, score = excluded.score
     RETURNING item_id
-),
-rescored AS (
-    UPDATE item_pairs p
-    SET score = {
-    _cosine("p.pair_raw", "coalesce(ta.basket_raw, sa.basket_raw)", "coalesce(tb.basket_raw, sb.basket_raw)")
-}
-    FROM (
-        SELECT item_id, paired_item_id FROM item_pairs WHERE item_id IN (SELECT item_id FROM touched)
-        UNION
-        SELECT item_id, paired_item_id FROM item_pairs WHERE paired_item_id IN (SELECT item_id FROM touched)
-    ) r
-    LEFT JOIN touched ta ON ta.item_id = r.item_id
-    LEFT JOIN item_baskets sa ON sa.item_id = r.item_id
-    LEFT JOIN touched tb ON tb.item_id = r.paired_item_id
-    LEFT JOIN item_baskets sb ON sb.item_id = r.paired_item_id
-    WHERE p.item_id = r.item_id AND p.paired_item_id = r.paired_item_id
-      -- rows of pairs bought together in the chunk are upserted above (a row is changed once per statement)
-      AND NOT EXISTS (
-          SELECT FROM counted c
-          WHERE c.item_id = least(r.item_id, r.paired_item_id)
-            AND c.paired_item_id = greatest(r.item_id, r.paired_item_id)
-      )
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM counted), (SELECT count(*) FROM touched),
-       (SELECT count(*) FROM upserted) + (SELECT count(*) FROM rescored),
+SELECT (SELECT count(*) FROM counted), (SELECT count(*) FROM upserted),
+       (SELECT coalesce(array_agg(item_id), '{{}}') FROM touched),
        (SELECT coalesce(array_agg(DISTINCT item_id), '{{}}') FROM upserted)
 """
 
-# The lists that got rows keep their top K; ties go to the smaller item id, as in the rebuild.
+# Second statement: the touched items' basket counts changed, so every row of theirs (either side) is
+# rescored — by index, the items given as an array so that the planner knows how many.
+_RESCORE_PAIRS = f"""
+UPDATE item_pairs p
+SET score = {_cosine("p.pair_raw", "ba.basket_raw", "bb.basket_raw")}
+FROM item_baskets ba, item_baskets bb
+WHERE (p.item_id = ANY(%(items)s::text[]) OR p.paired_item_id = ANY(%(items)s::text[]))
+  AND ba.item_id = p.item_id AND bb.item_id = p.paired_item_id
+"""
+
+# The lists that got rows keep their top K; ties go to the smaller item id in byte order, as in the rebuild.
+# Between full rebuilds a list can miss a pair that would enter its top K only because another pair's score
+# fell (a basket held the other's item alone): a trimmed pair comes back when next bought together, or at a
+# rebuild.
 _PRUNE_PAIRS = """
 DELETE FROM item_pairs p
 USING unnest(%(items)s::text[]) AS grown (item_id)
 CROSS JOIN LATERAL (
     SELECT paired_item_id FROM item_pairs
     WHERE item_id = grown.item_id
-    ORDER BY score DESC, paired_item_id
+    ORDER BY score DESC, paired_item_id COLLATE "C"
     OFFSET %(top_k)s
 ) AS extra
 WHERE p.item_id = grown.item_id AND p.paired_item_id = extra.paired_item_id
@@ -451,7 +442,7 @@ def apply_events(
 class PairCounts:
     pair_updates: int  # unordered pairs counted
     item_updates: int  # items whose basket count changed
-    rows_written: int  # item_pairs rows upserted or rescored (0 in a rebuild: rank_rebuilt_pairs writes them)
+    rows_written: int  # item_pairs rows upserted, then rescored (0 in a rebuild: rank_rebuilt_pairs writes them)
 
 
 def apply_pairs(
@@ -470,10 +461,11 @@ def apply_pairs(
     if into_rebuild:
         pairs, items = conn.execute(_REBUILD_PAIR_COUNTS, params).fetchone()
         return PairCounts(pairs, items, 0)
-    pairs, items, rows, grown = conn.execute(_APPLY_PAIRS, params).fetchone()
+    pairs, upserted, touched, grown = conn.execute(_APPLY_PAIRS, params).fetchone()
+    rescored = conn.execute(_RESCORE_PAIRS, {"items": touched}).rowcount if touched else 0
     if grown:
         conn.execute(_PRUNE_PAIRS, {"items": grown, "top_k": settings.pairs_top_k})
-    return PairCounts(pairs, items, rows)
+    return PairCounts(pairs, len(touched), upserted + rescored)
 
 
 def rank_rebuilt_pairs(conn: psycopg.Connection, settings: ScoringSettings) -> int:
