@@ -276,12 +276,15 @@ def test_a_slow_database_gives_a_degraded_feed_within_the_timeout(
         started = time.perf_counter()
         status, _, feed = get_feed("user-1", {"store_id": STORE})
         elapsed = time.perf_counter() - started
+        _, _, sober = get_feed("user-1", {"store_id": STORE, "exclude_tags": "alcohol"})
 
     assert status == 200
     assert feed["degraded"] is True and feed["fallback"] == "cached_popular"
     assert elapsed < 2
     cached = sections(feed)["popular"]
     assert len(cached) >= 3 and set(cached) <= shown(healthy)  # the store's popular items, as cached
+    assert "wine" in cached
+    assert sober["degraded"] is True and sections(sober)["popular"] == [item for item in cached if item != "wine"]
     assert get_feed("user-1", {"store_id": STORE})[2]["degraded"] is False  # and it recovers
 
 

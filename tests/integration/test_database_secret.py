@@ -46,7 +46,7 @@ def database_secret(db: psycopg.Connection, database_url: str, monkeypatch: pyte
     reset_cached_connection()
 
 
-def test_handler_connects_with_the_secret(database_secret: str, db: psycopg.Connection) -> None:
+def post_a_purchase() -> dict:
     event = api_gateway_rest_event(
         "POST",
         "/v1/events",
@@ -54,7 +54,11 @@ def test_handler_connects_with_the_secret(database_secret: str, db: psycopg.Conn
         body={"events": [purchase("user-1", items=("milk",))]},
         claims=cognito_claims("user-1"),
     )
-    response = ingest.lambda_handler(event, LambdaContext(function_name="ingest_events"))
+    return ingest.lambda_handler(event, LambdaContext(function_name="ingest_events"))
+
+
+def test_handler_connects_with_the_secret(database_secret: str, db: psycopg.Connection) -> None:
+    response = post_a_purchase()
 
     assert response["statusCode"] == 200, response["body"]
     assert json.loads(response["body"])["accepted"] == 1
@@ -64,14 +68,7 @@ def test_handler_connects_with_the_secret(database_secret: str, db: psycopg.Conn
 def test_unreadable_secret_is_a_retryable_503(database_secret: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_SECRET_ARN", database_secret.replace("feed-assembly/database", "feed-assembly/missing"))
     settings.database_settings.cache_clear()
-    event = api_gateway_rest_event(
-        "POST",
-        "/v1/events",
-        resource="/v1/events",
-        body={"events": [purchase("user-1", items=("milk",))]},
-        claims=cognito_claims("user-1"),
-    )
-    response = ingest.lambda_handler(event, LambdaContext(function_name="ingest_events"))
+    response = post_a_purchase()
 
     assert response["statusCode"] == 503
     assert json.loads(response["body"])["status"] == 503

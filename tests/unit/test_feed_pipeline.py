@@ -18,7 +18,10 @@ from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
-CONTEXT = RankingContext(now=NOW, buy_again=BuyAgainParams(), filters=ALL_FILTERS, excluded_tags=frozenset({"alcohol"}))
+CONTEXT = RankingContext(
+    now=NOW, buy_again=BuyAgainParams(), filters=ALL_FILTERS, just_purchased=timedelta(days=3),
+    just_purchased_max_due=0.5, excluded_tags=frozenset({"alcohol"}),
+)  # fmt: skip
 KEY = b"test key"
 SCOPE = "store-a|alcohol"
 

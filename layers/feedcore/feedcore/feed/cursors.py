@@ -10,10 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-from botocore.config import Config
-
 from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
 from feedcore.settings import feed_settings
 
@@ -39,9 +35,13 @@ def request_scope(store_id: str, exclude_tags: frozenset[str]) -> str:
 
 
 @lru_cache(maxsize=1)
-def _secrets() -> SecretsProvider:
-    # Short timeouts: a slow Secrets Manager must not hold a feed request until Lambda's timeout.
-    return SecretsProvider(boto_config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 2}))
+def _secrets():
+    # Imported here: only deployed functions read the key from Secrets Manager (cold start).
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    from feedcore.aws_calls import REQUEST_PATH_CALLS
+
+    return SecretsProvider(boto_config=REQUEST_PATH_CALLS)
 
 
 def cursor_key() -> bytes:
@@ -52,6 +52,8 @@ def cursor_key() -> bytes:
         return settings.cursor_secret.get_secret_value().encode()
     if settings.cursor_secret_arn is None:
         return _LOCAL_DEVELOPMENT_KEY
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
     try:
         return str(_secrets().get(settings.cursor_secret_arn, max_age=300)).encode()
     except GetParameterError as exc:

@@ -9,7 +9,6 @@ from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.feature_flags.exceptions import ConfigurationStoreError, SchemaValidationError
 
 from feedcore.errors import ConfigurationError
 from feedcore.feed.config import (
@@ -57,9 +56,15 @@ def assign(ranking: RankingConfig, user_id: str) -> Assignment:
 
 @lru_cache(maxsize=1)
 def _appconfig_store(application: str, environment: str, profile: str, max_age: int):
+    # Imported here: only deployed functions read AppConfig, and the module is heavy (cold start).
     from aws_lambda_powertools.utilities.feature_flags import AppConfigStore
 
-    return AppConfigStore(environment=environment, application=application, name=profile, max_age=max_age)
+    from feedcore.aws_calls import REQUEST_PATH_CALLS
+
+    return AppConfigStore(
+        environment=environment, application=application, name=profile, max_age=max_age,
+        boto_config=REQUEST_PATH_CALLS,
+    )  # fmt: skip
 
 
 _parsed: dict[str, Any] = {}
@@ -70,6 +75,11 @@ def _from_appconfig(settings: FeedSettings) -> RankingConfig:
     again only when its content changes. If AppConfig cannot be read or holds an invalid config, the feed
     keeps the last good config (or, before any, the packaged default) and says so in the logs: a bad
     deployment of the config must not take the feed down."""
+    from aws_lambda_powertools.utilities.feature_flags.exceptions import (
+        ConfigurationStoreError,
+        SchemaValidationError,
+    )
+
     store = _appconfig_store(
         settings.appconfig_application, settings.appconfig_environment, settings.appconfig_profile,
         settings.appconfig_max_age_s,

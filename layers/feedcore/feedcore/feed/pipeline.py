@@ -30,9 +30,9 @@ class RankingContext:
     now: datetime
     buy_again: BuyAgainParams
     filters: Sequence[Filter]
+    just_purchased: timedelta
+    just_purchased_max_due: float
     excluded_tags: frozenset[str] = frozenset()
-    just_purchased: timedelta = timedelta(days=3)
-    just_purchased_max_due: float = 0.5
 
 
 # --- filters ----------------------------------------------------------------------------------------

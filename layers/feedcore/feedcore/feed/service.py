@@ -26,8 +26,9 @@ from feedcore.settings import FeedSettings, feed_settings
 
 # Sources that only a user with history fills: none of them → the new-user fallback.
 _PERSONAL_SOURCES = frozenset({"buy_again", "favourite_aisles", "goes_well_with"})
-# Popular items kept per store in this container, served when the database fails.
-_cached_popular: dict[str, list[FeedItem]] = {}
+# Popular items kept per store in this container (as ranked; items are built only when served), served when
+# the database fails.
+_cached_popular: dict[str, list[Ranked]] = {}
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def _first_page(request: FeedRequest, page: _PageRequest, key: bytes, now: datet
         )  # fmt: skip
         for section in selected
     ]
-    _remember_popular(request.store_id, popular_fallback(candidates, context))
+    if popular := popular_fallback(candidates, context):
+        _cached_popular[request.store_id] = popular
     feed = Feed(
         feed_id=feed_id,
         user_id=request.user_id,
@@ -182,11 +184,12 @@ def _page(feed: Feed, position: PagePosition, page: _PageRequest, key: bytes) ->
 def _degraded(request: FeedRequest, now: datetime) -> Feed:
     """The cached popular items of the store (none if this container has not served the store yet)."""
     feed_id = uuid.uuid4().hex
-    items = [
-        item.model_copy(update={"tracking": f"{feed_id}:popular:{position}", "debug": None})
-        for position, item in enumerate(_cached_popular.get(request.store_id, []))
-        if not request.exclude_tags  # the cache does not keep tags: excluding safely means showing nothing
+    popular = [
+        ranked
+        for ranked in _cached_popular.get(request.store_id, [])
+        if request.exclude_tags.isdisjoint(ranked.candidate.tags)
     ]
+    items = [_feed_item(ranked, feed_id, POPULAR_SOURCE, position, False) for position, ranked in enumerate(popular)]
     sections = [FeedSection(id=POPULAR_SOURCE, title="Popular at your store", items=items)] if items else []
     return Feed(
         feed_id=feed_id,
@@ -247,11 +250,6 @@ def _fallback(candidates: list[Candidate]) -> Fallback | None:
     if not any(c.source in _PERSONAL_SOURCES or c.in_cart or c.recent_positive_at for c in candidates):
         return "new_user"
     return None
-
-
-def _remember_popular(store_id: str, popular: list[Ranked]) -> None:
-    if popular:
-        _cached_popular[store_id] = [_feed_item(ranked, "", POPULAR_SOURCE, 0, False) for ranked in popular]
 
 
 def _record_served(feed: Feed, elapsed_s: float) -> None:
