@@ -134,6 +134,21 @@ def test_items_unknown_to_the_catalog_are_accepted_and_counted(db: psycopg.Conne
     assert (body["accepted"], body["unknown_items"]) == (2, 2)
 
 
+def test_unknown_items_count_follows_the_catalog_and_ignores_duplicates(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    known_then_unknown = [purchase("user-1", items=("milk", "mystery-1")), event("click", item_id="mystery-1")]
+    assert post_events({"events": known_then_unknown})[2]["unknown_items"] == 2
+    # A retry stores nothing new, so it counts nothing.
+    assert post_events({"events": known_then_unknown})[2]["unknown_items"] == 0
+    # Once the catalog has the item, new events naming it count as known, also for a container that had
+    # looked it up before.
+    db.execute(
+        "INSERT INTO items (item_id, name, department, aisle, price) VALUES ('mystery-1', 'Mystery', 'Pantry', 'x', 1)"
+    )
+    body = post_events({"events": [event("click", item_id="mystery-1"), event("click", item_id="milk")]})[2]
+    assert (body["accepted"], body["unknown_items"]) == (2, 0)
+
+
 def test_events_of_different_months_land_in_their_partitions(db: psycopg.Connection) -> None:
     month_start = NOW.replace(day=1, hour=0, minute=0, second=0)
     batch = [event("click", item_id="milk", at=month_start - timedelta(minutes=5)), event("click", item_id="milk")]

@@ -706,17 +706,18 @@ def _stock_stores(
         prices: dict[str, Decimal] = {}
         for item in catalog.items:
             available = catalog.is_staple(item.item_id) or rng.random() < carry_rate
+            list_price = Decimal(str(item.price))  # the contract's Money is a float of two decimals
             override = None
             if available and rng.random() < PRICE_OVERRIDE_SHARE:
                 factor = Decimal(f"{rng.uniform(*PRICE_OVERRIDE_RANGE):.3f}")
-                override = _shelf_price(item.price * factor)
-                if override == item.price:
+                override = _shelf_price(list_price * factor)
+                if override == list_price:
                     override = None
             rows.append(
                 StoreAvailability(store_id=store.store_id, item_id=item.item_id, available=available, price=override)
             )
             if available:
-                prices[item.item_id] = override or item.price
+                prices[item.item_id] = override or list_price
         sold = [item.item_id for item in ranked if item.item_id in prices]
         weights = (popularity[item_id] * rng.lognormvariate(0, STORE_TASTE_SIGMA) for item_id in sold)
         assortments[store.store_id] = _Assortment(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from uuid import UUID
@@ -21,10 +21,10 @@ _known_months: set[date] = set()
 
 # One statement, one round trip: the events whose event_id is new are stored, purchase lines becoming
 # arrays in the event's row. The batch travels as one JSON document (serialized by pydantic's Rust core,
-# which beats adapting thousands of values one by one; json, not jsonb, as it is read once). Unknown items
-# are counted by index lookups (a scalar subquery, which the planner keeps as such): as a join, the planner
-# expecting 100 rows from the batch would hash the whole catalog for every batch. Rows are taken in event_id
-# order so that two overlapping batches lock in the same order and cannot deadlock.
+# which beats adapting thousands of values one by one; json, not jsonb, as it is read once). The statement
+# also says which of the item ids the caller could not vouch for are in the catalog (by index lookups).
+# Rows are taken in event_id order so that two overlapping batches lock in the same order and cannot
+# deadlock.
 _STORE_EVENTS = """
 WITH incoming AS (
     SELECT *
@@ -52,12 +52,10 @@ stored AS (
         FROM ROWS FROM (json_to_recordset(i.items) AS (item_id text, quantity int, unit_price numeric))
              WITH ORDINALITY AS l (item_id, quantity, unit_price, line_no)
     ) line ON i.items IS NOT NULL
-    RETURNING event_id, item_id, line_item_ids
+    RETURNING event_id
 )
 SELECT (SELECT coalesce(array_agg(event_id), '{}') FROM incoming WHERE event_id NOT IN (SELECT event_id FROM stored)),
-       (SELECT count(*)
-        FROM stored s CROSS JOIN LATERAL unnest(coalesce(s.line_item_ids, ARRAY[s.item_id])) AS x (item_id)
-        WHERE (SELECT true FROM items WHERE items.item_id = x.item_id) IS NULL)
+       (SELECT coalesce(array_agg(item_id), '{}') FROM items WHERE item_id = ANY(%(unverified_items)s::text[]))
 """
 _EVENTS_JSON = TypeAdapter(list[ValidEvent])
 
@@ -68,10 +66,11 @@ class MissingPartition(Exception):
 
 @dataclass(frozen=True)
 class StoredEvents:
-    """What a store_events call did: the event_ids that were stored before (all others are now)."""
+    """What a store_events call did: the event_ids that were stored before (all others are now), and which
+    of the unverified item ids are in the catalog."""
 
     duplicate_ids: frozenset[UUID]
-    unknown_items: int
+    catalog_items: frozenset[str]
 
 
 def month_of(moment: datetime) -> date:
@@ -109,23 +108,25 @@ def ensure_event_partitions(conn: psycopg.Connection, months: Iterable[date]) ->
     _known_months.update(missing)
 
 
-def store_events(conn: psycopg.Connection, events: Sequence[ValidEvent]) -> StoredEvents:
-    """Insert the events whose event_id is new, in the caller's transaction.
+def store_events(
+    conn: psycopg.Connection, events: Sequence[ValidEvent], unverified_items: Collection[str] = ()
+) -> StoredEvents:
+    """Insert the events whose event_id is new, in the caller's transaction, and look `unverified_items` up
+    in the catalog.
 
-    Returns the event_ids that were already stored (usually none) and how many of the new events (or of
-    their purchase lines) name an item missing from the catalog. The months' partitions must exist
-    (ensure_event_partitions).
+    Returns the event_ids that were already stored (usually none) and the unverified items that exist. The
+    months' partitions must exist (ensure_event_partitions).
     """
-    params = {"events": _EVENTS_JSON.dump_json(list(events)).decode()}
+    params = {"events": _EVENTS_JSON.dump_json(list(events)).decode(), "unverified_items": list(unverified_items)}
     try:
-        duplicate_ids, unknown_items = conn.execute(_STORE_EVENTS, params).fetchone()
+        duplicate_ids, catalog_items = conn.execute(_STORE_EVENTS, params).fetchone()
     except psycopg.errors.CheckViolation as exc:
         if exc.diag.constraint_name is not None:  # a CHECK constraint, not partition routing
             raise
         # This process believed a partition exists that does not (the database was replaced or restored).
         _known_months.clear()
         raise MissingPartition(str(exc)) from exc
-    return StoredEvents(frozenset(duplicate_ids), unknown_items)
+    return StoredEvents(frozenset(duplicate_ids), frozenset(catalog_items))
 
 
 def drop_partitions_before(conn: psycopg.Connection, cutoff: datetime) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from time import perf_counter
@@ -13,7 +13,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from feedcore.api.field_errors import field_errors
-from feedcore.api.models import Event, EventBatch, EventRejection, FieldError, IngestResult, ValidEvent
+from feedcore.api.models import (
+    Event,
+    EventBatch,
+    EventRejection,
+    FieldError,
+    IngestResult,
+    PurchaseEvent,
+    ValidEvent,
+)
 from feedcore.db import events as events_db
 from feedcore.db.connection import run
 from feedcore.db.events import month_of, next_month
@@ -22,6 +30,40 @@ from feedcore.observability import logger, metrics
 from feedcore.settings import IngestSettings, ingest_settings
 
 _EVENT = TypeAdapter(Event)
+
+
+class CatalogItemCache:
+    """The item ids this container has found in the catalog, so that each batch looks up only the others.
+
+    Items are never deleted from the catalog (they become inactive), so an id found once stays found; ids
+    not found are looked up again in every batch, since the catalog may have gained them. Bounded: it starts
+    over when full (INGEST_CATALOG_ITEM_CACHE_SIZE).
+    """
+
+    def __init__(self) -> None:
+        self._found: set[str] = set()
+
+    def unverified(self, item_ids: set[str]) -> set[str]:
+        return item_ids - self._found
+
+    def add(self, found: Collection[str]) -> None:
+        if len(self._found) + len(found) > ingest_settings().catalog_item_cache_size:
+            self._found.clear()
+        self._found.update(found)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._found
+
+    def clear(self) -> None:
+        """Forget every item (a test that empties the catalog)."""
+        self._found.clear()
+
+
+catalog_items = CatalogItemCache()
+
+
+def _item_ids(event: ValidEvent) -> list[str]:
+    return [line.item_id for line in event.items] if isinstance(event, PurchaseEvent) else [event.item_id]
 
 
 @dataclass
@@ -112,19 +154,32 @@ def first_occurrences(valid: Sequence[tuple[int, ValidEvent]]) -> tuple[list[tup
     return unique, repeats
 
 
-def _store(events: list[ValidEvent], window: TimeWindow) -> events_db.StoredEvents:
-    """Store in one transaction, the window's partitions made first (checked once per process and month)."""
+def _store(events: list[ValidEvent], window: TimeWindow) -> tuple[events_db.StoredEvents, int]:
+    """Store in one transaction, the window's partitions made first (checked once per process and month).
+
+    Returns what was stored and how many of the stored events (or of their purchase lines) name an item
+    missing from the catalog.
+    """
 
     def ensure_partitions(conn: psycopg.Connection) -> None:
         events_db.ensure_event_partitions(conn, window.months())
 
+    unverified = catalog_items.unverified({item_id for event in events for item_id in _item_ids(event)})
     run(ensure_partitions, in_transaction=False)
     try:
-        return run(lambda conn: events_db.store_events(conn, events))
+        stored = run(lambda conn: events_db.store_events(conn, events, unverified))
     except events_db.MissingPartition:
         # The process's partition cache was stale (a replaced database); it has been cleared.
         run(ensure_partitions, in_transaction=False)
-        return run(lambda conn: events_db.store_events(conn, events))
+        stored = run(lambda conn: events_db.store_events(conn, events, unverified))
+    catalog_items.add(stored.catalog_items)
+    unknown_items = sum(
+        item_id not in catalog_items
+        for event in events
+        if event.event_id not in stored.duplicate_ids
+        for item_id in _item_ids(event)
+    )
+    return stored, unknown_items
 
 
 def ingest_batch(batch: EventBatch, *, body_bytes: int = 0, now: datetime | None = None) -> IngestResult:
@@ -145,14 +200,14 @@ def ingest_batch(batch: EventBatch, *, body_bytes: int = 0, now: datetime | None
         raise EventsRejected(screened.rejections)
     unique, repeats = first_occurrences(screened.valid)
     to_store = [event for _, event in unique]
-    stored = _store(to_store, window)
+    stored, unknown_items = _store(to_store, window)
     duplicate_indexes = sorted(repeats + [index for index, event in unique if event.event_id in stored.duplicate_ids])
     result = IngestResult(
         received=len(batch.events),
         accepted=len(to_store) - len(stored.duplicate_ids),
         duplicates=len(duplicate_indexes),
         rejected=len(screened.rejections),
-        unknown_items=stored.unknown_items,
+        unknown_items=unknown_items,
         duplicate_indexes=duplicate_indexes,
         rejections=screened.rejections,
     )
