@@ -26,6 +26,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 from feedcore import settings  # noqa: E402
 from feedcore.db.connection import reset_cached_connection  # noqa: E402
 from feedcore.db.migrations import migrate  # noqa: E402
+from feedcore.feed.service import forget_store_shelves  # noqa: E402
 from feedlocal.embedded import MIGRATIONS_DIR, embedded_server  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,7 @@ def use_database(url: str) -> None:
     ):
         cached.cache_clear()
     reset_cached_connection()
+    forget_store_shelves()
 
 
 @contextmanager

@@ -1,7 +1,9 @@
-"""Read path of the feed: every source's candidates, hydrated, in one query; feed snapshots for paging."""
+"""Read path of the feed: a store's shelf (catalog ⨝ availability ⨝ popularity, read once per store and cached
+by the service), the user's own rows (one statement per request); feed snapshots for paging."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -9,11 +11,26 @@ from decimal import Decimal
 import psycopg
 from psycopg.types.json import Jsonb
 
-# The feed's read query is the function feed_candidates (see its migration): planned once per session.
-_FEED_CANDIDATES = """
-SELECT * FROM feed_candidates(
-    %(user_id)s, %(store_id)s, %(sources)s, %(models)s, %(pool)s, %(buy_again_pool)s, %(favourite_aisles)s,
-    %(new_since)s, %(recent_since)s, %(recent_limit)s, %(seed_limit)s)
+_STORE_SCOPE = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s), (SELECT epoch FROM score_state)"
+
+# Every catalog item with the store's availability, shelf price and popularity. A store the catalog does not
+# know has no availability (NULL) and reads the popularity over all stores ('*').
+_STORE_SHELF = """
+SELECT i.item_id, i.name, i.brand, i.department, i.aisle, i.tags, i.active, i.created_at,
+       CASE WHEN %(store_known)s THEN coalesce(sa.available, false) END, coalesce(sa.price, i.price),
+       p.raw_score, p.trending_score
+FROM items i
+LEFT JOIN store_availability sa ON sa.store_id = %(store_id)s AND sa.item_id = i.item_id
+LEFT JOIN item_popularity p ON p.store_id = %(popularity_store)s AND p.item_id = i.item_id
+"""
+
+_ITEM_MODEL_SCORES = "SELECT model, item_id, score FROM model_scores WHERE model = ANY(%(models)s) AND user_id = ''"
+
+# The user's own rows (see the migration of feed_user_rows): planned once per session.
+_FEED_USER_ROWS = """
+SELECT * FROM feed_user_rows(
+    %(user_id)s, %(models)s, %(pairs)s, %(pool)s, %(buy_again_pool)s, %(recent_since)s, %(recent_limit)s,
+    %(seed_limit)s)
 """
 
 _SAVE_FEED = """
@@ -25,11 +42,16 @@ INSERT INTO feed_snapshots (feed_id, user_id, expires_at, sections)
 VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s)
 """
 
+# A row of the store shelf: (item_id, name, brand, department, aisle, tags, active, created_at, available,
+# price, popularity_raw or None, trending_score or None) — the shape Candidate's catalog fields take.
+ShelfRow = tuple[
+    str, str, str | None, str, str, list[str], bool, datetime, bool | None, Decimal, float | None, float | None
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """An item a source proposes, with every fact the filters and the scoring read (fields in the order of
-    the columns feed_candidates returns).
+    """An item a source proposes, with every fact the filters and the scoring read.
 
     Scores are as stored: epoch-relative raw values (see the scoring migration), comparable between items
     of one request. `available` is None when the store is unknown (no availability to check). The
@@ -70,40 +92,94 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class CandidateQuery:
-    """What the feed's read query needs: who and where, the sources wanted and how many rows of each."""
+class StoreShelfRows:
+    """A store as read from the database: whether the catalog knows it, the scores' epoch, a row per catalog
+    item, and the item-level scores of the models asked for."""
+
+    store_known: bool
+    epoch: datetime | None
+    items: list[ShelfRow]
+    item_model_scores: list[tuple[str, str, float]]  # (model, item_id, score)
+
+
+def store_shelf(conn: psycopg.Connection, store_id: str, models: Sequence[str]) -> StoreShelfRows:
+    """Every catalog item with the store's availability, shelf price and popularity, and the item-level
+    scores of `models`."""
+    with conn.cursor(binary=True) as cursor:
+        known, epoch = cursor.execute(_STORE_SCOPE, {"store_id": store_id}).fetchone()
+        params = {"store_id": store_id, "store_known": known, "popularity_store": store_id if known else "*"}
+        items = cursor.execute(_STORE_SHELF, params).fetchall()
+        model_scores = cursor.execute(_ITEM_MODEL_SCORES, {"models": list(models)}).fetchall() if models else []
+    return StoreShelfRows(known, epoch, items, model_scores)
+
+
+@dataclass(frozen=True)
+class UserRowsQuery:
+    """What the per-request read needs: whose rows, which models, whether goes-well-with is shown, how many."""
 
     user_id: str
-    store_id: str
-    sources: frozenset[str]
     models: tuple[str, ...]
+    pairs: bool
     pool: int
     buy_again_pool: int
-    favourite_aisles: int
-    new_since: datetime
     recent_since: datetime
     recent_limit: int = 100
     seed_limit: int = 5
 
 
-def feed_candidates(conn: psycopg.Connection, query: CandidateQuery) -> list[Candidate]:
-    """Every candidate of the wanted sources, one row per (source, item), hydrated."""
+@dataclass(frozen=True, slots=True)
+class UserItemRow:
+    """The user's history of an item (fields in Candidate's order)."""
+
+    purchase_count: int
+    first_purchased_at: datetime | None
+    last_purchased_at: datetime | None
+    purchase_raw: float
+    affinity_raw: float
+    hidden: bool
+    last_hidden_at: datetime | None
+
+
+@dataclass
+class UserRows:
+    """The user's own rows, by kind (see feed_user_rows)."""
+
+    items: dict[str, UserItemRow]
+    aisles: dict[str, float]  # aisle → affinity
+    recent: dict[str, tuple[datetime | None, datetime | None, datetime | None, bool]]  # purchase, hide, positive, cart
+    pairs: list[tuple[str, float, str]]  # (paired item, score, seed item)
+    model_scores: dict[str, dict[str, float]]  # model → item → the user's score
+
+
+def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
+    """The user's history per item, aisle affinities, recent events per item, goes-well-with candidates and
+    model scores, in one statement."""
     params = {
         "user_id": query.user_id,
-        "store_id": query.store_id,
         "models": list(query.models),
+        "pairs": query.pairs,
         "pool": query.pool,
         "buy_again_pool": query.buy_again_pool,
-        "favourite_aisles": query.favourite_aisles,
-        "new_since": query.new_since,
         "recent_since": query.recent_since,
         "recent_limit": query.recent_limit,
         "seed_limit": query.seed_limit,
-        "sources": sorted(query.sources),
     }
-    # Rows come in the order of Candidate's fields; positional construction is the cheap way to build them.
+    rows = UserRows({}, {}, {}, [], {})
     with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
-        return [Candidate(*row) for row in cursor.execute(_FEED_CANDIDATES, params).fetchall()]
+        for kind, item_id, *history, score, label, purchased, hid, positive, in_cart in cursor.execute(
+            _FEED_USER_ROWS, params
+        ):
+            if kind == "item":
+                rows.items[item_id] = UserItemRow(*history)
+            elif kind == "aisle":
+                rows.aisles[label] = score
+            elif kind == "recent":
+                rows.recent[item_id] = (purchased, hid, positive, in_cart)
+            elif kind == "pair":
+                rows.pairs.append((item_id, score, label))
+            else:
+                rows.model_scores.setdefault(label, {})[item_id] = score
+    return rows
 
 
 @dataclass(frozen=True)
