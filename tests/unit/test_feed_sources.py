@@ -7,23 +7,36 @@ from decimal import Decimal
 
 import pytest
 
-from feedcore.db.feed import StoreShelfRows, UserItemRow, UserRows
+from feedcore.db.feed import StoreRows, UserItemRow, UserRows
 from feedcore.feed import shelves
-from feedcore.feed.shelves import ShelfCache, stock_shelf
+from feedcore.feed.shelves import ShelfCache, StoreShelf, stock_catalog, stock_shelf
 from feedcore.feed.sources import SourceLimits, gather_candidates
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 ALL_SOURCES = frozenset({"buy_again", "goes_well_with", "trending", "popular", "favourite_aisles", "new_arrivals"})
 
 
-def row(item_id: str, aisle: str = "Milk", *, popularity: float | None = 1.0, trending: float | None = 0.0,
-        active: bool = True, age_days: int = 400, available: bool | None = True) -> tuple:  # fmt: skip
-    return (item_id, item_id.title(), None, "Dairy", aisle, [], active, NOW - timedelta(days=age_days), available,
-            Decimal("1.00"), popularity, trending)  # fmt: skip
+def item(item_id: str, aisle: str = "Milk", *, popularity: float | None = 1.0, trending: float = 0.0,
+         active: bool = True, age_days: int = 400, available: bool = True) -> dict:  # fmt: skip
+    return dict(
+        catalog=(item_id, item_id.title(), None, "Dairy", aisle, [], active, NOW - timedelta(days=age_days),
+                 Decimal("1.00")),
+        availability=(item_id, available, None), popularity=popularity, trending=trending,
+    )  # fmt: skip
 
 
-def shelf_rows(*rows: tuple, model_scores: list[tuple[str, str, float]] | None = None) -> StoreShelfRows:
-    return StoreShelfRows(True, NOW - timedelta(days=10), list(rows), model_scores or [])
+def shelf_of(*items: dict, models: tuple[str, ...] = (), model_scores: list | None = None) -> StoreShelf:
+    """A known store's shelf over a catalog of `items`."""
+    rows = StoreRows(
+        True, NOW - timedelta(days=10), [i["availability"] for i in items],
+        [(i["catalog"][0], i["popularity"], i["trending"]) for i in items if i["popularity"] is not None],
+        model_scores or [],
+    )  # fmt: skip
+    return stock_shelf(stock_catalog([i["catalog"] for i in items]), models, rows)
+
+
+def ids(shelf: StoreShelf, positions) -> list[str]:
+    return [shelf.catalog.rows[p][0] for p in positions]
 
 
 def user(items: dict[str, UserItemRow] | None = None, aisles: dict[str, float] | None = None, **kinds) -> UserRows:
@@ -45,64 +58,82 @@ def proposed(candidates, source: str) -> list[str]:
 
 
 def test_a_shelf_ranks_its_lists_once_from_the_stores_rows() -> None:
-    shelf = stock_shelf("store-a", (), shelf_rows(
-        row("milk", popularity=5.0, trending=0.5), row("eggs", "Eggs", popularity=9.0, trending=0.0),
-        row("cream", popularity=7.0, trending=2.0, active=False), row("kefir", popularity=None, age_days=3),
-        row("yogurt", popularity=1.0, age_days=10),
-    ))  # fmt: skip
+    shelf = shelf_of(
+        item("milk", popularity=5.0, trending=0.5), item("eggs", "Eggs", popularity=9.0, trending=0.0),
+        item("cream", popularity=7.0, trending=2.0, active=False), item("kefir", popularity=None, age_days=3),
+        item("yogurt", popularity=1.0, age_days=10, available=False),
+    )  # fmt: skip
 
-    assert [r[0] for r in shelf.popular] == ["eggs", "cream", "milk", "yogurt"]  # only items with popularity
-    assert [r[0] for r in shelf.trending] == ["cream", "milk"]  # trending above 0
-    assert {aisle: [r[0] for r in rows] for aisle, rows in shelf.aisles.items()} == {
+    assert ids(shelf, shelf.popular_items) == ["eggs", "cream", "milk", "yogurt"]  # items with popularity
+    assert ids(shelf, shelf.trending_items) == ["cream", "milk"]  # trending above 0
+    assert {aisle: ids(shelf, items) for aisle, items in shelf.aisles.items()} == {
         "Milk": ["milk", "yogurt"], "Eggs": ["eggs"],
     }  # active items only  # fmt: skip
-    assert [r[0] for r in shelf.new_arrivals][:2] == ["kefir", "yogurt"]
-    assert "cream" in shelf.items and len(shelf.items) == 5
+    assert ids(shelf, shelf.catalog.new_arrivals)[:2] == ["kefir", "yogurt"]
+    yogurt = shelf.catalog.positions["yogurt"]
+    assert (shelf.available_at(yogurt), shelf.popularity[yogurt], shelf.price(yogurt)) == (False, 1.0, Decimal("1.00"))
+
+
+def test_an_unknown_store_has_no_availability_and_a_stores_own_price_wins() -> None:
+    catalog = stock_catalog([item("milk")["catalog"]])
+    unknown = stock_shelf(catalog, (), StoreRows(False, None, None, [], []))
+    priced = stock_shelf(catalog, (), StoreRows(True, None, [("milk", True, Decimal("0.99"))], [], []))
+
+    assert unknown.available_at(0) is None
+    assert (priced.available_at(0), priced.price(0)) == (True, Decimal("0.99"))
 
 
 def test_the_cache_keeps_a_shelf_for_its_ttl_then_reads_it_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock, loads = [100.0], []
+    clock, reads = [100.0], []
     monkeypatch.setattr(shelves, "monotonic", lambda: clock[0])
 
-    def load() -> StoreShelfRows:
-        loads.append(clock[0])
-        return shelf_rows(row("milk"))
+    def read_catalog() -> list:
+        reads.append(("catalog", clock[0]))
+        return [item("milk")["catalog"]]
+
+    def read_store() -> StoreRows:
+        reads.append(("store", clock[0]))
+        return StoreRows(True, None, [("milk", True, None)], [], [])
 
     cache = ShelfCache()
-    first = cache.shelf("store-a", (), 30, load)
-    clock[0] += 29.9
-    assert cache.shelf("store-a", (), 30, load) is first
-    cache.shelf("store-b", (), 30, load)  # each store has its own shelf
-    clock[0] += 0.1
-    assert cache.shelf("store-a", (), 30, load) is not first
-    assert loads == [100.0, 129.9, 130.0]
-    cache.shelf("store-a", (), 0, load)
-    cache.shelf("store-a", (), 0, load)
-    assert len(loads) == 5  # a TTL of 0 reads every time
+    first = cache.shelf("store-a", (), 30, read_catalog, read_store)
+    clock[0] += 20
+    assert cache.shelf("store-a", (), 30, read_catalog, read_store) is first
+    cache.shelf("store-b", (), 30, read_catalog, read_store)  # each store has its own shelf, one catalog
+    clock[0] += 10
+    assert cache.shelf("store-a", (), 30, read_catalog, read_store) is not first
+    clock[0] += 1
+    cache.shelf("store-b", (), 30, read_catalog, read_store)  # read at 120, over a catalog read at 100
+    assert reads == [("catalog", 100), ("store", 100), ("store", 120), ("catalog", 130), ("store", 130),
+                     ("store", 131)]  # fmt: skip
+    cache.shelf("store-a", (), 0, read_catalog, read_store)
+    cache.shelf("store-a", (), 0, read_catalog, read_store)
+    assert len(reads) == 10  # a TTL of 0 reads both every time
 
 
 def test_a_failed_read_drops_the_stale_shelf(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
     monkeypatch.setattr(shelves, "monotonic", lambda: clock[0])
     cache = ShelfCache()
-    cache.shelf("store-a", (), 30, lambda: shelf_rows(row("milk")))
+    catalog = [item("milk")["catalog"]]
+    cache.shelf("store-a", (), 30, lambda: catalog, lambda: StoreRows(True, None, [], [], []))
     clock[0] = 31
 
-    def failing() -> StoreShelfRows:
+    def failing() -> StoreRows:
         raise RuntimeError("database down")
 
     with pytest.raises(RuntimeError):
-        cache.shelf("store-a", (), 30, failing)
+        cache.shelf("store-a", (), 30, lambda: catalog, failing)
     with pytest.raises(RuntimeError):  # not served from the expired shelf either
-        cache.shelf("store-a", (), 30, failing)
+        cache.shelf("store-a", (), 30, lambda: catalog, failing)
 
 
 def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:
-    shelf = stock_shelf("store-a", ("m",), shelf_rows(
-        row("milk", popularity=5.0, trending=1.0), row("eggs", "Eggs", popularity=9.0, trending=3.0),
-        row("cream", popularity=7.0, trending=2.0), row("kefir", popularity=1.0, age_days=3),
-        row("tea", "Tea", popularity=2.0), model_scores=[("m", "tea", 0.3), ("m", "gone", 0.9)],
-    ))  # fmt: skip
+    shelf = shelf_of(
+        item("milk", popularity=5.0, trending=1.0), item("eggs", "Eggs", popularity=9.0, trending=3.0),
+        item("cream", popularity=7.0, trending=2.0), item("kefir", popularity=1.0, age_days=3),
+        item("tea", "Tea", popularity=2.0), models=("m",), model_scores=[("m", "tea", 0.3), ("m", "gone", 0.9)],
+    )  # fmt: skip
     rows = user(
         items={"milk": bought(3, 9.0), "cream": bought(1, 5.0), "kefir": bought(2, 7.0, hidden=True),
                "gone": bought(5, 50.0), "eggs": UserItemRow(0, None, None, 0.0, 4.0, False, None)},
@@ -128,7 +159,7 @@ def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:
 
 
 def test_sources_not_shown_propose_nothing() -> None:
-    shelf = stock_shelf("store-a", (), shelf_rows(row("milk", trending=1.0), row("kefir", age_days=1)))
+    shelf = shelf_of(item("milk", trending=1.0), item("kefir", age_days=1))
 
     candidates = gather_candidates(shelf, user(items={"milk": bought(2, 1.0)}), limits(sources={"popular"}))
 

@@ -1,5 +1,5 @@
-"""Read path of the feed: a store's shelf (catalog ⨝ availability ⨝ popularity, read once per store and cached
-by the service), the user's own rows (one statement per request); feed snapshots for paging."""
+"""Read path of the feed: the catalog and a store's availability, prices and popularity (read now and then and
+cached by the service), the user's own rows (one statement per request); feed snapshots for paging."""
 
 from __future__ import annotations
 
@@ -11,18 +11,15 @@ from decimal import Decimal
 import psycopg
 from psycopg.types.json import Jsonb
 
-_STORE_SCOPE = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s), (SELECT epoch FROM score_state)"
-
-# Every catalog item with the store's availability, shelf price and popularity. A store the catalog does not
-# know has no availability (NULL) and reads the popularity over all stores ('*').
-_STORE_SHELF = """
-SELECT i.item_id, i.name, i.brand, i.department, i.aisle, i.tags, i.active, i.created_at,
-       CASE WHEN %(store_known)s THEN coalesce(sa.available, false) END, coalesce(sa.price, i.price),
-       p.raw_score, p.trending_score
-FROM items i
-LEFT JOIN store_availability sa ON sa.store_id = %(store_id)s AND sa.item_id = i.item_id
-LEFT JOIN item_popularity p ON p.store_id = %(popularity_store)s AND p.item_id = i.item_id
+_CATALOG = """
+SELECT item_id, name, brand, department, aisle, tags, active, created_at, price FROM items
 """
+
+_STORE_KNOWN = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s), (SELECT epoch FROM score_state)"
+
+_STORE_AVAILABILITY = "SELECT item_id, available, price FROM store_availability WHERE store_id = %(store_id)s"
+
+_STORE_POPULARITY = "SELECT item_id, raw_score, trending_score FROM item_popularity WHERE store_id = %(store_id)s"
 
 _ITEM_MODEL_SCORES = "SELECT model, item_id, score FROM model_scores WHERE model = ANY(%(models)s) AND user_id = ''"
 
@@ -42,11 +39,9 @@ INSERT INTO feed_snapshots (feed_id, user_id, expires_at, sections)
 VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s)
 """
 
-# A row of the store shelf: (item_id, name, brand, department, aisle, tags, active, created_at, available,
-# price, popularity_raw or None, trending_score or None) — the shape Candidate's catalog fields take.
-ShelfRow = tuple[
-    str, str, str | None, str, str, list[str], bool, datetime, bool | None, Decimal, float | None, float | None
-]
+# A catalog row: (item_id, name, brand, department, aisle, tags, active, created_at, price), the shape of
+# Candidate's catalog fields.
+CatalogRow = tuple[str, str, str | None, str, str, list[str], bool, datetime, Decimal]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,26 +86,34 @@ class Candidate:
     store_known: bool
 
 
+def catalog(conn: psycopg.Connection) -> list[CatalogRow]:
+    """Every catalog item, active or not."""
+    with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
+        return cursor.execute(_CATALOG).fetchall()
+
+
 @dataclass(frozen=True)
-class StoreShelfRows:
-    """A store as read from the database: whether the catalog knows it, the scores' epoch, a row per catalog
-    item, and the item-level scores of the models asked for."""
+class StoreRows:
+    """A store as read from the database: whether the catalog knows it, the scores' epoch, its availability
+    and shelf prices (None when it is unknown), its popularity (over all stores when it is unknown), and the
+    item-level scores of the models asked for."""
 
     store_known: bool
     epoch: datetime | None
-    items: list[ShelfRow]
+    availability: list[tuple[str, bool, Decimal | None]] | None  # (item_id, available, shelf price)
+    popularity: list[tuple[str, float, float]]  # (item_id, raw_score, trending_score)
     item_model_scores: list[tuple[str, str, float]]  # (model, item_id, score)
 
 
-def store_shelf(conn: psycopg.Connection, store_id: str, models: Sequence[str]) -> StoreShelfRows:
-    """Every catalog item with the store's availability, shelf price and popularity, and the item-level
-    scores of `models`."""
+def store_rows(conn: psycopg.Connection, store_id: str, models: Sequence[str]) -> StoreRows:
+    """The store's availability, shelf prices and popularity, and the item-level scores of `models`: range
+    scans of the store's rows, no join (the catalog is read on its own)."""
     with conn.cursor(binary=True) as cursor:
-        known, epoch = cursor.execute(_STORE_SCOPE, {"store_id": store_id}).fetchone()
-        params = {"store_id": store_id, "store_known": known, "popularity_store": store_id if known else "*"}
-        items = cursor.execute(_STORE_SHELF, params).fetchall()
+        known, epoch = cursor.execute(_STORE_KNOWN, {"store_id": store_id}).fetchone()
+        availability = cursor.execute(_STORE_AVAILABILITY, {"store_id": store_id}).fetchall() if known else None
+        popularity = cursor.execute(_STORE_POPULARITY, {"store_id": store_id if known else "*"}).fetchall()
         model_scores = cursor.execute(_ITEM_MODEL_SCORES, {"models": list(models)}).fetchall() if models else []
-    return StoreShelfRows(known, epoch, items, model_scores)
+    return StoreRows(known, epoch, availability, popularity, model_scores)
 
 
 @dataclass(frozen=True)

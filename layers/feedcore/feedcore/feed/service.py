@@ -181,9 +181,11 @@ def _page(feed: Feed, position: PagePosition, page: _PageRequest, key: bytes) ->
         following = PagePosition(feed.feed_id, position.user_id, end, position.expires_at, position.scope)
         next_cursor = encode_cursor(following, key)
     sections = feed.sections[position.offset : end]
-    if not page.debug:
+    if not page.debug:  # a snapshot ranked without debug has none to drop
         sections = [
             section.model_copy(update={"items": [item.model_copy(update={"debug": None}) for item in section.items]})
+            if any(item.debug for item in section.items)
+            else section
             for section in sections
         ]
     removed = feed.removed if position.offset == 0 and page.debug else None
@@ -236,7 +238,8 @@ def _read(
         request.store_id,
         limits.models,
         settings.store_shelf_ttl_s,
-        lambda: feed_db.store_shelf(conn, request.store_id, limits.models),
+        read_catalog=lambda: feed_db.catalog(conn),
+        read_store=lambda: feed_db.store_rows(conn, request.store_id, limits.models),
     )
     query = UserRowsQuery(
         user_id=request.user_id,
