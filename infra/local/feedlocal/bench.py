@@ -305,7 +305,7 @@ def bench_feed(
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: memory is the handler's own
         with context.Pool(1) as pool:
             figures = pool.apply(_feed_worker, (url, requests, users, stores))
-    return {"users": users, "items": items, "stores": stores, "events": events, **figures}
+    return {"users": users, "items": items, "stores": stores, "events": events, "reused_database": seeded, **figures}
 
 
 def _seed_feed_history(url: str, users: int, items: int, stores: int, events: int) -> None:

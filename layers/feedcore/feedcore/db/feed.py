@@ -9,7 +9,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 _CATALOG = """
 SELECT item_id, name, brand, department, aisle, tags, active, created_at, price FROM items
@@ -36,7 +35,7 @@ WITH feed AS (
     VALUES (%(feed_id)s, %(user_id)s, %(store_id)s, %(experiment)s, %(variant)s, %(fallback)s, %(created_at)s)
 )
 INSERT INTO feed_snapshots (feed_id, user_id, expires_at, sections)
-VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s)
+VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s::jsonb)
 """
 
 # A catalog row: (item_id, name, brand, department, aisle, tags, active, created_at, price), the shape of
@@ -44,9 +43,9 @@ VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s)
 CatalogRow = tuple[str, str, str | None, str, str, list[str], bool, datetime, Decimal]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: that sets each field through object.__setattr__, twice the cost per candidate
 class Candidate:
-    """An item a source proposes, with every fact the filters and the scoring read.
+    """An item a source proposes, with every fact the filters and the scoring read (treat it as immutable).
 
     Scores are as stored: epoch-relative raw values (see the scoring migration), comparable between items
     of one request. `available` is None when the store is unknown (no availability to check). The
@@ -198,12 +197,10 @@ class FeedRecord:
     created_at: datetime
 
 
-def save_feed(conn: psycopg.Connection, feed: FeedRecord, sections: list[dict], expires_at: datetime) -> None:
-    """Record the feed and keep its ranked sections until `expires_at` for its later pages (one statement)."""
-    conn.execute(
-        _SAVE_FEED,
-        {**feed.__dict__, "expires_at": expires_at, "sections": Jsonb(sections)},
-    )
+def save_feed(conn: psycopg.Connection, feed: FeedRecord, sections: str, expires_at: datetime) -> None:
+    """Record the feed and keep its ranked sections (a JSON document) until `expires_at` for its later pages
+    (one statement)."""
+    conn.execute(_SAVE_FEED, {**feed.__dict__, "expires_at": expires_at, "sections": sections})
 
 
 def feed_snapshot(conn: psycopg.Connection, feed_id: str, user_id: str, now: datetime) -> list[dict] | None:

@@ -87,12 +87,14 @@ class Removal:
 def apply_filters(candidates: Iterable[Candidate], context: RankingContext) -> tuple[list[Candidate], list[Removal]]:
     """The candidates every filter keeps, and for each removed one the first filter that removed it."""
     kept, removed = [], []
+    filters = [(name, FILTERS[name]) for name in context.filters]
     for candidate in candidates:
-        reason = next((name for name in context.filters if FILTERS[name](candidate, context)), None)
-        if reason is None:
-            kept.append(candidate)
+        for name, applies in filters:
+            if applies(candidate, context):
+                removed.append(Removal(candidate.item_id, candidate.source, name))
+                break
         else:
-            removed.append(Removal(candidate.item_id, candidate.source, reason))
+            kept.append(candidate)
     return kept, removed
 
 

@@ -158,7 +158,7 @@ def _first_page(request: FeedRequest, page: _PageRequest, key: bytes, now: datet
     stage = perf_counter()
     expires_at = now + timedelta(seconds=settings.snapshot_ttl_s)
     record = FeedRecord(feed_id, request.user_id, request.store_id, feed.experiment, feed.variant, feed.fallback, now)
-    run(lambda conn: feed_db.save_feed(conn, record, feed.model_dump(mode="json"), expires_at), in_transaction=False)
+    run(lambda conn: feed_db.save_feed(conn, record, feed.model_dump_json(), expires_at), in_transaction=False)
     metrics.add_metric(name="FeedSaveLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
     return _page(feed, PagePosition(feed_id, request.user_id, 0, expires_at, page.scope), page, key)
 

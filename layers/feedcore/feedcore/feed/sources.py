@@ -94,6 +94,8 @@ def _model_score(
     shelf: StoreShelf, user: UserRows, models: tuple[str, ...], item_id: str, position: int
 ) -> float | None:
     """The best score of the item for the user in any of `models`, theirs or item-level."""
+    if not models:
+        return None
     scores = [
         score
         for model in models
