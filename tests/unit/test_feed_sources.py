@@ -71,16 +71,22 @@ def test_a_shelf_ranks_its_lists_once_from_the_stores_rows() -> None:
     }  # active items only  # fmt: skip
     assert ids(shelf, shelf.catalog.new_arrivals)[:2] == ["kefir", "yogurt"]
     yogurt = shelf.catalog.positions["yogurt"]
-    assert (shelf.available_at(yogurt), shelf.popularity[yogurt], shelf.price(yogurt)) == (False, 1.0, Decimal("1.00"))
+    assert (shelf.available[yogurt], shelf.popularity[yogurt], shelf.shelf_prices) == (0, 1.0, {})
 
 
 def test_an_unknown_store_has_no_availability_and_a_stores_own_price_wins() -> None:
-    catalog = stock_catalog([item("milk")["catalog"]])
+    catalog = stock_catalog([item("milk")["catalog"], item("tea")["catalog"]])
     unknown = stock_shelf(catalog, (), StoreRows(False, None, None, [], []))
     priced = stock_shelf(catalog, (), StoreRows(True, None, [("milk", True, Decimal("0.99"))], [], []))
+    limits = SourceLimits(frozenset({"buy_again"}), (), 2, 2, 1, NOW)
+    rows = user(items={"milk": bought(2, 1.0), "tea": bought(1, 1.0)})
 
-    assert unknown.available_at(0) is None
-    assert (priced.available_at(0), priced.price(0)) == (True, Decimal("0.99"))
+    assert {c.item_id: (c.available, c.price) for c in gather_candidates(unknown, rows, limits)} == {
+        "milk": (None, Decimal("1.00")), "tea": (None, Decimal("1.00")),
+    }  # fmt: skip
+    assert {c.item_id: (c.available, c.price) for c in gather_candidates(priced, rows, limits)} == {
+        "milk": (True, Decimal("0.99")), "tea": (False, Decimal("1.00")),  # not carried by the store
+    }  # fmt: skip
 
 
 def test_the_cache_keeps_a_shelf_for_its_ttl_then_reads_it_again(monkeypatch: pytest.MonkeyPatch) -> None:

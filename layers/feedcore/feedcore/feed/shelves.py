@@ -58,12 +58,6 @@ class StoreShelf:
     item_models: dict[str, list[tuple[int, float]]]  # per model: its item-level scores, best first
     item_model_scores: dict[str, dict[int, float]]  # per model: position → its item-level score
 
-    def available_at(self, position: int) -> bool | None:
-        return None if self.available is None else bool(self.available[position])
-
-    def price(self, position: int) -> Decimal:
-        return self.shelf_prices.get(position, self.catalog.rows[position][8])
-
 
 def stock_shelf(catalog: Catalog, models: tuple[str, ...], rows: StoreRows) -> StoreShelf:
     """Rank a store's rows into its shelf over `catalog` (rows of items it lacks are left out)."""

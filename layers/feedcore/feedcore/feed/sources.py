@@ -75,17 +75,19 @@ def _hydrate(
     shelf: StoreShelf, user: UserRows, models: tuple[str, ...], source: str, position: int, score: float | None,
     seed: str | None,
 ) -> Candidate:  # fmt: skip
-    row = shelf.catalog.rows[position]
-    item_id = row[0]
-    seed_position = shelf.catalog.positions.get(seed) if seed is not None else None
+    item_id, name, brand, department, aisle, tags, active, created_at, catalog_price = shelf.catalog.rows[position]
+    seed_name = None
+    if seed is not None and (seed_position := shelf.catalog.positions.get(seed)) is not None:
+        seed_name = shelf.catalog.rows[seed_position][1]
     history = user.items.get(item_id, _NO_HISTORY)
     return Candidate(
-        source, score, seed, shelf.catalog.rows[seed_position][1] if seed_position is not None else None,
-        *row[:8], shelf.available_at(position), shelf.price(position),
+        source, score, seed, seed_name, item_id, name, brand, department, aisle, tags, active, created_at,
+        None if shelf.available is None else shelf.available[position] == 1,
+        shelf.shelf_prices.get(position, catalog_price),
         history.purchase_count, history.first_purchased_at, history.last_purchased_at, history.purchase_raw,
         history.affinity_raw, history.hidden, history.last_hidden_at,
-        shelf.popularity[position], shelf.trending[position], user.aisles.get(row[4], 0.0),
-        _model_score(shelf, user, models, item_id, position),
+        shelf.popularity[position], shelf.trending[position], user.aisles.get(aisle, 0.0),
+        _model_score(shelf, user, models, item_id, position) if models else None,
         *user.recent.get(item_id, _NO_RECENT_EVENTS), shelf.epoch, shelf.store_known,
     )  # fmt: skip
 
@@ -94,8 +96,6 @@ def _model_score(
     shelf: StoreShelf, user: UserRows, models: tuple[str, ...], item_id: str, position: int
 ) -> float | None:
     """The best score of the item for the user in any of `models`, theirs or item-level."""
-    if not models:
-        return None
     scores = [
         score
         for model in models
