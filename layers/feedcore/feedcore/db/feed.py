@@ -35,7 +35,7 @@ WITH feed AS (
     VALUES (%(feed_id)s, %(user_id)s, %(store_id)s, %(experiment)s, %(variant)s, %(fallback)s, %(created_at)s)
 )
 INSERT INTO feed_snapshots (feed_id, user_id, expires_at, sections)
-VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s::jsonb)
+VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s::json)
 """
 
 # A catalog row: (item_id, name, brand, department, aisle, tags, active, created_at, price), the shape of
