@@ -324,6 +324,8 @@ def _seed_feed_history(url: str, users: int, items: int, stores: int, events: in
 def _feed_worker(url: str, requests: int, users: int, stores: int) -> dict[str, Any]:
     import statistics
 
+    from feedcore.feed.service import forget_store_shelves
+
     _quiet()
     point_feedcore_at(url)
     statements = _count_statements()
@@ -345,6 +347,10 @@ def _feed_worker(url: str, requests: int, users: int, stores: int) -> dict[str, 
     statements[0] = 0
     latencies = sorted(call() for _ in range(requests))
     queries = statements[0] / requests
+    shelf_misses = []  # a request that reads the catalog and its store's shelf: once per store and TTL
+    for _ in range(min(20, requests)):
+        forget_store_shelves()
+        shelf_misses.append(call())
     with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
         select1 = []
         for _ in range(requests):
@@ -360,6 +366,7 @@ def _feed_worker(url: str, requests: int, users: int, stores: int) -> dict[str, 
         "select1_p50_ms": round(select1_p50 * 1000, 3),
         "p50_over_select1": round(p50 / select1_p50, 1),
         "queries_per_feed": round(queries, 2),
+        "shelf_miss_p50_ms": round(statistics.median(shelf_misses) * 1000, 2),
         "rss_mb": _peak_rss_mb(),
     }
 

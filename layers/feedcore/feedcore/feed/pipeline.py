@@ -40,8 +40,10 @@ class RankingContext:
 
 def last_purchase(candidate: Candidate) -> datetime | None:
     """The latest purchase of the item, counting events not scored yet."""
-    times = [t for t in (candidate.last_purchased_at, candidate.recent_purchase_at) if t is not None]
-    return max(times) if times else None
+    scored, recent = candidate.last_purchased_at, candidate.recent_purchase_at
+    if scored is None or recent is None:
+        return recent if scored is None else scored
+    return max(scored, recent)
 
 
 def is_hidden(candidate: Candidate) -> bool:
