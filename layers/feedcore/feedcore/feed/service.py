@@ -254,8 +254,8 @@ def _read(
 
 def _feed_item(ranked: Ranked, feed_id: str, section_id: str, position: int, debug: bool) -> FeedItem:
     candidate = ranked.candidate
-    # Not validated again: every value comes typed and checked from the database (NOT NULL, price CHECK); a
-    # feed has ~70 items and validating them cost more than ranking them.
+    # Not validated again: every value comes typed and checked from the database (NOT NULL, price CHECK);
+    # validating a feed's ~70 items cost about 0.4 ms.
     return FeedItem.model_construct(
         item_id=candidate.item_id,
         name=candidate.name,
