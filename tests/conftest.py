@@ -26,6 +26,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 from feedcore import settings  # noqa: E402
 from feedcore.db.connection import reset_cached_connection  # noqa: E402
 from feedcore.db.migrations import migrate  # noqa: E402
+from feedcore.feed.service import forget_store_shelves  # noqa: E402
 from feedcore.ingestion.service import catalog_items  # noqa: E402
 from feedlocal.embedded import MIGRATIONS_DIR, embedded_server  # noqa: E402
 
@@ -50,6 +51,9 @@ def use_database(url: str) -> None:
     ):
         cached.cache_clear()
     reset_cached_connection()
+    # What containers cache of the catalog.
+    forget_store_shelves()
+    catalog_items.clear()
 
 
 @contextmanager
@@ -93,7 +97,6 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
         conn.execute(f"TRUNCATE {DATA_TABLES}")
-    catalog_items.clear()
     use_database(database_url)
 
 

@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import uuid
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
 from tests.conftest import feedctl_json
 
 
@@ -32,8 +37,27 @@ def test_bench_feed_prints_its_figures(database_url: str) -> None:
     assert (figures["users"], figures["events"], figures["requests"]) == (300, 5000, 50)
     assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
     assert figures["select1_p50_ms"] > 0
-    assert figures["queries_per_feed"] == 2  # the read, and recording the feed with its snapshot
+    assert figures["queries_per_feed"] == 2  # the user's rows, and recording the feed with its snapshot
+    assert figures["reused_database"] is False
+    assert figures["shelf_miss_p50_ms"] > 0
     assert figures["rss_mb"] > 0
+
+
+def test_bench_feed_keeps_its_database_for_the_next_run_with_the_same_sizes(database_url: str) -> None:
+    sizes = ("--users", "200", "--items", "300", "--stores", "2", "--events", "2000", "--requests", "20")
+    name = f"feed_bench_kept_{uuid.uuid4().hex[:8]}"
+    try:
+        first = feedctl_json(database_url, "bench", "feed", *sizes, "--keep-database", name)
+        again = feedctl_json(database_url, "bench", "feed", *sizes, "--keep-database", name)
+        other = feedctl_json(database_url, "bench", "feed", *sizes[:-2], "--requests", "10", "--keep-database", name)
+        larger = feedctl_json(database_url, "bench", "feed", *sizes[:6], "--events", "3000", "--keep-database", name)
+    finally:
+        with psycopg.connect(make_conninfo(database_url, dbname="postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    assert (first["reused_database"], again["reused_database"], other["reused_database"]) == (False, True, True)
+    assert larger["reused_database"] is False  # other sizes: seeded afresh
+    assert again["p50_ms"] > 0 and other["requests"] == 10
 
 
 def test_bench_coldstart_prints_its_figures(database_url: str) -> None:

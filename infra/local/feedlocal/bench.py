@@ -14,6 +14,7 @@ import random
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import psycopg
 
 from feedcore.observability import logger
-from feedlocal.embedded import point_feedcore_at, scratch_database
+from feedlocal.embedded import kept_database, point_feedcore_at, scratch_database
 from feedlocal.progress import progress
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -284,29 +285,46 @@ def print_result(result: dict[str, Any]) -> None:
     print(json.dumps(result), file=sys.stdout, flush=True)
 
 
-def bench_feed(users: int, items: int, stores: int, events: int, requests: int) -> dict[str, Any]:
+def bench_feed(
+    users: int, items: int, stores: int, events: int, requests: int, keep_database: str | None = None
+) -> dict[str, Any]:
     """Seed a history, recompute, then time first feed pages through the real handler (warm) for random users
-    in a fresh process, next to SELECT 1 round trips to the same database."""
-    from feedcore.scoring.service import RecomputeRequest, recompute_scores
+    in a fresh process, next to SELECT 1 round trips to the same database.
 
-    now = datetime.now(UTC)
-    history = synthetic_events(events, now=now, days=90, users=users, items=items, stores=stores)
-    with scratch_database("feed_bench_feed") as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            _load_catalog(conn, items=items, stores=stores)
-            _copy_events(conn, history, now, received_when_occurred=True)
-        del history
-        print(f"seeded {events} events; recomputing", file=sys.stderr, flush=True)
-        recompute_scores(RecomputeRequest(mode="full"), now=now)
+    With `keep_database`, the seeded database keeps that name after the run, and a later run with the same
+    name and sizes reuses it instead of seeding again (only pending migrations are applied)."""
+    sizes = f"feed bench: users={users} items={items} stores={stores} events={events}"
+    with ExitStack() as stack:
+        if keep_database:
+            url, seeded = stack.enter_context(kept_database(keep_database, sizes))
+        else:
+            url, seeded = stack.enter_context(scratch_database("feed_bench_feed")), False
+        if not seeded:
+            _seed_feed_history(url, users, items, stores, events)
         print(f"calling the feed handler {requests} times", file=sys.stderr, flush=True)
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: memory is the handler's own
         with context.Pool(1) as pool:
             figures = pool.apply(_feed_worker, (url, requests, users, stores))
-    return {"users": users, "items": items, "stores": stores, "events": events, **figures}
+    return {"users": users, "items": items, "stores": stores, "events": events, "reused_database": seeded, **figures}
+
+
+def _seed_feed_history(url: str, users: int, items: int, stores: int, events: int) -> None:
+    from feedcore.scoring.service import RecomputeRequest, recompute_scores
+
+    now = datetime.now(UTC)
+    history = synthetic_events(events, now=now, days=90, users=users, items=items, stores=stores)
+    with psycopg.connect(url, autocommit=True) as conn:
+        _load_catalog(conn, items=items, stores=stores)
+        _copy_events(conn, history, now, received_when_occurred=True)
+    del history
+    print(f"seeded {events} events; recomputing", file=sys.stderr, flush=True)
+    recompute_scores(RecomputeRequest(mode="full"), now=now)
 
 
 def _feed_worker(url: str, requests: int, users: int, stores: int) -> dict[str, Any]:
     import statistics
+
+    from feedcore.feed.service import forget_store_shelves
 
     _quiet()
     point_feedcore_at(url)
@@ -329,6 +347,10 @@ def _feed_worker(url: str, requests: int, users: int, stores: int) -> dict[str, 
     statements[0] = 0
     latencies = sorted(call() for _ in range(requests))
     queries = statements[0] / requests
+    shelf_misses = []  # a request that reads the catalog and its store's shelf: once per store and TTL
+    for _ in range(min(20, requests)):
+        forget_store_shelves()
+        shelf_misses.append(call())
     with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
         select1 = []
         for _ in range(requests):
@@ -344,6 +366,7 @@ def _feed_worker(url: str, requests: int, users: int, stores: int) -> dict[str, 
         "select1_p50_ms": round(select1_p50 * 1000, 3),
         "p50_over_select1": round(p50 / select1_p50, 1),
         "queries_per_feed": round(queries, 2),
+        "shelf_miss_p50_ms": round(statistics.median(shelf_misses) * 1000, 2),
         "rss_mb": _peak_rss_mb(),
     }
 

@@ -176,7 +176,7 @@ def cmd_bench_feed(args: argparse.Namespace) -> None:
         f"feed benchmark: {args.users} users, {args.items} items, {args.stores} stores, {args.events} events",
         file=sys.stderr,
     )
-    print_result(bench_feed(args.users, args.items, args.stores, args.events, args.requests))
+    print_result(bench_feed(args.users, args.items, args.stores, args.events, args.requests, args.keep_database))
 
 
 def cmd_bench_coldstart(args: argparse.Namespace) -> None:
@@ -352,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_feed.add_argument("--stores", type=int, default=20, help="stores (default 20)")
     bench_feed.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
     bench_feed.add_argument("--requests", type=int, default=2000, help="timed feed requests (default 2,000)")
+    bench_feed.add_argument(
+        "--keep-database",
+        metavar="NAME",
+        help="keep the seeded database under this name, and reuse it when it holds the same sizes (skips seeding)",
+    )
     bench_feed.set_defaults(func=cmd_bench_feed)
 
     bench_coldstart = bench.add_parser("coldstart", help="import-to-first-feed time of a fresh handler process")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from feedcore import settings
@@ -80,19 +81,48 @@ def scratch_database(prefix: str) -> Iterator[str]:
     admin_url = make_conninfo(server_url, dbname="postgres")
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(server_url, dbname=name)
+    try:
+        with _migrated_and_pointed_at(make_conninfo(server_url, dbname=name)) as url:
+            yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def kept_database(name: str, label: str) -> Iterator[tuple[str, bool]]:
+    """A migrated database `name` on feedctl's server that outlives the run, for data too slow to load each
+    time. Yields its URL and whether it is reused: it is when it exists and carries `label`; otherwise it is
+    created afresh, and labelled when the caller's block ends without an error."""
+    server_url = ensure_database_url()
+    admin_url = make_conninfo(server_url, dbname="postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        reused = row is not None and row[0] == label
+        if not reused:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with _migrated_and_pointed_at(make_conninfo(server_url, dbname=name)) as url:
+        yield url, reused
+    if not reused:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(label)))
+
+
+@contextmanager
+def _migrated_and_pointed_at(url: str) -> Iterator[str]:
+    """Apply pending migrations to `url` and point feedcore at it until the block ends."""
     previous = os.environ.get("DATABASE_URL")
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            migrate(conn, MIGRATIONS_DIR)
+        migrate_database(url)
         point_feedcore_at(url)
         yield url
     finally:
         reset_cached_connection()
         if previous is not None:
             point_feedcore_at(previous)
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def point_feedcore_at(url: str) -> None:

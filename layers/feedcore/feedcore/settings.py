@@ -95,6 +95,9 @@ class FeedSettings(BaseSettings):
     lambda_function_name: str | None = Field(default=None, validation_alias="AWS_LAMBDA_FUNCTION_NAME")
     realtime_window_minutes: int = Field(default=360, ge=1, le=10_080, description="events read as they come")
     buy_again_pool: int = Field(default=200, ge=10, le=2000, description="purchased items re-ranked by timing")
+    store_shelf_ttl_s: float = Field(
+        default=30, ge=0, le=600, description="how long a container keeps a store's shelf; 0: read per request"
+    )
     buy_again_due_weight: float = Field(default=0.5, ge=0, description="boost of an item due for replenishment")
     buy_again_due_width: float = Field(default=0.7, gt=0, description="tolerance of the timing, log scale")
 

@@ -1,19 +1,31 @@
-"""Read path of the feed: every source's candidates, hydrated, in one query; feed snapshots for paging."""
+"""Read path of the feed: the catalog and a store's availability, prices and popularity (read now and then and
+cached by the service), the user's own rows (one statement per request); feed snapshots for paging."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 import psycopg
-from psycopg.types.json import Jsonb
 
-# The feed's read query is the function feed_candidates (see its migration): planned once per session.
-_FEED_CANDIDATES = """
-SELECT * FROM feed_candidates(
-    %(user_id)s, %(store_id)s, %(sources)s, %(models)s, %(pool)s, %(buy_again_pool)s, %(favourite_aisles)s,
-    %(new_since)s, %(recent_since)s, %(recent_limit)s, %(seed_limit)s)
+_CATALOG = """
+SELECT item_id, name, brand, department, aisle, tags, active, created_at, price::float8 FROM items
+"""
+
+_STORE_KNOWN = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s), (SELECT epoch FROM score_state)"
+
+_STORE_AVAILABILITY = "SELECT item_id, available, price::float8 FROM store_availability WHERE store_id = %(store_id)s"
+
+_STORE_POPULARITY = "SELECT item_id, raw_score, trending_score FROM item_popularity WHERE store_id = %(store_id)s"
+
+_ITEM_MODEL_SCORES = "SELECT model, item_id, score FROM model_scores WHERE model = ANY(%(models)s) AND user_id = ''"
+
+# The user's own rows (see the migration of feed_user_rows): planned once per session.
+_FEED_USER_ROWS = """
+SELECT * FROM feed_user_rows(
+    %(user_id)s, %(models)s, %(pairs)s, %(pool)s, %(buy_again_pool)s, %(recent_since)s, %(recent_limit)s,
+    %(seed_limit)s)
 """
 
 _SAVE_FEED = """
@@ -22,14 +34,17 @@ WITH feed AS (
     VALUES (%(feed_id)s, %(user_id)s, %(store_id)s, %(experiment)s, %(variant)s, %(fallback)s, %(created_at)s)
 )
 INSERT INTO feed_snapshots (feed_id, user_id, expires_at, sections)
-VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s)
+VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s::json)
 """
 
+# A catalog row: (item_id, name, brand, department, aisle, tags, active, created_at, price), the shape of
+# Candidate's catalog fields.
+CatalogRow = tuple[str, str, str | None, str, str, list[str], bool, datetime, float]
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)  # not frozen: that sets each field through object.__setattr__, twice the cost per candidate
 class Candidate:
-    """An item a source proposes, with every fact the filters and the scoring read (fields in the order of
-    the columns feed_candidates returns).
+    """An item a source proposes, with every fact the filters and the scoring read (treat it as immutable).
 
     Scores are as stored: epoch-relative raw values (see the scoring migration), comparable between items
     of one request. `available` is None when the store is unknown (no availability to check). The
@@ -49,7 +64,7 @@ class Candidate:
     active: bool
     created_at: datetime
     available: bool | None
-    price: Decimal
+    price: float  # numeric(10, 2) read as float8: the contract's Money
     purchase_count: int
     first_purchased_at: datetime | None
     last_purchased_at: datetime | None
@@ -69,41 +84,103 @@ class Candidate:
     store_known: bool
 
 
+def catalog(conn: psycopg.Connection) -> list[CatalogRow]:
+    """Every catalog item, active or not."""
+    with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
+        return cursor.execute(_CATALOG).fetchall()
+
+
 @dataclass(frozen=True)
-class CandidateQuery:
-    """What the feed's read query needs: who and where, the sources wanted and how many rows of each."""
+class StoreRows:
+    """A store as read from the database: whether the catalog knows it, the scores' epoch, its availability
+    and shelf prices (None when it is unknown), its popularity (over all stores when it is unknown), and the
+    item-level scores of the models asked for."""
+
+    store_known: bool
+    epoch: datetime | None
+    availability: list[tuple[str, bool, float | None]] | None  # (item_id, available, shelf price)
+    popularity: list[tuple[str, float, float]]  # (item_id, raw_score, trending_score)
+    item_model_scores: list[tuple[str, str, float]]  # (model, item_id, score)
+
+
+def store_rows(conn: psycopg.Connection, store_id: str, models: Sequence[str]) -> StoreRows:
+    """The store's availability, shelf prices and popularity, and the item-level scores of `models`: range
+    scans of the store's rows, no join (the catalog is read on its own)."""
+    with conn.cursor(binary=True) as cursor:
+        known, epoch = cursor.execute(_STORE_KNOWN, {"store_id": store_id}).fetchone()
+        availability = cursor.execute(_STORE_AVAILABILITY, {"store_id": store_id}).fetchall() if known else None
+        popularity = cursor.execute(_STORE_POPULARITY, {"store_id": store_id if known else "*"}).fetchall()
+        model_scores = cursor.execute(_ITEM_MODEL_SCORES, {"models": list(models)}).fetchall() if models else []
+    return StoreRows(known, epoch, availability, popularity, model_scores)
+
+
+@dataclass(frozen=True)
+class UserRowsQuery:
+    """What the per-request read needs: whose rows, which models, whether goes-well-with is shown, how many."""
 
     user_id: str
-    store_id: str
-    sources: frozenset[str]
     models: tuple[str, ...]
+    pairs: bool
     pool: int
     buy_again_pool: int
-    favourite_aisles: int
-    new_since: datetime
     recent_since: datetime
     recent_limit: int = 100
     seed_limit: int = 5
 
 
-def feed_candidates(conn: psycopg.Connection, query: CandidateQuery) -> list[Candidate]:
-    """Every candidate of the wanted sources, one row per (source, item), hydrated."""
+@dataclass(frozen=True, slots=True)
+class UserItemRow:
+    """The user's history of an item (fields in Candidate's order)."""
+
+    purchase_count: int
+    first_purchased_at: datetime | None
+    last_purchased_at: datetime | None
+    purchase_raw: float
+    affinity_raw: float
+    hidden: bool
+    last_hidden_at: datetime | None
+
+
+@dataclass
+class UserRows:
+    """The user's own rows, by kind (see feed_user_rows)."""
+
+    items: dict[str, UserItemRow]
+    aisles: dict[str, float]  # aisle → affinity
+    recent: dict[str, tuple[datetime | None, datetime | None, datetime | None, bool]]  # purchase, hide, positive, cart
+    pairs: list[tuple[str, float, str]]  # (paired item, score, seed item)
+    model_scores: dict[str, dict[str, float]]  # model → item → the user's score
+
+
+def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
+    """The user's history per item, aisle affinities, recent events per item, goes-well-with candidates and
+    model scores, in one statement."""
     params = {
         "user_id": query.user_id,
-        "store_id": query.store_id,
         "models": list(query.models),
+        "pairs": query.pairs,
         "pool": query.pool,
         "buy_again_pool": query.buy_again_pool,
-        "favourite_aisles": query.favourite_aisles,
-        "new_since": query.new_since,
         "recent_since": query.recent_since,
         "recent_limit": query.recent_limit,
         "seed_limit": query.seed_limit,
-        "sources": sorted(query.sources),
     }
-    # Rows come in the order of Candidate's fields; positional construction is the cheap way to build them.
+    rows = UserRows({}, {}, {}, [], {})
     with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
-        return [Candidate(*row) for row in cursor.execute(_FEED_CANDIDATES, params).fetchall()]
+        for kind, item_id, *history, score, label, purchased, hid, positive, in_cart in cursor.execute(
+            _FEED_USER_ROWS, params
+        ):
+            if kind == "item":
+                rows.items[item_id] = UserItemRow(*history)
+            elif kind == "aisle":
+                rows.aisles[label] = score
+            elif kind == "recent":
+                rows.recent[item_id] = (purchased, hid, positive, in_cart)
+            elif kind == "pair":
+                rows.pairs.append((item_id, score, label))
+            else:
+                rows.model_scores.setdefault(label, {})[item_id] = score
+    return rows
 
 
 @dataclass(frozen=True)
@@ -119,12 +196,10 @@ class FeedRecord:
     created_at: datetime
 
 
-def save_feed(conn: psycopg.Connection, feed: FeedRecord, sections: list[dict], expires_at: datetime) -> None:
-    """Record the feed and keep its ranked sections until `expires_at` for its later pages (one statement)."""
-    conn.execute(
-        _SAVE_FEED,
-        {**feed.__dict__, "expires_at": expires_at, "sections": Jsonb(sections)},
-    )
+def save_feed(conn: psycopg.Connection, feed: FeedRecord, sections: str, expires_at: datetime) -> None:
+    """Record the feed and keep its ranked sections (a JSON document) until `expires_at` for its later pages
+    (one statement)."""
+    conn.execute(_SAVE_FEED, {**feed.__dict__, "expires_at": expires_at, "sections": sections})
 
 
 def feed_snapshot(conn: psycopg.Connection, feed_id: str, user_id: str, now: datetime) -> list[dict] | None:

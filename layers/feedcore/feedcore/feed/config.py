@@ -8,7 +8,7 @@ share of users each gets.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -134,15 +134,19 @@ class RankingConfig(_Config):
 
     @model_validator(mode="after")
     def _every_variant_is_valid(self) -> RankingConfig:
-        for name in self.experiment.variants if self.experiment else ():
-            self.variant_config(name)  # raises on an override that breaks the config
+        _ = self._variant_configs  # raises on an override that breaks the config
         return self
+
+    @cached_property
+    def _variant_configs(self) -> dict[str, FeedConfig]:
+        # Built once per config document, not per request.
+        variants = self.experiment.variants if self.experiment else {}
+        base = self.base.model_dump()
+        return {name: FeedConfig.model_validate(base | variant.overrides) for name, variant in variants.items()}
 
     def variant_config(self, variant: str) -> FeedConfig:
         """The base config with the variant's overrides applied."""
-        assert self.experiment is not None
-        overrides = self.experiment.variants[variant].overrides
-        return FeedConfig.model_validate(self.base.model_dump() | overrides)
+        return self._variant_configs[variant]
 
 
 def parse_ranking_config(document: dict[str, Any] | str | bytes, origin: str) -> RankingConfig:

@@ -40,8 +40,10 @@ class RankingContext:
 
 def last_purchase(candidate: Candidate) -> datetime | None:
     """The latest purchase of the item, counting events not scored yet."""
-    times = [t for t in (candidate.last_purchased_at, candidate.recent_purchase_at) if t is not None]
-    return max(times) if times else None
+    scored, recent = candidate.last_purchased_at, candidate.recent_purchase_at
+    if scored is None or recent is None:
+        return recent if scored is None else scored
+    return max(scored, recent)
 
 
 def is_hidden(candidate: Candidate) -> bool:
@@ -87,39 +89,46 @@ class Removal:
 def apply_filters(candidates: Iterable[Candidate], context: RankingContext) -> tuple[list[Candidate], list[Removal]]:
     """The candidates every filter keeps, and for each removed one the first filter that removed it."""
     kept, removed = [], []
+    filters = [(name, FILTERS[name]) for name in context.filters]
     for candidate in candidates:
-        reason = next((name for name in context.filters if FILTERS[name](candidate, context)), None)
-        if reason is None:
-            kept.append(candidate)
+        for name, applies in filters:
+            if applies(candidate, context):
+                removed.append(Removal(candidate.item_id, candidate.source, name))
+                break
         else:
-            removed.append(Removal(candidate.item_id, candidate.source, reason))
+            kept.append(candidate)
     return kept, removed
 
 
 # --- signals and scores -----------------------------------------------------------------------------
 
 
-def signals(candidate: Candidate, context: RankingContext) -> dict[Signal, float]:
-    """Every signal of a candidate, unnormalized (stored scores are epoch-relative: comparable between the
-    candidates of one request, which is all normalization needs)."""
-    buy_again = 0.0
+def _buy_again(candidate: Candidate, context: RankingContext) -> float:
     if candidate.purchase_count > 0 and candidate.first_purchased_at and candidate.last_purchased_at:
-        buy_again = buy_again_score(
+        return buy_again_score(
             candidate.purchase_raw, candidate.purchase_count, candidate.first_purchased_at,
             candidate.last_purchased_at, context.now, context.buy_again,
         )  # fmt: skip
-    age = max((context.now - candidate.created_at) / NEWNESS_HALF_LIFE, 0.0)
-    return {
-        "buy_again": buy_again,
-        "bought_together": (candidate.source_score or 0.0) if candidate.source == "goes_well_with" else 0.0,
-        "trending": candidate.trending_score,
-        "popularity": candidate.popularity_raw,
-        "affinity": candidate.affinity_raw,
-        "aisle_affinity": candidate.aisle_affinity_raw,
-        # A model section ranks by its own model; elsewhere the signal is the best score of the config's models.
-        "model": (candidate.source_score if candidate.source.startswith("model:") else candidate.model_score) or 0.0,
-        "newness": math.pow(2, -age),
-    }
+    return 0.0
+
+
+def _newness(candidate: Candidate, context: RankingContext) -> float:
+    return math.pow(2, -max((context.now - candidate.created_at) / NEWNESS_HALF_LIFE, 0.0))
+
+
+# Every signal of a candidate, unnormalized (stored scores are epoch-relative: comparable between the
+# candidates of one request, which is all normalization needs). A section computes only those it weights.
+SIGNALS: dict[Signal, Callable[[Candidate, RankingContext], float]] = {
+    "buy_again": _buy_again,
+    "bought_together": lambda c, _: (c.source_score or 0.0) if c.source == "goes_well_with" else 0.0,
+    "trending": lambda c, _: c.trending_score,
+    "popularity": lambda c, _: c.popularity_raw,
+    "affinity": lambda c, _: c.affinity_raw,
+    "aisle_affinity": lambda c, _: c.aisle_affinity_raw,
+    # A model section ranks by its own model; elsewhere the signal is the best score of the config's models.
+    "model": lambda c, _: (c.source_score if c.source.startswith("model:") else c.model_score) or 0.0,
+    "newness": _newness,
+}
 
 
 @dataclass(frozen=True)
@@ -146,11 +155,11 @@ def _normalizer(values: list[float]) -> Callable[[float], float]:
 def rank(candidates: Sequence[Candidate], weights: dict[Signal, float], context: RankingContext) -> list[Ranked]:
     """Score = Σ weight × signal normalized within these candidates (see _normalizer); best first, ties by
     item_id so that the order is deterministic."""
-    raw = [signals(candidate, context) for candidate in candidates]
-    normalized = {name: _normalizer([values[name] for values in raw]) for name in weights}
+    raw = {name: [SIGNALS[name](candidate, context) for candidate in candidates] for name in weights}
+    normalized = {name: _normalizer(values) for name, values in raw.items()}
     ranked = []
-    for candidate, values in zip(candidates, raw, strict=True):
-        contributions = {name: weight * normalized[name](values[name]) for name, weight in weights.items()}
+    for index, candidate in enumerate(candidates):
+        contributions = {name: weight * normalized[name](raw[name][index]) for name, weight in weights.items()}
         ranked.append(Ranked(candidate, sum(contributions.values()), contributions))
     ranked.sort(key=lambda r: (-r.score, r.candidate.item_id))
     return ranked

@@ -1,0 +1,112 @@
+"""The container's cached store shelves: store-level changes reach the feed within FEED_STORE_SHELF_TTL_S,
+the user's own events at once, and model sections read both the user's and the item-level scores."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from feedcore.api.models import StoreAvailability
+from feedcore.db import catalog as catalog_db
+from feedcore.feed import shelves
+from feedcore.scoring.service import RecomputeRequest, recompute_scores
+from tests.factories import STORE, create_catalog, event, purchase, record
+from tests.integration.test_assemble_feed import get_feed, sections, shown
+
+
+class Clock:
+    """Stands in for the shelf cache's monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(shelves, "monotonic", clock)
+    return clock
+
+
+@pytest.fixture
+def popular_store(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(
+        purchase("user-2", items=("eggs", "bananas", "coffee")),
+        purchase("user-3", items=("eggs", "bananas")),
+        purchase("user-4", items=("eggs",)),
+    )
+    recompute_scores(RecomputeRequest())
+
+
+def test_availability_and_price_changes_reach_the_feed_once_the_shelf_is_older_than_its_ttl(
+    popular_store: None, db: psycopg.Connection, clock: Clock
+) -> None:
+    query = {"store_id": STORE, "limit": "30"}
+    assert "eggs" in shown(get_feed("someone-new", query)[2])  # the container now holds store-a's shelf
+
+    catalog_db.upsert_availability(
+        db,
+        [
+            StoreAvailability(store_id=STORE, item_id="eggs", available=False),
+            StoreAvailability(store_id=STORE, item_id="bananas", available=True, price=Decimal("0.49")),
+        ],
+    )
+    clock.now += 29  # FEED_STORE_SHELF_TTL_S is 30 by default
+    cached = get_feed("someone-new", query)[2]
+    clock.now += 1
+    fresh = get_feed("someone-new", query)[2]
+
+    assert "eggs" in shown(cached)  # the shelf read before the change, still within its time
+    assert "eggs" not in shown(fresh)
+    bananas = next(item for section in fresh["sections"] for item in section["items"] if item["item_id"] == "bananas")
+    assert bananas["price"] == 0.49
+
+
+def test_a_zero_ttl_reads_the_shelf_for_every_request(
+    popular_store: None, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    monkeypatch.setenv("FEED_STORE_SHELF_TTL_S", "0")
+    from feedcore import settings
+
+    settings.feed_settings.cache_clear()
+    try:
+        assert "eggs" in shown(get_feed("someone-new", {"store_id": STORE})[2])
+        catalog_db.upsert_availability(db, [StoreAvailability(store_id=STORE, item_id="eggs", available=False)])
+        assert "eggs" not in shown(get_feed("someone-new", {"store_id": STORE})[2])  # the clock did not move
+    finally:
+        monkeypatch.delenv("FEED_STORE_SHELF_TTL_S")
+        settings.feed_settings.cache_clear()
+
+
+def test_the_users_own_events_change_the_next_feed_while_the_shelf_is_cached(popular_store: None, clock: Clock) -> None:
+    query = {"store_id": STORE, "limit": "30", "debug": "true"}
+    assert "eggs" in shown(get_feed("user-1", query)[2])
+
+    record(event("hide", "user-1", item_id="eggs"), event("add_to_cart", "user-1", item_id="coffee"))
+    feed = get_feed("user-1", query)[2]  # same shelf, no recompute
+
+    assert "eggs" not in shown(feed)
+    assert {r["item_id"] for r in feed["removed"] if r["filter"] == "hidden"} >= {"eggs"}
+    assert feed["fallback"] is None  # a cart is history enough
+
+
+def test_a_model_section_ranks_the_users_scores_and_the_item_level_ones(db: psycopg.Connection, clock: Clock) -> None:
+    create_catalog(db)
+    db.execute(
+        "INSERT INTO model_scores (model, user_id, item_id, score) VALUES "
+        "('picked_for_you', 'user-1', 'coffee', 0.9), ('picked_for_you', 'user-1', 'only-b', 0.95), "
+        "('picked_for_you', 'user-2', 'wine', 0.99), ('picked_for_you', '', 'bananas', 0.4)"
+    )
+
+    feed = get_feed("user-1", {"store_id": STORE, "limit": "30", "debug": "true"})[2]
+
+    assert sections(feed)["picked_for_you"] == ["coffee", "bananas"]  # only-b is not sold here; wine is user-2's
+    picked = next(section for section in feed["sections"] if section["id"] == "picked_for_you")
+    coffee = picked["items"][0]["debug"]
+    assert coffee["source"] == "model:picked_for_you" and coffee["contributions"]["model"] == pytest.approx(1.0)
