@@ -443,8 +443,8 @@ def _first_response_of_a_fresh_interpreter(environment: dict[str, str]) -> tuple
 def bench_coldstart(runs: int) -> dict[str, Any]:
     """Start fresh interpreters that import the assemble_feed handler and answer one feed request: the time
     from the first line of the program (imports, settings, connection, first response), and from process
-    start (adds the interpreter's own start). One untimed start first writes the .pyc caches, as a built
-    layer ships them."""
+    start (adds the interpreter's own start). One untimed start first writes the .pyc caches, which `make
+    build` ships in the layer and functions."""
     import statistics
 
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
