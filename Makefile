@@ -54,8 +54,11 @@ lint: install  ## ruff and cfn-lint
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
 
-build: tools  ## sam build (the layer is built with the Python 3.12 interpreter)
+build: tools  ## sam build (the layer is built with the Python 3.12 interpreter), then its bytecode
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build --template-file template.yaml
+	# sam build unpacks wheels without compiling them, and Lambda cannot write __pycache__ under /opt or
+	# /var/task: without this, every cold start compiles each module it imports.
+	$(PYTHON) -m compileall -q -j 0 --invalidation-mode checked-hash .aws-sam/build
 
 bench: install  ## the benchmarks, each ending with a JSON line of figures
 	$(VENV)/bin/feedctl bench ingest

@@ -9,7 +9,7 @@ from typing import get_args
 
 import pytest
 
-from feedcore.api.resolvers import SECURITY_SCHEMES
+from feedcore.api.resolvers import security_schemes
 from feedcore.feed.config import parse_ranking_config
 from feedcore.scoring.trigger import recompute_request_from_event
 from feedcore.settings import FeedSettings, MetricsProvider
@@ -32,7 +32,7 @@ API_FUNCTIONS = {"IngestEventsFunction": "ingest_events", "AssembleFeedFunction"
 
 def _routes_in_code(function: str) -> set[tuple[str, str]]:
     resolver = load_function(function).app
-    document = json.loads(resolver.get_openapi_json_schema(security_schemes=SECURITY_SCHEMES))
+    document = json.loads(resolver.get_openapi_json_schema(security_schemes=security_schemes()))
     return {(method.upper(), path) for path, methods in document["paths"].items() for method in methods}
 
 

@@ -1,16 +1,18 @@
 """One Logger, Tracer and Metrics for the whole service, created once and imported everywhere.
 
 The service name comes from POWERTOOLS_SERVICE_NAME (set per function in template.yaml). Metrics go to
-CloudWatch as EMF log lines, or through Powertools' Datadog provider when METRICS_PROVIDER=datadog.
+CloudWatch as EMF log lines, or through Powertools' Datadog provider when METRICS_PROVIDER=datadog. The X-Ray
+SDK is imported only where the Tracer records subsegments (in Lambda, unless POWERTOOLS_TRACE_DISABLED).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.provider.datadog import DatadogMetrics
 
-from feedcore.settings import MetricsProvider, observability_settings
+from feedcore.settings import MetricsProvider, ObservabilitySettings, observability_settings
 
 # The namespace (CloudWatch) or metric name prefix (Datadog) of every metric the service emits.
 METRICS_NAMESPACE = "FeedAssembly"
@@ -35,8 +37,22 @@ def service_metrics(provider: MetricsProvider) -> Metrics | DatadogServiceMetric
     return Metrics(namespace=METRICS_NAMESPACE)
 
 
+class Untraced:
+    """Stands in for the Tracer where it would not trace (outside Lambda, or POWERTOOLS_TRACE_DISABLED): a
+    disabled Tracer still imports the X-Ray SDK, whose recorder builds botocore clients at import (~0.4 s of a
+    cold start)."""
+
+    def capture_lambda_handler(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        return handler
+
+
+def service_tracer(settings: ObservabilitySettings) -> Tracer | Untraced:
+    """Powertools' Tracer (X-Ray subsegments and annotations) where it traces, else a stand-in."""
+    return Tracer() if settings.xray_sdk_tracing else Untraced()
+
+
 logger = Logger()
-tracer = Tracer()
+tracer = service_tracer(observability_settings())
 metrics = service_metrics(observability_settings().metrics_provider)
 
 

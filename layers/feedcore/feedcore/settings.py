@@ -127,11 +127,20 @@ MetricsProvider = Literal["cloudwatch", "datadog"]
 
 
 class ObservabilitySettings(BaseSettings):
-    """Where metrics go."""
+    """Where metrics go, and whether the X-Ray SDK records subsegments."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     metrics_provider: MetricsProvider = Field(default="cloudwatch", description="CloudWatch EMF, or Datadog")
+    trace_disabled: bool = Field(default=False, validation_alias="POWERTOOLS_TRACE_DISABLED")
+    lambda_task_root: str | None = Field(default=None, validation_alias="LAMBDA_TASK_ROOT")
+    sam_local: bool = Field(default=False, validation_alias="AWS_SAM_LOCAL")
+
+    @property
+    def xray_sdk_tracing(self) -> bool:
+        """Powertools' Tracer records subsegments only in Lambda (not under `sam local`) and not with
+        POWERTOOLS_TRACE_DISABLED; Lambda's active tracing records every invocation either way."""
+        return self.lambda_task_root is not None and not self.sam_local and not self.trace_disabled
 
 
 class AuthSettings(BaseSettings):
