@@ -57,9 +57,6 @@ class ScoringSettings(BaseSettings):
     pairs_half_life_days: float = Field(default=90.0, ge=1, description="decay of the bought-together counts")
     pairs_min_support: int = Field(default=3, ge=1, description="baskets a pair needs before it is scored")
     pairs_top_k: int = Field(default=50, ge=1, le=1000, description="bought-together items kept per item")
-    rebuild_maintenance_work_mem_mb: int = Field(
-        default=512, ge=64, le=8192, description="memory of a full rebuild's index builds (database server)"
-    )
 
     @model_validator(mode="after")
     def _exponents_stay_representable(self) -> ScoringSettings:

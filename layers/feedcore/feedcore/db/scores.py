@@ -550,15 +550,10 @@ def _index_on_copy(definition: str, table: str, copy: str) -> str:
     return f"{match[1]}{match[2]}{REBUILD_SUFFIX}{match[3]}{copy}{match[4]}"
 
 
-def finish_rebuild(conn: psycopg.Connection, settings: ScoringSettings) -> None:
+def finish_rebuild(conn: psycopg.Connection) -> None:
     """Index the filled copies like the live tables, then swap them in. Readers wait only for the swap
     itself (metadata changes), not for the rebuild or the index builds. Privileges granted on the old tables
     are not carried over: the service's one database user owns them."""
-    # Index builds sort in memory up to maintenance_work_mem (and split it among parallel workers), for
-    # this transaction only.
-    conn.execute(
-        "SELECT set_config('maintenance_work_mem', %s, true)", (f"{settings.rebuild_maintenance_work_mem_mb}MB",)
-    )
     for table in SCORE_TABLES:
         rebuilt = table + REBUILD_SUFFIX
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(rebuilt)))

@@ -102,7 +102,7 @@ def _score_chunk(
     if rebuild:
         # A rebuild wrote every trending score as of this run already: no refresh.
         scores_db.rank_rebuilt_pairs(conn, settings)
-        scores_db.finish_rebuild(conn, settings)
+        scores_db.finish_rebuild(conn)
     else:
         scores_db.refresh_trending(conn, settings, epoch, as_of)
     if chunk.complete:
