@@ -43,3 +43,31 @@ def test_an_edited_migration_is_refused(empty_database: str, tmp_path: Path) -> 
         (tmp_path / "0001_first.sql").write_text("CREATE TABLE t (a int, b int);")
         with pytest.raises(RuntimeError, match="changed after it was applied"):
             migrate(conn, tmp_path)
+
+
+def test_pair_counts_move_to_item_keys_with_their_counts(empty_database: str, tmp_path: Path) -> None:
+    for migration in MIGRATIONS_DIR.glob("*.sql"):
+        if migration.name < "0011":
+            (tmp_path / migration.name).write_text(migration.read_text())
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate(conn, tmp_path)
+        conn.execute(
+            "INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES"
+            " ('milk', 9.5, 9), ('cereal', 6.5, 6), ('eggs', 3.5, 3);"
+            "INSERT INTO item_pair_counts (item_id, paired_item_id, pair_raw, pair_count) VALUES"
+            " ('cereal', 'milk', 6.25, 6), ('eggs', 'milk', 3.25, 3), ('cereal', 'eggs', 1.25, 1)"
+        )
+
+        assert "0011" in migrate(conn, MIGRATIONS_DIR)
+
+        pairs = conn.execute(
+            "SELECT a.item_id, b.item_id, c.pair_raw, c.pair_count FROM item_pair_counts c"
+            " JOIN item_baskets a ON a.item_key = c.item_key JOIN item_baskets b ON b.item_key = c.paired_item_key"
+        ).fetchall()
+        assert {(*sorted((a, b)), raw, count) for a, b, raw, count in pairs} == {
+            ("cereal", "milk", 6.25, 6), ("eggs", "milk", 3.25, 3), ("cereal", "eggs", 1.25, 1),
+        }  # fmt: skip
+        # An item new to the baskets gets a key of its own.
+        conn.execute("INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES ('coffee', 1, 1)")
+        keys = [row[0] for row in conn.execute("SELECT item_key FROM item_baskets")]
+        assert len(set(keys)) == 4

@@ -62,7 +62,8 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
             "SELECT item_id, ARRAY[basket_raw * %s], basket_count FROM item_baskets", (decay(PAIRS_HALF_LIFE_S),)
         ),
         "pair_counts": conn.execute(
-            "SELECT item_id || '/' || paired_item_id, ARRAY[pair_raw * %s], pair_count FROM item_pair_counts",
+            "SELECT a.item_id || '/' || b.item_id, ARRAY[c.pair_raw * %s], c.pair_count FROM item_pair_counts c"
+            " JOIN item_baskets a ON a.item_key = c.item_key JOIN item_baskets b ON b.item_key = c.paired_item_key",
             (decay(PAIRS_HALF_LIFE_S),),
         ),
         "pairs": conn.execute(

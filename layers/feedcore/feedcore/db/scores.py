@@ -62,7 +62,7 @@ SELECT user_id, store_id, item_id, event_id, event_type, occurred_at,
            WHEN 'click' THEN %(click_weight)s
            ELSE 0
        END AS weight,
-       extract(epoch FROM occurred_at - %(epoch)s) AS t_s
+       extract(epoch FROM occurred_at - %(epoch)s)::double precision AS t_s
 FROM event_items
 WHERE {_PENDING}
   AND event_type IN ('purchase', 'add_to_cart', 'click', 'hide')
@@ -154,6 +154,7 @@ new_user AS (
     INSERT INTO users (user_id, home_store_id)
     SELECT DISTINCT ON (user_id) user_id, store_id
     FROM run_event
+    WHERE NOT EXISTS (SELECT FROM users u WHERE u.user_id = run_event.user_id)
     GROUP BY user_id, store_id
     ORDER BY user_id, count(*) DESC, store_id
     ON CONFLICT (user_id) DO NOTHING
@@ -184,40 +185,45 @@ def _cosine(pair_raw: str, basket_a: str, basket_b: str) -> str:
     )
 
 
-# The baskets of a chunk, each with its time since the epoch.
-_BASKETS = f"""
-SELECT line_item_ids AS items, extract(epoch FROM occurred_at - %(epoch)s) AS t_s
-FROM events
-WHERE {_PENDING} AND event_type = 'purchase'
+# The lines of a chunk's baskets (each purchase event is one basket), each with its basket's weight
+# 2^((occurred_at − epoch) / half-life).
+_BASKET_LINES = f"""
+SELECT e.event_id AS basket_id, line.item_id, {_grow("pairs_half_life_s")} AS grown
+FROM (SELECT event_id, line_item_ids, extract(epoch FROM occurred_at - %(epoch)s)::double precision AS t_s
+      FROM events
+      WHERE {_PENDING} AND event_type = 'purchase') AS e
+CROSS JOIN LATERAL unnest(e.line_item_ids) AS line (item_id)
 """
-# Each unordered pair of a basket once (lines are one per item, so a < b never pairs an item with itself),
-# in the byte order of the pair tables' ids.
-_BASKET_PAIRS = """
-SELECT a.item_id, b.item_id AS paired_item_id, sum({grow}) AS pair_raw, count(*) AS pair_count
-FROM basket
-CROSS JOIN LATERAL unnest(items) AS a (item_id)
-CROSS JOIN LATERAL unnest(items) AS b (item_id)
-WHERE a.item_id < b.item_id COLLATE "C"
-GROUP BY a.item_id, b.item_id
-"""
+# Per item of the lines, its baskets.
 _BASKET_ITEMS = """
-SELECT line.item_id, sum({grow}) AS basket_raw, count(*) AS basket_count
-FROM basket CROSS JOIN LATERAL unnest(items) AS line (item_id)
-GROUP BY line.item_id
+SELECT item_id, sum(grown) AS basket_raw, count(*) AS basket_count
+FROM line
+GROUP BY item_id
 """
-_PAIRS_GROW = _grow("pairs_half_life_s")
+# Each unordered pair of a basket once, by the items' keys (lines are one per item, so the smaller key never
+# pairs an item with itself); `keyed_line` is `line` with each item's key.
+_BASKET_PAIRS = """
+SELECT a.item_key, b.item_key AS paired_item_key, sum(a.grown) AS pair_raw, count(*) AS pair_count
+FROM keyed_line a
+JOIN keyed_line b ON b.basket_id = a.basket_id AND a.item_key < b.item_key
+GROUP BY a.item_key, b.item_key
+"""
 
-# A full rebuild counts every basket into the fresh copies; rank_rebuilt_pairs then scores them.
+# A full rebuild counts every basket into the fresh copies (the items numbered afresh by item_key_seq, which
+# start_rebuild restarts); rank_rebuilt_pairs then scores them.
 _REBUILD_PAIR_COUNTS = f"""
-WITH basket AS MATERIALIZED ({_BASKETS}),
+WITH line AS MATERIALIZED ({_BASKET_LINES}),
 basket_item AS (
     INSERT INTO item_baskets{REBUILD_SUFFIX} (item_id, basket_raw, basket_count)
-    {_BASKET_ITEMS.format(grow=_PAIRS_GROW)}
-    RETURNING 1
+    {_BASKET_ITEMS}
+    RETURNING item_id, item_key
+),
+keyed_line AS MATERIALIZED (
+    SELECT line.basket_id, line.grown, k.item_key FROM line JOIN basket_item k ON k.item_id = line.item_id
 ),
 pair_count AS (
-    INSERT INTO item_pair_counts{REBUILD_SUFFIX} (item_id, paired_item_id, pair_raw, pair_count)
-    {_BASKET_PAIRS.format(grow=_PAIRS_GROW)}
+    INSERT INTO item_pair_counts{REBUILD_SUFFIX} (item_key, paired_item_key, pair_raw, pair_count)
+    {_BASKET_PAIRS}
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM pair_count), (SELECT count(*) FROM basket_item)
@@ -230,11 +236,10 @@ FROM (
     SELECT side.item_id, side.paired_item_id, c.pair_raw, s.score,
            row_number() OVER (PARTITION BY side.item_id ORDER BY s.score DESC, side.paired_item_id) AS rank
     FROM item_pair_counts{REBUILD_SUFFIX} c
-    JOIN item_baskets{REBUILD_SUFFIX} ba ON ba.item_id = c.item_id
-    JOIN item_baskets{REBUILD_SUFFIX} bb ON bb.item_id = c.paired_item_id
+    JOIN item_baskets{REBUILD_SUFFIX} ba ON ba.item_key = c.item_key
+    JOIN item_baskets{REBUILD_SUFFIX} bb ON bb.item_key = c.paired_item_key
     CROSS JOIN LATERAL (VALUES ({_cosine("c.pair_raw", "ba.basket_raw", "bb.basket_raw")})) AS s (score)
-    CROSS JOIN LATERAL (VALUES (c.item_id, c.paired_item_id), (c.paired_item_id, c.item_id))
-        AS side (item_id, paired_item_id)
+    CROSS JOIN LATERAL (VALUES (ba.item_id, bb.item_id), (bb.item_id, ba.item_id)) AS side (item_id, paired_item_id)
     WHERE c.pair_count >= %(min_support)s
 ) ranked
 WHERE rank <= %(top_k)s
@@ -243,31 +248,37 @@ WHERE rank <= %(top_k)s
 # An incremental run, first statement: add the chunk's baskets to the item and pair counts, and upsert both
 # directions of every pair bought together in the chunk that has the minimum support, scored with the counts
 # from the upserts' RETURNING (a statement does not see its own writes; _RESCORE_PAIRS then gives the same
-# score). Returns the items it touched.
+# score). An item new to item_baskets takes the next key (as a default, every row offered would use one up).
+# Returns the items it touched.
 _APPLY_PAIRS = f"""
-WITH basket AS MATERIALIZED ({_BASKETS}),
+WITH line AS MATERIALIZED ({_BASKET_LINES}),
 touched AS (
-    INSERT INTO item_baskets AS b (item_id, basket_raw, basket_count)
-    {_BASKET_ITEMS.format(grow=_PAIRS_GROW)}
+    INSERT INTO item_baskets AS b (item_id, item_key, basket_raw, basket_count)
+    SELECT item_id,
+           coalesce((SELECT item_key FROM item_baskets k WHERE k.item_id = added.item_id), nextval('item_key_seq')),
+           basket_raw, basket_count
+    FROM ({_BASKET_ITEMS}) AS added
     ON CONFLICT (item_id) DO UPDATE
     SET basket_raw = b.basket_raw + excluded.basket_raw, basket_count = b.basket_count + excluded.basket_count
-    RETURNING item_id, basket_raw
+    RETURNING item_id, item_key, basket_raw
+),
+keyed_line AS MATERIALIZED (
+    SELECT line.basket_id, line.grown, t.item_key FROM line JOIN touched t ON t.item_id = line.item_id
 ),
 counted AS (
-    INSERT INTO item_pair_counts AS c (item_id, paired_item_id, pair_raw, pair_count)
-    {_BASKET_PAIRS.format(grow=_PAIRS_GROW)}
-    ON CONFLICT (item_id, paired_item_id) DO UPDATE
+    INSERT INTO item_pair_counts AS c (item_key, paired_item_key, pair_raw, pair_count)
+    {_BASKET_PAIRS}
+    ON CONFLICT (item_key, paired_item_key) DO UPDATE
     SET pair_raw = c.pair_raw + excluded.pair_raw, pair_count = c.pair_count + excluded.pair_count
-    RETURNING item_id, paired_item_id, pair_raw, pair_count
+    RETURNING item_key, paired_item_key, pair_raw, pair_count
 ),
 upserted AS (
     INSERT INTO item_pairs AS p (item_id, paired_item_id, pair_raw, score)
     SELECT side.item_id, side.paired_item_id, c.pair_raw, {_cosine("c.pair_raw", "ta.basket_raw", "tb.basket_raw")}
     FROM counted c
-    JOIN touched ta ON ta.item_id = c.item_id
-    JOIN touched tb ON tb.item_id = c.paired_item_id
-    CROSS JOIN LATERAL (VALUES (c.item_id, c.paired_item_id), (c.paired_item_id, c.item_id))
-        AS side (item_id, paired_item_id)
+    JOIN touched ta ON ta.item_key = c.item_key
+    JOIN touched tb ON tb.item_key = c.paired_item_key
+    CROSS JOIN LATERAL (VALUES (ta.item_id, tb.item_id), (tb.item_id, ta.item_id)) AS side (item_id, paired_item_id)
     WHERE c.pair_count >= %(min_support)s
     ON CONFLICT (item_id, paired_item_id) DO UPDATE SET pair_raw = excluded.pair_raw, score = excluded.score
     RETURNING item_id
@@ -470,36 +481,36 @@ def apply_pairs(
 
 def rank_rebuilt_pairs(conn: psycopg.Connection, settings: ScoringSettings) -> int:
     """Fill the rebuild's item_pairs with each item's top K pairs of the minimum support; returns the rows."""
+    # Without their statistics the planner joins the millions of counts to the items by nested loops.
+    conn.execute(sql.SQL("ANALYZE {}, {}").format(
+        sql.Identifier("item_baskets" + REBUILD_SUFFIX), sql.Identifier("item_pair_counts" + REBUILD_SUFFIX)
+    ))  # fmt: skip
     return conn.execute(
         _RANK_REBUILT_PAIRS, {"min_support": settings.pairs_min_support, "top_k": settings.pairs_top_k}
     ).rowcount
 
 
-def _refresh_trending_sql(table: str) -> str:
-    return f"""
+_REFRESH_TRENDING = f"""
 WITH refreshed AS (
     SELECT top.store_id, top.item_id
-    FROM (SELECT DISTINCT store_id FROM {table} WHERE store_id <> '*') s
+    FROM (SELECT DISTINCT store_id FROM item_popularity WHERE store_id <> '*') s
     CROSS JOIN LATERAL (
-        SELECT store_id, item_id FROM {table} p
+        SELECT store_id, item_id FROM item_popularity p
         WHERE p.store_id = s.store_id ORDER BY trending_score DESC LIMIT %(keep_fresh)s
     ) top
 )
-UPDATE {table} p
+UPDATE item_popularity p
 SET trending_score = {_trending("p.short_raw", "p.raw_score")}
 FROM refreshed r
 WHERE p.store_id = r.store_id AND p.item_id = r.item_id
 """
 
 
-def refresh_trending(
-    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime, *, in_rebuild: bool = False
-) -> int:
+def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime) -> int:
     """Recompute the trending score of each store's current top, whose scores age without events; returns
     how many rows."""
-    table = "item_popularity" + (REBUILD_SUFFIX if in_rebuild else "")
     return conn.execute(
-        _refresh_trending_sql(table),
+        _REFRESH_TRENDING,
         {
             "age_s": (as_of - epoch).total_seconds(),
             "trending_half_life_s": settings.trending_half_life_hours * 3_600,
@@ -512,6 +523,9 @@ def refresh_trending(
 
 def start_rebuild(conn: psycopg.Connection) -> None:
     """Create empty, unindexed copies of the score tables for a full rebuild to fill."""
+    # The rebuild numbers the items of the pair counts afresh (the sequence is not the table's: it outlives
+    # the swap).
+    conn.execute("ALTER SEQUENCE item_key_seq RESTART")
     for table in SCORE_TABLES:
         conn.execute(
             sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING CONSTRAINTS)").format(

@@ -99,10 +99,12 @@ def _score_chunk(
         )
     counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of, into_rebuild=rebuild)
     pair_counts = scores_db.apply_pairs(conn, settings, epoch, chunk, into_rebuild=rebuild)
-    scores_db.refresh_trending(conn, settings, epoch, as_of, in_rebuild=rebuild)
     if rebuild:
+        # A rebuild wrote every trending score as of this run already: no refresh.
         scores_db.rank_rebuilt_pairs(conn, settings)
         scores_db.finish_rebuild(conn)
+    else:
+        scores_db.refresh_trending(conn, settings, epoch, as_of)
     if chunk.complete:
         new_state = scores_db.ScoreState(epoch, chunk.target, None, None, next_scan_from)
     else:
