@@ -74,7 +74,7 @@ class FanoutSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SCORING_FANOUT_", extra="ignore")
 
-    queue_url: str | None = Field(default=None, description="the shard queue; unset: every chunk is scored in one")
+    queue_url: str | None = Field(default=None, description="the shard queue; unset or empty: no fan-out")
     shards: int = Field(default=4, ge=2, le=256, description="user shards per fanned-out chunk")
     min_events: int = Field(default=50_000, ge=1, description="a chunk of fewer events is scored in one transaction")
     resend_after_s: int = Field(
@@ -84,7 +84,7 @@ class FanoutSettings(BaseSettings):
 
     @property
     def enabled(self) -> bool:
-        return self.queue_url is not None
+        return bool(self.queue_url)
 
 
 class ModelScoreSettings(BaseSettings):
