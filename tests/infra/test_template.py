@@ -241,6 +241,13 @@ def test_the_scheduled_recompute_sends_shards_only_to_the_shard_queue_and_starts
     (send,) = [s for where, s in _policy_statements(template) if where == "RecomputeScoresFunction" and
                s["Action"] == "sqs:SendMessage"]  # fmt: skip
     assert send["Resource"] == {"Fn::GetAtt": ["ScoreShardQueue", "Arn"]}
+    # Both score with the same weights and half-lives: the shards write the per-user half of the same chunks.
+    scoring = {
+        name: {k: v for k, v in props["Environment"]["Variables"].items()
+               if k.startswith("SCORING_") and not k.startswith("SCORING_FANOUT_")}
+        for name, props in functions.items() if name in ("RecomputeScoresFunction", "RecomputeShardFunction")
+    }  # fmt: skip
+    assert scoring["RecomputeScoresFunction"] == scoring["RecomputeShardFunction"]
     # At most one consumer per shard: the shards of one chunk are what can run at once.
     (event,) = functions["RecomputeShardFunction"]["Events"].values()
     assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RecomputeFanoutShards"}
