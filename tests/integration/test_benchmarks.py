@@ -23,6 +23,15 @@ def test_bench_recompute_prints_its_figures(database_url: str) -> None:
     assert figures["events_scored"]["incremental"] < figures["events_scored"]["full"] / 50
 
 
+def test_bench_fanout_prints_its_figures(database_url: str) -> None:
+    figures = feedctl_json(database_url, "bench", "fanout", "--events", "3000", "--backlog", "1000", "--shards", "2")
+
+    assert (figures["events"], figures["backlog"], figures["shards"]) == (3000, 1000, 2)
+    assert figures["events_scored"] > 0  # the same in both runs, or the command fails
+    assert figures["single_s"] > 0 and figures["fanout_s"] > 0
+    assert abs(figures["speedup"] - figures["single_s"] / figures["fanout_s"]) < 0.01
+
+
 def test_bench_feed_prints_its_figures(database_url: str) -> None:
     figures = feedctl_json(
         database_url, "bench", "feed", "--users", "300", "--items", "500", "--stores", "3", "--events", "5000",

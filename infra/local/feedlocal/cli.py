@@ -169,6 +169,17 @@ def cmd_bench_recompute(args: argparse.Namespace) -> None:
     print_result(bench_recompute(args.events))
 
 
+def cmd_bench_fanout(args: argparse.Namespace) -> None:
+    from feedlocal.bench import bench_fanout, print_result
+
+    print(
+        f"fan-out benchmark: {args.events} events of history, then {args.backlog} more in one invocation and "
+        f"fanned out to {args.shards} shards",
+        file=sys.stderr,
+    )
+    print_result(bench_fanout(args.events, args.backlog, args.shards))
+
+
 def cmd_bench_feed(args: argparse.Namespace) -> None:
     from feedlocal.bench import bench_feed, print_result
 
@@ -353,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_recompute = bench.add_parser("recompute", help="full rebuild vs an incremental run after 1 % more events")
     bench_recompute.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
     bench_recompute.set_defaults(func=cmd_bench_recompute)
+
+    bench_fanout = bench.add_parser("fanout", help="a backlog in one invocation vs fanned out to user shards")
+    bench_fanout.add_argument("--events", type=int, default=400_000, help="events of history (default 400,000)")
+    bench_fanout.add_argument("--backlog", type=int, default=100_000, help="events of the backlog (default 100,000)")
+    bench_fanout.add_argument("--shards", type=int, default=4, help="user shards (default 4)")
+    bench_fanout.set_defaults(func=cmd_bench_fanout)
 
     bench_feed = bench.add_parser("feed", help="feed latency through the handler vs a SELECT 1 round trip")
     bench_feed.add_argument("--users", type=int, default=50_000, help="users (default 50,000)")
