@@ -263,8 +263,8 @@ def bench_fanout(events: int, backlog: int, shards: int) -> dict[str, Any]:
         "backlog": backlog,
         "shards": shards,
         "events_scored": single.events_scored,
-        "single_s": round(single_s, 2),
-        "fanout_s": round(fanout_s, 2),
+        "single_s": round(single_s, 3),
+        "fanout_s": round(fanout_s, 3),
         "speedup": round(single_s / fanout_s, 2),
     }
 
