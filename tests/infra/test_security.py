@@ -67,6 +67,7 @@ def test_the_network_has_no_way_to_the_internet(template):
     assert endpoints == {
         "com.amazonaws.${AWS::Region}.secretsmanager": "Interface",
         "com.amazonaws.${AWS::Region}.appconfigdata": "Interface",
+        "com.amazonaws.${AWS::Region}.sqs": "Interface",
         "com.amazonaws.${AWS::Region}.s3": "Gateway",
     }
 
@@ -179,7 +180,7 @@ def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(templat
         for a in alarms.values()
         if a["Properties"]["Namespace"] == "AWS/SQS"
     }
-    assert queues == {"IngestDeadLetterQueue", "RecomputeDeadLetterQueue"}
+    assert queues == {"IngestDeadLetterQueue", "RecomputeDeadLetterQueue", "ScoreShardDeadLetterQueue"}
     latency = alarms["FeedLatencyAlarm"]["Properties"]
     assert latency["ExtendedStatistic"] == "p99"
     assert {"Name": "Resource", "Value": "/v1/users/{user_id}/feed"} in latency["Dimensions"]

@@ -12,7 +12,7 @@ import pytest
 from feedcore.api.resolvers import security_schemes
 from feedcore.feed.config import parse_ranking_config
 from feedcore.scoring.trigger import recompute_request_from_event
-from feedcore.settings import FeedSettings, MetricsProvider
+from feedcore.settings import FanoutSettings, FeedSettings, MetricsProvider
 from tests.conftest import load_function
 
 from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, run, sam_env
@@ -23,6 +23,7 @@ FUNCTIONS = {
     "IngestEventsFunction": ("ingest_events", "ingest_events"),
     "IngestQueueFunction": ("ingest_events", "ingest_queue"),
     "RecomputeScoresFunction": ("recompute_scores", "recompute_scores"),
+    "RecomputeShardFunction": ("recompute_scores", "recompute_shards"),
     "AssembleFeedFunction": ("assemble_feed", "assemble_feed"),
     "MigrateSchemaFunction": ("migrate_schema", "migrate_schema"),
 }
@@ -138,11 +139,11 @@ def test_function_names_its_service_and_connects_only_as_the_proxy_user(template
         "Action": "rds-db:connect",
         "Resource": PROXY_DB_USER,
     } in statements
-    # Only the recompute reads the model score files (under their prefix); only the feed its cursor key and
-    # its ranking config.
+    # Only the recompute reads the model score files (under their prefix) and sends user shards; only the feed
+    # its cursor key and its ranking config.
     others = [s for s in statements if s.get("Sid") != "ConnectToDatabaseProxy"]
     allowed = {
-        "RecomputeScoresFunction": {"s3:ListBucket", "s3:GetObject"},
+        "RecomputeScoresFunction": {"s3:ListBucket", "s3:GetObject", "sqs:SendMessage"},
         "AssembleFeedFunction": {
             "secretsmanager:GetSecretValue", "appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"
         },
@@ -215,17 +216,50 @@ def test_only_api_functions_have_api_events(template):
     assert with_api == set(API_FUNCTIONS)
 
 
-def test_queue_consumer_reports_partial_failures_and_parks_poison_messages(template):
+@pytest.mark.parametrize(
+    ("consumer", "queue"), [("IngestQueueFunction", "IngestQueue"), ("RecomputeShardFunction", "ScoreShardQueue")]
+)
+def test_queue_consumer_reports_partial_failures_and_parks_poison_messages(template, consumer, queue):
     resources = template["Resources"]
-    (event,) = _functions(template)["IngestQueueFunction"]["Events"].values()
+    (event,) = _functions(template)[consumer]["Events"].values()
     assert event["Type"] == "SQS"
-    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    redrive = resources["IngestQueue"]["Properties"]["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
+    redrive = resources[queue]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [queue.removesuffix("Queue") + "DeadLetterQueue", "Arn"]}
     assert redrive["maxReceiveCount"] >= 2
-    consumer_timeout = _effective(template, _functions(template)["IngestQueueFunction"], "Timeout")
-    assert resources["IngestQueue"]["Properties"]["VisibilityTimeout"] >= 6 * consumer_timeout
+    consumer_timeout = _effective(template, _functions(template)[consumer], "Timeout")
+    assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * consumer_timeout
+
+
+def test_the_scheduled_recompute_sends_shards_only_to_the_shard_queue_and_starts_with_its_settings(
+    template, monkeypatch
+):
+    functions = _functions(template)
+    variables = functions["RecomputeScoresFunction"]["Environment"]["Variables"]
+    assert variables["SCORING_FANOUT_QUEUE_URL"] == {"Ref": "ScoreShardQueue"}
+    (send,) = [s for where, s in _policy_statements(template) if where == "RecomputeScoresFunction" and
+               s["Action"] == "sqs:SendMessage"]  # fmt: skip
+    assert send["Resource"] == {"Fn::GetAtt": ["ScoreShardQueue", "Arn"]}
+    # Both score with the same weights and half-lives: the shards write the per-user half of the same chunks.
+    scoring = {
+        name: {k: v for k, v in props["Environment"]["Variables"].items()
+               if k.startswith("SCORING_") and not k.startswith("SCORING_FANOUT_")}
+        for name, props in functions.items() if name in ("RecomputeScoresFunction", "RecomputeShardFunction")
+    }  # fmt: skip
+    assert scoring["RecomputeScoresFunction"] == scoring["RecomputeShardFunction"]
+    # At most one consumer per shard: the shards of one chunk are what can run at once.
+    (event,) = functions["RecomputeShardFunction"]["Events"].values()
+    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RecomputeFanoutShards"}
+    assert event["Properties"]["BatchSize"] == 1
+    # The deployed values are valid settings, the resend interval longer than a shard may run.
+    parameters = template["Parameters"]
+    monkeypatch.setenv("SCORING_FANOUT_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/shards")
+    monkeypatch.setenv("SCORING_FANOUT_SHARDS", str(parameters["RecomputeFanoutShards"]["Default"]))
+    monkeypatch.setenv("SCORING_FANOUT_MIN_EVENTS", str(parameters["RecomputeFanoutMinEvents"]["Default"]))
+    settings = FanoutSettings()
+    assert settings.enabled
+    assert settings.resend_after_s > _effective(template, functions["RecomputeShardFunction"], "Timeout")
 
 
 def test_api_is_traced_and_throttled(template):
@@ -256,6 +290,8 @@ def test_outputs(template):
         "IngestQueueUrl",
         "IngestDeadLetterQueueUrl",
         "RecomputeDeadLetterQueueUrl",
+        "ScoreShardQueueUrl",
+        "ScoreShardDeadLetterQueueUrl",
         "DatabaseProxyEndpoint",
         "AlarmTopicArn",
         "IngestEventsFunctionArn",

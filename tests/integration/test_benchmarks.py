@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import psycopg
+import pytest
 from psycopg.conninfo import make_conninfo
 
 from tests.conftest import feedctl_json
@@ -26,6 +27,16 @@ def test_bench_recompute_prints_its_figures(database_url: str) -> None:
     assert figures["full_s"] > 0 and figures["incremental_s"] > 0
     assert figures["events_scored"]["incremental"] > 0  # the new events, and only those
     assert figures["events_scored"]["incremental"] < figures["events_scored"]["full"] / 50
+
+
+def test_bench_fanout_prints_its_figures(database_url: str) -> None:
+    figures = feedctl_json(database_url, "bench", "fanout", "--events", "3000", "--backlog", "1000", "--shards", "2")
+
+    assert (figures["events"], figures["backlog"], figures["shards"]) == (3000, 1000, 2)
+    assert figures["events_scored"] > 0  # the same in both runs, or the command fails
+    assert figures["single_s"] > 0 and figures["fanout_s"] > 0
+    # The ratio of the unrounded times: within the rounding of short runs.
+    assert figures["speedup"] == pytest.approx(figures["single_s"] / figures["fanout_s"], rel=0.05)
 
 
 def test_bench_feed_prints_its_figures(database_url: str) -> None:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from feedlocal.aws_local import deliver_queue_batch
+from feedlocal.aws_local import create_queue_with_dead_letters, deliver_queue_batch
 from tests.aws_events import REGION
 from tests.conftest import load_function, use_database
 from tests.factories import event, purchase
@@ -32,12 +32,7 @@ def queues() -> Iterator[Queues]:
     """The ingestion queue with a redrive policy to its dead-letter queue, as template.yaml declares them."""
     with mock_aws():
         sqs = boto3.client("sqs", region_name=REGION)
-        dlq_url = sqs.create_queue(QueueName="ingest-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        url = sqs.create_queue(
-            QueueName="ingest",
-            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES})},
-        )["QueueUrl"]
+        url, dlq_url = create_queue_with_dead_letters(sqs, "ingest", max_receives=MAX_RECEIVES)
         yield Queues(sqs, url, dlq_url)
 
 

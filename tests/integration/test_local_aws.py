@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -12,8 +13,9 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 
 from feedcore import settings
-from feedcore.db import connection
-from feedcore.settings import AuthSettings, DatabaseSettings
+from feedcore.db import connection, shard_queue
+from feedcore.scoring.service import RecomputeRequest, recompute_scores
+from feedcore.settings import AuthSettings, DatabaseSettings, FanoutSettings
 from feedlocal.aws_local import (
     LocalAws,
     create_local_resources,
@@ -22,9 +24,10 @@ from feedlocal.aws_local import (
     start_moto_server,
 )
 from tests.conftest import load_function
-from tests.factories import purchase
+from tests.factories import NOW, create_catalog, purchase, record
 
 ingest = load_function("ingest_events")
+recompute = load_function("recompute_scores")
 
 
 def free_port() -> int:
@@ -83,12 +86,49 @@ def test_batches_sent_to_the_local_queue_are_consumed_by_the_queue_handler(
     )
 
 
-def test_the_queue_parks_what_keeps_failing_like_the_stack(local_aws: LocalAws) -> None:
+@pytest.mark.parametrize(("queue", "dead_letters"), [("ingest", "feed-ingest-dlq"), ("shard", "feed-score-shards-dlq")])
+def test_the_queues_park_what_keeps_failing_like_the_stack(local_aws: LocalAws, queue: str, dead_letters: str) -> None:
     sqs = local_aws.sqs()
-    attributes = sqs.get_queue_attributes(QueueUrl=local_aws.ingest_queue_url, AttributeNames=["All"])["Attributes"]
+    url = getattr(local_aws, f"{queue}_queue_url")
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["maxReceiveCount"] == 5
-    assert redrive["deadLetterTargetArn"].endswith(":feed-ingest-dlq")
+    assert redrive["deadLetterTargetArn"].endswith(f":{dead_letters}")
+
+
+def test_a_recompute_pointed_at_the_local_shard_queue_fans_out_to_its_consumer(
+    local_aws: LocalAws, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    recompute_scores(RecomputeRequest(), now=NOW)
+    record(purchase("user-1", items=("milk", "eggs")), purchase("user-2", items=("coffee",)))
+    for name, value in local_aws.environment().items():
+        if name != "DB_SECRET_ARN":  # the database stays the test's
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SCORING_FANOUT_MIN_EVENTS", "1")
+    monkeypatch.setenv("SCORING_FANOUT_POLL_INTERVAL_S", "0.05")
+    settings.fanout_settings.cache_clear()
+    shard_queue._sqs.cache_clear()
+    sqs = local_aws.sqs()
+    stop = threading.Event()
+
+    def consume() -> None:  # what `feedctl moto` does for the shard queue
+        while not stop.is_set():
+            if not deliver_queue_batch(sqs, local_aws.shard_queue_url, recompute.shard_handler)[0]:
+                stop.wait(0.02)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    try:
+        result = recompute_scores(RecomputeRequest(), now=NOW, time_budget_ms=30_000)
+    finally:
+        stop.set()
+        consumer.join()
+        settings.fanout_settings.cache_clear()
+        shard_queue._sqs.cache_clear()
+
+    assert (result.status, result.events_scored, result.shard_messages_sent) == ("completed", 2, 4)
+    assert db.execute("SELECT count(*) FROM user_item_affinity").fetchone() == (3,)
 
 
 def test_sam_env_covers_every_function_with_settings_that_validate() -> None:
@@ -101,6 +141,7 @@ def test_sam_env_covers_every_function_with_settings_that_validate() -> None:
         "IngestQueueFunction",
         "AssembleFeedFunction",
         "RecomputeScoresFunction",
+        "RecomputeShardFunction",
         "MigrateSchemaFunction",
     }
     for variables in env.values():
@@ -109,3 +150,4 @@ def test_sam_env_covers_every_function_with_settings_that_validate() -> None:
         assert database.database_url is not None and not database.db_iam_auth
         assert AuthSettings(dev_tokens=variables["AUTH_DEV_TOKENS"]).dev_tokens is True
         assert variables["AWS_ENDPOINT_URL"] == "http://host.docker.internal:5000"
+        assert not FanoutSettings(queue_url=variables["SCORING_FANOUT_QUEUE_URL"]).enabled

@@ -32,6 +32,8 @@ class LocalAws:
     endpoint_url: str
     ingest_queue_url: str
     ingest_dead_letter_queue_url: str
+    shard_queue_url: str
+    shard_dead_letter_queue_url: str
     model_scores_bucket: str
     database_secret_arn: str
 
@@ -50,6 +52,7 @@ class LocalAws:
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "MODEL_SCORES_BUCKET": self.model_scores_bucket,
             "DB_SECRET_ARN": self.database_secret_arn,
+            "SCORING_FANOUT_QUEUE_URL": self.shard_queue_url,
         }
 
 
@@ -59,23 +62,36 @@ def start_moto_server(host: str, port: int) -> ThreadedMotoServer:
     return server
 
 
+def create_queue_with_dead_letters(
+    sqs: Any, name: str, *, max_receives: int, visibility_timeout_s: int | None = None
+) -> tuple[str, str]:
+    """A queue whose messages move to its own dead-letter queue (`<name>-dlq`) after `max_receives` receives,
+    as template.yaml declares its queues; returns both URLs."""
+    dead_letters = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    attributes = {
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": max_receives})
+    }
+    if visibility_timeout_s is not None:
+        attributes["VisibilityTimeout"] = str(visibility_timeout_s)
+    return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"], dead_letters
+
+
 def create_local_resources(endpoint_url: str, database_url: str) -> LocalAws:
-    """The queue and its dead-letter queue (same redrive as the template), the model scores bucket, and a
-    secret in the RDS JSON format describing `database_url`."""
+    """The ingestion and shard queues with their dead-letter queues (same redrive as the template), the model
+    scores bucket, and a secret in the RDS JSON format describing `database_url`."""
     session = boto3.Session(
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         region_name=REGION,
     )
     sqs = session.client("sqs", endpoint_url=endpoint_url)
-    dead_letters = sqs.create_queue(QueueName="feed-ingest-dlq")["QueueUrl"]
-    dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    redrive = json.dumps({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": 5})
-    queue = sqs.create_queue(
-        QueueName="feed-ingest", Attributes={"VisibilityTimeout": "180", "RedrivePolicy": redrive}
-    )["QueueUrl"]
+    queue, dead_letters = create_queue_with_dead_letters(sqs, "feed-ingest", max_receives=5, visibility_timeout_s=180)
+    shards, shard_dead_letters = create_queue_with_dead_letters(
+        sqs, "feed-score-shards", max_receives=5, visibility_timeout_s=720
+    )
     session.client("s3", endpoint_url=endpoint_url).create_bucket(Bucket=MODEL_SCORES_BUCKET)
     parts = conninfo_to_dict(database_url)
     secret = session.client("secretsmanager", endpoint_url=endpoint_url).create_secret(
@@ -91,30 +107,39 @@ def create_local_resources(endpoint_url: str, database_url: str) -> LocalAws:
             }
         ),
     )
-    return LocalAws(endpoint_url, queue, dead_letters, MODEL_SCORES_BUCKET, secret["ARN"])
+    return LocalAws(endpoint_url, queue, dead_letters, shards, shard_dead_letters, MODEL_SCORES_BUCKET, secret["ARN"])
 
 
+@dataclass(frozen=True)
 class QueueContext:
-    """The Lambda context the local queue poller passes the consumer."""
+    """The Lambda context the local queue poller passes the consumer `function_name`."""
 
-    function_name = "ingest_queue"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:ingest_queue"
-    aws_request_id = "local-queue"
-    log_group_name = "/aws/lambda/ingest_queue"
-    log_stream_name = "local"
+    function_name: str
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = "local-queue"
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:123456789012:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
 
 
 def deliver_queue_batch(
-    sqs: Any, queue_url: str, consumer: Callable[[dict, Any], dict], *, visibility_timeout_s: int | None = None
-) -> tuple[list[str], dict]:
-    """What Lambda's SQS event source mapping does once: receive up to 10 messages, invoke the consumer with
-    them as Lambda's SQS event, delete the messages it did not report failed (the others come back after
-    the visibility timeout, and after maxReceiveCount receives SQS moves them to the dead-letter queue).
+    sqs: Any, queue_url: str, consumer: Callable[[dict, Any], dict], *, visibility_timeout_s: int | None = None,
+    function_name: str = "ingest_queue",
+) -> tuple[list[str], dict]:  # fmt: skip
+    """What Lambda's SQS event source mapping does once: receive up to 10 messages, invoke the consumer (the
+    function `function_name`) with them as Lambda's SQS event, delete the messages it did not report failed
+    (the others come back after the visibility timeout, and after maxReceiveCount receives SQS moves them to
+    the dead-letter queue).
     Returns the received message ids and the consumer's answer."""
     receive: dict[str, Any] = {"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "AttributeNames": ["All"]}
     if visibility_timeout_s is not None:
@@ -137,7 +162,7 @@ def deliver_queue_batch(
         }
         for message in received
     ]
-    answer = consumer({"Records": records}, QueueContext())
+    answer = consumer({"Records": records}, QueueContext(function_name))
     failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
     for message in received:
         if message["MessageId"] not in failed:
@@ -147,12 +172,15 @@ def deliver_queue_batch(
 
 def sam_local_environment(database_url: str, aws_endpoint_url: str | None = None) -> dict[str, dict[str, Any]]:
     """env.json for `sam local start-api --env-vars env.json`: every function of template.yaml reads the
-    local database by URL instead of RDS Proxy, and accepts development tokens (there is no authorizer)."""
+    local database by URL instead of RDS Proxy, accepts development tokens (there is no authorizer) and
+    does not fan the recompute out."""
     from cfnlint.decode import decode_str
 
     template, _ = decode_str((REPO_ROOT / "template.yaml").read_text())
     functions = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
-    variables: dict[str, Any] = {"DATABASE_URL": database_url, "DB_IAM_AUTH": "false", "AUTH_DEV_TOKENS": "true"}
+    # No shard consumer runs under `sam local start-api`: the recompute scores every chunk itself.
+    variables: dict[str, Any] = {"DATABASE_URL": database_url, "DB_IAM_AUTH": "false", "AUTH_DEV_TOKENS": "true",
+                                 "SCORING_FANOUT_QUEUE_URL": ""}  # fmt: skip
     if aws_endpoint_url:
         variables |= LOCAL_CREDENTIALS | {"AWS_ENDPOINT_URL": aws_endpoint_url}
     return {name: dict(variables) for name in functions}

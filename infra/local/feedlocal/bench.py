@@ -12,9 +12,11 @@ import multiprocessing
 import os
 import random
 import sys
+import threading
 import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -228,6 +230,93 @@ def bench_recompute(events: int) -> dict[str, Any]:
         "incremental_ratio": round(incremental_s / full_s, 4),
         "events_scored": {"full": full.events_scored, "incremental": incremental.events_scored},
     }
+
+
+def bench_fanout(events: int, backlog: int, shards: int) -> dict[str, Any]:
+    """Time the same backlog of `backlog` events, after a rebuilt history of `events`, scored from the same
+    watermark in one invocation and fanned out to `shards` user shards (in one chunk, the consumers threads of
+    this process, moto's SQS in-process); each in a database of its own."""
+    from feedcore.scoring.service import RecomputeRequest, recompute_scores
+
+    now = datetime.now(UTC)
+    history = synthetic_events(events, now=now, days=90)
+    new = synthetic_events(backlog, seed=12, now=now, days=1)
+    runs = {}
+    for shards_run in (0, shards):
+        with scratch_database("feed_bench_fanout") as url:
+            with psycopg.connect(url, autocommit=True) as conn:
+                _load_catalog(conn)
+                _copy_events(conn, history, now, received_when_occurred=True)
+            recompute_scores(RecomputeRequest(mode="full"), now=now)
+            with psycopg.connect(url, autocommit=True) as conn:
+                _copy_events(conn, new, now)
+                conn.execute("VACUUM ANALYZE")
+            with _shard_consumers(shards_run, chunk_events=backlog):
+                started = time.perf_counter()
+                result = recompute_scores(RecomputeRequest(), now=now)
+                runs[shards_run] = (time.perf_counter() - started, result)
+    (single_s, single), (fanout_s, fanned_out) = runs[0], runs[shards]
+    if single.events_scored != fanned_out.events_scored or fanned_out.shard_messages_sent != shards:
+        raise RuntimeError(f"unexpected runs: {single} / {fanned_out}")
+    return {
+        "events": events,
+        "backlog": backlog,
+        "shards": shards,
+        "events_scored": single.events_scored,
+        "single_s": round(single_s, 3),
+        "fanout_s": round(fanout_s, 3),
+        "speedup": round(single_s / fanout_s, 2),
+    }
+
+
+@contextmanager
+def _shard_consumers(shards: int, chunk_events: int) -> Iterator[None]:
+    """With `shards` > 0: the recompute fans a chunk of up to `chunk_events` events out to `shards` shards on
+    moto's SQS, consumed by as many threads as Lambda's event source mapping would; else nothing fans out."""
+    if not shards:
+        yield
+        return
+    import boto3
+    from moto import mock_aws
+
+    from feedcore import settings
+    from feedcore.db import shard_queue
+    from feedlocal.aws_local import REGION, create_queue_with_dead_letters, deliver_queue_batch
+
+    consumer = load_handler_module("recompute_scores").shard_handler
+    saved = dict(os.environ)
+    stop = threading.Event()
+    try:
+        with mock_aws():
+            sqs = boto3.client("sqs", region_name=REGION)
+            queue_url, _ = create_queue_with_dead_letters(sqs, "feed-score-shards", max_receives=5)
+            os.environ.update(AWS_DEFAULT_REGION=REGION, SCORING_FANOUT_QUEUE_URL=queue_url,
+                              SCORING_FANOUT_SHARDS=str(shards), SCORING_FANOUT_MIN_EVENTS="1",
+                              SCORING_FANOUT_POLL_INTERVAL_S="0.1", SCORING_CHUNK_EVENTS=str(chunk_events))  # fmt: skip
+            settings.fanout_settings.cache_clear()
+            settings.scoring_settings.cache_clear()
+            shard_queue._sqs.cache_clear()
+
+            def consume() -> None:
+                while not stop.is_set():
+                    if not deliver_queue_batch(sqs, queue_url, consumer, function_name="recompute_shards")[0]:
+                        stop.wait(0.05)
+
+            threads = [threading.Thread(target=consume) for _ in range(shards)]
+            for thread in threads:
+                thread.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                for thread in threads:
+                    thread.join()
+    finally:  # after moto has put back the variables it set
+        os.environ.clear()
+        os.environ.update(saved)
+        settings.fanout_settings.cache_clear()
+        settings.scoring_settings.cache_clear()
+        shard_queue._sqs.cache_clear()
 
 
 def _load_catalog(conn: psycopg.Connection, items: int = 20_000, stores: int = 20) -> None:

@@ -169,6 +169,17 @@ def cmd_bench_recompute(args: argparse.Namespace) -> None:
     print_result(bench_recompute(args.events))
 
 
+def cmd_bench_fanout(args: argparse.Namespace) -> None:
+    from feedlocal.bench import bench_fanout, print_result
+
+    print(
+        f"fan-out benchmark: {args.events} events of history, then {args.backlog} more in one invocation and "
+        f"fanned out to {args.shards} shards",
+        file=sys.stderr,
+    )
+    print_result(bench_fanout(args.events, args.backlog, args.shards))
+
+
 def cmd_bench_feed(args: argparse.Namespace) -> None:
     from feedlocal.bench import bench_feed, print_result
 
@@ -222,8 +233,8 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 
 
 def cmd_moto(args: argparse.Namespace) -> None:
-    """moto in server mode with the stack's queue, bucket and database secret, and the queue's consumer (as
-    Lambda's event source mapping would run it), until Ctrl-C."""
+    """moto in server mode with the stack's queues, bucket and database secret, and the queues' consumers (as
+    Lambda's event source mappings would run them), until Ctrl-C."""
     import time
 
     from feedlocal.aws_local import create_local_resources, deliver_queue_batch, start_moto_server
@@ -233,12 +244,17 @@ def cmd_moto(args: argparse.Namespace) -> None:
     database_url = embedded.ensure_database_url()
     embedded.migrate_database(database_url)
     local = create_local_resources(f"http://{args.host}:{args.port}", database_url)
-    consumer = load_handler_module("ingest_events").queue_handler
+    consumers = {
+        local.ingest_queue_url: ("ingest_queue", load_handler_module("ingest_events").queue_handler),
+        local.shard_queue_url: ("recompute_shards", load_handler_module("recompute_scores").shard_handler),
+    }
     exports = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in local.environment().items())
     print(
         f"moto serves SQS, S3 and Secrets Manager on {local.endpoint_url}\n"
         f"  ingest queue {local.ingest_queue_url} (dead letters: {local.ingest_dead_letter_queue_url}),\n"
         "  consumed here by ingest_events.queue_handler as Lambda would\n"
+        f"  score shard queue {local.shard_queue_url} (dead letters: {local.shard_dead_letter_queue_url}),\n"
+        "  consumed here by recompute_scores.shard_handler\n"
         f"  model scores s3://{local.model_scores_bucket}/model-scores/<model>/<file>.csv\n"
         f"Point feedctl (serve, recompute) at them in another shell:\n{exports}\n"
         "Ctrl-C stops",
@@ -247,8 +263,11 @@ def cmd_moto(args: argparse.Namespace) -> None:
     sqs = local.sqs()
     try:
         while True:
-            received, _ = deliver_queue_batch(sqs, local.ingest_queue_url, consumer)
-            if not received:
+            received = [
+                deliver_queue_batch(sqs, queue_url, consumer, function_name=function_name)[0]
+                for queue_url, (function_name, consumer) in consumers.items()
+            ]
+            if not any(received):
                 time.sleep(1)
     finally:
         server.stop()
@@ -346,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_recompute.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
     bench_recompute.set_defaults(func=cmd_bench_recompute)
 
+    bench_fanout = bench.add_parser("fanout", help="a backlog in one invocation vs fanned out to user shards")
+    bench_fanout.add_argument("--events", type=int, default=400_000, help="events of history (default 400,000)")
+    bench_fanout.add_argument("--backlog", type=int, default=100_000, help="events of the backlog (default 100,000)")
+    bench_fanout.add_argument("--shards", type=int, default=4, help="user shards (default 4)")
+    bench_fanout.set_defaults(func=cmd_bench_fanout)
+
     bench_feed = bench.add_parser("feed", help="feed latency through the handler vs a SELECT 1 round trip")
     bench_feed.add_argument("--users", type=int, default=50_000, help="users (default 50,000)")
     bench_feed.add_argument("--items", type=int, default=20_000, help="catalog items (default 20,000)")
@@ -376,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.add_argument("--out", default="openapi.json", help="file to write (default openapi.json)")
     openapi.set_defaults(func=cmd_openapi)
 
-    moto = commands.add_parser("moto", help="moto server mode with the stack's queue, bucket and database secret")
+    moto = commands.add_parser("moto", help="moto server mode with the stack's queues, bucket and database secret")
     moto.add_argument("--host", default="127.0.0.1")
     moto.add_argument("--port", type=int, default=5000)
     moto.set_defaults(func=cmd_moto)

@@ -22,6 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 from feedcore import settings
 from feedcore.db.connection import reset_cached_connection
+from feedcore.db.events import forget_known_partitions
 from feedcore.db.migrations import PACKAGED_MIGRATIONS, migrate
 
 # infra/migrations, through the link that ships them in the layer.
@@ -126,7 +127,9 @@ def _migrated_and_pointed_at(url: str) -> Iterator[str]:
 
 
 def point_feedcore_at(url: str) -> None:
-    """Make feedcore use `url` from now on (its settings and connection are cached per process)."""
+    """Make feedcore use `url` from now on (its settings, connection and known event partitions are cached per
+    process)."""
     os.environ["DATABASE_URL"] = url
     settings.database_settings.cache_clear()
     reset_cached_connection()
+    forget_known_partitions()

@@ -69,6 +69,24 @@ class ScoringSettings(BaseSettings):
         return self
 
 
+class FanoutSettings(BaseSettings):
+    """When and how the recompute fans a chunk's per-user work out to shards consumed from an SQS queue."""
+
+    model_config = SettingsConfigDict(env_prefix="SCORING_FANOUT_", extra="ignore")
+
+    queue_url: str | None = Field(default=None, description="the shard queue; unset or empty: no fan-out")
+    shards: int = Field(default=4, ge=2, le=256, description="user shards per fanned-out chunk")
+    min_events: int = Field(default=50_000, ge=1, description="a chunk of fewer events is scored in one transaction")
+    resend_after_s: int = Field(
+        default=300, ge=1, description="a shard not done this long after its message is sent again"
+    )
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60, description="how often the coordinator checks its shards")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.queue_url)
+
+
 class ModelScoreSettings(BaseSettings):
     """Where ML engineers drop model scores: s3://<bucket>/<prefix><model>/<file>.csv or .parquet."""
 
@@ -207,3 +225,8 @@ def ingest_settings() -> IngestSettings:
 @lru_cache
 def model_score_settings() -> ModelScoreSettings:
     return ModelScoreSettings()
+
+
+@lru_cache
+def fanout_settings() -> FanoutSettings:
+    return FanoutSettings()

@@ -90,6 +90,11 @@ def partition_name(month: date) -> str:
     return f"events_{month:%Y_%m}"
 
 
+def forget_known_partitions() -> None:
+    """Forget which monthly partitions exist: for a process that points feedcore at another database."""
+    _known_months.clear()
+
+
 def ensure_event_partitions(conn: psycopg.Connection, months: Iterable[date]) -> None:
     """Create the monthly partitions of `months` that do not exist yet. Runs in its own transaction."""
     missing = sorted(set(months) - _known_months)

@@ -85,15 +85,31 @@ _POPULARITY_CONFLICT = f"""ON CONFLICT (store_id, item_id) DO UPDATE
         updated_at = excluded.updated_at"""
 
 
-# One statement: the run's events are read once and added into every score table. Incremental runs upsert;
+# The score tables an apply statement writes, by the name of its CTE: item-level ones (the coordinator of a
+# fanned-out chunk scores them itself) and per-user ones (which its shards score, each for its users).
+ITEM_TARGETS = ("popularity",)
+USER_TARGETS = ("affinity", "category", "new_user")
+# The targets whose rows an apply statement counts (ApplyCounts, after events_scored).
+_COUNTED_TARGETS = ("popularity", "affinity", "category")
+
+
+def user_shard_sql(user_id: str, shard_count: str) -> str:
+    """SQL for the shard of a user among `shard_count`: stable, in [0, shard_count)."""
+    return f"mod(hashtext({user_id}) & 2147483647, {shard_count})"
+
+
+# One statement: the run's events are read once and added into every score table (or those of `targets`;
+# `sharded`: only the events of the users of %(shard)s among %(shard_count)s). Incremental runs upsert;
 # a full rebuild writes plain rows into fresh, unindexed copies of the tables (suffix "_rebuild").
-def _apply_sql(suffix: str = "", upsert: bool = True) -> str:
+def _apply_sql(
+    suffix: str = "", upsert: bool = True, targets: tuple[str, ...] = ITEM_TARGETS + USER_TARGETS, sharded: bool = False
+) -> str:
     def conflict(clause: str) -> str:
         return clause if upsert else ""
 
-    return f"""
-WITH run_event AS MATERIALIZED ({_RUN_EVENTS}),
-popularity AS (
+    shard_filter = f"AND {user_shard_sql('user_id', '%(shard_count)s')} = %(shard)s" if sharded else ""
+    cte = {
+        "popularity": f"""popularity AS (
     INSERT INTO item_popularity{suffix} AS p (store_id, item_id, raw_score, short_raw, trending_score, updated_at)
     SELECT store_id, item_id, raw_score, short_raw, {_trending("short_raw", "raw_score")}, now()
     FROM (
@@ -106,8 +122,8 @@ popularity AS (
     ) AS added
     {conflict(_POPULARITY_CONFLICT)}
     RETURNING 1
-),
-affinity AS (
+)""",
+        "affinity": f"""affinity AS (
     INSERT INTO user_item_affinity{suffix} AS a (user_id, item_id, affinity_raw, purchase_count, purchase_raw,
                                          first_purchased_at, last_purchased_at, last_positive_at,
                                          last_hidden_at, updated_at)
@@ -123,7 +139,7 @@ affinity AS (
     FROM run_event
     GROUP BY user_id, item_id
     {
-        conflict('''ON CONFLICT (user_id, item_id) DO UPDATE SET
+            conflict('''ON CONFLICT (user_id, item_id) DO UPDATE SET
         affinity_raw = a.affinity_raw + excluded.affinity_raw,
         purchase_count = a.purchase_count + excluded.purchase_count,
         purchase_raw = a.purchase_raw + excluded.purchase_raw,
@@ -132,10 +148,10 @@ affinity AS (
         last_positive_at = greatest(a.last_positive_at, excluded.last_positive_at),
         last_hidden_at = greatest(a.last_hidden_at, excluded.last_hidden_at),
         updated_at = excluded.updated_at''')
-    }
+        }
     RETURNING 1
-),
-category AS (
+)""",
+        "category": f"""category AS (
     INSERT INTO user_category_affinity{suffix} AS c (user_id, level, category, raw_score, updated_at)
     SELECT e.user_id, cat.level, cat.category, sum(e.weight * {_grow("affinity_half_life_s")}), %(now)s
     FROM run_event e
@@ -144,12 +160,12 @@ category AS (
     WHERE e.weight > 0
     GROUP BY e.user_id, cat.level, cat.category
     {
-        conflict('''ON CONFLICT (user_id, level, category) DO UPDATE
+            conflict('''ON CONFLICT (user_id, level, category) DO UPDATE
         SET raw_score = c.raw_score + excluded.raw_score, updated_at = excluded.updated_at''')
-    }
+        }
     RETURNING 1
-),
-new_user AS (
+)""",
+        "new_user": """new_user AS (
     -- A user's home store is where they have most events.
     INSERT INTO users (user_id, home_store_id)
     SELECT DISTINCT ON (user_id) user_id, store_id
@@ -159,16 +175,20 @@ new_user AS (
     ORDER BY user_id, count(*) DESC, store_id
     ON CONFLICT (user_id) DO NOTHING
     RETURNING 1
-)
-SELECT (SELECT count(DISTINCT event_id) FROM run_event),
-       (SELECT count(*) FROM popularity),
-       (SELECT count(*) FROM affinity),
-       (SELECT count(*) FROM category)
+)""",
+    }
+    counted = ", ".join(f"(SELECT count(*) FROM {t})" if t in targets else "0" for t in _COUNTED_TARGETS)
+    return f"""
+WITH run_event AS MATERIALIZED ({_RUN_EVENTS}{shard_filter}),
+{",\n".join(cte[target] for target in targets)}
+SELECT (SELECT count(DISTINCT event_id) FROM run_event), {counted}
 """
 
 
 _APPLY_EVENTS = _apply_sql()
 _REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False)
+_APPLY_ITEM_EVENTS = _apply_sql(targets=ITEM_TARGETS)
+_APPLY_USER_EVENTS = _apply_sql(targets=USER_TARGETS, sharded=True)
 
 
 # "Bought together". Each purchase event is one basket; a pair's raw count and each item's raw basket count
@@ -350,9 +370,8 @@ class ApplyCounts:
     category_updates: int
 
 
-def try_lock_recompute(conn: psycopg.Connection, timeout_ms: int) -> bool:
-    """Take the recompute lock for the current transaction and bound the transaction's statements and idle
-    time by `timeout_ms`; False when another run holds the lock."""
+def bound_transaction(conn: psycopg.Connection, timeout_ms: int) -> None:
+    """Bound the current transaction's statements and idle time by `timeout_ms`."""
     conn.execute(
         """
         SELECT set_config('statement_timeout', %(timeout)s, true),
@@ -360,6 +379,12 @@ def try_lock_recompute(conn: psycopg.Connection, timeout_ms: int) -> bool:
         """,
         {"timeout": str(timeout_ms)},
     )
+
+
+def try_lock_recompute(conn: psycopg.Connection, timeout_ms: int) -> bool:
+    """Take the recompute lock for the current transaction and bound the transaction's statements and idle
+    time by `timeout_ms`; False when another run holds the lock."""
+    bound_transaction(conn, timeout_ms)
     row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,)).fetchone()
     return bool(row and row[0])
 
@@ -386,6 +411,14 @@ def save_state(conn: psycopg.Connection, state: ScoreState) -> None:
         """,
         (state.epoch, state.scored_snapshot, state.target_snapshot, state.done_below_xid, state.scan_from),
     )
+
+
+def state_after(epoch: datetime, chunk: Chunk, next_scan_from: datetime) -> ScoreState:
+    """The watermark once `chunk` is scored: caught up to its target when it is complete (the next run scans
+    from `next_scan_from`), else part of the way through its backlog."""
+    if chunk.complete:
+        return ScoreState(epoch, chunk.target, None, None, next_scan_from)
+    return ScoreState(epoch, chunk.scored, chunk.target, chunk.xid_to, chunk.scan_from)
 
 
 def current_snapshot(conn: psycopg.Connection) -> tuple[str, datetime]:
@@ -424,29 +457,59 @@ def _pending_params(chunk: Chunk) -> dict[str, object]:
             "target": chunk.target, "scored": chunk.scored}  # fmt: skip
 
 
+def chunk_holds_events(conn: psycopg.Connection, chunk: Chunk, at_least: int) -> bool:
+    """Whether the chunk has `at_least` events (rows of the log, as SCORING_CHUNK_EVENTS counts them)."""
+    row = conn.execute(
+        f"SELECT count(*) FROM (SELECT FROM events WHERE {_PENDING} LIMIT %(at_least)s) AS pending",
+        {**_pending_params(chunk), "at_least": at_least},
+    ).fetchone()
+    return row[0] >= at_least
+
+
+def _apply_params(settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime) -> dict[str, object]:
+    return {
+        "now": now,
+        "epoch": epoch,
+        **_pending_params(chunk),
+        "purchase_weight": settings.purchase_weight,
+        "add_to_cart_weight": settings.add_to_cart_weight,
+        "click_weight": settings.click_weight,
+        "popularity_half_life_s": settings.popularity_half_life_days * 86_400,
+        "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
+        "buy_again_half_life_s": settings.buy_again_half_life_days * 86_400,
+        "trending_half_life_s": settings.trending_half_life_hours * 3_600,
+        "age_s": (now - epoch).total_seconds(),
+        "prior_per_day": settings.trending_prior_per_day,
+    }
+
+
 def apply_events(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime,
     *, into_rebuild: bool = False,
 ) -> ApplyCounts:  # fmt: skip
     """Add the chunk's events into every score table (or into the fresh copies of a full rebuild)."""
     row = conn.execute(
-        _REBUILD_EVENTS if into_rebuild else _APPLY_EVENTS,
-        {
-            "now": now,
-            "epoch": epoch,
-            **_pending_params(chunk),
-            "purchase_weight": settings.purchase_weight,
-            "add_to_cart_weight": settings.add_to_cart_weight,
-            "click_weight": settings.click_weight,
-            "popularity_half_life_s": settings.popularity_half_life_days * 86_400,
-            "affinity_half_life_s": settings.affinity_half_life_days * 86_400,
-            "buy_again_half_life_s": settings.buy_again_half_life_days * 86_400,
-            "trending_half_life_s": settings.trending_half_life_hours * 3_600,
-            "age_s": (now - epoch).total_seconds(),
-            "prior_per_day": settings.trending_prior_per_day,
-        },
+        _REBUILD_EVENTS if into_rebuild else _APPLY_EVENTS, _apply_params(settings, epoch, chunk, now)
     ).fetchone()
     return ApplyCounts(*row)
+
+
+def apply_item_events(
+    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
+) -> ApplyCounts:
+    """Add the chunk's events into the item-level score tables only (popularity and trending); the per-user
+    counts are 0."""
+    return ApplyCounts(*conn.execute(_APPLY_ITEM_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
+
+
+def apply_user_events(
+    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime,
+    shard: int, shard_count: int,
+) -> ApplyCounts:  # fmt: skip
+    """Add the chunk's events of the users of `shard` (of `shard_count`, see user_shard_sql) into the per-user
+    score tables and `users`; events_scored counts that shard's events, popularity_updates is 0."""
+    params = _apply_params(settings, epoch, chunk, now) | {"shard": shard, "shard_count": shard_count}
+    return ApplyCounts(*conn.execute(_APPLY_USER_EVENTS, params).fetchone())
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from feedcore.db import catalog as catalog_db
 from feedcore.db import events as events_db
 from feedcore.db import feed as feed_db
 from feedcore.db import scores as scores_db
+from feedcore.db import shards as shards_db
 from feedcore.db.connection import run
 from feedcore.observability import logger
 
@@ -16,7 +17,8 @@ from feedcore.observability import logger
 def delete_user(user_id: str) -> UserDeletion:
     """Delete the user's events, per-user and model scores, served feeds and profile in one transaction;
     repeating it is harmless. It waits for a running recompute chunk, which could otherwise write the
-    user's scores back.
+    user's scores back, and for a running shard of a fanned-out chunk that holds the user; until it commits,
+    neither starts, and after it they find none of the user's events.
 
     Aggregates the user contributed to (store popularity, trending) hold no personal data; the user's part
     leaves them at the next full rebuild. Events of the user committed after the erasure are stored as usual.
@@ -24,6 +26,7 @@ def delete_user(user_id: str) -> UserDeletion:
 
     def erase(conn: psycopg.Connection) -> UserDeletion:
         scores_db.lock_out_recompute(conn)
+        shards_db.lock_user_shard(conn, user_id)
         events_deleted = events_db.delete_user_events(conn, user_id)
         scores_deleted = scores_db.delete_user_scores(conn, user_id)
         feed_db.delete_user_feeds(conn, user_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from time import monotonic
 from typing import Literal
@@ -16,6 +15,7 @@ from feedcore.db import feed as feed_db
 from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.observability import logger, metrics
+from feedcore.scoring import fanout
 from feedcore.scoring.models import import_model_scores
 from feedcore.settings import ScoringSettings, model_score_settings, scoring_settings
 
@@ -42,14 +42,8 @@ class RecomputeResult(BaseModel):
     affinity_updates: int = 0
     category_updates: int = 0
     pair_updates: int = 0
+    shard_messages_sent: int = 0
     duration_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class _ChunkOutcome:
-    complete: bool
-    counts: scores_db.ApplyCounts
-    pair_updates: int
 
 
 def run_timeout_ms(configured_ms: int, time_budget_ms: int | None) -> int:
@@ -66,8 +60,9 @@ def epoch_for(moment: datetime) -> datetime:
 
 def _score_chunk(
     conn: psycopg.Connection, mode: str, settings: ScoringSettings, as_of: datetime, timeout_ms: int
-) -> _ChunkOutcome | None:
-    """One transaction: lock, read the watermark, score the next chunk of events, move the watermark.
+) -> fanout.ChunkOutcome | None:
+    """One transaction: lock, read the watermark, score the next chunk of events, move the watermark — or,
+    with fan-out, move it past a chunk whose shards are done, or leave a large chunk's per-user part to shards.
 
     Returns None when another run holds the lock.
     """
@@ -75,6 +70,8 @@ def _score_chunk(
     if not scores_db.try_lock_recompute(conn, timeout_ms):
         return None
     state = scores_db.load_state(conn)
+    if (settled := fanout.settle_open_chunk(conn, mode, settings)) is not None:
+        return settled
     epoch = state.epoch if state else epoch_for(as_of)
     if as_of - epoch > timedelta(days=settings.rebase_after_days):
         if mode == "incremental" and state is not None:
@@ -97,6 +94,8 @@ def _score_chunk(
         chunk = scores_db.next_chunk(
             conn, state.scored_snapshot, target, done_below, state.scan_from, settings.chunk_events
         )
+        if (fanned_out := fanout.fan_out_chunk(conn, settings, epoch, chunk, as_of, next_scan_from)) is not None:
+            return fanned_out
     counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of, into_rebuild=rebuild)
     pair_counts = scores_db.apply_pairs(conn, settings, epoch, chunk, into_rebuild=rebuild)
     if rebuild:
@@ -105,13 +104,9 @@ def _score_chunk(
         scores_db.finish_rebuild(conn)
     else:
         scores_db.refresh_trending(conn, settings, epoch, as_of)
-    if chunk.complete:
-        new_state = scores_db.ScoreState(epoch, chunk.target, None, None, next_scan_from)
-    else:
-        new_state = scores_db.ScoreState(epoch, chunk.scored, chunk.target, chunk.xid_to, chunk.scan_from)
-    scores_db.save_state(conn, new_state)
+    scores_db.save_state(conn, scores_db.state_after(epoch, chunk, next_scan_from))
     scores_db.record_run(conn, mode, started_at, datetime.now(UTC), chunk, counts)
-    return _ChunkOutcome(chunk.complete, counts, pair_counts.pair_updates)
+    return fanout.ChunkOutcome(chunk.complete, counts, pair_counts.pair_updates)
 
 
 def recompute_scores(
@@ -147,6 +142,12 @@ def recompute_scores(
             if result.chunks == 0:
                 return RecomputeResult(status="skipped", mode=request.mode)
             break
+        if outcome.shards_pending is not None:  # the watermark waits for a fanned-out chunk's shards
+            sent = fanout.send_and_wait(outcome.shards_pending, deadline)
+            result = result.model_copy(update={"shard_messages_sent": result.shard_messages_sent + sent})
+            if monotonic() >= deadline:
+                break
+            continue
         counts = outcome.counts
         result = result.model_copy(
             update={
