@@ -149,6 +149,22 @@ def test_unknown_items_count_follows_the_catalog_and_ignores_duplicates(db: psyc
     assert (body["accepted"], body["unknown_items"]) == (2, 0)
 
 
+def test_unknown_items_count_holds_when_the_catalog_cache_starts_over(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    monkeypatch.setenv("INGEST_CATALOG_ITEM_CACHE_SIZE", "3")
+    use_database(db.info.dsn)
+    first = [event("click", item_id=item) for item in ("milk", "eggs", "coffee")]
+    assert post_events({"events": first})[2]["unknown_items"] == 0
+    # bananas does not fit: the cache starts over while milk, found before, is not looked up again.
+    body = post_events({"events": [event("click", item_id="milk"), event("click", item_id="bananas")]})[2]
+    assert (body["accepted"], body["unknown_items"]) == (2, 0)
+    assert (
+        post_events({"events": [event("click", item_id="milk"), event("click", item_id="x")]})[2]["unknown_items"] == 1
+    )
+
+
 def test_events_of_different_months_land_in_their_partitions(db: psycopg.Connection) -> None:
     month_start = NOW.replace(day=1, hour=0, minute=0, second=0)
     batch = [event("click", item_id="milk", at=month_start - timedelta(minutes=5)), event("click", item_id="milk")]

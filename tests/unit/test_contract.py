@@ -1,11 +1,12 @@
 """The event contract and the scheduler's input."""
 
+import json
 import uuid
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from feedcore.api.models import Event, FeedItem
+from feedcore.api.models import Event, FeedItem, Money
 from feedcore.scoring.service import run_timeout_ms
 from feedcore.scoring.trigger import recompute_request_from_event
 from tests.aws_events import eventbridge_scheduled_event
@@ -57,3 +58,14 @@ def test_run_timeout_follows_the_invocations_remaining_time():
     assert run_timeout_ms(240_000, 60_000) == 60_000
     assert run_timeout_ms(240_000, 900_000) == 240_000
     assert run_timeout_ms(240_000, -5_000) == 1_000  # almost out of time: still a valid timeout
+
+
+@pytest.mark.parametrize("amount", [0, 0.01, 2.99, 1234.5, 99_999.99, 100_000])
+def test_money_of_two_decimals_is_accepted_as_sent(amount):
+    assert TypeAdapter(Money).validate_json(json.dumps(amount)) == amount
+
+
+@pytest.mark.parametrize("amount", [2.999, 0.010000000001, 1e-9, -0.01, 100_000.01])
+def test_money_with_more_than_two_decimals_or_out_of_bounds_is_rejected(amount):
+    with pytest.raises(ValidationError):
+        TypeAdapter(Money).validate_json(json.dumps(amount))

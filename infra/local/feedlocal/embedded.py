@@ -24,6 +24,8 @@ from feedcore import settings
 from feedcore.db.connection import reset_cached_connection
 from feedcore.db.events import forget_known_partitions
 from feedcore.db.migrations import PACKAGED_MIGRATIONS, migrate
+from feedcore.feed.service import forget_store_shelves
+from feedcore.ingestion.service import catalog_items
 
 # infra/migrations, through the link that ships them in the layer.
 MIGRATIONS_DIR = PACKAGED_MIGRATIONS
@@ -127,9 +129,11 @@ def _migrated_and_pointed_at(url: str) -> Iterator[str]:
 
 
 def point_feedcore_at(url: str) -> None:
-    """Make feedcore use `url` from now on (its settings, connection and known event partitions are cached per
-    process)."""
+    """Make feedcore use `url` from now on (its settings, connection, known event partitions and what it knows
+    of the catalog are cached per process)."""
     os.environ["DATABASE_URL"] = url
     settings.database_settings.cache_clear()
     reset_cached_connection()
     forget_known_partitions()
+    forget_store_shelves()
+    catalog_items.clear()

@@ -129,7 +129,7 @@ def store_events(
         if exc.diag.constraint_name is not None:  # a CHECK constraint, not partition routing
             raise
         # This process believed a partition exists that does not (the database was replaced or restored).
-        _known_months.clear()
+        forget_known_partitions()
         raise MissingPartition(str(exc)) from exc
     return StoredEvents(frozenset(duplicate_ids), frozenset(catalog_items))
 

@@ -118,6 +118,9 @@ class ShelfCache:
             return cached[1]
         self._shelves.pop(key, None)
         if self._catalog is None or now - self._catalog[0] >= ttl_s:
+            # Every shelf counts its age from the catalog it was stocked over, so all have expired with it:
+            # dropping them keeps only the stores asked for since, and no old catalog alive.
+            self._shelves.clear()
             self._catalog = (now, stock_catalog(read_catalog()))
         catalog_read_at, catalog = self._catalog
         shelf = stock_shelf(catalog, models, read_store())

@@ -44,18 +44,19 @@ class CatalogItemCache:
         self._found: set[str] = set()
 
     def unverified(self, item_ids: set[str]) -> set[str]:
+        """The ids of `item_ids` not found before: those a batch must look up."""
         return item_ids - self._found
 
     def add(self, found: Collection[str]) -> None:
-        if len(self._found) + len(found) > ingest_settings().catalog_item_cache_size:
+        """Remember ids found in the catalog, starting over when they would not fit."""
+        capacity = ingest_settings().catalog_item_cache_size
+        if len(self._found) + len(found) > capacity:
             self._found.clear()
-        self._found.update(found)
-
-    def __contains__(self, item_id: str) -> bool:
-        return item_id in self._found
+        if len(found) <= capacity:
+            self._found.update(found)
 
     def clear(self) -> None:
-        """Forget every item (a test that empties the catalog)."""
+        """Forget every item (a replaced database, or a test that empties the catalog)."""
         self._found.clear()
 
 
@@ -164,17 +165,22 @@ def _store(events: list[ValidEvent], window: TimeWindow) -> tuple[events_db.Stor
     def ensure_partitions(conn: psycopg.Connection) -> None:
         events_db.ensure_event_partitions(conn, window.months())
 
-    unverified = catalog_items.unverified({item_id for event in events for item_id in _item_ids(event)})
+    named = {item_id for event in events for item_id in _item_ids(event)}
+    unverified = catalog_items.unverified(named)
     run(ensure_partitions, in_transaction=False)
     try:
         stored = run(lambda conn: events_db.store_events(conn, events, unverified))
     except events_db.MissingPartition:
-        # The process's partition cache was stale (a replaced database); it has been cleared.
+        # The process's partition cache was stale (a replaced database); it has been cleared, and so is what
+        # the container knew of that database's catalog.
+        catalog_items.clear()
+        unverified = named
         run(ensure_partitions, in_transaction=False)
         stored = run(lambda conn: events_db.store_events(conn, events, unverified))
+    found = (named - unverified) | stored.catalog_items
     catalog_items.add(stored.catalog_items)
     unknown_items = sum(
-        item_id not in catalog_items
+        item_id not in found
         for event in events
         if event.event_id not in stored.duplicate_ids
         for item_id in _item_ids(event)
