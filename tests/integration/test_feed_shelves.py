@@ -1,18 +1,23 @@
-"""The container's cached store shelves: store-level changes reach the feed within FEED_STORE_SHELF_TTL_S,
-the user's own events at once, and model sections read both the user's and the item-level scores."""
+"""The container's cached store shelves: packed in the database as the store's rows rank them, store-level
+changes reach the feed within FEED_STORE_SHELF_TTL_S, the user's own events at once, and model sections read
+both the user's and the item-level scores."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from feedcore.api.models import StoreAvailability
+from feedcore.api.models import AvailabilityUpdate, CatalogItem, CatalogUpdate, StoreAvailability
 from feedcore.db import catalog as catalog_db
+from feedcore.db import feed as feed_db
 from feedcore.feed import shelves
+from feedcore.feed.shelves import stock_catalog, stock_shelf, unpack_shelf
+from feedcore.ingestion.catalog import update_availability, upsert_catalog
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
-from tests.factories import STORE, create_catalog, event, purchase, record
+from tests.factories import OTHER_STORE, STORE, create_catalog, event, purchase, record
 from tests.integration.test_assemble_feed import get_feed, sections, shown
 
 
@@ -110,3 +115,63 @@ def test_a_model_section_ranks_the_users_scores_and_the_item_level_ones(db: psyc
     picked = next(section for section in feed["sections"] if section["id"] == "picked_for_you")
     coffee = picked["items"][0]["debug"]
     assert coffee["source"] == "model:picked_for_you" and coffee["contributions"]["model"] == pytest.approx(1.0)
+
+
+def _comparable(shelf: shelves.StoreShelf) -> dict:
+    return {
+        "store_known": shelf.store_known,
+        "available": None if shelf.available is None else bytes(shelf.available),
+        "prices": [None if math.isnan(price) else price for price in shelf.prices],
+        **{name: list(getattr(shelf, name)) for name in ("popularity", "trending", "trending_items", "popular_items")},
+        "aisles": {aisle: list(items) for aisle, items in shelf.aisles.items()},
+    }
+
+
+def test_the_recompute_packs_every_stores_shelf_as_its_rows_rank_it(popular_store: None, db: psycopg.Connection) -> None:
+    catalog = stock_catalog(*feed_db.catalog(db))
+
+    for store_id in (STORE, OTHER_STORE, "a-store-the-catalog-lacks"):
+        pack = feed_db.store_shelf_pack(db, store_id, None)
+        assert (pack.packed_version, pack.stale, pack.changed) == (catalog.version, False, True)
+        unpacked = unpack_shelf(catalog, pack)
+        assert _comparable(unpacked) == _comparable(stock_shelf(catalog, feed_db.store_rows(db, store_id)))
+    assert unpacked.available is None and not unpacked.store_known  # the shelf over all stores
+    pack = feed_db.store_shelf_pack(db, STORE, None)
+    shelf = unpack_shelf(catalog, pack)
+    assert shelf.prices[catalog.positions["milk"]] == 3.19 and shelf.popular_items[0] == catalog.positions["eggs"]
+    assert feed_db.store_shelf_pack(db, STORE, pack.packed_at).popularity is None  # the held pack: values left out
+
+
+def test_writes_of_availability_or_catalog_outside_the_routes_leave_no_pack_in_use(
+    popular_store: None, db: psycopg.Connection
+) -> None:
+    version = feed_db.store_shelf_pack(db, STORE, None).catalog_version
+    catalog_db.upsert_availability(db, [StoreAvailability(store_id=STORE, item_id="eggs", available=False)])
+    assert feed_db.store_shelf_pack(db, STORE, None).stale
+    assert not feed_db.store_shelf_pack(db, OTHER_STORE, None).stale
+
+    catalog_db.upsert_items(db, [CatalogItem(item_id="oats", name="Oats", department="Pantry", aisle="Cereal",
+                                              price=Decimal("2.50"))])  # fmt: skip
+    catalog_db.upsert_items(db, [CatalogItem(item_id="rye", name="Rye", department="Pantry", aisle="Bread",
+                                              price=Decimal("2.50"))])  # fmt: skip
+    pack = feed_db.store_shelf_pack(db, OTHER_STORE, None)
+    assert pack.catalog_version == version + 2 and pack.packed_version == version  # over the older catalog
+
+
+def test_the_catalog_and_availability_routes_pack_the_shelves_they_change(
+    popular_store: None, db: psycopg.Connection
+) -> None:
+    update_availability(STORE, AvailabilityUpdate(items=[{"item_id": "eggs", "available": False}]))
+    catalog = stock_catalog(*feed_db.catalog(db))
+    pack = feed_db.store_shelf_pack(db, STORE, None)
+    assert not pack.stale and unpack_shelf(catalog, pack).available[catalog.positions["eggs"]] == 0
+
+    upsert_catalog(CatalogUpdate(items=[CatalogItem(item_id="aaa-first", name="A", department="Pantry",
+                                                    aisle="Cereal", price=Decimal("1.00"))]))  # fmt: skip
+    catalog = stock_catalog(*feed_db.catalog(db))
+    for store_id in (STORE, OTHER_STORE, "*"):
+        pack = feed_db.store_shelf_pack(db, store_id, None)
+        assert pack.packed_version == catalog.version and not pack.stale
+        assert _comparable(unpack_shelf(catalog, pack)) == _comparable(
+            stock_shelf(catalog, feed_db.store_rows(db, store_id))
+        )

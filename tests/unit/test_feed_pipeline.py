@@ -17,7 +17,6 @@ from feedcore.feed.pipeline import RankingContext, apply_filters, rank, select, 
 from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
-EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
 CONTEXT = RankingContext(
     now=NOW, buy_again=BuyAgainParams(), filters=ALL_FILTERS, just_purchased=timedelta(days=3),
     just_purchased_max_due=0.5, excluded_tags=frozenset({"alcohol"}),
@@ -33,7 +32,7 @@ def candidate(item_id: str = "milk", source: str = "popular", **fields) -> Candi
         available=True, price=Decimal("1.00"), purchase_count=0, first_purchased_at=None, last_purchased_at=None,
         purchase_raw=0.0, affinity_raw=0.0, hidden=False, last_hidden_at=None, popularity_raw=1.0,
         trending_score=0.0, aisle_affinity_raw=0.0, model_score=None, recent_purchase_at=None, recent_hide_at=None,
-        recent_positive_at=None, in_cart=False, epoch=EPOCH, store_known=True,
+        recent_positive_at=None, in_cart=False, store_known=True,
     )  # fmt: skip
     return Candidate(**(values | fields))
 

@@ -1,15 +1,26 @@
-"""The store shelf (ranked once per load, cached for its TTL) and the candidate sources over it."""
+"""The store shelf (packed in the database, or ranked from the store's rows; cached for its TTL) and the
+candidate sources over it."""
 
 from __future__ import annotations
 
+import math
+import sys
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 
-from feedcore.db.feed import StoreRows, UserItemRow, UserRows
+from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows, UserItemRow, UserRows
 from feedcore.feed import shelves
-from feedcore.feed.shelves import ShelfCache, StoreShelf, stock_catalog, stock_shelf
+from feedcore.feed.shelves import (
+    ShelfCache,
+    ShelfReader,
+    StoreShelf,
+    stock_catalog,
+    stock_shelf,
+    unpack_shelf,
+    with_item_models,
+)
 from feedcore.feed.sources import SourceLimits, gather_candidates
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -20,7 +31,7 @@ def item(item_id: str, aisle: str = "Milk", *, popularity: float | None = 1.0, t
          active: bool = True, age_days: int = 400, available: bool = True) -> dict:  # fmt: skip
     return dict(
         catalog=(item_id, item_id.title(), None, "Dairy", aisle, [], active, NOW - timedelta(days=age_days),
-                 Decimal("1.00")),
+                 1.0),
         availability=(item_id, available, None), popularity=popularity, trending=trending,
     )  # fmt: skip
 
@@ -28,11 +39,11 @@ def item(item_id: str, aisle: str = "Milk", *, popularity: float | None = 1.0, t
 def shelf_of(*items: dict, models: tuple[str, ...] = (), model_scores: list | None = None) -> StoreShelf:
     """A known store's shelf over a catalog of `items`."""
     rows = StoreRows(
-        True, NOW - timedelta(days=10), [i["availability"] for i in items],
+        True, [i["availability"] for i in items],
         [(i["catalog"][0], i["popularity"], i["trending"]) for i in items if i["popularity"] is not None],
-        model_scores or [],
     )  # fmt: skip
-    return stock_shelf(stock_catalog([i["catalog"] for i in items]), models, rows)
+    shelf = stock_shelf(stock_catalog(1, [i["catalog"] for i in items]), rows)
+    return with_item_models(shelf, models, model_scores or []) if models else shelf
 
 
 def ids(shelf: StoreShelf, positions) -> list[str]:
@@ -71,67 +82,171 @@ def test_a_shelf_ranks_its_lists_once_from_the_stores_rows() -> None:
     }  # active items only  # fmt: skip
     assert ids(shelf, shelf.catalog.new_arrivals)[:2] == ["kefir", "yogurt"]
     yogurt = shelf.catalog.positions["yogurt"]
-    assert (shelf.available[yogurt], shelf.popularity[yogurt], shelf.shelf_prices) == (0, 1.0, {})
+    assert (shelf.available[yogurt], shelf.popularity[yogurt]) == (0, 1.0)
+    assert all(math.isnan(price) for price in shelf.prices)  # no shelf prices: the catalog's apply
 
 
 def test_an_unknown_store_has_no_availability_and_a_stores_own_price_wins() -> None:
-    catalog = stock_catalog([item("milk")["catalog"], item("tea")["catalog"]])
-    unknown = stock_shelf(catalog, (), StoreRows(False, None, None, [], []))
-    priced = stock_shelf(catalog, (), StoreRows(True, None, [("milk", True, Decimal("0.99"))], [], []))
+    catalog = stock_catalog(1, [item("milk")["catalog"], item("tea")["catalog"]])
+    unknown = stock_shelf(catalog, StoreRows(False, None, []))
+    priced = stock_shelf(catalog, StoreRows(True, [("milk", True, 0.99)], []))
     limits = SourceLimits(frozenset({"buy_again"}), (), 2, 2, 1, NOW)
     rows = user(items={"milk": bought(2, 1.0), "tea": bought(1, 1.0)})
 
     assert {c.item_id: (c.available, c.price) for c in gather_candidates(unknown, rows, limits)} == {
-        "milk": (None, Decimal("1.00")), "tea": (None, Decimal("1.00")),
+        "milk": (None, 1.0), "tea": (None, 1.0),
     }  # fmt: skip
     assert {c.item_id: (c.available, c.price) for c in gather_candidates(priced, rows, limits)} == {
-        "milk": (True, Decimal("0.99")), "tea": (False, Decimal("1.00")),  # not carried by the store
+        "milk": (True, 0.99), "tea": (False, 1.0),  # not carried by the store
     }  # fmt: skip
 
 
-def test_the_cache_keeps_a_shelf_for_its_ttl_then_reads_it_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock, reads = [100.0], []
+def pack_of(shelf: StoreShelf, packed_at: datetime, version: int | None = None, stale: bool = False) -> ShelfPack:
+    """The pack the database would hold for `shelf` (network byte order, aisles in name order)."""
+
+    def packed(numbers) -> bytes:
+        copy = type(numbers)(numbers.typecode, numbers)
+        if sys.byteorder == "little":
+            copy.byteswap()
+        return copy.tobytes()
+
+    aisles = sorted(shelf.aisles.items())
+    aisle_items = type(shelf.popular_items)("i", [p for _, items in aisles for p in items])
+    aisle_sizes = type(shelf.popular_items)("i", [len(items) for _, items in aisles])
+    return ShelfPack(
+        shelf.store_known, shelf.catalog.version, shelf.catalog.version if version is None else version, packed_at,
+        stale, True, None if shelf.available is None else bytes(shelf.available), packed(shelf.prices),
+        packed(shelf.popularity), packed(shelf.trending), packed(shelf.trending_items), packed(shelf.popular_items),
+        packed(aisle_items), packed(aisle_sizes),
+    )  # fmt: skip
+
+
+def test_a_packed_shelf_unpacks_to_the_shelf_ranked_from_the_stores_rows() -> None:
+    shelf = shelf_of(
+        item("milk", popularity=5.0, trending=0.5), item("eggs", "Eggs", popularity=9.0),
+        item("kefir", popularity=None), item("yogurt", popularity=1.0, available=False),
+    )  # fmt: skip
+    unpacked = unpack_shelf(shelf.catalog, pack_of(shelf, NOW))
+
+    for name in ("available", "popularity", "trending", "trending_items", "popular_items", "aisles", "store_known"):
+        assert getattr(unpacked, name) == getattr(shelf, name), name
+    assert unpacked.packed_at == NOW and all(math.isnan(price) for price in unpacked.prices)
+
+
+@dataclass
+class FakeDatabase:
+    """What the shelf cache reads, with a log of its reads."""
+
+    clock: list[float]
+    version: int = 1
+    items: tuple[str, ...] = ("milk", "tea")
+    packed_at: datetime | None = NOW
+    packed_version: int | None = None  # None: the catalog's
+    stale: bool = False
+    reads: list[tuple[str, float]] = field(default_factory=list)
+
+    def catalog_rows(self) -> list[CatalogRow]:
+        return [item(item_id)["catalog"] for item_id in self.items]
+
+    def reader(self, store_id: str) -> ShelfReader:
+        def catalog() -> tuple[int, list[CatalogRow]]:
+            self.reads.append(("catalog", self.clock[0]))
+            return self.version, self.catalog_rows()
+
+        def store_rows() -> StoreRows:
+            self.reads.append((f"rows {store_id}", self.clock[0]))
+            return StoreRows(True, [(item_id, True, None) for item_id in self.items], [])
+
+        def pack(have: datetime | None) -> ShelfPack:
+            self.reads.append((f"pack {store_id}", self.clock[0]))
+            if self.packed_at is None:
+                return ShelfPack(True, self.version, None, None, None, None, *[None] * 8)
+            version = self.version if self.packed_version is None else self.packed_version
+            shelf = stock_shelf(stock_catalog(version, self.catalog_rows()), store_rows())
+            self.reads.pop()  # not a read of the store's rows: how the fake makes a pack
+            full = pack_of(shelf, self.packed_at, version, self.stale)
+            if have == self.packed_at:
+                return ShelfPack(*astuple(full)[:5], False, *[None] * 8)
+            return full
+
+        return ShelfReader(catalog, pack, store_rows, lambda: [])
+
+
+def test_the_cache_keeps_a_shelf_for_its_ttl_then_checks_its_pack(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
     monkeypatch.setattr(shelves, "monotonic", lambda: clock[0])
+    database, cache = FakeDatabase(clock), ShelfCache()
 
-    def read_catalog() -> list:
-        reads.append(("catalog", clock[0]))
-        return [item("milk")["catalog"]]
-
-    def read_store() -> StoreRows:
-        reads.append(("store", clock[0]))
-        return StoreRows(True, None, [("milk", True, None)], [], [])
-
-    cache = ShelfCache()
-    first = cache.shelf("store-a", (), 30, read_catalog, read_store)
-    clock[0] += 20
-    assert cache.shelf("store-a", (), 30, read_catalog, read_store) is first
-    cache.shelf("store-b", (), 30, read_catalog, read_store)  # each store has its own shelf, one catalog
-    clock[0] += 10
-    assert cache.shelf("store-a", (), 30, read_catalog, read_store) is not first
+    first = cache.shelf("store-a", (), 30, 10, database.reader("store-a"))
+    clock[0] += 29
+    assert cache.shelf("store-a", (), 30, 10, database.reader("store-a")) is first
     clock[0] += 1
-    cache.shelf("store-b", (), 30, read_catalog, read_store)  # read at 120, over a catalog read at 100
-    assert reads == [("catalog", 100), ("store", 100), ("store", 120), ("catalog", 130), ("store", 130),
-                     ("store", 131)]  # fmt: skip
-    cache.shelf("store-a", (), 0, read_catalog, read_store)
-    cache.shelf("store-a", (), 0, read_catalog, read_store)
-    assert len(reads) == 10  # a TTL of 0 reads both every time
+    assert cache.shelf("store-a", (), 30, 10, database.reader("store-a")) is first  # checked: the same pack
+    database.packed_at += timedelta(minutes=5)  # packed again (a recompute)
+    clock[0] += 30
+    repacked = cache.shelf("store-a", (), 30, 10, database.reader("store-a"))
+    assert repacked is not first and repacked.packed_at == database.packed_at
+    database.version, database.items = 2, ("milk", "oat-milk", "tea")  # the catalog changed, and its packs
+    database.packed_at += timedelta(minutes=1)
+    clock[0] += 30
+    over_new_catalog = cache.shelf("store-a", (), 30, 10, database.reader("store-a"))
+    assert ids(over_new_catalog, over_new_catalog.popular_items) == []
+    assert over_new_catalog.catalog.positions["tea"] == 2
+    assert database.reads == [("pack store-a", 100), ("catalog", 100), ("pack store-a", 130), ("pack store-a", 160),
+                              ("pack store-a", 190), ("catalog", 190)]  # fmt: skip
+    cache.shelf("store-a", (), 0, 10, database.reader("store-a"))
+    cache.shelf("store-a", (), 0, 10, database.reader("store-a"))
+    assert len(database.reads) == 8  # a TTL of 0 checks the pack every time
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"packed_at": None}, {"stale": True}, {"packed_version": 0}],
+    ids=["no pack", "stale pack", "packed over another catalog"],
+)
+def test_a_store_without_a_current_pack_is_ranked_from_its_rows(
+    monkeypatch: pytest.MonkeyPatch, change: dict
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(shelves, "monotonic", lambda: clock[0])
+    database, cache = FakeDatabase(clock, **change), ShelfCache()
+
+    shelf = cache.shelf("store-a", (), 30, 10, database.reader("store-a"))
+
+    assert shelf.packed_at is None and shelf.available == bytearray([1, 1])
+    assert [name for name, _ in database.reads] == ["pack store-a", "catalog", "rows store-a"]
+
+
+def test_the_cache_keeps_the_most_recently_used_shelves(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(shelves, "monotonic", lambda: clock[0])
+    database, cache = FakeDatabase(clock), ShelfCache()
+    for store_id in ("store-a", "store-b", "store-a", "store-c"):  # at most two: store-b is the oldest used
+        cache.shelf(store_id, (), 30, 2, database.reader(store_id))
+    database.reads.clear()
+
+    cache.shelf("store-a", (), 30, 2, database.reader("store-a"))
+    cache.shelf("store-c", (), 30, 2, database.reader("store-c"))
+    cache.shelf("store-b", (), 30, 2, database.reader("store-b"))
+
+    assert database.reads == [("pack store-b", 100)]
 
 
 def test_a_failed_read_drops_the_stale_shelf(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
     monkeypatch.setattr(shelves, "monotonic", lambda: clock[0])
-    cache = ShelfCache()
-    catalog = [item("milk")["catalog"]]
-    cache.shelf("store-a", (), 30, lambda: catalog, lambda: StoreRows(True, None, [], [], []))
+    database, cache = FakeDatabase(clock), ShelfCache()
+    cache.shelf("store-a", (), 30, 10, database.reader("store-a"))
     clock[0] = 31
 
-    def failing() -> StoreRows:
+    def failing(have: datetime | None) -> ShelfPack:
         raise RuntimeError("database down")
 
+    reader = ShelfReader(database.reader("store-a").catalog, failing, database.reader("store-a").store_rows, list)
     with pytest.raises(RuntimeError):
-        cache.shelf("store-a", (), 30, lambda: catalog, failing)
+        cache.shelf("store-a", (), 30, 10, reader)
     with pytest.raises(RuntimeError):  # not served from the expired shelf either
-        cache.shelf("store-a", (), 30, lambda: catalog, failing)
+        cache.shelf("store-a", (), 30, 10, reader)
 
 
 def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:

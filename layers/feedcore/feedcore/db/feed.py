@@ -1,5 +1,6 @@
-"""Read path of the feed: the catalog and a store's availability, prices and popularity (read now and then and
-cached by the service), the user's own rows (one statement per request); feed snapshots for paging."""
+"""Read path of the feed: the catalog and a store's packed shelf (read now and then and cached by the service),
+or the store's availability, prices and popularity when its shelf is not packed over the current catalog; the
+user's own rows (one statement per request); feed snapshots for paging."""
 
 from __future__ import annotations
 
@@ -9,11 +10,30 @@ from datetime import datetime
 
 import psycopg
 
+# In item_id order: an item's position is its place in this order, as in the packed shelves (migration 0040).
 _CATALOG = """
-SELECT item_id, name, brand, department, aisle, tags, active, created_at, price::float8 FROM items
+SELECT item_id, name, brand, department, aisle, tags, active, created_at, price::float8 FROM items ORDER BY item_id
 """
 
-_STORE_KNOWN = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s), (SELECT epoch FROM score_state)"
+_CATALOG_VERSION = "SELECT version FROM catalog_state"
+
+_STORE_KNOWN = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s)"
+
+# The store's packed shelf ('*' for a store the catalog does not know) and the catalog's current version; the
+# packed values only when the pack is not the one the caller holds (packed_at differs), else NULL.
+_STORE_SHELF_PACK = """
+WITH scope AS (SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s) AS known),
+shelf AS (
+    SELECT s.*, s.packed_at IS DISTINCT FROM %(have)s::timestamptz AS changed
+    FROM scope JOIN store_shelves s ON s.store_id = CASE WHEN scope.known THEN %(store_id)s ELSE '*' END
+)
+SELECT scope.known, (SELECT version FROM catalog_state), shelf.catalog_version, shelf.packed_at, shelf.stale,
+       shelf.changed, CASE WHEN changed THEN shelf.available END, CASE WHEN changed THEN shelf.prices END,
+       CASE WHEN changed THEN shelf.popularity END, CASE WHEN changed THEN shelf.trending END,
+       CASE WHEN changed THEN shelf.trending_items END, CASE WHEN changed THEN shelf.popular_items END,
+       CASE WHEN changed THEN shelf.aisle_items END, CASE WHEN changed THEN shelf.aisle_sizes END
+FROM scope LEFT JOIN shelf ON true
+"""
 
 _STORE_AVAILABILITY = "SELECT item_id, available, price::float8 FROM store_availability WHERE store_id = %(store_id)s"
 
@@ -80,38 +100,77 @@ class Candidate:
     recent_hide_at: datetime | None
     recent_positive_at: datetime | None
     in_cart: bool
-    epoch: datetime | None
     store_known: bool
 
 
-def catalog(conn: psycopg.Connection) -> list[CatalogRow]:
-    """Every catalog item, active or not."""
-    with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
-        return cursor.execute(_CATALOG).fetchall()
+def catalog(conn: psycopg.Connection) -> tuple[int, list[CatalogRow]]:
+    """The catalog's version and every catalog item, active or not, in item_id order (one transaction)."""
+    with conn.transaction(), conn.cursor(binary=True) as cursor:  # binary: no text parsing of timestamps, numbers
+        (version,) = cursor.execute(_CATALOG_VERSION).fetchone()
+        return version, cursor.execute(_CATALOG).fetchall()
+
+
+@dataclass(frozen=True)
+class ShelfPack:
+    """A store's packed shelf as read (see migration 0040): whether the catalog knows the store, the catalog's
+    current version, and the pack's — absent (`packed_at` None) when the store has none. The packed values
+    (network byte order) are None when the pack is the one the reader said it holds (`changed` false)."""
+
+    store_known: bool
+    catalog_version: int
+    packed_version: int | None
+    packed_at: datetime | None
+    stale: bool | None
+    changed: bool | None
+    available: bytes | None
+    prices: bytes | None
+    popularity: bytes | None
+    trending: bytes | None
+    trending_items: bytes | None
+    popular_items: bytes | None
+    aisle_items: bytes | None
+    aisle_sizes: bytes | None
+
+
+def store_shelf_pack(conn: psycopg.Connection, store_id: str, have: datetime | None) -> ShelfPack:
+    """The packed shelf of the store (of '*' when the catalog does not know it), its values left out when it
+    was packed at `have` (one statement)."""
+    with conn.cursor(binary=True) as cursor:
+        return ShelfPack(*cursor.execute(_STORE_SHELF_PACK, {"store_id": store_id, "have": have}).fetchone())
+
+
+def pack_store_shelves(conn: psycopg.Connection, store_ids: Sequence[str] | None = None) -> int:
+    """Pack the shelves of `store_ids` (None: every store, and '*') over the current catalog; returns how many."""
+    row = conn.execute(
+        "SELECT pack_store_shelves(%s)", (list(store_ids) if store_ids is not None else None,)
+    ).fetchone()
+    return row[0]
+
+
+def item_model_scores(conn: psycopg.Connection, models: Sequence[str]) -> list[tuple[str, str, float]]:
+    """The item-level scores of `models`: (model, item_id, score)."""
+    with conn.cursor(binary=True) as cursor:
+        return cursor.execute(_ITEM_MODEL_SCORES, {"models": list(models)}).fetchall()
 
 
 @dataclass(frozen=True)
 class StoreRows:
-    """A store as read from the database: whether the catalog knows it, the scores' epoch, its availability
-    and shelf prices (None when it is unknown), its popularity (over all stores when it is unknown), and the
-    item-level scores of the models asked for."""
+    """A store as read from its rows: whether the catalog knows it, its availability and shelf prices (None
+    when it is unknown), and its popularity (over all stores when it is unknown)."""
 
     store_known: bool
-    epoch: datetime | None
     availability: list[tuple[str, bool, float | None]] | None  # (item_id, available, shelf price)
     popularity: list[tuple[str, float, float]]  # (item_id, raw_score, trending_score)
-    item_model_scores: list[tuple[str, str, float]]  # (model, item_id, score)
 
 
-def store_rows(conn: psycopg.Connection, store_id: str, models: Sequence[str]) -> StoreRows:
-    """The store's availability, shelf prices and popularity, and the item-level scores of `models`: range
-    scans of the store's rows, no join (the catalog is read on its own)."""
+def store_rows(conn: psycopg.Connection, store_id: str) -> StoreRows:
+    """The store's availability, shelf prices and popularity: range scans of the store's rows, no join (the
+    catalog is read on its own). For a store without a current packed shelf."""
     with conn.cursor(binary=True) as cursor:
-        known, epoch = cursor.execute(_STORE_KNOWN, {"store_id": store_id}).fetchone()
+        (known,) = cursor.execute(_STORE_KNOWN, {"store_id": store_id}).fetchone()
         availability = cursor.execute(_STORE_AVAILABILITY, {"store_id": store_id}).fetchall() if known else None
         popularity = cursor.execute(_STORE_POPULARITY, {"store_id": store_id if known else "*"}).fetchall()
-        model_scores = cursor.execute(_ITEM_MODEL_SCORES, {"models": list(models)}).fetchall() if models else []
-    return StoreRows(known, epoch, availability, popularity, model_scores)
+    return StoreRows(known, availability, popularity)
 
 
 @dataclass(frozen=True)

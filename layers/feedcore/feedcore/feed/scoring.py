@@ -37,7 +37,3 @@ def buy_again_score(
     items."""
     return purchase_raw * (1 + params.due_weight * due_ness(purchase_count, first, last, now, params.due_width))
 
-
-def decayed(raw_score: float, epoch: datetime, now: datetime, half_life_days: float) -> float:
-    """An epoch-relative raw score as of `now`."""
-    return raw_score * 2 ** (-(now - epoch).total_seconds() / (half_life_days * 86_400))

@@ -22,7 +22,7 @@ from feedcore.feed.experiments import Assignment, assign, ranking_config
 from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, popular_fallback, select_sections
 from feedcore.feed.reasons import reason
 from feedcore.feed.scoring import BuyAgainParams
-from feedcore.feed.shelves import ShelfCache, StoreShelf
+from feedcore.feed.shelves import ShelfCache, ShelfReader, StoreShelf
 from feedcore.feed.sources import SourceLimits, gather_candidates
 from feedcore.observability import count, logger, metrics
 from feedcore.settings import FeedSettings, feed_settings
@@ -234,12 +234,14 @@ def _read(
     conn: Connection, request: FeedRequest, limits: SourceLimits, settings: FeedSettings, now: datetime
 ) -> tuple[StoreShelf, UserRows]:
     """The store's shelf (cached for FEED_STORE_SHELF_TTL_S) and the user's own rows (read every time)."""
+    reader = ShelfReader(
+        catalog=lambda: feed_db.catalog(conn),
+        pack=lambda have: feed_db.store_shelf_pack(conn, request.store_id, have),
+        store_rows=lambda: feed_db.store_rows(conn, request.store_id),
+        item_model_scores=lambda: feed_db.item_model_scores(conn, limits.models),
+    )
     shelf = _shelves.shelf(
-        request.store_id,
-        limits.models,
-        settings.store_shelf_ttl_s,
-        read_catalog=lambda: feed_db.catalog(conn),
-        read_store=lambda: feed_db.store_rows(conn, request.store_id, limits.models),
+        request.store_id, limits.models, settings.store_shelf_ttl_s, settings.store_shelf_cache_size, reader
     )
     query = UserRowsQuery(
         user_id=request.user_id,

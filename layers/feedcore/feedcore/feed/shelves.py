@@ -1,43 +1,50 @@
 """The store-level half of the feed, cached in the container: the catalog and each store's shelf.
 
 A shelf is the store's availability, shelf prices and popularity for every catalog item, and the lists the
-store-level sources read, ranked once per load: trending, popular and each aisle's most popular items (new
-arrivals are ranked with the catalog). Containers are reused across requests, so what is read once serves
-the store's requests for `FEED_STORE_SHELF_TTL_S` seconds, counted from the older of the catalog's and the
-store's reads; a request then reads only the user's own rows. Catalog, availability, price and popularity
-changes reach the feed within that time.
+store-level sources read, ranked: trending, popular and each aisle's most popular items (new arrivals are
+ranked with the catalog). The database keeps each store's shelf packed into a few binary values (migration
+0040: packed by the recompute after each run and by the catalog and availability routes), so reading one is
+one row, and unpacking it costs no per-item Python. Containers are reused across requests: a shelf serves the
+store's requests for `FEED_STORE_SHELF_TTL_S` seconds, then its pack is checked again (a few bytes when it has
+not changed). The catalog is read again only when its version changed. A store whose pack is missing, stale
+(its availability written since) or over another catalog is stocked from its rows instead, as before packs.
+At most `FEED_STORE_SHELF_CACHE_SIZE` shelves are kept, the least recently used dropped first.
 
-Per-item facts are kept by the item's position in the catalog, in arrays: a shelf costs about 30 bytes per
-catalog item (0.6 MB for 20,000 items), where Python tuples per item cost about 20 times as much.
+Per-item facts are kept by the item's position in the catalog (item_id order), in arrays: a shelf costs about
+37 bytes per catalog item (0.75 MB for 20,000 items), where Python tuples per item cost about 20 times as much.
 """
 
 from __future__ import annotations
 
+import sys
 from array import array
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from operator import itemgetter
 from time import monotonic
 
-from feedcore.db.feed import CatalogRow, StoreRows
+from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows
 
 _ACTIVE, _CREATED_AT, _AISLE = 6, 7, 4  # positions in a CatalogRow
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """Every catalog item, by position; new arrivals ranked once per load."""
+    """Every catalog item, by position (item_id order); new arrivals ranked once per load."""
 
+    version: int  # catalog_state.version when read
     rows: list[CatalogRow]
     positions: dict[str, int]  # item_id → position in rows
     new_arrivals: list[int]  # active items, newest first
 
 
-def stock_catalog(rows: list[CatalogRow]) -> Catalog:
+def stock_catalog(version: int, rows: list[CatalogRow]) -> Catalog:
     positions = {row[0]: position for position, row in enumerate(rows)}
     active = [position for position, row in enumerate(rows) if row[_ACTIVE]]
-    return Catalog(rows, positions, sorted(active, key=lambda position: rows[position][_CREATED_AT], reverse=True))
+    newest_first = sorted(active, key=lambda position: rows[position][_CREATED_AT], reverse=True)
+    return Catalog(version, rows, positions, newest_first)
 
 
 @dataclass(frozen=True)
@@ -46,9 +53,9 @@ class StoreShelf:
 
     catalog: Catalog
     store_known: bool
-    epoch: datetime | None
-    available: bytearray | None  # 1 where the store sells the item; None for a store the catalog does not know
-    shelf_prices: dict[int, float]  # where the store has its own price
+    packed_at: datetime | None  # the pack it was unpacked from; None: stocked from the store's rows
+    available: bytes | bytearray | None  # 1 where the store sells the item; None: a store the catalog lacks
+    prices: array  # the store's shelf price (NaN where it has none: the catalog price applies)
     popularity: array  # raw popularity at the store (0 without any)
     trending: array  # trending score at the store (0 without any)
     trending_items: array  # items trending at the store (score > 0)
@@ -58,74 +65,132 @@ class StoreShelf:
     item_model_scores: dict[str, dict[int, float]]  # per model: position → its item-level score
 
 
-def stock_shelf(catalog: Catalog, models: tuple[str, ...], rows: StoreRows) -> StoreShelf:
-    """Rank a store's rows into its shelf over `catalog` (rows of items it lacks are left out)."""
+def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
+    """Rank a store's rows into its shelf over `catalog` (rows of items it lacks are left out); ties by
+    position, as in a packed shelf. Without item-level model scores (see with_item_models)."""
     positions, size = catalog.positions, len(catalog.rows)
-    available, shelf_prices = None, {}
+    available, prices = None, array("d", [_NO_PRICE]) * size
     if rows.availability is not None:
         available = bytearray(size)
         for item_id, sells, price in rows.availability:
             if (position := positions.get(item_id)) is not None:
                 available[position] = sells
                 if price is not None:
-                    shelf_prices[position] = price
+                    prices[position] = price
     popularity, trending = array("d", bytes(8 * size)), array("d", bytes(8 * size))
     rated = []
     for item_id, raw, trend in rows.popularity:
         if (position := positions.get(item_id)) is not None:
             popularity[position], trending[position] = raw, trend
             rated.append(position)
-    popular = sorted(rated, key=popularity.__getitem__, reverse=True)
+    rated.sort()
+    popular = sorted(rated, key=popularity.__getitem__, reverse=True)  # stable: ties stay by position
     aisles: dict[str, list[int]] = {}
     for position in popular:
         row = catalog.rows[position]
         if row[_ACTIVE]:
             aisles.setdefault(row[_AISLE], []).append(position)
     trending_items = sorted((p for p in rated if trending[p] > 0), key=trending.__getitem__, reverse=True)
-    item_models: dict[str, list[tuple[int, float]]] = {model: [] for model in models}
-    for model, item_id, score in sorted(rows.item_model_scores, key=itemgetter(2), reverse=True):
-        if (position := positions.get(item_id)) is not None:
-            item_models[model].append((position, score))
     return StoreShelf(
-        catalog, rows.store_known, rows.epoch, available, shelf_prices, popularity, trending,
+        catalog, rows.store_known, None, available, prices, popularity, trending,
         array("i", trending_items), array("i", popular),
-        {aisle: array("i", items) for aisle, items in aisles.items()}, item_models,
-        {model: dict(ranked) for model, ranked in item_models.items()},
+        {aisle: array("i", items) for aisle, items in aisles.items()}, {}, {},
     )  # fmt: skip
 
 
+def unpack_shelf(catalog: Catalog, pack: ShelfPack) -> StoreShelf:
+    """The shelf of a pack read with its values, over the catalog it was packed over. Without item-level
+    model scores (see with_item_models)."""
+    aisle_items, aisles, start = _numbers("i", pack.aisle_items), {}, 0
+    for size in _numbers("i", pack.aisle_sizes):
+        aisles[catalog.rows[aisle_items[start]][_AISLE]] = aisle_items[start : start + size]
+        start += size
+    return StoreShelf(
+        catalog, pack.store_known, pack.packed_at, pack.available, _numbers("d", pack.prices),
+        _numbers("d", pack.popularity), _numbers("d", pack.trending), _numbers("i", pack.trending_items),
+        _numbers("i", pack.popular_items), aisles, {}, {},
+    )  # fmt: skip
+
+
+def with_item_models(
+    shelf: StoreShelf, models: tuple[str, ...], scores: list[tuple[str, str, float]]
+) -> StoreShelf:
+    """The shelf with the item-level scores of `models`, ranked: (model, item_id, score) rows of items the
+    catalog lacks are left out."""
+    positions = shelf.catalog.positions
+    item_models: dict[str, list[tuple[int, float]]] = {model: [] for model in models}
+    for model, item_id, score in sorted(scores, key=itemgetter(2), reverse=True):
+        if (position := positions.get(item_id)) is not None:
+            item_models[model].append((position, score))
+    return replace(
+        shelf, item_models=item_models, item_model_scores={model: dict(ranked) for model, ranked in item_models.items()}
+    )
+
+
+_NO_PRICE = float("nan")
+_NETWORK_ORDER_IS_NATIVE = sys.byteorder == "big"
+
+
+def _numbers(typecode: str, packed: bytes | None) -> array:
+    """An array of the numbers packed in network byte order (float8send, int4send)."""
+    numbers = array(typecode)
+    numbers.frombytes(packed or b"")
+    if not _NETWORK_ORDER_IS_NATIVE:
+        numbers.byteswap()
+    return numbers
+
+
+@dataclass(frozen=True)
+class ShelfReader:
+    """How the cache reads: the catalog (version, rows), a store's pack (given the packed_at of the one held),
+    a store's rows (no current pack), the item-level scores of the models."""
+
+    catalog: Callable[[], tuple[int, list[CatalogRow]]]
+    pack: Callable[[datetime | None], ShelfPack]
+    store_rows: Callable[[], StoreRows]
+    item_model_scores: Callable[[], list[tuple[str, str, float]]]
+
+
 class ShelfCache:
-    """The catalog and the store shelves this container has read, each kept `ttl_s` seconds (0: not kept)."""
+    """The catalog and the store shelves this container has read, each shelf used `ttl_s` seconds before its
+    pack is checked again (0: checked for every request); at most `size` shelves, least recently used out."""
 
     def __init__(self) -> None:
-        self._catalog: tuple[float, Catalog] | None = None
-        self._shelves: dict[tuple[str, tuple[str, ...]], tuple[float, StoreShelf]] = {}
+        self._catalog: Catalog | None = None
+        self._shelves: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, StoreShelf]] = OrderedDict()
 
     def shelf(
-        self,
-        store_id: str,
-        models: tuple[str, ...],
-        ttl_s: float,
-        read_catalog: Callable[[], list[CatalogRow]],
-        read_store: Callable[[], StoreRows],
+        self, store_id: str, models: tuple[str, ...], ttl_s: float, size: int, read: ShelfReader
     ) -> StoreShelf:
-        """The store's shelf with the item-level scores of `models`: the cached one while both it and its
-        catalog were read less than `ttl_s` ago, else one stocked from `read_store()` over a catalog from
-        `read_catalog()` when the cached one is as old. Read errors propagate (nothing stale is served)."""
+        """The store's shelf with the item-level scores of `models`: the cached one while it was checked less
+        than `ttl_s` ago; else the store's pack, reused when it has not changed, unpacked when it has, and
+        the store's rows when the pack is missing, stale or over another catalog than the current one (read
+        again when its version moved). Read errors propagate (and drop the shelf: nothing stale is served)."""
         key, now = (store_id, models), monotonic()
-        cached = self._shelves.get(key)
+        cached = self._shelves.pop(key, None)
         if cached is not None and now - cached[0] < ttl_s:
+            self._shelves[key] = cached
             return cached[1]
-        self._shelves.pop(key, None)
-        if self._catalog is None or now - self._catalog[0] >= ttl_s:
-            # Every shelf counts its age from the catalog it was stocked over, so all have expired with it:
-            # dropping them keeps only the stores asked for since, and no old catalog alive.
-            self._shelves.clear()
-            self._catalog = (now, stock_catalog(read_catalog()))
-        catalog_read_at, catalog = self._catalog
-        shelf = stock_shelf(catalog, models, read_store())
-        if ttl_s > 0:
-            self._shelves[key] = (min(now, catalog_read_at), shelf)
+        held = cached[1] if cached is not None else None
+        pack = read.pack(held.packed_at if held is not None else None)
+        if self._catalog is None or self._catalog.version != pack.catalog_version:
+            self._catalog = stock_catalog(*read.catalog())
+            self._shelves.clear()  # stocked over the old catalog
+            held = None
+        catalog = self._catalog
+        if pack.packed_at is None or pack.stale or pack.packed_version != catalog.version:
+            shelf = stock_shelf(catalog, read.store_rows())
+        elif not pack.changed and held is not None and held.packed_at == pack.packed_at:
+            shelf = held
+        else:
+            if not pack.changed:  # the held shelf is gone (another catalog): read the values
+                pack = read.pack(None)
+            shelf = unpack_shelf(catalog, pack)
+        if models:
+            shelf = with_item_models(shelf, models, read.item_model_scores())
+        self._shelves[key] = (now, shelf)
+        while len(self._shelves) > size:
+            self._shelves.popitem(last=False)
         return shelf
 
     def clear(self) -> None:

@@ -76,6 +76,7 @@ def _hydrate(
     seed: str | None,
 ) -> Candidate:  # fmt: skip
     item_id, name, brand, department, aisle, tags, active, created_at, catalog_price = shelf.catalog.rows[position]
+    shelf_price = shelf.prices[position]
     seed_name = None
     if seed is not None and (seed_position := shelf.catalog.positions.get(seed)) is not None:
         seed_name = shelf.catalog.rows[seed_position][1]
@@ -83,12 +84,12 @@ def _hydrate(
     return Candidate(
         source, score, seed, seed_name, item_id, name, brand, department, aisle, tags, active, created_at,
         None if shelf.available is None else shelf.available[position] == 1,
-        shelf.shelf_prices.get(position, catalog_price),
+        catalog_price if shelf_price != shelf_price else shelf_price,  # NaN: no shelf price
         history.purchase_count, history.first_purchased_at, history.last_purchased_at, history.purchase_raw,
         history.affinity_raw, history.hidden, history.last_hidden_at,
         shelf.popularity[position], shelf.trending[position], user.aisles.get(aisle, 0.0),
         _model_score(shelf, user, models, item_id, position) if models else None,
-        *user.recent.get(item_id, _NO_RECENT_EVENTS), shelf.epoch, shelf.store_known,
+        *user.recent.get(item_id, _NO_RECENT_EVENTS), shelf.store_known,
     )  # fmt: skip
 
 

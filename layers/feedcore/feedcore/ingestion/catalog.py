@@ -6,6 +6,7 @@ import psycopg
 
 from feedcore.api.models import AvailabilityUpdate, CatalogResult, CatalogUpdate, FieldError, StoreAvailability
 from feedcore.db import catalog as catalog_db
+from feedcore.db import feed as feed_db
 from feedcore.db.connection import run
 from feedcore.errors import InvalidRequest, RequestTooLarge
 from feedcore.observability import logger
@@ -21,7 +22,14 @@ def _check_size(count: int) -> None:
 def upsert_catalog(update: CatalogUpdate) -> CatalogResult:
     """Insert new products and update existing ones, all or nothing."""
     _check_size(len(update.items))
-    upserted = run(lambda conn: catalog_db.upsert_items(conn, update.items))
+
+    def apply(conn: psycopg.Connection) -> int:
+        upserted = catalog_db.upsert_items(conn, update.items)
+        # Positions in the catalog may have moved: every store's packed shelf, in the same transaction.
+        feed_db.pack_store_shelves(conn)
+        return upserted
+
+    upserted = run(apply)
     logger.info("catalog updated", extra={"items": upserted})
     return CatalogResult(upserted=upserted)
 
@@ -46,7 +54,9 @@ def update_availability(store_id: str, update: AvailabilityUpdate) -> CatalogRes
                 ],
             )
         catalog_db.ensure_store(conn, store_id, update.store_name)
-        return catalog_db.upsert_availability(conn, entries)
+        upserted = catalog_db.upsert_availability(conn, entries)
+        feed_db.pack_store_shelves(conn, [store_id])  # the feed reads the store's packed shelf
+        return upserted
 
     upserted = run(apply)
     logger.info("availability updated", extra={"store_id": store_id, "items": upserted})
