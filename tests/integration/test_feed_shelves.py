@@ -127,7 +127,9 @@ def _comparable(shelf: shelves.StoreShelf) -> dict:
     }
 
 
-def test_the_recompute_packs_every_stores_shelf_as_its_rows_rank_it(popular_store: None, db: psycopg.Connection) -> None:
+def test_the_recompute_packs_every_stores_shelf_as_its_rows_rank_it(
+    popular_store: None, db: psycopg.Connection
+) -> None:
     catalog = stock_catalog(*feed_db.catalog(db))
 
     for store_id in (STORE, OTHER_STORE, "a-store-the-catalog-lacks"):

@@ -204,9 +204,7 @@ def test_the_cache_keeps_a_shelf_for_its_ttl_then_checks_its_pack(monkeypatch: p
     [{"packed_at": None}, {"stale": True}, {"packed_version": 0}],
     ids=["no pack", "stale pack", "packed over another catalog"],
 )
-def test_a_store_without_a_current_pack_is_ranked_from_its_rows(
-    monkeypatch: pytest.MonkeyPatch, change: dict
-) -> None:
+def test_a_store_without_a_current_pack_is_ranked_from_its_rows(monkeypatch: pytest.MonkeyPatch, change: dict) -> None:
     clock = [100.0]
     monkeypatch.setattr(shelves, "monotonic", lambda: clock[0])
     database, cache = FakeDatabase(clock, **change), ShelfCache()

@@ -114,7 +114,7 @@ class FeedSettings(BaseSettings):
     realtime_window_minutes: int = Field(default=360, ge=1, le=10_080, description="events read as they come")
     buy_again_pool: int = Field(default=200, ge=10, le=2000, description="purchased items re-ranked by timing")
     store_shelf_ttl_s: float = Field(
-        default=30, ge=0, le=600, description="how long a container uses a store's shelf unchecked; 0: check per request"
+        default=30, ge=0, le=600, description="how long a shelf is used unchecked; 0: checked per request"
     )
     store_shelf_cache_size: int = Field(default=50, ge=1, le=10_000, description="store shelves a container keeps")
     buy_again_due_weight: float = Field(default=0.5, ge=0, description="boost of an item due for replenishment")

@@ -36,4 +36,3 @@ def buy_again_score(
     last bought six days ago outranks milk bought as often but yesterday. Comparable between one user's
     items."""
     return purchase_raw * (1 + params.due_weight * due_ness(purchase_count, first, last, now, params.due_width))
-

@@ -30,8 +30,8 @@ from feedcore.settings import FeedSettings, feed_settings
 # Sources that only a user with history fills: none of them → the new-user fallback.
 _PERSONAL_SOURCES = frozenset({"buy_again", "favourite_aisles", "goes_well_with"})
 # Popular items kept per store in this container (as ranked; items are built only when served), served when
-# the database fails.
-_cached_popular: dict[str, list[Ranked]] = {}
+# the database fails; with the shelf they were ranked from (store-level facts only: ranked once per shelf).
+_cached_popular: dict[str, tuple[StoreShelf, list[Ranked]]] = {}
 # Store shelves this container has read (see feedcore.feed.shelves).
 _shelves = ShelfCache()
 
@@ -120,8 +120,9 @@ def _first_page(request: FeedRequest, page: _PageRequest, key: bytes, now: datet
         )  # fmt: skip
         for section in selected
     ]
-    if popular := popular_fallback(candidates, context):
-        _cached_popular[request.store_id] = popular
+    cached = _cached_popular.get(request.store_id)
+    if (cached is None or cached[0] is not shelf) and (popular := popular_fallback(candidates, context)):
+        _cached_popular[request.store_id] = (shelf, popular)
     feed = Feed(
         feed_id=feed_id,
         user_id=request.user_id,
@@ -197,7 +198,7 @@ def _degraded(request: FeedRequest, now: datetime) -> Feed:
     feed_id = uuid.uuid4().hex
     popular = [
         ranked
-        for ranked in _cached_popular.get(request.store_id, [])
+        for ranked in _cached_popular.get(request.store_id, (None, []))[1]
         if request.exclude_tags.isdisjoint(ranked.candidate.tags)
     ]
     items = [_feed_item(ranked, feed_id, POPULAR_SOURCE, position, False) for position, ranked in enumerate(popular)]

@@ -112,9 +112,7 @@ def unpack_shelf(catalog: Catalog, pack: ShelfPack) -> StoreShelf:
     )  # fmt: skip
 
 
-def with_item_models(
-    shelf: StoreShelf, models: tuple[str, ...], scores: list[tuple[str, str, float]]
-) -> StoreShelf:
+def with_item_models(shelf: StoreShelf, models: tuple[str, ...], scores: list[tuple[str, str, float]]) -> StoreShelf:
     """The shelf with the item-level scores of `models`, ranked: (model, item_id, score) rows of items the
     catalog lacks are left out."""
     positions = shelf.catalog.positions
@@ -159,9 +157,7 @@ class ShelfCache:
         self._catalog: Catalog | None = None
         self._shelves: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, StoreShelf]] = OrderedDict()
 
-    def shelf(
-        self, store_id: str, models: tuple[str, ...], ttl_s: float, size: int, read: ShelfReader
-    ) -> StoreShelf:
+    def shelf(self, store_id: str, models: tuple[str, ...], ttl_s: float, size: int, read: ShelfReader) -> StoreShelf:
         """The store's shelf with the item-level scores of `models`: the cached one while it was checked less
         than `ttl_s` ago; else the store's pack, reused when it has not changed, unpacked when it has, and
         the store's rows when the pack is missing, stale or over another catalog than the current one (read
