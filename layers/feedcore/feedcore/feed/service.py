@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,8 +31,9 @@ from feedcore.settings import FeedSettings, feed_settings
 # Sources that only a user with history fills: none of them → the new-user fallback.
 _PERSONAL_SOURCES = frozenset({"buy_again", "favourite_aisles", "goes_well_with"})
 # Popular items kept per store in this container (as ranked; items are built only when served), served when
-# the database fails; with the shelf they were ranked from (store-level facts only: ranked once per shelf).
-_cached_popular: dict[str, tuple[StoreShelf, list[Ranked]]] = {}
+# the database fails; with the shelf they were ranked from (store-level facts only: ranked once per shelf),
+# referred to weakly so that a shelf the cache dropped, and its catalog, are not kept alive.
+_cached_popular: dict[str, tuple[weakref.ref[StoreShelf], list[Ranked]]] = {}
 # Store shelves this container has read (see feedcore.feed.shelves).
 _shelves = ShelfCache()
 
@@ -121,8 +123,8 @@ def _first_page(request: FeedRequest, page: _PageRequest, key: bytes, now: datet
         for section in selected
     ]
     cached = _cached_popular.get(request.store_id)
-    if (cached is None or cached[0] is not shelf) and (popular := popular_fallback(candidates, context)):
-        _cached_popular[request.store_id] = (shelf, popular)
+    if (cached is None or cached[0]() is not shelf) and (popular := popular_fallback(candidates, context)):
+        _cached_popular[request.store_id] = (weakref.ref(shelf), popular)
     feed = Feed(
         feed_id=feed_id,
         user_id=request.user_id,
