@@ -266,8 +266,8 @@ def save_feed(conn: psycopg.Connection, feed: FeedRecord, sections: str, expires
     conn.execute(_SAVE_FEED, {**feed.__dict__, "expires_at": expires_at, "sections": sections})
 
 
-def feed_snapshot(conn: psycopg.Connection, feed_id: str, user_id: str, now: datetime) -> list[dict] | None:
-    """The ranked sections of the user's feed `feed_id`, or None when it expired (or never existed)."""
+def feed_snapshot(conn: psycopg.Connection, feed_id: str, user_id: str, now: datetime) -> dict | None:
+    """The user's ranked feed `feed_id` as recorded (the Feed document), or None when it expired (or never existed)."""
     row = conn.execute(
         "SELECT sections FROM feed_snapshots WHERE feed_id = %s AND user_id = %s AND expires_at > %s",
         (feed_id, user_id, now),
