@@ -8,7 +8,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from feedcore.api.models import StoreAvailability
+from feedcore.api.catalog_models import StoreAvailability
 from feedcore.db import catalog as catalog_db
 from feedcore.feed import shelves
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
