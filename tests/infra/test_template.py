@@ -341,7 +341,8 @@ def test_the_feed_function_starts_from_a_snapstart_snapshot_behind_an_alias(temp
     # SnapStart excludes provisioned concurrency, EFS and more than 512 MB of ephemeral storage.
     assert "ProvisionedConcurrencyConfig" not in props and "FileSystemConfigs" not in props
     assert _effective(template, props, "EphemeralStorage") in (None, {"Size": 512})
-    assert _effective(template, props, "Runtime") >= "python3.12"
+    runtime = _effective(template, props, "Runtime")
+    assert tuple(int(part) for part in runtime.removeprefix("python").split(".")) >= (3, 12)  # Python from 3.12
 
 
 def test_pydantic_does_not_scan_for_plugins_at_start(template):

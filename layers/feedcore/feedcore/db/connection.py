@@ -122,8 +122,8 @@ def open_cached_connection() -> None:
 
 
 def forget_cached_connection() -> None:
-    """Drop this thread's connection without talking to the server, and the RDS client that signed its token
-    (after a SnapStart restore: the socket did not survive the snapshot, the credentials may have expired)."""
+    """Close and forget this thread's connection and the RDS client that signed its token (after a SnapStart
+    restore: the server is long gone from the socket, and the token and credentials may have expired)."""
     reset_cached_connection()
     _rds_client.cache_clear()
 
