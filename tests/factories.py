@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 from pydantic import TypeAdapter
 
-from feedcore.api.models import CatalogItem, Event, Store, StoreAvailability
+from feedcore.api.catalog_models import CatalogItem, Store, StoreAvailability
+from feedcore.api.event_models import Event
 from feedcore.db import catalog as catalog_db
 from feedcore.db.connection import run
 from feedcore.db.events import MissingPartition, ensure_event_partitions, month_of, store_events

@@ -6,8 +6,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from feedcore.api import feed
 from feedcore.api.resolvers import lambda_resolver
 from feedcore.observability import logger, metrics, tracer
+from feedcore.snapstart import register_snapstart_hooks
 
 app = lambda_resolver(feed.router)
+register_snapstart_hooks(app, feed.REJECTED_REQUEST)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

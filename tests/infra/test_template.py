@@ -331,3 +331,19 @@ def test_the_feed_function_starts_with_its_settings(template, monkeypatch):
     settings = FeedSettings()
 
     assert settings.cursor_secret_arn and settings.appconfig_application
+
+
+def test_the_feed_function_starts_from_a_snapstart_snapshot_behind_an_alias(template):
+    props = _functions(template)["AssembleFeedFunction"]
+    # SnapStart applies to published versions only; the alias makes SAM publish one and route the API to it.
+    assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert props["AutoPublishAlias"]
+    # SnapStart excludes provisioned concurrency, EFS and more than 512 MB of ephemeral storage.
+    assert "ProvisionedConcurrencyConfig" not in props and "FileSystemConfigs" not in props
+    assert _effective(template, props, "EphemeralStorage") in (None, {"Size": 512})
+    runtime = _effective(template, props, "Runtime")
+    assert tuple(int(part) for part in runtime.removeprefix("python").split(".")) >= (3, 12)  # Python from 3.12
+
+
+def test_pydantic_does_not_scan_for_plugins_at_start(template):
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["PYDANTIC_DISABLE_PLUGINS"] == "__all__"

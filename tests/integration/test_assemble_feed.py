@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from feedcore import settings
-from feedcore.api.models import CatalogItem, StoreAvailability
+from feedcore.api.catalog_models import CatalogItem, StoreAvailability
 from feedcore.db import catalog as catalog_db
 from feedcore.ingestion.privacy import delete_user
 from feedcore.ingestion.retention import apply_retention

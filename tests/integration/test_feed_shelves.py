@@ -10,7 +10,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from feedcore.api.models import AvailabilityUpdate, CatalogItem, CatalogUpdate, StoreAvailability
+from feedcore.api.catalog_models import AvailabilityUpdate, CatalogItem, CatalogUpdate, StoreAvailability
 from feedcore.db import catalog as catalog_db
 from feedcore.db import feed as feed_db
 from feedcore.feed import shelves

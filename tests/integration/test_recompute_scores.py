@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from feedcore import settings
-from feedcore.api.models import EventBatch
+from feedcore.api.event_models import EventBatch
 from feedcore.db.connection import run
 from feedcore.db.events import store_events
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY, try_lock_recompute

@@ -1,6 +1,7 @@
 """What a fresh feed function loads at start: the X-Ray SDK (whose recorder builds botocore clients) only
-where the Tracer records subsegments, and never the AWS SDK's clients or the OpenAPI models, which only the
-OpenAPI document needs. Each case imports functions/assemble_feed/app.py in a fresh interpreter."""
+where the Tracer records subsegments, and never the AWS SDK's clients, the OpenAPI models, which only the
+OpenAPI document needs, or the events' and the catalog's contract models, which only the other functions need.
+Each case imports functions/assemble_feed/app.py in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 FEED_FUNCTION = REPO_ROOT / "functions" / "assemble_feed" / "app.py"
-HEAVY_MODULES = ("aws_xray_sdk", "boto3", "botocore.session", "aws_lambda_powertools.event_handler.openapi.models")
+HEAVY_MODULES = (
+    "aws_xray_sdk",
+    "boto3",
+    "botocore.session",
+    "aws_lambda_powertools.event_handler.openapi.models",
+    "feedcore.api.event_models",
+    "feedcore.api.catalog_models",
+)
 _LOADED_AFTER_IMPORT = f"""
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("assemble_feed_app", {str(FEED_FUNCTION)!r})

@@ -6,7 +6,8 @@ import uuid
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from feedcore.api.models import Event, FeedItem, Money
+from feedcore.api.event_models import Event
+from feedcore.api.models import FeedItem, Money
 from feedcore.scoring.service import run_timeout_ms
 from feedcore.scoring.trigger import recompute_request_from_event
 from tests.aws_events import eventbridge_scheduled_event

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from feedcore.api.models import EventBatch
+from feedcore.api.event_models import EventBatch
 from feedcore.ingestion.service import TimeWindow, first_occurrences, screen_events
 from feedcore.settings import IngestSettings
 

@@ -180,7 +180,8 @@ class MetricSum:
 
 def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str, Any]:
     """Replay, recompute, assemble and score; returns the metrics (the caller prints them as JSON)."""
-    from feedcore.api.models import CatalogItem, EventBatch, Store, StoreAvailability
+    from feedcore.api.catalog_models import CatalogItem, Store, StoreAvailability
+    from feedcore.api.event_models import EventBatch
     from feedcore.db import catalog as catalog_db
     from feedcore.db.connection import run
     from feedcore.feed.experiments import ranking_config

@@ -20,16 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from feedcore.api.models import (
-    AddToCartEvent,
-    CatalogItem,
-    ClickEvent,
-    PurchaseEvent,
-    PurchaseLine,
-    Store,
-    StoreAvailability,
-    User,
-)
+from feedcore.api.catalog_models import CatalogItem, Store, StoreAvailability, User
+from feedcore.api.event_models import AddToCartEvent, ClickEvent, PurchaseEvent, PurchaseLine
 
 # --- catalog tables ---------------------------------------------------------------------------------
 

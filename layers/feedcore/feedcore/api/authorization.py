@@ -16,16 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from feedcore.api.models import EventBatch
 from feedcore.errors import Forbidden, Unauthenticated
 from feedcore.settings import auth_settings
+
+if TYPE_CHECKING:
+    from feedcore.api.event_models import EventBatch
 
 # The OpenAPI security requirement of the admin routes (feedcore.api.catalog) and of every other route.
 ADMIN_SECURITY = [{"admin": []}]

@@ -8,7 +8,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from feedcore.api.authorization import ADMIN_SECURITY
-from feedcore.api.models import AvailabilityUpdate, CatalogResult, CatalogUpdate, Identifier, UserDeletion
+from feedcore.api.catalog_models import AvailabilityUpdate, CatalogResult, CatalogUpdate, UserDeletion
+from feedcore.api.models import Identifier
 from feedcore.ingestion.catalog import update_availability, upsert_catalog
 from feedcore.ingestion.privacy import delete_user
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from feedcore.api.authorization import authorize_events
-from feedcore.api.models import EventBatch, IngestResult
+from feedcore.api.event_models import EventBatch, IngestResult
 from feedcore.ingestion.service import ingest_batch
 
 router = APIGatewayRouter()

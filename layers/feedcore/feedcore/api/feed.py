@@ -48,3 +48,15 @@ def get_feed(
             debug=debug,
         )
     )
+
+
+# A request of this route that validation turns away (store_id breaks the Identifier pattern), which warms the
+# route's validation without a database or AWS call (feedcore.snapstart).
+REJECTED_REQUEST = {
+    "resource": "/v1/users/{user_id}/feed", "path": "/v1/users/snapshot/feed", "httpMethod": "GET",
+    "headers": {}, "multiValueHeaders": {}, "queryStringParameters": {"store_id": "!"},
+    "multiValueQueryStringParameters": {"store_id": ["!"]}, "pathParameters": {"user_id": "snapshot"},
+    "body": None, "isBase64Encoded": False,
+    "requestContext": {"resourcePath": "/v1/users/{user_id}/feed", "httpMethod": "GET", "requestId": "snapshot",
+                       "authorizer": {"claims": {"sub": "snapshot"}}},
+}  # fmt: skip

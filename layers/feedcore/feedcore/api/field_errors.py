@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from feedcore.api.models import EVENT_TYPES, FieldError
+from feedcore.api.models import FieldError
 
 # Location kinds Powertools puts first; the client knows where the field is.
 _LOCATION_KINDS = ("body", "query", "path", "header")
@@ -16,6 +16,8 @@ MALFORMED_BODY_ERRORS = frozenset({"json_invalid"})
 def field_path(loc: Sequence[str | int]) -> str:
     """("body", "events", 0, "purchase", "items", 1) -> "events[0].items[1]": the leading location kind and
     pydantic's discriminated-union tag are dropped."""
+    from feedcore.api.event_models import EVENT_TYPES  # an error path: the feed function does not load them
+
     parts: list[str] = []
     previous: str | int | None = None
     for index, element in enumerate(loc):

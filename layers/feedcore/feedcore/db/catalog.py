@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from feedcore.api.models import CatalogItem, Store, StoreAvailability, User
+from feedcore.api.catalog_models import CatalogItem, Store, StoreAvailability, User
 
 
 def upsert_stores(conn: psycopg.Connection, stores: Sequence[Store]) -> None:

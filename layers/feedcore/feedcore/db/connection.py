@@ -116,6 +116,18 @@ def reset_cached_connection() -> None:
     _cache.connection = None
 
 
+def open_cached_connection() -> None:
+    """Open this thread's connection now rather than on the first request (before a SnapStart snapshot)."""
+    _cached_connection()
+
+
+def forget_cached_connection() -> None:
+    """Close and forget this thread's connection and the RDS client that signed its token (after a SnapStart
+    restore: the server is long gone from the socket, and the token and credentials may have expired)."""
+    reset_cached_connection()
+    _rds_client.cache_clear()
+
+
 def _cached_connection() -> tuple[psycopg.Connection, bool]:
     """The container's connection and whether it is reused from an earlier call."""
     conn: psycopg.Connection | None = getattr(_cache, "connection", None)

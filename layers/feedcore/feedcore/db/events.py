@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 from pydantic import TypeAdapter
 
-from feedcore.api.models import ValidEvent
+from feedcore.api.event_models import ValidEvent
 
 # Serializes partition creation between concurrent writers.
 PARTITION_LOCK_KEY = 7_246_201_119

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from feedcore.api.models import AvailabilityUpdate, CatalogResult, CatalogUpdate, FieldError, StoreAvailability
+from feedcore.api.catalog_models import AvailabilityUpdate, CatalogResult, CatalogUpdate, StoreAvailability
+from feedcore.api.models import FieldError
 from feedcore.db import catalog as catalog_db
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import run

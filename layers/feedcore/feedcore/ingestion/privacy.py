@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from feedcore.api.models import UserDeletion
+from feedcore.api.catalog_models import UserDeletion
 from feedcore.db import catalog as catalog_db
 from feedcore.db import events as events_db
 from feedcore.db import feed as feed_db

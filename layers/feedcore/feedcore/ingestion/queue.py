@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import Json
 
-from feedcore.api.models import EventBatch, IngestResult
+from feedcore.api.event_models import EventBatch, IngestResult
 from feedcore.errors import FeedError
 from feedcore.ingestion.service import ingest_batch
 from feedcore.observability import logger

@@ -12,16 +12,9 @@ import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from feedcore.api.event_models import Event, EventBatch, IngestResult, PurchaseEvent, ValidEvent
 from feedcore.api.field_errors import field_errors
-from feedcore.api.models import (
-    Event,
-    EventBatch,
-    EventRejection,
-    FieldError,
-    IngestResult,
-    PurchaseEvent,
-    ValidEvent,
-)
+from feedcore.api.models import EventRejection, FieldError
 from feedcore.db import events as events_db
 from feedcore.db.connection import run
 from feedcore.db.events import month_of, next_month
