@@ -62,7 +62,10 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
             "SELECT item_id, ARRAY[basket_raw * %s], basket_count FROM item_baskets", (decay(PAIRS_HALF_LIFE_S),)
         ),
         "pair_counts": conn.execute(
-            "SELECT a.item_id || '/' || b.item_id, ARRAY[c.pair_raw * %s], c.pair_count FROM item_pair_counts c"
+            # Named by the two items in byte order: the keys (and so which item is first in a row) are numbered
+            # in the order the items were first seen, and afresh by a full rebuild.
+            "SELECT least(a.item_id, b.item_id) || '/' || greatest(a.item_id, b.item_id), ARRAY[c.pair_raw * %s],"
+            " c.pair_count FROM item_pair_counts c"
             " JOIN item_baskets a ON a.item_key = c.item_key JOIN item_baskets b ON b.item_key = c.paired_item_key",
             (decay(PAIRS_HALF_LIFE_S),),
         ),
