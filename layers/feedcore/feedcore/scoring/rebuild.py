@@ -16,11 +16,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from time import monotonic
 
 import psycopg
 
 from feedcore.db import connection
 from feedcore.db import scores as scores_db
+from feedcore.observability import logger
 from feedcore.settings import ScoringSettings
 
 
@@ -32,12 +34,17 @@ def rebuild_scores(
     of them) and swap the rebuilt tables in. Statements of the other parts are bounded by `timeout_ms`."""
     scores_db.start_rebuild(conn, scores_db.REBUILD_RUN_TABLES)
     parts = _SideParts(conn, scores_db.export_snapshot(conn), timeout_ms)
-    categories = parts.start(lambda side: scores_db.rebuild_categories(side, settings, epoch, chunk, as_of))
-    pairs = parts.start(lambda side: scores_db.rebuild_pairs(side, settings, epoch, chunk))
+    categories = parts.start("categories", lambda side: scores_db.rebuild_categories(side, settings, epoch, chunk,
+                                                                                  as_of))  # fmt: skip
+    pairs = parts.start("pairs", lambda side: scores_db.rebuild_pairs(side, settings, epoch, chunk))
     with parts:
+        started = monotonic()
         counts = scores_db.rebuild_events(conn, settings, epoch, chunk, as_of)
+        parts.seconds["events"] = round(monotonic() - started, 2)
         category_rows, pair_counts = categories.result(), pairs.result()
+    started = monotonic()
     scores_db.swap_rebuilt(conn, items_keyed=pair_counts.item_updates)
+    logger.info("score tables rebuilt", extra={"part_seconds": parts.seconds, "swap_seconds": monotonic() - started})
     return scores_db.ApplyCounts(counts.events_scored, counts.popularity_updates, counts.affinity_updates,
                                  category_rows), pair_counts  # fmt: skip
 
@@ -55,20 +62,24 @@ class _SideParts:
         self._connections: list[psycopg.Connection] = []
         self._stopping = False  # the run failed: parts still starting give up, running ones are cancelled
         self._failure: BaseException | None = None  # the first part to fail on its own
+        self.seconds: dict[str, float] = {}  # how long each part took, by name
 
-    def start[T](self, part: Callable[[psycopg.Connection], T]) -> Future[T]:
-        future = self._pool.submit(self._run, part)
+    def start[T](self, name: str, part: Callable[[psycopg.Connection], T]) -> Future[T]:
+        future = self._pool.submit(self._run, name, part)
         future.add_done_callback(self._on_done)
         return future
 
-    def _run[T](self, part: Callable[[psycopg.Connection], T]) -> T:
+    def _run[T](self, name: str, part: Callable[[psycopg.Connection], T]) -> T:
+        started = monotonic()
         with connection.snapshot_transaction(self._snapshot) as side:
             with self._lock:
                 if self._stopping:
                     raise RuntimeError("the rebuild stopped before this part started")
                 self._connections.append(side)
             scores_db.bound_transaction(side, self._timeout_ms)
-            return part(side)
+            result = part(side)
+        self.seconds[name] = round(monotonic() - started, 2)  # committed
+        return result
 
     def _on_done(self, future: Future) -> None:
         error = future.exception()
