@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from feedcore import settings
 from feedcore.api.models import EventBatch
+from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.db.events import store_events
-from feedcore.db import scores as scores_db
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY, try_lock_recompute
 from feedcore.ingestion.service import ingest_batch
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
@@ -363,7 +363,8 @@ def test_a_full_rebuild_swaps_in_tables_indexed_exactly_like_the_ones_it_replace
 
 
 def rebuild_copies(conn: psycopg.Connection) -> list[str]:
-    return [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%%_rebuild' ORDER BY 1")]
+    rows = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%%_rebuild' ORDER BY 1")
+    return [row[0] for row in rows]
 
 
 def test_a_rebuild_that_fails_after_its_parts_committed_changes_nothing_and_the_next_drops_their_copies(
