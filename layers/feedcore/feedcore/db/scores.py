@@ -615,7 +615,10 @@ def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
 
 
 def export_snapshot(conn: psycopg.Connection) -> str:
-    """The id of the current transaction's snapshot, for the other parts of a rebuild to import."""
+    """The id of the current transaction's snapshot, for the other parts of a rebuild to import. The
+    transaction first locks the event log's partitions against retention's DROP until it ends: a part reads
+    them only after it has imported the snapshot, which does not cover the catalog."""
+    conn.execute("LOCK TABLE events IN ACCESS SHARE MODE")
     return conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
 
 

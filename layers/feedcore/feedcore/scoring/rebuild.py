@@ -44,7 +44,8 @@ def rebuild_scores(
         category_rows, pair_counts = categories.result(), pairs.result()
     started = monotonic()
     scores_db.swap_rebuilt(conn, items_keyed=pair_counts.item_updates)
-    logger.info("score tables rebuilt", extra={"part_seconds": parts.seconds, "swap_seconds": monotonic() - started})
+    logger.info("score tables rebuilt",
+                extra={"part_seconds": parts.seconds, "swap_seconds": round(monotonic() - started, 2)})  # fmt: skip
     return scores_db.ApplyCounts(counts.events_scored, counts.popularity_updates, counts.affinity_updates,
                                  category_rows), pair_counts  # fmt: skip
 
