@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from time import monotonic, sleep
 
 import psycopg
 import pytest
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 
 from feedcore import settings
 from feedcore.api.event_models import EventBatch
+from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.db.events import store_events
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY, try_lock_recompute
@@ -62,7 +64,10 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
             "SELECT item_id, ARRAY[basket_raw * %s], basket_count FROM item_baskets", (decay(PAIRS_HALF_LIFE_S),)
         ),
         "pair_counts": conn.execute(
-            "SELECT a.item_id || '/' || b.item_id, ARRAY[c.pair_raw * %s], c.pair_count FROM item_pair_counts c"
+            # Named by the two items in byte order: the keys (and so which item is first in a row) are numbered
+            # in the order the items were first seen, and afresh by a full rebuild.
+            "SELECT least(a.item_id, b.item_id) || '/' || greatest(a.item_id, b.item_id), ARRAY[c.pair_raw * %s],"
+            " c.pair_count FROM item_pair_counts c"
             " JOIN item_baskets a ON a.item_key = c.item_key JOIN item_baskets b ON b.item_key = c.paired_item_key",
             (decay(PAIRS_HALF_LIFE_S),),
         ),
@@ -355,6 +360,80 @@ def test_a_full_rebuild_swaps_in_tables_indexed_exactly_like_the_ones_it_replace
     assert indexes() == before
     assert len(before) == 6  # three primary keys, two ranking indexes on popularity, one on purchases
     assert db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%%_rebuild'").fetchone() == (0,)
+
+
+def rebuild_copies(conn: psycopg.Connection) -> list[str]:
+    rows = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%%_rebuild' ORDER BY 1")
+    return [row[0] for row in rows]
+
+
+def test_a_rebuild_that_fails_after_its_parts_committed_changes_nothing_and_the_next_drops_their_copies(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCORING_PAIRS_MIN_SUPPORT", "1")
+    settings.scoring_settings.cache_clear()
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs")), event("click", "user-2", item_id="milk"))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    record(purchase("user-3", items=("coffee", "milk")))
+    before = decayed_scores(db, NOW)
+    next_key = db.execute("SELECT last_value FROM item_key_seq").fetchone()
+
+    def swap_fails(conn: psycopg.Connection, items_keyed: int) -> None:
+        raise RuntimeError("the run's process dies before its swap")
+
+    swap_rebuilt = scores_db.swap_rebuilt
+    monkeypatch.setattr(scores_db, "swap_rebuilt", swap_fails)
+    with pytest.raises(RuntimeError, match="dies before its swap"):
+        recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+
+    assert decayed_scores(db, NOW) == before
+    assert db.execute("SELECT last_value FROM item_key_seq").fetchone() == next_key
+    # The parts on connections of their own committed their copies; the run's own were rolled back.
+    assert rebuild_copies(db) == [
+        "item_baskets_rebuild", "item_pair_counts_rebuild", "item_pairs_rebuild", "user_category_affinity_rebuild"
+    ]  # fmt: skip
+
+    monkeypatch.setattr(scores_db, "swap_rebuilt", swap_rebuilt)
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+    rebuilt = decayed_scores(db, NOW)
+    record(purchase("user-4", items=("bananas", "milk")))
+    recompute_scores(RecomputeRequest(), now=NOW)
+
+    assert rebuild_copies(db) == []
+    assert rebuilt["pair_counts"].keys() == {"eggs/milk", "coffee/milk"}
+    # Items new after the rebuild are keyed after the ones it numbered.
+    keys = [row[0] for row in db.execute("SELECT item_key FROM item_baskets ORDER BY item_key")]
+    assert keys == [1, 2, 3, 4]
+
+
+def test_a_rebuild_part_that_fails_cancels_the_run_which_fails_with_its_error(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs")))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    before = decayed_scores(db, NOW)
+
+    def slow_events(conn: psycopg.Connection, *args: object) -> None:
+        conn.execute("SELECT pg_sleep(60)")
+
+    def pairs_fail(conn: psycopg.Connection, *args: object) -> None:
+        while not conn.execute(
+            "SELECT pg_stat_clear_snapshot(), "
+            "EXISTS (SELECT FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(60)')"
+        ).fetchone()[1]:
+            sleep(0.01)
+        raise ValueError("a basket the part cannot count")
+
+    monkeypatch.setattr(scores_db, "rebuild_events", slow_events)
+    monkeypatch.setattr(scores_db, "rebuild_pairs", pairs_fail)
+    started = monotonic()
+    with pytest.raises(ValueError, match="cannot count"):
+        recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+
+    assert monotonic() - started < 30  # the run's statement was cancelled, not waited for
+    assert decayed_scores(db, NOW) == before
 
 
 def test_dormant_items_do_not_trend_and_tiny_scores_never_break_a_run(db: psycopg.Connection) -> None:

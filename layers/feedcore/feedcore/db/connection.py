@@ -6,7 +6,8 @@ Connections are made with `prepare_threshold=None` and no session state so they 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import psycopg
@@ -106,6 +107,23 @@ def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: i
         return conn
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+
+
+@contextmanager
+def snapshot_transaction(snapshot: str) -> Iterator[psycopg.Connection]:
+    """A transaction on a new connection of its own that sees what the transaction that exported `snapshot`
+    (pg_export_snapshot) sees; committed when the block ends without an error, then closed. Another thread
+    may cancel its statement (`cancel_safe`)."""
+    conn = connect()
+    try:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with conn.transaction():
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"database error: {exc}") from exc
+    finally:
+        conn.close()
 
 
 def reset_cached_connection() -> None:

@@ -24,8 +24,8 @@ SCAN_MARGIN = timedelta(minutes=10)
 REBUILD_SUFFIX = "_rebuild"
 # Items per store at the top of the trending list whose score every run refreshes.
 TRENDING_KEPT_FRESH = 200
-# Before the first run nothing is scored: no transaction id is visible in this snapshot.
-NOTHING_SCORED = "1:1:"
+# The scored snapshot before the first run (and a rebuild's): no transaction id is visible in it.
+EMPTY_SNAPSHOT = "1:1:"
 # The bounds of every transaction id (xid8).
 FIRST_XID, LAST_XID = "0", "18446744073709551615"
 
@@ -53,17 +53,22 @@ AND pg_visible_in_snapshot(insert_xid, %(target)s::pg_snapshot)
 AND NOT pg_visible_in_snapshot(insert_xid, %(scored)s::pg_snapshot)
 """
 
-# The events of one run, each (event, item) once, with its type weight and its time since the epoch.
+# The events of one run, each (event, item) once, with its type weight and its time since the epoch; line_no
+# numbers an event's items from 1 (a purchase's lines; one item otherwise), so the run counts its events as
+# its lines numbered 1. One scan of the log, its lines unnested in the select list (set-returning functions
+# there run in step): the event_items view scans it twice, and its lateral unnest costs a join per purchase.
 _RUN_EVENTS = f"""
-SELECT user_id, store_id, item_id, event_id, event_type, occurred_at,
+SELECT user_id, store_id, event_type, occurred_at,
        CASE event_type
            WHEN 'purchase' THEN %(purchase_weight)s
            WHEN 'add_to_cart' THEN %(add_to_cart_weight)s
            WHEN 'click' THEN %(click_weight)s
            ELSE 0
        END AS weight,
-       extract(epoch FROM occurred_at - %(epoch)s)::double precision AS t_s
-FROM event_items
+       date_part('epoch', occurred_at - %(epoch)s) AS t_s,
+       unnest(CASE WHEN event_type = 'purchase' THEN line_item_ids ELSE ARRAY[item_id] END) AS item_id,
+       generate_series(1, CASE WHEN event_type = 'purchase' THEN cardinality(line_item_ids) ELSE 1 END) AS line_no
+FROM events
 WHERE {_PENDING}
   AND event_type IN ('purchase', 'add_to_cart', 'click', 'hide')
 """
@@ -100,10 +105,18 @@ def user_shard_sql(user_id: str, shard_count: str) -> str:
 
 # One statement: the run's events are read once and added into every score table (or those of `targets`;
 # `sharded`: only the events of the users of %(shard)s among %(shard_count)s). Incremental runs upsert;
-# a full rebuild writes plain rows into fresh, unindexed copies of the tables (suffix "_rebuild").
+# a full rebuild writes plain rows into fresh, unindexed copies of the tables (suffix "_rebuild"), in parts side
+# by side (see rebuild_events). Without `count_events` the statement's events_scored is 0 and, with one target,
+# the run's events are streamed into it rather than materialized.
+# Rows are written in the order of the table's primary key, compared byte-wise (for these ids the order of the
+# database's C.UTF-8 collation; "C" sorts several times faster): a rebuild lays each user's rows out on a few
+# neighbouring pages, so a run's upserts and a feed's reads of a user touch fewer pages (after a checkpoint,
+# each page a run touches first costs a full-page image in the WAL), and the index builds find their input
+# sorted.
 def _apply_sql(
-    suffix: str = "", upsert: bool = True, targets: tuple[str, ...] = ITEM_TARGETS + USER_TARGETS, sharded: bool = False
-) -> str:
+    suffix: str = "", upsert: bool = True, targets: tuple[str, ...] = ITEM_TARGETS + USER_TARGETS,
+    sharded: bool = False, count_events: bool = True,
+) -> str:  # fmt: skip
     def conflict(clause: str) -> str:
         return clause if upsert else ""
 
@@ -120,6 +133,7 @@ def _apply_sql(
         WHERE weight > 0
         GROUP BY GROUPING SETS ((store_id, item_id), (item_id))
     ) AS added
+    ORDER BY store_id COLLATE "C", item_id COLLATE "C"
     {conflict(_POPULARITY_CONFLICT)}
     RETURNING 1
 )""",
@@ -127,7 +141,7 @@ def _apply_sql(
     INSERT INTO user_item_affinity{suffix} AS a (user_id, item_id, affinity_raw, purchase_count, purchase_raw,
                                          first_purchased_at, last_purchased_at, last_positive_at,
                                          last_hidden_at, updated_at)
-    SELECT user_id, item_id,
+    SELECT user_id COLLATE "C", item_id COLLATE "C",
            coalesce(sum(weight * {_grow("affinity_half_life_s")}) FILTER (WHERE weight > 0), 0),
            count(*) FILTER (WHERE event_type = 'purchase'),
            coalesce(sum({_grow("buy_again_half_life_s")}) FILTER (WHERE event_type = 'purchase'), 0),
@@ -137,7 +151,8 @@ def _apply_sql(
            max(occurred_at) FILTER (WHERE event_type = 'hide'),
            %(now)s
     FROM run_event
-    GROUP BY user_id, item_id
+    GROUP BY 1, 2
+    ORDER BY 1, 2
     {
             conflict('''ON CONFLICT (user_id, item_id) DO UPDATE SET
         affinity_raw = a.affinity_raw + excluded.affinity_raw,
@@ -153,12 +168,14 @@ def _apply_sql(
 )""",
         "category": f"""category AS (
     INSERT INTO user_category_affinity{suffix} AS c (user_id, level, category, raw_score, updated_at)
-    SELECT e.user_id, cat.level, cat.category, sum(e.weight * {_grow("affinity_half_life_s")}), %(now)s
+    SELECT e.user_id COLLATE "C", cat.level COLLATE "C", cat.category COLLATE "C",
+           sum(e.weight * {_grow("affinity_half_life_s")}), %(now)s
     FROM run_event e
     JOIN items i ON i.item_id = e.item_id
     CROSS JOIN LATERAL (VALUES ('aisle', i.aisle), ('department', i.department)) AS cat (level, category)
     WHERE e.weight > 0
-    GROUP BY e.user_id, cat.level, cat.category
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
     {
             conflict('''ON CONFLICT (user_id, level, category) DO UPDATE
         SET raw_score = c.raw_score + excluded.raw_score, updated_at = excluded.updated_at''')
@@ -178,15 +195,20 @@ def _apply_sql(
 )""",
     }
     counted = ", ".join(f"(SELECT count(*) FROM {t})" if t in targets else "0" for t in _COUNTED_TARGETS)
+    events = "(SELECT count(*) FROM run_event WHERE line_no = 1)" if count_events else "0"
+    materialized = "MATERIALIZED " if count_events or len(targets) > 1 else ""
     return f"""
-WITH run_event AS MATERIALIZED ({_RUN_EVENTS}{shard_filter}),
+WITH run_event AS {materialized}({_RUN_EVENTS}{shard_filter}),
 {",\n".join(cte[target] for target in targets)}
-SELECT (SELECT count(DISTINCT event_id) FROM run_event), {counted}
+SELECT {events}, {counted}
 """
 
 
 _APPLY_EVENTS = _apply_sql()
-_REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False)
+# A rebuild's two parts: popularity, user × item and new users (on the run's connection), user × category (on
+# a connection of its own).
+_REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "affinity", "new_user"))
+_REBUILD_CATEGORIES = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("category",), count_events=False)
 _APPLY_ITEM_EVENTS = _apply_sql(targets=ITEM_TARGETS)
 _APPLY_USER_EVENTS = _apply_sql(targets=USER_TARGETS, sharded=True)
 
@@ -208,11 +230,10 @@ def _cosine(pair_raw: str, basket_a: str, basket_b: str) -> str:
 # The lines of a chunk's baskets (each purchase event is one basket), each with its basket's weight
 # 2^((occurred_at − epoch) / half-life).
 _BASKET_LINES = f"""
-SELECT e.event_id AS basket_id, line.item_id, {_grow("pairs_half_life_s")} AS grown
-FROM (SELECT event_id, line_item_ids, extract(epoch FROM occurred_at - %(epoch)s)::double precision AS t_s
+SELECT e.event_id AS basket_id, unnest(e.line_item_ids) AS item_id, {_grow("pairs_half_life_s")} AS grown
+FROM (SELECT event_id, line_item_ids, date_part('epoch', occurred_at - %(epoch)s) AS t_s
       FROM events
       WHERE {_PENDING} AND event_type = 'purchase') AS e
-CROSS JOIN LATERAL unnest(e.line_item_ids) AS line (item_id)
 """
 # Per item of the lines, its baskets.
 _BASKET_ITEMS = """
@@ -229,13 +250,15 @@ JOIN keyed_line b ON b.basket_id = a.basket_id AND a.item_key < b.item_key
 GROUP BY a.item_key, b.item_key
 """
 
-# A full rebuild counts every basket into the fresh copies (the items numbered afresh by item_key_seq, which
-# start_rebuild restarts); rank_rebuilt_pairs then scores them.
+# A full rebuild counts every basket into the fresh copies, the items numbered afresh from 1 (on a connection
+# of its own, which cannot take keys from item_key_seq: the run's transaction restarts it when it swaps the
+# copies in); _RANK_REBUILT_PAIRS then scores them.
 _REBUILD_PAIR_COUNTS = f"""
 WITH line AS MATERIALIZED ({_BASKET_LINES}),
 basket_item AS (
-    INSERT INTO item_baskets{REBUILD_SUFFIX} (item_id, basket_raw, basket_count)
-    {_BASKET_ITEMS}
+    INSERT INTO item_baskets{REBUILD_SUFFIX} (item_id, item_key, basket_raw, basket_count)
+    SELECT item_id, row_number() OVER (ORDER BY item_id), basket_raw, basket_count
+    FROM ({_BASKET_ITEMS}) AS added
     RETURNING item_id, item_key
 ),
 keyed_line AS MATERIALIZED (
@@ -333,11 +356,6 @@ CROSS JOIN LATERAL (
 ) AS extra
 WHERE p.item_id = grown.item_id AND p.paired_item_id = extra.paired_item_id
 """
-
-SCORE_TABLES = (
-    "item_popularity", "user_item_affinity", "user_category_affinity", "item_baskets", "item_pair_counts",
-    "item_pairs",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -484,14 +502,10 @@ def _apply_params(settings: ScoringSettings, epoch: datetime, chunk: Chunk, now:
 
 
 def apply_events(
-    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime,
-    *, into_rebuild: bool = False,
-) -> ApplyCounts:  # fmt: skip
-    """Add the chunk's events into every score table (or into the fresh copies of a full rebuild)."""
-    row = conn.execute(
-        _REBUILD_EVENTS if into_rebuild else _APPLY_EVENTS, _apply_params(settings, epoch, chunk, now)
-    ).fetchone()
-    return ApplyCounts(*row)
+    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
+) -> ApplyCounts:
+    """Add the chunk's events into every score table."""
+    return ApplyCounts(*conn.execute(_APPLY_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
 
 
 def apply_item_events(
@@ -516,41 +530,27 @@ def apply_user_events(
 class PairCounts:
     pair_updates: int  # unordered pairs counted
     item_updates: int  # items whose basket count changed
-    rows_written: int  # item_pairs rows upserted, then rescored (0 in a rebuild: rank_rebuilt_pairs writes them)
+    rows_written: int  # item_pairs rows upserted, then rescored (in a rebuild: ranked)
 
 
-def apply_pairs(
-    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, *, into_rebuild: bool = False
-) -> PairCounts:
-    """Add the chunk's purchase baskets to the bought-together counts and bring item_pairs up to date: the
-    pairs bought together in the chunk with the minimum support, and the rescored rows of the items the chunk
-    touched; lists that got rows keep their top K. In a rebuild, only counts into the fresh copies
-    (rank_rebuilt_pairs scores them once all are in)."""
-    params = {
+def _pair_params(settings: ScoringSettings, epoch: datetime, chunk: Chunk) -> dict[str, object]:
+    return {
         "epoch": epoch,
         **_pending_params(chunk),
         "pairs_half_life_s": settings.pairs_half_life_days * 86_400,
         "min_support": settings.pairs_min_support,
     }
-    if into_rebuild:
-        pairs, items = conn.execute(_REBUILD_PAIR_COUNTS, params).fetchone()
-        return PairCounts(pairs, items, 0)
-    pairs, upserted, touched, grown = conn.execute(_APPLY_PAIRS, params).fetchone()
+
+
+def apply_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk) -> PairCounts:
+    """Add the chunk's purchase baskets to the bought-together counts and bring item_pairs up to date: the
+    pairs bought together in the chunk with the minimum support, and the rescored rows of the items the chunk
+    touched; lists that got rows keep their top K."""
+    pairs, upserted, touched, grown = conn.execute(_APPLY_PAIRS, _pair_params(settings, epoch, chunk)).fetchone()
     rescored = conn.execute(_RESCORE_PAIRS, {"items": touched}).rowcount if touched else 0
     if grown:
         conn.execute(_PRUNE_PAIRS, {"items": grown, "top_k": settings.pairs_top_k})
     return PairCounts(pairs, len(touched), upserted + rescored)
-
-
-def rank_rebuilt_pairs(conn: psycopg.Connection, settings: ScoringSettings) -> int:
-    """Fill the rebuild's item_pairs with each item's top K pairs of the minimum support; returns the rows."""
-    # Without their statistics the planner joins the millions of counts to the items by nested loops.
-    conn.execute(sql.SQL("ANALYZE {}, {}").format(
-        sql.Identifier("item_baskets" + REBUILD_SUFFIX), sql.Identifier("item_pair_counts" + REBUILD_SUFFIX)
-    ))  # fmt: skip
-    return conn.execute(
-        _RANK_REBUILT_PAIRS, {"min_support": settings.pairs_min_support, "top_k": settings.pairs_top_k}
-    ).rowcount
 
 
 _REFRESH_TRENDING = f"""
@@ -584,25 +584,79 @@ def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch:
     ).rowcount
 
 
-def start_rebuild(conn: psycopg.Connection) -> None:
-    """Create empty, unindexed copies of the score tables for a full rebuild to fill."""
-    # The rebuild numbers the items of the pair counts afresh (the sequence is not the table's: it outlives
-    # the swap).
-    conn.execute("ALTER SEQUENCE item_key_seq RESTART")
-    for table in SCORE_TABLES:
+# A full rebuild fills fresh, unindexed copies of the score tables (suffix "_rebuild"), indexes them and swaps
+# them in, in parts on connections of their own, side by side (PostgreSQL runs an INSERT … SELECT on one
+# core): the run's transaction fills and indexes the copies of REBUILD_RUN_TABLES (and adds new users), and
+# the other parts fill, index and commit theirs in transactions that share the run's snapshot; the run's
+# transaction then swaps every copy in at once. A part's copies outlive a run that fails after the part
+# committed: the next rebuild drops them.
+REBUILD_RUN_TABLES = ("item_popularity", "user_item_affinity")
+REBUILD_CATEGORY_TABLES = ("user_category_affinity",)
+REBUILD_PAIR_TABLES = ("item_baskets", "item_pair_counts", "item_pairs")
+SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_CATEGORY_TABLES + REBUILD_PAIR_TABLES
+
+
+def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
+    """Create empty, unindexed copies of `tables` for a full rebuild to fill (dropping any left behind)."""
+    for table in tables:
+        copy = sql.Identifier(table + REBUILD_SUFFIX)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(copy))
         conn.execute(
             sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING CONSTRAINTS)").format(
-                sql.Identifier(table + REBUILD_SUFFIX), sql.Identifier(table)
+                copy, sql.Identifier(table)
             )
         )
         # Storage parameters (fillfactor) are not part of LIKE.
         (options,) = conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()
         if options:
             conn.execute(
-                sql.SQL("ALTER TABLE {} SET ({})").format(
-                    sql.Identifier(table + REBUILD_SUFFIX), sql.SQL(", ").join(sql.SQL(o) for o in options)
-                )
+                sql.SQL("ALTER TABLE {} SET ({})").format(copy, sql.SQL(", ").join(sql.SQL(o) for o in options))
             )
+
+
+def export_snapshot(conn: psycopg.Connection) -> str:
+    """The id of the current transaction's snapshot, for the other parts of a rebuild to import. The
+    transaction first locks the event log's partitions against retention's DROP until it ends: a part reads
+    them only after it has imported the snapshot, which does not cover the catalog."""
+    conn.execute("LOCK TABLE events IN ACCESS SHARE MODE")
+    return conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+
+
+def rebuild_events(
+    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
+) -> ApplyCounts:
+    """The run's part of a rebuild: score the chunk's events into the copies of REBUILD_RUN_TABLES (started
+    by start_rebuild), add new users, and index the copies; category_updates is 0 (rebuild_categories)."""
+    counts = ApplyCounts(*conn.execute(_REBUILD_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
+    _index_rebuilt(conn, REBUILD_RUN_TABLES)
+    return counts
+
+
+def rebuild_categories(
+    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
+) -> int:
+    """A part of a rebuild: the copy of user_category_affinity, filled and indexed; returns its rows."""
+    start_rebuild(conn, REBUILD_CATEGORY_TABLES)
+    (_, _, _, rows) = conn.execute(_REBUILD_CATEGORIES, _apply_params(settings, epoch, chunk, now)).fetchone()
+    _index_rebuilt(conn, REBUILD_CATEGORY_TABLES)
+    return rows
+
+
+def rebuild_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk) -> PairCounts:
+    """A part of a rebuild: the copies of the bought-together tables — every basket counted, then each item's
+    top K pairs of the minimum support ranked — analyzed and indexed. item_updates is the number of items,
+    keyed 1…n (swap_rebuilt restarts item_key_seq after them)."""
+    start_rebuild(conn, REBUILD_PAIR_TABLES)
+    pairs, items = conn.execute(_REBUILD_PAIR_COUNTS, _pair_params(settings, epoch, chunk)).fetchone()
+    # Without their statistics the planner joins the millions of counts to the items by nested loops.
+    counts_tables = ("item_baskets", "item_pair_counts")
+    for table in counts_tables:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table + REBUILD_SUFFIX)))
+    ranked = conn.execute(
+        _RANK_REBUILT_PAIRS, {"min_support": settings.pairs_min_support, "top_k": settings.pairs_top_k}
+    ).rowcount
+    _index_rebuilt(conn, REBUILD_PAIR_TABLES, analyzed=counts_tables)
+    return PairCounts(pairs, items, ranked)
 
 
 def _index_on_copy(definition: str, table: str, copy: str) -> str:
@@ -613,22 +667,35 @@ def _index_on_copy(definition: str, table: str, copy: str) -> str:
     return f"{match[1]}{match[2]}{REBUILD_SUFFIX}{match[3]}{copy}{match[4]}"
 
 
-def finish_rebuild(conn: psycopg.Connection) -> None:
-    """Index the filled copies like the live tables, then swap them in. Readers wait only for the swap
-    itself (metadata changes), not for the rebuild or the index builds. Privileges granted on the old tables
-    are not carried over: the service's one database user owns them."""
+def _live_indexes(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
+    return conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
+        (table,),
+    ).fetchall()
+
+
+def _index_rebuilt(conn: psycopg.Connection, tables: tuple[str, ...], analyzed: tuple[str, ...] = ()) -> None:
+    """Analyze the filled copies of `tables` (but those `analyzed` already) and index them like the live
+    tables, under temporary names."""
+    for table in tables:
+        rebuilt = table + REBUILD_SUFFIX
+        if table not in analyzed:
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(rebuilt)))
+        for _, definition in _live_indexes(conn, table):
+            conn.execute(_index_on_copy(definition, table, rebuilt))
+
+
+def swap_rebuilt(conn: psycopg.Connection, items_keyed: int) -> None:
+    """Swap the indexed copies of every score table in for the live ones, and let item_key_seq continue after
+    the `items_keyed` keys of the rebuilt pair counts. Readers wait only for the swap itself (metadata
+    changes), not for the rebuild or the index builds. Privileges granted on the old tables are not carried
+    over: the service's one database user owns them."""
     for table in SCORE_TABLES:
         rebuilt = table + REBUILD_SUFFIX
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(rebuilt)))
-        indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
-            (table,),
-        ).fetchall()
+        indexes = _live_indexes(conn, table)
         (primary_key,) = conn.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", (table,)
         ).fetchone()
-        for _, definition in indexes:
-            conn.execute(_index_on_copy(definition, table, rebuilt))
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
         conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(rebuilt), sql.Identifier(table)))
         for name, _ in indexes:
@@ -644,6 +711,8 @@ def finish_rebuild(conn: psycopg.Connection) -> None:
                         sql.Identifier(name + REBUILD_SUFFIX), sql.Identifier(name)
                     )
                 )
+    # Transactional (PostgreSQL 10+): a rebuild that fails leaves the sequence where it was.
+    conn.execute(sql.SQL("ALTER SEQUENCE item_key_seq RESTART WITH {}").format(sql.Literal(items_keyed + 1)))
 
 
 def rebase(conn: psycopg.Connection, settings: ScoringSettings, old_epoch: datetime, new_epoch: datetime) -> None:

@@ -29,7 +29,8 @@ from feedcore.db.connection import run
 from feedcore.observability import logger, metrics
 from feedcore.settings import ScoringSettings, fanout_settings
 
-NOTHING_SCORED = scores_db.ApplyCounts(0, 0, 0, 0)
+# The counts of a transaction that leaves a chunk to its shards (theirs are counted when the chunk closes).
+NO_UPDATES = scores_db.ApplyCounts(0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def settle_open_chunk(conn: psycopg.Connection, mode: str, settings: ScoringSett
         left = []
     if left:
         messages = shards_db.claim_messages(conn, chunk.chunk_id, fanout.resend_after_s)
-        return ChunkOutcome(False, NOTHING_SCORED, 0, ShardsPending(chunk.chunk_id, messages))
+        return ChunkOutcome(False, NO_UPDATES, 0, ShardsPending(chunk.chunk_id, messages))
     affinity_updates, category_updates = shards_db.close_chunk(conn, chunk.chunk_id)
     counts = scores_db.ApplyCounts(chunk.events_scored, chunk.popularity_updates, affinity_updates, category_updates)
     scores_db.save_state(conn, scores_db.state_after(chunk.epoch, chunk.chunk, chunk.next_scan_from))
@@ -100,7 +101,7 @@ def fan_out_chunk(
     logger.info("chunk fanned out", extra={"chunk_id": chunk_id, "shards": fanout.shards,
                                            "events": counts.events_scored})  # fmt: skip
     messages = shards_db.claim_messages(conn, chunk_id, fanout.resend_after_s)
-    return ChunkOutcome(False, NOTHING_SCORED, 0, ShardsPending(chunk_id, messages))
+    return ChunkOutcome(False, NO_UPDATES, 0, ShardsPending(chunk_id, messages))
 
 
 def send_and_wait(pending: ShardsPending, deadline: float) -> int:

@@ -17,6 +17,7 @@ from feedcore.db.connection import run
 from feedcore.observability import logger, metrics
 from feedcore.scoring import fanout
 from feedcore.scoring.models import import_model_scores
+from feedcore.scoring.rebuild import rebuild_scores
 from feedcore.settings import ScoringSettings, model_score_settings, scoring_settings
 
 # A run given less time than this would time out anyway; let it try.
@@ -80,9 +81,8 @@ def _score_chunk(
     rebuild = mode == "full" or state is None
     if rebuild:
         # Everything visible now, from scratch, into fresh tables swapped in at the end.
-        scores_db.start_rebuild(conn)
         target, scan_from = scores_db.current_snapshot(conn)
-        chunk = scores_db.Chunk(scores_db.NOTHING_SCORED, target, scores_db.FIRST_XID, scores_db.LAST_XID,
+        chunk = scores_db.Chunk(scores_db.EMPTY_SNAPSHOT, target, scores_db.FIRST_XID, scores_db.LAST_XID,
                                 datetime.min.replace(tzinfo=UTC), complete=True)  # fmt: skip
         next_scan_from = scan_from
     else:
@@ -96,13 +96,12 @@ def _score_chunk(
         )
         if (fanned_out := fanout.fan_out_chunk(conn, settings, epoch, chunk, as_of, next_scan_from)) is not None:
             return fanned_out
-    counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of, into_rebuild=rebuild)
-    pair_counts = scores_db.apply_pairs(conn, settings, epoch, chunk, into_rebuild=rebuild)
     if rebuild:
-        # A rebuild wrote every trending score as of this run already: no refresh.
-        scores_db.rank_rebuilt_pairs(conn, settings)
-        scores_db.finish_rebuild(conn)
+        # A rebuild writes every trending score as of this run: no refresh.
+        counts, pair_counts = rebuild_scores(conn, settings, epoch, chunk, as_of, timeout_ms)
     else:
+        counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of)
+        pair_counts = scores_db.apply_pairs(conn, settings, epoch, chunk)
         scores_db.refresh_trending(conn, settings, epoch, as_of)
     scores_db.save_state(conn, scores_db.state_after(epoch, chunk, next_scan_from))
     scores_db.record_run(conn, mode, started_at, datetime.now(UTC), chunk, counts)
