@@ -3,8 +3,6 @@ the user's own events at once, and model sections read both the user's and the i
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import psycopg
 import pytest
 
@@ -54,7 +52,7 @@ def test_availability_and_price_changes_reach_the_feed_once_the_shelf_is_older_t
         db,
         [
             StoreAvailability(store_id=STORE, item_id="eggs", available=False),
-            StoreAvailability(store_id=STORE, item_id="bananas", available=True, price=Decimal("0.49")),
+            StoreAvailability(store_id=STORE, item_id="bananas", available=True, price=0.49),
         ],
     )
     clock.now += 29  # FEED_STORE_SHELF_TTL_S is 30 by default

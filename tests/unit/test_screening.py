@@ -56,5 +56,5 @@ def test_first_occurrences_keeps_order_and_reports_repeats():
     events = EventBatch.model_validate({"events": [click(event_id=a), click(event_id=b), click(event_id=a)]}).events
     unique, repeats = first_occurrences(list(enumerate(events)))
 
-    assert [(index, str(event.event_id)) for index, event in unique] == [(0, a), (1, b)]
+    assert [(index, str(event["event_id"])) for index, event in unique] == [(0, a), (1, b)]
     assert repeats == [2]

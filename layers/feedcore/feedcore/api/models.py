@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Union, get_args
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union, get_args, get_type_hints
 from uuid import UUID
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainValidator,
     Strict,
+    with_config,
 )
-from pydantic.json_schema import SkipJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
+from pydantic_core import PydanticCustomError, core_schema
+from typing_extensions import TypedDict
 
 MAX_LINES_PER_PURCHASE = 200
 
@@ -24,11 +27,18 @@ MAX_LINES_PER_PURCHASE = 200
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 
 
+DECIMAL_PLACES_ERROR = ("decimal_places", "must have at most two decimals")
+
+
+def has_whole_cents(amount: float) -> bool:
+    """multiple_of allows a relative tolerance (it would let 0.010000000001 through, to be rounded in the
+    database); an amount of two decimals is its own rounding."""
+    return round(amount, 2) == amount
+
+
 def _whole_cents(amount: float) -> float:
-    # multiple_of allows a relative tolerance (it would let 0.010000000001 through, to be rounded in the
-    # database); an amount of two decimals is its own rounding.
-    if round(amount, 2) != amount:
-        raise PydanticCustomError("decimal_places", "must have at most two decimals")
+    if not has_whole_cents(amount):
+        raise PydanticCustomError(*DECIMAL_PLACES_ERROR)
     return amount
 
 
@@ -36,6 +46,9 @@ def _whole_cents(amount: float) -> float:
 # float in between (Decimal validation cost about a millisecond per 500-event batch): every amount of two
 # decimals up to the bound converts to the same numeric in PostgreSQL.
 Money = Annotated[float, Field(ge=0, le=100_000, multiple_of=0.01), AfterValidator(_whole_cents)]
+# The same bounds without the exactness check, which ingestion makes for a whole batch in one pass
+# (feedcore.ingestion.service.screen_events) rather than by a Python call per purchase line.
+UnitPrice = Annotated[float, Field(ge=0, le=100_000, multiple_of=0.01)]
 
 # Strict: `true` or `2.0` is not a quantity.
 Quantity = Annotated[int, Strict(), Field(ge=1, le=999)]
@@ -44,19 +57,29 @@ FeedId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9
 Position = Annotated[int, Strict(), Field(ge=0, le=10_000)]
 
 
-def _iso_timestamp(value: Any) -> Any:
-    # A number (or a string of digits) would be read as seconds since 1970; clients must say what they mean.
-    if not isinstance(value, str | datetime) or (isinstance(value, str) and value.strip().replace(".", "").isdigit()):
-        raise PydanticCustomError("timestamp_type", "must be an ISO 8601 string with a time zone")
-    return value
+class _IsoTimestamp:
+    """An ISO 8601 string with a time zone, validated natively (no Python call per event): a number, or a
+    string of digits, would be read as seconds since 1970, so the string must start with a date. The
+    instant may carry any offset Python accepts; ingestion moves it to UTC (PostgreSQL reads offsets up to
+    ±15:59 only) when it checks the time window, in one pass over the batch."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        iso_string = core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=r"^\d{4}-\d\d-\d\d[Tt ]"),
+            custom_error_type="timestamp_type",
+            custom_error_message="must be an ISO 8601 string with a time zone",
+        )
+        return core_schema.chain_schema([iso_string, core_schema.datetime_schema(tz_constraint="aware")])
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date-time"}
 
 
-def _in_utc(value: datetime) -> datetime:
-    # Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59; the instant is what matters.
-    return value.astimezone(UTC)
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_timestamp), AfterValidator(_in_utc)]
+Timestamp = Annotated[datetime, _IsoTimestamp]
 
 
 def _no_nul(value: str) -> str:
@@ -71,14 +94,16 @@ Label = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_n
 Tag = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_nul)]
 
 
+REPEATED_ITEM_ERROR = ("repeated_item", "item {item_id} appears more than once; send it once")
+
+
 def _one_per_item[T](entries: list[T]) -> list[T]:
-    """A list in which each item_id appears once (purchase lines, catalog and availability updates)."""
+    """A list in which each item_id appears once (catalog and availability updates; ingestion checks purchase
+    lines in its pass over the batch)."""
     seen: set[str] = set()
     for entry in entries:
         if entry.item_id in seen:
-            raise PydanticCustomError(
-                "repeated_item", "item {item_id} appears more than once; send it once", {"item_id": entry.item_id}
-            )
+            raise PydanticCustomError(*REPEATED_ITEM_ERROR, {"item_id": entry.item_id})
         seen.add(entry.item_id)
     return entries
 
@@ -95,62 +120,74 @@ class FieldError(_Contract):
     type: str
 
 
-# --- events -----------------------------------------------------------------------------------------
+# --- events ---------------------------------------------------------------------------------------
+# Events are TypedDicts: pydantic-core validates a batch of them in Rust without building a model object per
+# event, and serializes them back for the database the same way. Every check of a single field is native;
+# the ones that are not (two decimals of a unit price, one line per item, the time window) are made by
+# ingestion in one pass over the batch. A field with a default is always present after validation.
 
 
-class _EventBase(_Contract):
-    event_id: UUID = Field(description="Generated by the client; sending the same event again stores it once")
+@with_config(ConfigDict(extra="forbid"))
+class _EventBase(TypedDict):
+    event_id: Annotated[UUID, Field(description="Generated by the client; sending the same event again stores it once")]
     user_id: Identifier
     store_id: Identifier
-    occurred_at: Timestamp = Field(
-        description="When it happened, with a time zone; at most 5 minutes ahead of the server's clock and "
-        "not older than the late-event horizon (INGEST_LATE_EVENT_HORIZON_DAYS, 30 by default)"
-    )
+    occurred_at: Annotated[
+        Timestamp,
+        Field(
+            description="When it happened, with a time zone; at most 5 minutes ahead of the server's clock and "
+            "not older than the late-event horizon (INGEST_LATE_EVENT_HORIZON_DAYS, 30 by default)"
+        ),
+    ]
 
 
-class PurchaseLine(_Contract):
+@with_config(ConfigDict(extra="forbid"))
+class PurchaseLine(TypedDict):
     item_id: Identifier
-    quantity: Quantity = 1
-    unit_price: Money = Field(description="Price of one unit paid, in the store's currency")
+    quantity: Annotated[Quantity, Field(default=1)]
+    unit_price: Annotated[UnitPrice, Field(description="Price of one unit paid, in the store's currency")]
 
 
+@with_config(ConfigDict(extra="forbid"))
 class PurchaseEvent(_EventBase):
     """A completed order."""
 
     type: Literal["purchase"]
     order_id: Identifier
-    items: Annotated[list[PurchaseLine], AfterValidator(_one_per_item)] = Field(
-        min_length=1, max_length=MAX_LINES_PER_PURCHASE
-    )
+    items: Annotated[list[PurchaseLine], Field(min_length=1, max_length=MAX_LINES_PER_PURCHASE)]
 
 
+@with_config(ConfigDict(extra="forbid"))
 class AddToCartEvent(_EventBase):
     """An item put in the cart; from a feed, it carries the tracking fields of the item."""
 
     type: Literal["add_to_cart"]
     item_id: Identifier
-    quantity: Quantity = 1
-    feed_id: FeedId | None = None
-    section: Identifier | None = None
-    position: Position | None = None
+    quantity: Annotated[Quantity, Field(default=1)]
+    feed_id: Annotated[FeedId | None, Field(default=None)]
+    section: Annotated[Identifier | None, Field(default=None)]
+    position: Annotated[Position | None, Field(default=None)]
 
 
+@with_config(ConfigDict(extra="forbid"))
 class RemoveFromCartEvent(_EventBase):
     type: Literal["remove_from_cart"]
     item_id: Identifier
-    quantity: Quantity = 1
+    quantity: Annotated[Quantity, Field(default=1)]
 
 
+@with_config(ConfigDict(extra="forbid"))
 class ClickEvent(_EventBase):
     """A tap on an item; from a feed, it carries the tracking fields of the item it tapped."""
 
     type: Literal["click"]
     item_id: Identifier
-    feed_id: FeedId | None = None
-    section: Identifier | None = None
-    position: Position | None = None
+    feed_id: Annotated[FeedId | None, Field(default=None)]
+    section: Annotated[Identifier | None, Field(default=None)]
+    position: Annotated[Position | None, Field(default=None)]
 
 
+@with_config(ConfigDict(extra="forbid"))
 class ImpressionEvent(_EventBase):
     """An item of a feed was shown on screen."""
 
@@ -161,6 +198,7 @@ class ImpressionEvent(_EventBase):
     position: Position
 
 
+@with_config(ConfigDict(extra="forbid"))
 class HideEvent(_EventBase):
     """The user said "not interested": the item leaves their feed."""
 
@@ -171,16 +209,33 @@ class HideEvent(_EventBase):
 EVENT_MODELS = (PurchaseEvent, AddToCartEvent, RemoveFromCartEvent, ClickEvent, ImpressionEvent, HideEvent)
 ValidEvent = Union[EVENT_MODELS]  # noqa: UP007 (a tuple of models needs Union)
 Event = Annotated[ValidEvent, Field(discriminator="type")]
-EVENT_TYPES: tuple[str, ...] = tuple(get_args(model.model_fields["type"].annotation)[0] for model in EVENT_MODELS)
+EVENT_TYPES: tuple[str, ...] = tuple(get_args(get_type_hints(model)["type"])[0] for model in EVENT_MODELS)
+
+
+class UnmatchedEvent:
+    """An element of a batch that does not match the contract, kept as sent so that the others can be stored
+    and it reported by its index (its errors are found again only for it)."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self, sent: Any) -> None:
+        self.sent = sent
+
+    def __repr__(self) -> str:
+        return f"UnmatchedEvent({self.sent!r:.100})"
 
 
 class EventBatch(_Contract):
     """A batch as clients send it. Events that do not match the contract are kept as sent, so that the
     others can be stored and each bad one reported by its index."""
 
-    events: list[Annotated[Event | SkipJsonSchema[Any], Field(union_mode="left_to_right")]] = Field(
-        min_length=1, description="At most INGEST_MAX_EVENTS_PER_BATCH events and INGEST_MAX_BODY_BYTES bytes"
-    )
+    # Each element is the validated dict of an event, or an UnmatchedEvent.
+
+    events: list[
+        Annotated[
+            Event | SkipJsonSchema[Annotated[Any, PlainValidator(UnmatchedEvent)]], Field(union_mode="left_to_right")
+        ]
+    ] = Field(min_length=1, description="At most INGEST_MAX_EVENTS_PER_BATCH events and INGEST_MAX_BODY_BYTES bytes")
 
     def __repr__(self) -> str:
         # Powertools formats route arguments into a debug message even when debug logging is off; the
