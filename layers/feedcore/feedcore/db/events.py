@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from pydantic_core import to_json
 
 from feedcore.api.models import ValidEvent
@@ -144,20 +146,23 @@ def store_events(
 ) -> StoredEvents:
     """Insert the events whose event_id is new, and look `unverified_items` up in the catalog.
 
-    Commits its own transaction (a savepoint inside a caller's). Returns the event_ids that were already
-    stored (usually none) and the unverified items that exist. The months' partitions must exist
-    (ensure_event_partitions).
+    On an autocommit connection outside a transaction (ingestion's), commits its own: plain inserts first,
+    and by ON CONFLICT in a second transaction only if some event_id was stored before. Otherwise it runs in
+    the caller's transaction, by ON CONFLICT at once. Returns the event_ids that were already stored (usually
+    none) and the unverified items that exist. The months' partitions must exist (ensure_event_partitions).
     """
     params = {"events": _event_rows(events).decode(), "unverified_items": list(unverified_items)}
+    own_transaction = conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
     try:
-        try:
-            with conn.transaction():
-                (catalog_items,) = conn.execute(_STORE_ALL_EVENTS, params).fetchone()
-            return StoredEvents(frozenset(), frozenset(catalog_items))
-        except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name != "event_ids_pkey":
-                raise
-        with conn.transaction():
+        if own_transaction:
+            try:
+                with conn.transaction():
+                    (catalog_items,) = conn.execute(_STORE_ALL_EVENTS, params).fetchone()
+                return StoredEvents(frozenset(), frozenset(catalog_items))
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != "event_ids_pkey":
+                    raise
+        with conn.transaction() if own_transaction else nullcontext():
             duplicate_ids, catalog_items = conn.execute(_STORE_NEW_EVENTS, params).fetchone()
     except psycopg.errors.CheckViolation as exc:
         if exc.diag.constraint_name is not None:  # a CHECK constraint, not partition routing
