@@ -816,7 +816,7 @@ def _shopping_history(
                 occurred_at=at,
                 order_id=f"order-{user_id}-{trip_number}",
                 items=[
-                    PurchaseLine(item_id=item_id, quantity=quantity, unit_price=store.prices[item_id])
+                    PurchaseLine(item_id=item_id, quantity=quantity, unit_price=float(store.prices[item_id]))
                     for item_id, quantity in basket.items()
                 ],
             )
