@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -28,7 +27,7 @@ ITEMS = [
         department="Dairy & Eggs",
         aisle="Milk",
         brand="Dairy Farm",
-        price=Decimal("3.49"),
+        price=3.49,
     ),
     CatalogItem(
         item_id="eggs",
@@ -36,7 +35,7 @@ ITEMS = [
         department="Dairy & Eggs",
         aisle="Eggs",
         brand="Happy Hen",
-        price=Decimal("4.29"),
+        price=4.29,
     ),
     CatalogItem(
         item_id="coffee",
@@ -44,7 +43,7 @@ ITEMS = [
         department="Breakfast",
         aisle="Coffee",
         brand="Roastery",
-        price=Decimal("8.99"),
+        price=8.99,
     ),
     CatalogItem(
         item_id="bananas",
@@ -52,7 +51,7 @@ ITEMS = [
         department="Produce",
         aisle="Fresh Fruit",
         brand=None,
-        price=Decimal("0.59"),
+        price=0.59,
     ),
     CatalogItem(
         item_id="wine",
@@ -60,7 +59,7 @@ ITEMS = [
         department="Beer & Wine",
         aisle="Red Wine",
         brand="Valley",
-        price=Decimal("12.99"),
+        price=12.99,
         tags=["alcohol"],
     ),
     CatalogItem(
@@ -69,7 +68,7 @@ ITEMS = [
         department="Breakfast",
         aisle="Cereal",
         brand="Gone",
-        price=Decimal("2.99"),
+        price=2.99,
         active=False,
     ),
     CatalogItem(
@@ -78,7 +77,7 @@ ITEMS = [
         department="Bakery",
         aisle="Bread",
         brand="Bakehouse",
-        price=Decimal("5.49"),
+        price=5.49,
     ),
 ]
 
@@ -92,7 +91,7 @@ def create_catalog(conn: psycopg.Connection) -> None:
             store_id=STORE,
             item_id=item.item_id,
             available=item.item_id != "only-b",
-            price=Decimal("3.19") if item.item_id == "milk" else None,
+            price=3.19 if item.item_id == "milk" else None,
         )
         for item in ITEMS
     ] + [StoreAvailability(store_id=OTHER_STORE, item_id=item.item_id) for item in ITEMS]
@@ -126,7 +125,7 @@ def purchase(user_id: str = "user-1", items: tuple[str, ...] = ("milk",), **kwar
 def record(*events: dict[str, Any]) -> None:
     """Store events as given, without ingestion's time window: to set up a history."""
     valid = [EVENT.validate_python(event) for event in events]
-    months = {month_of(event.occurred_at) for event in valid}
+    months = {month_of(event["occurred_at"]) for event in valid}
     run(lambda conn: ensure_event_partitions(conn, months))
     try:
         run(lambda conn: store_events(conn, valid))

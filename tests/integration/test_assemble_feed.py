@@ -6,7 +6,6 @@ import json
 import tempfile
 import time
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -186,7 +185,7 @@ def stock_shelves(conn: psycopg.Connection, count: int) -> list[str]:
     """`count` more items in three aisles, all sold at store-a and each bought by a few other shoppers."""
     items = [
         CatalogItem(item_id=f"item-{n}", name=f"Item {n}", department="Pantry", aisle=f"Aisle {n % 3}",
-                    brand=f"Brand {n % 5}", price=Decimal("1.99"))
+                    brand=f"Brand {n % 5}", price=1.99)
         for n in range(count)
     ]  # fmt: skip
     catalog_db.upsert_items(conn, items)

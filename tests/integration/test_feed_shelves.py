@@ -5,7 +5,6 @@ both the user's and the item-level scores."""
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 import psycopg
 import pytest
@@ -59,7 +58,7 @@ def test_availability_and_price_changes_reach_the_feed_once_the_shelf_is_older_t
         db,
         [
             StoreAvailability(store_id=STORE, item_id="eggs", available=False),
-            StoreAvailability(store_id=STORE, item_id="bananas", available=True, price=Decimal("0.49")),
+            StoreAvailability(store_id=STORE, item_id="bananas", available=True, price=0.49),
         ],
     )
     clock.now += 29  # FEED_STORE_SHELF_TTL_S is 30 by default
@@ -153,9 +152,9 @@ def test_writes_of_availability_or_catalog_outside_the_routes_leave_no_pack_in_u
     assert not feed_db.store_shelf_pack(db, OTHER_STORE, None).stale
 
     catalog_db.upsert_items(db, [CatalogItem(item_id="oats", name="Oats", department="Pantry", aisle="Cereal",
-                                              price=Decimal("2.50"))])  # fmt: skip
+                                              price=2.50)])  # fmt: skip
     catalog_db.upsert_items(db, [CatalogItem(item_id="rye", name="Rye", department="Pantry", aisle="Bread",
-                                              price=Decimal("2.50"))])  # fmt: skip
+                                              price=2.50)])  # fmt: skip
     pack = feed_db.store_shelf_pack(db, OTHER_STORE, None)
     assert pack.catalog_version == version + 2 and pack.packed_version == version  # over the older catalog
 
@@ -169,7 +168,7 @@ def test_the_catalog_and_availability_routes_pack_the_shelves_they_change(
     assert not pack.stale and unpack_shelf(catalog, pack).available[catalog.positions["eggs"]] == 0
 
     upsert_catalog(CatalogUpdate(items=[CatalogItem(item_id="aaa-first", name="A", department="Pantry",
-                                                    aisle="Cereal", price=Decimal("1.00"))]))  # fmt: skip
+                                                    aisle="Cereal", price=1.00)]))  # fmt: skip
     catalog = stock_catalog(*feed_db.catalog(db))
     for store_id in (STORE, OTHER_STORE, "*"):
         pack = feed_db.store_shelf_pack(db, store_id, None)

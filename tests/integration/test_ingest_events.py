@@ -88,6 +88,19 @@ def test_same_batch_twice_is_stored_once_and_reported_as_duplicates(db: psycopg.
     assert count(db, "events") == 2
 
 
+def test_batch_holding_stored_and_new_events_stores_only_the_new_ones(db: psycopg.Connection) -> None:
+    stored_before = purchase("user-1", items=("milk", "eggs"))
+    post_events({"events": [stored_before]})
+    new = [event("click", item_id="coffee"), purchase("user-2", items=("eggs",))]
+
+    _, _, body = post_events({"events": [new[0], stored_before, new[1]]})
+
+    assert (body["accepted"], body["duplicates"], body["duplicate_indexes"]) == (2, 1, [1])
+    rows = db.execute("SELECT event_id::text, line_item_ids FROM events ORDER BY received_at, event_id").fetchall()
+    assert {event_id for event_id, _ in rows} == {stored_before["event_id"], new[0]["event_id"], new[1]["event_id"]}
+    assert dict(rows)[new[1]["event_id"]] == ["eggs"]
+
+
 def test_event_repeated_inside_one_batch_is_stored_once(db: psycopg.Connection) -> None:
     repeated = purchase("user-1", items=("milk",))
     _, _, body = post_events({"events": [repeated, event("click", item_id="eggs"), repeated]})

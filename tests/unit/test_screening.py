@@ -56,5 +56,27 @@ def test_first_occurrences_keeps_order_and_reports_repeats():
     events = EventBatch.model_validate({"events": [click(event_id=a), click(event_id=b), click(event_id=a)]}).events
     unique, repeats = first_occurrences(list(enumerate(events)))
 
-    assert [(index, str(event.event_id)) for index, event in unique] == [(0, a), (1, b)]
+    assert [(index, str(event["event_id"])) for index, event in unique] == [(0, a), (1, b)]
     assert repeats == [2]
+
+
+def test_screening_checks_purchase_lines_and_moves_each_instant_to_utc():
+    def purchase(*lines: tuple[str, float], at: str = NOW.isoformat()) -> dict:
+        return {"event_id": str(uuid.uuid4()), "type": "purchase", "user_id": "u", "store_id": "s", "order_id": "o",
+                "occurred_at": at, "items": [{"item_id": i, "unit_price": p} for i, p in lines]}  # fmt: skip
+
+    raw = [
+        purchase(("milk", 1.5), ("eggs", 0.010000000001)),  # within multiple_of's tolerance, yet not cents
+        purchase(("milk", 1.5), ("milk", 2.0)),
+        purchase(("milk", 1.5), at="2026-11-27T08:00:00+20:00"),  # an offset PostgreSQL cannot read
+    ]
+    screened = screen_events(EventBatch.model_validate({"events": raw}).events, TimeWindow.at(NOW, SETTINGS))
+
+    by_index = {r.index: r.errors for r in screened.rejections}
+    assert [(e.field, e.type) for e in by_index[0]] == [("events[0].items[1].unit_price", "decimal_places")]
+    assert [(e.field, e.type) for e in by_index[1]] == [("events[1].items", "repeated_item")]
+    assert "milk" in by_index[1][0].message
+    [(index, valid)] = screened.valid
+    assert index == 2
+    assert valid["occurred_at"] == NOW and valid["occurred_at"].utcoffset() == timedelta(0)
+    assert valid["items"][0]["quantity"] == 1

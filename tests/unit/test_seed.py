@@ -36,7 +36,7 @@ def dataset() -> SeedDataset:
 
 
 def purchases(dataset: SeedDataset):
-    return [event for event in dataset.events if event.type == "purchase"]
+    return [event for event in dataset.events if event["type"] == "purchase"]
 
 
 # --- determinism --------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def test_a_different_seed_gives_a_different_history_over_the_same_catalog():
     first = generate(users=30, days=60, seed=11, now=NOW)
     other = generate(users=30, days=60, seed=12, now=NOW)
     assert first.events != other.events
-    assert {event.event_id for event in first.events}.isdisjoint(event.event_id for event in other.events)
+    assert {event["event_id"] for event in first.events}.isdisjoint(event["event_id"] for event in other.events)
     assert first.items == other.items  # item ids are stable across seeds
 
 
@@ -68,8 +68,8 @@ def test_identifiers_are_unique(dataset):
     assert_unique(item.item_id for item in dataset.items)
     assert_unique(item.name for item in dataset.items)
     assert_unique(user.user_id for user in dataset.users)
-    assert_unique(event.event_id for event in dataset.events)
-    assert_unique(event.order_id for event in purchases(dataset))
+    assert_unique(event["event_id"] for event in dataset.events)
+    assert_unique(event["order_id"] for event in purchases(dataset))
     assert_unique((row.store_id, row.item_id) for row in dataset.availability)
 
 
@@ -82,31 +82,31 @@ def test_every_reference_points_at_something_that_exists(dataset):
         (store_id, item_id) for store_id in store_ids for item_id in item_ids
     }
     for event in dataset.events:
-        assert event.user_id in user_ids
-        assert event.store_id in store_ids
-        if event.type == "purchase":
-            assert {line.item_id for line in event.items} <= item_ids
+        assert event["user_id"] in user_ids
+        assert event["store_id"] in store_ids
+        if event["type"] == "purchase":
+            assert {line["item_id"] for line in event["items"]} <= item_ids
         else:
-            assert event.item_id in item_ids
+            assert event["item_id"] in item_ids
 
 
 def test_every_purchased_item_is_active_and_sold_at_that_store_at_its_shelf_price(dataset):
     catalog = {item.item_id: item for item in dataset.items}
     shelf = {(row.store_id, row.item_id): row for row in dataset.availability}
     for event in purchases(dataset):
-        for line in event.items:
-            row = shelf[(event.store_id, line.item_id)]
-            assert row.available, (event.order_id, line.item_id)
-            assert catalog[line.item_id].active
-            assert line.unit_price == (row.price or catalog[line.item_id].price)
+        for line in event["items"]:
+            row = shelf[(event["store_id"], line["item_id"])]
+            assert row.available, (event["order_id"], line["item_id"])
+            assert catalog[line["item_id"]].active
+            assert line["unit_price"] == (row.price or catalog[line["item_id"]].price)
 
 
 def test_open_carts_and_app_events_use_items_the_store_sells(dataset):
     shelf = {(row.store_id, row.item_id) for row in dataset.availability if row.available}
-    interactions = [event for event in dataset.events if event.type != "purchase"]
-    assert {event.type for event in interactions} == {"add_to_cart", "click"}
+    interactions = [event for event in dataset.events if event["type"] != "purchase"]
+    assert {event["type"] for event in interactions} == {"add_to_cart", "click"}
     for event in interactions:
-        assert (event.store_id, event.item_id) in shelf
+        assert (event["store_id"], event["item_id"]) in shelf
 
 
 # --- time ---------------------------------------------------------------------------------------------
@@ -125,9 +125,9 @@ def test_every_event_is_inside_the_window_strictly_before_now(days, now):
     dataset = generate(users=40, days=days, now=now)
     assert dataset.events
     for event in dataset.events:
-        assert event.occurred_at.utcoffset() == timedelta(0)
-        assert now - timedelta(days=days) <= event.occurred_at < now
-    times = [event.occurred_at for event in dataset.events]
+        assert event["occurred_at"].utcoffset() == timedelta(0)
+        assert now - timedelta(days=days) <= event["occurred_at"] < now
+    times = [event["occurred_at"] for event in dataset.events]
     assert times == sorted(times)
 
 
@@ -176,10 +176,10 @@ def test_each_store_carries_most_of_the_catalog_with_a_few_own_prices(dataset):
 
 def test_default_size_is_about_twenty_orders_per_household(dataset):
     assert len(dataset.users) == 200
-    orders_per_user = Counter(event.user_id for event in purchases(dataset))
+    orders_per_user = Counter(event["user_id"] for event in purchases(dataset))
     assert set(orders_per_user) == {user.user_id for user in dataset.users}
     assert 15 <= statistics.median(orders_per_user.values()) <= 25
-    lines = sum(len(event.items) for event in purchases(dataset))
+    lines = sum(len(event["items"]) for event in purchases(dataset))
     interactions = len(dataset.events) - len(purchases(dataset))
     assert 0 < interactions < lines
 
@@ -188,8 +188,8 @@ def test_households_rebuy_their_habitual_items_on_the_item_cycle(dataset):
     aisle = {item.item_id: item.aisle for item in dataset.items}
     bought_at = defaultdict(list)
     for event in purchases(dataset):
-        for line in event.items:
-            bought_at[(event.user_id, line.item_id)].append(event.occurred_at)
+        for line in event["items"]:
+            bought_at[(event["user_id"], line["item_id"])].append(event["occurred_at"])
     on_cycle = []
     for (_, item_id), times in bought_at.items():
         if len(times) >= 4:
@@ -204,8 +204,8 @@ def test_households_rebuy_their_habitual_items_on_the_item_cycle(dataset):
 def test_popularity_is_skewed_towards_best_sellers_in_every_store(dataset):
     active = [item.item_id for item in dataset.items if item.active]
     for store in dataset.stores:
-        store_purchases = [event for event in purchases(dataset) if event.store_id == store.store_id]
-        lines = Counter(line.item_id for event in store_purchases for line in event.items)
+        store_purchases = [event for event in purchases(dataset) if event["store_id"] == store.store_id]
+        lines = Counter(line["item_id"] for event in store_purchases for line in event["items"])
         counts = sorted((lines[item_id] for item_id in active), reverse=True)
         total = sum(counts)
         top_tenth = sum(counts[: len(counts) // 10]) / total

@@ -98,6 +98,20 @@ def _copy_row(event: dict[str, Any]) -> tuple:
     )  # fmt: skip
 
 
+def _copy_field(value: Any) -> str:
+    """A value in COPY's text format; a list as an array of quoted elements."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, list):
+        value = "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value) + "}"
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _copy_text(batch: list[dict[str, Any]]) -> bytes:
+    """The rows of `batch` as a COPY … FROM STDIN payload in text format."""
+    return "".join("\t".join(map(_copy_field, _copy_row(event))) + "\n" for event in batch).encode()
+
+
 def _api_request(batch: list[dict[str, Any]]) -> dict[str, Any]:
     body = json.dumps({"events": batch})
     return {
@@ -139,12 +153,14 @@ def bench_ingest(events: int, batch_size: int, workers: int) -> dict[str, Any]:
         with psycopg.connect(url, autocommit=True) as conn:
             stored = conn.execute("SELECT count(*) FROM events").fetchone()[0] - workers * len(warmup)
             conn.execute("TRUNCATE events, event_ids")
-        copy_batches = [[_copy_row(event) for event in batch] for batch in batches]
+        # Formatted before the clock starts, as the requests are serialized before it: the timed part is the
+        # database's, not the client's adaptation of ~7,000 values per batch (10 ms per batch on this machine).
+        copy_batches = [_copy_text(batch) for batch in batches]
         copy_s = _in_parallel(_copy_worker, url, [copy_batches[w::workers] for w in range(workers)], None)
         with psycopg.connect(url, autocommit=True) as conn:
             copied = conn.execute("SELECT count(*) FROM events").fetchone()[0]
             conn.execute("TRUNCATE events, event_ids")
-        stream_s = _in_parallel(_copy_worker, url, [[[row for batch in copy_batches for row in batch]]], None)
+        stream_s = _in_parallel(_copy_worker, url, [[b"".join(copy_batches)]], None)
     if stored != events or copied != events:
         raise RuntimeError(f"expected {events} rows, the handler stored {stored} and COPY {copied}")
     return {
@@ -191,14 +207,13 @@ def _fresh_ids(events: list[dict]) -> list[dict]:
     return [event | {"event_id": str(uuid.uuid4())} for event in events]
 
 
-def _copy_worker(url: str, batches: list[list[tuple]], _: Any, barrier) -> None:
+def _copy_worker(url: str, payloads: list[bytes], _: Any, barrier) -> None:
     columns = ", ".join(EVENT_COLUMNS)
     with psycopg.connect(url, autocommit=True) as conn:
         barrier.wait()
-        for batch in batches:
+        for payload in payloads:
             with conn.transaction(), conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy:
-                for row in batch:
-                    copy.write_row(row)
+                copy.write(payload)
 
 
 def bench_recompute(events: int) -> dict[str, Any]:

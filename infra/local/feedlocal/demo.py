@@ -24,7 +24,7 @@ def load_dataset(conn: psycopg.Connection, dataset: SeedDataset) -> int:
         catalog_db.upsert_items(conn, dataset.items)
         catalog_db.upsert_availability(conn, dataset.availability)
         catalog_db.upsert_users(conn, dataset.users)
-        events_db.ensure_event_partitions(conn, {events_db.month_of(event.occurred_at) for event in dataset.events})
+        events_db.ensure_event_partitions(conn, {events_db.month_of(event["occurred_at"]) for event in dataset.events})
         size = ingest_settings().max_events_per_batch
         batches = -(-len(dataset.events) // size)
         for batch in progress(batched(dataset.events, size), batches, "storing events", "batches"):

@@ -603,7 +603,7 @@ def generate(*, users: int = 200, stores: int = 3, days: int = 120, seed: int = 
         events += _shopping_history(user_id, home_id, habits, assortments, days, now, rng)
         if rng.random() < OPEN_CART_SHARE:
             events += _open_cart(user_id, home_id, habits, now, rng)
-    events.sort(key=lambda event: event.occurred_at)
+    events.sort(key=lambda event: event["occurred_at"])
     return SeedDataset(
         stores=store_list,
         items=list(catalog.items),
@@ -808,7 +808,7 @@ def _shopping_history(
                 occurred_at=at,
                 order_id=f"order-{user_id}-{trip_number}",
                 items=[
-                    PurchaseLine(item_id=item_id, quantity=quantity, unit_price=store.prices[item_id])
+                    PurchaseLine(item_id=item_id, quantity=quantity, unit_price=float(store.prices[item_id]))
                     for item_id, quantity in basket.items()
                 ],
             )

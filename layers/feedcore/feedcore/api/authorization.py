@@ -98,8 +98,11 @@ def authorize(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Respo
 
 def authorize_events(event: BaseProxyEvent, batch: EventBatch) -> None:
     """Every event of the batch must be the caller's own (as sent: also the ones that will be rejected)."""
+    from feedcore.api.event_models import UnmatchedEvent  # loaded by the events function only
+
     caller = caller_of(event)
-    for index, sent in enumerate(batch.events):
-        user_id = sent.get("user_id") if isinstance(sent, dict) else getattr(sent, "user_id", None)
+    for index, event in enumerate(batch.events):
+        sent = event.sent if isinstance(event, UnmatchedEvent) else event
+        user_id = sent.get("user_id") if isinstance(sent, dict) else None
         if isinstance(user_id, str) and user_id != caller.subject and not caller.is_admin:
             raise Forbidden(f"events[{index}] belongs to another user; send only the caller's own events")

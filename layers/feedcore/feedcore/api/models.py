@@ -4,18 +4,10 @@ which the feed function does not import (building models is a share of its cold 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    Strict,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 from pydantic_core import PydanticCustomError
 
 MAX_LINES_PER_PURCHASE = 200
@@ -24,11 +16,18 @@ MAX_LINES_PER_PURCHASE = 200
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 
 
+DECIMAL_PLACES_ERROR = ("decimal_places", "must have at most two decimals")
+
+
+def has_whole_cents(amount: float) -> bool:
+    """multiple_of allows a relative tolerance (it would let 0.010000000001 through, to be rounded in the
+    database); an amount of two decimals is its own rounding."""
+    return round(amount, 2) == amount
+
+
 def _whole_cents(amount: float) -> float:
-    # multiple_of allows a relative tolerance (it would let 0.010000000001 through, to be rounded in the
-    # database); an amount of two decimals is its own rounding.
-    if round(amount, 2) != amount:
-        raise PydanticCustomError("decimal_places", "must have at most two decimals")
+    if not has_whole_cents(amount):
+        raise PydanticCustomError(*DECIMAL_PLACES_ERROR)
     return amount
 
 
@@ -36,27 +35,11 @@ def _whole_cents(amount: float) -> float:
 # float in between (Decimal validation cost about a millisecond per 500-event batch): every amount of two
 # decimals up to the bound converts to the same numeric in PostgreSQL.
 Money = Annotated[float, Field(ge=0, le=100_000, multiple_of=0.01), AfterValidator(_whole_cents)]
-
 # Strict: `true` or `2.0` is not a quantity.
 Quantity = Annotated[int, Strict(), Field(ge=1, le=999)]
 # Feed tracking fields: the feed and section that showed an item, and its position there.
 FeedId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Position = Annotated[int, Strict(), Field(ge=0, le=10_000)]
-
-
-def _iso_timestamp(value: Any) -> Any:
-    # A number (or a string of digits) would be read as seconds since 1970; clients must say what they mean.
-    if not isinstance(value, str | datetime) or (isinstance(value, str) and value.strip().replace(".", "").isdigit()):
-        raise PydanticCustomError("timestamp_type", "must be an ISO 8601 string with a time zone")
-    return value
-
-
-def _in_utc(value: datetime) -> datetime:
-    # Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59; the instant is what matters.
-    return value.astimezone(UTC)
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_timestamp), AfterValidator(_in_utc)]
 
 
 def _no_nul(value: str) -> str:
@@ -71,14 +54,16 @@ Label = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_n
 Tag = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_nul)]
 
 
+REPEATED_ITEM_ERROR = ("repeated_item", "item {item_id} appears more than once; send it once")
+
+
 def one_per_item[T](entries: list[T]) -> list[T]:
-    """A list in which each item_id appears once (purchase lines, catalog and availability updates)."""
+    """A list in which each item_id appears once (catalog and availability updates; ingestion checks purchase
+    lines in its pass over the batch)."""
     seen: set[str] = set()
     for entry in entries:
         if entry.item_id in seen:
-            raise PydanticCustomError(
-                "repeated_item", "item {item_id} appears more than once; send it once", {"item_id": entry.item_id}
-            )
+            raise PydanticCustomError(*REPEATED_ITEM_ERROR, {"item_id": entry.item_id})
         seen.add(entry.item_id)
     return entries
 

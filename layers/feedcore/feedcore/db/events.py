@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
-from pydantic import TypeAdapter
+from psycopg.pq import TransactionStatus
+from pydantic_core import to_json
 
 from feedcore.api.event_models import ValidEvent
 
@@ -19,45 +21,71 @@ PARTITION_LOCK_KEY = 7_246_201_119
 # clears this cache in the process that runs it, and only for months older than the late-event horizon).
 _known_months: set[date] = set()
 
-# One statement, one round trip: the events whose event_id is new are stored, purchase lines becoming
-# arrays in the event's row. The batch travels as one JSON document (serialized by pydantic's Rust core,
-# which beats adapting thousands of values one by one; json, not jsonb, as it is read once). The statement
-# also says which of the item ids the caller could not vouch for are in the catalog (by index lookups).
-# Rows are taken in event_id order so that two overlapping batches lock in the same order and cannot
-# deadlock.
-_STORE_EVENTS = """
+# A batch travels as one JSON document (serialized by pydantic's Rust core, which beats adapting thousands of
+# values one by one; json, not jsonb, as it is read once), purchase lines already as the row's arrays.
+_INCOMING = """
 WITH incoming AS (
     SELECT *
     FROM json_to_recordset(%(events)s::json) AS e (
         event_id uuid, occurred_at timestamptz, type text, user_id text, store_id text, item_id text,
-        quantity int, order_id text, items json, feed_id text, section text, position int)
+        quantity int, order_id text, line_item_ids text[], line_quantities int[], line_unit_prices numeric[],
+        feed_id text, section text, position int)
+)"""
+_EVENT_ROWS = """
+    INSERT INTO events (event_id, occurred_at, event_type, user_id, store_id, item_id, quantity, order_id,
+                        line_item_ids, line_quantities, line_unit_prices, feed_id, section, position)
+    SELECT i.event_id, i.occurred_at, i.type, i.user_id, i.store_id, i.item_id, i.quantity, i.order_id,
+           i.line_item_ids, i.line_quantities, i.line_unit_prices, i.feed_id, i.section, i.position"""
+# Which of the item ids the caller could not vouch for are in the catalog (by index lookups).
+_CATALOG_ITEMS = (
+    "SELECT coalesce(array_agg(item_id), '{}') FROM items WHERE item_id = ANY(%(unverified_items)s::text[])"
+)
+
+# The usual case, every event new: plain inserts, without the speculative insertion of ON CONFLICT or a join
+# of the events to the ids they got. event_ids' primary key still decides: an event_id stored before (a
+# retry, a racing batch) aborts the statement, and the batch goes again by _STORE_NEW_EVENTS. Ids are taken in
+# event_id order so that two overlapping batches lock in the same order and cannot deadlock.
+_STORE_ALL_EVENTS = f"""{_INCOMING},
+new_id AS (
+    INSERT INTO event_ids (event_id, occurred_at)
+    SELECT event_id, occurred_at FROM incoming ORDER BY event_id
 ),
+stored AS ({_EVENT_ROWS}
+    FROM incoming i
+)
+{_CATALOG_ITEMS}
+"""
+# Some event_id was stored before: ON CONFLICT DO NOTHING into event_ids decides which are new, and only
+# those go into events.
+_STORE_NEW_EVENTS = f"""{_INCOMING},
 new_id AS (
     INSERT INTO event_ids (event_id, occurred_at)
     SELECT event_id, occurred_at FROM incoming ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 ),
-stored AS (
-    INSERT INTO events (event_id, occurred_at, event_type, user_id, store_id, item_id, quantity, order_id,
-                        line_item_ids, line_quantities, line_unit_prices, feed_id, section, position)
-    SELECT i.event_id, i.occurred_at, i.type, i.user_id, i.store_id, i.item_id, i.quantity, i.order_id,
-           line.item_ids, line.quantities, line.unit_prices, i.feed_id, i.section, i.position
+stored AS ({_EVENT_ROWS}
     FROM incoming i
     JOIN new_id USING (event_id)
-    LEFT JOIN LATERAL (
-        SELECT array_agg(l.item_id ORDER BY l.line_no) AS item_ids,
-               array_agg(l.quantity ORDER BY l.line_no) AS quantities,
-               array_agg(l.unit_price ORDER BY l.line_no) AS unit_prices
-        FROM ROWS FROM (json_to_recordset(i.items) AS (item_id text, quantity int, unit_price numeric))
-             WITH ORDINALITY AS l (item_id, quantity, unit_price, line_no)
-    ) line ON i.items IS NOT NULL
     RETURNING event_id
 )
-SELECT (SELECT coalesce(array_agg(event_id), '{}') FROM incoming WHERE event_id NOT IN (SELECT event_id FROM stored)),
-       (SELECT coalesce(array_agg(item_id), '{}') FROM items WHERE item_id = ANY(%(unverified_items)s::text[]))
+SELECT (SELECT coalesce(array_agg(event_id), '{{}}') FROM incoming WHERE event_id NOT IN (SELECT event_id FROM stored)),
+       ({_CATALOG_ITEMS})
 """
-_EVENTS_JSON = TypeAdapter(list[ValidEvent])
+
+
+def _event_rows(events: Sequence[ValidEvent]) -> bytes:
+    """The JSON document of the events' rows: a purchase's lines become the row's three arrays."""
+    rows = []
+    for event in events:
+        if event["type"] == "purchase":
+            lines = event["items"]
+            event = {key: value for key, value in event.items() if key != "items"}  # noqa: PLW2901
+            event["line_item_ids"] = [line["item_id"] for line in lines]
+            event["line_quantities"] = [line.get("quantity", 1) for line in lines]
+            event["line_unit_prices"] = [line["unit_price"] for line in lines]
+        rows.append(event)
+    return to_json(rows)
 
 
 class MissingPartition(Exception):
@@ -116,15 +144,26 @@ def ensure_event_partitions(conn: psycopg.Connection, months: Iterable[date]) ->
 def store_events(
     conn: psycopg.Connection, events: Sequence[ValidEvent], unverified_items: Collection[str] = ()
 ) -> StoredEvents:
-    """Insert the events whose event_id is new, in the caller's transaction, and look `unverified_items` up
-    in the catalog.
+    """Insert the events whose event_id is new, and look `unverified_items` up in the catalog.
 
-    Returns the event_ids that were already stored (usually none) and the unverified items that exist. The
-    months' partitions must exist (ensure_event_partitions).
+    On an autocommit connection outside a transaction (ingestion's), commits its own: plain inserts first,
+    and by ON CONFLICT in a second transaction only if some event_id was stored before. Otherwise it runs in
+    the caller's transaction, by ON CONFLICT at once. Returns the event_ids that were already stored (usually
+    none) and the unverified items that exist. The months' partitions must exist (ensure_event_partitions).
     """
-    params = {"events": _EVENTS_JSON.dump_json(list(events)).decode(), "unverified_items": list(unverified_items)}
+    params = {"events": _event_rows(events).decode(), "unverified_items": list(unverified_items)}
+    own_transaction = conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
     try:
-        duplicate_ids, catalog_items = conn.execute(_STORE_EVENTS, params).fetchone()
+        if own_transaction:
+            try:
+                with conn.transaction():
+                    (catalog_items,) = conn.execute(_STORE_ALL_EVENTS, params).fetchone()
+                return StoredEvents(frozenset(), frozenset(catalog_items))
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != "event_ids_pkey":
+                    raise
+        with conn.transaction() if own_transaction else nullcontext():
+            duplicate_ids, catalog_items = conn.execute(_STORE_NEW_EVENTS, params).fetchone()
     except psycopg.errors.CheckViolation as exc:
         if exc.diag.constraint_name is not None:  # a CHECK constraint, not partition routing
             raise

@@ -10,11 +10,11 @@ from typing import Any
 
 import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from feedcore.api.event_models import Event, EventBatch, IngestResult, PurchaseEvent, ValidEvent
+from feedcore.api.event_models import Event, EventBatch, IngestResult, UnmatchedEvent, ValidEvent
 from feedcore.api.field_errors import field_errors
-from feedcore.api.models import EventRejection, FieldError
+from feedcore.api.models import DECIMAL_PLACES_ERROR, REPEATED_ITEM_ERROR, EventRejection, FieldError, has_whole_cents
 from feedcore.db import events as events_db
 from feedcore.db.connection import run
 from feedcore.db.events import month_of, next_month
@@ -57,7 +57,7 @@ catalog_items = CatalogItemCache()
 
 
 def _item_ids(event: ValidEvent) -> list[str]:
-    return [line.item_id for line in event.items] if isinstance(event, PurchaseEvent) else [event.item_id]
+    return [line["item_id"] for line in event["items"]] if event["type"] == "purchase" else [event["item_id"]]
 
 
 @dataclass
@@ -109,30 +109,58 @@ class TimeWindow:
         return months
 
 
-def screen_events(events: Sequence[Any], window: TimeWindow) -> ScreenedBatch:
-    """Sort each event of a batch into valid or rejected (with the reasons, located by index).
+def _purchase_line_errors(index: int, event: ValidEvent) -> list[FieldError]:
+    """What pydantic-core leaves to Python in a purchase: each item once, unit prices of two decimals."""
+    errors = []
+    lines = event["items"]
+    if len({line["item_id"] for line in lines}) != len(lines):
+        seen: set[str] = set()
+        repeated = next(line["item_id"] for line in lines if line["item_id"] in seen or seen.add(line["item_id"]))
+        kind, message = REPEATED_ITEM_ERROR
+        errors.append(FieldError(field=f"events[{index}].items", message=message.format(item_id=repeated), type=kind))
+    for number, line in enumerate(lines):
+        if not has_whole_cents(line["unit_price"]):
+            kind, message = DECIMAL_PLACES_ERROR
+            errors.append(FieldError(field=f"events[{index}].items[{number}].unit_price", message=message, type=kind))
+    return errors
 
-    `events` holds contract models for the events that matched the contract and the raw JSON values of
-    the others, as EventBatch leaves them.
+
+def screen_events(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWindow) -> ScreenedBatch:
+    """Sort each event of a batch into valid or rejected (with the reasons, located by index), in one pass.
+
+    `events` holds the validated dicts of the events that matched the contract and an UnmatchedEvent for each
+    of the others, as EventBatch leaves them. Valid events get their `occurred_at` in UTC.
     """
     screened = ScreenedBatch()
-    for index, candidate in enumerate(events):
-        if isinstance(candidate, BaseModel):
-            event = candidate
+    earliest, latest = window.earliest, window.latest
+    for index, event in enumerate(events):
+        if isinstance(event, UnmatchedEvent):
+            screened.rejections.append(_unmatched(index, event.sent))
+            continue
+        occurred_at = event["occurred_at"]
+        if earliest <= occurred_at <= latest:
+            errors = _purchase_line_errors(index, event) if event["type"] == "purchase" else None
         else:
-            try:
-                event = _EVENT.validate_python(candidate)
-            except ValidationError as exc:
-                errors = field_errors(exc.errors(include_url=False), prefix=("events", index))
-                screened.rejections.append(EventRejection(index=index, event_id=_event_id_of(candidate), errors=errors))
-                continue
-        reason = window.error(event.occurred_at)
-        if reason is None:
+            reason = window.error(occurred_at)
+            errors = [FieldError(field=f"events[{index}].occurred_at", message=reason, type="time_window")]
+        if errors:
+            screened.rejections.append(EventRejection(index=index, event_id=str(event["event_id"]), errors=errors))
+        else:
+            # Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59; the instant is what matters.
+            event["occurred_at"] = occurred_at.astimezone(UTC)
             screened.valid.append((index, event))
-        else:
-            error = FieldError(field=f"events[{index}].occurred_at", message=reason, type="time_window")
-            screened.rejections.append(EventRejection(index=index, event_id=str(event.event_id), errors=[error]))
     return screened
+
+
+def _unmatched(index: int, sent: Any) -> EventRejection:
+    """The rejection of an element of the batch that does not match the contract, with pydantic's reasons."""
+    try:
+        _EVENT.validate_python(sent)
+    except ValidationError as exc:
+        errors = field_errors(exc.errors(include_url=False), prefix=("events", index))
+    else:  # cannot happen: EventBatch tried the same contract first
+        raise AssertionError(f"events[{index}] matches the contract on a second look")
+    return EventRejection(index=index, event_id=_event_id_of(sent), errors=errors)
 
 
 def first_occurrences(valid: Sequence[tuple[int, ValidEvent]]) -> tuple[list[tuple[int, ValidEvent]], list[int]]:
@@ -140,10 +168,11 @@ def first_occurrences(valid: Sequence[tuple[int, ValidEvent]]) -> tuple[list[tup
     seen: set = set()
     unique, repeats = [], []
     for index, event in valid:
-        if event.event_id in seen:
+        event_id = event["event_id"]
+        if event_id in seen:
             repeats.append(index)
         else:
-            seen.add(event.event_id)
+            seen.add(event_id)
             unique.append((index, event))
     return unique, repeats
 
@@ -162,20 +191,20 @@ def _store(events: list[ValidEvent], window: TimeWindow) -> tuple[events_db.Stor
     unverified = catalog_items.unverified(named)
     run(ensure_partitions, in_transaction=False)
     try:
-        stored = run(lambda conn: events_db.store_events(conn, events, unverified))
+        stored = run(lambda conn: events_db.store_events(conn, events, unverified), in_transaction=False)
     except events_db.MissingPartition:
         # The process's partition cache was stale (a replaced database); it has been cleared, and so is what
         # the container knew of that database's catalog.
         catalog_items.clear()
         unverified = named
         run(ensure_partitions, in_transaction=False)
-        stored = run(lambda conn: events_db.store_events(conn, events, unverified))
+        stored = run(lambda conn: events_db.store_events(conn, events, unverified), in_transaction=False)
     found = (named - unverified) | stored.catalog_items
     catalog_items.add(stored.catalog_items)
     unknown_items = sum(
         item_id not in found
         for event in events
-        if event.event_id not in stored.duplicate_ids
+        if event["event_id"] not in stored.duplicate_ids
         for item_id in _item_ids(event)
     )
     return stored, unknown_items
@@ -200,7 +229,9 @@ def ingest_batch(batch: EventBatch, *, body_bytes: int = 0, now: datetime | None
     unique, repeats = first_occurrences(screened.valid)
     to_store = [event for _, event in unique]
     stored, unknown_items = _store(to_store, window)
-    duplicate_indexes = sorted(repeats + [index for index, event in unique if event.event_id in stored.duplicate_ids])
+    duplicate_indexes = sorted(
+        repeats + [index for index, event in unique if event["event_id"] in stored.duplicate_ids]
+    )
     result = IngestResult(
         received=len(batch.events),
         accepted=len(to_store) - len(stored.duplicate_ids),
