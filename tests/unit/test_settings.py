@@ -1,4 +1,4 @@
-"""Settings are read from the environment as pydantic-settings read them: prefix + field name or the field's
+"""Settings are read from the environment by pydantic-settings: prefix + field name or the field's
 alias, in any case, keyword arguments first, validated (a bad value fails at start, naming the field)."""
 
 from __future__ import annotations

@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-
-
-class EnvironmentSettings(BaseModel):
-    """Settings read from environment variables and validated by pydantic, like pydantic-settings' BaseSettings
-    (whose import was about 0.1 s of a cold start): a field is read from `env_prefix` + its name, or from its
-    validation alias, in any case; keyword arguments win over the environment; other variables are ignored.
-    Values are strings, validated in pydantic's lax mode ("true" is a bool, "5" an int)."""
-
-    model_config = ConfigDict(extra="ignore", validate_default=True, validate_by_name=True, validate_by_alias=True)
-    env_prefix: ClassVar[str] = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_environment(cls, values: Any) -> Any:
-        if not isinstance(values, dict):
-            return values
-        environment = {name.lower(): value for name, value in os.environ.items()}
-        found = {}
-        for name, field in cls.model_fields.items():
-            variable = field.validation_alias if isinstance(field.validation_alias, str) else cls.env_prefix + name
-            if (value := environment.get(variable.lower())) is not None:
-                found[name] = value
-        return found | values
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class DatabaseSettings(EnvironmentSettings):
+class DatabaseSettings(BaseSettings):
     """Where the database is and how to log in, in order of precedence: a URL (locally); RDS Proxy with IAM
     authentication (the stack); a Secrets Manager secret in the RDS JSON format (an existing database)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over everything else")
     db_iam_auth: bool = Field(default=False, description="through RDS Proxy with an IAM token (rds-db:connect)")
@@ -59,10 +38,10 @@ class DatabaseSettings(EnvironmentSettings):
         return self
 
 
-class ScoringSettings(EnvironmentSettings):
+class ScoringSettings(BaseSettings):
     """Weights, half-lives and limits of the scheduled score recomputation."""
 
-    env_prefix = "SCORING_"
+    model_config = SettingsConfigDict(env_prefix="SCORING_", extra="ignore")
 
     popularity_half_life_days: float = Field(default=7.0, ge=1)
     affinity_half_life_days: float = Field(default=60.0, ge=1)
@@ -90,10 +69,10 @@ class ScoringSettings(EnvironmentSettings):
         return self
 
 
-class FanoutSettings(EnvironmentSettings):
+class FanoutSettings(BaseSettings):
     """When and how the recompute fans a chunk's per-user work out to shards consumed from an SQS queue."""
 
-    env_prefix = "SCORING_FANOUT_"
+    model_config = SettingsConfigDict(env_prefix="SCORING_FANOUT_", extra="ignore")
 
     queue_url: str | None = Field(default=None, description="the shard queue; unset or empty: no fan-out")
     shards: int = Field(default=4, ge=2, le=256, description="user shards per fanned-out chunk")
@@ -108,17 +87,19 @@ class FanoutSettings(EnvironmentSettings):
         return bool(self.queue_url)
 
 
-class ModelScoreSettings(EnvironmentSettings):
+class ModelScoreSettings(BaseSettings):
     """Where ML engineers drop model scores: s3://<bucket>/<prefix><model>/<file>.csv or .parquet."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     model_scores_bucket: str | None = Field(default=None, description="unset: no import")
     model_scores_prefix: str = Field(default="model-scores/")
 
 
-class FeedSettings(EnvironmentSettings):
+class FeedSettings(BaseSettings):
     """Where the ranking config comes from, paging, real-time signals and the buy-again timing."""
 
-    env_prefix = "FEED_"
+    model_config = SettingsConfigDict(env_prefix="FEED_", extra="ignore")
 
     ranking_config_file: Path | None = Field(default=None, description="JSON ranking config; default: packaged")
     appconfig_application: str | None = Field(default=None, description="set: the config comes from AppConfig")
@@ -146,10 +127,10 @@ class FeedSettings(EnvironmentSettings):
         return self
 
 
-class IngestSettings(EnvironmentSettings):
+class IngestSettings(BaseSettings):
     """Limits of the ingestion and catalog endpoints."""
 
-    env_prefix = "INGEST_"
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
 
     max_events_per_batch: int = Field(default=500, ge=1, le=10_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=10_485_760, description="API Gateway's cap is 10 MB")
@@ -164,8 +145,10 @@ class IngestSettings(EnvironmentSettings):
 MetricsProvider = Literal["cloudwatch", "datadog"]
 
 
-class ObservabilitySettings(EnvironmentSettings):
+class ObservabilitySettings(BaseSettings):
     """Where metrics go, and whether the X-Ray SDK records subsegments."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     metrics_provider: MetricsProvider = Field(default="cloudwatch", description="CloudWatch EMF, or Datadog")
     trace_disabled: bool = Field(default=False, validation_alias="POWERTOOLS_TRACE_DISABLED")
@@ -179,10 +162,10 @@ class ObservabilitySettings(EnvironmentSettings):
         return self.lambda_task_root is not None and not self.sam_local and not self.trace_disabled
 
 
-class AuthSettings(EnvironmentSettings):
+class AuthSettings(BaseSettings):
     """Who may call what (feedcore.api.authorization)."""
 
-    env_prefix = "AUTH_"
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore")
 
     admin_group: str = Field(default="admin", min_length=1, description="cognito:groups member = admin")
     dev_tokens: bool = Field(default=False, description="trust unsigned `dev:<sub>` tokens: local use only")
@@ -197,8 +180,10 @@ class AuthSettings(EnvironmentSettings):
         return self
 
 
-class ApiSettings(EnvironmentSettings):
+class ApiSettings(BaseSettings):
     """How the API answers browsers."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     cors_allow_origin: str | None = Field(default=None, description="the one origin allowed by CORS")
 

@@ -113,11 +113,14 @@ def _purchase_line_errors(index: int, event: ValidEvent) -> list[FieldError]:
     """What pydantic-core leaves to Python in a purchase: each item once, unit prices of two decimals."""
     errors = []
     lines = event["items"]
-    if len({line["item_id"] for line in lines}) != len(lines):
-        seen: set[str] = set()
-        repeated = next(line["item_id"] for line in lines if line["item_id"] in seen or seen.add(line["item_id"]))
-        kind, message = REPEATED_ITEM_ERROR
-        errors.append(FieldError(field=f"events[{index}].items", message=message.format(item_id=repeated), type=kind))
+    seen: set[str] = set()
+    for line in lines:
+        if line["item_id"] in seen:
+            kind, message = REPEATED_ITEM_ERROR
+            field, text = f"events[{index}].items", message.format(item_id=line["item_id"])
+            errors.append(FieldError(field=field, message=text, type=kind))
+            break
+        seen.add(line["item_id"])
     for number, line in enumerate(lines):
         if not has_whole_cents(line["unit_price"]):
             kind, message = DECIMAL_PLACES_ERROR
