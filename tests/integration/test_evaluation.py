@@ -16,8 +16,9 @@ def test_the_harness_ranks_buy_again_at_least_as_well_as_the_baselines(database_
 
     assert (metrics["users"], metrics["k"]) == (60, 10)
     assert metrics["events"] == 796  # every prior order replayed through ingestion
-    for name in ("buy_again", "feed", "p_topfreq", "g_topfreq"):
+    for name in ("buy_again", "feed", "p_topfreq", "g_topfreq", "tifu_knn"):
         assert 0 <= metrics[name]["recall"] <= 1 and 0 <= metrics[name]["ndcg"] <= 1
     assert metrics["buy_again"]["ndcg"] >= metrics["p_topfreq"]["ndcg"]
     assert metrics["buy_again"]["recall"] >= 0.95 * metrics["p_topfreq"]["recall"]
     assert metrics["p_topfreq"]["recall"] > 3 * metrics["g_topfreq"]["recall"]
+    assert metrics["tifu_knn"]["recall"] > 3 * metrics["g_topfreq"]["recall"]  # a repeat-driven baseline

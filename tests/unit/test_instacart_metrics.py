@@ -4,7 +4,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from feedlocal.instacart import Order, UserHistory, g_topfreq, ndcg_at_k, order_times, p_topfreq, recall_at_k
+from feedlocal.instacart import (
+    Order,
+    TifuKnn,
+    UserHistory,
+    g_topfreq,
+    ndcg_at_k,
+    order_times,
+    p_topfreq,
+    recall_at_k,
+    tifu_knn,
+    tifu_vector,
+)
 
 
 def test_recall_is_the_share_of_the_basket_found():
@@ -44,3 +55,32 @@ def test_orders_are_placed_back_from_the_train_order_at_the_evaluation_time():
         "2": datetime(2026, 5, 12, 10, tzinfo=UTC),
         "1": datetime(2026, 5, 5, 9, tzinfo=UTC),
     }
+
+
+def test_tifu_vector_decays_baskets_and_groups_by_age():
+    # Three orders in three groups: weights 0.9**2 * 0.7**2, 0.9 * 0.7 and 1, each over the 3 groups.
+    vector = tifu_vector(history(), TifuKnn())
+    assert vector["milk"] == pytest.approx((0.81 * 0.49 + 0.9 * 0.7) / 3)
+    assert vector["bread"] == pytest.approx((0.9 * 0.7 + 1.0) / 3)
+    assert vector["eggs"] == pytest.approx((0.81 * 0.49 + 1.0) / 3)
+
+
+def test_tifu_vector_averages_the_baskets_of_a_group_the_larger_groups_last():
+    orders = [Order(str(n), "u", n, 9, 1.0, ["a"] if n == 1 else ["b"]) for n in range(1, 8)]  # groups 2, 2, 3
+    vector = tifu_vector(UserHistory("u", orders, Order("8", "u", 8, 9, 1.0, ["a"])), TifuKnn(basket_decay=1.0))
+    assert vector["a"] == pytest.approx(0.49 / 2 / 3)  # half of the oldest group
+    assert vector["b"] == pytest.approx((0.49 / 2 + 0.7 + 1.0) / 3)
+
+
+def test_tifu_knn_fills_the_list_from_the_nearest_neighbour_only():
+    def user(name: str, products: list[str]) -> UserHistory:
+        return UserHistory(
+            name, [Order(name + "1", name, 1, 9, None, products)], Order(name + "2", name, 2, 9, 1.0, [])
+        )
+
+    users = [user("u", ["milk", "eggs"]), user("v", ["milk", "eggs", "jam"]), user("w", ["beer", "chips"])]
+    ranked = tifu_knn(users, 3, TifuKnn(neighbours=1))
+    assert ranked["u"] == ["eggs", "milk", "jam"]  # v is nearest; w's items never appear
+    everyone = tifu_knn(users, 5, TifuKnn(neighbours=2))
+    assert set(everyone["u"]) == {"milk", "eggs", "jam", "beer", "chips"}
+    assert everyone["u"][:2] == ["eggs", "milk"]  # the user's own items first (alpha 0.9)

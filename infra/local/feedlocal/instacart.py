@@ -4,13 +4,15 @@ Every prior order is replayed as a purchase event through the real ingestion cod
 order being placed at one common evaluation time and the earlier orders before it (from
 `days_since_prior_order` and `order_hour_of_day`). The real recompute runs, each evaluated user's feed is
 assembled at the evaluation time by the real feed code, and its `buy_again` section and its first K
-distinct items are compared with the held-out `train` basket — next to two baselines computed by this
-same harness: P-TopFreq (the user's most frequently bought items) and G-TopFreq (the globally most bought).
+distinct items are compared with the held-out `train` basket — next to three baselines computed by this
+same harness: P-TopFreq (the user's most frequently bought items), G-TopFreq (the globally most bought) and
+TIFU-KNN (Hu et al., SIGIR 2020: a time-decayed repeat vector blended with the nearest users' vectors).
 """
 
 from __future__ import annotations
 
 import csv
+import heapq
 import math
 import os
 import random
@@ -162,6 +164,86 @@ def g_topfreq(histories: Iterable[UserHistory], k: int) -> list[str]:
     return [product for product, _ in sorted(counts.items(), key=lambda pc: (-pc[1], pc[0]))[:k]]
 
 
+@dataclass(frozen=True)
+class TifuKnn:
+    """TIFU-KNN's hyperparameters (Hu et al., SIGIR 2020), at the values its authors use for Instacart."""
+
+    groups: int = 3  # the history is cut into this many consecutive groups of baskets
+    basket_decay: float = 0.9  # a basket's weight: basket_decay ** (baskets after it)
+    group_decay: float = 0.7  # a group's weight: group_decay ** (groups after it)
+    alpha: float = 0.9  # share of the user's own vector; the rest is the mean of the neighbours' vectors
+    neighbours: int = 900  # capped at the number of other users
+
+
+def _groups(orders: Sequence[Order], count: int) -> list[Sequence[Order]]:
+    """Consecutive groups of near-equal size, the larger ones last (as the authors' code cuts them); one
+    order per group when there are fewer orders than groups."""
+    if len(orders) < count:
+        return [[order] for order in orders]
+    size, larger = divmod(len(orders), count)
+    groups, start = [], 0
+    for index in range(count):
+        end = start + size + (index >= count - larger)
+        groups.append(orders[start:end])
+        start = end
+    return groups
+
+
+def tifu_vector(history: UserHistory, params: TifuKnn) -> dict[str, float]:
+    """The user's repeat vector: each basket a 0/1 vector decayed by its age in baskets, averaged within its
+    group; the groups decayed by their age in groups and averaged."""
+    weights = {
+        order.order_id: params.basket_decay ** (len(history.prior) - 1 - n) for n, order in enumerate(history.prior)
+    }
+    vector: dict[str, float] = defaultdict(float)
+    groups = _groups(history.prior, params.groups)
+    for index, group in enumerate(groups):
+        group_weight = params.group_decay ** (params.groups - 1 - index) / len(groups) / len(group)
+        for order in group:
+            for product in set(order.products):
+                vector[product] += weights[order.order_id] * group_weight
+    return vector
+
+
+def tifu_knn(histories: Sequence[UserHistory], k: int, params: TifuKnn = TifuKnn()) -> dict[str, list[str]]:
+    """Each user's k items by TIFU-KNN: alpha times the user's own vector plus (1 - alpha) times the mean
+    vector of the user's nearest neighbours by Euclidean distance (over the other users' prior orders)."""
+    vectors = {h.user_id: tifu_vector(h, params) for h in histories}
+    others = len(vectors) - 1
+    neighbours = min(params.neighbours, others)
+    everyone: dict[str, float] = defaultdict(float)  # when every other user is a neighbour: all minus the user
+    for vector in vectors.values():
+        for product, weight in vector.items():
+            everyone[product] += weight
+    ranked = {}
+    for user, vector in vectors.items():
+        if neighbours == others:
+            near = {product: weight - vector.get(product, 0.0) for product, weight in everyone.items()}
+        else:
+            near = defaultdict(float)
+            for other in _nearest(user, vectors, neighbours):
+                for product, weight in vectors[other].items():
+                    near[product] += weight
+        share = (1 - params.alpha) / max(neighbours, 1)
+        scores = {product: share * weight + params.alpha * vector.get(product, 0.0) for product, weight in near.items()}
+        scores.update({p: params.alpha * w for p, w in vector.items() if p not in near})
+        ranked[user] = heapq.nsmallest(k, scores, key=lambda p: (-scores[p], p))
+    return ranked
+
+
+def _nearest(user: str, vectors: dict[str, dict[str, float]], count: int) -> list[str]:
+    """The `count` other users closest to `user` by Euclidean distance (ties by user id)."""
+    mine = vectors[user]
+
+    def distance(other: str) -> float:
+        theirs = vectors[other]
+        return sum((w - theirs.get(p, 0.0)) ** 2 for p, w in mine.items()) + sum(
+            w * w for p, w in theirs.items() if p not in mine
+        )
+
+    return sorted((other for other in vectors if other != user), key=lambda other: (distance(other), other))[:count]
+
+
 @dataclass
 class MetricSum:
     recall: float = 0.0
@@ -214,8 +296,9 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
             stored += result.accepted
     recompute_scores(RecomputeRequest(mode="full"), now=evaluated_at)
 
-    buy_again, whole_feed, personal, popular = MetricSum(), MetricSum(), MetricSum(), MetricSum()
+    buy_again, whole_feed, personal, popular, tifu = MetricSum(), MetricSum(), MetricSum(), MetricSum(), MetricSum()
     global_top = g_topfreq(histories, k)
+    tifu_top = tifu_knn(histories, k)
     assignment = evaluation_assignment(ranking_config(), k)
     for history in progress(histories, len(histories), "assembling feeds", "users"):
         basket = set(history.train.products)
@@ -229,6 +312,7 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
         whole_feed.add(distinct, basket, k)
         personal.add(p_topfreq(history, k), basket, k)
         popular.add(global_top, basket, k)
+        tifu.add(tifu_top[history.user_id], basket, k)
     users = len(histories)
     return {
         "users": users,
@@ -238,6 +322,7 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
         "feed": whole_feed.mean(users),
         "p_topfreq": personal.mean(users),
         "g_topfreq": popular.mean(users),
+        "tifu_knn": tifu.mean(users),
     }
 
 
