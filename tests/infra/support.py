@@ -58,3 +58,64 @@ def run(cmd: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedP
 
 def describe(proc: subprocess.CompletedProcess) -> str:
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+
+def resolved(template: dict, **parameters: str) -> dict:
+    """The template as CloudFormation would deploy it with these parameter values (the others at their
+    defaults): resources whose condition is false dropped, `Fn::If` replaced by its branch, `AWS::NoValue`
+    removed; a list parameter's `Ref` becomes its values. Other intrinsics (references to resources and to
+    string parameters, `Fn::Sub`, ...) are left as they are."""
+    values: dict[str, object] = {}
+    for name, spec in template["Parameters"].items():
+        value = parameters.get(name, spec.get("Default"))
+        values[name] = value.split(",") if spec["Type"] == "CommaDelimitedList" else value
+    conditions: dict[str, bool] = {}
+
+    def evaluate(node: object) -> object:
+        if not isinstance(node, dict) or len(node) != 1:
+            return node
+        ((key, arg),) = node.items()
+        if key == "Ref":
+            return values.get(arg, node)
+        if key == "Condition":
+            return condition(arg)
+        if key == "Fn::Equals":
+            return evaluate(arg[0]) == evaluate(arg[1])
+        if key == "Fn::Not":
+            return not evaluate(arg[0])
+        if key == "Fn::And":
+            return all(evaluate(a) for a in arg)
+        if key == "Fn::Or":
+            return any(evaluate(a) for a in arg)
+        if key == "Fn::Join" and isinstance(evaluate(arg[1]), list):
+            return arg[0].join(evaluate(arg[1]))
+        return node
+
+    def condition(name: str) -> bool:
+        if name not in conditions:
+            conditions[name] = bool(evaluate(template["Conditions"][name]))
+        return conditions[name]
+
+    no_value = object()
+
+    def walk(node: object) -> object:
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                name, when_true, when_false = node["Fn::If"]
+                return walk(when_true if condition(name) else when_false)
+            if node == {"Ref": "AWS::NoValue"}:
+                return no_value
+            if set(node) == {"Ref"} and isinstance(values.get(node["Ref"]), list):
+                return values[node["Ref"]]
+            walked = {key: walk(value) for key, value in node.items()}
+            return {key: value for key, value in walked.items() if value is not no_value}
+        if isinstance(node, list):
+            return [item for item in map(walk, node) if item is not no_value]
+        return node
+
+    resources = {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if "Condition" not in resource or condition(resource["Condition"])
+    }
+    return walk({**template, "Resources": resources})  # type: ignore[return-value]

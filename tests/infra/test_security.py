@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from .support import TEMPLATE, describe, run, sam_env
+from .support import TEMPLATE, describe, resolved, run, sam_env
 
 FUNCTION_SECURITY_GROUP = {"Ref": "FunctionSecurityGroup"}
 PROXY_SECURITY_GROUP = {"Ref": "ProxySecurityGroup"}
@@ -42,6 +42,7 @@ def _ingress_rules(template: dict, group: dict) -> list[dict]:
 
 
 def test_every_function_runs_in_the_private_subnets_with_its_own_security_group(template):
+    template = resolved(template)  # a VPC of its own, the default
     resources = template["Resources"]
     vpc_config = template["Globals"]["Function"]["VpcConfig"]
     assert vpc_config["SecurityGroupIds"] == [FUNCTION_SECURITY_GROUP]
@@ -70,6 +71,89 @@ def test_the_network_has_no_way_to_the_internet(template):
         "com.amazonaws.${AWS::Region}.sqs": "Interface",
         "com.amazonaws.${AWS::Region}.s3": "Gateway",
     }
+
+
+EXISTING_VPC = {"ExistingVpcId": "vpc-0a1b2c3d4e5f60718", "ExistingSubnetIds": "subnet-0aaa1111,subnet-0bbb2222"}
+NETWORK_TYPES = {"AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::RouteTable", "AWS::EC2::SubnetRouteTableAssociation"}
+
+
+def test_an_existing_vpc_hosts_the_functions_the_proxy_and_the_database_in_its_subnets(template):
+    stack = resolved(template, **EXISTING_VPC)
+    resources = stack["Resources"]
+    assert not {r["Type"] for r in resources.values()} & NETWORK_TYPES, "a network was created anyway"
+    subnets = ["subnet-0aaa1111", "subnet-0bbb2222"]
+    assert stack["Globals"]["Function"]["VpcConfig"]["SubnetIds"] == subnets
+    assert resources["DatabaseSubnetGroup"]["Properties"]["SubnetIds"] == subnets
+    assert resources["DatabaseProxy"]["Properties"]["VpcSubnetIds"] == subnets
+    groups = _resources(stack, "AWS::EC2::SecurityGroup")
+    assert {name: g["Properties"]["VpcId"] for name, g in groups.items()} == dict.fromkeys(
+        groups, {"Ref": "ExistingVpcId"}
+    )
+    # The interface endpoints by default (their subnets are the given ones); S3's needs the route tables.
+    endpoints = _resources(stack, "AWS::EC2::VPCEndpoint")
+    assert {e["Properties"]["VpcEndpointType"] for e in endpoints.values()} == {"Interface"}
+    assert all(e["Properties"]["SubnetIds"] == subnets for e in endpoints.values())
+    with_routes = resolved(template, **EXISTING_VPC, ExistingRouteTableIds="rtb-0ccc3333")
+    s3 = with_routes["Resources"]["S3Endpoint"]["Properties"]
+    assert (s3["VpcEndpointType"], s3["RouteTableIds"]) == ("Gateway", ["rtb-0ccc3333"])
+
+
+def test_an_existing_vpc_with_its_own_endpoints_gets_none_from_the_stack(template):
+    stack = resolved(template, **EXISTING_VPC, CreateVpcEndpoints="false", ExistingRouteTableIds="rtb-0ccc3333")
+    types = {r["Type"] for r in stack["Resources"].values()}
+    assert "AWS::EC2::VPCEndpoint" not in types
+    assert "EndpointSecurityGroup" not in stack["Resources"]
+    # The default stack's own VPC always gets them, whatever CreateVpcEndpoints says.
+    own = resolved(template, CreateVpcEndpoints="false")
+    assert len(_resources(own, "AWS::EC2::VPCEndpoint")) == 4
+    assert {r["Type"] for r in own["Resources"].values()} >= NETWORK_TYPES
+
+
+def test_an_existing_vpc_without_subnets_is_refused_before_anything_is_created(template):
+    rule = template["Rules"]["ExistingVpcNeedsSubnets"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ExistingVpcId"}, ""]}]}
+    assert rule["Assertions"] == [
+        {
+            "Assert": {"Fn::Not": [{"Fn::Contains": [{"Ref": "ExistingSubnetIds"}, ""]}]},
+            "AssertDescription": "ExistingVpcId needs ExistingSubnetIds (two or more private subnets)",
+        }
+    ]
+
+
+QUEUES = [
+    "IngestQueue",
+    "IngestDeadLetterQueue",
+    "RecomputeDeadLetterQueue",
+    "ScoreShardQueue",
+    "ScoreShardDeadLetterQueue",
+]
+
+
+def test_every_queue_refuses_requests_without_tls(template):
+    assert set(_resources(template, "AWS::SQS::Queue")) == set(QUEUES)
+    policy = resolved(template)["Resources"]["QueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": q} for q in QUEUES]
+    (deny,) = policy["PolicyDocument"]["Statement"]  # and no producers by default
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "sqs:*")
+    assert deny["Resource"] == [{"Fn::GetAtt": [q, "Arn"]} for q in QUEUES]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_named_producers_may_send_to_the_ingestion_queue_only(template):
+    producers = "arn:aws:iam::111122223333:role/order-service,444455556666"
+    statements = resolved(template, IngestQueueProducers=producers)["Resources"]["QueuePolicy"]["Properties"][
+        "PolicyDocument"
+    ]["Statement"]
+    allow = [s for s in statements if s["Effect"] == "Allow"]
+    assert allow == [
+        {
+            "Sid": "ProducersSendEventBatches",
+            "Effect": "Allow",
+            "Principal": {"AWS": ["arn:aws:iam::111122223333:role/order-service", "444455556666"]},
+            "Action": ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"],
+            "Resource": {"Fn::GetAtt": ["IngestQueue", "Arn"]},
+        }
+    ]
 
 
 def test_only_the_functions_reach_the_proxy_and_only_the_proxy_reaches_the_database(template):
