@@ -181,8 +181,9 @@ def recompute_scores(
 
 
 def _pack_store_shelves(timeout_ms: int) -> None:
-    """Pack the shelf of every store (and '*') in shares side by side, each in a transaction on a connection
-    of its own: the database packs a store on one core (~0.1-0.2 s for 20,000 items), one after the other."""
+    """Pack the shelf of every store (and '*') in PACK_SHARES shares side by side, each in a transaction of
+    its own: one on the run's connection, the others on connections of their own. The database packs a
+    store on one core (~0.1-0.2 s for 20,000 items), one after the other."""
     store_ids = run(scores_db.shelf_store_ids)
     shares = [store_ids[i::PACK_SHARES] for i in range(PACK_SHARES)]
     with ThreadPoolExecutor(max_workers=PACK_SHARES - 1, thread_name_prefix="pack") as pool:
