@@ -761,6 +761,11 @@ def record_run(
     return row[0]
 
 
+def shelf_store_ids(conn: psycopg.Connection) -> list[str]:
+    """The stores whose shelves the recompute packs for the feed: every store the catalog knows, and '*'."""
+    return [row[0] for row in conn.execute("SELECT store_id FROM stores UNION ALL SELECT '*'").fetchall()]
+
+
 def lock_out_recompute(conn: psycopg.Connection) -> None:
     """Wait for a running recompute chunk and keep new ones out until this transaction ends."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,))

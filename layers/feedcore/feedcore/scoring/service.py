@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from time import monotonic
 from typing import Literal
@@ -13,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from feedcore.db import events as events_db
 from feedcore.db import feed as feed_db
 from feedcore.db import scores as scores_db
-from feedcore.db.connection import run
+from feedcore.db.connection import connect, run
 from feedcore.observability import logger, metrics
 from feedcore.scoring import fanout
 from feedcore.scoring.models import import_model_scores
@@ -22,6 +24,8 @@ from feedcore.settings import ScoringSettings, model_score_settings, scoring_set
 
 # A run given less time than this would time out anyway; let it try.
 MIN_STATEMENT_TIMEOUT_MS = 1_000
+# The store shelves are packed in this many shares side by side, each on a connection (and a core) of its own.
+PACK_SHARES = 2
 
 
 class RecomputeRequest(BaseModel):
@@ -164,11 +168,10 @@ def recompute_scores(
             break
         if monotonic() >= deadline:
             break
-    # The feed reads each store's popularity and trending from its packed shelf: pack them again, one store
-    # at a time (~0.1-0.2 s each for 20,000 items), off the request path.
+    # The feed reads each store's popularity and trending from its packed shelf: pack them again, off the
+    # request path.
     left_ms = None if time_budget_ms is None else int((deadline - monotonic()) * 1000)
-    timeout_ms = run_timeout_ms(settings.recompute_statement_timeout_ms, left_ms)
-    run(lambda conn: _pack_store_shelves(conn, timeout_ms))
+    _pack_store_shelves(run_timeout_ms(settings.recompute_statement_timeout_ms, left_ms))
     result = result.model_copy(update={"duration_ms": round((monotonic() - started) * 1000, 1)})
     metrics.add_metric(name="RecomputeDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
     metrics.add_metric(name="EventsScored", unit=MetricUnit.Count, value=result.events_scored)
@@ -177,10 +180,27 @@ def recompute_scores(
     return result
 
 
-def _pack_store_shelves(conn: psycopg.Connection, timeout_ms: int) -> None:
-    scores_db.bound_transaction(conn, timeout_ms)
-    packed = feed_db.pack_store_shelves(conn)
+def _pack_store_shelves(timeout_ms: int) -> None:
+    """Pack the shelf of every store (and '*') in PACK_SHARES shares side by side, each in a transaction of
+    its own: one on the run's connection, the others on connections of their own. The database packs a
+    store on one core (~0.1-0.2 s for 20,000 items), one after the other."""
+    store_ids = run(scores_db.shelf_store_ids)
+    shares = [store_ids[i::PACK_SHARES] for i in range(PACK_SHARES)]
+    with ThreadPoolExecutor(max_workers=PACK_SHARES - 1, thread_name_prefix="pack") as pool:
+        apart = [pool.submit(_pack_share_apart, share, timeout_ms) for share in shares[1:]]
+        packed = run(lambda conn: _pack_share(conn, shares[0], timeout_ms))
+        packed += sum(future.result() for future in apart)
     logger.debug("store shelves packed", extra={"shelves": packed})
+
+
+def _pack_share(conn: psycopg.Connection, store_ids: list[str], timeout_ms: int) -> int:
+    scores_db.bound_transaction(conn, timeout_ms)
+    return feed_db.pack_store_shelves(conn, store_ids)
+
+
+def _pack_share_apart(store_ids: list[str], timeout_ms: int) -> int:
+    with closing(connect()) as conn, conn.transaction():
+        return _pack_share(conn, store_ids, timeout_ms)
 
 
 def refresh_scores(request: RecomputeRequest, *, time_budget_ms: int | None = None) -> RecomputeResult:
