@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
@@ -99,6 +101,32 @@ def test_batch_holding_stored_and_new_events_stores_only_the_new_ones(db: psycop
     rows = db.execute("SELECT event_id::text, line_item_ids FROM events ORDER BY received_at, event_id").fetchall()
     assert {event_id for event_id, _ in rows} == {stored_before["event_id"], new[0]["event_id"], new[1]["event_id"]}
     assert dict(rows)[new[1]["event_id"]] == ["eggs"]
+
+
+def test_rows_are_the_same_whether_stored_by_copy_or_after_a_duplicate(db: psycopg.Connection) -> None:
+    # A new batch goes by COPY; one holding a stored event_id goes again by INSERT … ON CONFLICT.
+    shapes = [
+        purchase("user-1", items=("milk", "NULL", "eggs")),
+        event("add_to_cart", "user-1", item_id="coffee", quantity=2, feed_id="f1", section="trending", position=0),
+        event("click", "user-2", item_id="milk"),
+        event("impression", "user-2", item_id="eggs", feed_id="f1", section="trending", position=4),
+        event("hide", "user-2", item_id="wine"),
+    ]
+    shapes[0]["items"][1]["unit_price"] = 0.1
+    by_copy = {"events": shapes}
+    again = [shape | {"event_id": str(uuid.uuid4())} for shape in shapes]
+    assert post_events(by_copy)[2]["accepted"] == 5
+    assert post_events({"events": [shapes[0], *again]})[2]["accepted"] == 5
+
+    columns = (
+        "occurred_at, event_type, user_id, store_id, item_id, quantity, order_id, line_item_ids, line_quantities, "
+        "line_unit_prices, feed_id, section, position"
+    )
+    rows = {event_id: row for event_id, *row in db.execute(f"SELECT event_id::text, {columns} FROM events").fetchall()}
+    assert [rows[shape["event_id"]] for shape in shapes] == [rows[shape["event_id"]] for shape in again]
+    assert rows[shapes[0]["event_id"]][7] == ["milk", "NULL", "eggs"]
+    assert rows[shapes[0]["event_id"]][9] == [Decimal("1.50"), Decimal("0.10"), Decimal("1.50")]
+    assert count(db, "event_ids") == 10
 
 
 def test_event_repeated_inside_one_batch_is_stored_once(db: psycopg.Connection) -> None:

@@ -70,3 +70,22 @@ def test_money_of_two_decimals_is_accepted_as_sent(amount):
 def test_money_with_more_than_two_decimals_or_out_of_bounds_is_rejected(amount):
     with pytest.raises(ValidationError):
         TypeAdapter(Money).validate_json(json.dumps(amount))
+
+
+@pytest.mark.parametrize("character", ["\\", "\t", "\n", "\r", '"', ",", "{", " "])
+@pytest.mark.parametrize("field", ["user_id", "store_id", "item_id", "feed_id", "section"])
+def test_event_texts_cannot_carry_what_copy_or_an_array_would_need_escaped(field, character):
+    # Ingestion writes these values into COPY's text format, and item ids into array literals, unescaped.
+    sent = click(str(uuid.uuid4())) | {"feed_id": "f1", "section": "trending", "position": 0}
+    for value in (f"milk{character}", f"{character}milk", f"mi{character}lk"):
+        with pytest.raises(ValidationError):
+            TypeAdapter(Event).validate_python(sent | {field: value})
+
+
+def test_purchase_line_item_ids_cannot_carry_what_an_array_would_need_escaped():
+    purchase = click(str(uuid.uuid4())) | {"type": "purchase", "order_id": "o-1"}
+    del purchase["item_id"]
+    for item_id in ("a,b", 'a"b', "a}b", "a b", "a\\b", "a\nb"):
+        with pytest.raises(ValidationError):
+            TypeAdapter(Event).validate_python(purchase | {"items": [{"item_id": item_id, "unit_price": 1.5}]})
+    assert TypeAdapter(Event).validate_python(purchase | {"items": [{"item_id": "NULL", "unit_price": 1.5}]})

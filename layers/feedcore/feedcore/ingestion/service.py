@@ -85,6 +85,7 @@ class TimeWindow:
 
     @classmethod
     def at(cls, now: datetime, settings: IngestSettings) -> TimeWindow:
+        now = now.astimezone(UTC)  # bounds in UTC, as screen_events compares instants in UTC
         return cls(
             earliest=now - timedelta(days=settings.late_event_horizon_days),
             latest=now + timedelta(seconds=settings.future_tolerance_s),
@@ -109,20 +110,25 @@ class TimeWindow:
         return months
 
 
-def _purchase_line_errors(index: int, event: ValidEvent) -> list[FieldError]:
+def _purchase_line_errors(index: int, event: ValidEvent) -> list[FieldError] | None:
     """What pydantic-core leaves to Python in a purchase: each item once, unit prices of two decimals."""
-    errors = []
     lines = event["items"]
+    item_ids = [line["item_id"] for line in lines]
+    unit_prices = [line["unit_price"] for line in lines]
+    # The usual purchase passes both checks at once; the reasons are looked for only otherwise.
+    if len(set(item_ids)) == len(item_ids) and all(map(has_whole_cents, unit_prices)):
+        return None
+    errors = []
     seen: set[str] = set()
-    for line in lines:
-        if line["item_id"] in seen:
+    for item_id in item_ids:
+        if item_id in seen:
             kind, message = REPEATED_ITEM_ERROR
-            field, text = f"events[{index}].items", message.format(item_id=line["item_id"])
-            errors.append(FieldError(field=field, message=text, type=kind))
+            text = message.format(item_id=item_id)
+            errors.append(FieldError(field=f"events[{index}].items", message=text, type=kind))
             break
-        seen.add(line["item_id"])
-    for number, line in enumerate(lines):
-        if not has_whole_cents(line["unit_price"]):
+        seen.add(item_id)
+    for number, unit_price in enumerate(unit_prices):
+        if not has_whole_cents(unit_price):
             kind, message = DECIMAL_PLACES_ERROR
             errors.append(FieldError(field=f"events[{index}].items[{number}].unit_price", message=message, type=kind))
     return errors
@@ -140,7 +146,9 @@ def screen_events(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWin
         if isinstance(event, UnmatchedEvent):
             screened.rejections.append(_unmatched(index, event.sent))
             continue
-        occurred_at = event["occurred_at"]
+        # In UTC first: Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59, and aware instants of
+        # the same tzinfo compare without asking it for their offsets.
+        occurred_at = event["occurred_at"].astimezone(UTC)
         if earliest <= occurred_at <= latest:
             errors = _purchase_line_errors(index, event) if event["type"] == "purchase" else None
         else:
@@ -149,8 +157,7 @@ def screen_events(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWin
         if errors:
             screened.rejections.append(EventRejection(index=index, event_id=str(event["event_id"]), errors=errors))
         else:
-            # Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59; the instant is what matters.
-            event["occurred_at"] = occurred_at.astimezone(UTC)
+            event["occurred_at"] = occurred_at
             screened.valid.append((index, event))
     return screened
 
@@ -202,8 +209,10 @@ def _store(events: list[ValidEvent], window: TimeWindow) -> tuple[events_db.Stor
         unverified = named
         run(ensure_partitions, in_transaction=False)
         stored = run(lambda conn: events_db.store_events(conn, events, unverified), in_transaction=False)
-    found = (named - unverified) | stored.catalog_items
     catalog_items.add(stored.catalog_items)
+    if unverified <= stored.catalog_items:  # the usual batch: every item it names is in the catalog
+        return stored, 0
+    found = (named - unverified) | stored.catalog_items
     unknown_items = sum(
         item_id not in found
         for event in events
