@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from feedcore import settings
 from feedcore.api.catalog_models import CatalogItem, StoreAvailability
+from feedcore.api.models import Feed
 from feedcore.db import catalog as catalog_db
 from feedcore.ingestion.privacy import delete_user
 from feedcore.ingestion.retention import apply_retention
@@ -89,6 +90,23 @@ def test_first_page_has_buy_again_then_trending_with_store_prices_reasons_and_tr
     assert feed["fallback"] is None and feed["degraded"] is False
     assert feed["experiment"] == "home-feed-order" and feed["variant"] in ("control", "trending_first")
     assert len(feed["feed_id"]) == 32
+
+
+def is_the_contract(feed: dict) -> bool:
+    """The served JSON is exactly the documented Feed model: same fields, order, types and formats."""
+    return json.dumps(Feed.model_validate(feed).model_dump(mode="json")) == json.dumps(feed)
+
+
+def test_every_kind_of_page_is_the_documented_feed(shopping_history: None) -> None:
+    for debug in ("false", "true"):
+        _, _, first = get_feed("user-1", {"store_id": STORE, "limit": "1", "debug": debug})
+        _, _, later = get_feed("user-1", {"store_id": STORE, "cursor": first["next_cursor"], "debug": debug})
+        _, _, new_user = get_feed("someone-new", {"store_id": STORE, "debug": debug})
+        _, _, unknown_store = get_feed("user-1", {"store_id": "store-z", "debug": debug})
+
+        for feed in (first, later, new_user, unknown_store):
+            assert feed["sections"] and is_the_contract(feed), feed
+        assert first["next_cursor"] and later["feed_id"] == first["feed_id"]
 
 
 def test_debug_explains_scores_and_removals(shopping_history: None) -> None:
@@ -279,7 +297,7 @@ def test_a_slow_database_gives_a_degraded_feed_within_the_timeout(
         _, _, sober = get_feed("user-1", {"store_id": STORE, "exclude_tags": "alcohol"})
 
     assert status == 200
-    assert feed["degraded"] is True and feed["fallback"] == "cached_popular"
+    assert feed["degraded"] is True and feed["fallback"] == "cached_popular" and is_the_contract(feed)
     assert elapsed < 2
     cached = sections(feed)["popular"]
     assert len(cached) >= 3 and set(cached) <= shown(healthy)  # the store's popular items, as cached

@@ -306,7 +306,7 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
             user_id=f"u{history.user_id}", store_id=STORE_ID, page_sections=len(assignment.config.sections)
         )
         feed = assemble_feed(request, now=evaluated_at, assignment=assignment)
-        sections = {s.id: [item.item_id.removeprefix("p") for item in s.items] for s in feed.sections}
+        sections = {s["id"]: [item["item_id"].removeprefix("p") for item in s["items"]] for s in feed.sections}
         distinct = list(dict.fromkeys(item for items in sections.values() for item in items))
         buy_again.add(sections.get("buy_again", []), basket, k)
         whole_feed.add(distinct, basket, k)

@@ -33,6 +33,7 @@ class RankingContext:
     just_purchased: timedelta
     just_purchased_max_due: float
     excluded_tags: frozenset[str] = frozenset()
+    explain: bool = True  # keep each signal's contribution (debug=true); else only the score
 
 
 # --- filters ----------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ FILTERS: dict[Filter, Callable[[Candidate, RankingContext], bool]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: see Candidate (treat it as immutable)
 class Removal:
     item_id: str
     source: str
@@ -131,9 +132,10 @@ SIGNALS: dict[Signal, Callable[[Candidate, RankingContext], float]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: see Candidate (treat it as immutable)
 class Ranked:
-    """A candidate with its section score and what each weighted signal contributed to it."""
+    """A candidate with its section score and what each weighted signal contributed to it (empty when the
+    context does not explain)."""
 
     candidate: Candidate
     score: float
@@ -154,13 +156,22 @@ def _normalizer(values: list[float]) -> Callable[[float], float]:
 
 def rank(candidates: Sequence[Candidate], weights: dict[Signal, float], context: RankingContext) -> list[Ranked]:
     """Score = Σ weight × signal normalized within these candidates (see _normalizer); best first, ties by
-    item_id so that the order is deterministic."""
-    raw = {name: [SIGNALS[name](candidate, context) for candidate in candidates] for name in weights}
-    normalized = {name: _normalizer(values) for name, values in raw.items()}
-    ranked = []
-    for index, candidate in enumerate(candidates):
-        contributions = {name: weight * normalized[name](raw[name][index]) for name, weight in weights.items()}
-        ranked.append(Ranked(candidate, sum(contributions.values()), contributions))
+    item_id so that the order is deterministic. Contributions only when the context explains."""
+    weighted = []  # per signal: weight × normalized value of each candidate, in candidate order
+    for name, weight in weights.items():
+        signal = SIGNALS[name]
+        values = [signal(candidate, context) for candidate in candidates]
+        normalized = _normalizer(values)
+        weighted.append([weight * normalized(value) for value in values])
+    scores = [sum(column) for column in zip(*weighted, strict=True)] if len(weighted) > 1 else weighted[0]
+    if context.explain:
+        names = list(weights)
+        ranked = [
+            Ranked(candidate, score, dict(zip(names, contributions, strict=True)))
+            for candidate, score, contributions in zip(candidates, scores, zip(*weighted, strict=True), strict=True)
+        ]
+    else:
+        ranked = [Ranked(candidate, score, {}) for candidate, score in zip(candidates, scores, strict=True)]
     ranked.sort(key=lambda r: (-r.score, r.candidate.item_id))
     return ranked
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 import weakref
 from collections import Counter
@@ -12,7 +13,7 @@ from time import perf_counter
 from aws_lambda_powertools.metrics import MetricUnit
 from psycopg import Connection
 
-from feedcore.api.models import Fallback, Feed, FeedItem, FeedSection, ItemDebug, RemovedCandidate
+from feedcore.api.models import Fallback
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import run
 from feedcore.db.feed import Candidate, FeedRecord, UserRows, UserRowsQuery
@@ -20,7 +21,7 @@ from feedcore.errors import ConfigurationError, DatabaseUnavailable, FeedExpired
 from feedcore.feed.config import FeedConfig
 from feedcore.feed.cursors import PagePosition, cursor_key, decode_cursor, encode_cursor, request_scope
 from feedcore.feed.experiments import Assignment, assign, ranking_config
-from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, popular_fallback, select_sections
+from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, Removal, popular_fallback, select_sections
 from feedcore.feed.reasons import reason
 from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.shelves import ShelfCache, ShelfReader, StoreShelf
@@ -50,7 +51,21 @@ class FeedRequest:
     debug: bool = False
 
 
-def assemble_feed(request: FeedRequest, *, now: datetime | None = None, assignment: Assignment | None = None) -> Feed:
+@dataclass(frozen=True)
+class FeedPage:
+    """A page as served: `body` is its JSON document, the contract's Feed (feedcore.api.models), written once
+    here rather than built as models and serialized by the route; `sections` are this page's sections as in
+    it (dicts of the contract's fields)."""
+
+    body: str
+    variant: str
+    fallback: Fallback | None
+    sections: list[dict]
+
+
+def assemble_feed(
+    request: FeedRequest, *, now: datetime | None = None, assignment: Assignment | None = None
+) -> FeedPage:
     """The requested page of the user's feed as of `now` (default: the current time).
 
     The first page ranks the whole feed (with the user's experiment variant, or `assignment`) and keeps it as
@@ -93,7 +108,9 @@ class _PageRequest:
     debug: bool
 
 
-def _first_page(request: FeedRequest, page: _PageRequest, key: bytes, now: datetime, assignment: Assignment) -> Feed:
+def _first_page(
+    request: FeedRequest, page: _PageRequest, key: bytes, now: datetime, assignment: Assignment
+) -> FeedPage:
     settings, config = feed_settings(), assignment.config
     stage = perf_counter()
     limits = _source_limits(config, settings, now)
@@ -108,38 +125,17 @@ def _first_page(request: FeedRequest, page: _PageRequest, key: bytes, now: datet
         excluded_tags=request.exclude_tags,
         just_purchased=timedelta(days=config.just_purchased_days),
         just_purchased_max_due=config.just_purchased_max_due,
+        explain=request.debug,
     )
     selected, removed = select_sections(candidates, config.ordered_sections, context)
     feed_id = uuid.uuid4().hex
     sections = [
-        FeedSection(
-            id=section.spec.id,
-            title=section.spec.title,
-            items=[
-                _feed_item(ranked, feed_id, section.spec.id, position, request.debug)
-                for position, ranked in enumerate(section.items)
-            ],
-        )  # fmt: skip
-        for section in selected
+        _section(section.spec.id, section.spec.title, section.items, feed_id, request.debug) for section in selected
     ]
     cached = _cached_popular.get(request.store_id)
     if (cached is None or cached[0]() is not shelf) and (popular := popular_fallback(candidates, context)):
         _cached_popular[request.store_id] = (weakref.ref(shelf), popular)
-    feed = Feed(
-        feed_id=feed_id,
-        user_id=request.user_id,
-        store_id=request.store_id,
-        generated_at=now,
-        experiment=assignment.experiment,
-        variant=assignment.variant,
-        fallback=_fallback(candidates),
-        degraded=False,
-        sections=sections,
-        next_cursor=None,
-        removed=[RemovedCandidate(item_id=r.item_id, source=r.source, filter=r.filter) for r in removed]
-        if request.debug
-        else None,
-    )
+    fallback = _fallback(candidates)
     metrics.add_metric(name="FeedRankLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
     per_source, per_filter = Counter(c.source for c in candidates), Counter(r.filter for r in removed)
     for source, candidates_of_source in per_source.items():
@@ -152,50 +148,57 @@ def _first_page(request: FeedRequest, page: _PageRequest, key: bytes, now: datet
         extra={
             "feed_id": feed_id,
             "variant": assignment.variant,
-            "fallback": feed.fallback,
+            "fallback": fallback,
             "candidates": per_source,
             "removed": per_filter,
-            "sections": {s.id: len(s.items) for s in sections},
+            "sections": {section["id"]: len(section["items"]) for section in sections},
         },
     )
     stage = perf_counter()
     expires_at = now + timedelta(seconds=settings.snapshot_ttl_s)
-    record = FeedRecord(feed_id, request.user_id, request.store_id, feed.experiment, feed.variant, feed.fallback, now)
-    run(lambda conn: feed_db.save_feed(conn, record, feed.model_dump_json(), expires_at), in_transaction=False)
+    record = FeedRecord(
+        feed_id, request.user_id, request.store_id, assignment.experiment, assignment.variant, fallback, now
+    )
+    # The feed's JSON is written once: the snapshot keeps every section, the page is its first ones.
+    head = _head(record, degraded=False)
+    texts = [_json(section) for section in sections]
+    removals = _json([_removal(r) for r in removed]) if request.debug else "null"
+    snapshot = _document(head, texts, "null", removals)
+    run(lambda conn: feed_db.save_feed(conn, record, snapshot, expires_at), in_transaction=False)
     metrics.add_metric(name="FeedSaveLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
-    return _page(feed, PagePosition(feed_id, request.user_id, 0, expires_at, page.scope), page, key)
+    first = PagePosition(feed_id, request.user_id, 0, expires_at, page.scope)
+    next_cursor = _next_cursor(first, len(sections), page, key)
+    body = _document(head, texts[: page.per_page], _json(next_cursor), removals)
+    return FeedPage(body, assignment.variant, fallback, sections[: page.per_page])
 
 
-def _later_page(position: PagePosition, page: _PageRequest, key: bytes, now: datetime) -> Feed:
+def _later_page(position: PagePosition, page: _PageRequest, key: bytes, now: datetime) -> FeedPage:
+    """The page at `position` of the recorded feed: score breakdowns only when this request asks for them (a
+    snapshot ranked with debug keeps them); the removed candidates belong to the first page."""
     snapshot = run(
         lambda conn: feed_db.feed_snapshot(conn, position.feed_id, position.user_id, now), in_transaction=False
     )
     if snapshot is None:
         raise FeedExpired(position.feed_id)
-    return _page(Feed.model_validate(snapshot), position, page, key)
+    every_section = snapshot["sections"]
+    sections = every_section[position.offset : position.offset + page.per_page]
+    if not page.debug:
+        sections = [{**s, "items": [{**item, "debug": None} for item in s["items"]]} for s in sections]
+    next_cursor = _next_cursor(position, len(every_section), page, key)
+    document = {**snapshot, "sections": sections, "next_cursor": next_cursor, "removed": None}
+    return FeedPage(_json(document), document["variant"], document["fallback"], sections)
 
 
-def _page(feed: Feed, position: PagePosition, page: _PageRequest, key: bytes) -> Feed:
-    """The page of the whole ranked `feed` starting at `position`, with the cursor of the next one. Score
-    breakdowns only when this request asks for them (a snapshot ranked with debug keeps them)."""
+def _next_cursor(position: PagePosition, sections: int, page: _PageRequest, key: bytes) -> str | None:
+    """The cursor of the page after the one at `position` of a feed of `sections`; None on the last page."""
     end = position.offset + page.per_page
-    next_cursor = None
-    if end < len(feed.sections):
-        following = PagePosition(feed.feed_id, position.user_id, end, position.expires_at, position.scope)
-        next_cursor = encode_cursor(following, key)
-    sections = feed.sections[position.offset : end]
-    if not page.debug:  # a snapshot ranked without debug has none to drop
-        sections = [
-            section.model_copy(update={"items": [item.model_copy(update={"debug": None}) for item in section.items]})
-            if any(item.debug for item in section.items)
-            else section
-            for section in sections
-        ]
-    removed = feed.removed if position.offset == 0 and page.debug else None
-    return feed.model_copy(update={"sections": sections, "next_cursor": next_cursor, "removed": removed})
+    if end >= sections:
+        return None
+    following = PagePosition(position.feed_id, position.user_id, end, position.expires_at, position.scope)
+    return encode_cursor(following, key)
 
 
-def _degraded(request: FeedRequest, now: datetime) -> Feed:
+def _degraded(request: FeedRequest, now: datetime) -> FeedPage:
     """The cached popular items of the store (none if this container has not served the store yet)."""
     feed_id = uuid.uuid4().hex
     popular = [
@@ -203,20 +206,62 @@ def _degraded(request: FeedRequest, now: datetime) -> Feed:
         for ranked in _cached_popular.get(request.store_id, (None, []))[1]
         if request.exclude_tags.isdisjoint(ranked.candidate.tags)
     ]
-    items = [_feed_item(ranked, feed_id, POPULAR_SOURCE, position, False) for position, ranked in enumerate(popular)]
-    sections = [FeedSection(id=POPULAR_SOURCE, title="Popular at your store", items=items)] if items else []
-    return Feed(
-        feed_id=feed_id,
-        user_id=request.user_id,
-        store_id=request.store_id,
-        generated_at=now,
-        experiment=None,
-        variant="degraded",
-        fallback="cached_popular",
-        degraded=True,
-        sections=sections,
-        next_cursor=None,
-    )
+    sections = [_section(POPULAR_SOURCE, "Popular at your store", popular, feed_id, False)] if popular else []
+    record = FeedRecord(feed_id, request.user_id, request.store_id, None, "degraded", "cached_popular", now)
+    body = _document(_head(record, degraded=True), [_json(section) for section in sections], "null", "null")
+    return FeedPage(body, record.variant, "cached_popular", sections)
+
+
+# The contract's Feed, written as JSON by hand in its fields' order (the response model stays the documented
+# contract; tests/integration/test_assemble_feed.py validates served pages against it): building ~70 item
+# models, copying them per page and serializing them twice (snapshot, response) was ~15 % of a first page.
+_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _head(record: FeedRecord, *, degraded: bool) -> str:
+    """The Feed's fields before `sections`, as an unclosed JSON object."""
+    generated_at = record.created_at.isoformat()
+    if generated_at.endswith("+00:00"):
+        generated_at = generated_at[:-6] + "Z"  # as pydantic writes UTC
+    head = {
+        "feed_id": record.feed_id, "user_id": record.user_id, "store_id": record.store_id,
+        "generated_at": generated_at, "experiment": record.experiment, "variant": record.variant,
+        "fallback": record.fallback, "degraded": degraded,
+    }  # fmt: skip
+    return _json(head)[:-1]
+
+
+def _document(head: str, sections: list[str], next_cursor: str, removed: str) -> str:
+    """A Feed document from its head, its sections' JSON and the JSON of next_cursor and removed."""
+    return f'{head},"sections":[{",".join(sections)}],"next_cursor":{next_cursor},"removed":{removed}}}'
+
+
+def _section(section_id: str, title: str, items: list[Ranked], feed_id: str, debug: bool) -> dict:
+    return {
+        "id": section_id,
+        "title": title,
+        "items": [_item(ranked, feed_id, section_id, position, debug) for position, ranked in enumerate(items)],
+    }
+
+
+def _item(ranked: Ranked, feed_id: str, section_id: str, position: int, debug: bool) -> dict:
+    """A FeedItem of the contract. Not validated: every value comes typed and checked from the database (NOT
+    NULL, price CHECK)."""
+    candidate = ranked.candidate
+    return {
+        "item_id": candidate.item_id, "name": candidate.name, "brand": candidate.brand,
+        "department": candidate.department, "aisle": candidate.aisle, "price": candidate.price,
+        "reason": reason(ranked), "tracking": f"{feed_id}:{section_id}:{position}",
+        "debug": {
+            "source": candidate.source, "score": round(ranked.score, 6),
+            "contributions": {name: round(value, 6) for name, value in ranked.contributions.items()},
+            "backfill": ranked.backfill,
+        } if debug else None,
+    }  # fmt: skip
+
+
+def _removal(removal: Removal) -> dict:
+    return {"item_id": removal.item_id, "source": removal.source, "filter": removal.filter}
 
 
 def _source_limits(config: FeedConfig, settings: FeedSettings, now: datetime) -> SourceLimits:
@@ -257,30 +302,6 @@ def _read(
     return shelf, feed_db.user_rows(conn, query)
 
 
-def _feed_item(ranked: Ranked, feed_id: str, section_id: str, position: int, debug: bool) -> FeedItem:
-    candidate = ranked.candidate
-    # Not validated again: every value comes typed and checked from the database (NOT NULL, price CHECK);
-    # validating a feed's ~70 items cost about 0.4 ms.
-    return FeedItem.model_construct(
-        item_id=candidate.item_id,
-        name=candidate.name,
-        brand=candidate.brand,
-        department=candidate.department,
-        aisle=candidate.aisle,
-        price=candidate.price,
-        reason=reason(ranked),
-        tracking=f"{feed_id}:{section_id}:{position}",
-        debug=ItemDebug(
-            source=candidate.source,
-            score=round(ranked.score, 6),
-            contributions={name: round(value, 6) for name, value in ranked.contributions.items()},
-            backfill=ranked.backfill,
-        )
-        if debug
-        else None,
-    )
-
-
 def _fallback(candidates: list[Candidate]) -> Fallback | None:
     if candidates and not candidates[0].store_known:
         return "global"
@@ -289,7 +310,7 @@ def _fallback(candidates: list[Candidate]) -> Fallback | None:
     return None
 
 
-def _record_served(feed: Feed, elapsed_s: float) -> None:
+def _record_served(feed: FeedPage, elapsed_s: float) -> None:
     metrics.add_metric(name="FeedLatency", unit=MetricUnit.Milliseconds, value=elapsed_s * 1000)
-    metrics.add_metric(name="FeedItems", unit=MetricUnit.Count, value=sum(len(s.items) for s in feed.sections))
+    metrics.add_metric(name="FeedItems", unit=MetricUnit.Count, value=sum(len(s["items"]) for s in feed.sections))
     count("FeedServed", variant=feed.variant, fallback=feed.fallback or "none")

@@ -68,39 +68,30 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
         proposals += [(source, p, score, None) for p, score in shelf.item_models[model][:pool]]
 
     proposals.sort(key=lambda proposal: (proposal[0], rows[proposal[1]][0]))
-    return [_hydrate(shelf, user, limits.models, *proposal) for proposal in proposals]
-
-
-def _hydrate(
-    shelf: StoreShelf, user: UserRows, models: tuple[str, ...], source: str, position: int, score: float | None,
-    seed: str | None,
-) -> Candidate:  # fmt: skip
-    item_id, name, brand, department, aisle, tags, active, created_at, catalog_price = shelf.catalog.rows[position]
-    shelf_price = shelf.prices[position]
-    seed_name = None
-    if seed is not None and (seed_position := shelf.catalog.positions.get(seed)) is not None:
-        seed_name = shelf.catalog.rows[seed_position][1]
-    history = user.items.get(item_id, _NO_HISTORY)
-    return Candidate(
-        source, score, seed, seed_name, item_id, name, brand, department, aisle, tags, active, created_at,
-        None if shelf.available is None else shelf.available[position] == 1,
-        catalog_price if shelf_price != shelf_price else shelf_price,  # NaN: no shelf price
-        history.purchase_count, history.first_purchased_at, history.last_purchased_at, history.purchase_raw,
-        history.affinity_raw, history.hidden, history.last_hidden_at,
-        shelf.popularity[position], shelf.trending[position], user.aisles.get(aisle, 0.0),
-        _model_score(shelf, user, models, item_id, position) if models else None,
-        *user.recent.get(item_id, _NO_RECENT_EVENTS), shelf.store_known,
-    )  # fmt: skip
-
-
-def _model_score(
-    shelf: StoreShelf, user: UserRows, models: tuple[str, ...], item_id: str, position: int
-) -> float | None:
-    """The best score of the item for the user in any of `models`, theirs or item-level."""
-    scores = [
-        score
-        for model in models
-        for score in (user.model_scores.get(model, {}).get(item_id), shelf.item_model_scores[model].get(position))
-        if score is not None
+    prices, available, popularity, trending = shelf.prices, shelf.available, shelf.popularity, shelf.trending
+    items, aisles, recent = user.items, user.aisles, user.recent
+    # The models with any score for this user or store (usually none: no per-candidate work then).
+    scored = [
+        (user.model_scores.get(model, {}), shelf.item_model_scores[model])
+        for model in limits.models
+        if user.model_scores.get(model) or shelf.item_model_scores[model]
     ]
-    return max(scores, default=None)
+    candidates = []
+    for source, position, score, seed in proposals:
+        item_id, name, brand, department, aisle, tags, active, created_at, catalog_price = rows[position]
+        shelf_price = prices[position]
+        seed_name = None
+        if seed is not None and (seed_position := positions.get(seed)) is not None:
+            seed_name = rows[seed_position][1]
+        model_score = None
+        if scored:
+            of_models = (value for own, item_level in scored for value in (own.get(item_id), item_level.get(position)))
+            model_score = max((value for value in of_models if value is not None), default=None)
+        candidates.append(Candidate(
+            source, score, seed, seed_name, item_id, name, brand, department, aisle, tags, active, created_at,
+            None if available is None else available[position] == 1,
+            catalog_price if shelf_price != shelf_price else shelf_price,  # NaN: no shelf price
+            *items.get(item_id, _NO_HISTORY), popularity[position], trending[position], aisles.get(aisle, 0.0),
+            model_score, *recent.get(item_id, _NO_RECENT_EVENTS), shelf.store_known,
+        ))  # fmt: skip
+    return candidates
