@@ -231,20 +231,20 @@ def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
     }
     rows = UserRows({}, {}, {}, [], {})
     with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
-        # fetchall: rows are made in C, where iterating the cursor costs a Python call per row; a row is read by
-        # index and slice (C), not unpacked into its 15 columns, most of them NULL for its kind
-        for row in cursor.execute(_FEED_USER_ROWS, params).fetchall():
-            kind = row[0]
+        # fetchall: rows are made in C, where iterating the cursor costs a Python call per row
+        for kind, item_id, *history, score, label, purchased, hid, positive, in_cart in cursor.execute(
+            _FEED_USER_ROWS, params
+        ).fetchall():
             if kind == "item":
-                rows.items[row[1]] = UserItemRow._make(row[2:9])
+                rows.items[item_id] = UserItemRow(*history)
             elif kind == "aisle":
-                rows.aisles[row[10]] = row[9]
+                rows.aisles[label] = score
             elif kind == "recent":
-                rows.recent[row[1]] = row[11:15]  # purchase, hide, positive, cart
+                rows.recent[item_id] = (purchased, hid, positive, in_cart)
             elif kind == "pair":
-                rows.pairs.append((row[1], row[9], row[10]))
+                rows.pairs.append((item_id, score, label))
             else:
-                rows.model_scores.setdefault(row[10], {})[row[1]] = row[9]
+                rows.model_scores.setdefault(label, {})[item_id] = score
     return rows
 
 
