@@ -163,7 +163,7 @@ def rank(candidates: Sequence[Candidate], weights: dict[Signal, float], context:
         values = [signal(candidate, context) for candidate in candidates]
         normalized = _normalizer(values)
         weighted.append([weight * normalized(value) for value in values])
-    scores = [sum(column) for column in zip(*weighted, strict=True)] if len(weighted) > 1 else weighted[0]
+    scores = [sum(column) for column in zip(*weighted, strict=True)]
     if context.explain:
         names = list(weights)
         ranked = [
