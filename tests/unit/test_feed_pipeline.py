@@ -14,12 +14,12 @@ from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_con
 from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
 from feedcore.feed.experiments import assign, bucket
 from feedcore.feed.pipeline import RankingContext, apply_filters, rank, select, select_sections
-from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness
+from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, order_instants, rebuy_rate
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 CONTEXT = RankingContext(
     now=NOW, buy_again=BuyAgainParams(), filters=ALL_FILTERS, just_purchased=timedelta(days=3),
-    just_purchased_max_due=0.5, excluded_tags=frozenset({"alcohol"}),
+    just_purchased_max_due=0.5, just_purchased_min_rebuy_rate=0.5, excluded_tags=frozenset({"alcohol"}),
 )  # fmt: skip
 KEY = b"test key"
 SCOPE = "store-a|alcohol"
@@ -56,6 +56,21 @@ def test_milk_bought_weekly_and_due_outranks_milk_bought_as_often_but_yesterday(
     yearly = buy_again_score(4.0, 4, NOW - timedelta(days=1100), NOW - timedelta(days=6), NOW, params)
 
     assert due_soon > just_bought and due_soon > yearly
+
+
+def test_the_users_orders_are_read_from_first_and_last_purchases():
+    monday, tuesday = NOW - timedelta(days=8), NOW - timedelta(days=7)
+
+    assert order_instants([(monday, tuesday), (monday, monday), (tuesday, NOW), (None, None)]) == (monday, tuesday, NOW)
+
+
+def test_rebuy_rate_is_the_share_of_later_orders_that_bought_the_item_again():
+    orders = tuple(NOW - timedelta(days=7 * n) for n in range(10, -1, -1))  # weekly, the last one now
+
+    assert rebuy_rate(11, orders[0], orders) == 1.0  # in every basket
+    assert rebuy_rate(6, orders[0], orders) == 0.5  # in every other one
+    assert rebuy_rate(1, orders[4], orders) == 0.0  # bought once
+    assert rebuy_rate(1, NOW, orders) == 0.0  # first bought in the latest order: nothing known yet
 
 
 # --- filters ----------------------------------------------------------------------------------------
@@ -106,6 +121,29 @@ def test_just_purchased_keeps_items_due_again():
 
     assert apply_filters([daily], context)[1] == []  # bananas daily: due again today
     assert [r.filter for r in apply_filters([monthly], context)[1]] == ["just_purchased"]
+
+
+def test_just_purchased_keeps_a_staple_of_the_users_baskets():
+    # Weekly orders, the last two days ago: milk is in every one of them, flour in three. By their timing
+    # neither is due yet; milk will be in the next order whenever it comes, flour most likely not.
+    orders = tuple(NOW - timedelta(days=2 + 7 * n) for n in range(9, -1, -1))
+    milk = candidate(purchase_count=10, first_purchased_at=orders[0], last_purchased_at=orders[-1])
+    flour = candidate("flour", purchase_count=3, first_purchased_at=orders[0], last_purchased_at=orders[-1])
+    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: orders)
+
+    assert [r.item_id for r in apply_filters([milk, flour], context)[1]] == ["flour"]
+    unknown_orders = replace(context, user_orders=tuple)
+    assert [r.item_id for r in apply_filters([milk, flour], unknown_orders)[1]] == ["milk", "flour"]
+
+
+def test_a_staple_bought_in_the_latest_hours_leaves_buy_again():
+    orders = tuple(NOW - timedelta(hours=2) - timedelta(days=7 * n) for n in range(9, -1, -1))
+    milk = candidate(
+        purchase_count=10, first_purchased_at=orders[0], last_purchased_at=orders[-1], recent_purchase_at=orders[-1]
+    )
+    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: orders)
+
+    assert [r.filter for r in apply_filters([milk], context)[1]] == ["just_purchased"]
 
 
 def test_filters_the_config_leaves_out_do_not_run():

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import chain
 
 # Keeps the due-ness ratio finite for same-day repurchases and first purchases.
 _ONE_DAY = timedelta(days=1).total_seconds()
@@ -36,3 +39,18 @@ def buy_again_score(
     last bought six days ago outranks milk bought as often but yesterday. Comparable between one user's
     items."""
     return purchase_raw * (1 + params.due_weight * due_ness(purchase_count, first, last, now, params.due_width))
+
+
+def order_instants(purchases: Iterable[tuple[datetime | None, datetime | None]]) -> tuple[datetime, ...]:
+    """The user's orders as far as their item rows show them, in time order: every instant at which an item
+    was first or last bought (each order is one instant for all its items). From (first, last) per item."""
+    instants = set(chain.from_iterable(purchases))
+    instants.discard(None)
+    return tuple(sorted(instants))
+
+
+def rebuy_rate(purchase_count: int, first: datetime, orders: Sequence[datetime]) -> float:
+    """Share of the user's orders after the item's first purchase that bought it again, 0..1: 1 for a
+    staple of every basket, 0 for an item bought once or with no later order known."""
+    later = len(orders) - bisect_right(orders, first)
+    return min((purchase_count - 1) / later, 1.0) if later else 0.0
