@@ -14,7 +14,7 @@ from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_con
 from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
 from feedcore.feed.experiments import assign, bucket
 from feedcore.feed.pipeline import RankingContext, apply_filters, rank, select, select_sections
-from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, order_instants, rebuy_rate
+from feedcore.feed.scoring import BuyAgainParams, UserOrders, buy_again_score, due_ness, rebuy_rate
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 CONTEXT = RankingContext(
@@ -58,19 +58,24 @@ def test_milk_bought_weekly_and_due_outranks_milk_bought_as_often_but_yesterday(
     assert due_soon > just_bought and due_soon > yearly
 
 
-def test_the_users_orders_are_read_from_first_and_last_purchases():
-    monday, tuesday = NOW - timedelta(days=8), NOW - timedelta(days=7)
+def test_the_users_orders_are_read_from_their_item_rows():
+    weeks = [NOW - timedelta(days=7 * n) for n in range(4, -1, -1)]  # five weekly orders, the last one now
+    # Milk in all five, jam in the first and the last: the three between show only through milk's count.
+    orders = UserOrders.of([(weeks[0], weeks[-1], 5), (weeks[0], weeks[-1], 2), (None, None, 0)])
+    # Items bought once each: every order shows as a first (and last) purchase.
+    one_offs = UserOrders.of([(week, week, 1) for week in weeks])
 
-    assert order_instants([(monday, tuesday), (monday, monday), (tuesday, NOW), (None, None)]) == (monday, tuesday, NOW)
+    assert [orders.after(weeks[0]), orders.after(weeks[2]), orders.after(weeks[-1])] == [4, 1, 0]
+    assert [one_offs.after(weeks[0]), one_offs.after(weeks[2]), UserOrders().after(weeks[0])] == [4, 2, 0]
 
 
 def test_rebuy_rate_is_the_share_of_later_orders_that_bought_the_item_again():
-    orders = tuple(NOW - timedelta(days=7 * n) for n in range(10, -1, -1))  # weekly, the last one now
+    weeks = [NOW - timedelta(days=7 * n) for n in range(4, -1, -1)]
+    orders = UserOrders.of([(weeks[0], weeks[-1], 5), (weeks[0], weeks[-1], 2), (weeks[-1], weeks[-1], 1)])
 
-    assert rebuy_rate(11, orders[0], orders) == 1.0  # in every basket
-    assert rebuy_rate(6, orders[0], orders) == 0.5  # in every other one
-    assert rebuy_rate(1, orders[4], orders) == 0.0  # bought once
-    assert rebuy_rate(1, NOW, orders) == 0.0  # first bought in the latest order: nothing known yet
+    assert rebuy_rate(5, weeks[0], orders) == 1.0  # milk: in every basket
+    assert rebuy_rate(2, weeks[0], orders) == 0.25  # jam: in one of the four since its first
+    assert rebuy_rate(1, weeks[-1], orders) == 0.0  # first bought in the latest order: nothing known yet
 
 
 # --- filters ----------------------------------------------------------------------------------------
@@ -126,22 +131,24 @@ def test_just_purchased_keeps_items_due_again():
 def test_just_purchased_keeps_a_staple_of_the_users_baskets():
     # Weekly orders, the last two days ago: milk is in every one of them, flour in three. By their timing
     # neither is due yet; milk will be in the next order whenever it comes, flour most likely not.
-    orders = tuple(NOW - timedelta(days=2 + 7 * n) for n in range(9, -1, -1))
+    orders = [NOW - timedelta(days=2 + 7 * n) for n in range(9, -1, -1)]
     milk = candidate(purchase_count=10, first_purchased_at=orders[0], last_purchased_at=orders[-1])
     flour = candidate("flour", purchase_count=3, first_purchased_at=orders[0], last_purchased_at=orders[-1])
-    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: orders)
+    rows = UserOrders.of([(orders[0], orders[-1], 10), (orders[0], orders[-1], 3)])
+    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: rows)
 
     assert [r.item_id for r in apply_filters([milk, flour], context)[1]] == ["flour"]
-    unknown_orders = replace(context, user_orders=tuple)
+    unknown_orders = replace(context, user_orders=UserOrders)
     assert [r.item_id for r in apply_filters([milk, flour], unknown_orders)[1]] == ["milk", "flour"]
 
 
 def test_a_staple_bought_in_the_latest_hours_leaves_buy_again():
-    orders = tuple(NOW - timedelta(hours=2) - timedelta(days=7 * n) for n in range(9, -1, -1))
+    orders = [NOW - timedelta(hours=2) - timedelta(days=7 * n) for n in range(9, -1, -1)]
     milk = candidate(
         purchase_count=10, first_purchased_at=orders[0], last_purchased_at=orders[-1], recent_purchase_at=orders[-1]
     )
-    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: orders)
+    rows = UserOrders.of([(orders[0], orders[-1], 10)])
+    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: rows)
 
     assert [r.filter for r in apply_filters([milk], context)[1]] == ["just_purchased"]
 

@@ -24,7 +24,7 @@ from feedcore.feed.cursors import PagePosition, cursor_key, decode_cursor, encod
 from feedcore.feed.experiments import Assignment, assign, ranking_config
 from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, Removal, popular_fallback, select_sections
 from feedcore.feed.reasons import reason
-from feedcore.feed.scoring import BuyAgainParams, order_instants
+from feedcore.feed.scoring import BuyAgainParams, UserOrders
 from feedcore.feed.shelves import ShelfCache, ShelfReader, StoreShelf
 from feedcore.feed.sources import SourceLimits, gather_candidates
 from feedcore.observability import count, logger, metrics
@@ -128,7 +128,9 @@ def _first_page(
         just_purchased_max_due=config.just_purchased_max_due,
         just_purchased_min_rebuy_rate=config.just_purchased_min_rebuy_rate,
         user_orders=cache(
-            lambda: order_instants((row.first_purchased_at, row.last_purchased_at) for row in user.items.values())
+            lambda: UserOrders.of(
+                (r.first_purchased_at, r.last_purchased_at, r.purchase_count) for r in user.items.values()
+            )
         ),
         explain=request.debug,
     )
