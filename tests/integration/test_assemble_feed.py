@@ -155,6 +155,25 @@ def test_an_item_due_again_stays_even_if_bought_within_days(db: psycopg.Connecti
     assert sections(feed)["buy_again"] == ["bananas"]
 
 
+def test_a_staple_of_the_users_baskets_stays_even_if_bought_within_days(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    # Weekly orders, the last two days ago: milk in every one (due at the next order, whenever it comes), eggs
+    # in the first and the last only (neither a staple nor due yet: hidden).
+    orders = [NOW - timedelta(days=2 + 7 * n) for n in range(6)]
+    record(
+        *[
+            purchase("user-1", items=("milk", "eggs") if n in (0, 5) else ("milk",), at=at)
+            for n, at in enumerate(orders)
+        ]
+    )
+    recompute_scores(RecomputeRequest())
+
+    _, _, feed = get_feed("user-1", {"store_id": STORE, "debug": "true"})
+
+    assert sections(feed)["buy_again"] == ["milk"]
+    assert "eggs" in removed_by(feed, "just_purchased")
+
+
 def test_cart_additions_drive_goes_well_with_at_once(shopping_history: None, db: psycopg.Connection) -> None:
     db.execute(
         "INSERT INTO item_pairs (item_id, paired_item_id, pair_raw, score) VALUES "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import feedctl_json
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "instacart_synthetic"
@@ -22,3 +24,10 @@ def test_the_harness_ranks_buy_again_at_least_as_well_as_the_baselines(database_
     assert metrics["buy_again"]["recall"] >= 0.95 * metrics["p_topfreq"]["recall"]
     assert metrics["p_topfreq"]["recall"] > 3 * metrics["g_topfreq"]["recall"]
     assert metrics["tifu_knn"]["recall"] > 3 * metrics["g_topfreq"]["recall"]  # a repeat-driven baseline
+    halves = metrics["halves"]  # choose settings on one half of the users, report on the other
+    assert sorted(halves) == ["a", "b"] and halves["a"]["users"] + halves["b"]["users"] == 60
+    for name in ("buy_again", "feed", "p_topfreq", "g_topfreq", "tifu_knn"):
+        overall = (
+            halves["a"][name]["recall"] * halves["a"]["users"] + halves["b"][name]["recall"] * halves["b"]["users"]
+        ) / 60
+        assert overall == pytest.approx(metrics[name]["recall"], abs=1e-3)  # the halves make up the whole

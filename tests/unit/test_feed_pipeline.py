@@ -14,12 +14,12 @@ from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_con
 from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
 from feedcore.feed.experiments import assign, bucket
 from feedcore.feed.pipeline import RankingContext, apply_filters, rank, select, select_sections
-from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness
+from feedcore.feed.scoring import BuyAgainParams, UserOrders, buy_again_score, due_ness, rebuy_rate
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 CONTEXT = RankingContext(
     now=NOW, buy_again=BuyAgainParams(), filters=ALL_FILTERS, just_purchased=timedelta(days=3),
-    just_purchased_max_due=0.5, excluded_tags=frozenset({"alcohol"}),
+    just_purchased_max_due=0.5, just_purchased_min_rebuy_rate=0.5, excluded_tags=frozenset({"alcohol"}),
 )  # fmt: skip
 KEY = b"test key"
 SCOPE = "store-a|alcohol"
@@ -56,6 +56,26 @@ def test_milk_bought_weekly_and_due_outranks_milk_bought_as_often_but_yesterday(
     yearly = buy_again_score(4.0, 4, NOW - timedelta(days=1100), NOW - timedelta(days=6), NOW, params)
 
     assert due_soon > just_bought and due_soon > yearly
+
+
+def test_the_users_orders_are_read_from_their_item_rows():
+    weeks = [NOW - timedelta(days=7 * n) for n in range(4, -1, -1)]  # five weekly orders, the last one now
+    # Milk in all five, jam in the first and the last: the three between show only through milk's count.
+    orders = UserOrders.of([(weeks[0], weeks[-1], 5), (weeks[0], weeks[-1], 2), (None, None, 0)])
+    # Items bought once each: every order shows as a first (and last) purchase.
+    one_offs = UserOrders.of([(week, week, 1) for week in weeks])
+
+    assert [orders.after(weeks[0]), orders.after(weeks[2]), orders.after(weeks[-1])] == [4, 1, 0]
+    assert [one_offs.after(weeks[0]), one_offs.after(weeks[2]), UserOrders().after(weeks[0])] == [4, 2, 0]
+
+
+def test_rebuy_rate_is_the_share_of_later_orders_that_bought_the_item_again():
+    weeks = [NOW - timedelta(days=7 * n) for n in range(4, -1, -1)]
+    orders = UserOrders.of([(weeks[0], weeks[-1], 5), (weeks[0], weeks[-1], 2), (weeks[-1], weeks[-1], 1)])
+
+    assert rebuy_rate(5, weeks[0], orders) == 1.0  # milk: in every basket
+    assert rebuy_rate(2, weeks[0], orders) == 0.25  # jam: in one of the four since its first
+    assert rebuy_rate(1, weeks[-1], orders) == 0.0  # first bought in the latest order: nothing known yet
 
 
 # --- filters ----------------------------------------------------------------------------------------
@@ -106,6 +126,31 @@ def test_just_purchased_keeps_items_due_again():
 
     assert apply_filters([daily], context)[1] == []  # bananas daily: due again today
     assert [r.filter for r in apply_filters([monthly], context)[1]] == ["just_purchased"]
+
+
+def test_just_purchased_keeps_a_staple_of_the_users_baskets():
+    # Weekly orders, the last two days ago: milk is in every one of them, flour in three. By their timing
+    # neither is due yet; milk will be in the next order whenever it comes, flour most likely not.
+    orders = [NOW - timedelta(days=2 + 7 * n) for n in range(9, -1, -1)]
+    milk = candidate(purchase_count=10, first_purchased_at=orders[0], last_purchased_at=orders[-1])
+    flour = candidate("flour", purchase_count=3, first_purchased_at=orders[0], last_purchased_at=orders[-1])
+    rows = UserOrders.of([(orders[0], orders[-1], 10), (orders[0], orders[-1], 3)])
+    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: rows)
+
+    assert [r.item_id for r in apply_filters([milk, flour], context)[1]] == ["flour"]
+    unknown_orders = replace(context, user_orders=UserOrders)
+    assert [r.item_id for r in apply_filters([milk, flour], unknown_orders)[1]] == ["milk", "flour"]
+
+
+def test_a_staple_bought_in_the_latest_hours_leaves_buy_again():
+    orders = [NOW - timedelta(hours=2) - timedelta(days=7 * n) for n in range(9, -1, -1)]
+    milk = candidate(
+        purchase_count=10, first_purchased_at=orders[0], last_purchased_at=orders[-1], recent_purchase_at=orders[-1]
+    )
+    rows = UserOrders.of([(orders[0], orders[-1], 10)])
+    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: rows)
+
+    assert [r.filter for r in apply_filters([milk], context)[1]] == ["just_purchased"]
 
 
 def test_filters_the_config_leaves_out_do_not_run():

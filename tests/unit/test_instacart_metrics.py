@@ -15,6 +15,7 @@ from feedlocal.instacart import (
     recall_at_k,
     tifu_knn,
     tifu_vector,
+    user_half,
 )
 
 
@@ -84,3 +85,10 @@ def test_tifu_knn_fills_the_list_from_the_nearest_neighbour_only():
     everyone = tifu_knn(users, 5, TifuKnn(neighbours=2))
     assert set(everyone["u"]) == {"milk", "eggs", "jam", "beer", "chips"}
     assert everyone["u"][:2] == ["eggs", "milk"]  # the user's own items first (alpha 0.9)
+
+
+def test_users_fall_in_two_fixed_halves_by_a_hash_of_their_id():
+    halves = [user_half(str(user)) for user in range(1, 201)]
+
+    assert set(halves) == {"a", "b"} and 80 < halves.count("a") < 120
+    assert halves == [user_half(str(user)) for user in range(1, 201)]  # the same on every run

@@ -7,11 +7,13 @@ assembled at the evaluation time by the real feed code, and its `buy_again` sect
 distinct items are compared with the held-out `train` basket — next to three baselines computed by this
 same harness: P-TopFreq (the user's most frequently bought items), G-TopFreq (the globally most bought) and
 TIFU-KNN (Hu et al., SIGIR 2020: a time-decayed repeat vector blended with the nearest users' vectors).
+Every metric is also given for two fixed halves of the users: choose settings on one, report on the other.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import heapq
 import math
 import os
@@ -253,8 +255,19 @@ class MetricSum:
         self.recall += recall_at_k(ranked, basket, k)
         self.ndcg += ndcg_at_k(ranked, basket, k)
 
+    def __add__(self, other: MetricSum) -> MetricSum:
+        return MetricSum(self.recall + other.recall, self.ndcg + other.ndcg)
+
     def mean(self, users: int) -> dict[str, float]:
         return {"recall": round(self.recall / users, 4), "ndcg": round(self.ndcg / users, 4)}
+
+
+METHODS = ("buy_again", "feed", "p_topfreq", "g_topfreq", "tifu_knn")
+
+
+def user_half(user_id: str) -> str:
+    """The fixed half of the users ("a" or "b") a user belongs to, by a hash of the id."""
+    return "ab"[hashlib.sha256(user_id.encode()).digest()[0] % 2]
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -296,7 +309,8 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
             stored += result.accepted
     recompute_scores(RecomputeRequest(mode="full"), now=evaluated_at)
 
-    buy_again, whole_feed, personal, popular, tifu = MetricSum(), MetricSum(), MetricSum(), MetricSum(), MetricSum()
+    sums = {half: {name: MetricSum() for name in METHODS} for half in "ab"}
+    users = Counter(user_half(h.user_id) for h in histories)
     global_top = g_topfreq(histories, k)
     tifu_top = tifu_knn(histories, k)
     assignment = evaluation_assignment(ranking_config(), k)
@@ -307,22 +321,26 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
         )
         feed = assemble_feed(request, now=evaluated_at, assignment=assignment)
         sections = {s["id"]: [item["item_id"].removeprefix("p") for item in s["items"]] for s in feed.sections}
-        distinct = list(dict.fromkeys(item for items in sections.values() for item in items))
-        buy_again.add(sections.get("buy_again", []), basket, k)
-        whole_feed.add(distinct, basket, k)
-        personal.add(p_topfreq(history, k), basket, k)
-        popular.add(global_top, basket, k)
-        tifu.add(tifu_top[history.user_id], basket, k)
-    users = len(histories)
+        ranked = {
+            "buy_again": sections.get("buy_again", []),
+            "feed": list(dict.fromkeys(item for items in sections.values() for item in items)),
+            "p_topfreq": p_topfreq(history, k),
+            "g_topfreq": global_top,
+            "tifu_knn": tifu_top[history.user_id],
+        }
+        for name, items in ranked.items():
+            sums[user_half(history.user_id)][name].add(items, basket, k)
+    halves = {
+        half: {"users": users[half], **{name: sums[half][name].mean(users[half]) for name in METHODS}}
+        for half in "ab"
+        if users[half]
+    }
     return {
-        "users": users,
+        "users": len(histories),
         "k": k,
         "events": stored,
-        "buy_again": buy_again.mean(users),
-        "feed": whole_feed.mean(users),
-        "p_topfreq": personal.mean(users),
-        "g_topfreq": popular.mean(users),
-        "tifu_knn": tifu.mean(users),
+        **{name: (sums["a"][name] + sums["b"][name]).mean(len(histories)) for name in METHODS},
+        "halves": halves,
     }
 
 
