@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice, takewhile
-from operator import itemgetter
 
 from feedcore.db.feed import Candidate, UserItemRow, UserRows
 from feedcore.feed.shelves import StoreShelf
@@ -32,12 +31,12 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
 
     Items the catalog does not have are left out; a model's user-level and item-level lists both propose
     (an item in both comes twice)."""
-    proposals: list[tuple[str, str, int, float | None, str | None]] = []  # (source, item, position, score, seed)
+    proposals: list[tuple[str, int, float | None, str | None]] = []  # (source, position, score, seed item)
     positions, rows, sources, pool = shelf.catalog.positions, shelf.catalog.rows, limits.sources, limits.pool
 
     def propose(source: str, item_id: str, score: float | None, seed: str | None = None) -> None:
         if (position := positions.get(item_id)) is not None:
-            proposals.append((source, item_id, position, score, seed))
+            proposals.append((source, position, score, seed))
 
     if "buy_again" in sources:
         purchased = [
@@ -50,25 +49,25 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
     for item_id, score, seed in user.pairs:  # read only when goes_well_with is shown
         propose("goes_well_with", item_id, score, seed)
     if "trending" in sources:
-        proposals += [("trending", rows[p][0], p, shelf.trending[p], None) for p in shelf.trending_items[:pool]]
+        proposals += [("trending", p, shelf.trending[p], None) for p in shelf.trending_items[:pool]]
     if "popular" in sources:
-        proposals += [("popular", rows[p][0], p, shelf.popularity[p], None) for p in shelf.popular_items[:pool]]
+        proposals += [("popular", p, shelf.popularity[p], None) for p in shelf.popular_items[:pool]]
     if "favourite_aisles" in sources:
         top_aisles = sorted(user.aisles, key=user.aisles.__getitem__, reverse=True)[: limits.favourite_aisles]
         for aisle in top_aisles:
             ranked = shelf.aisles.get(aisle, ())[:pool]
-            proposals += [("favourite_aisles", rows[p][0], p, shelf.popularity[p], None) for p in ranked]
+            proposals += [("favourite_aisles", p, shelf.popularity[p], None) for p in ranked]
     if "new_arrivals" in sources:
         fresh = takewhile(lambda p: rows[p][7] >= limits.new_since, shelf.catalog.new_arrivals)
-        proposals += [("new_arrivals", rows[p][0], p, None, None) for p in islice(fresh, pool)]
+        proposals += [("new_arrivals", p, None, None) for p in islice(fresh, pool)]
     for model in limits.models:
         source = f"model:{model}"
         own = sorted(user.model_scores.get(model, {}).items(), key=lambda entry: entry[1], reverse=True)
         for item_id, score in own[:pool]:
             propose(source, item_id, score)
-        proposals += [(source, rows[p][0], p, score, None) for p, score in shelf.item_models[model][:pool]]
+        proposals += [(source, p, score, None) for p, score in shelf.item_models[model][:pool]]
 
-    proposals.sort(key=itemgetter(0, 1))  # by source, then item (stable: a model's two lists keep their order)
+    proposals.sort(key=lambda proposal: (proposal[0], rows[proposal[1]][0]))
     prices, available, popularity, trending = shelf.prices, shelf.available, shelf.popularity, shelf.trending
     items, aisles, recent = user.items, user.aisles, user.recent
     # The models with any score for this user or store (usually none: no per-candidate work then).
@@ -78,7 +77,7 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
         if user.model_scores.get(model) or shelf.item_model_scores[model]
     ]
     candidates = []
-    for source, _, position, score, seed in proposals:
+    for source, position, score, seed in proposals:
         item_id, name, brand, department, aisle, tags, active, created_at, catalog_price = rows[position]
         shelf_price = prices[position]
         seed_name = None
