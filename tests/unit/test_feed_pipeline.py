@@ -157,6 +157,24 @@ def test_filters_the_config_leaves_out_do_not_run():
     assert apply_filters([candidate(in_cart=True)], replace(CONTEXT, filters=("inactive",)))[1] == []
 
 
+def test_removals_come_in_candidate_order_each_with_the_first_filter_that_removed_it():
+    # Filters run one at a time over the candidates still kept (feedcore.feed.pipeline.FILTERS).
+    candidates = [
+        candidate("a", in_cart=True), candidate("b"), candidate("c", active=False, in_cart=True),
+        candidate("d", tags=["alcohol"]), candidate("e", available=False, in_cart=True),
+    ]  # fmt: skip
+
+    kept, removed = apply_filters(candidates, CONTEXT)
+
+    assert [c.item_id for c in kept] == ["b"]
+    assert [(r.item_id, r.filter) for r in removed] == [
+        ("a", "in_cart"),
+        ("c", "inactive"),
+        ("d", "excluded_tags"),
+        ("e", "unavailable"),
+    ]
+
+
 # --- scoring and selection --------------------------------------------------------------------------
 
 
@@ -212,6 +230,15 @@ def test_a_purchase_already_scored_is_not_counted_twice():
 def test_ties_rank_by_item_id_so_feeds_are_deterministic():
     ranked = rank([candidate("c"), candidate("a"), candidate("b")], {"popularity": 1.0}, CONTEXT)
     assert [r.candidate.item_id for r in ranked] == ["a", "b", "c"]
+
+
+def test_an_item_proposed_twice_with_the_same_score_keeps_its_proposal_order():
+    # A model's user-level and item-level lists can both propose an item (see gather_candidates).
+    own = candidate("a", source="model:m", source_score=2.0)
+    item_level = candidate("a", source="model:m", source_score=2.0, model_score=1.0)
+
+    assert [r.candidate for r in rank([own, item_level], {"model": 1.0}, CONTEXT)] == [own, item_level]
+    assert [r.candidate for r in rank([item_level, own], {"model": 1.0}, CONTEXT)] == [item_level, own]
 
 
 def section(**fields) -> SectionConfig:

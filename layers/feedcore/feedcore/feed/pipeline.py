@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 from feedcore.db.feed import Candidate
 from feedcore.feed.config import Filter, SectionConfig, Signal
@@ -77,13 +78,15 @@ def _just_purchased(candidate: Candidate, context: RankingContext) -> bool:
     return due_ness(count, first, bought, context.now, context.buy_again.due_width) < context.just_purchased_max_due
 
 
-FILTERS: dict[Filter, Callable[[Candidate, RankingContext], bool]] = {
-    "inactive": lambda c, _: not c.active,
-    "unavailable": lambda c, _: c.available is False,
-    "hidden": lambda c, _: is_hidden(c),
-    "excluded_tags": lambda c, context: not context.excluded_tags.isdisjoint(c.tags),
-    "just_purchased": _just_purchased,
-    "in_cart": lambda c, _: c.in_cart,
+# Each filter over a list of candidates at once (one list comprehension rather than a call per candidate): for
+# each candidate, whether the filter removes it.
+FILTERS: dict[Filter, Callable[[Sequence[Candidate], RankingContext], list[bool]]] = {
+    "inactive": lambda cs, _: [not c.active for c in cs],
+    "unavailable": lambda cs, _: [c.available is False for c in cs],
+    "hidden": lambda cs, _: [is_hidden(c) for c in cs],
+    "excluded_tags": lambda cs, context: [not context.excluded_tags.isdisjoint(c.tags) for c in cs],
+    "just_purchased": lambda cs, context: [_just_purchased(c, context) for c in cs],
+    "in_cart": lambda cs, _: [c.in_cart for c in cs],
 }
 
 
@@ -95,17 +98,19 @@ class Removal:
 
 
 def apply_filters(candidates: Iterable[Candidate], context: RankingContext) -> tuple[list[Candidate], list[Removal]]:
-    """The candidates every filter keeps, and for each removed one the first filter that removed it."""
-    kept, removed = [], []
-    filters = [(name, FILTERS[name]) for name in context.filters]
-    for candidate in candidates:
-        for name, applies in filters:
-            if applies(candidate, context):
-                removed.append(Removal(candidate.item_id, candidate.source, name))
-                break
-        else:
-            kept.append(candidate)
-    return kept, removed
+    """The candidates every filter keeps, and for each removed one the first filter that removed it (in
+    candidate order)."""
+    kept = list(candidates)
+    removed: list[tuple[int, Candidate, Filter]] = []  # (position in candidates, candidate, filter)
+    positions = range(len(kept))
+    for name in context.filters:
+        removes = FILTERS[name](kept, context)
+        if any(removes):
+            removed += [(p, c, name) for p, c, out in zip(positions, kept, removes, strict=True) if out]
+            positions = [p for p, out in zip(positions, removes, strict=True) if not out]
+            kept = [c for c, out in zip(kept, removes, strict=True) if not out]
+    removed.sort(key=itemgetter(0))
+    return kept, [Removal(c.item_id, c.source, name) for _, c, name in removed]
 
 
 # --- signals and scores -----------------------------------------------------------------------------
@@ -120,21 +125,27 @@ def _buy_again(candidate: Candidate, context: RankingContext) -> float:
     return 0.0
 
 
-def _newness(candidate: Candidate, context: RankingContext) -> float:
-    return math.pow(2, -max((context.now - candidate.created_at) / NEWNESS_HALF_LIFE, 0.0))
+def _newness(candidates: Sequence[Candidate], context: RankingContext) -> list[float]:
+    now, half_life = context.now, NEWNESS_HALF_LIFE
+    return [math.pow(2, -max((now - c.created_at) / half_life, 0.0)) for c in candidates]
 
 
-# Every signal of a candidate, unnormalized (stored scores are epoch-relative: comparable between the
-# candidates of one request, which is all normalization needs). A section computes only those it weights.
-SIGNALS: dict[Signal, Callable[[Candidate, RankingContext], float]] = {
-    "buy_again": _buy_again,
-    "bought_together": lambda c, _: (c.source_score or 0.0) if c.source == "goes_well_with" else 0.0,
-    "trending": lambda c, _: c.trending_score,
-    "popularity": lambda c, _: c.popularity_raw,
-    "affinity": lambda c, _: c.affinity_raw,
-    "aisle_affinity": lambda c, _: c.aisle_affinity_raw,
+def _model(candidates: Sequence[Candidate], _: RankingContext) -> list[float]:
     # A model section ranks by its own model; elsewhere the signal is the best score of the config's models.
-    "model": lambda c, _: (c.source_score if c.source.startswith("model:") else c.model_score) or 0.0,
+    return [(c.source_score if c.source.startswith("model:") else c.model_score) or 0.0 for c in candidates]
+
+
+# Every signal of the candidates, unnormalized, in candidate order (stored scores are epoch-relative: comparable
+# between the candidates of one request, which is all normalization needs). A section computes only those it
+# weights; each over the whole list at once.
+SIGNALS: dict[Signal, Callable[[Sequence[Candidate], RankingContext], list[float]]] = {
+    "buy_again": lambda cs, context: [_buy_again(c, context) for c in cs],
+    "bought_together": lambda cs, _: [(c.source_score or 0.0) if c.source == "goes_well_with" else 0.0 for c in cs],
+    "trending": lambda cs, _: [c.trending_score for c in cs],
+    "popularity": lambda cs, _: [c.popularity_raw for c in cs],
+    "affinity": lambda cs, _: [c.affinity_raw for c in cs],
+    "aisle_affinity": lambda cs, _: [c.aisle_affinity_raw for c in cs],
+    "model": _model,
     "newness": _newness,
 }
 
@@ -150,37 +161,36 @@ class Ranked:
     backfill: bool = False
 
 
-def _normalizer(values: list[float]) -> Callable[[float], float]:
-    """Onto 0..1 within a section: divided by the largest value; a signal that can be negative (model
-    scores) is shifted by its smallest first. A signal that is the same for every candidate counts 0."""
+def _normalized(values: list[float], weight: float) -> list[float]:
+    """weight × each value onto 0..1 within a section: divided by the largest value; a signal that can be
+    negative (model scores) is shifted by its smallest first. A signal that is the same for every candidate
+    counts 0."""
     largest, smallest = max(values, default=0.0), min(values, default=0.0)
     if smallest < 0 and largest > smallest:
-        return lambda value: (value - smallest) / (largest - smallest)
+        return [weight * ((value - smallest) / (largest - smallest)) for value in values]
     if largest > 0:
-        return lambda value: value / largest
-    return lambda value: 0.0
+        return [weight * (value / largest) for value in values]
+    return [weight * 0.0 for _ in values]
 
 
 def rank(candidates: Sequence[Candidate], weights: dict[Signal, float], context: RankingContext) -> list[Ranked]:
-    """Score = Σ weight × signal normalized within these candidates (see _normalizer); best first, ties by
+    """Score = Σ weight × signal normalized within these candidates (see _normalized); best first, ties by
     item_id so that the order is deterministic. Contributions only when the context explains."""
-    weighted = []  # per signal: weight × normalized value of each candidate, in candidate order
-    for name, weight in weights.items():
-        signal = SIGNALS[name]
-        values = [signal(candidate, context) for candidate in candidates]
-        normalized = _normalizer(values)
-        weighted.append([weight * normalized(value) for value in values])
+    # per signal: weight × normalized value of each candidate, in candidate order
+    weighted = [_normalized(SIGNALS[name](candidates, context), weight) for name, weight in weights.items()]
     scores = [sum(column) for column in zip(*weighted, strict=True)]
+    # Sorted as (-score, item_id, position) tuples: no key function per candidate; the position keeps the
+    # order of equal ones (an item a model proposes twice) as a stable sort would.
+    negated, item_ids = [-score for score in scores], [c.item_id for c in candidates]
+    order = sorted(zip(negated, item_ids, range(len(candidates)), strict=True))
     if context.explain:
         names = list(weights)
-        ranked = [
-            Ranked(candidate, score, dict(zip(names, contributions, strict=True)))
-            for candidate, score, contributions in zip(candidates, scores, zip(*weighted, strict=True), strict=True)
+        contributions = list(zip(*weighted, strict=True))
+        return [
+            Ranked(candidates[position], scores[position], dict(zip(names, contributions[position], strict=True)))
+            for _, _, position in order
         ]
-    else:
-        ranked = [Ranked(candidate, score, {}) for candidate, score in zip(candidates, scores, strict=True)]
-    ranked.sort(key=lambda r: (-r.score, r.candidate.item_id))
-    return ranked
+    return [Ranked(candidates[position], scores[position], {}) for _, _, position in order]
 
 
 # --- selection --------------------------------------------------------------------------------------
