@@ -205,10 +205,12 @@ SELECT {events}, {counted}
 
 
 _APPLY_EVENTS = _apply_sql()
-# A rebuild's two parts: popularity, user × item and new users (on the run's connection), user × category (on
-# a connection of its own).
-_REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "affinity", "new_user"))
-_REBUILD_CATEGORIES = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("category",), count_events=False)
+# A rebuild's two parts that read the events: user × item and new users (on the run's connection), popularity
+# and user × category (on a connection of its own).
+_REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("affinity", "new_user"))
+_REBUILD_CATEGORIES = _apply_sql(
+    suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "category"), count_events=False
+)
 _APPLY_ITEM_EVENTS = _apply_sql(targets=ITEM_TARGETS)
 _APPLY_USER_EVENTS = _apply_sql(targets=USER_TARGETS, sharded=True)
 
@@ -590,8 +592,9 @@ def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch:
 # the other parts fill, index and commit theirs in transactions that share the run's snapshot; the run's
 # transaction then swaps every copy in at once. A part's copies outlive a run that fails after the part
 # committed: the next rebuild drops them.
-REBUILD_RUN_TABLES = ("item_popularity", "user_item_affinity")
-REBUILD_CATEGORY_TABLES = ("user_category_affinity",)
+# Popularity goes with user × category rather than with the run's user × item: the run's part was the longest.
+REBUILD_RUN_TABLES = ("user_item_affinity",)
+REBUILD_CATEGORY_TABLES = ("item_popularity", "user_category_affinity")
 REBUILD_PAIR_TABLES = ("item_baskets", "item_pair_counts", "item_pairs")
 SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_CATEGORY_TABLES + REBUILD_PAIR_TABLES
 
@@ -626,7 +629,8 @@ def rebuild_events(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
 ) -> ApplyCounts:
     """The run's part of a rebuild: score the chunk's events into the copies of REBUILD_RUN_TABLES (started
-    by start_rebuild), add new users, and index the copies; category_updates is 0 (rebuild_categories)."""
+    by start_rebuild), add new users, and index the copies; popularity_updates and category_updates are 0
+    (rebuild_categories)."""
     counts = ApplyCounts(*conn.execute(_REBUILD_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
     _index_rebuilt(conn, REBUILD_RUN_TABLES)
     return counts
@@ -634,12 +638,13 @@ def rebuild_events(
 
 def rebuild_categories(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
-) -> int:
-    """A part of a rebuild: the copy of user_category_affinity, filled and indexed; returns its rows."""
+) -> ApplyCounts:
+    """A part of a rebuild: the copies of REBUILD_CATEGORY_TABLES (popularity and user × category), filled and
+    indexed; events_scored and affinity_updates are 0 (rebuild_events)."""
     start_rebuild(conn, REBUILD_CATEGORY_TABLES)
-    (_, _, _, rows) = conn.execute(_REBUILD_CATEGORIES, _apply_params(settings, epoch, chunk, now)).fetchone()
+    counts = ApplyCounts(*conn.execute(_REBUILD_CATEGORIES, _apply_params(settings, epoch, chunk, now)).fetchone())
     _index_rebuilt(conn, REBUILD_CATEGORY_TABLES)
-    return rows
+    return counts
 
 
 def rebuild_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk) -> PairCounts:

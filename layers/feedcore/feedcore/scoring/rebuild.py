@@ -41,13 +41,13 @@ def rebuild_scores(
         started = monotonic()
         counts = scores_db.rebuild_events(conn, settings, epoch, chunk, as_of)
         parts.seconds["events"] = round(monotonic() - started, 2)
-        category_rows, pair_counts = categories.result(), pairs.result()
+        side_counts, pair_counts = categories.result(), pairs.result()
     started = monotonic()
     scores_db.swap_rebuilt(conn, items_keyed=pair_counts.item_updates)
     logger.info("score tables rebuilt",
                 extra={"part_seconds": parts.seconds, "swap_seconds": round(monotonic() - started, 2)})  # fmt: skip
-    return scores_db.ApplyCounts(counts.events_scored, counts.popularity_updates, counts.affinity_updates,
-                                 category_rows), pair_counts  # fmt: skip
+    return scores_db.ApplyCounts(counts.events_scored, side_counts.popularity_updates, counts.affinity_updates,
+                                 side_counts.category_updates), pair_counts  # fmt: skip
 
 
 class _SideParts:
