@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from feedcore.api.event_models import EventBatch
-from feedcore.ingestion.service import TimeWindow, screen_events
+from feedcore.ingestion.service import TimeWindow, first_occurrences, screen_events
 from feedcore.settings import IngestSettings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -51,16 +51,13 @@ def test_screening_keeps_valid_events_with_their_index_and_explains_each_rejecti
     assert by_index[3].event_id is None
 
 
-def test_screening_keeps_the_first_of_an_event_id_and_reports_repeats_with_the_items_to_look_up():
+def test_first_occurrences_keeps_order_and_reports_repeats():
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    raw = [click(event_id=a), click(event_id=b, item_id="j"), click(event_id=a.upper()),
-           click(event_id=b, at=NOW + timedelta(hours=1))]  # fmt: skip
-    screened = screen_events(EventBatch.model_validate({"events": raw}).events, TimeWindow.at(NOW, SETTINGS))
+    events = EventBatch.model_validate({"events": [click(event_id=a), click(event_id=b), click(event_id=a)]}).events
+    unique, repeats = first_occurrences(list(enumerate(events)))
 
-    assert [(index, str(event["event_id"])) for index, event in screened.valid] == [(0, a), (1, b)]
-    assert screened.repeats == [2]  # the same UUID in another spelling; a rejected event repeats nothing
-    assert [r.index for r in screened.rejections] == [3]
-    assert screened.item_ids == {"i", "j"}
+    assert [(index, str(event["event_id"])) for index, event in unique] == [(0, a), (1, b)]
+    assert repeats == [2]
 
 
 def test_screening_checks_purchase_lines_and_moves_each_instant_to_utc():

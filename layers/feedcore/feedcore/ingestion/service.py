@@ -62,13 +62,10 @@ def _item_ids(event: ValidEvent) -> list[str]:
 
 @dataclass
 class ScreenedBatch:
-    """A batch split into the events to store (with their index), the rejected ones, the indexes of events that
-    repeat an earlier event_id of the batch, and the item ids the events to store name."""
+    """A batch split into the events to store (with their index) and the rejected ones."""
 
     valid: list[tuple[int, ValidEvent]] = field(default_factory=list)
     rejections: list[EventRejection] = field(default_factory=list)
-    repeats: list[int] = field(default_factory=list)
-    item_ids: set[str] = field(default_factory=set)
 
 
 def _event_id_of(raw: Any) -> str | None:
@@ -138,44 +135,30 @@ def _purchase_line_errors(index: int, event: ValidEvent) -> list[FieldError] | N
 
 
 def screen_events(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWindow) -> ScreenedBatch:
-    """Sort each event of a batch into valid or rejected (with the reasons, located by index), in one pass that
-    also sets apart the repeats of an event_id and gathers the item ids of the events to store.
+    """Sort each event of a batch into valid or rejected (with the reasons, located by index), in one pass.
 
     `events` holds the validated dicts of the events that matched the contract and an UnmatchedEvent for each
-    of the others, as EventBatch leaves them. Valid events get their `occurred_at` in UTC; a repeat is a valid
-    event whose event_id an earlier valid event of the batch carries.
+    of the others, as EventBatch leaves them. Valid events get their `occurred_at` in UTC.
     """
     screened = ScreenedBatch()
     earliest, latest = window.earliest, window.latest
-    valid, repeats, item_ids = screened.valid, screened.repeats, screened.item_ids
-    seen: set[int] = set()  # event_ids as integers: hashing a UUID is a Python call, hashing its int is not
     for index, event in enumerate(events):
-        if event.__class__ is UnmatchedEvent:
+        if isinstance(event, UnmatchedEvent):
             screened.rejections.append(_unmatched(index, event.sent))
             continue
         # In UTC first: Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59, and aware instants of
         # the same tzinfo compare without asking it for their offsets.
         occurred_at = event["occurred_at"].astimezone(UTC)
-        purchase = event["type"] == "purchase"
         if earliest <= occurred_at <= latest:
-            errors = _purchase_line_errors(index, event) if purchase else None
+            errors = _purchase_line_errors(index, event) if event["type"] == "purchase" else None
         else:
             reason = window.error(occurred_at)
             errors = [FieldError(field=f"events[{index}].occurred_at", message=reason, type="time_window")]
         if errors:
             screened.rejections.append(EventRejection(index=index, event_id=str(event["event_id"]), errors=errors))
-            continue
-        event["occurred_at"] = occurred_at
-        key = event["event_id"].int
-        if key in seen:
-            repeats.append(index)
-            continue
-        seen.add(key)
-        valid.append((index, event))
-        if purchase:
-            item_ids.update([line["item_id"] for line in event["items"]])
         else:
-            item_ids.add(event["item_id"])
+            event["occurred_at"] = occurred_at
+            screened.valid.append((index, event))
     return screened
 
 
@@ -190,17 +173,32 @@ def _unmatched(index: int, sent: Any) -> EventRejection:
     return EventRejection(index=index, event_id=_event_id_of(sent), errors=errors)
 
 
-def _store(events: list[ValidEvent], item_ids: set[str], window: TimeWindow) -> tuple[events_db.StoredEvents, int]:
+def first_occurrences(valid: Sequence[tuple[int, ValidEvent]]) -> tuple[list[tuple[int, ValidEvent]], list[int]]:
+    """The events in order keeping only the first of any that repeat an event_id, and the repeats' indexes."""
+    seen: set = set()
+    unique, repeats = [], []
+    for index, event in valid:
+        event_id = event["event_id"]
+        if event_id in seen:
+            repeats.append(index)
+        else:
+            seen.add(event_id)
+            unique.append((index, event))
+    return unique, repeats
+
+
+def _store(events: list[ValidEvent], window: TimeWindow) -> tuple[events_db.StoredEvents, int]:
     """Store in one transaction, the window's partitions made first (checked once per process and month).
 
-    `item_ids` are the items the events name. Returns what was stored and how many of the stored events (or
-    of their purchase lines) name an item missing from the catalog.
+    Returns what was stored and how many of the stored events (or of their purchase lines) name an item
+    missing from the catalog.
     """
 
     def ensure_partitions(conn: psycopg.Connection) -> None:
         events_db.ensure_event_partitions(conn, window.months())
 
-    unverified = catalog_items.unverified(item_ids)
+    named = {item_id for event in events for item_id in _item_ids(event)}
+    unverified = catalog_items.unverified(named)
     run(ensure_partitions, in_transaction=False)
     try:
         stored = run(lambda conn: events_db.store_events(conn, events, unverified), in_transaction=False)
@@ -208,13 +206,13 @@ def _store(events: list[ValidEvent], item_ids: set[str], window: TimeWindow) -> 
         # The process's partition cache was stale (a replaced database); it has been cleared, and so is what
         # the container knew of that database's catalog.
         catalog_items.clear()
-        unverified = item_ids
+        unverified = named
         run(ensure_partitions, in_transaction=False)
         stored = run(lambda conn: events_db.store_events(conn, events, unverified), in_transaction=False)
     catalog_items.add(stored.catalog_items)
     if unverified <= stored.catalog_items:  # the usual batch: every item it names is in the catalog
         return stored, 0
-    found = (item_ids - unverified) | stored.catalog_items
+    found = (named - unverified) | stored.catalog_items
     unknown_items = sum(
         item_id not in found
         for event in events
@@ -240,13 +238,12 @@ def ingest_batch(batch: EventBatch, *, body_bytes: int = 0, now: datetime | None
     if not screened.valid:
         metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(screened.rejections))
         raise EventsRejected(screened.rejections)
-    to_store = [event for _, event in screened.valid]
-    stored, unknown_items = _store(to_store, screened.item_ids, window)
-    duplicate_indexes = screened.repeats
-    if stored.duplicate_ids:  # a retry, or a batch racing an identical one
-        duplicate_indexes = sorted(
-            duplicate_indexes + [index for index, event in screened.valid if event["event_id"] in stored.duplicate_ids]
-        )
+    unique, repeats = first_occurrences(screened.valid)
+    to_store = [event for _, event in unique]
+    stored, unknown_items = _store(to_store, window)
+    duplicate_indexes = sorted(
+        repeats + [index for index, event in unique if event["event_id"] in stored.duplicate_ids]
+    )
     result = IngestResult(
         received=len(batch.events),
         accepted=len(to_store) - len(stored.duplicate_ids),
