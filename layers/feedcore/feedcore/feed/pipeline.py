@@ -170,7 +170,7 @@ def _normalized(values: list[float], weight: float) -> list[float]:
         return [weight * ((value - smallest) / (largest - smallest)) for value in values]
     if largest > 0:
         return [weight * (value / largest) for value in values]
-    return [weight * 0.0 for _ in values]
+    return [0.0] * len(values)
 
 
 def rank(candidates: Sequence[Candidate], weights: dict[Signal, float], context: RankingContext) -> list[Ranked]:
