@@ -69,6 +69,15 @@ def test_the_users_orders_are_read_from_their_item_rows():
     assert [one_offs.after(weeks[0]), one_offs.after(weeks[2]), UserOrders().after(weeks[0])] == [4, 2, 0]
 
 
+def test_an_item_first_bought_after_an_order_counts_all_its_orders_after_it():
+    weeks = [NOW - timedelta(days=7 * n) for n in range(9, -1, -1)]  # ten weekly orders
+    # Flour in five of them from the first; milk in the nine after the first: nine orders came after flour's first.
+    orders = UserOrders.of([(weeks[0], weeks[-1], 5), (weeks[1], weeks[-1], 9)])
+
+    assert orders.after(weeks[0]) == 9
+    assert rebuy_rate(5, weeks[0], orders) == 4 / 9  # below the staple threshold of 0.5
+
+
 def test_rebuy_rate_is_the_share_of_later_orders_that_bought_the_item_again():
     weeks = [NOW - timedelta(days=7 * n) for n in range(4, -1, -1)]
     orders = UserOrders.of([(weeks[0], weeks[-1], 5), (weeks[0], weeks[-1], 2), (weeks[-1], weeks[-1], 1)])
@@ -148,6 +157,15 @@ def test_a_staple_bought_in_the_latest_hours_leaves_buy_again():
         purchase_count=10, first_purchased_at=orders[0], last_purchased_at=orders[-1], recent_purchase_at=orders[-1]
     )
     rows = UserOrders.of([(orders[0], orders[-1], 10)])
+    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: rows)
+
+    assert [r.filter for r in apply_filters([milk], context)[1]] == ["just_purchased"]
+
+
+def test_an_item_repeated_in_one_order_is_no_staple():
+    bought = NOW - timedelta(days=2)
+    milk = candidate(purchase_count=2, first_purchased_at=bought, last_purchased_at=bought)  # two lines, one order
+    rows = UserOrders.of([(bought, bought, 2)])
     context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: rows)
 
     assert [r.filter for r in apply_filters([milk], context)[1]] == ["just_purchased"]

@@ -71,8 +71,11 @@ def _just_purchased(candidate: Candidate, context: RankingContext) -> bool:
     count = candidate.purchase_count + unscored
     first = candidate.first_purchased_at or bought
     # A staple of the user's baskets is due at their next order, whenever it comes (unless bought in the last hours).
-    if candidate.recent_purchase_at is None and (
-        rebuy_rate(count, first, context.user_orders()) >= context.just_purchased_min_rebuy_rate
+    # Bought at two instants at least: a count is of purchase lines, and one order may repeat an item.
+    if (
+        candidate.recent_purchase_at is None
+        and first < bought
+        and rebuy_rate(count, first, context.user_orders()) >= context.just_purchased_min_rebuy_rate
     ):
         return False
     return due_ness(count, first, bought, context.now, context.buy_again.due_width) < context.just_purchased_max_due

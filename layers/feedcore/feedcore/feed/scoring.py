@@ -61,11 +61,15 @@ class UserOrders:
         return cls(tuple(sorted({*firsts, *map(itemgetter(1), rows)})), firsts, tuple(most))
 
     def after(self, instant: datetime) -> int:
-        """At least how many orders came after `instant`: each first or last purchase after it is one, and an
-        item first bought at or after it was bought again in as many (its orders, less the one at `instant`)."""
-        visible = len(self.instants) - bisect_right(self.instants, instant)
-        since = bisect_left(self.firsts, instant)
-        return max(visible, self.most_bought_since[since] - 1) if since < len(self.firsts) else visible
+        """At least how many orders came after `instant`: each first or last purchase after it is one, an item
+        first bought after it was bought in as many, and one first bought at `instant` in one fewer."""
+        bound = len(self.instants) - bisect_right(self.instants, instant)
+        at, later = bisect_left(self.firsts, instant), bisect_right(self.firsts, instant)
+        if at < len(self.firsts):
+            bound = max(bound, self.most_bought_since[at] - 1)
+        if later < len(self.firsts):
+            bound = max(bound, self.most_bought_since[later])
+        return bound
 
 
 def rebuy_rate(purchase_count: int, first: datetime, orders: UserOrders) -> float:
