@@ -106,8 +106,7 @@ def user_shard_sql(user_id: str, shard_count: str) -> str:
 # One statement: the run's events are read once and added into every score table (or those of `targets`;
 # `sharded`: only the events of the users of %(shard)s among %(shard_count)s). Incremental runs upsert;
 # a full rebuild writes plain rows into fresh, unindexed copies of the tables (suffix "_rebuild"), in parts side
-# by side (see rebuild_events). Without `count_events` the statement's events_scored is 0 and, with one target,
-# the run's events are streamed into it rather than materialized.
+# by side (see rebuild_events). Without `count_events` the statement's events_scored is 0.
 # Rows are written in the order of the table's primary key, compared byte-wise (for these ids the order of the
 # database's C.UTF-8 collation; "C" sorts several times faster): a rebuild lays each user's rows out on a few
 # neighbouring pages, so a run's upserts and a feed's reads of a user touch fewer pages (after a checkpoint,
@@ -196,9 +195,8 @@ def _apply_sql(
     }
     counted = ", ".join(f"(SELECT count(*) FROM {t})" if t in targets else "0" for t in _COUNTED_TARGETS)
     events = "(SELECT count(*) FROM run_event WHERE line_no = 1)" if count_events else "0"
-    materialized = "MATERIALIZED " if count_events or len(targets) > 1 else ""
     return f"""
-WITH run_event AS {materialized}({_RUN_EVENTS}{shard_filter}),
+WITH run_event AS MATERIALIZED ({_RUN_EVENTS}{shard_filter}),
 {",\n".join(cte[target] for target in targets)}
 SELECT {events}, {counted}
 """
@@ -208,7 +206,7 @@ _APPLY_EVENTS = _apply_sql()
 # A rebuild's two parts that read the events: user × item and new users (on the run's connection), popularity
 # and user × category (on a connection of its own).
 _REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("affinity", "new_user"))
-_REBUILD_CATEGORIES = _apply_sql(
+_REBUILD_POPULARITY_AND_CATEGORIES = _apply_sql(
     suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "category"), count_events=False
 )
 _APPLY_ITEM_EVENTS = _apply_sql(targets=ITEM_TARGETS)
@@ -594,9 +592,9 @@ def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch:
 # committed: the next rebuild drops them.
 # Popularity goes with user × category rather than with the run's user × item: the run's part was the longest.
 REBUILD_RUN_TABLES = ("user_item_affinity",)
-REBUILD_CATEGORY_TABLES = ("item_popularity", "user_category_affinity")
+REBUILD_POPULARITY_CATEGORY_TABLES = ("item_popularity", "user_category_affinity")
 REBUILD_PAIR_TABLES = ("item_baskets", "item_pair_counts", "item_pairs")
-SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_CATEGORY_TABLES + REBUILD_PAIR_TABLES
+SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_POPULARITY_CATEGORY_TABLES + REBUILD_PAIR_TABLES
 
 
 def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
@@ -630,20 +628,22 @@ def rebuild_events(
 ) -> ApplyCounts:
     """The run's part of a rebuild: score the chunk's events into the copies of REBUILD_RUN_TABLES (started
     by start_rebuild), add new users, and index the copies; popularity_updates and category_updates are 0
-    (rebuild_categories)."""
+    (rebuild_popularity_and_categories)."""
     counts = ApplyCounts(*conn.execute(_REBUILD_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
     _index_rebuilt(conn, REBUILD_RUN_TABLES)
     return counts
 
 
-def rebuild_categories(
+def rebuild_popularity_and_categories(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
 ) -> ApplyCounts:
-    """A part of a rebuild: the copies of REBUILD_CATEGORY_TABLES (popularity and user × category), filled and
-    indexed; events_scored and affinity_updates are 0 (rebuild_events)."""
-    start_rebuild(conn, REBUILD_CATEGORY_TABLES)
-    counts = ApplyCounts(*conn.execute(_REBUILD_CATEGORIES, _apply_params(settings, epoch, chunk, now)).fetchone())
-    _index_rebuilt(conn, REBUILD_CATEGORY_TABLES)
+    """A part of a rebuild: the copies of REBUILD_POPULARITY_CATEGORY_TABLES (popularity and user × category),
+    filled and indexed; events_scored and affinity_updates are 0 (rebuild_events)."""
+    start_rebuild(conn, REBUILD_POPULARITY_CATEGORY_TABLES)
+    counts = ApplyCounts(
+        *conn.execute(_REBUILD_POPULARITY_AND_CATEGORIES, _apply_params(settings, epoch, chunk, now)).fetchone()
+    )
+    _index_rebuilt(conn, REBUILD_POPULARITY_CATEGORY_TABLES)
     return counts
 
 
