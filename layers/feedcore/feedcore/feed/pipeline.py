@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from operator import itemgetter
 
 from feedcore.db.feed import Candidate
 from feedcore.feed.config import Filter, SectionConfig, Signal
@@ -81,15 +80,13 @@ def _just_purchased(candidate: Candidate, context: RankingContext) -> bool:
     return due_ness(count, first, bought, context.now, context.buy_again.due_width) < context.just_purchased_max_due
 
 
-# Each filter over a list of candidates at once (one list comprehension rather than a call per candidate): for
-# each candidate, whether the filter removes it.
-FILTERS: dict[Filter, Callable[[Sequence[Candidate], RankingContext], list[bool]]] = {
-    "inactive": lambda cs, _: [not c.active for c in cs],
-    "unavailable": lambda cs, _: [c.available is False for c in cs],
-    "hidden": lambda cs, _: [is_hidden(c) for c in cs],
-    "excluded_tags": lambda cs, context: [not context.excluded_tags.isdisjoint(c.tags) for c in cs],
-    "just_purchased": lambda cs, context: [_just_purchased(c, context) for c in cs],
-    "in_cart": lambda cs, _: [c.in_cart for c in cs],
+FILTERS: dict[Filter, Callable[[Candidate, RankingContext], bool]] = {
+    "inactive": lambda c, _: not c.active,
+    "unavailable": lambda c, _: c.available is False,
+    "hidden": lambda c, _: is_hidden(c),
+    "excluded_tags": lambda c, context: not context.excluded_tags.isdisjoint(c.tags),
+    "just_purchased": _just_purchased,
+    "in_cart": lambda c, _: c.in_cart,
 }
 
 
@@ -101,19 +98,17 @@ class Removal:
 
 
 def apply_filters(candidates: Iterable[Candidate], context: RankingContext) -> tuple[list[Candidate], list[Removal]]:
-    """The candidates every filter keeps, and for each removed one the first filter that removed it (in
-    candidate order)."""
-    kept = list(candidates)
-    removed: list[tuple[int, Candidate, Filter]] = []  # (position in candidates, candidate, filter)
-    positions = range(len(kept))
-    for name in context.filters:
-        removes = FILTERS[name](kept, context)
-        if any(removes):
-            removed += [(p, c, name) for p, c, out in zip(positions, kept, removes, strict=True) if out]
-            positions = [p for p, out in zip(positions, removes, strict=True) if not out]
-            kept = [c for c, out in zip(kept, removes, strict=True) if not out]
-    removed.sort(key=itemgetter(0))
-    return kept, [Removal(c.item_id, c.source, name) for _, c, name in removed]
+    """The candidates every filter keeps, and for each removed one the first filter that removed it."""
+    kept, removed = [], []
+    filters = [(name, FILTERS[name]) for name in context.filters]
+    for candidate in candidates:
+        for name, applies in filters:
+            if applies(candidate, context):
+                removed.append(Removal(candidate.item_id, candidate.source, name))
+                break
+        else:
+            kept.append(candidate)
+    return kept, removed
 
 
 # --- signals and scores -----------------------------------------------------------------------------
