@@ -467,3 +467,22 @@ def test_a_full_rebuild_keeps_the_tables_storage_parameters(db: psycopg.Connecti
         ["fillfactor=70", *vacuumed_sooner],
         ["fillfactor=70", *vacuumed_sooner],
     ]
+
+
+def test_each_stores_top_trending_items_are_refreshed_by_a_later_run_without_their_events(
+    db: psycopg.Connection,
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("coffee",), at=NOW - timedelta(hours=1)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    record(purchase("user-2", items=("milk",), at=NOW))
+    later = NOW + timedelta(days=1)
+    recompute_scores(RecomputeRequest(), now=later)
+
+    def coffee_trending() -> float:
+        query = "SELECT trending_score FROM item_popularity WHERE store_id = %s AND item_id = 'coffee'"
+        return db.execute(query, (STORE,)).fetchone()[0]
+
+    refreshed = coffee_trending()
+    recompute_scores(RecomputeRequest(mode="full"), now=later)
+    assert refreshed == pytest.approx(coffee_trending(), rel=1e-9)

@@ -332,12 +332,20 @@ SELECT (SELECT count(*) FROM counted), (SELECT count(*) FROM upserted),
 """
 
 # Second statement: the touched items' basket counts changed, so every row of theirs (either side) is
-# rescored — by index, the items given as an array so that the planner knows how many.
+# rescored. The rows are found by joining the items to each side, the items given as an array so that the
+# planner knows how many (a filter `= ANY(items) OR paired = ANY(items)` compared every row with the whole
+# array: 0.3-0.6 s for ~12,700 items).
 _RESCORE_PAIRS = f"""
 UPDATE item_pairs p
 SET score = {_cosine("p.pair_raw", "ba.basket_raw", "bb.basket_raw")}
-FROM item_baskets ba, item_baskets bb
-WHERE (p.item_id = ANY(%(items)s::text[]) OR p.paired_item_id = ANY(%(items)s::text[]))
+FROM (
+    SELECT p.item_id, p.paired_item_id
+    FROM unnest(%(items)s::text[]) AS touched (item_id) JOIN item_pairs p ON p.item_id = touched.item_id
+    UNION
+    SELECT p.item_id, p.paired_item_id
+    FROM unnest(%(items)s::text[]) AS touched (item_id) JOIN item_pairs p ON p.paired_item_id = touched.item_id
+) AS rescored, item_baskets ba, item_baskets bb
+WHERE p.item_id = rescored.item_id AND p.paired_item_id = rescored.paired_item_id
   AND ba.item_id = p.item_id AND bb.item_id = p.paired_item_id
 """
 
@@ -553,14 +561,23 @@ def apply_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: date
     return PairCounts(pairs, len(touched), upserted + rescored)
 
 
+# The stores are found by skipping through the primary key, one probe per store (a DISTINCT read the whole table).
 _REFRESH_TRENDING = f"""
-WITH refreshed AS (
+WITH RECURSIVE store AS (
+    SELECT min(store_id) AS store_id FROM item_popularity
+    UNION ALL
+    SELECT (SELECT min(p.store_id) FROM item_popularity p WHERE p.store_id > store.store_id)
+    FROM store
+    WHERE store.store_id IS NOT NULL
+),
+refreshed AS (
     SELECT top.store_id, top.item_id
-    FROM (SELECT DISTINCT store_id FROM item_popularity WHERE store_id <> '*') s
+    FROM store s
     CROSS JOIN LATERAL (
         SELECT store_id, item_id FROM item_popularity p
         WHERE p.store_id = s.store_id ORDER BY trending_score DESC LIMIT %(keep_fresh)s
     ) top
+    WHERE s.store_id <> '*'
 )
 UPDATE item_popularity p
 SET trending_score = {_trending("p.short_raw", "p.raw_score")}
