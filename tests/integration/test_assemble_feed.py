@@ -16,6 +16,9 @@ from feedcore import settings
 from feedcore.api.catalog_models import CatalogItem, StoreAvailability
 from feedcore.api.models import Feed
 from feedcore.db import catalog as catalog_db
+from feedcore.feed.config import default_ranking_config
+from feedcore.feed.experiments import Assignment
+from feedcore.feed.service import FeedRequest, assemble_feed
 from feedcore.ingestion.privacy import delete_user
 from feedcore.ingestion.retention import apply_retention
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
@@ -172,6 +175,31 @@ def test_a_staple_of_the_users_baskets_stays_even_if_bought_within_days(db: psyc
 
     assert sections(feed)["buy_again"] == ["milk"]
     assert "eggs" in removed_by(feed, "just_purchased")
+
+
+def test_a_staple_is_judged_by_every_order_the_recompute_counted(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    # Ten orders two days apart, the last two days ago: milk in the even ones, coffee in the odd ones, eggs in the
+    # first and the last. Their item rows show four order instants; the user placed nine orders after eggs' first,
+    # and eggs came back in one of them: no staple at 0.15 (with five orders, as the rows suggest, it would be).
+    orders = [NOW - timedelta(days=2 + 2 * n) for n in range(9, -1, -1)]
+    record(
+        *[
+            purchase("user-1", items=(("milk",) if n % 2 == 0 else ("coffee",)) + (("eggs",) if n in (0, 9) else ()),
+                     at=at)
+            for n, at in enumerate(orders)
+        ]
+    )  # fmt: skip
+    recompute_scores(RecomputeRequest())
+    base = default_ranking_config().base
+
+    def removed_at(min_rebuy_rate: float) -> set[str]:
+        config = base.model_copy(update={"just_purchased_min_rebuy_rate": min_rebuy_rate})
+        page = assemble_feed(FeedRequest("user-1", STORE, debug=True), assignment=Assignment(None, "test", config))
+        return removed_by(json.loads(page.body), "just_purchased")
+
+    assert "eggs" in removed_at(0.15)
+    assert "eggs" not in removed_at(0.1)  # one in nine
 
 
 def test_cart_additions_drive_goes_well_with_at_once(shopping_history: None, db: psycopg.Connection) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -71,3 +73,35 @@ def test_pair_counts_move_to_item_keys_with_their_counts(empty_database: str, tm
         conn.execute("INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES ('coffee', 1, 1)")
         keys = [row[0] for row in conn.execute("SELECT item_key FROM item_baskets")]
         assert len(set(keys)) == 4
+
+
+def test_the_users_orders_are_backfilled_from_the_scored_purchases(empty_database: str, tmp_path: Path) -> None:
+    for migration in MIGRATIONS_DIR.glob("*.sql"):
+        if migration.name < "0050":
+            (tmp_path / migration.name).write_text(migration.read_text())
+    days = [datetime(2026, 11, day, 9, tzinfo=UTC) for day in (2, 9, 16)]
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate(conn, tmp_path)
+        conn.execute(
+            "CREATE TABLE events_2026_11 PARTITION OF events FOR VALUES FROM ('2026-11-01Z') TO ('2026-12-01Z')"
+        )
+
+        def purchase(user_id: str, at: datetime) -> None:
+            conn.execute(
+                "INSERT INTO events (event_id, occurred_at, event_type, user_id, store_id, order_id, line_item_ids,"
+                " line_quantities, line_unit_prices) VALUES (%s, %s, 'purchase', %s, 's', 'o', '{milk}', '{1}', '{1}')",
+                (uuid.uuid4(), at, user_id),
+            )
+
+        for user_id, at in (("user-1", days[0]), ("user-1", days[1]), ("user-1", days[1]), ("user-2", days[0])):
+            purchase(user_id, at)
+        conn.execute(
+            "INSERT INTO score_state (epoch, scored_snapshot, scan_from, updated_at)"
+            " VALUES (now(), pg_current_snapshot(), now(), now())"
+        )
+        purchase("user-1", days[2])  # not scored yet: the next run counts it
+
+        assert "0050" in migrate(conn, MIGRATIONS_DIR)
+
+        orders = dict(conn.execute("SELECT user_id, ordered_at FROM user_orders").fetchall())
+        assert orders == {"user-1": days[:2], "user-2": days[:1]}  # two purchases at one instant: one order

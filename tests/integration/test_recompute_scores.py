@@ -75,6 +75,7 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
             "SELECT item_id || '/' || paired_item_id, ARRAY[pair_raw * %s, score] FROM item_pairs",
             (decay(PAIRS_HALF_LIFE_S),),
         ),
+        "orders": conn.execute("SELECT user_id, ARRAY[]::float8[], ordered_at FROM user_orders"),
     }
     return {name: {row[0]: row[1:] for row in rows.fetchall()} for name, rows in tables.items()}
 
@@ -162,6 +163,31 @@ def test_user_item_history_counts_purchases_and_hides_suppress(db: psycopg.Conne
         db.execute("SELECT category, raw_score > 0 FROM user_category_affinity WHERE level = 'aisle'").fetchall()
     )
     assert categories == {"Milk": True, "Eggs": True, "Coffee": True}
+
+
+def test_orders_are_counted_per_user_and_per_item_each_once(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    days = [NOW - timedelta(days=n) for n in (9, 6, 3)]
+    record(
+        purchase("user-1", items=("milk", "milk", "eggs"), at=days[0]),  # an order that repeats an item
+        purchase("user-1", items=("milk",), at=days[1]),
+        event("click", "user-1", item_id="coffee", at=days[1]),
+        purchase("user-2", items=("milk",), at=days[1]),
+    )
+    recompute_scores(RecomputeRequest(), now=NOW)
+    # Later: an order placed before the ones scored, and the same order sent twice (two events, one instant).
+    record(purchase("user-1", items=("eggs",), at=days[0] - timedelta(days=1)))
+    record(purchase("user-1", items=("coffee",), at=days[2]), purchase("user-1", items=("coffee",), at=days[2]))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    incremental = decayed_scores(db, NOW)
+
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+
+    orders = dict(db.execute("SELECT user_id, ordered_at FROM user_orders").fetchall())
+    assert orders == {"user-1": [days[0] - timedelta(days=1), *days], "user-2": [days[1]]}
+    counts = dict(db.execute("SELECT item_id, purchase_count FROM user_item_affinity WHERE user_id = 'user-1'"))
+    assert counts == {"milk": 2, "eggs": 2, "coffee": 1}
+    assert_same_scores(incremental, decayed_scores(db, NOW))
 
 
 def test_a_run_scores_only_the_events_committed_since_the_last_one(db: psycopg.Connection) -> None:

@@ -14,7 +14,7 @@ from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_con
 from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
 from feedcore.feed.experiments import assign, bucket
 from feedcore.feed.pipeline import RankingContext, apply_filters, rank, select, select_sections
-from feedcore.feed.scoring import BuyAgainParams, UserOrders, buy_again_score, due_ness, rebuy_rate
+from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, rebuy_rate
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 CONTEXT = RankingContext(
@@ -58,33 +58,14 @@ def test_milk_bought_weekly_and_due_outranks_milk_bought_as_often_but_yesterday(
     assert due_soon > just_bought and due_soon > yearly
 
 
-def test_the_users_orders_are_read_from_their_item_rows():
-    weeks = [NOW - timedelta(days=7 * n) for n in range(4, -1, -1)]  # five weekly orders, the last one now
-    # Milk in all five, jam in the first and the last: the three between show only through milk's count.
-    orders = UserOrders.of([(weeks[0], weeks[-1], 5), (weeks[0], weeks[-1], 2), (None, None, 0)])
-    # Items bought once each: every order shows as a first (and last) purchase.
-    one_offs = UserOrders.of([(week, week, 1) for week in weeks])
+def test_rebuy_rate_is_the_share_of_the_users_later_orders_that_held_the_item_again():
+    weeks = [NOW - timedelta(days=7 * n) for n in range(9, -1, -1)]  # ten weekly orders, the last one now
 
-    assert [orders.after(weeks[0]), orders.after(weeks[2]), orders.after(weeks[-1])] == [4, 1, 0]
-    assert [one_offs.after(weeks[0]), one_offs.after(weeks[2]), UserOrders().after(weeks[0])] == [4, 2, 0]
-
-
-def test_an_item_first_bought_after_an_order_counts_all_its_orders_after_it():
-    weeks = [NOW - timedelta(days=7 * n) for n in range(9, -1, -1)]  # ten weekly orders
-    # Flour in five of them from the first; milk in the nine after the first: nine orders came after flour's first.
-    orders = UserOrders.of([(weeks[0], weeks[-1], 5), (weeks[1], weeks[-1], 9)])
-
-    assert orders.after(weeks[0]) == 9
-    assert rebuy_rate(5, weeks[0], orders) == 4 / 9  # below the staple threshold of 0.5
-
-
-def test_rebuy_rate_is_the_share_of_later_orders_that_bought_the_item_again():
-    weeks = [NOW - timedelta(days=7 * n) for n in range(4, -1, -1)]
-    orders = UserOrders.of([(weeks[0], weeks[-1], 5), (weeks[0], weeks[-1], 2), (weeks[-1], weeks[-1], 1)])
-
-    assert rebuy_rate(5, weeks[0], orders) == 1.0  # milk: in every basket
-    assert rebuy_rate(2, weeks[0], orders) == 0.25  # jam: in one of the four since its first
-    assert rebuy_rate(1, weeks[-1], orders) == 0.0  # first bought in the latest order: nothing known yet
+    assert rebuy_rate(10, weeks[0], weeks) == 1.0  # milk: in every basket
+    assert rebuy_rate(2, weeks[0], weeks) == 1 / 9  # jam: in one of the nine since its first
+    assert rebuy_rate(5, weeks[5], weeks) == 1.0  # flour: in every order since its first (the sixth)
+    assert rebuy_rate(1, weeks[-1], weeks) == 0.0  # first bought in the latest order: nothing known yet
+    assert rebuy_rate(3, weeks[0], []) == 0.0  # no order known
 
 
 # --- filters ----------------------------------------------------------------------------------------
@@ -143,12 +124,23 @@ def test_just_purchased_keeps_a_staple_of_the_users_baskets():
     orders = [NOW - timedelta(days=2 + 7 * n) for n in range(9, -1, -1)]
     milk = candidate(purchase_count=10, first_purchased_at=orders[0], last_purchased_at=orders[-1])
     flour = candidate("flour", purchase_count=3, first_purchased_at=orders[0], last_purchased_at=orders[-1])
-    rows = UserOrders.of([(orders[0], orders[-1], 10), (orders[0], orders[-1], 3)])
-    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: rows)
+    context = replace(CONTEXT, filters=("just_purchased",), ordered_at=orders)
 
     assert [r.item_id for r in apply_filters([milk, flour], context)[1]] == ["flour"]
-    unknown_orders = replace(context, user_orders=UserOrders)
+    unknown_orders = replace(context, ordered_at=())
     assert [r.item_id for r in apply_filters([milk, flour], unknown_orders)[1]] == ["milk", "flour"]
+
+
+def test_a_staple_is_judged_by_every_order_of_the_user_not_only_those_its_item_rows_show():
+    # Ten orders two days apart, the last two days ago: bread in the even ones, butter in the odd ones, eggs in the
+    # first and the last. The item rows show four order instants (bread's and butter's first and last) and at
+    # least five orders after eggs' first (butter's); there were nine: eggs came back in one of nine, no staple.
+    orders = [NOW - timedelta(days=2 + 2 * n) for n in range(9, -1, -1)]
+    eggs = candidate("eggs", purchase_count=2, first_purchased_at=orders[0], last_purchased_at=orders[-1])
+    context = replace(CONTEXT, filters=("just_purchased",), just_purchased_min_rebuy_rate=0.15, ordered_at=orders)
+
+    assert [r.item_id for r in apply_filters([eggs], context)[1]] == ["eggs"]
+    assert [r.item_id for r in apply_filters([eggs], replace(context, just_purchased_min_rebuy_rate=0.1))[1]] == []
 
 
 def test_a_staple_bought_in_the_latest_hours_leaves_buy_again():
@@ -156,17 +148,7 @@ def test_a_staple_bought_in_the_latest_hours_leaves_buy_again():
     milk = candidate(
         purchase_count=10, first_purchased_at=orders[0], last_purchased_at=orders[-1], recent_purchase_at=orders[-1]
     )
-    rows = UserOrders.of([(orders[0], orders[-1], 10)])
-    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: rows)
-
-    assert [r.filter for r in apply_filters([milk], context)[1]] == ["just_purchased"]
-
-
-def test_an_item_repeated_in_one_order_is_no_staple():
-    bought = NOW - timedelta(days=2)
-    milk = candidate(purchase_count=2, first_purchased_at=bought, last_purchased_at=bought)  # two lines, one order
-    rows = UserOrders.of([(bought, bought, 2)])
-    context = replace(CONTEXT, filters=("just_purchased",), user_orders=lambda: rows)
+    context = replace(CONTEXT, filters=("just_purchased",), ordered_at=orders)
 
     assert [r.filter for r in apply_filters([milk], context)[1]] == ["just_purchased"]
 

@@ -5,7 +5,7 @@ user's own rows (one statement per request); feed snapshots for paging."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -214,11 +214,12 @@ class UserRows:
     recent: dict[str, tuple[datetime | None, datetime | None, datetime | None, bool]]  # purchase, hide, positive, cart
     pairs: list[tuple[str, float, str]]  # (paired item, score, seed item)
     model_scores: dict[str, dict[str, float]]  # model → item → the user's score
+    ordered_at: list[datetime] = field(default_factory=list)  # the user's scored orders, in time order
 
 
 def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
-    """The user's history per item, aisle affinities, recent events per item, goes-well-with candidates and
-    model scores, in one statement."""
+    """The user's history per item, aisle affinities, recent events per item, goes-well-with candidates, model
+    scores and scored orders, in one statement."""
     params = {
         "user_id": query.user_id,
         "models": list(query.models),
@@ -232,7 +233,7 @@ def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
     rows = UserRows({}, {}, {}, [], {})
     with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
         # fetchall: rows are made in C, where iterating the cursor costs a Python call per row
-        for kind, item_id, *history, score, label, purchased, hid, positive, in_cart in cursor.execute(
+        for kind, item_id, *history, score, label, purchased, hid, positive, in_cart, ordered_at in cursor.execute(
             _FEED_USER_ROWS, params
         ).fetchall():
             if kind == "item":
@@ -243,6 +244,8 @@ def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
                 rows.recent[item_id] = (purchased, hid, positive, in_cart)
             elif kind == "pair":
                 rows.pairs.append((item_id, score, label))
+            elif kind == "orders":
+                rows.ordered_at = ordered_at
             else:
                 rows.model_scores.setdefault(label, {})[item_id] = score
     return rows

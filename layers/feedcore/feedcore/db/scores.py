@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from feedcore.db.orders import ORDERS_HOLDING_ITEM, USER_ORDERS_TABLE, user_orders_cte
 from feedcore.settings import ScoringSettings
 
 # Held for the length of a recompute transaction so two runs never work at once.
@@ -93,7 +94,7 @@ _POPULARITY_CONFLICT = f"""ON CONFLICT (store_id, item_id) DO UPDATE
 # The score tables an apply statement writes, by the name of its CTE: item-level ones (the coordinator of a
 # fanned-out chunk scores them itself) and per-user ones (which its shards score, each for its users).
 ITEM_TARGETS = ("popularity",)
-USER_TARGETS = ("affinity", "category", "new_user")
+USER_TARGETS = ("affinity", "category", "new_user", "orders")
 # The targets whose rows an apply statement counts (ApplyCounts, after events_scored).
 _COUNTED_TARGETS = ("popularity", "affinity", "category")
 
@@ -142,7 +143,7 @@ def _apply_sql(
                                          last_hidden_at, updated_at)
     SELECT user_id COLLATE "C", item_id COLLATE "C",
            coalesce(sum(weight * {_grow("affinity_half_life_s")}) FILTER (WHERE weight > 0), 0),
-           count(*) FILTER (WHERE event_type = 'purchase'),
+           {ORDERS_HOLDING_ITEM},
            coalesce(sum({_grow("buy_again_half_life_s")}) FILTER (WHERE event_type = 'purchase'), 0),
            min(occurred_at) FILTER (WHERE event_type = 'purchase'),
            max(occurred_at) FILTER (WHERE event_type = 'purchase'),
@@ -192,6 +193,7 @@ def _apply_sql(
     ON CONFLICT (user_id) DO NOTHING
     RETURNING 1
 )""",
+        "orders": user_orders_cte(suffix, upsert),
     }
     counted = ", ".join(f"(SELECT count(*) FROM {t})" if t in targets else "0" for t in _COUNTED_TARGETS)
     events = "(SELECT count(*) FROM run_event WHERE line_no = 1)" if count_events else "0"
@@ -203,9 +205,9 @@ SELECT {events}, {counted}
 
 
 _APPLY_EVENTS = _apply_sql()
-# A rebuild's two parts that read the events: user × item and new users (on the run's connection), popularity
+# A rebuild's two parts that read the events: user × item, orders and new users (on the run's connection), popularity
 # and user × category (on a connection of its own).
-_REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("affinity", "new_user"))
+_REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("affinity", "new_user", "orders"))
 _REBUILD_POPULARITY_AND_CATEGORIES = _apply_sql(
     suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "category"), count_events=False
 )
@@ -608,7 +610,7 @@ def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch:
 # transaction then swaps every copy in at once. A part's copies outlive a run that fails after the part
 # committed: the next rebuild drops them.
 # Popularity goes with user × category rather than with the run's user × item: the run's part was the longest.
-REBUILD_RUN_TABLES = ("user_item_affinity",)
+REBUILD_RUN_TABLES = ("user_item_affinity", USER_ORDERS_TABLE)
 REBUILD_POPULARITY_CATEGORY_TABLES = ("item_popularity", "user_category_affinity")
 REBUILD_PAIR_TABLES = ("item_baskets", "item_pair_counts", "item_pairs")
 SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_POPULARITY_CATEGORY_TABLES + REBUILD_PAIR_TABLES
@@ -797,5 +799,5 @@ def delete_user_scores(conn: psycopg.Connection, user_id: str) -> int:
     """Delete the user's per-user and model scores; returns how many rows."""
     return sum(
         conn.execute(sql.SQL("DELETE FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)).rowcount
-        for table in ("user_item_affinity", "user_category_affinity", "model_scores")
+        for table in ("user_item_affinity", "user_category_affinity", USER_ORDERS_TABLE, "model_scores")
     )

@@ -77,7 +77,7 @@ class FeedConfig(_Config):
     )
     just_purchased_max_due: float = Field(default=0.5, ge=0, le=1, description="due-ness that keeps it")
     just_purchased_min_rebuy_rate: float = Field(
-        default=0.5, ge=0, le=1, description="share of the user's later orders rebuying it that keeps it (a staple)"
+        default=0.3, ge=0, le=1, description="share of the user's later orders rebuying it that keeps it (a staple)"
     )
     new_arrival_days: int = Field(default=30, ge=1, le=365)
     favourite_aisles: int = Field(default=2, ge=1, le=10, description="the user's top aisles read")

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from feedcore.db.feed import Candidate
 from feedcore.feed.config import Filter, SectionConfig, Signal
-from feedcore.feed.scoring import BuyAgainParams, UserOrders, buy_again_score, due_ness, rebuy_rate
+from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, rebuy_rate
 
 # New arrivals lose half their newness every week.
 NEWNESS_HALF_LIFE = timedelta(days=7)
@@ -34,7 +34,7 @@ class RankingContext:
     just_purchased_max_due: float
     just_purchased_min_rebuy_rate: float
     excluded_tags: frozenset[str] = frozenset()
-    user_orders: Callable[[], UserOrders] = UserOrders  # read from the user's rows when first needed
+    ordered_at: Sequence[datetime] = ()  # the user's scored orders, in time order
     explain: bool = True  # keep each signal's contribution (debug=true); else only the score
 
 
@@ -69,12 +69,11 @@ def _just_purchased(candidate: Candidate, context: RankingContext) -> bool:
     )
     count = candidate.purchase_count + unscored
     first = candidate.first_purchased_at or bought
-    # A staple of the user's baskets is due at their next order, whenever it comes (unless bought in the last hours).
-    # Bought at two instants at least: a count is of purchase lines, and one order may repeat an item.
+    # A staple of the user's baskets is due at their next order, whenever it comes (unless bought in the last hours;
+    # so its count is of scored orders, as are the user's).
     if (
         candidate.recent_purchase_at is None
-        and first < bought
-        and rebuy_rate(count, first, context.user_orders()) >= context.just_purchased_min_rebuy_rate
+        and rebuy_rate(count, first, context.ordered_at) >= context.just_purchased_min_rebuy_rate
     ):
         return False
     return due_ness(count, first, bought, context.now, context.buy_again.due_width) < context.just_purchased_max_due

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import accumulate
-from operator import itemgetter
 
 # Keeps the due-ness ratio finite for same-day repurchases and first purchases.
 _ONE_DAY = timedelta(days=1).total_seconds()
@@ -42,38 +40,10 @@ def buy_again_score(
     return purchase_raw * (1 + params.due_weight * due_ness(purchase_count, first, last, now, params.due_width))
 
 
-@dataclass(frozen=True)
-class UserOrders:
-    """The user's orders as far as their item rows tell: each order is one instant for all its items."""
-
-    instants: tuple[datetime, ...] = ()  # every first or last purchase of an item, in time order
-    firsts: tuple[datetime, ...] = ()  # each item's first purchase, in time order
-    most_bought_since: tuple[int, ...] = ()  # the most purchases of an item first bought at or after firsts[i]
-
-    @classmethod
-    def of(cls, purchases: Iterable[tuple[datetime | None, datetime | None, int]]) -> UserOrders:
-        """From (first purchase, last purchase, purchase count) per item; items never bought are skipped."""
-        rows = [row for row in purchases if row[0] is not None]
-        rows.sort(key=itemgetter(0))
-        firsts = tuple(row[0] for row in rows)
-        most = list(accumulate(map(itemgetter(2), reversed(rows)), max))
-        most.reverse()
-        return cls(tuple(sorted({*firsts, *map(itemgetter(1), rows)})), firsts, tuple(most))
-
-    def after(self, instant: datetime) -> int:
-        """At least how many orders came after `instant`: each first or last purchase after it is one, an item
-        first bought after it was bought in as many, and one first bought at `instant` in one fewer."""
-        bound = len(self.instants) - bisect_right(self.instants, instant)
-        at, later = bisect_left(self.firsts, instant), bisect_right(self.firsts, instant)
-        if at < len(self.firsts):
-            bound = max(bound, self.most_bought_since[at] - 1)
-        if later < len(self.firsts):
-            bound = max(bound, self.most_bought_since[later])
-        return bound
-
-
-def rebuy_rate(purchase_count: int, first: datetime, orders: UserOrders) -> float:
-    """Share of the user's orders after the item's first purchase that bought it again: 1 for a staple of
-    every basket, 0 for an item bought once or with no later order known."""
-    later = orders.after(first)
-    return (purchase_count - 1) / later if later else 0.0
+def rebuy_rate(order_count: int, first: datetime, ordered_at: Sequence[datetime]) -> float:
+    """Share of the user's orders after the item's first purchase that held it again, from the orders holding it
+    (`order_count`) and the user's order instants in time order (both as the recompute counts them, see
+    feedcore.db.orders): 1 for a staple of every basket, 0 for an item bought in one order or with no later
+    order known."""
+    later = len(ordered_at) - bisect_right(ordered_at, first)
+    return (order_count - 1) / later if later else 0.0

@@ -7,7 +7,6 @@ import weakref
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from time import perf_counter
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -24,7 +23,7 @@ from feedcore.feed.cursors import PagePosition, cursor_key, decode_cursor, encod
 from feedcore.feed.experiments import Assignment, assign, ranking_config
 from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, Removal, popular_fallback, select_sections
 from feedcore.feed.reasons import reason
-from feedcore.feed.scoring import BuyAgainParams, UserOrders
+from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.shelves import ShelfCache, ShelfReader, StoreShelf
 from feedcore.feed.sources import SourceLimits, gather_candidates
 from feedcore.observability import count, logger, metrics
@@ -127,11 +126,7 @@ def _first_page(
         just_purchased=timedelta(days=config.just_purchased_days),
         just_purchased_max_due=config.just_purchased_max_due,
         just_purchased_min_rebuy_rate=config.just_purchased_min_rebuy_rate,
-        user_orders=cache(
-            lambda: UserOrders.of(
-                (r.first_purchased_at, r.last_purchased_at, r.purchase_count) for r in user.items.values()
-            )
-        ),
+        ordered_at=user.ordered_at,
         explain=request.debug,
     )
     selected, removed = select_sections(candidates, config.ordered_sections, context)
