@@ -1,5 +1,7 @@
 """ingest_events: POST /v1/events, the admin catalog routes, and the SQS consumer of event batches."""
 
+import gc
+
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -10,6 +12,9 @@ from feedcore.ingestion.queue import ingest_queue_record, queue_processor
 from feedcore.observability import logger, metrics, tracer
 
 app = lambda_resolver(events.router, catalog.router)
+# What is loaded by now lives as long as the container: the collector's full collections need not scan it again
+# (a batch of 500 events allocates enough to start one every ~100 batches, at ~1 ms a batch on average).
+gc.freeze()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -6,7 +6,7 @@ import base64
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import timedelta, timezone
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -412,9 +412,16 @@ def test_a_partition_dropped_behind_the_process_back_is_made_again(db: psycopg.C
     assert count(db, "events") == 1
 
 
-def test_any_offset_python_accepts_is_stored_as_the_same_instant(db: psycopg.Connection) -> None:
-    far_east = (NOW + timedelta(hours=18)).strftime("%Y-%m-%dT%H:%M:%S+18:00")  # beyond PostgreSQL's ±15:59
-    status, _, body = post_events({"events": [event("click", item_id="milk", occurred_at=far_east)]})
+@pytest.mark.parametrize(
+    ("hours", "minutes"),
+    [(18, 0), (-23, -59), (16, 0), (15, 59), (5, 30), (-9, 0)],  # beyond PostgreSQL's ±15:59, then within it
+)
+def test_any_offset_python_accepts_is_stored_as_the_same_instant(
+    db: psycopg.Connection, hours: int, minutes: int
+) -> None:
+    offset = timedelta(hours=hours, minutes=minutes)
+    local = (NOW + offset).replace(tzinfo=timezone(offset)).isoformat()
+    status, _, body = post_events({"events": [event("click", item_id="milk", occurred_at=local)]})
 
     assert (status, body["accepted"]) == (200, 1)
     assert db.execute("SELECT occurred_at FROM events").fetchone() == (NOW,)

@@ -1,7 +1,7 @@
 """Screening of an event batch: what is stored, what is rejected and why, what repeats."""
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -16,6 +16,11 @@ SETTINGS = IngestSettings(late_event_horizon_days=30, future_tolerance_s=300)
 def click(at: datetime = NOW, event_id: str | None = None, **fields) -> dict:
     return {"event_id": event_id or str(uuid.uuid4()), "type": "click", "user_id": "u", "store_id": "s",
             "item_id": "i", "occurred_at": at.isoformat(), **fields}  # fmt: skip
+
+
+def purchase_event(*lines: tuple[str, float], at: str = NOW.isoformat()) -> dict:
+    return {"event_id": str(uuid.uuid4()), "type": "purchase", "user_id": "u", "store_id": "s", "order_id": "o",
+            "occurred_at": at, "items": [{"item_id": i, "unit_price": p} for i, p in lines]}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -61,14 +66,10 @@ def test_first_occurrences_keeps_order_and_reports_repeats():
 
 
 def test_screening_checks_purchase_lines_and_moves_each_instant_to_utc():
-    def purchase(*lines: tuple[str, float], at: str = NOW.isoformat()) -> dict:
-        return {"event_id": str(uuid.uuid4()), "type": "purchase", "user_id": "u", "store_id": "s", "order_id": "o",
-                "occurred_at": at, "items": [{"item_id": i, "unit_price": p} for i, p in lines]}  # fmt: skip
-
     raw = [
-        purchase(("milk", 1.5), ("eggs", 0.010000000001)),  # within multiple_of's tolerance, yet not cents
-        purchase(("milk", 1.5), ("milk", 2.0)),
-        purchase(("milk", 1.5), at="2026-11-27T08:00:00+20:00"),  # an offset PostgreSQL cannot read
+        purchase_event(("milk", 1.5), ("eggs", 0.010000000001)),  # within multiple_of's tolerance, yet not cents
+        purchase_event(("milk", 1.5), ("milk", 2.0)),
+        purchase_event(("milk", 1.5), at="2026-11-27T08:00:00+20:00"),  # an offset PostgreSQL cannot read
     ]
     screened = screen_events(EventBatch.model_validate({"events": raw}).events, TimeWindow.at(NOW, SETTINGS))
 
@@ -80,3 +81,32 @@ def test_screening_checks_purchase_lines_and_moves_each_instant_to_utc():
     assert index == 2
     assert valid["occurred_at"] == NOW and valid["occurred_at"].utcoffset() == timedelta(0)
     assert valid["items"][0]["quantity"] == 1
+
+
+@pytest.mark.parametrize(
+    ("flawed", "error_type"),
+    [
+        (purchase_event(("milk", 1.5), ("milk", 2.0)), "repeated_item"),
+        (purchase_event(("milk", 1.5), ("eggs", 0.010000000001)), "decimal_places"),
+        (click(at=NOW - timedelta(days=31)), "time_window"),
+        (click(at=NOW + timedelta(minutes=6)), "time_window"),
+        ({"type": "click"}, "missing"),
+    ],
+)
+def test_one_flawed_event_among_valid_ones_is_the_only_rejection(flawed, error_type):
+    raw = [click(), purchase_event(("milk", 1.5), ("eggs", 2.25)), flawed, click()]
+    screened = screen_events(EventBatch.model_validate({"events": raw}).events, TimeWindow.at(NOW, SETTINGS))
+
+    assert [index for index, _ in screened.valid] == [0, 1, 3]
+    [rejection] = screened.rejections
+    assert (rejection.index, rejection.errors[0].type) == (2, error_type)
+
+
+def test_a_batch_of_valid_events_passes_whole_with_its_instants():
+    india = timezone(timedelta(hours=5, minutes=30))
+    raw = [click(at=NOW.astimezone(india)), purchase_event(("milk", 1.5), at=NOW.isoformat()), click()]
+    screened = screen_events(EventBatch.model_validate({"events": raw}).events, TimeWindow.at(NOW, SETTINGS))
+
+    assert screened.rejections == []
+    assert [index for index, _ in screened.valid] == [0, 1, 2]
+    assert {event["occurred_at"] for _, event in screened.valid} == {NOW}
