@@ -175,8 +175,8 @@ def screen_events(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWin
 
 def _all_valid(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWindow) -> bool:
     """Whether every event matched the contract and falls in the window with an offset PostgreSQL reads, and
-    every purchase names each item once at whole cents: checked by loops of C over the batch, where a Python
-    step per event would cost more than storing it."""
+    every purchase names each item once at whole cents: checked over the whole batch by loops of C (only the
+    purchases' lines by a step of Python each), where the per-event pass costs more than storing the event."""
     if UnmatchedEvent in set(map(type, events)):
         return False
     instants = list(map(_OCCURRED_AT, events))
