@@ -5,6 +5,7 @@ which the feed function does not import (building models is a share of its cold 
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import repeat
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
@@ -23,6 +24,11 @@ def has_whole_cents(amount: float) -> bool:
     """multiple_of allows a relative tolerance (it would let 0.010000000001 through, to be rounded in the
     database); an amount of two decimals is its own rounding."""
     return round(amount, 2) == amount
+
+
+def all_whole_cents(amounts: list[float]) -> bool:
+    """has_whole_cents of every amount, rounded in one loop of C (ingestion checks a whole batch's prices)."""
+    return list(map(round, amounts, repeat(2))) == amounts
 
 
 def _whole_cents(amount: float) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from itertools import repeat
 from operator import attrgetter, itemgetter
 from time import perf_counter
 from typing import Any
@@ -16,7 +15,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from feedcore.api.event_models import Event, EventBatch, IngestResult, UnmatchedEvent, ValidEvent
 from feedcore.api.field_errors import field_errors
-from feedcore.api.models import DECIMAL_PLACES_ERROR, REPEATED_ITEM_ERROR, EventRejection, FieldError, has_whole_cents
+from feedcore.api.models import (
+    DECIMAL_PLACES_ERROR,
+    REPEATED_ITEM_ERROR,
+    EventRejection,
+    FieldError,
+    all_whole_cents,
+    has_whole_cents,
+)
 from feedcore.db import events as events_db
 from feedcore.db.connection import run
 from feedcore.db.events import month_of, next_month
@@ -123,7 +129,7 @@ def _purchase_line_errors(index: int, event: ValidEvent) -> list[FieldError] | N
     item_ids = [line["item_id"] for line in lines]
     unit_prices = [line["unit_price"] for line in lines]
     # The usual purchase passes both checks at once; the reasons are looked for only otherwise.
-    if len(set(item_ids)) == len(item_ids) and all(map(has_whole_cents, unit_prices)):
+    if len(set(item_ids)) == len(item_ids) and all_whole_cents(unit_prices):
         return None
     errors = []
     seen: set[str] = set()
@@ -191,7 +197,7 @@ def _all_valid(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWindow
             if len({line["item_id"] for line in lines}) < len(lines):
                 return False
             unit_prices += map(_UNIT_PRICE, lines)
-    return list(map(round, unit_prices, repeat(2))) == unit_prices  # has_whole_cents of each
+    return all_whole_cents(unit_prices)
 
 
 def _unmatched(index: int, sent: Any) -> EventRejection:
