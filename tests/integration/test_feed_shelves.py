@@ -16,7 +16,7 @@ from feedcore.feed import shelves
 from feedcore.feed.shelves import stock_catalog, stock_shelf, unpack_shelf
 from feedcore.ingestion.catalog import update_availability, upsert_catalog
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
-from tests.factories import OTHER_STORE, STORE, create_catalog, event, purchase, record
+from tests.factories import ITEMS, OTHER_STORE, STORE, create_catalog, event, purchase, record
 from tests.integration.test_assemble_feed import get_feed, sections, shown
 
 
@@ -159,17 +159,34 @@ def test_writes_of_availability_or_catalog_outside_the_routes_leave_no_pack_in_u
     assert pack.catalog_version == version + 2 and pack.packed_version == version  # over the older catalog
 
 
-def test_the_catalog_and_availability_routes_pack_the_shelves_they_change(
-    popular_store: None, db: psycopg.Connection
-) -> None:
+def test_the_availability_route_packs_its_stores_shelf(popular_store: None, db: psycopg.Connection) -> None:
+    untouched = feed_db.store_shelf_pack(db, OTHER_STORE, None).packed_at
+
     update_availability(STORE, AvailabilityUpdate(items=[{"item_id": "eggs", "available": False}]))
+
     catalog = stock_catalog(*feed_db.catalog(db))
     pack = feed_db.store_shelf_pack(db, STORE, None)
     assert not pack.stale and unpack_shelf(catalog, pack).available[catalog.positions["eggs"]] == 0
+    assert feed_db.store_shelf_pack(db, OTHER_STORE, None).packed_at == untouched
 
-    upsert_catalog(CatalogUpdate(items=[CatalogItem(item_id="aaa-first", name="A", department="Pantry",
-                                                    aisle="Cereal", price=1.00)]))  # fmt: skip
+
+def test_after_the_catalog_route_the_feed_ranks_from_rows_until_the_recompute_packs_every_shelf(
+    popular_store: None, db: psycopg.Connection, clock: Clock
+) -> None:
+    query = {"store_id": STORE, "limit": "30"}
+    packed_at = {store_id: feed_db.store_shelf_pack(db, store_id, None).packed_at for store_id in (STORE, OTHER_STORE)}
+    assert "eggs" in shown(get_feed("someone-new", query)[2])
+
+    eggs = next(item for item in ITEMS if item.item_id == "eggs")
+    upsert_catalog(CatalogUpdate(items=[eggs.model_copy(update={"active": False})]))
     catalog = stock_catalog(*feed_db.catalog(db))
+    for store_id, packed in packed_at.items():  # left as they were, over the older catalog
+        pack = feed_db.store_shelf_pack(db, store_id, None)
+        assert pack.packed_at == packed and pack.packed_version < catalog.version
+    clock.now += 30  # the container checks the pack, finds it over an older catalog, reads the store's rows
+    assert "eggs" not in shown(get_feed("someone-new", query)[2])
+
+    recompute_scores(RecomputeRequest())
     for store_id in (STORE, OTHER_STORE, "*"):
         pack = feed_db.store_shelf_pack(db, store_id, None)
         assert pack.packed_version == catalog.version and not pack.stale
