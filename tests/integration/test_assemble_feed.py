@@ -353,6 +353,23 @@ def test_a_slow_database_gives_a_degraded_feed_within_the_timeout(
     assert get_feed("user-1", {"store_id": STORE})[2]["degraded"] is False  # and it recovers
 
 
+def test_a_feed_that_cannot_be_recorded_gives_a_degraded_200_and_the_connection_serves_the_next(
+    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    get_feed("someone-new", {"store_id": STORE, "limit": "30"})  # the container caches popular items
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
+    use_database(database_url)
+    with psycopg.connect(database_url) as blocker:
+        # The read goes through; recording the feed waits for the lock and times out.
+        blocker.execute("LOCK TABLE feeds IN ACCESS EXCLUSIVE MODE")
+        status, _, feed = get_feed("user-1", {"store_id": STORE})
+
+    assert status == 200
+    assert feed["degraded"] is True and feed["fallback"] == "cached_popular" and is_the_contract(feed)
+    _, _, recovered = get_feed("user-1", {"store_id": STORE})
+    assert recovered["degraded"] is False and sections(recovered)["buy_again"] == ["milk", "coffee"]
+
+
 def test_the_database_stopped_mid_test_gives_a_degraded_200(database_url: str) -> None:
     # Not under pytest's tmp_path: a concurrent pytest session resets that tree to mode 0700, which the
     # server's own system user then cannot enter.

@@ -37,12 +37,12 @@ def item(item_id: str, aisle: str = "Milk", *, popularity: float | None = 1.0, t
 
 
 def shelf_of(*items: dict, models: tuple[str, ...] = (), model_scores: list | None = None) -> StoreShelf:
-    """A known store's shelf over a catalog of `items`."""
+    """A known store's shelf over a catalog of `items`, in item_id order as the database reads it."""
     rows = StoreRows(
         True, [i["availability"] for i in items],
         [(i["catalog"][0], i["popularity"], i["trending"]) for i in items if i["popularity"] is not None],
     )  # fmt: skip
-    shelf = stock_shelf(stock_catalog(1, [i["catalog"] for i in items]), rows)
+    shelf = stock_shelf(stock_catalog(1, sorted(i["catalog"] for i in items)), rows)
     return with_item_models(shelf, models, model_scores or []) if models else shelf
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 from dataclasses import dataclass
@@ -69,7 +68,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    return hmac.digest(key, payload, "sha256")[:_MAC_BYTES]  # one-shot: no HMAC object per cursor
 
 
 def encode_cursor(position: PagePosition, key: bytes) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -173,6 +173,12 @@ def _normalized(values: list[float], weight: float) -> list[float]:
 def rank(candidates: Sequence[Candidate], weights: dict[Signal, float], context: RankingContext) -> list[Ranked]:
     """Score = Σ weight × signal normalized within these candidates (see _normalized); best first, ties by
     item_id so that the order is deterministic. Contributions only when the context explains."""
+    return list(ranking(candidates, weights, context))
+
+
+def ranking(candidates: Sequence[Candidate], weights: dict[Signal, float], context: RankingContext) -> Iterator[Ranked]:
+    """The candidates as `rank` orders them, one at a time: a section takes its first few (select), and the
+    others are never made into Ranked."""
     # per signal: weight × normalized value of each candidate, in candidate order
     weighted = [_normalized(SIGNALS[name](candidates, context), weight) for name, weight in weights.items()]
     scores = [sum(column) for column in zip(*weighted, strict=True)]
@@ -183,11 +189,11 @@ def rank(candidates: Sequence[Candidate], weights: dict[Signal, float], context:
     if context.explain:
         names = list(weights)
         contributions = list(zip(*weighted, strict=True))
-        return [
-            Ranked(candidates[position], scores[position], dict(zip(names, contributions[position], strict=True)))
-            for _, _, position in order
-        ]
-    return [Ranked(candidates[position], scores[position], {}) for _, _, position in order]
+        for _, _, position in order:
+            yield Ranked(candidates[position], scores[position], dict(zip(names, contributions[position], strict=True)))
+    else:
+        for _, _, position in order:
+            yield Ranked(candidates[position], scores[position], {})
 
 
 # --- selection --------------------------------------------------------------------------------------
@@ -265,8 +271,7 @@ def select_sections(
     shown: set[str] = set()
     sections = []
     for spec in specs:
-        ranked = rank(by_source.get(source_key(spec), []), spec.weights, context)
-        chosen = select(ranked, spec, shown, popular)
+        chosen = select(ranking(by_source.get(source_key(spec), []), spec.weights, context), spec, shown, popular)
         if chosen:
             sections.append(SelectedSection(spec, chosen))
     return sections, removed

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice, takewhile
+from operator import itemgetter
 
 from feedcore.db.feed import Candidate, UserItemRow, UserRows
 from feedcore.feed.shelves import StoreShelf
@@ -27,7 +28,8 @@ class SourceLimits:
 
 
 def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -> list[Candidate]:
-    """One hydrated candidate per (source, item) proposal, ordered by source then item.
+    """One hydrated candidate per (source, item) proposal, ordered by source then item (the catalog's item_id
+    order: positions follow it).
 
     Items the catalog does not have are left out; a model's user-level and item-level lists both propose
     (an item in both comes twice)."""
@@ -67,7 +69,7 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
             propose(source, item_id, score)
         proposals += [(source, p, score, None) for p, score in shelf.item_models[model][:pool]]
 
-    proposals.sort(key=lambda proposal: (proposal[0], rows[proposal[1]][0]))
+    proposals.sort(key=itemgetter(0, 1))  # (source, catalog position): no Python call per proposal
     prices, available, popularity, trending = shelf.prices, shelf.available, shelf.popularity, shelf.trending
     items, aisles, recent = user.items, user.aisles, user.recent
     # The models with any score for this user or store (usually none: no per-candidate work then).
