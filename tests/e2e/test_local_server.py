@@ -125,12 +125,17 @@ def test_bad_requests_get_problem_json_over_http(demo: tuple[str, str]) -> None:
     not_utf8 = httpx.post(
         f"{base_url}/v1/events", content=b'{"events": ["\xff"]}', headers={"content-type": JSON} | USER_1
     )
+    header_not_utf8 = httpx.get(
+        f"{base_url}/v1/users/user-1/feed?store_id=store-1", headers=USER_1 | {"x-client-name": b"caf\xe9"}
+    )
 
     assert (malformed.status_code, malformed.headers["content-type"]) == (400, "application/problem+json")
     assert missing_store.status_code == 422
     assert missing_store.json()["errors"][0]["field"] == "store_id"
     assert no_route.status_code == 404
     assert (not_utf8.status_code, not_utf8.json()["errors"][0]["field"]) == (400, "body")
+    assert (header_not_utf8.status_code, header_not_utf8.headers["content-type"]) == (400, "application/problem+json")
+    assert header_not_utf8.json()["errors"][0]["field"] == "headers.x-client-name"
 
 
 def test_development_tokens_run_the_same_authorization_checks(demo: tuple[str, str]) -> None:

@@ -18,13 +18,26 @@ DEFAULT_PORT = 3000
 Asgi = Callable[[dict[str, Any], Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
 
-def utf8_bodies_only(app: Asgi) -> Asgi:
-    """Answer 400 to a body that is not UTF-8, as API Gateway's resolver does; HttpResolverLocal would fail
-    decoding it before any error handler runs."""
+def utf8_requests_only(app: Asgi) -> Asgi:
+    """Answer 400 to a header or a body that is not UTF-8, as API Gateway's resolver does for a body;
+    HttpResolverLocal would fail decoding either before any error handler runs (a 500)."""
+
+    async def refuse(send, field: str, detail: str, exc: UnicodeDecodeError) -> None:
+        error = {"field": field, "message": str(exc), "type": f"{field.split('.')[0]}_encoding"}
+        problem = problem_body(HTTPStatus.BAD_REQUEST, detail, errors=[error])
+        headers = [(b"content-type", PROBLEM_JSON.encode())]
+        await send({"type": "http.response.start", "status": 400, "headers": headers})
+        await send({"type": "http.response.body", "body": json.dumps(problem).encode()})
 
     async def guarded(scope: dict[str, Any], receive, send) -> None:
         if scope["type"] != "http":
             return await app(scope, receive, send)
+        for name, value in scope["headers"]:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                header = name.decode("latin-1")
+                return await refuse(send, f"headers.{header}", f"the {header} header is not UTF-8 text", exc)
         body, more = b"", True
         while more:
             message = await receive()
@@ -33,12 +46,7 @@ def utf8_bodies_only(app: Asgi) -> Asgi:
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            error = {"field": "body", "message": str(exc), "type": "body_encoding"}
-            problem = problem_body(HTTPStatus.BAD_REQUEST, "the request body is not UTF-8 text", errors=[error])
-            headers = [(b"content-type", PROBLEM_JSON.encode())]
-            await send({"type": "http.response.start", "status": 400, "headers": headers})
-            await send({"type": "http.response.body", "body": json.dumps(problem).encode()})
-            return None
+            return await refuse(send, "body", "the request body is not UTF-8 text", exc)
 
         async def replay() -> dict:
             return {"type": "http.request", "body": body, "more_body": False}
@@ -50,4 +58,4 @@ def utf8_bodies_only(app: Asgi) -> Asgi:
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve the API until interrupted."""
-    uvicorn.run(utf8_bodies_only(local_resolver()), host=host, port=port, log_level="warning")
+    uvicorn.run(utf8_requests_only(local_resolver()), host=host, port=port, log_level="warning")
