@@ -11,6 +11,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from feedcore import settings
@@ -81,16 +82,36 @@ def test_the_newest_file_of_each_model_is_swapped_in_once(s3, db: psycopg.Connec
         "item_id,score\nbad item!,1\n",
         "product,score\nmilk,1\n",
         "item_id,score\nmilk,inf\n",
+        "user_id,item_id,score\nuser-1,milk,1\nuser-1,milk,2\n",
+        b"item_id,score\nmilk,1\neggs,2\xe9\n",
+        b"item_id,sc\xf6re\nmilk,1\n",
     ],
-    ids=["score-not-a-number", "bad-item-id", "wrong-header", "infinite-score"],
-)
-def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Connection, bad_file: str) -> None:
+    ids=["score-not-a-number", "bad-item-id", "wrong-header", "infinite-score", "repeated-pair", "latin-1-row",
+         "latin-1-header"],
+)  # fmt: skip
+def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Connection, bad_file: str | bytes) -> None:
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
     import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
     upload(s3, "item_quality/v2.csv", bad_file)
 
     assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
+
+
+def test_an_import_that_fails_still_lets_the_run_remove_expired_snapshots(
+    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db.execute(
+        "INSERT INTO feed_snapshots (feed_id, user_id, expires_at, sections) "
+        "VALUES ('f-expired', 'user-1', now() - interval '1 second', '[]')"
+    )
+    monkeypatch.setenv("MODEL_SCORES_BUCKET", "no-such-bucket")  # S3 answers NoSuchBucket
+    settings.model_score_settings.cache_clear()
+
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        recompute.lambda_handler({"mode": "incremental"}, LambdaContext(function_name="recompute_scores"))
+
+    assert db.execute("SELECT count(*) FROM feed_snapshots").fetchone()[0] == 0
 
 
 def test_the_scheduled_run_imports_after_recomputing(s3, db: psycopg.Connection) -> None:

@@ -34,7 +34,8 @@ class ModelFile:
 
 
 class InvalidModelFile(ValueError):
-    """A model file has a row that is not (user_id, item_id, score)."""
+    """A model file is not UTF-8 CSV or Parquet, or has a row that is not (user_id, item_id, score), or repeats a
+    (user_id, item_id)."""
 
 
 @cache
@@ -75,17 +76,21 @@ def _valid_row(user_id: str, item_id: str, score: float) -> bool:
 def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
     body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
     reader = csv.DictReader(codecs.getreader("utf-8")(body))
-    if not reader.fieldnames or not {"item_id", "score"} <= set(reader.fieldnames):
-        raise InvalidModelFile(f"{key}: the header must name item_id and score (and optionally user_id)")
-    for line, row in enumerate(reader, start=2):
-        user_id, item_id = (row.get("user_id") or "").strip(), (row.get("item_id") or "").strip()
-        try:
-            score = float(row.get("score") or "nan")
-        except ValueError:
-            score = math.nan
-        if not _valid_row(user_id, item_id, score):
-            raise InvalidModelFile(f"{key}, line {line}: expected user_id?, item_id, finite score; got {row}")
-        yield user_id, item_id, score
+    line = 1
+    try:
+        if not reader.fieldnames or not {"item_id", "score"} <= set(reader.fieldnames):
+            raise InvalidModelFile(f"{key}: the header must name item_id and score (and optionally user_id)")
+        for line, row in enumerate(reader, start=2):
+            user_id, item_id = (row.get("user_id") or "").strip(), (row.get("item_id") or "").strip()
+            try:
+                score = float(row.get("score") or "nan")
+            except ValueError:
+                score = math.nan
+            if not _valid_row(user_id, item_id, score):
+                raise InvalidModelFile(f"{key}, line {line}: expected user_id?, item_id, finite score; got {row}")
+            yield user_id, item_id, score
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InvalidModelFile(f"{key}, after line {line}: not UTF-8 CSV ({error})") from error
 
 
 def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:

@@ -209,6 +209,8 @@ def refresh_scores(request: RecomputeRequest, *, time_budget_ms: int | None = No
     result = recompute_scores(request, time_budget_ms=time_budget_ms)
     left_ms = None if time_budget_ms is None else int(time_budget_ms - result.duration_ms)
     timeout_ms = run_timeout_ms(scoring_settings().recompute_statement_timeout_ms, left_ms)
-    imported = import_model_scores(model_score_settings(), timeout_ms)
-    expired = run(lambda conn: feed_db.delete_expired_snapshots(conn, datetime.now(UTC)))
+    try:
+        imported = import_model_scores(model_score_settings(), timeout_ms)
+    finally:  # an import that fails (S3 or the database down) must not leave expired snapshots behind
+        expired = run(lambda conn: feed_db.delete_expired_snapshots(conn, datetime.now(UTC)))
     return result.model_copy(update={"models_imported": [i.model for i in imported], "feed_snapshots_expired": expired})
