@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import psycopg
 import pytest
 
 from feedcore.api.resolvers import local_resolver
+from feedcore.db.scores import RECOMPUTE_LOCK_KEY
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
-from tests.conftest import load_function
+from tests.conftest import load_function, use_database
 from tests.factories import create_catalog, event, purchase, record
 
 ingest = load_function("ingest_events")
@@ -110,6 +113,47 @@ def test_user_deletion_leaves_nothing_of_the_user_and_can_be_repeated(db: psycop
         remaining = db.execute(f"SELECT count(*) FROM {table} WHERE user_id = 'user-1'").fetchone()[0]
         assert remaining == 0, table
     assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-2'").fetchone()[0] == 1
+
+
+def test_an_erasure_waits_for_a_running_score_run_longer_than_a_request_then_answers_503(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",)))
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "300")
+    monkeypatch.setenv("INGEST_ERASURE_WAIT_MS", "1500")
+    use_database(database_url)
+    delete = ("DELETE", "/v1/users/user-1", "/v1/users/{user_id}")
+
+    with psycopg.connect(database_url) as run_in_progress:  # a recompute chunk holds the lock
+        run_in_progress.execute("SELECT pg_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,))
+        started = time.monotonic()
+        status, headers, problem = call(*delete, user_id="user-1")
+        waited = time.monotonic() - started
+        # The run ends while a second erasure waits (longer than a request's 300 ms statement timeout).
+        threading.Timer(0.8, run_in_progress.commit).start()
+        after_the_run = call(*delete, user_id="user-1")
+
+    assert (status, headers["Retry-After"]) == (503, "30")
+    assert "score recomputation" in problem["detail"] and 1.4 < waited < 3
+    assert after_the_run[:1] == (200,) and after_the_run[2]["events_deleted"] == 1
+    assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-1'").fetchone()[0] == 0
+
+
+def test_every_table_an_erasure_deletes_from_is_indexed_by_user(db: psycopg.Connection) -> None:
+    leading_user_id = {
+        table
+        for (table,) in db.execute(
+            """
+            SELECT i.indrelid::regclass::text FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            WHERE a.attname = 'user_id'
+            """
+        )
+    }
+
+    assert {"events", "user_item_affinity", "user_category_affinity", "user_orders", "model_scores", "feeds",
+            "feed_snapshots", "users"} <= leading_user_id  # fmt: skip
 
 
 def test_admin_routes_are_marked_in_the_openapi_document() -> None:

@@ -15,6 +15,16 @@ class DatabaseUnavailable(FeedError):
     """The database could not be reached or could not commit; the caller may retry."""
 
 
+class ErasureBusy(DatabaseUnavailable):
+    """An erasure waited its limit for a running score run that may still write the user's scores."""
+
+    def __init__(self, wait_ms: int):
+        super().__init__(
+            f"a score recomputation holding this user's data is running (waited {wait_ms} ms); nothing was "
+            "deleted: retry the same request later"
+        )
+
+
 class Unauthenticated(FeedError):
     """The request carries no verified identity."""
 

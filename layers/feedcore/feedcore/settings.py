@@ -137,6 +137,9 @@ class IngestSettings(BaseSettings):
     late_event_horizon_days: int = Field(default=30, ge=1, le=3650, description="oldest occurred_at accepted")
     future_tolerance_s: int = Field(default=300, ge=0, le=3600, description="client clocks may run this fast")
     max_catalog_items_per_request: int = Field(default=1000, ge=1, le=10_000)
+    erasure_wait_ms: int = Field(
+        default=5000, ge=100, le=8000, description="how long an erasure waits for a running score run, then 503"
+    )
     catalog_item_cache_size: int = Field(
         default=200_000, ge=0, le=5_000_000, description="catalog item ids a container remembers as existing"
     )

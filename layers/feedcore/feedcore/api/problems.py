@@ -23,6 +23,7 @@ from feedcore.api.field_errors import MALFORMED_BODY_ERRORS, field_errors
 from feedcore.api.models import FieldError
 from feedcore.errors import (
     DatabaseUnavailable,
+    ErasureBusy,
     EventsRejected,
     FeedExpired,
     Forbidden,
@@ -37,6 +38,8 @@ JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 # Seconds a client should wait before retrying when the database is unavailable.
 RETRY_AFTER_SECONDS = 2
+# A score run holds an erasure back for seconds (an incremental chunk) to minutes (a full rebuild).
+ERASURE_RETRY_AFTER_SECONDS = 30
 
 
 def problem_body(status: HTTPStatus, detail: str, **extra: Any) -> dict[str, Any]:
@@ -144,6 +147,12 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
     @app.exception_handler(Forbidden)
     def _forbidden(exc: Forbidden) -> Response:
         return problem(HTTPStatus.FORBIDDEN, str(exc))
+
+    @app.exception_handler(ErasureBusy)
+    def _erasure_busy(exc: ErasureBusy) -> Response:
+        return problem(
+            HTTPStatus.SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": str(ERASURE_RETRY_AFTER_SECONDS)}
+        )
 
     @app.exception_handler(DatabaseUnavailable)
     def _database_unavailable(exc: DatabaseUnavailable) -> Response:

@@ -11,22 +11,32 @@ from feedcore.db import feed as feed_db
 from feedcore.db import scores as scores_db
 from feedcore.db import shards as shards_db
 from feedcore.db.connection import run
+from feedcore.errors import ErasureBusy
 from feedcore.observability import logger
+from feedcore.settings import database_settings, ingest_settings
 
 
 def delete_user(user_id: str) -> UserDeletion:
     """Delete the user's events, per-user and model scores, served feeds and profile in one transaction;
     repeating it is harmless. It waits for a running recompute chunk, which could otherwise write the
     user's scores back, and for a running shard of a fanned-out chunk that holds the user; until it commits,
-    neither starts, and after it they find none of the user's events.
+    neither starts, and after it they find none of the user's events. After INGEST_ERASURE_WAIT_MS of waiting
+    it gives up and raises ErasureBusy, having deleted nothing.
 
     Aggregates the user contributed to (store popularity, trending) hold no personal data; the user's part
     leaves them at the next full rebuild. Events of the user committed after the erasure are stored as usual.
     """
 
+    wait_ms = ingest_settings().erasure_wait_ms
+
     def erase(conn: psycopg.Connection) -> UserDeletion:
-        scores_db.lock_out_recompute(conn)
-        shards_db.lock_user_shard(conn, user_id)
+        scores_db.bound_transaction(conn, wait_ms)  # the waits may outlast a request's statement timeout
+        try:
+            scores_db.lock_out_recompute(conn)
+            shards_db.lock_user_shard(conn, user_id)
+        except psycopg.errors.QueryCanceled as exc:
+            raise ErasureBusy(wait_ms) from exc
+        scores_db.bound_transaction(conn, database_settings().db_statement_timeout_ms)
         events_deleted = events_db.delete_user_events(conn, user_id)
         scores_deleted = scores_db.delete_user_scores(conn, user_id)
         feed_db.delete_user_feeds(conn, user_id)
