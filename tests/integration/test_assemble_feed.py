@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +18,7 @@ from feedcore import settings
 from feedcore.api.catalog_models import CatalogItem, StoreAvailability
 from feedcore.api.models import Feed
 from feedcore.db import catalog as catalog_db
+from feedcore.db.connection import confirm_sent
 from feedcore.feed.config import default_ranking_config
 from feedcore.feed.experiments import Assignment
 from feedcore.feed.service import FeedRequest, assemble_feed
@@ -304,6 +307,7 @@ def test_a_tampered_cursor_gets_400_naming_the_cursor(shopping_history: None) ->
 
 def test_an_expired_snapshot_gets_410(shopping_history: None, db: psycopg.Connection) -> None:
     _, _, page = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+    confirm_sent()  # the recording has committed (it was sent without waiting)
     db.execute("UPDATE feed_snapshots SET expires_at = now() - interval '1 second'")
 
     status, headers, body = get_feed("user-1", {"store_id": STORE, "cursor": page["next_cursor"]})
@@ -316,6 +320,7 @@ def test_an_expired_snapshot_gets_410(shopping_history: None, db: psycopg.Connec
 
 def test_each_feed_is_recorded_for_attribution(shopping_history: None, db: psycopg.Connection) -> None:
     _, _, feed = get_feed("user-1", {"store_id": STORE})
+    confirm_sent()
 
     row = db.execute("SELECT user_id, store_id, experiment, variant FROM feeds WHERE feed_id = %s", (feed["feed_id"],))
     assert row.fetchone() == ("user-1", STORE, "home-feed-order", feed["variant"])
@@ -353,21 +358,85 @@ def test_a_slow_database_gives_a_degraded_feed_within_the_timeout(
     assert get_feed("user-1", {"store_id": STORE})[2]["degraded"] is False  # and it recovers
 
 
-def test_a_feed_that_cannot_be_recorded_gives_a_degraded_200_and_the_connection_serves_the_next(
-    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch
+def test_a_first_page_does_not_wait_for_its_recording_and_the_next_page_on_the_container_finds_it(
+    shopping_history: None, database_url: str
 ) -> None:
-    get_feed("someone-new", {"store_id": STORE, "limit": "30"})  # the container caches popular items
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE feeds IN ACCESS EXCLUSIVE MODE")  # the recording waits for this lock
+        started = time.perf_counter()
+        status, _, first = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+        elapsed = time.perf_counter() - started
+    # The lock is gone: the recording commits; the next request on this connection reads its outcome first.
+    status_next, _, second = get_feed("user-1", {"store_id": STORE, "limit": "1", "cursor": first["next_cursor"]})
+
+    assert status == 200 and first["degraded"] is False and first["next_cursor"]
+    assert elapsed < 1  # it did not wait for the lock (the statement timeout is 2 s)
+    assert status_next == 200 and second["feed_id"] == first["feed_id"]
+    assert second["sections"][0]["id"] != first["sections"][0]["id"]
+
+
+def test_a_next_page_served_elsewhere_before_the_recording_commits_waits_for_it(
+    shopping_history: None, database_url: str
+) -> None:
+    answers = []
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE feeds IN ACCESS EXCLUSIVE MODE")
+        _, _, first = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+        # Another container (a thread has a connection of its own) asks for page 2 while the snapshot is not
+        # committed; the lock goes 0.3 s later.
+        query = {"store_id": STORE, "limit": "1", "cursor": first["next_cursor"]}
+        elsewhere = threading.Thread(target=lambda: answers.append(get_feed("user-1", query)))
+        elsewhere.start()
+        time.sleep(0.3)
+    elsewhere.join()
+
+    ((status, _, second),) = answers
+    assert status == 200 and second["feed_id"] == first["feed_id"]
+
+
+def test_a_recording_that_fails_is_logged_at_the_next_request_which_is_served(
+    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
     use_database(database_url)
     with psycopg.connect(database_url) as blocker:
-        # The read goes through; recording the feed waits for the lock and times out.
-        blocker.execute("LOCK TABLE feeds IN ACCESS EXCLUSIVE MODE")
-        status, _, feed = get_feed("user-1", {"store_id": STORE})
+        blocker.execute("LOCK TABLE feeds IN ACCESS EXCLUSIVE MODE")  # held past the recording's timeout
+        caplog.clear()
+        status, _, first = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+        logged_before_the_next_use = "recording the feed failed" in caplog.text
+        time.sleep(0.4)
 
-    assert status == 200
-    assert feed["degraded"] is True and feed["fallback"] == "cached_popular" and is_the_contract(feed)
-    _, _, recovered = get_feed("user-1", {"store_id": STORE})
-    assert recovered["degraded"] is False and sections(recovered)["buy_again"] == ["milk", "coffee"]
+    status_next, _, recovered = get_feed("user-1", {"store_id": STORE})
+
+    # The page was served before its recording failed (the failure is unknown until the next use).
+    assert status == 200 and first["degraded"] is False and first["next_cursor"]
+    assert not logged_before_the_next_use
+    failures = [r for r in caplog.records if r.getMessage() == "recording the feed failed"]
+    assert len(failures) == 1 and failures[0].levelno == logging.WARNING
+    assert failures[0].feed_id == first["feed_id"] and "statement timeout" in failures[0].error
+    assert status_next == 200 and recovered["degraded"] is False
+    assert sections(recovered)["buy_again"] == ["milk", "coffee"]
+    # Its cursor leads nowhere: once the recording has surely ended, its next page is gone.
+    assert get_feed("user-1", {"store_id": STORE, "cursor": first["next_cursor"]})[0] == 410
+
+
+def test_a_connection_lost_before_its_recordings_outcome_is_logged_and_replaced(
+    shopping_history: None, database_url: str, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE feeds IN ACCESS EXCLUSIVE MODE")
+        _, _, first = get_feed("user-1", {"store_id": STORE})
+        # The server ends the container's connection while its recording waits (a failover, say).
+        terminated = db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'feed-assembly'"
+        ).fetchall()
+    assert terminated == [(True,)]
+
+    status, _, feed = get_feed("user-1", {"store_id": STORE})
+
+    assert status == 200 and feed["degraded"] is False and sections(feed)["buy_again"] == ["milk", "coffee"]
+    logged = [r for r in caplog.records if r.levelno == logging.WARNING and r.getMessage().startswith("recording")]
+    assert [r.feed_id for r in logged] == [first["feed_id"]]
 
 
 def test_the_database_stopped_mid_test_gives_a_degraded_200(database_url: str) -> None:
@@ -451,6 +520,7 @@ def test_the_scheduled_run_removes_expired_snapshots(shopping_history: None, db:
     recompute = load_function("recompute_scores")
     _, _, old = get_feed("user-1", {"store_id": STORE})
     _, _, current = get_feed("user-2", {"store_id": STORE})
+    confirm_sent()
     db.execute(
         "UPDATE feed_snapshots SET expires_at = now() - interval '1 second' WHERE feed_id = %s", (old["feed_id"],)
     )

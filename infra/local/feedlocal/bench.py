@@ -500,15 +500,23 @@ def _quiet() -> None:
 
 
 def _count_statements() -> list[int]:
-    """Count every statement psycopg sends from now on (in element 0 of the returned list)."""
+    """Count every statement psycopg sends from now on, awaited or sent without waiting (in element 0 of the
+    returned list)."""
+    from feedcore.db import connection
+
     counter = [0]
-    execute = psycopg.Cursor.execute
+    execute, send_without_waiting = psycopg.Cursor.execute, connection.send_without_waiting
 
     def counting_execute(self, *args, **kwargs):
         counter[0] += 1
         return execute(self, *args, **kwargs)
 
+    def counting_send_without_waiting(*args, **kwargs):
+        counter[0] += 1
+        return send_without_waiting(*args, **kwargs)
+
     psycopg.Cursor.execute = counting_execute
+    connection.send_without_waiting = counting_send_without_waiting
     return counter
 
 

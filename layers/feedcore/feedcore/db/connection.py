@@ -1,17 +1,22 @@
 """One database connection per container (per thread locally): made on first use, replaced when broken.
 
 Connections are made with `prepare_threshold=None` and no session state so they work through RDS Proxy.
+A statement whose outcome the caller does not need to answer (recording a feed) can be sent without waiting
+for it (`send_without_waiting`); its outcome is read before the connection's next use.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
+from time import monotonic
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
 from feedcore.errors import ConfigurationError, DatabaseUnavailable
@@ -19,6 +24,9 @@ from feedcore.observability import logger
 from feedcore.settings import DatabaseSettings, database_settings
 
 _cache = threading.local()
+# How long past the statement timeout the outcome of a statement sent without waiting is awaited before the
+# connection is given up as lost (the server ends the statement at its timeout; this covers the network).
+UNCONFIRMED_GRACE_S = 1.0
 
 
 @lru_cache
@@ -127,7 +135,9 @@ def snapshot_transaction(snapshot: str) -> Iterator[psycopg.Connection]:
 
 
 def reset_cached_connection() -> None:
-    """Close and forget this thread's connection (tests, settings changes)."""
+    """Close and forget this thread's connection (tests, settings changes), once the outcome of a statement
+    sent on it without waiting is in."""
+    confirm_sent()
     conn: psycopg.Connection | None = getattr(_cache, "connection", None)
     if conn is not None:
         conn.close()
@@ -146,8 +156,94 @@ def forget_cached_connection() -> None:
     _rds_client.cache_clear()
 
 
+@dataclass(frozen=True)
+class _Unconfirmed:
+    """A statement sent on the cached connection whose outcome is not read yet."""
+
+    conn: psycopg.Connection
+    what: str  # for the log: what the statement does
+    context: dict[str, str]  # for the log: e.g. the feed's id
+    wait_s: float  # how long its outcome may take
+
+
+def send_without_waiting(
+    conn: psycopg.Connection, query: str, params: dict, *, what: str, context: dict[str, str]
+) -> None:
+    """Send one statement on this thread's cached connection `conn` (autocommit: it commits on its own) and return
+    as soon as it has left for the server, without waiting for its outcome.
+
+    The outcome is read before the connection's next use (`confirm_sent`), so later statements on this
+    connection see what it wrote; a failure is logged there with `what` and `context`, and the caller that
+    sent it never learns of it. Returning after the send matters in Lambda, which may freeze the container
+    as soon as the handler returns: the statement is already in the kernel's socket buffer, not libpq's.
+    Raises psycopg.OperationalError when the statement cannot be sent (the connection is broken).
+    """
+    confirm_sent()
+    # The parameters merged into the text client-side as execute() adapts them; one simple-protocol message
+    # with its own Sync, so the server runs and commits it without any further message from here.
+    text = psycopg.ClientCursor(conn).mogrify(query, params)
+    pgconn = conn.pgconn
+    pgconn.send_query(text.encode(conn.info.encoding))
+    try:
+        while pgconn.flush():  # a non-blocking connection: wait until the socket takes the rest
+            _wait_for(pgconn, select.POLLOUT, database_settings().db_statement_timeout_ms / 1000)
+    except TimeoutError as exc:
+        conn.close()  # part of a statement may have left: nothing else can follow it on this connection
+        raise psycopg.OperationalError(f"cannot send the statement: {exc}") from exc
+    _cache.unconfirmed = _Unconfirmed(conn, what, context, unconfirmed_wait_s())
+
+
+def unconfirmed_wait_s() -> float:
+    """Seconds by which a statement sent without waiting has surely ended, committed or not: the request
+    statement timeout and a grace period for the network."""
+    return database_settings().db_statement_timeout_ms / 1000 + UNCONFIRMED_GRACE_S
+
+
+def confirm_sent() -> None:
+    """Read the outcome of this thread's statement sent without waiting, if any: logged when it failed, or
+    when the connection was lost before it came (then whether it committed is unknown); a connection that gives
+    no outcome within the statement timeout and a grace period is closed."""
+    unconfirmed: _Unconfirmed | None = getattr(_cache, "unconfirmed", None)
+    if unconfirmed is None:
+        return
+    _cache.unconfirmed = None
+    pgconn = unconfirmed.conn.pgconn
+    errors = []
+    try:
+        deadline = monotonic() + unconfirmed.wait_s
+        pgconn.consume_input()
+        while pgconn.is_busy():
+            _wait_for(pgconn, select.POLLIN, deadline - monotonic())
+            pgconn.consume_input()
+        while (result := pgconn.get_result()) is not None:
+            if result.status == pq.ExecStatus.FATAL_ERROR:
+                errors.append(result.get_error_message(unconfirmed.conn.info.encoding).strip())
+    except (psycopg.OperationalError, TimeoutError) as exc:
+        unconfirmed.conn.close()  # whatever it still holds belongs to a statement nobody awaits
+        logger.warning(
+            f"{unconfirmed.what}: the connection was lost before its outcome came",
+            extra={**unconfirmed.context, "error": str(exc)},
+        )
+        return
+    if errors:
+        logger.warning(
+            f"{unconfirmed.what} failed",
+            extra={**unconfirmed.context, "error": "; ".join(errors)},
+        )
+
+
+def _wait_for(pgconn: pq.abc.PGconn, event: int, timeout_s: float) -> None:
+    """Wait until the connection's socket is ready for `event`; TimeoutError after `timeout_s`."""
+    poller = select.poll()
+    poller.register(pgconn.socket, event)
+    if timeout_s <= 0 or not poller.poll(timeout_s * 1000):
+        raise TimeoutError(f"no answer from the database within {timeout_s:.1f} s")
+
+
 def _cached_connection() -> tuple[psycopg.Connection, bool]:
-    """The container's connection and whether it is reused from an earlier call."""
+    """The container's connection and whether it is reused from an earlier call (once the outcome of a
+    statement sent on it without waiting is in)."""
+    confirm_sent()
     conn: psycopg.Connection | None = getattr(_cache, "connection", None)
     if conn is not None and not conn.closed and not conn.broken:
         return conn, True

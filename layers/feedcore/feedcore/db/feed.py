@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import psycopg
 
+from feedcore.db import connection
+
 # In item_id order: an item's position is its place in this order, as in the packed shelves (migration 0040).
 _CATALOG = """
 SELECT item_id, name, brand, department, aisle, tags, active, created_at, price::float8 FROM items ORDER BY item_id
@@ -264,19 +266,35 @@ class FeedRecord:
     created_at: datetime
 
 
-def save_feed(conn: psycopg.Connection, feed: FeedRecord, sections: str, expires_at: datetime) -> None:
+def record_feed(conn: psycopg.Connection, feed: FeedRecord, sections: str, expires_at: datetime) -> None:
     """Record the feed and keep its ranked sections (a JSON document) until `expires_at` for its later pages
-    (one statement)."""
-    conn.execute(_SAVE_FEED, {**feed.__dict__, "expires_at": expires_at, "sections": sections})
+    (one statement), on the cached connection `conn` without waiting for the outcome: the page is served
+    meanwhile, and the outcome is read (a failure logged) before the connection's next use."""
+    connection.send_without_waiting(
+        conn,
+        _SAVE_FEED,
+        {**feed.__dict__, "expires_at": expires_at, "sections": sections},
+        what="recording the feed",
+        context={"feed_id": feed.feed_id},
+    )
 
 
-def feed_snapshot(conn: psycopg.Connection, feed_id: str, user_id: str, now: datetime) -> dict | None:
-    """The user's ranked feed `feed_id` as recorded (the Feed document), or None when it expired (or never existed)."""
+class FeedSnapshot(NamedTuple):
+    """A recorded feed: its ranked sections (the Feed document), unless it has expired."""
+
+    sections: dict | None
+    expired: bool
+
+
+def feed_snapshot(conn: psycopg.Connection, feed_id: str, user_id: str, now: datetime) -> FeedSnapshot | None:
+    """The user's ranked feed `feed_id` as recorded, expired or not as of `now`; None when there is no such
+    snapshot (never recorded, not committed yet, or removed)."""
     row = conn.execute(
-        "SELECT sections FROM feed_snapshots WHERE feed_id = %s AND user_id = %s AND expires_at > %s",
-        (feed_id, user_id, now),
+        "SELECT CASE WHEN expires_at > %(now)s THEN sections END, expires_at <= %(now)s FROM feed_snapshots"
+        " WHERE feed_id = %(feed_id)s AND user_id = %(user_id)s",
+        {"feed_id": feed_id, "user_id": user_id, "now": now},
     ).fetchone()
-    return row[0] if row else None
+    return FeedSnapshot(*row) if row else None
 
 
 def delete_user_feeds(conn: psycopg.Connection, user_id: str) -> int:

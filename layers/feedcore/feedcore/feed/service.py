@@ -7,7 +7,7 @@ import weakref
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from time import perf_counter
+from time import perf_counter, sleep
 
 from aws_lambda_powertools.metrics import MetricUnit
 from psycopg import Connection
@@ -15,7 +15,7 @@ from pydantic_core import to_json
 
 from feedcore.api.models import Fallback
 from feedcore.db import feed as feed_db
-from feedcore.db.connection import run
+from feedcore.db.connection import run, unconfirmed_wait_s
 from feedcore.db.feed import Candidate, FeedRecord, UserRows, UserRowsQuery
 from feedcore.errors import ConfigurationError, DatabaseUnavailable, FeedExpired
 from feedcore.feed.config import FeedConfig
@@ -37,6 +37,8 @@ _PERSONAL_SOURCES = frozenset({"buy_again", "favourite_aisles", "goes_well_with"
 _cached_popular: dict[str, tuple[weakref.ref[StoreShelf], list[Ranked]]] = {}
 # Store shelves this container has read (see feedcore.feed.shelves).
 _shelves = ShelfCache()
+# The first pause before a snapshot not found yet is read again (doubled each time; see _recorded_snapshot).
+_SNAPSHOT_FIRST_RECHECK_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,8 @@ def _first_page(
     texts = [_json(section) for section in sections]
     removals = _json([_removal(r) for r in removed]) if request.debug else "null"
     snapshot = _document(head, texts, "null", removals)
-    run(lambda conn: feed_db.save_feed(conn, record, snapshot, expires_at), in_transaction=False)
+    # Sent without waiting for its outcome (read before the connection's next use): the page does not wait.
+    run(lambda conn: feed_db.record_feed(conn, record, snapshot, expires_at), in_transaction=False)
     metrics.add_metric(name="FeedSaveLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
     first = PagePosition(feed_id, request.user_id, 0, expires_at, page.scope)
     next_cursor = _next_cursor(first, len(sections), page, key)
@@ -177,11 +180,7 @@ def _first_page(
 def _later_page(position: PagePosition, page: _PageRequest, key: bytes, now: datetime) -> FeedPage:
     """The page at `position` of the recorded feed: score breakdowns only when this request asks for them (a
     snapshot ranked with debug keeps them); the removed candidates belong to the first page."""
-    snapshot = run(
-        lambda conn: feed_db.feed_snapshot(conn, position.feed_id, position.user_id, now), in_transaction=False
-    )
-    if snapshot is None:
-        raise FeedExpired(position.feed_id)
+    snapshot = _recorded_snapshot(position, now)
     every_section = snapshot["sections"]
     sections = every_section[position.offset : position.offset + page.per_page]
     if not page.debug:
@@ -189,6 +188,32 @@ def _later_page(position: PagePosition, page: _PageRequest, key: bytes, now: dat
     next_cursor = _next_cursor(position, len(every_section), page, key)
     document = {**snapshot, "sections": sections, "next_cursor": next_cursor, "removed": None}
     return FeedPage(_json(document), document["variant"], document["fallback"], sections)
+
+
+def _recorded_snapshot(position: PagePosition, now: datetime) -> dict:
+    """The snapshot of the feed at `position` as of `now`; FeedExpired when it expired or was never recorded.
+
+    A feed is recorded without waiting for the outcome (feed_db.record_feed), so another container may serve
+    its next page before the snapshot commits (the same container reads the outcome first). A snapshot not
+    found is read again, at growing intervals, until the recording has surely ended (its statement timeout
+    and a grace period after the feed was made): a slow recording gives a late page, not a 410.
+    """
+    created_at = position.expires_at - timedelta(seconds=feed_settings().snapshot_ttl_s)
+    settled_at = created_at + timedelta(seconds=unconfirmed_wait_s())
+    pause_s = _SNAPSHOT_FIRST_RECHECK_S
+    while True:
+        found = run(
+            lambda conn: feed_db.feed_snapshot(conn, position.feed_id, position.user_id, now), in_transaction=False
+        )
+        if found is not None:
+            if found.expired:
+                raise FeedExpired(position.feed_id)
+            return found.sections
+        left_s = (settled_at - datetime.now(UTC)).total_seconds()
+        if left_s <= 0:
+            raise FeedExpired(position.feed_id)
+        sleep(min(pause_s, left_s))
+        pause_s *= 2
 
 
 def _next_cursor(position: PagePosition, sections: int, page: _PageRequest, key: bytes) -> str | None:
