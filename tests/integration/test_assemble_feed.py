@@ -394,8 +394,12 @@ def test_a_next_page_served_elsewhere_before_the_recording_commits_waits_for_it(
     assert status == 200 and second["feed_id"] == first["feed_id"]
 
 
-def test_a_recording_that_fails_is_logged_at_the_next_request_which_is_served(
-    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_recording_that_fails_is_logged_and_counted_at_the_next_request_which_is_served(
+    shopping_history: None,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
     use_database(database_url)
@@ -406,7 +410,9 @@ def test_a_recording_that_fails_is_logged_at_the_next_request_which_is_served(
         logged_before_the_next_use = "recording the feed failed" in caplog.text
         time.sleep(0.4)
 
+    capsys.readouterr()
     status_next, _, recovered = get_feed("user-1", {"store_id": STORE})
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
 
     # The page was served before its recording failed (the failure is unknown until the next use).
     assert status == 200 and first["degraded"] is False and first["next_cursor"]
@@ -414,6 +420,7 @@ def test_a_recording_that_fails_is_logged_at_the_next_request_which_is_served(
     failures = [r for r in caplog.records if r.getMessage() == "recording the feed failed"]
     assert len(failures) == 1 and failures[0].levelno == logging.WARNING
     assert failures[0].feed_id == first["feed_id"] and "statement timeout" in failures[0].error
+    assert [blob["FeedRecordingFailed"] for blob in metrics if "FeedRecordingFailed" in blob] == [[1.0]]
     assert status_next == 200 and recovered["degraded"] is False
     assert sections(recovered)["buy_again"] == ["milk", "coffee"]
     # Its cursor leads nowhere: once the recording has surely ended, its next page is gone.

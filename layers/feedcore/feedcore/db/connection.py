@@ -16,11 +16,12 @@ from functools import lru_cache
 from time import monotonic
 
 import psycopg
+from aws_lambda_powertools.metrics import MetricUnit
 from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
 from feedcore.errors import ConfigurationError, DatabaseUnavailable
-from feedcore.observability import logger
+from feedcore.observability import logger, metrics
 from feedcore.settings import DatabaseSettings, database_settings
 
 _cache = threading.local()
@@ -163,19 +164,21 @@ class _Unconfirmed:
     conn: psycopg.Connection
     what: str  # for the log: what the statement does
     context: dict[str, str]  # for the log: e.g. the feed's id
+    failure_metric: str  # counted when it failed or its outcome was lost
     wait_s: float  # how long its outcome may take
 
 
 def send_without_waiting(
-    conn: psycopg.Connection, query: str, params: dict, *, what: str, context: dict[str, str]
+    conn: psycopg.Connection, query: str, params: dict, *, what: str, context: dict[str, str], failure_metric: str
 ) -> None:
     """Send one statement on this thread's cached connection `conn` (autocommit: it commits on its own) and return
     as soon as it has left for the server, without waiting for its outcome.
 
     The outcome is read before the connection's next use (`confirm_sent`), so later statements on this
-    connection see what it wrote; a failure is logged there with `what` and `context`, and the caller that
-    sent it never learns of it. Returning after the send matters in Lambda, which may freeze the container
-    as soon as the handler returns: the statement is already in the kernel's socket buffer, not libpq's.
+    connection see what it wrote; a failure is logged there with `what` and `context` and counted as
+    `failure_metric`, and the caller that sent it never learns of it. Returning after the send matters in
+    Lambda, which may freeze the container as soon as the handler returns: the statement is already in the
+    kernel's socket buffer, not libpq's.
     Raises psycopg.OperationalError when the statement cannot be sent (the connection is broken).
     """
     confirm_sent()
@@ -190,7 +193,7 @@ def send_without_waiting(
     except TimeoutError as exc:
         conn.close()  # part of a statement may have left: nothing else can follow it on this connection
         raise psycopg.OperationalError(f"cannot send the statement: {exc}") from exc
-    _cache.unconfirmed = _Unconfirmed(conn, what, context, unconfirmed_wait_s())
+    _cache.unconfirmed = _Unconfirmed(conn, what, context, failure_metric, unconfirmed_wait_s())
 
 
 def unconfirmed_wait_s() -> float:
@@ -220,12 +223,14 @@ def confirm_sent() -> None:
                 errors.append(result.get_error_message(unconfirmed.conn.info.encoding).strip())
     except (psycopg.OperationalError, TimeoutError) as exc:
         unconfirmed.conn.close()  # whatever it still holds belongs to a statement nobody awaits
+        metrics.add_metric(name=unconfirmed.failure_metric, unit=MetricUnit.Count, value=1)
         logger.warning(
             f"{unconfirmed.what}: the connection was lost before its outcome came",
             extra={**unconfirmed.context, "error": str(exc)},
         )
         return
     if errors:
+        metrics.add_metric(name=unconfirmed.failure_metric, unit=MetricUnit.Count, value=1)
         logger.warning(
             f"{unconfirmed.what} failed",
             extra={**unconfirmed.context, "error": "; ".join(errors)},

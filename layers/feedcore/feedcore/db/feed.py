@@ -276,6 +276,7 @@ def record_feed(conn: psycopg.Connection, feed: FeedRecord, sections: str, expir
         {**feed.__dict__, "expires_at": expires_at, "sections": sections},
         what="recording the feed",
         context={"feed_id": feed.feed_id},
+        failure_metric="FeedRecordingFailed",
     )
 
 
