@@ -61,11 +61,13 @@ def test_an_invalid_or_unreachable_config_keeps_the_last_good_one(appconfig: Stu
     appconfig.add_response("get_latest_configuration", answer(json.dumps(TRENDING_FIRST).encode()))
     appconfig.add_response("get_latest_configuration", answer(b'{"base": {"sections": []}}'))
     appconfig.add_client_error("get_latest_configuration", "ThrottlingException")
+    appconfig.add_client_error("get_latest_configuration", "AccessDeniedException")  # Powertools: StoreClientError
 
     good = ranking_config()
 
     assert ranking_config() == good  # an invalid document is refused
     assert ranking_config() == good  # and so is an error
+    assert ranking_config() == good  # and a permission error
 
 
 def test_before_any_good_config_the_packaged_default_serves(appconfig: Stubber) -> None:

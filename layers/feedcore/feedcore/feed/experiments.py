@@ -78,6 +78,7 @@ def _from_appconfig(settings: FeedSettings) -> RankingConfig:
     from aws_lambda_powertools.utilities.feature_flags.exceptions import (
         ConfigurationStoreError,
         SchemaValidationError,
+        StoreClientError,
     )
 
     store = _appconfig_store(
@@ -88,7 +89,7 @@ def _from_appconfig(settings: FeedSettings) -> RankingConfig:
         document = store.get_configuration()
         if _parsed.get("document") != document:
             _parsed.update(document=document, config=parse_ranking_config(document, "AppConfig"))
-    except (ConfigurationStoreError, SchemaValidationError, ConfigurationError) as exc:
+    except (ConfigurationStoreError, StoreClientError, SchemaValidationError, ConfigurationError) as exc:
         logger.error("ranking config from AppConfig unusable; keeping the last good one", extra={"error": str(exc)})
         metrics.add_metric(name="RankingConfigErrors", unit=MetricUnit.Count, value=1)
     return _parsed.get("config") or default_ranking_config()
