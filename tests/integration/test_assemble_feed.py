@@ -21,6 +21,7 @@ from feedcore.db import catalog as catalog_db
 from feedcore.db.connection import confirm_sent
 from feedcore.feed.config import default_ranking_config
 from feedcore.feed.experiments import Assignment
+from feedcore.feed import service as feed_service
 from feedcore.feed.service import FeedRequest, assemble_feed
 from feedcore.ingestion.privacy import delete_user
 from feedcore.ingestion.retention import apply_retention
@@ -332,6 +333,17 @@ def test_the_same_user_always_gets_the_same_variant(shopping_history: None) -> N
 
     assert len(variants) == 1
     assert others == {"control", "trending_first"}  # 40 users: both variants are served
+
+
+def test_the_degraded_modes_popular_lists_stay_as_many_as_the_shelves_held(
+    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEED_STORE_SHELF_CACHE_SIZE", "3")
+    use_database(database_url)
+    for n in range(12):  # store ids the catalog does not know, as any client may send
+        assert get_feed("user-1", {"store_id": f"nowhere-{n}"})[0] == 200
+
+    assert len(feed_service._cached_popular) <= 4  # the shelves held, and the list just made
 
 
 def test_a_slow_database_gives_a_degraded_feed_within_the_timeout(

@@ -138,7 +138,7 @@ def _first_page(
     ]
     cached = _cached_popular.get(request.store_id)
     if (cached is None or cached[0]() is not shelf) and (popular := popular_fallback(candidates, context)):
-        _cached_popular[request.store_id] = (weakref.ref(shelf), popular)
+        _keep_popular(request.store_id, shelf, popular)
     fallback = _fallback(candidates)
     metrics.add_metric(name="FeedRankLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
     per_source, per_filter = Counter(c.source for c in candidates), Counter(r.filter for r in removed)
@@ -214,6 +214,14 @@ def _recorded_snapshot(position: PagePosition, now: datetime) -> dict:
             raise FeedExpired(position.feed_id)
         sleep(min(pause_s, left_s))
         pause_s *= 2
+
+
+def _keep_popular(store_id: str, shelf: StoreShelf, popular: list[Ranked]) -> None:
+    """Keep the store's popular items for the degraded mode, and forget those of the shelves the shelf cache
+    has dropped: the lists stay as many as the shelves the container holds, whatever store ids clients send."""
+    for dropped in [store for store, (held, _) in _cached_popular.items() if held() is None]:
+        del _cached_popular[dropped]
+    _cached_popular[store_id] = (weakref.ref(shelf), popular)
 
 
 def _next_cursor(position: PagePosition, sections: int, page: _PageRequest, key: bytes) -> str | None:
