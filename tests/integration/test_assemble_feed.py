@@ -19,9 +19,9 @@ from feedcore.api.catalog_models import CatalogItem, StoreAvailability
 from feedcore.api.models import Feed
 from feedcore.db import catalog as catalog_db
 from feedcore.db.connection import confirm_sent
+from feedcore.feed import service as feed_service
 from feedcore.feed.config import default_ranking_config
 from feedcore.feed.experiments import Assignment
-from feedcore.feed import service as feed_service
 from feedcore.feed.service import FeedRequest, assemble_feed
 from feedcore.ingestion.privacy import delete_user
 from feedcore.ingestion.retention import apply_retention
