@@ -296,13 +296,14 @@ def oversized_batch() -> str:
         (json.dumps({"events": [event("click", item_id="milk", event_id="not-a-uuid")]}), 422, "events[0].event_id"),
         (oversized_batch(), 413, None),
         (json.dumps({"events": [purchase(items=tuple(f"item-{i:05d}" for i in range(199)))] * 100}), 413, None),
+        ('{"events": [' + " " * 1_100_000, 413, None),
     ],
     ids=[
         "truncated-json", "not-json", "huge-number", "deep-nesting", "array-body", "empty-batch", "events-not-a-list",
         "missing-events", "unknown-type", "missing-user", "wrong-type", "huge-string", "nul-character",
         "negative-quantity", "boolean-quantity", "negative-price", "huge-price", "repeated-line", "naive-timestamp",
         "numeric-timestamp", "digit-string-timestamp", "far-future", "older-than-horizon", "bad-uuid",
-        "10000-events", "over-1mb",
+        "10000-events", "over-1mb", "over-1mb-unread",
     ],
 )  # fmt: skip
 def test_bad_input_gets_a_problem_json_4xx_naming_the_field(
@@ -333,7 +334,7 @@ def test_body_that_is_not_utf8_text_gets_400(db: psycopg.Connection, encoded_bod
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data", "APPLICATION/JSON"]
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data", "application/jsonl"]
 )
 def test_body_that_is_not_json_gets_415(db: psycopg.Connection, content_type: str) -> None:
     batch = json.dumps({"events": [purchase("user-1")]})
@@ -345,7 +346,7 @@ def test_body_that_is_not_json_gets_415(db: psycopg.Connection, content_type: st
     assert count(db, "events") == 0
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", None])
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON", None])
 def test_json_body_with_charset_or_without_content_type_is_read(db: psycopg.Connection, content_type) -> None:
     batch = json.dumps({"events": [purchase("user-1")]})
     headers = {"Content-Type": content_type} if content_type else {}

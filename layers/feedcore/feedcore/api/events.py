@@ -14,7 +14,9 @@ from pydantic import ValidationError
 from feedcore.api.authorization import authorize_events
 from feedcore.api.event_models import EventBatch, IngestResult
 from feedcore.api.problems import JSON
+from feedcore.errors import RequestTooLarge
 from feedcore.ingestion.service import ingest_batch
+from feedcore.settings import ingest_settings
 
 router = APIGatewayRouter()
 
@@ -26,14 +28,17 @@ def event_batch_from_body(app: ApiGatewayResolver, next_middleware: NextMiddlewa
     document publishes it; the batch reaches the route as Powertools' validation passes it (its route arguments
     in the context), and bad input raises the errors Powertools raises, mapped to the same problem+json."""
     event = app.current_event
-    content_type = event.headers.get("content-type", "").strip()
-    if content_type and not content_type.startswith(JSON):
+    content_type = event.headers.get("content-type", "")
+    if content_type and content_type.split(";")[0].strip().lower() != JSON:  # media types ignore case
         message = f"Unsupported content type: {content_type}"
         error = {"type": "unsupported_content_type", "loc": ("body",), "msg": message}
         raise RequestUnsupportedContentType("Unsupported content type", errors=[error])
     body = event.decoded_body
     if not body:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    limit = ingest_settings().max_body_bytes
+    if (size := len(body.encode())) > limit:  # before reading it
+        raise RequestTooLarge("bytes", size, limit)
     try:
         batch = EventBatch.model_validate_json(body)
     except ValidationError as exc:
@@ -56,5 +61,4 @@ def event_batch_from_body(app: ApiGatewayResolver, next_middleware: NextMiddlewa
 )
 def post_events(batch: EventBatch) -> IngestResult:
     authorize_events(router.current_event, batch)
-    body = router.current_event.decoded_body or ""
-    return ingest_batch(batch, body_bytes=len(body.encode()))
+    return ingest_batch(batch)

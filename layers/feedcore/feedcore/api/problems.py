@@ -81,7 +81,7 @@ def parse_json_body(body: str) -> Any:
 def _unsupported_media_type(app: ApiGatewayResolver) -> Response | None:
     """A 415 when the request has a body that is not JSON (Powertools would read a form body as fields)."""
     content_type = app.current_event.headers.get("content-type") or JSON
-    if not app.current_event.body or content_type.split(";")[0].strip() == JSON:
+    if not app.current_event.body or content_type.split(";")[0].strip().lower() == JSON:
         return None
     return problem(
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE,

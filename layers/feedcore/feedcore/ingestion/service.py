@@ -262,14 +262,12 @@ def _store(events: list[ValidEvent], window: TimeWindow) -> tuple[events_db.Stor
     return stored, unknown_items
 
 
-def ingest_batch(batch: EventBatch, *, body_bytes: int = 0, now: datetime | None = None) -> IngestResult:
+def ingest_batch(batch: EventBatch, *, now: datetime | None = None) -> IngestResult:
     """Commit the valid, new events of `batch`; the answer counts only what the commit stored.
 
-    Raises RequestTooLarge for a batch over the limits and EventsRejected when no event is valid.
+    Raises RequestTooLarge for a batch of too many events and EventsRejected when no event is valid.
     """
     settings = ingest_settings()
-    if body_bytes > settings.max_body_bytes:
-        raise RequestTooLarge("bytes", body_bytes, settings.max_body_bytes)
     if len(batch.events) > settings.max_events_per_batch:
         raise RequestTooLarge("events", len(batch.events), settings.max_events_per_batch)
     started = perf_counter()
