@@ -579,7 +579,6 @@ refreshed AS (
         SELECT store_id, item_id FROM item_popularity p
         WHERE p.store_id = s.store_id ORDER BY trending_score DESC LIMIT %(keep_fresh)s
     ) top
-    WHERE s.store_id <> '*'
 )
 UPDATE item_popularity p
 SET trending_score = {_trending("p.short_raw", "p.raw_score")}
@@ -589,8 +588,8 @@ WHERE p.store_id = r.store_id AND p.item_id = r.item_id
 
 
 def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime) -> int:
-    """Recompute the trending score of each store's current top, whose scores age without events; returns
-    how many rows."""
+    """Recompute the trending score of each store's current top, and of the top over all stores ('*', which
+    stores the catalog does not know are served), whose scores age without events; returns how many rows."""
     return conn.execute(
         _REFRESH_TRENDING,
         {
