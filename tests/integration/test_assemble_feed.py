@@ -206,6 +206,21 @@ def test_a_staple_is_judged_by_every_order_the_recompute_counted(db: psycopg.Con
     assert "eggs" not in removed_at(0.1)  # one in nine
 
 
+def test_of_two_items_bought_alike_the_one_other_buyers_rebuy_comes_first(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    # user-1 bought bananas and eggs together twice; user-2 buys eggs every week, three others tried bananas once.
+    record(
+        *[purchase("user-1", items=("bananas", "eggs"), at=NOW - timedelta(days=days)) for days in (20, 10)],
+        *[purchase("user-2", items=("eggs",), at=NOW - timedelta(days=7 * week)) for week in range(1, 5)],
+        *[purchase(f"user-{user}", items=("bananas",), at=NOW - timedelta(days=5)) for user in (3, 4, 5)],
+    )
+    recompute_scores(RecomputeRequest())
+
+    _, _, feed = get_feed("user-1", {"store_id": STORE})
+
+    assert sections(feed)["buy_again"] == ["eggs", "bananas"]
+
+
 def test_cart_additions_drive_goes_well_with_at_once(shopping_history: None, db: psycopg.Connection) -> None:
     db.execute(
         "INSERT INTO item_pairs (item_id, paired_item_id, pair_raw, score) VALUES "

@@ -105,3 +105,21 @@ def test_the_users_orders_are_backfilled_from_the_scored_purchases(empty_databas
 
         orders = dict(conn.execute("SELECT user_id, ordered_at FROM user_orders").fetchall())
         assert orders == {"user-1": days[:2], "user-2": days[:1]}  # two purchases at one instant: one order
+
+
+def test_the_items_reorders_are_backfilled_from_the_scored_user_rows(empty_database: str, tmp_path: Path) -> None:
+    for migration in MIGRATIONS_DIR.glob("*.sql"):
+        if migration.name < "0071":
+            (tmp_path / migration.name).write_text(migration.read_text())
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate(conn, tmp_path)
+        conn.execute(
+            "INSERT INTO user_item_affinity (user_id, item_id, purchase_count, affinity_raw, updated_at) VALUES"
+            " ('user-1', 'milk', 4, 1, now()), ('user-2', 'milk', 1, 1, now()), ('user-1', 'eggs', 1, 1, now()),"
+            " ('user-2', 'eggs', 0, 1, now())"  # user-2 only looked at eggs: no buyer
+        )
+
+        assert "0071" in migrate(conn, MIGRATIONS_DIR)
+
+        reorders = {row[0]: row[1:] for row in conn.execute("SELECT * FROM item_reorders")}
+        assert reorders == {"milk": (5, 2), "eggs": (1, 1)}

@@ -30,8 +30,8 @@ SHARDS = 3
 MAX_RECEIVES = 3
 # Tables a run writes: compared, and reset to replay the same backlog through the single-transaction path.
 SCORED_TABLES = (
-    "item_popularity, user_item_affinity, user_category_affinity, user_orders, item_baskets, item_pair_counts, "
-    "item_pairs, users"
+    "item_popularity, item_reorders, user_item_affinity, user_category_affinity, user_orders, item_baskets, "
+    "item_pair_counts, item_pairs, users"
 )
 
 

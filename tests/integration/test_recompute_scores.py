@@ -76,6 +76,7 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
             (decay(PAIRS_HALF_LIFE_S),),
         ),
         "orders": conn.execute("SELECT user_id, ARRAY[]::float8[], ordered_at FROM user_orders"),
+        "reorders": conn.execute("SELECT item_id, ARRAY[]::float8[], order_count, buyer_count FROM item_reorders"),
     }
     return {name: {row[0]: row[1:] for row in rows.fetchall()} for name, rows in tables.items()}
 
@@ -235,6 +236,8 @@ def test_incremental_runs_with_late_and_in_flight_events_equal_a_full_rebuild(
     assert len(incremental["pairs"]) == 4  # milk–eggs and milk–coffee, both ways
     assert db.execute("SELECT purchase_count FROM user_item_affinity WHERE item_id = 'milk' AND user_id = 'user-1'"
                       ).fetchone() == (2,)  # fmt: skip
+    # Milk: user-1's two orders (one late) and user-2's, who had hidden it before: three orders, two buyers.
+    assert incremental["reorders"] == {"milk": ([], 3, 2), "eggs": ([], 1, 1), "coffee": ([], 1, 1)}
 
 
 def test_a_backlog_is_scored_in_chunks_that_each_commit(
@@ -418,7 +421,7 @@ def test_a_rebuild_that_fails_after_its_parts_committed_changes_nothing_and_the_
     # The parts on connections of their own committed their copies; the run's own were rolled back.
     assert rebuild_copies(db) == [
         "item_baskets_rebuild", "item_pair_counts_rebuild", "item_pairs_rebuild", "item_popularity_rebuild",
-        "user_category_affinity_rebuild",
+        "item_reorders_rebuild", "user_category_affinity_rebuild",
     ]  # fmt: skip
 
     monkeypatch.setattr(scores_db, "swap_rebuilt", swap_rebuilt)

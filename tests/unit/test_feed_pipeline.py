@@ -14,7 +14,7 @@ from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_con
 from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
 from feedcore.feed.experiments import assign, bucket
 from feedcore.feed.pipeline import RankingContext, apply_filters, rank, select, select_sections
-from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, rebuy_rate
+from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, rebuy_rate, repeat_probability
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 CONTEXT = RankingContext(
@@ -30,7 +30,8 @@ def candidate(item_id: str = "milk", source: str = "popular", **fields) -> Candi
         source=source, source_score=None, seed_item_id=None, seed_name=None, item_id=item_id, name=item_id.title(),
         brand="Brand", department="Dairy", aisle="Milk", tags=[], active=True, created_at=NOW - timedelta(days=400),
         available=True, price=Decimal("1.00"), purchase_count=0, first_purchased_at=None, last_purchased_at=None,
-        purchase_raw=0.0, affinity_raw=0.0, hidden=False, last_hidden_at=None, popularity_raw=1.0,
+        purchase_raw=0.0, affinity_raw=0.0, hidden=False, last_hidden_at=None, item_orders=0, item_buyers=0,
+        popularity_raw=1.0,
         trending_score=0.0, aisle_affinity_raw=0.0, model_score=None, recent_purchase_at=None, recent_hide_at=None,
         recent_positive_at=None, in_cart=False, store_known=True,
     )  # fmt: skip
@@ -51,11 +52,22 @@ def test_due_ness_peaks_when_the_usual_interval_has_passed():
 
 def test_milk_bought_weekly_and_due_outranks_milk_bought_as_often_but_yesterday():
     params = BuyAgainParams()
-    due_soon = buy_again_score(4.0, 4, NOW - timedelta(days=27), NOW - timedelta(days=6), NOW, params)
-    just_bought = buy_again_score(4.0, 4, NOW - timedelta(days=22), NOW - timedelta(days=1), NOW, params)
-    yearly = buy_again_score(4.0, 4, NOW - timedelta(days=1100), NOW - timedelta(days=6), NOW, params)
+    milk = {"now": NOW, "params": params, "item_orders": 900, "item_buyers": 100}
+    due_soon = buy_again_score(4.0, 4, NOW - timedelta(days=27), NOW - timedelta(days=6), **milk)
+    just_bought = buy_again_score(4.0, 4, NOW - timedelta(days=22), NOW - timedelta(days=1), **milk)
+    yearly = buy_again_score(4.0, 4, NOW - timedelta(days=1100), NOW - timedelta(days=6), **milk)
 
     assert due_soon > just_bought and due_soon > yearly
+
+
+def test_of_two_items_bought_alike_the_one_its_buyers_rebuy_ranks_first():
+    bought = (4.0, 4, NOW - timedelta(days=27), NOW - timedelta(days=6), NOW, BuyAgainParams())
+    staple = buy_again_score(*bought, item_orders=900, item_buyers=100)  # 8 of 9 orders holding it are repeats
+    one_off = buy_again_score(*bought, item_orders=120, item_buyers=100)  # most of its buyers tried it once
+
+    assert staple > one_off
+    assert repeat_probability(0, 0) == 0.5  # nothing known: neither
+    assert repeat_probability(1, 1) < 0.5 < repeat_probability(3, 1)  # one buyer: once, or three times
 
 
 def test_rebuy_rate_is_the_share_of_the_users_later_orders_that_held_the_item_again():

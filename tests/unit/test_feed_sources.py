@@ -56,7 +56,7 @@ def user(items: dict[str, UserItemRow] | None = None, aisles: dict[str, float] |
 
 
 def bought(count: int, raw: float, hidden: bool = False) -> UserItemRow:
-    return UserItemRow(count, NOW - timedelta(days=30), NOW - timedelta(days=5), raw, raw, hidden, None)
+    return UserItemRow(count, NOW - timedelta(days=30), NOW - timedelta(days=5), raw, raw, hidden, None, 9, 3)
 
 
 def limits(sources=ALL_SOURCES, models=(), pool=2, buy_again_pool=2, favourite_aisles=1) -> SourceLimits:
@@ -255,7 +255,7 @@ def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:
     )  # fmt: skip
     rows = user(
         items={"milk": bought(3, 9.0), "cream": bought(1, 5.0), "kefir": bought(2, 7.0, hidden=True),
-               "gone": bought(5, 50.0), "eggs": UserItemRow(0, None, None, 0.0, 4.0, False, None)},
+               "gone": bought(5, 50.0), "eggs": UserItemRow(0, None, None, 0.0, 4.0, False, None, 0, 0)},
         aisles={"Tea": 1.0, "Milk": 0.5},
         pairs=[("tea", 0.8, "milk")],
         model_scores={"m": {"eggs": 0.7, "milk": 0.1}},

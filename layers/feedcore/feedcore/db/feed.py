@@ -100,6 +100,8 @@ class Candidate:
     affinity_raw: float
     hidden: bool
     last_hidden_at: datetime | None
+    item_orders: int  # over all users: the orders holding the item (for an item the user bought; else 0)
+    item_buyers: int  # over all users: the users who bought it (idem)
     popularity_raw: float
     trending_score: float
     aisle_affinity_raw: float
@@ -205,6 +207,8 @@ class UserItemRow(NamedTuple):  # a tuple: made for each of the user's ~65 items
     affinity_raw: float
     hidden: bool
     last_hidden_at: datetime | None
+    item_orders: int
+    item_buyers: int
 
 
 @dataclass

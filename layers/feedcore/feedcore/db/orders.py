@@ -1,5 +1,6 @@
 """The user's orders as the recompute counts them (migration 0050): per user the instants of their orders, per
-user × item the orders holding it, so that the feed's just-purchased filter reads an exact rebuy rate.
+user × item the orders holding it, so that the feed's just-purchased filter reads an exact rebuy rate; and per
+item its orders and buyers over all users (migration 0071), how often its buyers buy it again.
 
 An order is a purchase event; two of the user's purchase events at one instant count as one order (one order
 may also repeat an item in its lines: it holds the item once). The SQL here is part of the recompute's apply
@@ -10,6 +11,7 @@ purchase's lines from 1.
 from __future__ import annotations
 
 USER_ORDERS_TABLE = "user_orders"
+ITEM_REORDERS_TABLE = "item_reorders"
 
 # The orders holding the item among a user × item's run_event rows. Summed over incremental runs it equals a
 # full rebuild's count, as an event is scored in exactly one run — unless a purchase event arrives at an
@@ -32,6 +34,38 @@ def user_orders_cte(suffix: str = "", upsert: bool = True) -> str:
     SELECT user_id COLLATE "C", array_agg(DISTINCT occurred_at ORDER BY occurred_at)
     FROM run_event
     WHERE event_type = 'purchase' AND line_no = 1
+    GROUP BY 1
+    ORDER BY 1
+    {conflict}
+    RETURNING 1
+)"""
+
+
+def item_reorders_cte(suffix: str = "", upsert: bool = True) -> str:
+    """The apply statement's CTE `reorders`: per item, the run's orders holding it and its new buyers added into
+    item_reorders{suffix} when `upsert`, else (a rebuild's fresh copy, every event) its orders and buyers.
+
+    A user is a new buyer when user_item_affinity holds no order of theirs with the item: the statement sees the
+    table as it was before it, and a fanned-out chunk scores its item part before its users' shards (one chunk
+    open at a time), so that is every order scored before the chunk."""
+    if upsert:
+        # the user's row before this statement: none, or without a purchase (a view, a hide), for a new buyer
+        known = """
+    LEFT JOIN user_item_affinity a ON a.user_id = bought.user_id AND a.item_id = bought.item_id"""
+        buyers = "count(*) FILTER (WHERE coalesce(a.purchase_count, 0) = 0)"
+        conflict = """ON CONFLICT (item_id) DO UPDATE
+    SET order_count = r.order_count + excluded.order_count, buyer_count = r.buyer_count + excluded.buyer_count"""
+    else:
+        known, buyers, conflict = "", "count(*)", ""
+    return f"""reorders AS (
+    INSERT INTO {ITEM_REORDERS_TABLE}{suffix} AS r (item_id, order_count, buyer_count)
+    SELECT bought.item_id COLLATE "C", sum(bought.orders), {buyers}
+    FROM (
+        SELECT user_id, item_id, {ORDERS_HOLDING_ITEM} AS orders
+        FROM run_event
+        WHERE event_type = 'purchase'
+        GROUP BY 1, 2
+    ) AS bought{known}
     GROUP BY 1
     ORDER BY 1
     {conflict}

@@ -12,7 +12,13 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from feedcore.db.orders import ORDERS_HOLDING_ITEM, USER_ORDERS_TABLE, user_orders_cte
+from feedcore.db.orders import (
+    ITEM_REORDERS_TABLE,
+    ORDERS_HOLDING_ITEM,
+    USER_ORDERS_TABLE,
+    item_reorders_cte,
+    user_orders_cte,
+)
 from feedcore.settings import ScoringSettings
 
 # Held for the length of a recompute transaction so two runs never work at once.
@@ -93,7 +99,7 @@ _POPULARITY_CONFLICT = f"""ON CONFLICT (store_id, item_id) DO UPDATE
 
 # The score tables an apply statement writes, by the name of its CTE: item-level ones (the coordinator of a
 # fanned-out chunk scores them itself) and per-user ones (which its shards score, each for its users).
-ITEM_TARGETS = ("popularity",)
+ITEM_TARGETS = ("popularity", "reorders")
 USER_TARGETS = ("affinity", "category", "new_user", "orders")
 # The targets whose rows an apply statement counts (ApplyCounts, after events_scored).
 _COUNTED_TARGETS = ("popularity", "affinity", "category")
@@ -194,6 +200,7 @@ def _apply_sql(
     RETURNING 1
 )""",
         "orders": user_orders_cte(suffix, upsert),
+        "reorders": item_reorders_cte(suffix, upsert),
     }
     counted = ", ".join(f"(SELECT count(*) FROM {t})" if t in targets else "0" for t in _COUNTED_TARGETS)
     events = "(SELECT count(*) FROM run_event WHERE line_no = 1)" if count_events else "0"
@@ -205,11 +212,11 @@ SELECT {events}, {counted}
 
 
 _APPLY_EVENTS = _apply_sql()
-# A rebuild's two parts that read the events: user × item, orders and new users (on the run's connection), popularity
-# and user × category (on a connection of its own).
+# A rebuild's two parts that read the events: user × item, orders and new users (on the run's connection), popularity,
+# item reorders and user × category (on a connection of its own).
 _REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("affinity", "new_user", "orders"))
 _REBUILD_POPULARITY_AND_CATEGORIES = _apply_sql(
-    suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "category"), count_events=False
+    suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "reorders", "category"), count_events=False
 )
 _APPLY_ITEM_EVENTS = _apply_sql(targets=ITEM_TARGETS)
 _APPLY_USER_EVENTS = _apply_sql(targets=USER_TARGETS, sharded=True)
@@ -521,8 +528,8 @@ def apply_events(
 def apply_item_events(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
 ) -> ApplyCounts:
-    """Add the chunk's events into the item-level score tables only (popularity and trending); the per-user
-    counts are 0."""
+    """Add the chunk's events into the item-level score tables only (popularity, trending, item reorders); the
+    per-user counts are 0."""
     return ApplyCounts(*conn.execute(_APPLY_ITEM_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
 
 
@@ -610,7 +617,7 @@ def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch:
 # committed: the next rebuild drops them.
 # Popularity goes with user × category rather than with the run's user × item: the run's part was the longest.
 REBUILD_RUN_TABLES = ("user_item_affinity", USER_ORDERS_TABLE)
-REBUILD_POPULARITY_CATEGORY_TABLES = ("item_popularity", "user_category_affinity")
+REBUILD_POPULARITY_CATEGORY_TABLES = ("item_popularity", ITEM_REORDERS_TABLE, "user_category_affinity")
 REBUILD_PAIR_TABLES = ("item_baskets", "item_pair_counts", "item_pairs")
 SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_POPULARITY_CATEGORY_TABLES + REBUILD_PAIR_TABLES
 
@@ -655,8 +662,8 @@ def rebuild_events(
 def rebuild_popularity_and_categories(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
 ) -> ApplyCounts:
-    """A part of a rebuild: the copies of REBUILD_POPULARITY_CATEGORY_TABLES (popularity and user × category),
-    filled and indexed; events_scored and affinity_updates are 0 (rebuild_events)."""
+    """A part of a rebuild: the copies of REBUILD_POPULARITY_CATEGORY_TABLES (popularity, item reorders and user ×
+    category), filled and indexed; events_scored and affinity_updates are 0 (rebuild_events)."""
     start_rebuild(conn, REBUILD_POPULARITY_CATEGORY_TABLES)
     counts = ApplyCounts(
         *conn.execute(_REBUILD_POPULARITY_AND_CATEGORIES, _apply_params(settings, epoch, chunk, now)).fetchone()

@@ -117,7 +117,7 @@ def _buy_again(candidate: Candidate, context: RankingContext) -> float:
     if candidate.purchase_count > 0 and candidate.first_purchased_at and candidate.last_purchased_at:
         return buy_again_score(
             candidate.purchase_raw, candidate.purchase_count, candidate.first_purchased_at,
-            candidate.last_purchased_at, context.now, context.buy_again,
+            candidate.last_purchased_at, context.now, context.buy_again, candidate.item_orders, candidate.item_buyers,
         )  # fmt: skip
     return 0.0
 

@@ -31,13 +31,23 @@ def due_ness(purchase_count: int, first: datetime, last: datetime, now: datetime
     return math.exp(-(math.log(ratio) ** 2) / (2 * width**2))
 
 
+def repeat_probability(item_orders: int, item_buyers: int) -> float:
+    """How likely an order of a buyer of the item holds it again, over all its buyers: the share of the orders
+    holding it that were not a buyer's first (`item_orders` − `item_buyers` of `item_orders`), Laplace-smoothed,
+    so that a staple many rebuy comes near 1, a one-off many tried near 0, and an item few bought near a half."""
+    return (item_orders - item_buyers + 1) / (item_orders + 2)
+
+
 def buy_again_score(
-    purchase_raw: float, purchase_count: int, first: datetime, last: datetime, now: datetime, params: BuyAgainParams
-) -> float:
-    """Decayed purchase frequency (epoch-relative) boosted by replenishment timing: milk bought weekly and
-    last bought six days ago outranks milk bought as often but yesterday. Comparable between one user's
-    items."""
-    return purchase_raw * (1 + params.due_weight * due_ness(purchase_count, first, last, now, params.due_width))
+    purchase_raw: float, purchase_count: int, first: datetime, last: datetime, now: datetime, params: BuyAgainParams,
+    item_orders: int, item_buyers: int,
+) -> float:  # fmt: skip
+    """Decayed purchase frequency (epoch-relative) boosted by replenishment timing — milk bought weekly and
+    last bought six days ago outranks milk bought as often but yesterday — times how often the item's buyers buy
+    it again (repeat_probability): of two items the user bought as often, the one people rebuy comes first.
+    Comparable between one user's items."""
+    timing = 1 + params.due_weight * due_ness(purchase_count, first, last, now, params.due_width)
+    return purchase_raw * timing * repeat_probability(item_orders, item_buyers)
 
 
 def rebuy_rate(order_count: int, first: datetime, ordered_at: Sequence[datetime]) -> float:

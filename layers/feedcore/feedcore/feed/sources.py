@@ -11,7 +11,7 @@ from operator import itemgetter
 from feedcore.db.feed import Candidate, UserItemRow, UserRows
 from feedcore.feed.shelves import StoreShelf
 
-_NO_HISTORY = UserItemRow(0, None, None, 0.0, 0.0, False, None)
+_NO_HISTORY = UserItemRow(0, None, None, 0.0, 0.0, False, None, 0, 0)
 _NO_RECENT_EVENTS = (None, None, None, False)
 
 
