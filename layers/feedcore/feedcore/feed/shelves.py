@@ -3,7 +3,7 @@
 A shelf is the store's availability, shelf prices and popularity for every catalog item, and the lists the
 store-level sources read, ranked: trending, popular and each aisle's most popular items (new arrivals are
 ranked with the catalog). The database keeps each store's shelf packed into a few binary values (migration
-0040: packed by the recompute after each run and by the catalog and availability routes), so reading one is
+0040: packed by the recompute after each run and by the availability route for its store), so reading one is
 one row, and unpacking it costs no per-item Python. Containers are reused across requests: a shelf serves the
 store's requests for `FEED_STORE_SHELF_TTL_S` seconds, then its pack is checked again (a few bytes when it has
 not changed). The catalog is read again only when its version changed. A store whose pack is missing, stale
