@@ -1,13 +1,15 @@
 """recompute_scores: invoked by EventBridge Scheduler (or an EventBridge rule) to refresh the scores and
-import new model score files; and, as the shard consumer, by SQS with user shards of a fanned-out chunk."""
+import new model score files, or daily to apply the event log's retention; and, as the shard consumer, by SQS
+with user shards of a fanned-out chunk."""
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from feedcore.ingestion.retention import RetentionRequest, apply_retention
 from feedcore.observability import logger, metrics, tracer
 from feedcore.scoring.service import refresh_scores
 from feedcore.scoring.shard_consumer import score_shard_record, shard_processor
-from feedcore.scoring.trigger import recompute_request_from_event
+from feedcore.scoring.trigger import scheduled_task_from_event
 
 # Time kept back from the invocation's remaining time to commit, record the run and flush metrics.
 SAFETY_MARGIN_MS = 10_000
@@ -17,9 +19,11 @@ SAFETY_MARGIN_MS = 10_000
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    request = recompute_request_from_event(event)
+    task = scheduled_task_from_event(event)
+    if isinstance(task, RetentionRequest):
+        return {"dropped_partitions": apply_retention(task.keep_days)}
     budget_ms = context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS
-    return refresh_scores(request, time_budget_ms=budget_ms).model_dump(mode="json")
+    return refresh_scores(task, time_budget_ms=budget_ms).model_dump(mode="json")
 
 
 @logger.inject_lambda_context

@@ -254,6 +254,27 @@ ALARMS = {
 }
 
 
+def test_cloudwatch_may_publish_to_the_encrypted_alarm_topic(template):
+    topic = template["Resources"]["AlarmTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}  # not alias/aws/sns, which CloudWatch cannot use
+    key = template["Resources"]["AlarmTopicKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    (cloudwatch,) = [
+        s for s in key["KeyPolicy"]["Statement"] if s["Principal"].get("Service") == "cloudwatch.amazonaws.com"
+    ]
+    assert set(cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+
+
+def test_the_proxy_reaches_secrets_manager_through_a_nat_when_the_stack_makes_no_endpoints(template):
+    def egress(stack: dict) -> list:
+        return [
+            rule["CidrIp"] for rule in stack["Resources"]["ProxySecurityGroup"]["Properties"]["SecurityGroupEgress"]
+        ]
+
+    assert egress(resolved(template)) == [{"Ref": "VpcCidr"}]
+    assert egress(resolved(template, **EXISTING_VPC, CreateVpcEndpoints="false")) == ["0.0.0.0/0"]
+
+
 def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(template):
     alarms = _resources(template, "AWS::CloudWatch::Alarm")
     assert {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()} == ALARMS

@@ -11,7 +11,8 @@ import pytest
 
 from feedcore.api.resolvers import security_schemes
 from feedcore.feed.config import parse_ranking_config
-from feedcore.scoring.trigger import recompute_request_from_event
+from feedcore.ingestion.retention import RetentionRequest
+from feedcore.scoring.trigger import scheduled_task_from_event
 from feedcore.settings import FanoutSettings, FeedSettings, MetricsProvider
 from tests.conftest import load_function
 
@@ -185,16 +186,21 @@ def test_function_has_a_log_group_with_retention(template, name):
     assert groups[0]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
-def test_recompute_runs_on_an_eventbridge_scheduler_schedule(template):
+def test_recompute_and_retention_run_on_eventbridge_scheduler_schedules(template):
     events = _functions(template)["RecomputeScoresFunction"]["Events"]
-    schedules = [e["Properties"] for e in events.values() if e["Type"] == "ScheduleV2"]
-    assert len(schedules) == 1
-    schedule = schedules[0]
-    assert schedule["ScheduleExpression"] == {"Ref": "RecomputeSchedule"}
-    # The handler must accept what the schedule sends.
-    recompute_request_from_event(json.loads(schedule["Input"]))
-    assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
-    assert schedule["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["RecomputeDeadLetterQueue", "Arn"]}
+    assert {name for name, e in events.items() if e["Type"] == "ScheduleV2"} == {"ScoreRefresh", "EventRetention"}
+    refresh, retention = events["ScoreRefresh"]["Properties"], events["EventRetention"]["Properties"]
+    assert refresh["ScheduleExpression"] == {"Ref": "RecomputeSchedule"}
+    assert retention["ScheduleExpression"] == {"Ref": "EventRetentionSchedule"}
+    # The handler must accept what each schedule sends, with the parameters' defaults.
+    assert scheduled_task_from_event(json.loads(refresh["Input"])).mode == "incremental"
+    keep_days = template["Parameters"]["EventRetentionDays"]["Default"]
+    sent = retention["Input"]["Fn::Sub"].replace("${EventRetentionDays}", str(keep_days))
+    assert scheduled_task_from_event(json.loads(sent)) == RetentionRequest(keep_days=400)
+    assert retention["State"] == {"Fn::If": ["HasEventRetention", "ENABLED", "DISABLED"]}  # 0 keeps everything
+    for schedule in (refresh, retention):
+        assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+        assert schedule["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["RecomputeDeadLetterQueue", "Arn"]}
 
 
 @pytest.mark.parametrize("name", sorted(API_FUNCTIONS))
@@ -271,6 +277,17 @@ def test_api_is_traced_and_throttled(template):
     assert settings["MetricsEnabled"] is True
     plan = api["Auth"]["UsagePlan"]
     assert plan["CreateUsagePlan"] == "PER_API" and plan["Throttle"]["RateLimit"] == {"Ref": "ApiRateLimit"}
+
+
+def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is_404(template):
+    responses = template["Resources"]["FeedApi"]["Properties"]["GatewayResponses"]
+    assert {"UNAUTHORIZED", "THROTTLED", "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    for name, response in responses.items():
+        body = response["ResponseTemplates"]["application/json"]
+        assert '"type":' in body and '"detail":' in body, name
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == 404
+    for name in ("MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"):
+        assert responses[name]["ResponseParameters"]["Headers"]["Content-Type"] == "'application/problem+json'"
 
 
 def test_layer_is_built_by_sam_with_python312(template):

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities import parameters
 from feedcore import settings
 from feedcore.db import connection, shard_queue
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
-from feedcore.settings import AuthSettings, DatabaseSettings, FanoutSettings
+from feedcore.settings import AuthSettings, DatabaseSettings, FanoutSettings, FeedSettings
 from feedlocal.aws_local import (
     LocalAws,
     create_local_resources,
@@ -151,3 +151,11 @@ def test_sam_env_covers_every_function_with_settings_that_validate() -> None:
         assert AuthSettings(dev_tokens=variables["AUTH_DEV_TOKENS"]).dev_tokens is True
         assert variables["AWS_ENDPOINT_URL"] == "http://host.docker.internal:5000"
         assert not FanoutSettings(queue_url=variables["SCORING_FANOUT_QUEUE_URL"]).enabled
+    # The feed function in Lambda's environment: over the template's secret ARN and AppConfig application (which
+    # SAM would give as resource names), a local cursor key and the packaged ranking config.
+    feed_variables = env["AssembleFeedFunction"] | {"AWS_LAMBDA_FUNCTION_NAME": "AssembleFeedFunction"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in feed_variables.items():
+            patch.setenv(name, value)
+        feed = FeedSettings()
+    assert feed.cursor_secret is not None and not feed.cursor_secret_arn and not feed.appconfig_application

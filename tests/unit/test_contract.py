@@ -8,8 +8,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from feedcore.api.event_models import Event
 from feedcore.api.models import FeedItem, Money
+from feedcore.ingestion.retention import RetentionRequest
 from feedcore.scoring.service import run_timeout_ms
-from feedcore.scoring.trigger import recompute_request_from_event
+from feedcore.scoring.trigger import scheduled_task_from_event
 from tests.aws_events import eventbridge_scheduled_event
 
 
@@ -40,18 +41,22 @@ def test_money_is_a_json_number_with_cents():
 
 
 def test_scheduler_input_and_eventbridge_rule_event_give_the_same_request():
-    assert recompute_request_from_event({}).mode == "incremental"
-    assert recompute_request_from_event({"mode": "full"}).mode == "full"
-    assert recompute_request_from_event(eventbridge_scheduled_event()).mode == "incremental"
-    assert recompute_request_from_event(eventbridge_scheduled_event({"mode": "full"})).mode == "full"
+    assert scheduled_task_from_event({}).mode == "incremental"
+    assert scheduled_task_from_event({"mode": "full"}).mode == "full"
+    assert scheduled_task_from_event(eventbridge_scheduled_event()).mode == "incremental"
+    assert scheduled_task_from_event(eventbridge_scheduled_event({"mode": "full"})).mode == "full"
+    assert scheduled_task_from_event({"keep_days": 400}) == RetentionRequest(keep_days=400)
+    assert scheduled_task_from_event(eventbridge_scheduled_event({"keep_days": 90})) == RetentionRequest(keep_days=90)
 
 
 @pytest.mark.parametrize(
-    "event", [{"mode": "nonsense"}, {"unexpected": 1}, eventbridge_scheduled_event({"mode": "nonsense"})]
-)
+    "event",
+    [{"mode": "nonsense"}, {"unexpected": 1}, eventbridge_scheduled_event({"mode": "nonsense"}), {"keep_days": 0},
+     {"mode": "full", "keep_days": 400}],
+)  # fmt: skip
 def test_malformed_scheduler_input_is_rejected(event):
     with pytest.raises(ValidationError):
-        recompute_request_from_event(event)
+        scheduled_task_from_event(event)
 
 
 def test_run_timeout_follows_the_invocations_remaining_time():

@@ -172,15 +172,20 @@ def deliver_queue_batch(
 
 def sam_local_environment(database_url: str, aws_endpoint_url: str | None = None) -> dict[str, dict[str, Any]]:
     """env.json for `sam local start-api --env-vars env.json`: every function of template.yaml reads the
-    local database by URL instead of RDS Proxy, accepts development tokens (there is no authorizer) and
-    does not fan the recompute out."""
+    local database by URL instead of RDS Proxy, accepts development tokens (there is no authorizer), does not
+    fan the recompute out, signs cursors with a local key and ranks by the packaged config."""
     from cfnlint.decode import decode_str
 
     template, _ = decode_str((REPO_ROOT / "template.yaml").read_text())
     functions = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
-    # No shard consumer runs under `sam local start-api`: the recompute scores every chunk itself.
-    variables: dict[str, Any] = {"DATABASE_URL": database_url, "DB_IAM_AUTH": "false", "AUTH_DEV_TOKENS": "true",
-                                 "SCORING_FANOUT_QUEUE_URL": ""}  # fmt: skip
+    # No shard consumer runs under `sam local start-api`: the recompute scores every chunk itself. SAM resolves
+    # a `!Ref` to a resource as its logical id, so the cursor secret's ARN and the AppConfig application are
+    # replaced: a local cursor key, and the packaged ranking config.
+    variables: dict[str, Any] = {
+        "DATABASE_URL": database_url, "DB_IAM_AUTH": "false", "AUTH_DEV_TOKENS": "true",
+        "SCORING_FANOUT_QUEUE_URL": "",
+        "FEED_CURSOR_SECRET_ARN": "", "FEED_CURSOR_SECRET": "sam-local-cursor-key", "FEED_APPCONFIG_APPLICATION": "",
+    }  # fmt: skip
     if aws_endpoint_url:
         variables |= LOCAL_CREDENTIALS | {"AWS_ENDPOINT_URL": aws_endpoint_url}
     return {name: dict(variables) for name in functions}

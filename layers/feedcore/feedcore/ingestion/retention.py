@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from feedcore.db import events as events_db
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import run
 from feedcore.observability import logger
 from feedcore.settings import ingest_settings
+
+
+class RetentionRequest(BaseModel):
+    """What the daily retention schedule asks for (template.yaml, EventRetentionDays)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: int = Field(gt=0)
 
 
 def apply_retention(keep_days: int, *, now: datetime | None = None) -> list[str]:
