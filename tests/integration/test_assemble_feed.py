@@ -19,6 +19,7 @@ from feedcore.api.catalog_models import CatalogItem, StoreAvailability
 from feedcore.api.models import Feed
 from feedcore.db import catalog as catalog_db
 from feedcore.db.connection import confirm_sent
+from feedcore.errors import DatabaseUnavailable
 from feedcore.feed import service as feed_service
 from feedcore.feed.config import default_ranking_config
 from feedcore.feed.experiments import Assignment
@@ -563,6 +564,24 @@ def test_the_scheduled_run_removes_expired_snapshots(shopping_history: None, db:
 
     assert result["feed_snapshots_expired"] == 1
     assert [row[0] for row in db.execute("SELECT feed_id FROM feed_snapshots")] == [current["feed_id"]]
+
+
+def test_a_run_that_fails_still_removes_expired_snapshots(
+    shopping_history: None, database_url: str, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recompute = load_function("recompute_scores")
+    _, _, old = get_feed("user-1", {"store_id": STORE})
+    confirm_sent()
+    db.execute("UPDATE feed_snapshots SET expires_at = now() - interval '1 second'")
+    monkeypatch.setenv("SCORING_RECOMPUTE_STATEMENT_TIMEOUT_MS", "1000")
+    use_database(database_url)
+
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE store_shelves IN ACCESS EXCLUSIVE MODE")  # packing the shelves times out
+        with pytest.raises(DatabaseUnavailable):
+            recompute.lambda_handler({"mode": "incremental"}, LambdaContext(function_name="recompute_scores"))
+
+    assert db.execute("SELECT count(*) FROM feed_snapshots WHERE feed_id = %s", (old["feed_id"],)).fetchone() == (0,)
 
 
 def test_each_request_reports_stage_latencies_candidates_removals_and_variant(

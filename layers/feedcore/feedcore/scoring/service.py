@@ -206,11 +206,11 @@ def _pack_share_apart(store_ids: list[str], timeout_ms: int) -> int:
 def refresh_scores(request: RecomputeRequest, *, time_budget_ms: int | None = None) -> RecomputeResult:
     """What the schedule runs: the recompute, the import of new model score files (when configured), and
     the removal of expired feed snapshots."""
-    result = recompute_scores(request, time_budget_ms=time_budget_ms)
-    left_ms = None if time_budget_ms is None else int(time_budget_ms - result.duration_ms)
-    timeout_ms = run_timeout_ms(scoring_settings().recompute_statement_timeout_ms, left_ms)
     try:
+        result = recompute_scores(request, time_budget_ms=time_budget_ms)
+        left_ms = None if time_budget_ms is None else int(time_budget_ms - result.duration_ms)
+        timeout_ms = run_timeout_ms(scoring_settings().recompute_statement_timeout_ms, left_ms)
         imported = import_model_scores(model_score_settings(), timeout_ms)
-    finally:  # an import that fails (S3 or the database down) must not leave expired snapshots behind
+    finally:  # a run or an import that fails (packing the shelves, S3) must not leave expired snapshots behind
         expired = run(lambda conn: feed_db.delete_expired_snapshots(conn, datetime.now(UTC)))
     return result.model_copy(update={"models_imported": [i.model for i in imported], "feed_snapshots_expired": expired})
