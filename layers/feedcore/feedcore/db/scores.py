@@ -335,7 +335,7 @@ upserted AS (
     ON CONFLICT (item_id, paired_item_id) DO UPDATE SET pair_raw = excluded.pair_raw, score = excluded.score
     RETURNING item_id
 )
-SELECT (SELECT count(*) FROM counted), (SELECT count(*) FROM upserted),
+SELECT (SELECT count(*) FROM counted),
        (SELECT coalesce(array_agg(item_id), '{{}}') FROM touched),
        (SELECT coalesce(array_agg(DISTINCT item_id), '{{}}') FROM upserted)
 """
@@ -547,7 +547,6 @@ def apply_user_events(
 class PairCounts:
     pair_updates: int  # unordered pairs counted
     item_updates: int  # items whose basket count changed
-    rows_written: int  # item_pairs rows upserted, then rescored (in a rebuild: ranked)
 
 
 def _pair_params(settings: ScoringSettings, epoch: datetime, chunk: Chunk) -> dict[str, object]:
@@ -563,11 +562,12 @@ def apply_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: date
     """Add the chunk's purchase baskets to the bought-together counts and bring item_pairs up to date: the
     pairs bought together in the chunk with the minimum support, and the rescored rows of the items the chunk
     touched; lists that got rows keep their top K."""
-    pairs, upserted, touched, grown = conn.execute(_APPLY_PAIRS, _pair_params(settings, epoch, chunk)).fetchone()
-    rescored = conn.execute(_RESCORE_PAIRS, {"items": touched}).rowcount if touched else 0
+    pairs, touched, grown = conn.execute(_APPLY_PAIRS, _pair_params(settings, epoch, chunk)).fetchone()
+    if touched:
+        conn.execute(_RESCORE_PAIRS, {"items": touched})
     if grown:
         conn.execute(_PRUNE_PAIRS, {"items": grown, "top_k": settings.pairs_top_k})
-    return PairCounts(pairs, len(touched), upserted + rescored)
+    return PairCounts(pairs, len(touched))
 
 
 # The stores are found by skipping through the primary key, one probe per store (a DISTINCT read the whole table).
@@ -682,11 +682,9 @@ def rebuild_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: da
     counts_tables = ("item_baskets", "item_pair_counts")
     for table in counts_tables:
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table + REBUILD_SUFFIX)))
-    ranked = conn.execute(
-        _RANK_REBUILT_PAIRS, {"min_support": settings.pairs_min_support, "top_k": settings.pairs_top_k}
-    ).rowcount
+    conn.execute(_RANK_REBUILT_PAIRS, {"min_support": settings.pairs_min_support, "top_k": settings.pairs_top_k})
     _index_rebuilt(conn, REBUILD_PAIR_TABLES, analyzed=counts_tables)
-    return PairCounts(pairs, items, ranked)
+    return PairCounts(pairs, items)
 
 
 def _index_on_copy(definition: str, table: str, copy: str) -> str:
