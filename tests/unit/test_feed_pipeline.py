@@ -27,7 +27,7 @@ SCOPE = "store-a|alcohol"
 
 def candidate(item_id: str = "milk", source: str = "popular", **fields) -> Candidate:
     values = dict(
-        source=source, source_score=None, seed_item_id=None, seed_name=None, item_id=item_id, name=item_id.title(),
+        source=source, source_score=None, seed_name=None, item_id=item_id, name=item_id.title(),
         brand="Brand", department="Dairy", aisle="Milk", tags=[], active=True, created_at=NOW - timedelta(days=400),
         available=True, price=Decimal("1.00"), purchase_count=0, first_purchased_at=None, last_purchased_at=None,
         purchase_raw=0.0, affinity_raw=0.0, hidden=False, last_hidden_at=None, item_orders=0, item_buyers=0,

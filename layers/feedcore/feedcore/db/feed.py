@@ -81,7 +81,6 @@ class Candidate:
 
     source: str
     source_score: float | None
-    seed_item_id: str | None
     seed_name: str | None
     item_id: str
     name: str

@@ -90,7 +90,7 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
             of_models = (value for own, item_level in scored for value in (own.get(item_id), item_level.get(position)))
             model_score = max((value for value in of_models if value is not None), default=None)
         candidates.append(Candidate(
-            source, score, seed, seed_name, item_id, name, brand, department, aisle, tags, active, created_at,
+            source, score, seed_name, item_id, name, brand, department, aisle, tags, active, created_at,
             None if available is None else available[position] == 1,
             catalog_price if shelf_price != shelf_price else shelf_price,  # NaN: no shelf price
             *items.get(item_id, _NO_HISTORY), popularity[position], trending[position], aisles.get(aisle, 0.0),
