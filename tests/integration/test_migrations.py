@@ -47,12 +47,17 @@ def test_an_edited_migration_is_refused(empty_database: str, tmp_path: Path) -> 
             migrate(conn, tmp_path)
 
 
-def test_pair_counts_move_to_item_keys_with_their_counts(empty_database: str, tmp_path: Path) -> None:
+def migrate_before(conn: psycopg.Connection, version: str, tmp_path: Path) -> None:
+    """Apply the project's migrations older than `version`, as on a database deployed before it."""
     for migration in MIGRATIONS_DIR.glob("*.sql"):
-        if migration.name < "0011":
+        if migration.name < version:
             (tmp_path / migration.name).write_text(migration.read_text())
+    migrate(conn, tmp_path)
+
+
+def test_pair_counts_move_to_item_keys_with_their_counts(empty_database: str, tmp_path: Path) -> None:
     with psycopg.connect(empty_database, autocommit=True) as conn:
-        migrate(conn, tmp_path)
+        migrate_before(conn, "0011", tmp_path)
         conn.execute(
             "INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES"
             " ('milk', 9.5, 9), ('cereal', 6.5, 6), ('eggs', 3.5, 3);"
@@ -76,12 +81,9 @@ def test_pair_counts_move_to_item_keys_with_their_counts(empty_database: str, tm
 
 
 def test_the_users_orders_are_backfilled_from_the_scored_purchases(empty_database: str, tmp_path: Path) -> None:
-    for migration in MIGRATIONS_DIR.glob("*.sql"):
-        if migration.name < "0050":
-            (tmp_path / migration.name).write_text(migration.read_text())
     days = [datetime(2026, 11, day, 9, tzinfo=UTC) for day in (2, 9, 16)]
     with psycopg.connect(empty_database, autocommit=True) as conn:
-        migrate(conn, tmp_path)
+        migrate_before(conn, "0050", tmp_path)
         conn.execute(
             "CREATE TABLE events_2026_11 PARTITION OF events FOR VALUES FROM ('2026-11-01Z') TO ('2026-12-01Z')"
         )
@@ -108,11 +110,8 @@ def test_the_users_orders_are_backfilled_from_the_scored_purchases(empty_databas
 
 
 def test_the_items_reorders_are_backfilled_from_the_scored_user_rows(empty_database: str, tmp_path: Path) -> None:
-    for migration in MIGRATIONS_DIR.glob("*.sql"):
-        if migration.name < "0071":
-            (tmp_path / migration.name).write_text(migration.read_text())
     with psycopg.connect(empty_database, autocommit=True) as conn:
-        migrate(conn, tmp_path)
+        migrate_before(conn, "0071", tmp_path)
         conn.execute(
             "INSERT INTO user_item_affinity (user_id, item_id, purchase_count, affinity_raw, updated_at) VALUES"
             " ('user-1', 'milk', 4, 1, now()), ('user-2', 'milk', 1, 1, now()), ('user-1', 'eggs', 1, 1, now()),"
