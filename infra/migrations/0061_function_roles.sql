@@ -39,8 +39,11 @@ $$;
 GRANT feed_ingest_queue TO feed_ingest_events;
 GRANT feed_recompute_shards TO feed_recompute_scores;
 -- The recompute reads the start of the oldest open transaction of every session from pg_stat_activity (the
--- scan bound of the next run); without this it sees only its own sessions'.
-GRANT pg_read_all_stats TO feed_recompute_scores;
+-- scan bound of the next run); without pg_read_all_stats it sees only its own sessions'. pg_monitor holds it
+-- (and reading settings, and the scan-locking monitoring functions, which nothing installs): RDS's master user
+-- can grant pg_monitor, as monitoring agents' setups do; whether it can grant pg_read_all_stats alone is not
+-- documented.
+GRANT pg_monitor TO feed_recompute_scores;
 -- The score tables pass to feed_recompute_scores; giving a table to a role takes being able to act as it
 -- (the master user of RDS is no superuser), and later migrations of these tables run as the migrating user.
 GRANT feed_recompute_scores TO CURRENT_USER;
@@ -70,7 +73,7 @@ BEGIN
         FROM (VALUES
             -- storing a batch: COPY or INSERT … RETURNING event_id; the ids that decide "stored once"
             ('feed_ingest_queue', 'INSERT, SELECT (event_id)', 'events'),
-            ('feed_ingest_queue', 'SELECT, INSERT', 'event_ids'),
+            ('feed_ingest_queue', 'SELECT (event_id), INSERT', 'event_ids'),
             ('feed_ingest_queue', 'SELECT (item_id)', 'items'),  -- which of the batch's items are unknown
 
             -- catalog route: the upsert, and the trigger that moves the catalog's version
@@ -136,7 +139,7 @@ BEGIN
             ('feed_recompute_scores', 'SELECT', 'catalog_state'),
             ('feed_recompute_scores', 'SELECT, INSERT, UPDATE', 'store_shelves'),
             -- model score import: a model's rows replaced, its version recorded
-            ('feed_recompute_scores', 'SELECT, INSERT, DELETE', 'model_scores'),
+            ('feed_recompute_scores', 'SELECT (model), INSERT, DELETE', 'model_scores'),
             ('feed_recompute_scores', 'SELECT, INSERT, UPDATE', 'model_versions'),
             -- expired snapshots; retention: the event ids and feed records of the dropped months
             ('feed_recompute_scores', 'SELECT (expires_at), DELETE', 'feed_snapshots'),

@@ -110,3 +110,9 @@ def test_only_the_schema_migrations_read_the_users_passwords(template):
     }
     assert sorted(readers) == ["DatabaseProxyRole", MIGRATOR]
     assert sorted(readers[MIGRATOR], key=str) == sorted(user_secrets, key=str)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTION_USERS))
+def test_a_function_is_created_or_updated_only_once_its_user_exists(template, name):
+    depends_on = template["Resources"][name].get("DependsOn", [])
+    assert "SchemaMigrations" in _as_list(depends_on)

@@ -218,11 +218,15 @@ def test_a_feed_and_its_second_page_are_served_as_assemble_feed(as_function, db)
     with as_function("feed_assemble_feed"):
         status, first = get_feed("user-1", {"store_id": STORE, "limit": "1"})
         later, second = get_feed("user-1", {"store_id": STORE, "limit": "1", "cursor": first["next_cursor"]})
+    db.execute("UPDATE store_shelves SET stale = true")  # a write outside the routes: the store's rows are read
+    with as_function("feed_assemble_feed"):
+        from_rows, third = get_feed("user-2", {"store_id": STORE})
 
-    assert (status, later) == (200, 200)
+    assert (status, later, from_rows) == (200, 200, 200)
     assert first["degraded"] is False and first["sections"][0]["id"] == "buy_again"
     assert second["sections"] and second["sections"][0]["id"] != "buy_again"
-    assert db.execute("SELECT user_id FROM feeds").fetchall() == [("user-1",)]
+    assert third["degraded"] is False and third["sections"]
+    assert db.execute("SELECT user_id FROM feeds ORDER BY 1").fetchall() == [("user-1",), ("user-2",)]
 
 
 # What each function never does: the database refuses it to the function's role.
@@ -272,14 +276,14 @@ def test_a_role_is_refused_what_its_function_never_does(
 def test_an_rds_like_master_user_migrates_creates_the_users_and_the_recompute_rebuilds(
     tmp_path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
-    """On RDS the migrating user is no superuser: it can create roles (CREATEROLE) and is given PostgreSQL's
-    predefined monitoring roles with the admin option (rds_superuser's). A server of its own, so that the
-    function roles are created by that user, as in a new stack."""
+    """On RDS the migrating user is no superuser: it can create roles (CREATEROLE) and grant pg_monitor
+    (through rds_superuser). A server of its own, so that the function roles are created by that user, as in a
+    new stack."""
     server = embedded_server(tmp_path / "pgdata", on_exit="delete")
     try:
         with psycopg.connect(server.get_uri(), autocommit=True) as superuser:
             superuser.execute("CREATE ROLE rds_master LOGIN CREATEROLE CREATEDB")
-            superuser.execute("GRANT pg_read_all_stats TO rds_master WITH ADMIN OPTION")
+            superuser.execute("GRANT pg_monitor TO rds_master WITH ADMIN OPTION")
             superuser.execute("CREATE DATABASE feed OWNER rds_master")
         master_url = make_conninfo(server.get_uri(), user="rds_master", dbname="feed")
         with psycopg.connect(master_url, autocommit=True) as master:
@@ -331,3 +335,17 @@ def test_a_login_user_is_only_ever_given_a_functions_role(db: psycopg.Connection
         ensure_login_user(db, LoginUser(f"intruder_{uuid.uuid4().hex[:6]}", "pw", "pg_read_all_data"))
     with pytest.raises(ConfigurationError, match="administers the database"):
         ensure_login_user(db, LoginUser(admin, "pw", "feed_assemble_feed"))
+
+
+def test_the_recompute_sees_when_other_users_transactions_started(function_users: dict[str, str], db) -> None:
+    """current_snapshot's scan bound: the start of the oldest open transaction of every session."""
+    with psycopg.connect(function_users["feed_ingest_queue"]) as ingesting:
+        ingesting.execute("SELECT 1")  # a transaction left open
+        seen = {}
+        for role in ("feed_recompute_scores", "feed_assemble_feed"):
+            with psycopg.connect(function_users[role], autocommit=True) as conn:
+                query = "SELECT xact_start FROM pg_stat_activity WHERE pid = %s"
+                seen[role] = conn.execute(query, (ingesting.info.backend_pid,)).fetchone()[0]
+
+    assert seen["feed_recompute_scores"] is not None
+    assert seen["feed_assemble_feed"] is None  # what a role without pg_read_all_stats sees
