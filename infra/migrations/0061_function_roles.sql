@@ -126,13 +126,13 @@ BEGIN
             ('feed_recompute_shards', 'SELECT, INSERT, UPDATE', 'user_category_affinity'),
             ('feed_recompute_shards', 'SELECT, INSERT, UPDATE', 'user_orders'),
             ('feed_recompute_shards', 'SELECT', 'score_chunks'),
-            ('feed_recompute_shards', 'SELECT, UPDATE', 'score_shards'),
+            ('feed_recompute_shards', 'SELECT, UPDATE (done_at, affinity_updates, category_updates)', 'score_shards'),
 
             -- the watermark (read FOR UPDATE), runs, fan-out chunks and their shards (the score tables: owned)
             ('feed_recompute_scores', 'SELECT, INSERT, UPDATE', 'score_state'),
             ('feed_recompute_scores', 'SELECT (run_id), INSERT', 'score_runs'),
             ('feed_recompute_scores', 'SELECT, INSERT, DELETE', 'score_chunks'),
-            ('feed_recompute_scores', 'SELECT, INSERT, UPDATE', 'score_shards'),
+            ('feed_recompute_scores', 'SELECT, INSERT, UPDATE (sent_at)', 'score_shards'),  -- a message (re)sent
             -- packing every store's shelf
             ('feed_recompute_scores', 'SELECT', 'stores'),
             ('feed_recompute_scores', 'SELECT', 'store_availability'),

@@ -252,6 +252,7 @@ REFUSED = [
     ("feed_recompute_shards", "UPDATE score_state SET scan_from = now()"),
     ("feed_recompute_shards", "DELETE FROM events"),
     ("feed_recompute_shards", "CREATE TABLE intruder (id int)"),
+    ("feed_recompute_shards", "DELETE FROM score_chunks"),
     ("feed_recompute_scores", "DELETE FROM events"),
     ("feed_recompute_scores", "INSERT INTO event_ids (event_id, occurred_at) VALUES (gen_random_uuid(), now())"),
     ("feed_recompute_scores", "UPDATE items SET price = 0"),
