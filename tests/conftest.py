@@ -36,7 +36,7 @@ DATA_TABLES = (
     "user_item_affinity, user_category_affinity, user_orders, item_popularity, "
     "score_runs, score_state, score_chunks, score_shards, "
     "item_baskets, item_pair_counts, item_pairs, "
-    "model_scores, model_versions, "
+    "model_scores, model_versions, user_erasures, "
     "store_availability, store_shelves, items, stores, users"
 )
 
