@@ -85,9 +85,10 @@ BEGIN
             ('feed_ingest_events', 'SELECT, INSERT, UPDATE', 'store_availability'),
             ('feed_ingest_events', 'SELECT, INSERT, UPDATE', 'store_shelves'),
             ('feed_ingest_events', 'SELECT', 'item_popularity'),
-            -- erasure: the user's rows found by user_id, deleted; its waits: the recompute's advisory lock
-            -- and a row lock on the user's open shard (FOR UPDATE needs UPDATE on a column: sent_at, whose
-            -- worst misuse delays a lost shard message's resend)
+            -- erasure: the user's rows found by user_id, deleted, and the erasure remembered (an upsert: its
+            -- conflict check reads user_id); its waits: the advisory locks, and a row lock on the user's open
+            -- shard (FOR UPDATE needs UPDATE on a column: sent_at, whose worst misuse delays a lost shard
+            -- message's resend)
             ('feed_ingest_events', 'SELECT (user_id), DELETE', 'events'),
             ('feed_ingest_events', 'SELECT (user_id), DELETE', 'users'),
             ('feed_ingest_events', 'SELECT (user_id), DELETE', 'user_item_affinity'),
@@ -96,6 +97,7 @@ BEGIN
             ('feed_ingest_events', 'SELECT (user_id), DELETE', 'model_scores'),
             ('feed_ingest_events', 'SELECT (user_id), DELETE', 'feeds'),
             ('feed_ingest_events', 'SELECT (user_id), DELETE', 'feed_snapshots'),
+            ('feed_ingest_events', 'SELECT (user_id), INSERT (user_id), UPDATE (erased_at)', 'user_erasures'),
             ('feed_ingest_events', 'SELECT (chunk_id, shard_count)', 'score_chunks'),
             ('feed_ingest_events', 'SELECT (chunk_id, shard), UPDATE (sent_at)', 'score_shards'),
 
@@ -138,8 +140,9 @@ BEGIN
             ('feed_recompute_scores', 'SELECT', 'store_availability'),
             ('feed_recompute_scores', 'SELECT', 'catalog_state'),
             ('feed_recompute_scores', 'SELECT, INSERT, UPDATE', 'store_shelves'),
-            -- model score import: a model's rows replaced, its version recorded
-            ('feed_recompute_scores', 'SELECT (model), INSERT, DELETE', 'model_scores'),
+            -- model score import: a model's rows replaced (less those of users erased since), its version recorded
+            ('feed_recompute_scores', 'SELECT (model, user_id), INSERT, DELETE', 'model_scores'),
+            ('feed_recompute_scores', 'SELECT', 'user_erasures'),
             ('feed_recompute_scores', 'SELECT, INSERT, UPDATE', 'model_versions'),
             -- expired snapshots; retention: the event ids and feed records of the dropped months
             ('feed_recompute_scores', 'SELECT (expires_at), DELETE', 'feed_snapshots'),

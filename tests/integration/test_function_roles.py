@@ -262,6 +262,9 @@ REFUSED = [
         "INSERT INTO feeds (feed_id, user_id, store_id, variant, created_at) VALUES ('f', 'u', 's', 'v', now())",
     ),  # fmt: skip
     ("feed_recompute_scores", "SELECT * FROM schema_migrations"),
+    ("feed_recompute_scores", "DELETE FROM user_erasures"),  # an import never forgets an erasure
+    ("feed_ingest_events", "SELECT * FROM user_erasures"),
+    ("feed_assemble_feed", "SELECT * FROM user_erasures"),
     ("feed_recompute_scores", "SELECT grant_function_privileges()"),
 ]
 
