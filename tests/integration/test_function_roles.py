@@ -353,3 +353,21 @@ def test_the_recompute_sees_when_other_users_transactions_started(function_users
 
     assert seen["feed_recompute_scores"] is not None
     assert seen["feed_assemble_feed"] is None  # what a role without pg_read_all_stats sees
+
+
+def test_every_table_is_some_functions_or_the_migrations_alone(db: psycopg.Connection) -> None:
+    """A table a migration adds is reached by no function until grant_function_privileges names it: locally
+    (the superuser) nothing would show it. Only the migrations' own record is nobody's."""
+    reached = db.execute(
+        """
+        SELECT c.relname,
+               c.relowner = 'feed_recompute_scores'::regrole
+               OR EXISTS (SELECT FROM aclexplode(c.relacl) g WHERE g.grantee::regrole::text = ANY(%(roles)s))
+               OR EXISTS (SELECT FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) g
+                          WHERE a.attrelid = c.oid AND g.grantee::regrole::text = ANY(%(roles)s))
+        FROM pg_class c
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+        """,
+        {"roles": sorted(FUNCTION_ROLES)},
+    ).fetchall()
+    assert {table for table, by_a_function in reached if not by_a_function} == {"schema_migrations"}
