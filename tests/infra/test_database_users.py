@@ -68,8 +68,9 @@ def test_a_functions_iam_token_is_good_for_its_own_user_alone(template, name):
         template["Globals"]["Function"]["Environment"]["Variables"]
         | (_functions(template)[name]["Environment"]["Variables"])
     )
-    # As the function starts: what the template resolves at deploy time stands as a placeholder.
-    resolved = {"DB_HOST": "proxy.example", "DB_NAME": "feed", "DB_STATEMENT_TIMEOUT_MS": "2000"}
+    # As the function starts: what the template resolves at deploy time stands as a placeholder (and no
+    # DATABASE_URL, which the test session may have exported, as none is deployed).
+    resolved = {"DB_HOST": "proxy.example", "DB_NAME": "feed", "DB_STATEMENT_TIMEOUT_MS": "2000", "DATABASE_URL": None}
     settings = DatabaseSettings.model_validate({key.lower(): value for key, value in (variables | resolved).items()})
     assert settings.through_rds_proxy and settings.db_user == user
 
