@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import psycopg
 import pytest
+from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 from psycopg.conninfo import make_conninfo
 
@@ -197,6 +198,8 @@ def test_create_and_update_make_each_functions_user_from_its_secret(response_url
     url, answers = response_url
     suffix = uuid.uuid4().hex[:6]
     with mock_aws():
+        # Powertools keeps its Secrets Manager client per process; an earlier test's may point elsewhere.
+        parameters.clear_caches()
         secretsmanager = boto3.client("secretsmanager", region_name="us-east-1")
         login_users = []
         for role in ("feed_ingest_events", "feed_assemble_feed"):
