@@ -13,7 +13,7 @@ from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
 from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_config, parse_ranking_config
 from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
 from feedcore.feed.experiments import assign, bucket
-from feedcore.feed.pipeline import RankingContext, apply_filters, rank, select, select_sections
+from feedcore.feed.pipeline import FILTERS, RankingContext, apply_filters, rank, select, select_sections, untouched
 from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, rebuy_rate, repeat_probability
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -101,6 +101,21 @@ def test_each_filter_removes_what_it_should(fields, expected):
 
     assert [c.item_id for c in kept] == ["eggs"]
     assert [(r.item_id, r.filter) for r in removed] == [("milk", expected)]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"active": False}, {"available": False}, {"tags": ["alcohol"]}, {"in_cart": True}, {"hidden": True},
+        {"recent_hide_at": NOW}, {"recent_positive_at": NOW}, {"recent_purchase_at": NOW},
+        {"purchase_count": 1, "first_purchased_at": NOW, "last_purchased_at": NOW},
+    ],
+)  # fmt: skip
+def test_a_candidate_any_filter_could_remove_goes_through_the_filters(fields):
+    """`untouched` lets a candidate skip the filters: only one that none of them can remove."""
+    assert untouched(candidate(available=None, tags=["organic"]), CONTEXT.excluded_tags)
+    assert not any(FILTERS[name](candidate(available=None, tags=["organic"]), CONTEXT) for name in ALL_FILTERS)
+    assert not untouched(candidate(**fields), CONTEXT.excluded_tags)
 
 
 def test_unknown_availability_and_allowed_tags_pass():

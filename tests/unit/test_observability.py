@@ -63,3 +63,49 @@ def test_a_count_carries_its_own_dimensions_with_either_provider(
     else:
         assert line["m"] == f"{METRICS_NAMESPACE}.FeedServed"
         assert {"variant:control", "fallback:none"} <= set(line["t"])
+
+
+@pytest.mark.parametrize("provider", ["cloudwatch", "datadog"])
+def test_metrics_added_together_are_emitted_as_add_metric_emits_them(
+    provider: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provided = service_metrics(provider)  # type: ignore[arg-type]
+    provided.clear_metrics()
+    monkeypatch.setattr(observability, "metrics", provided)
+    provided.add_metric(name="FeedItems", unit=MetricUnit.Count, value=2)
+
+    observability.add_metrics([("FeedItems", MetricUnit.Count, 3), ("FeedLatency", MetricUnit.Milliseconds, 1.5)])
+    provided.flush_metrics()
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    if provider == "cloudwatch":
+        (line,) = lines  # one record with the metric added before
+        (directive,) = line["_aws"]["CloudWatchMetrics"]
+        assert directive["Metrics"] == [
+            {"Name": "FeedItems", "Unit": "Count"},
+            {"Name": "FeedLatency", "Unit": "Milliseconds"},
+        ]
+        assert (line["FeedItems"], line["FeedLatency"]) == ([2.0, 3.0], [1.5])
+    else:
+        assert [(line["m"], line["v"]) for line in lines] == [
+            (f"{METRICS_NAMESPACE}.FeedItems", 2),
+            (f"{METRICS_NAMESPACE}.FeedItems", 3),
+            (f"{METRICS_NAMESPACE}.FeedLatency", 1.5),
+        ]
+
+
+def test_a_count_is_the_record_single_metric_writes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.metrics import single_metric
+
+    provided = service_metrics("cloudwatch")
+    monkeypatch.setattr(observability, "metrics", provided)
+    with single_metric(name="FeedServed", unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE) as metric:
+        metric.add_dimension(name="variant", value="control")
+        metric.add_dimension(name="fallback", value="none")
+    observability.count("FeedServed", variant="control", fallback="none")
+
+    expected, line = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    del expected["_aws"]["Timestamp"], line["_aws"]["Timestamp"]
+    assert line == expected

@@ -5,11 +5,13 @@ CloudWatch as EMF log lines, or through Powertools' Datadog provider when METRIC
 SDK is imported only where the Tracer records subsegments (in Lambda, unless POWERTOOLS_TRACE_DISABLED).
 """
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.constants import MAX_METRICS
 from aws_lambda_powertools.metrics.provider.datadog import DatadogMetrics
 
 from feedcore.settings import MetricsProvider, ObservabilitySettings, observability_settings
@@ -56,12 +58,38 @@ tracer = service_tracer(observability_settings())
 metrics = service_metrics(observability_settings().metrics_provider)
 
 
+def add_metrics(values: Sequence[tuple[str, MetricUnit, float]]) -> None:
+    """Add (name, unit, value) metrics to the service's metric set, emitted with it when the invocation ends (in
+    the same EMF record on CloudWatch), as `metrics.add_metric` would add each. On CloudWatch they go straight into
+    the metric set: add_metric's checks and debug message cost ~10 µs a metric, a tenth of a feed page's metrics;
+    the names here are the service's own, the units members of MetricUnit, the resolution the standard one."""
+    if isinstance(metrics, DatadogServiceMetrics) or len(metrics.metric_set) + len(values) >= MAX_METRICS:
+        for name, unit, value in values:  # Datadog's points; or a set that add_metric flushes when full
+            metrics.add_metric(name=name, unit=unit, value=value)
+        return
+    metric_set = metrics.metric_set
+    for name, unit, value in values:
+        metric = metric_set.get(name)
+        if metric is None:
+            metric_set[name] = {"Unit": unit.value, "StorageResolution": 60, "Value": [float(value)]}
+        else:
+            metric["Unit"] = unit.value
+            metric["Value"].append(float(value))
+
+
 def count(name: str, **dimensions: str) -> None:
     """Count one occurrence of `name` under its own dimensions (e.g. the experiment variant): a single EMF
-    record on CloudWatch, a tagged point on Datadog."""
+    record on CloudWatch (as Powertools' single_metric writes it, without making a provider for it: ~0.1 ms),
+    a tagged point on Datadog."""
     if isinstance(metrics, DatadogServiceMetrics):
         metrics.add_metric(name=name, value=1, **dimensions)
         return
-    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE) as metric:
-        for dimension, value in dimensions.items():
-            metric.add_dimension(name=dimension, value=value)
+    provider = metrics.provider
+    if provider.service:
+        dimensions["service"] = provider.service
+    record = provider.serialize_metric_set(
+        metrics={name: {"Unit": MetricUnit.Count.value, "StorageResolution": 60, "Value": [1.0]}},
+        dimensions=dimensions,
+        metadata={},
+    )
+    print(json.dumps(record, separators=(",", ":")))

@@ -18,6 +18,8 @@ from time import monotonic
 import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
 from psycopg import pq, sql
+from psycopg._queries import PostgresQuery
+from psycopg.adapt import Transformer
 from psycopg.conninfo import make_conninfo
 
 from feedcore.errors import ConfigurationError, DatabaseUnavailable
@@ -182,11 +184,14 @@ def send_without_waiting(
     Raises psycopg.OperationalError when the statement cannot be sent (the connection is broken).
     """
     confirm_sent()
-    # The parameters merged into the text client-side as execute() adapts them; one simple-protocol message
-    # with its own Sync, so the server runs and commits it without any further message from here.
-    text = psycopg.ClientCursor(conn).mogrify(query, params)
+    # The statement and its parameters adapted as execute() adapts them (psycopg's own query conversion: pinned
+    # in the requirements), sent by PQsendQueryParams, whose messages end with their own Sync: the server runs
+    # and commits it without any further message from here. Merging the parameters into the text instead
+    # (ClientCursor.mogrify) cost ~50 µs more for a feed's snapshot.
+    converted = PostgresQuery(Transformer(conn))
+    converted.convert(query, params)
     pgconn = conn.pgconn
-    pgconn.send_query(text.encode(conn.info.encoding))
+    pgconn.send_query_params(converted.query, converted.params, converted.types, converted.formats)
     try:
         while pgconn.flush():  # a non-blocking connection: wait until the socket takes the rest
             _wait_for(pgconn, select.POLLOUT, database_settings().db_statement_timeout_ms / 1000)

@@ -210,6 +210,12 @@ class UserItemRow(NamedTuple):  # a tuple: made for each of the user's ~65 items
     item_buyers: int
 
 
+# The columns of feed_user_rows after (kind, item_id): an item's history (UserItemRow's fields), a score and its
+# label, an item's recent events (purchase, hide, positive, cart), the user's scored orders.
+_HISTORY, _SCORE, _LABEL, _RECENT, _ORDERED_AT = slice(2, 11), 11, 12, slice(13, 17), 17
+_user_item_row = UserItemRow._make
+
+
 @dataclass
 class UserRows:
     """The user's own rows, by kind (see feed_user_rows)."""
@@ -236,23 +242,24 @@ def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
         "seed_limit": query.seed_limit,
     }
     rows = UserRows({}, {}, {}, [], {})
+    items, aisles, recent, pairs, model_scores = rows.items, rows.aisles, rows.recent, rows.pairs, rows.model_scores
     with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
-        # fetchall: rows are made in C, where iterating the cursor costs a Python call per row
-        for kind, item_id, *history, score, label, purchased, hid, positive, in_cart, ordered_at in cursor.execute(
-            _FEED_USER_ROWS, params
-        ).fetchall():
+        # fetchall: rows are made in C, where iterating the cursor costs a Python call per row; each row's parts
+        # taken by index and slice (C), not unpacked into names (a list per row)
+        for row in cursor.execute(_FEED_USER_ROWS, params).fetchall():
+            kind = row[0]
             if kind == "item":
-                rows.items[item_id] = UserItemRow(*history)
+                items[row[1]] = _user_item_row(row[_HISTORY])
             elif kind == "aisle":
-                rows.aisles[label] = score
+                aisles[row[_LABEL]] = row[_SCORE]
             elif kind == "recent":
-                rows.recent[item_id] = (purchased, hid, positive, in_cart)
+                recent[row[1]] = row[_RECENT]
             elif kind == "pair":
-                rows.pairs.append((item_id, score, label))
+                pairs.append((row[1], row[_SCORE], row[_LABEL]))
             elif kind == "orders":
-                rows.ordered_at = ordered_at
+                rows.ordered_at = row[_ORDERED_AT]
             else:
-                rows.model_scores.setdefault(label, {})[item_id] = score
+                model_scores.setdefault(row[_LABEL], {})[row[1]] = row[_SCORE]
     return rows
 
 

@@ -26,7 +26,7 @@ from feedcore.feed.reasons import reason
 from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.shelves import ShelfCache, ShelfReader, StoreShelf
 from feedcore.feed.sources import SourceLimits, gather_candidates
-from feedcore.observability import count, logger, metrics
+from feedcore.observability import add_metrics, count, logger
 from feedcore.settings import FeedSettings, feed_settings
 
 # Sources that only a user with history fills: none of them → the new-user fallback.
@@ -118,7 +118,7 @@ def _first_page(
     limits = _source_limits(config, settings, now)
     shelf, user = run(lambda conn: _read(conn, request, limits, settings, now), in_transaction=False)
     candidates = gather_candidates(shelf, user, limits)
-    metrics.add_metric(name="FeedQueryLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
+    query_ms = (perf_counter() - stage) * 1000
     stage = perf_counter()
     context = RankingContext(
         now=now,
@@ -140,13 +140,15 @@ def _first_page(
     if (cached is None or cached[0]() is not shelf) and (popular := popular_fallback(candidates, context)):
         _keep_popular(request.store_id, shelf, popular)
     fallback = _fallback(candidates)
-    metrics.add_metric(name="FeedRankLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
+    rank_ms = (perf_counter() - stage) * 1000
     per_source, per_filter = Counter(c.source for c in candidates), Counter(r.filter for r in removed)
-    for source, candidates_of_source in per_source.items():
-        name = f"FeedCandidates.{source.replace(':', '.')}"  # model:<name> → model.<name> (Datadog-safe)
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=candidates_of_source)
-    for filter_name, removals in per_filter.items():
-        metrics.add_metric(name=f"FeedRemoved.{filter_name}", unit=MetricUnit.Count, value=removals)
+    add_metrics([
+        ("FeedQueryLatency", MetricUnit.Milliseconds, query_ms),
+        ("FeedRankLatency", MetricUnit.Milliseconds, rank_ms),
+        # model:<name> → model.<name> (Datadog-safe)
+        *((f"FeedCandidates.{source.replace(':', '.')}", MetricUnit.Count, n) for source, n in per_source.items()),
+        *((f"FeedRemoved.{filter_name}", MetricUnit.Count, n) for filter_name, n in per_filter.items()),
+    ])  # fmt: skip
     logger.info(
         "feed assembled",
         extra={
@@ -170,7 +172,7 @@ def _first_page(
     snapshot = _document(head, texts, "null", removals)
     # Sent without waiting for its outcome (read before the connection's next use): the page does not wait.
     run(lambda conn: feed_db.record_feed(conn, record, snapshot, expires_at), in_transaction=False)
-    metrics.add_metric(name="FeedSaveLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - stage) * 1000)
+    add_metrics([("FeedSaveLatency", MetricUnit.Milliseconds, (perf_counter() - stage) * 1000)])
     first = PagePosition(feed_id, request.user_id, 0, expires_at, page.scope)
     next_cursor = _next_cursor(first, len(sections), page, key)
     body = _document(head, texts[: page.per_page], _json(next_cursor), removals)
@@ -344,6 +346,8 @@ def _fallback(candidates: list[Candidate]) -> Fallback | None:
 
 
 def _record_served(feed: FeedPage, elapsed_s: float) -> None:
-    metrics.add_metric(name="FeedLatency", unit=MetricUnit.Milliseconds, value=elapsed_s * 1000)
-    metrics.add_metric(name="FeedItems", unit=MetricUnit.Count, value=sum(len(s["items"]) for s in feed.sections))
+    add_metrics([
+        ("FeedLatency", MetricUnit.Milliseconds, elapsed_s * 1000),
+        ("FeedItems", MetricUnit.Count, sum(len(s["items"]) for s in feed.sections)),
+    ])  # fmt: skip
     count("FeedServed", variant=feed.variant, fallback=feed.fallback or "none")
