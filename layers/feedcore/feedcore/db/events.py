@@ -73,37 +73,45 @@ def _text(value: object) -> str:
 
 def _copy_rows(events: Sequence[ValidEvent]) -> tuple[str, str]:
     """The rows of `events` for event_ids and for events in COPY's text format, in event_id order, so that
-    overlapping batches take event_ids' row locks in the same order and cannot deadlock.
+    overlapping batches take event_ids' row locks in the same order and cannot deadlock (each row starts with
+    its event_id, canonical text of one length, and the batch's event_ids are distinct: sorting the rows sorts
+    them by event_id).
 
     No value is escaped: the contract admits no backslash, tab, newline or carriage return in any text (ids
     are letters, digits and `_.:-`; tests/unit/test_contract.py keeps it so), nor a quote, brace, comma or
     space in an array's element; the elements are quoted all the same, so that an item called NULL stays one.
     """
-    # event_ids are canonical text already; pydantic's Rust core writes the instants (isoformat() per event
-    # costs more).
-    event_ids = [event["event_id"] for event in events]
+    # pydantic's Rust core writes the instants (isoformat() per event costs more).
     instants = from_json(to_json([event["occurred_at"] for event in events]))
     id_rows, event_rows = [], []
-    for position in sorted(range(len(events)), key=event_ids.__getitem__):
-        event, event_id, occurred_at = events[position], event_ids[position], instants[position]
-        id_rows.append(f"{event_id}\t{occurred_at}\n")
-        if event["type"] == "purchase":
+    for event, occurred_at in zip(events, instants, strict=True):
+        key = f"{event['event_id']}\t{occurred_at}"
+        id_rows.append(key)
+        kind = event["type"]
+        if kind == "impression":  # the most common event, and it has no NULL to write
+            event_rows.append(
+                f"{key}\timpression\t{event['user_id']}\t{event['store_id']}\t{event['item_id']}\t{_NULL}\t{_NULL}\t"
+                f"{_NULL}\t{_NULL}\t{_NULL}\t{event['feed_id']}\t{event['section']}\t{event['position']}"
+            )
+        elif kind == "purchase":
             lines = event["items"]
             item_ids = '{"' + '","'.join([line["item_id"] for line in lines]) + '"}'
-            quantities = "{" + ",".join([str(line.get("quantity", 1)) for line in lines]) + "}"
+            quantities = "{" + ",".join([str(line["quantity"]) for line in lines]) + "}"
             unit_prices = "{" + ",".join([repr(line["unit_price"]) for line in lines]) + "}"
             event_rows.append(
-                f"{event_id}\t{occurred_at}\tpurchase\t{event['user_id']}\t{event['store_id']}\t{_NULL}\t{_NULL}\t"
-                f"{event['order_id']}\t{item_ids}\t{quantities}\t{unit_prices}\t{_NULL}\t{_NULL}\t{_NULL}\n"
+                f"{key}\tpurchase\t{event['user_id']}\t{event['store_id']}\t{_NULL}\t{_NULL}\t"
+                f"{event['order_id']}\t{item_ids}\t{quantities}\t{unit_prices}\t{_NULL}\t{_NULL}\t{_NULL}"
             )
         else:
             get = event.get
             event_rows.append(
-                f"{event_id}\t{occurred_at}\t{event['type']}\t{event['user_id']}\t{event['store_id']}\t"
+                f"{key}\t{kind}\t{event['user_id']}\t{event['store_id']}\t"
                 f"{event['item_id']}\t{_text(get('quantity'))}\t{_NULL}\t{_NULL}\t{_NULL}\t{_NULL}\t"
-                f"{_text(get('feed_id'))}\t{_text(get('section'))}\t{_text(get('position'))}\n"
+                f"{_text(get('feed_id'))}\t{_text(get('section'))}\t{_text(get('position'))}"
             )
-    return "".join(id_rows), "".join(event_rows)
+    id_rows.sort()
+    event_rows.sort()
+    return "\n".join(id_rows) + "\n", "\n".join(event_rows) + "\n"
 
 
 def _event_rows(events: Sequence[ValidEvent]) -> bytes:
