@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -132,3 +133,54 @@ def record(*events: dict[str, Any]) -> None:
     except MissingPartition:  # another database than the partition cache knew (it has been cleared)
         run(lambda conn: ensure_event_partitions(conn, months))
         run(lambda conn: store_events(conn, valid))
+
+
+def oversized_batch() -> str:
+    return json.dumps({"events": [event("click", item_id="milk") for _ in range(10_000)]})
+
+
+# Bodies the events route must answer with a problem+json 4xx (status, and the field it names, if any).
+BAD_INPUT: list[tuple[str, int, str | None]] = [
+    ('{"events": [', 400, "body"),
+    ("not json at all", 400, "body"),
+    ('{"events": [' + "9" * 5000 + "]}", 400, "body"),
+    ("[" * 100_000, 400, "body"),
+    (json.dumps([]), 422, "body"),
+    (json.dumps({"events": []}), 422, "events"),
+    (json.dumps({"events": "everything"}), 422, "events"),
+    (json.dumps({"wrong": []}), 422, "events"),
+    (json.dumps({"events": [event("teleport", item_id="milk")]}), 422, "events[0].type"),
+    (json.dumps({"events": [{k: v for k, v in event("click", item_id="milk").items() if k != "user_id"}]}),
+     422, "events[0].user_id"),
+    (json.dumps({"events": [event("click", item_id=42)]}), 422, "events[0].item_id"),
+    (json.dumps({"events": [event("click", item_id="x" * 10_000)]}), 422, "events[0].item_id"),
+    (json.dumps({"events": [event("click", item_id="milk", section="\u0000")]}), 422, "events[0].section"),
+    (json.dumps({"events": [event("add_to_cart", item_id="milk", quantity=-3)]}), 422, "events[0].quantity"),
+    (json.dumps({"events": [event("add_to_cart", item_id="milk", quantity=True)]}), 422, "events[0].quantity"),
+    (json.dumps({"events": [purchase() | {"items": [{"item_id": "milk", "quantity": 1, "unit_price": -1}]}]}),
+     422, "events[0].items[0].unit_price"),
+    (json.dumps({"events": [purchase() | {"items": [{"item_id": "milk", "quantity": 1, "unit_price": 1e12}]}]}),
+     422, "events[0].items[0].unit_price"),
+    (json.dumps({"events": [purchase(items=("milk", "milk"))]}), 422, "events[0].items"),
+    (json.dumps({"events": [event("click", item_id="milk", occurred_at="2026-11-26T10:00:00")]}),
+     422, "events[0].occurred_at"),
+    (json.dumps({"events": [event("click", item_id="milk", occurred_at=1_700_000_000)]}),
+     422, "events[0].occurred_at"),
+    (json.dumps({"events": [event("click", item_id="milk", occurred_at="1795678941")]}),
+     422, "events[0].occurred_at"),
+    (json.dumps({"events": [event("click", item_id="milk", at=NOW + timedelta(days=400))]}),
+     422, "events[0].occurred_at"),
+    (json.dumps({"events": [event("click", item_id="milk", at=NOW - timedelta(days=31))]}),
+     422, "events[0].occurred_at"),
+    (json.dumps({"events": [event("click", item_id="milk", event_id="not-a-uuid")]}), 422, "events[0].event_id"),
+    (oversized_batch(), 413, None),
+    (json.dumps({"events": [purchase(items=tuple(f"item-{i:05d}" for i in range(199)))] * 100}), 413, None),
+    ('{"events": [' + " " * 1_100_000, 413, None),
+]  # fmt: skip
+BAD_INPUT_IDS = [
+    "truncated-json", "not-json", "huge-number", "deep-nesting", "array-body", "empty-batch", "events-not-a-list",
+    "missing-events", "unknown-type", "missing-user", "wrong-type", "huge-string", "nul-character",
+    "negative-quantity", "boolean-quantity", "negative-price", "huge-price", "repeated-line", "naive-timestamp",
+    "numeric-timestamp", "digit-string-timestamp", "far-future", "older-than-horizon", "bad-uuid",
+    "10000-events", "over-1mb", "over-1mb-unread",
+]  # fmt: skip

@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import ValidationError
 
 from feedcore.api.authorization import authorize_events
+from feedcore.api.event_fast_path import usual_event_batch
 from feedcore.api.event_models import EventBatch, IngestResult
 from feedcore.api.problems import JSON
 from feedcore.errors import RequestTooLarge
@@ -22,9 +23,10 @@ router = APIGatewayRouter()
 
 
 def event_batch_from_body(app: ApiGatewayResolver, next_middleware: NextMiddleware):
-    """The events route's request validation, in place of Powertools' (turned off for the route): pydantic-core
-    validates the body from its JSON text in one pass, where Powertools would parse it into Python objects and
-    then validate those (README, Measured). The route's signature still declares the body, so the OpenAPI
+    """The events route's request validation, in place of Powertools' (turned off for the route): the usual body
+    is read by the compiled fast path (feedcore.api.event_fast_path), any other by pydantic-core from its JSON
+    text in one pass, where Powertools would parse it into Python objects and then validate those (README,
+    Measured). The route's signature still declares the body, so the OpenAPI
     document publishes it; the batch reaches the route as Powertools' validation passes it (its route arguments
     in the context), and bad input raises the errors Powertools raises, mapped to the same problem+json."""
     event = app.current_event
@@ -39,12 +41,14 @@ def event_batch_from_body(app: ApiGatewayResolver, next_middleware: NextMiddlewa
     limit = ingest_settings().max_body_bytes
     if (size := len(body.encode())) > limit:  # before reading it
         raise RequestTooLarge("bytes", size, limit)
-    try:
-        batch = EventBatch.model_validate_json(body)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
-        ) from exc
+    batch = usual_event_batch(body)
+    if batch is None:  # some event is malformed, or spelled other than the fast path reads: pydantic decides
+        try:
+            batch = EventBatch.model_validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+            ) from exc
     app.append_context(_route_args={**app.context.get("_route_args", {}), "batch": batch})
     return next_middleware(app)
 

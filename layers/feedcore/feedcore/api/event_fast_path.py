@@ -1,0 +1,155 @@
+"""A compiled fast path for the usual events body, every event well formed: msgspec decodes it into Structs that
+mirror feedcore.api.event_models, and the checks msgspec would make by a Python call per string (patterns, the
+instant) are made over the whole batch at once. It only ever says yes or "ask pydantic": any body it does not
+accept is validated by EventBatch, the published contract and the source of every error message.
+
+What it accepts is a subset of what EventBatch accepts, read into the same events (tests/unit/test_contract.py
+checks both over the bad-input table and a generated sample): ids in their canonical spelling, and instants
+written as RFC 3339 (`T`, seconds, up to six decimals, `Z` or an offset).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from operator import attrgetter
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+from feedcore.api.event_models import EventBatch, ValidEvent
+from feedcore.api.models import MAX_LINES_PER_PURCHASE, all_whole_cents
+
+# The Structs live only until they are turned into the events' dicts and hold no cycles: gc=False keeps ~1,000
+# of them a batch out of the collector's young generation (2.01–2.12 ms against 2.11–2.56 ms a batch, 9 runs).
+# Bounds msgspec checks natively; patterns and the decimals of a price are checked below, a batch at a time.
+_Quantity = Annotated[int, Meta(ge=1, le=999)]
+_Position = Annotated[int, Meta(ge=0, le=10_000)]
+_UnitPrice = Annotated[float, Meta(ge=0, le=100_000)]
+
+
+class _Event(Struct, forbid_unknown_fields=True, tag_field="type", gc=False):
+    event_id: str
+    user_id: str
+    store_id: str
+    occurred_at: str
+
+
+class _PurchaseLine(Struct, forbid_unknown_fields=True, gc=False):
+    item_id: str
+    unit_price: _UnitPrice
+    quantity: _Quantity = 1
+
+
+class _Purchase(_Event, tag="purchase"):
+    order_id: str
+    items: Annotated[list[_PurchaseLine], Meta(min_length=1, max_length=MAX_LINES_PER_PURCHASE)]
+
+
+class _AddToCart(_Event, tag="add_to_cart"):
+    item_id: str
+    quantity: _Quantity = 1
+    feed_id: str | None = None
+    section: str | None = None
+    position: _Position | None = None
+
+
+class _RemoveFromCart(_Event, tag="remove_from_cart"):
+    item_id: str
+    quantity: _Quantity = 1
+
+
+class _Click(_Event, tag="click"):
+    item_id: str
+    feed_id: str | None = None
+    section: str | None = None
+    position: _Position | None = None
+
+
+class _Impression(_Event, tag="impression"):
+    item_id: str
+    feed_id: str
+    section: str
+    position: _Position
+
+
+class _Hide(_Event, tag="hide"):
+    item_id: str
+
+
+FAST_EVENT_STRUCTS = (_Purchase, _AddToCart, _RemoveFromCart, _Click, _Impression, _Hide)
+
+
+class _Batch(Struct, forbid_unknown_fields=True):
+    events: Annotated[list[_Purchase | _AddToCart | _RemoveFromCart | _Click | _Impression | _Hide], Meta(min_length=1)]
+
+
+_DECODER = msgspec.json.Decoder(_Batch)
+
+# Each pattern matches a whole batch of values, one per line (none of them can hold a newline). ASCII only, as
+# the contract's patterns (Python's \d would take other scripts' digits).
+_IDENTIFIERS = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}\n)*")
+_FEED_IDS = re.compile(r"(?:[A-Za-z0-9_.:\-]{1,64}\n)*")
+_EVENT_IDS = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n)*")
+_INSTANTS = re.compile(
+    r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\n)*"
+)
+_EVENT_ID = attrgetter("event_id")
+_OCCURRED_AT = attrgetter("occurred_at")
+_USER_ID = attrgetter("user_id")
+_STORE_ID = attrgetter("store_id")
+_ITEM_ID = attrgetter("item_id")
+_ORDER_ID = attrgetter("order_id")
+_SECTION = attrgetter("section")
+_FEED_ID = attrgetter("feed_id")
+_UNIT_PRICE = attrgetter("unit_price")
+_TRACKED = (_Click, _AddToCart, _Impression)
+
+
+def _lines(values: list[str]) -> str:
+    return "\n".join(values) + "\n" if values else ""
+
+
+def usual_event_batch(body: str) -> EventBatch | None:
+    """The batch of `body` when every event is well formed in the spelling this path reads (then it is the
+    batch EventBatch would make, without pydantic's Python objects per id and instant); None otherwise, for
+    EventBatch to validate it."""
+    try:
+        structs = _DECODER.decode(body).events
+    except msgspec.MsgspecError:
+        return None
+    # Each field's values gathered by loops of C (comprehensions only to split the batch by type).
+    purchases = [event for event in structs if type(event) is _Purchase]
+    lines = [line for purchase in purchases for line in purchase.items]
+    single_items = [event for event in structs if type(event) is not _Purchase]
+    tracked = [event for event in single_items if type(event) in _TRACKED]
+    identifiers = [
+        *map(_USER_ID, structs),
+        *map(_STORE_ID, structs),
+        *map(_ITEM_ID, single_items),
+        *map(_ITEM_ID, lines),
+        *map(_ORDER_ID, purchases),
+        *[section for section in map(_SECTION, tracked) if section is not None],
+    ]
+    feed_ids = [feed_id for feed_id in map(_FEED_ID, tracked) if feed_id is not None]
+    instants = list(map(_OCCURRED_AT, structs))
+    if not (
+        _IDENTIFIERS.fullmatch(_lines(identifiers))
+        and _FEED_IDS.fullmatch(_lines(feed_ids))
+        and _EVENT_IDS.fullmatch(_lines(list(map(_EVENT_ID, structs))))
+        and _INSTANTS.fullmatch(_lines(instants))
+        # The decimals of a price as screening checks them (every price of whole cents up to the bound is a
+        # multiple of 0.01 to pydantic too); pydantic names the others.
+        and all_whole_cents(list(map(_UNIT_PRICE, lines)))
+    ):
+        return None
+    try:
+        instants = list(map(datetime.fromisoformat, instants))
+    except ValueError:  # a day the calendar does not have
+        return None
+    events: list[ValidEvent] = msgspec.to_builtins(structs)
+    for event, instant in zip(events, instants, strict=True):
+        event["occurred_at"] = instant
+    return EventBatch.model_construct(events=events)
