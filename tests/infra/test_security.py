@@ -191,9 +191,10 @@ def test_database_is_private_encrypted_and_protected_in_production(template):
 def test_proxy_requires_tls_and_iam_authentication(template):
     proxy = template["Resources"]["DatabaseProxy"]["Properties"]
     assert proxy["RequireTLS"] is True
-    (auth,) = proxy["Auth"]
-    assert auth["IAMAuth"] == "REQUIRED"
-    assert auth["SecretArn"] == {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+    # The master user (schema migrations) and the functions' users (test_database_users.py), all behind IAM.
+    master, *_ = proxy["Auth"]
+    assert master["SecretArn"] == {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+    assert all(auth["IAMAuth"] == "REQUIRED" for auth in proxy["Auth"])
     target = template["Resources"]["DatabaseProxyTargetGroup"]["Properties"]
     assert target["DBInstanceIdentifiers"] == [{"Ref": "Database"}]
     # Clients send no startup options through the proxy (feedcore.db.connection); the proxy sets the timeout.

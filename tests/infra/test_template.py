@@ -121,33 +121,28 @@ def test_handler_points_to_an_existing_file(template, name):
     assert callable(getattr(load_function(folder), function, None)), f"{name}: no {function} in {folder}/app.py"
 
 
-PROXY_DB_USER = {
-    "Fn::Sub": [
-        "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:${ProxyId}/${DatabaseUsername}",
-        {"ProxyId": {"Fn::Select": [6, {"Fn::Split": [":", {"Fn::GetAtt": ["DatabaseProxy", "DBProxyArn"]}]}]}},
-    ]
-}
+PROXY_DB_USERS = "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:${ProxyId}/"
+PROXY_ID = {"ProxyId": {"Fn::Select": [6, {"Fn::Split": [":", {"Fn::GetAtt": ["DatabaseProxy", "DBProxyArn"]}]}]}}
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
-def test_function_names_its_service_and_connects_only_as_the_proxy_user(template, name):
+def test_function_names_its_service_and_connects_only_as_its_proxy_user(template, name):
     props = _functions(template)[name]
     assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == FUNCTIONS[name][1]
     statements = [s for where, s in _policy_statements(template) if where == name]
-    assert {
-        "Sid": "ConnectToDatabaseProxy",
-        "Effect": "Allow",
-        "Action": "rds-db:connect",
-        "Resource": PROXY_DB_USER,
-    } in statements
+    (connect,) = [s for s in statements if s.get("Sid") == "ConnectToDatabaseProxy"]
+    assert connect["Effect"] == "Allow" and connect["Action"] == "rds-db:connect"
+    user_arn, proxy_id = connect["Resource"]["Fn::Sub"]
+    assert proxy_id == PROXY_ID and user_arn.startswith(PROXY_DB_USERS)  # which user: test_database_users.py
     # Only the recompute reads the model score files (under their prefix) and sends user shards; only the feed
-    # its cursor key and its ranking config.
+    # its cursor key and its ranking config; only the schema migrations the functions' database users.
     others = [s for s in statements if s.get("Sid") != "ConnectToDatabaseProxy"]
     allowed = {
         "RecomputeScoresFunction": {"s3:ListBucket", "s3:GetObject", "sqs:SendMessage"},
         "AssembleFeedFunction": {
             "secretsmanager:GetSecretValue", "appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"
         },
+        "MigrateSchemaFunction": {"secretsmanager:GetSecretValue"},
     }  # fmt: skip
     assert {a for s in others for a in _as_list(s["Action"])} <= allowed.get(name, set())
 

@@ -6,16 +6,22 @@ presigned S3 ResponseURL; migrations run against a fresh database on the real te
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import boto3
 import psycopg
 import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
 from psycopg.conninfo import make_conninfo
 
 from feedcore.db.migrations import PACKAGED_MIGRATIONS, load_migrations, migrate
+from feedcore.db.roles import scram_sha_256_verifier
 from feedcore.schema import SCHEMA_RESOURCE_ID
 from tests.aws_events import LambdaContext, cloudformation_custom_resource_event
 from tests.conftest import load_function, scratch_database, use_database
@@ -179,3 +185,56 @@ def test_malformed_request_is_answered_failed(response_url) -> None:
     invoke(event)
     answer = the_answer(answers, event)
     assert answer["Status"] == "FAILED" and "RequestType" in answer["Reason"]
+
+
+def password_verifies(conn: psycopg.Connection, user: str, password: str) -> bool:
+    """Whether the SCRAM verifier the server keeps for `user` is that of `password`."""
+    (stored,) = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (user,)).fetchone()
+    iterations, salt = stored.split("$")[1].split(":")
+    return stored == scram_sha_256_verifier(password, salt=base64.b64decode(salt), iterations=int(iterations))
+
+
+def test_create_and_update_make_each_functions_user_from_its_secret(response_url, empty_database) -> None:
+    url, answers = response_url
+    suffix = uuid.uuid4().hex[:6]
+    with mock_aws():
+        # Powertools keeps its Secrets Manager client per process; an earlier test's may point elsewhere.
+        parameters.clear_caches()
+        secretsmanager = boto3.client("secretsmanager", region_name="us-east-1")
+        login_users = []
+        for role in ("feed_ingest_events", "feed_assemble_feed"):
+            secret = secretsmanager.create_secret(
+                Name=role, SecretString=json.dumps({"username": f"{role}_{suffix}", "password": f"{role}-1"})
+            )
+            login_users.append({"Role": role, "SecretArn": secret["ARN"]})
+        create = cloudformation_custom_resource_event("Create", url, properties=LAYER_V1 | {"LoginUsers": login_users})
+        invoke(create)
+        created = the_answer(answers, create)
+        answers.clear()
+        # The secret's password changes (an operator rotated it): the next deploy sets it again.
+        secretsmanager.put_secret_value(
+            SecretId="feed_ingest_events",
+            SecretString=json.dumps({"username": f"feed_ingest_events_{suffix}", "password": "rotated"}),
+        )
+        update = cloudformation_custom_resource_event(
+            "Update", url, properties=LAYER_V2 | {"LoginUsers": login_users},
+            old_properties=LAYER_V1 | {"LoginUsers": login_users}, physical_resource_id=SCHEMA_RESOURCE_ID,
+        )  # fmt: skip
+        invoke(update)
+        updated = the_answer(answers, update)
+
+    assert (created["Status"], updated["Status"]) == ("SUCCESS", "SUCCESS"), (created["Reason"], updated["Reason"])
+    with psycopg.connect(empty_database) as conn:
+        members = conn.execute(
+            "SELECT r.rolname, g.rolname, r.rolcanlogin FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
+            "JOIN pg_roles g ON g.oid = m.roleid WHERE r.rolname LIKE %s ORDER BY 1",
+            (f"%_{suffix}",),
+        ).fetchall()
+        assert members == [
+            (f"feed_assemble_feed_{suffix}", "feed_assemble_feed", True),
+            (f"feed_ingest_events_{suffix}", "feed_ingest_events", True),
+        ]
+        assert password_verifies(conn, f"feed_assemble_feed_{suffix}", "feed_assemble_feed-1")
+        assert password_verifies(conn, f"feed_ingest_events_{suffix}", "rotated")
+        for name, _, _ in members:
+            conn.execute(f'DROP ROLE "{name}"')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Iterator
 
 import boto3
@@ -16,10 +17,13 @@ from moto import mock_aws
 
 from feedcore import settings
 from feedcore.db import model_files
+from feedcore.db import models as models_db
 from feedcore.db.connection import reset_cached_connection
+from feedcore.ingestion.privacy import delete_user
 from feedcore.scoring.models import import_model_scores
 from tests.aws_events import REGION, LambdaContext
 from tests.conftest import load_function
+from tests.factories import purchase, record
 
 recompute = load_function("recompute_scores")
 BUCKET = "ml-model-scores"
@@ -192,3 +196,60 @@ def test_a_bad_parquet_file_is_refused_and_the_previous_version_kept(
 
     assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
+
+
+def test_a_file_written_before_an_erasure_is_imported_without_the_erased_user(s3, db: psycopg.Connection) -> None:
+    upload(
+        s3,
+        "picked_for_you/v1.csv",
+        "user_id,item_id,score\nuser-1,milk,0.9\nuser-1,eggs,0.4\nuser-2,milk,0.7\n,milk,0.1\n",
+    )
+    delete_user("user-1")
+
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert (imported.rows, imported.erased_user_rows) == (2, 2)
+    assert scores(db, "picked_for_you") == {("user-2", "milk"): 0.7, ("", "milk"): 0.1}
+    assert db.execute("SELECT rows FROM model_versions WHERE model = 'picked_for_you'").fetchone() == (2,)
+
+
+def test_an_erased_user_is_scored_again_only_by_a_file_written_after_their_return(s3, db: psycopg.Connection) -> None:
+    upload(s3, "picked_for_you/v1.csv", "user_id,item_id,score\nuser-1,milk,0.9\n")
+    delete_user("user-1")
+    record(purchase("user-1"))  # the user comes back after the erasure
+    db.execute("UPDATE user_erasures SET erased_at = erased_at - interval '1 hour'")  # the erasure was an hour ago
+    upload(s3, "picked_for_you/v2.csv", "user_id,item_id,score\nuser-1,milk,0.9\n")
+    (written_after,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+    assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9}
+
+    # A file written after the erasure that lists a user who has sent nothing since (a stale training set).
+    upload(s3, "picked_for_you/v3.csv", "user_id,item_id,score\nuser-1,milk,0.9\nuser-2,eggs,0.5\n")
+    delete_user("user-1")
+    db.execute("UPDATE user_erasures SET erased_at = erased_at - interval '1 hour'")
+    (not_back,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert written_after.erased_user_rows == 0
+    assert scores(db, "picked_for_you") == {("user-2", "eggs"): 0.5}
+    assert not_back.erased_user_rows == 1
+
+
+def test_an_import_ending_during_an_erasure_waits_for_it_and_leaves_the_user_out(
+    s3, db: psycopg.Connection, database_url: str
+) -> None:
+    upload(s3, "picked_for_you/v1.csv", "user_id,item_id,score\nuser-1,milk,0.9\nuser-2,milk,0.7\n")
+    imported: list = []
+    importing = threading.Thread(
+        target=lambda: imported.extend(import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS))
+    )
+
+    with psycopg.connect(database_url) as erasing:  # an erasure between its lock and its commit
+        models_db.lock_erasures(erasing)
+        models_db.remember_erasure(erasing, "user-1")
+        importing.start()
+        importing.join(timeout=1.0)
+        waited = importing.is_alive()
+    importing.join(timeout=10)
+
+    assert waited
+    assert scores(db, "picked_for_you") == {("user-2", "milk"): 0.7}
+    assert imported[0].erased_user_rows == 1

@@ -145,10 +145,6 @@ def month_start(month: date) -> datetime:
     return datetime(month.year, month.month, 1, tzinfo=UTC)
 
 
-def partition_name(month: date) -> str:
-    return f"events_{month:%Y_%m}"
-
-
 def forget_known_partitions() -> None:
     """Forget which monthly partitions exist: for a process that points feedcore at another database."""
     _known_months.clear()
@@ -162,13 +158,8 @@ def ensure_event_partitions(conn: psycopg.Connection, months: Iterable[date]) ->
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK_KEY,))
         for month in missing:
-            conn.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ({}) TO ({})").format(
-                    sql.Identifier(partition_name(month)),
-                    sql.Literal(month_start(month)),
-                    sql.Literal(month_start(next_month(month))),
-                )
-            )
+            # DDL on the log runs as its owner (migration 0060): the functions' roles own none of it.
+            conn.execute("SELECT create_event_partition(%s)", (month,))
     _known_months.update(missing)
 
 
@@ -236,7 +227,7 @@ def drop_partitions_before(conn: psycopg.Connection, cutoff: datetime) -> list[s
             month = datetime.strptime(name, "events_%Y_%m").date()
             end_at = month_start(next_month(month))
             if end_at <= cutoff:
-                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+                conn.execute("SELECT drop_event_partition(%s::regclass)", (sql.Identifier(name).as_string(conn),))
                 _known_months.discard(month)
                 dropped.append(name)
                 kept_from = end_at

@@ -1,18 +1,22 @@
 """Versioned SQL migrations: files named `NNNN_description.sql`, applied once each, in order.
 
-Safe to run twice and concurrently: runs hold an advisory lock and record what they applied.
+Safe to run twice and concurrently: runs hold an advisory lock and record what they applied. After every run
+the functions' database roles get their privileges again (grant_function_privileges, migration 0061), so that
+tables created by migrations applied after that one are covered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 from feedcore.db.connection import connect
+from feedcore.db.roles import LoginUser, ensure_login_user
 from feedcore.errors import DatabaseUnavailable
 from feedcore.observability import logger
 
@@ -20,6 +24,8 @@ from feedcore.observability import logger
 MIGRATION_LOCK_KEY = 7_246_201_117
 # The migrations ship inside the feedcore package (a link to infra/migrations), so the layer carries them.
 PACKAGED_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+# Grants each function's database role its privileges (migration 0061); idempotent.
+GRANT_FUNCTION_PRIVILEGES = "grant_function_privileges()"
 # Pause between connection attempts while the database (or a fresh RDS Proxy target) comes up.
 CONNECT_RETRY_INTERVAL_S = 5.0
 
@@ -78,14 +84,20 @@ def migrate(conn: psycopg.Connection, directory: Path) -> list[str]:
                     (migration.version, migration.name, migration.checksum),
                 )
             applied_now.append(migration.version)
+        (grants,) = conn.execute("SELECT to_regprocedure(%s)", (GRANT_FUNCTION_PRIVILEGES,)).fetchone()
+        if grants is not None:  # not in a database migrated only up to a version before 0061
+            conn.execute(f"SELECT {GRANT_FUNCTION_PRIVILEGES}")
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied_now
 
 
-def migrate_when_reachable(time_budget_ms: int, directory: Path = PACKAGED_MIGRATIONS) -> list[str]:
+def migrate_when_reachable(
+    time_budget_ms: int, directory: Path = PACKAGED_MIGRATIONS, login_users: Sequence[LoginUser] = ()
+) -> list[str]:
     """Apply the pending migrations through the service's own connection settings (RDS Proxy in the cloud),
-    retrying the connection until `time_budget_ms` is spent; statements are bounded by the time left.
+    retrying the connection until `time_budget_ms` is spent; statements are bounded by the time left. Then
+    create the functions' `login_users` (or set their passwords and roles again).
     Returns the versions applied; raises DatabaseUnavailable when the database never answered."""
     deadline = time.monotonic() + time_budget_ms / 1000
     while True:
@@ -99,4 +111,7 @@ def migrate_when_reachable(time_budget_ms: int, directory: Path = PACKAGED_MIGRA
             time.sleep(CONNECT_RETRY_INTERVAL_S)
             continue
         with conn:
-            return migrate(conn, directory)
+            applied = migrate(conn, directory)
+            for user in login_users:
+                ensure_login_user(conn, user)
+            return applied

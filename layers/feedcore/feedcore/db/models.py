@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
 from feedcore.db.model_files import InvalidModelFile
+
+# Serializes the end of a model import with erasures: an erasure either commits before an import drops the
+# erased users' rows, or deletes the rows the import committed.
+ERASURE_LOCK_KEY = 7_246_201_121
+# The rows of users erased since the file was written, or not seen since their erasure.
+_DROP_ERASED_USERS = """
+DELETE FROM model_scores m USING user_erasures e
+WHERE m.model = %(model)s AND m.user_id = e.user_id
+  AND (e.erased_at >= %(modified_at)s OR NOT EXISTS (SELECT FROM events v WHERE v.user_id = e.user_id))
+"""
 
 
 def bound_import(conn: psycopg.Connection, timeout_ms: int) -> None:
@@ -21,12 +32,35 @@ def current_version(conn: psycopg.Connection, model: str) -> tuple[str, datetime
     return (row[0], row[1]) if row else None
 
 
+def lock_erasures(conn: psycopg.Connection) -> None:
+    """Wait for a running erasure or the end of a model import, and keep the other out until this transaction
+    ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (ERASURE_LOCK_KEY,))
+
+
+def remember_erasure(conn: psycopg.Connection, user_id: str) -> None:
+    """Record that the user was erased now, so that model files written before cannot bring their rows back."""
+    conn.execute(
+        "INSERT INTO user_erasures (user_id) VALUES (%s) ON CONFLICT (user_id) DO UPDATE SET erased_at = now()",
+        (user_id,),
+    )
+
+
+@dataclass(frozen=True)
+class ReplacedScores:
+    rows: int  # rows imported
+    erased_user_rows: int  # rows of erased users left out
+
+
 def replace_scores(
     conn: psycopg.Connection, model: str, source: str, modified_at: datetime, rows: Iterable[tuple[str, str, float]]
-) -> int:
+) -> ReplacedScores:
     """Swap in a new version of the model's (user_id, item_id, score) rows within the caller's transaction:
-    readers see the old version until it commits. Returns the row count; raises InvalidModelFile when a
-    (user_id, item_id) repeats (the caller's transaction then refuses the file whole)."""
+    readers see the old version until it commits. Raises InvalidModelFile when a (user_id, item_id) repeats
+    (the caller's transaction then refuses the file whole).
+
+    Rows of an erased user are left out when the file was written before the user's latest erasure, or when
+    the user has no events since it (the file then scores them from data that no longer exists)."""
     conn.execute("DELETE FROM model_scores WHERE model = %s", (model,))
     count = 0
     try:
@@ -36,6 +70,9 @@ def replace_scores(
                 count += 1
     except psycopg.errors.UniqueViolation as error:
         raise InvalidModelFile(f"{source}: a (user_id, item_id) appears twice ({error.diag.message_detail})") from error
+    lock_erasures(conn)
+    erased_user_rows = conn.execute(_DROP_ERASED_USERS, {"model": model, "modified_at": modified_at}).rowcount
+    count -= erased_user_rows
     conn.execute(
         """
         INSERT INTO model_versions (model, source, modified_at, rows) VALUES (%s, %s, %s, %s)
@@ -44,4 +81,4 @@ def replace_scores(
         """,
         (model, source, modified_at, count),
     )
-    return count
+    return ReplacedScores(rows=count, erased_user_rows=erased_user_rows)

@@ -626,8 +626,24 @@ REBUILD_PAIR_TABLES = ("item_baskets", "item_pair_counts", "item_pairs")
 SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_POPULARITY_CATEGORY_TABLES + REBUILD_PAIR_TABLES
 
 
+# The live table's privileges (on the table, and on its columns), as GRANT statements for its copy; the
+# owner's own are implied by ownership.
+_TABLE_GRANTS = """
+SELECT g.privilege_type, NULL, r.rolname
+FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) AS g JOIN pg_roles r ON r.oid = g.grantee
+WHERE c.oid = %(table)s::regclass AND g.grantee <> c.relowner
+UNION ALL
+SELECT g.privilege_type, a.attname, r.rolname
+FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid CROSS JOIN LATERAL aclexplode(a.attacl) AS g
+JOIN pg_roles r ON r.oid = g.grantee
+WHERE c.oid = %(table)s::regclass AND g.grantee <> c.relowner
+"""
+
+
 def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
-    """Create empty, unindexed copies of `tables` for a full rebuild to fill (dropping any left behind)."""
+    """Create empty, unindexed copies of `tables` for a full rebuild to fill (dropping any left behind), with
+    the live table's owner and privileges: the swap puts them in its place (the functions' roles, migration
+    0061, keep their access through a rebuild)."""
     for table in tables:
         copy = sql.Identifier(table + REBUILD_SUFFIX)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(copy))
@@ -637,11 +653,25 @@ def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
             )
         )
         # Storage parameters (fillfactor) are not part of LIKE.
-        (options,) = conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()
+        options, owner = conn.execute(
+            "SELECT c.reloptions, r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner"
+            " WHERE c.oid = %s::regclass",
+            (table,),
+        ).fetchone()
         if options:
             conn.execute(
                 sql.SQL("ALTER TABLE {} SET ({})").format(copy, sql.SQL(", ").join(sql.SQL(o) for o in options))
             )
+        for privilege, column, grantee in conn.execute(_TABLE_GRANTS, {"table": table}).fetchall():
+            conn.execute(
+                sql.SQL("GRANT {} {} ON {} TO {}").format(
+                    sql.SQL(privilege),
+                    sql.SQL("({})").format(sql.Identifier(column)) if column else sql.SQL(""),
+                    copy,
+                    sql.Identifier(grantee),
+                )
+            )
+        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(copy, sql.Identifier(owner)))
 
 
 def export_snapshot(conn: psycopg.Connection) -> str:
@@ -720,8 +750,8 @@ def _index_rebuilt(conn: psycopg.Connection, tables: tuple[str, ...], analyzed: 
 def swap_rebuilt(conn: psycopg.Connection, items_keyed: int) -> None:
     """Swap the indexed copies of every score table in for the live ones, and let item_key_seq continue after
     the `items_keyed` keys of the rebuilt pair counts. Readers wait only for the swap itself (metadata
-    changes), not for the rebuild or the index builds. Privileges granted on the old tables are not carried
-    over: the service's one database user owns them."""
+    changes), not for the rebuild or the index builds. The copies have the old tables' owner and privileges
+    (start_rebuild)."""
     for table in SCORE_TABLES:
         rebuilt = table + REBUILD_SUFFIX
         indexes = _live_indexes(conn, table)

@@ -8,6 +8,7 @@ from feedcore.api.catalog_models import UserDeletion
 from feedcore.db import catalog as catalog_db
 from feedcore.db import events as events_db
 from feedcore.db import feed as feed_db
+from feedcore.db import models as models_db
 from feedcore.db import scores as scores_db
 from feedcore.db import shards as shards_db
 from feedcore.db.connection import run
@@ -23,6 +24,9 @@ def delete_user(user_id: str) -> UserDeletion:
     neither starts, and after it they find none of the user's events. After INGEST_ERASURE_WAIT_MS of waiting
     it gives up and raises ErasureBusy, having deleted nothing.
 
+    The erasure is remembered (the user id and its time): a model score file written before it, or listing
+    the user while they have sent no event since, is imported without the user's rows.
+
     Aggregates the user contributed to (store popularity, trending) hold no personal data; the user's part
     leaves them at the next full rebuild. Events of the user committed after the erasure are stored as usual.
     """
@@ -34,6 +38,7 @@ def delete_user(user_id: str) -> UserDeletion:
         try:
             scores_db.lock_out_recompute(conn)
             shards_db.lock_user_shard(conn, user_id)
+            models_db.lock_erasures(conn)
         except psycopg.errors.QueryCanceled as exc:
             raise ErasureBusy(wait_ms) from exc
         scores_db.bound_transaction(conn, database_settings().db_statement_timeout_ms)
@@ -41,6 +46,7 @@ def delete_user(user_id: str) -> UserDeletion:
         scores_deleted = scores_db.delete_user_scores(conn, user_id)
         feed_db.delete_user_feeds(conn, user_id)
         catalog_db.delete_user(conn, user_id)
+        models_db.remember_erasure(conn, user_id)
         return UserDeletion(user_id=user_id, events_deleted=events_deleted, scores_deleted=scores_deleted)
 
     deletion = run(erase)

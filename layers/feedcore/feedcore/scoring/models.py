@@ -17,6 +17,7 @@ class ModelImport(BaseModel):
     model: str
     source: str
     rows: int
+    erased_user_rows: int  # rows of erased users the file still held, left out
 
 
 def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[ModelImport]:
@@ -35,8 +36,10 @@ def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[M
             if models_db.current_version(conn, file.model) == (file.key, file.modified_at):
                 return None
             rows = model_files.read_scores(settings.model_scores_bucket, file.key)
-            count = models_db.replace_scores(conn, file.model, file.key, file.modified_at, rows)
-            return ModelImport(model=file.model, source=file.key, rows=count)
+            replaced = models_db.replace_scores(conn, file.model, file.key, file.modified_at, rows)
+            return ModelImport(
+                model=file.model, source=file.key, rows=replaced.rows, erased_user_rows=replaced.erased_user_rows
+            )
 
         try:
             result = run(swap)

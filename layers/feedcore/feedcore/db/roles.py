@@ -1,0 +1,89 @@
+"""The functions' login users: one per Lambda function, member of its function's group role (migration 0061).
+
+In the stack each user's password is a generated Secrets Manager secret in the RDS JSON format, which RDS
+Proxy reads to log in as the user on behalf of the function (the function itself presents an IAM token). The
+schema custom resource creates the users, or sets their passwords again, from those secrets on every
+deploy. The password reaches the database only as a SCRAM-SHA-256 verifier, so it is never in a statement
+the server could log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from feedcore.errors import ConfigurationError, DatabaseUnavailable
+
+# PostgreSQL's own choices for a verifier (scram_build_secret): 4096 iterations, a 16-byte salt.
+SCRAM_ITERATIONS = 4096
+SCRAM_SALT_BYTES = 16
+# The group roles of migration 0061, the only roles a login user may be given.
+FUNCTION_ROLES = frozenset(
+    {"feed_ingest_queue", "feed_ingest_events", "feed_assemble_feed", "feed_recompute_shards", "feed_recompute_scores"}
+)
+
+
+@dataclass(frozen=True)
+class LoginUser:
+    """A function's database user, its password and the group role it is given."""
+
+    username: str
+    password: str
+    role: str
+
+
+def scram_sha_256_verifier(password: str, *, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
+    """What PostgreSQL stores for `password` under password_encryption = scram-sha-256 (RFC 5802, 7677):
+    `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, the salt random unless given. The server
+    takes such a string in CREATE/ALTER ROLE … PASSWORD as the verifier itself."""
+    salt = secrets.token_bytes(SCRAM_SALT_BYTES) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.digest(salted, b"Client Key", "sha256")).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+
+    def b64(value: bytes) -> str:
+        return base64.b64encode(value).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def ensure_login_user(conn: psycopg.Connection, user: LoginUser) -> None:
+    """Create the login user with its password and group role, or give an existing one its password and
+    role again (one transaction). Raises ConfigurationError for a role that is not a function's."""
+    if user.role not in FUNCTION_ROLES:
+        raise ConfigurationError(f"{user.role!r} is not a function's database role")
+    name = sql.Identifier(user.username)
+    verifier = sql.Literal(scram_sha_256_verifier(user.password))
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT rolsuper OR rolcreaterole OR rolname = current_user FROM pg_roles WHERE rolname = %s",
+            (user.username,),
+        ).fetchone()
+        if row is not None and row[0]:
+            raise ConfigurationError(f"{user.username!r} administers the database; it cannot be a function's user")
+        exists = row is not None
+        action = "ALTER ROLE {} WITH LOGIN PASSWORD {}" if exists else "CREATE ROLE {} WITH LOGIN PASSWORD {}"
+        conn.execute(sql.SQL(action).format(name, verifier))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(user.role), name))
+
+
+def login_user_from_secret(secret_arn: str, role: str) -> LoginUser:
+    """The login user whose `username` and `password` the Secrets Manager secret holds (RDS JSON format)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        secret = parameters.get_secret(secret_arn, transform="json", max_age=0)
+    except parameters.exceptions.GetParameterError as exc:  # throttling, network, access denied
+        raise DatabaseUnavailable(f"cannot read the login user's secret: {exc}") from exc
+    except parameters.exceptions.TransformParameterError as exc:
+        raise ConfigurationError("a login user's secret is not JSON") from exc
+    try:
+        return LoginUser(username=secret["username"], password=secret["password"], role=role)
+    except KeyError as exc:
+        raise ConfigurationError(f"a login user's secret lacks {exc.args[0]!r}") from exc
