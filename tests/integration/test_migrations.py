@@ -122,3 +122,23 @@ def test_the_items_reorders_are_backfilled_from_the_scored_user_rows(empty_datab
 
         reorders = {row[0]: row[1:] for row in conn.execute("SELECT * FROM item_reorders")}
         assert reorders == {"milk": (5, 2), "eggs": (1, 1)}
+
+
+def test_the_department_rows_nothing_read_are_deleted(empty_database: str, tmp_path: Path) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0051", tmp_path)
+        conn.execute(
+            "INSERT INTO user_category_affinity (user_id, level, category, raw_score, updated_at) VALUES"
+            " ('user-1', 'aisle', 'Milk', 2, now()), ('user-1', 'department', 'Dairy & Eggs', 2, now())"
+        )
+
+        assert "0051" in migrate(conn, MIGRATIONS_DIR)
+
+        assert conn.execute("SELECT user_id, level, category FROM user_category_affinity").fetchall() == [
+            ("user-1", "aisle", "Milk")
+        ]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO user_category_affinity (user_id, level, category, raw_score, updated_at)"
+                " VALUES ('user-1', 'department', 'Dairy & Eggs', 2, now())"
+            )

@@ -166,6 +166,23 @@ def test_user_item_history_counts_purchases_and_hides_suppress(db: psycopg.Conne
     assert categories == {"Milk": True, "Eggs": True, "Coffee": True}
 
 
+def test_category_affinity_is_kept_per_aisle_only_incrementally_and_in_a_rebuild(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs")), event("click", "user-1", item_id="coffee"))
+    recompute_scores(RecomputeRequest())
+    record(purchase("user-2", items=("bananas",)))
+    recompute_scores(RecomputeRequest())
+    incremental = db.execute("SELECT user_id, level, category FROM user_category_affinity ORDER BY 1, 2, 3").fetchall()
+
+    recompute_scores(RecomputeRequest(mode="full"))
+
+    assert incremental == [("user-1", "aisle", "Coffee"), ("user-1", "aisle", "Eggs"), ("user-1", "aisle", "Milk"),
+                           ("user-2", "aisle", "Fresh Fruit")]  # fmt: skip
+    assert db.execute("SELECT user_id, level, category FROM user_category_affinity ORDER BY 1, 2, 3").fetchall() == (
+        incremental
+    )
+
+
 def test_orders_are_counted_per_user_and_per_item_each_once(db: psycopg.Connection) -> None:
     create_catalog(db)
     days = [NOW - timedelta(days=n) for n in (9, 6, 3)]

@@ -46,3 +46,31 @@ def test_the_recompute_packs_every_store_as_packing_them_in_one_transaction_does
     popular = PACKED_COLUMNS.index("popular_items")
     assert packed_by_the_run[STORE][popular] and packed_by_the_run["store-c"][popular]
     assert not packed_by_the_run["store-d"][popular]
+
+
+def test_a_run_repacks_only_the_scores_of_a_current_pack_and_packs_a_stale_one_whole(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("eggs", "milk"), store_id=STORE))
+    recompute_scores(RecomputeRequest())
+    # A price written behind the triggers' back (no route, no stale mark): only a whole pack reads it.
+    db.execute("SET session_replication_role = replica")
+    db.execute("UPDATE store_availability SET price = 9.99 WHERE store_id = %s AND item_id = 'eggs'", (STORE,))
+    db.execute("RESET session_replication_role")
+    db.execute("UPDATE store_availability SET price = 7.77 WHERE store_id = %s AND item_id = 'eggs'", (OTHER_STORE,))
+    before = _packs(db)
+    assert before[OTHER_STORE][PACKED_COLUMNS.index("stale")]  # the trigger marked it
+
+    record(purchase("user-2", items=("eggs", "coffee"), store_id=STORE))
+    recompute_scores(RecomputeRequest())
+    by_the_run = _packs(db)
+    feed_db.pack_store_shelves(db)
+    whole = _packs(db)
+
+    scores = [PACKED_COLUMNS.index(c) for c in ("popularity", "trending", "trending_items", "popular_items",
+                                                "aisle_items", "aisle_sizes")]  # fmt: skip
+    prices = PACKED_COLUMNS.index("prices")
+    assert [by_the_run[STORE][i] for i in scores] == [whole[STORE][i] for i in scores]
+    assert by_the_run[STORE][scores[0]] != before[STORE][scores[0]]
+    assert by_the_run[STORE][prices] == before[STORE][prices] != whole[STORE][prices]
+    assert by_the_run[OTHER_STORE] == whole[OTHER_STORE]  # stale: packed whole, with the new price
+    assert by_the_run[OTHER_STORE][prices] != before[OTHER_STORE][prices]

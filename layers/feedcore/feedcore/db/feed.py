@@ -156,6 +156,13 @@ def pack_store_shelves(conn: psycopg.Connection, store_ids: Sequence[str] | None
     return row[0]
 
 
+def repack_store_shelves_scores(conn: psycopg.Connection, store_ids: Sequence[str]) -> int:
+    """Repack the scores (popularity, trending, ranked lists) of the shelves of `store_ids` ('*' included when
+    named) over the current catalog, keeping their availability and prices; a shelf whose pack is missing, stale
+    or over another catalog is packed whole. Returns how many (migration 0052)."""
+    return conn.execute("SELECT repack_store_shelves_scores(%s)", (list(store_ids),)).fetchone()[0]
+
+
 def item_model_scores(conn: psycopg.Connection, models: Sequence[str]) -> list[tuple[str, str, float]]:
     """The item-level scores of `models`: (model, item_id, score)."""
     with conn.cursor(binary=True) as cursor:

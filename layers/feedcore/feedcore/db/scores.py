@@ -173,15 +173,14 @@ def _apply_sql(
     RETURNING 1
 )""",
         "category": f"""category AS (
+    -- aisles only: nothing reads another level (migration 0051)
     INSERT INTO user_category_affinity{suffix} AS c (user_id, level, category, raw_score, updated_at)
-    SELECT e.user_id COLLATE "C", cat.level COLLATE "C", cat.category COLLATE "C",
-           sum(e.weight * {_grow("affinity_half_life_s")}), %(now)s
+    SELECT e.user_id COLLATE "C", 'aisle', i.aisle COLLATE "C", sum(e.weight * {_grow("affinity_half_life_s")}), %(now)s
     FROM run_event e
     JOIN items i ON i.item_id = e.item_id
-    CROSS JOIN LATERAL (VALUES ('aisle', i.aisle), ('department', i.department)) AS cat (level, category)
     WHERE e.weight > 0
-    GROUP BY 1, 2, 3
-    ORDER BY 1, 2, 3
+    GROUP BY 1, 3
+    ORDER BY 1, 3
     {
             conflict('''ON CONFLICT (user_id, level, category) DO UPDATE
         SET raw_score = c.raw_score + excluded.raw_score, updated_at = excluded.updated_at''')
@@ -302,6 +301,9 @@ WHERE rank <= %(top_k)s
 # from the upserts' RETURNING (a statement does not see its own writes; _RESCORE_PAIRS then gives the same
 # score). An item new to item_baskets takes the next key (as a default, every row offered would use one up).
 # Returns the items it touched.
+# Both counts are upserted in key order, like the events statement's tables: a run's pairs (~70,000 for 20,000
+# events, nearly all new) land all over a primary key larger than shared_buffers, and the hash aggregate's order
+# visited its leaves at random, reading (and evicting) a leaf again for each pair that landed on it.
 _APPLY_PAIRS = f"""
 WITH line AS MATERIALIZED ({_BASKET_LINES}),
 touched AS (
@@ -310,6 +312,7 @@ touched AS (
            coalesce((SELECT item_key FROM item_baskets k WHERE k.item_id = added.item_id), nextval('item_key_seq')),
            basket_raw, basket_count
     FROM ({_BASKET_ITEMS}) AS added
+    ORDER BY item_id COLLATE "C"
     ON CONFLICT (item_id) DO UPDATE
     SET basket_raw = b.basket_raw + excluded.basket_raw, basket_count = b.basket_count + excluded.basket_count
     RETURNING item_id, item_key, basket_raw
@@ -320,6 +323,7 @@ keyed_line AS MATERIALIZED (
 counted AS (
     INSERT INTO item_pair_counts AS c (item_key, paired_item_key, pair_raw, pair_count)
     {_BASKET_PAIRS}
+    ORDER BY 1, 2
     ON CONFLICT (item_key, paired_item_key) DO UPDATE
     SET pair_raw = c.pair_raw + excluded.pair_raw, pair_count = c.pair_count + excluded.pair_count
     RETURNING item_key, paired_item_key, pair_raw, pair_count

@@ -168,8 +168,8 @@ def recompute_scores(
             break
         if monotonic() >= deadline:
             break
-    # The feed reads each store's popularity and trending from its packed shelf: pack them again, off the
-    # request path.
+    # The feed reads each store's popularity and trending from its packed shelf: repack them, off the request
+    # path (a run changes no availability: only the scores are packed again where the pack is current).
     left_ms = None if time_budget_ms is None else int((deadline - monotonic()) * 1000)
     _pack_store_shelves(run_timeout_ms(settings.recompute_statement_timeout_ms, left_ms))
     result = result.model_copy(update={"duration_ms": round((monotonic() - started) * 1000, 1)})
@@ -181,9 +181,10 @@ def recompute_scores(
 
 
 def _pack_store_shelves(timeout_ms: int) -> None:
-    """Pack the shelf of every store (and '*') in PACK_SHARES shares side by side, each in a transaction of
-    its own: one on the run's connection, the others on connections of their own. The database packs a
-    store on one core (~0.1-0.2 s for 20,000 items), one after the other."""
+    """Repack the scores of every store's shelf (and '*'; a shelf whose pack is not current is packed whole) in
+    PACK_SHARES shares side by side, each in a transaction of its own: one on the run's connection, the others
+    on connections of their own. The database packs a store on one core (~0.1-0.2 s for 20,000 items), one
+    after the other."""
     store_ids = run(scores_db.shelf_store_ids)
     shares = [store_ids[i::PACK_SHARES] for i in range(PACK_SHARES)]
     with ThreadPoolExecutor(max_workers=PACK_SHARES - 1, thread_name_prefix="pack") as pool:
@@ -195,7 +196,7 @@ def _pack_store_shelves(timeout_ms: int) -> None:
 
 def _pack_share(conn: psycopg.Connection, store_ids: list[str], timeout_ms: int) -> int:
     scores_db.bound_transaction(conn, timeout_ms)
-    return feed_db.pack_store_shelves(conn, store_ids)
+    return feed_db.repack_store_shelves_scores(conn, store_ids)
 
 
 def _pack_share_apart(store_ids: list[str], timeout_ms: int) -> int:
