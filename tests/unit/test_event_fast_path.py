@@ -146,6 +146,15 @@ def test_random_bytes_in_texts_are_left_to_pydantic_or_read_as_it_reads():
         assert_read_as_pydantic_reads(json.dumps({"events": events}))
 
 
+@pytest.mark.parametrize("field", ["event_id", "user_id", "store_id", "item_id", "feed_id", "section", "occurred_at"])
+def test_a_text_holding_a_newline_is_left_to_pydantic(field: str) -> None:
+    impression = event("impression", item_id="milk", feed_id="feed-1", section="trending", position=0)
+    # Two values that each pass alone, joined by a newline (COPY's row separator).
+    impression[field] = f"{impression[field]}\n{impression[field]}"
+
+    assert usual_event_batch(json.dumps({"events": [impression]})) is None
+
+
 def test_the_fast_path_reads_instants_with_their_offsets():
     events = base_events()
     events[0]["occurred_at"] = "2026-11-26T10:00:00.5+05:30"

@@ -87,7 +87,7 @@ class _Batch(Struct, forbid_unknown_fields=True):
 
 _DECODER = msgspec.json.Decoder(_Batch)
 
-# Each pattern matches a whole batch of values, one per line (none of them can hold a newline). ASCII only, as
+# Each pattern matches a whole batch of values, one per line (_each_matches refuses a value holding a newline). ASCII only, as
 # the contract's patterns (Python's \d would take other scripts' digits).
 _IDENTIFIERS = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}\n)*")
 _FEED_IDS = re.compile(r"(?:[A-Za-z0-9_.:\-]{1,64}\n)*")
@@ -108,8 +108,11 @@ _UNIT_PRICE = attrgetter("unit_price")
 _TRACKED = (_Click, _AddToCart, _Impression)
 
 
-def _lines(values: list[str]) -> str:
-    return "\n".join(values) + "\n" if values else ""
+def _each_matches(pattern: re.Pattern[str], values: list[str]) -> bool:
+    """Whether every one of `values` matches `pattern`, in one match over the values joined by newlines. A value
+    holding a newline itself would pass as two: the count of newlines rules that out."""
+    text = "\n".join(values) + "\n" if values else ""
+    return text.count("\n") == len(values) and pattern.fullmatch(text) is not None
 
 
 def usual_event_batch(body: str) -> EventBatch | None:
@@ -136,10 +139,10 @@ def usual_event_batch(body: str) -> EventBatch | None:
     feed_ids = [feed_id for feed_id in map(_FEED_ID, tracked) if feed_id is not None]
     instants = list(map(_OCCURRED_AT, structs))
     if not (
-        _IDENTIFIERS.fullmatch(_lines(identifiers))
-        and _FEED_IDS.fullmatch(_lines(feed_ids))
-        and _EVENT_IDS.fullmatch(_lines(list(map(_EVENT_ID, structs))))
-        and _INSTANTS.fullmatch(_lines(instants))
+        _each_matches(_IDENTIFIERS, identifiers)
+        and _each_matches(_FEED_IDS, feed_ids)
+        and _each_matches(_EVENT_IDS, list(map(_EVENT_ID, structs)))
+        and _each_matches(_INSTANTS, instants)
         # The decimals of a price as screening checks them (every price of whole cents up to the bound is a
         # multiple of 0.01 to pydantic too); pydantic names the others.
         and all_whole_cents(list(map(_UNIT_PRICE, lines)))
