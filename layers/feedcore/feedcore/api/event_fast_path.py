@@ -87,8 +87,8 @@ class _Batch(Struct, forbid_unknown_fields=True):
 
 _DECODER = msgspec.json.Decoder(_Batch)
 
-# Each pattern matches a whole batch of values, one per line (_each_matches refuses a value holding a newline). ASCII only, as
-# the contract's patterns (Python's \d would take other scripts' digits).
+# Each pattern matches a whole batch of values, one per line (_each_matches refuses a value holding a newline).
+# ASCII only, as the contract's patterns (Python's \d would take other scripts' digits).
 _IDENTIFIERS = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}\n)*")
 _FEED_IDS = re.compile(r"(?:[A-Za-z0-9_.:\-]{1,64}\n)*")
 _EVENT_IDS = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n)*")
