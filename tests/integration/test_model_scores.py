@@ -253,3 +253,34 @@ def test_an_import_ending_during_an_erasure_waits_for_it_and_leaves_the_user_out
     assert waited
     assert scores(db, "picked_for_you") == {("user-2", "milk"): 0.7}
     assert imported[0].erased_user_rows == 1
+
+
+def test_an_erasure_during_an_import_waits_for_it_instead_of_deadlocking(
+    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload(s3, "picked_for_you/v1.csv", "user_id,item_id,score\nuser-1,milk,0.9\nuser-2,milk,0.7\n")
+    import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+    upload(s3, "picked_for_you/v2.csv", "user_id,item_id,score\n")
+    copying, release = threading.Event(), threading.Event()
+
+    def slow_rows(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:  # a large file being copied
+        copying.set()
+        release.wait(10)
+        yield from [("user-1", "eggs", 0.8), ("user-2", "eggs", 0.6)]
+
+    monkeypatch.setattr(model_files, "read_scores", slow_rows)
+    monkeypatch.setenv("INGEST_ERASURE_WAIT_MS", "5000")
+    settings.ingest_settings.cache_clear()
+    imported: list = []
+    importing = threading.Thread(
+        target=lambda: imported.extend(import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS))
+    )
+    importing.start()
+    assert copying.wait(10)
+    threading.Timer(0.5, release.set).start()
+
+    deletion = delete_user("user-1")  # waits for the import, then deletes what it imported
+    importing.join(timeout=10)
+
+    assert deletion.scores_deleted == 1 and imported[0].rows == 2
+    assert scores(db, "picked_for_you") == {("user-2", "eggs"): 0.6}

@@ -10,8 +10,8 @@ import psycopg
 
 from feedcore.db.model_files import InvalidModelFile
 
-# Serializes the end of a model import with erasures: an erasure either commits before an import drops the
-# erased users' rows, or deletes the rows the import committed.
+# Serializes model imports with erasures: an erasure either commits before an import drops the erased users'
+# rows, or deletes the rows the import committed.
 ERASURE_LOCK_KEY = 7_246_201_121
 # The rows of users erased since the file was written, or not seen since their erasure.
 _DROP_ERASED_USERS = """
@@ -33,8 +33,7 @@ def current_version(conn: psycopg.Connection, model: str) -> tuple[str, datetime
 
 
 def lock_erasures(conn: psycopg.Connection) -> None:
-    """Wait for a running erasure or the end of a model import, and keep the other out until this transaction
-    ends."""
+    """Wait for a running erasure or model import, and keep the others out until this transaction ends."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (ERASURE_LOCK_KEY,))
 
 
@@ -61,6 +60,9 @@ def replace_scores(
 
     Rows of an erased user are left out when the file was written before the user's latest erasure, or when
     the user has no events since it (the file then scores them from data that no longer exists)."""
+    # First: the DELETE below locks the rows an erasure deletes, and an erasure holds this lock while it waits
+    # for them (taken after the DELETE, the two would deadlock). An erasure waits for the import, or answers 503.
+    lock_erasures(conn)
     conn.execute("DELETE FROM model_scores WHERE model = %s", (model,))
     count = 0
     try:
@@ -70,7 +72,6 @@ def replace_scores(
                 count += 1
     except psycopg.errors.UniqueViolation as error:
         raise InvalidModelFile(f"{source}: a (user_id, item_id) appears twice ({error.diag.message_detail})") from error
-    lock_erasures(conn)
     erased_user_rows = conn.execute(_DROP_ERASED_USERS, {"model": model, "modified_at": modified_at}).rowcount
     count -= erased_user_rows
     conn.execute(
