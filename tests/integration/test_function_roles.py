@@ -277,6 +277,30 @@ def test_a_role_is_refused_what_its_function_never_does(
         conn.execute(statement)
 
 
+def test_a_role_cannot_run_its_own_function_as_the_log_owner_through_the_partition_functions(
+    function_users: dict[str, str], db: psycopg.Connection
+) -> None:
+    """The recompute's role may create in public (its rebuild's copies): a public.to_char(date, text) would match
+    the partition function's date arguments better than pg_catalog's own, and run as the log's owner."""
+    with psycopg.connect(function_users["feed_recompute_scores"], autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.to_char(date, text) RETURNS text LANGUAGE sql AS $$ SELECT current_user::text $$;"
+            "CREATE FUNCTION public.date_trunc(text, date) RETURNS timestamp LANGUAGE sql"
+            " AS $$ SELECT now()::timestamp - interval '40 years' $$"
+        )
+        try:
+            conn.execute("SELECT create_event_partition('2031-05-17')")
+        finally:
+            conn.execute("DROP FUNCTION public.to_char(date, text); DROP FUNCTION public.date_trunc(text, date)")
+
+    made = db.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'events'::regclass AND c.relname LIKE 'events_2031%'"
+    ).fetchall()
+    db.execute("DROP TABLE IF EXISTS events_2031_05")
+    assert made == [("events_2031_05",)]
+
+
 def test_an_rds_like_master_user_migrates_creates_the_users_and_the_recompute_rebuilds(
     tmp_path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
