@@ -62,11 +62,16 @@ BEGIN
         SELECT name FROM unnest(ARRAY['item_popularity', 'user_item_affinity', 'user_category_affinity',
                                       'user_orders', 'item_reorders', 'item_baskets', 'item_pair_counts',
                                       'item_pairs']) AS owned (name)
+        -- only where the owner differs: ALTER … OWNER takes an exclusive lock on the table even when it changes
+        -- nothing, and this runs at every deploy (the feed reads these tables)
         WHERE to_regclass(name) IS NOT NULL
+          AND (SELECT relowner FROM pg_class WHERE oid = to_regclass(name)) <> 'feed_recompute_scores'::regrole
     LOOP
         EXECUTE format('ALTER TABLE %I OWNER TO feed_recompute_scores', v_object.name);
     END LOOP;
-    ALTER SEQUENCE item_key_seq OWNER TO feed_recompute_scores;
+    IF (SELECT relowner FROM pg_class WHERE oid = 'item_key_seq'::regclass) <> 'feed_recompute_scores'::regrole THEN
+        ALTER SEQUENCE item_key_seq OWNER TO feed_recompute_scores;
+    END IF;
 
     FOR v_object IN
         SELECT g.role, g.privileges, g.object

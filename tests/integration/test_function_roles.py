@@ -277,6 +277,16 @@ def test_a_role_is_refused_what_its_function_never_does(
         conn.execute(statement)
 
 
+def test_granting_again_at_a_deploy_does_not_wait_for_readers_of_the_score_tables(
+    function_users: dict[str, str], database_url: str
+) -> None:
+    with psycopg.connect(database_url) as reader, psycopg.connect(database_url, autocommit=True) as deploy:
+        reader.execute("SELECT count(*) FROM item_popularity")  # a feed request's read, its transaction open
+        deploy.execute("SET lock_timeout = '500ms'")
+        deploy.execute("SELECT grant_function_privileges()")  # no owner to change: no exclusive lock taken
+        reader.rollback()
+
+
 def test_a_role_cannot_run_its_own_function_as_the_log_owner_through_the_partition_functions(
     function_users: dict[str, str], db: psycopg.Connection
 ) -> None:
