@@ -38,12 +38,15 @@ $$;
 
 GRANT feed_ingest_queue TO feed_ingest_events;
 GRANT feed_recompute_shards TO feed_recompute_scores;
--- The recompute reads the start of the oldest open transaction of every session from pg_stat_activity (the
--- scan bound of the next run); without pg_read_all_stats it sees only its own sessions'. pg_monitor holds it
--- (and reading settings, and the scan-locking monitoring functions, which nothing installs): RDS's master user
--- can grant pg_monitor, as monitoring agents' setups do; whether it can grant pg_read_all_stats alone is not
--- documented.
-GRANT pg_monitor TO feed_recompute_scores;
+-- The recompute reads the start of the oldest open transaction of every session (the scan bound of the next
+-- run); a role sees other users' sessions in pg_stat_activity only with pg_read_all_stats, which would also
+-- show it every session's statements (a login user's password verifier among them). This function, run as
+-- the migrating user (on RDS, rds_superuser holds pg_monitor), returns that one instant and nothing else.
+CREATE FUNCTION oldest_transaction_start() RETURNS timestamptz
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT min(xact_start) FROM pg_catalog.pg_stat_activity
+$$;
+REVOKE EXECUTE ON FUNCTION oldest_transaction_start() FROM PUBLIC;
 -- The score tables pass to feed_recompute_scores; giving a table to a role takes being able to act as it
 -- (the master user of RDS is no superuser), and later migrations of these tables run as the migrating user.
 GRANT feed_recompute_scores TO CURRENT_USER;
@@ -161,6 +164,7 @@ BEGIN
 
     -- A batch's months, this and next month ahead; retention's drops.
     GRANT EXECUTE ON FUNCTION create_event_partition(date) TO feed_ingest_queue, feed_recompute_scores;
+    GRANT EXECUTE ON FUNCTION oldest_transaction_start() TO feed_recompute_scores;
     GRANT EXECUTE ON FUNCTION drop_event_partition(regclass) TO feed_recompute_scores;
 END
 $$;

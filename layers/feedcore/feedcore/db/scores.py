@@ -466,7 +466,7 @@ def current_snapshot(conn: psycopg.Connection) -> tuple[str, datetime]:
     row = conn.execute(
         """
         SELECT pg_current_snapshot()::text,
-               least(statement_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity)) - %s
+               least(statement_timestamp(), oldest_transaction_start()) - %s
         """,
         (SCAN_MARGIN,),
     ).fetchone()
