@@ -18,6 +18,7 @@ from moto import mock_aws
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from feedcore.db import events as events_db
+from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.db.migrations import migrate
 from feedcore.db.roles import FUNCTION_ROLES, LoginUser, ensure_login_user, scram_sha_256_verifier
@@ -309,6 +310,28 @@ def test_a_role_cannot_run_its_own_function_as_the_log_owner_through_the_partiti
     ).fetchall()
     db.execute("DROP TABLE IF EXISTS events_2031_05")
     assert made == [("events_2031_05",)]
+
+
+def test_a_grant_made_during_a_full_rebuild_is_kept_by_its_swap(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs")))
+    rebuild_events = scores_db.rebuild_events
+
+    def with_a_deploy_granting_meanwhile(*args, **kwargs):
+        with psycopg.connect(database_url, autocommit=True) as deploy:
+            deploy.execute("GRANT SELECT ON item_pairs TO feed_ingest_queue")
+        return rebuild_events(*args, **kwargs)
+
+    monkeypatch.setattr(scores_db, "rebuild_events", with_a_deploy_granting_meanwhile)
+    try:
+        assert scheduled({"mode": "full"})["status"] == "completed"
+        granted = db.execute("SELECT has_table_privilege('feed_ingest_queue', 'item_pairs', 'SELECT')").fetchone()
+    finally:
+        db.execute("REVOKE SELECT ON item_pairs FROM feed_ingest_queue")
+
+    assert granted == (True,)
 
 
 def test_an_rds_like_master_user_migrates_creates_the_users_and_the_recompute_rebuilds(

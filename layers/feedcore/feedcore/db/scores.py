@@ -641,9 +641,7 @@ WHERE c.oid = %(table)s::regclass AND g.grantee <> c.relowner
 
 
 def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
-    """Create empty, unindexed copies of `tables` for a full rebuild to fill (dropping any left behind), with
-    the live table's owner and privileges: the swap puts them in its place (the functions' roles, migration
-    0061, keep their access through a rebuild)."""
+    """Create empty, unindexed copies of `tables` for a full rebuild to fill (dropping any left behind)."""
     for table in tables:
         copy = sql.Identifier(table + REBUILD_SUFFIX)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(copy))
@@ -653,25 +651,29 @@ def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
             )
         )
         # Storage parameters (fillfactor) are not part of LIKE.
-        options, owner = conn.execute(
-            "SELECT c.reloptions, r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner"
-            " WHERE c.oid = %s::regclass",
-            (table,),
-        ).fetchone()
+        (options,) = conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()
         if options:
             conn.execute(
                 sql.SQL("ALTER TABLE {} SET ({})").format(copy, sql.SQL(", ").join(sql.SQL(o) for o in options))
             )
-        for privilege, column, grantee in conn.execute(_TABLE_GRANTS, {"table": table}).fetchall():
-            conn.execute(
-                sql.SQL("GRANT {} {} ON {} TO {}").format(
-                    sql.SQL(privilege),
-                    sql.SQL("({})").format(sql.Identifier(column)) if column else sql.SQL(""),
-                    copy,
-                    sql.Identifier(grantee),
-                )
+
+
+def _take_owner_and_privileges(conn: psycopg.Connection, table: str, copy: str) -> None:
+    """Give `copy` the owner and privileges `table` has now, as the swap puts it in its place (the functions'
+    roles, migration 0061, keep their access through a rebuild, also to what a deploy granted during it)."""
+    (owner,) = conn.execute(
+        "SELECT r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = %s::regclass", (table,)
+    ).fetchone()
+    for privilege, column, grantee in conn.execute(_TABLE_GRANTS, {"table": table}).fetchall():
+        conn.execute(
+            sql.SQL("GRANT {} {} ON {} TO {}").format(
+                sql.SQL(privilege),
+                sql.SQL("({})").format(sql.Identifier(column)) if column else sql.SQL(""),
+                sql.Identifier(copy),
+                sql.Identifier(grantee),
             )
-        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(copy, sql.Identifier(owner)))
+        )
+    conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(copy), sql.Identifier(owner)))
 
 
 def export_snapshot(conn: psycopg.Connection) -> str:
@@ -750,10 +752,10 @@ def _index_rebuilt(conn: psycopg.Connection, tables: tuple[str, ...], analyzed: 
 def swap_rebuilt(conn: psycopg.Connection, items_keyed: int) -> None:
     """Swap the indexed copies of every score table in for the live ones, and let item_key_seq continue after
     the `items_keyed` keys of the rebuilt pair counts. Readers wait only for the swap itself (metadata
-    changes), not for the rebuild or the index builds. The copies have the old tables' owner and privileges
-    (start_rebuild)."""
+    changes), not for the rebuild or the index builds. The copies take the old tables' owner and privileges."""
     for table in SCORE_TABLES:
         rebuilt = table + REBUILD_SUFFIX
+        _take_owner_and_privileges(conn, table, rebuilt)
         indexes = _live_indexes(conn, table)
         (primary_key,) = conn.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", (table,)
