@@ -3,7 +3,6 @@ work end to end with exactly those privileges, and each role is refused what its
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import uuid
@@ -21,7 +20,7 @@ from feedcore.db import events as events_db
 from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.db.migrations import migrate
-from feedcore.db.roles import FUNCTION_ROLES, LoginUser, ensure_login_user, scram_sha_256_verifier
+from feedcore.db.roles import FUNCTION_ROLES, LoginUser, ensure_login_user
 from feedcore.db.scores import SCORE_TABLES
 from feedcore.errors import ConfigurationError
 from feedlocal.aws_local import deliver_queue_batch
@@ -36,6 +35,7 @@ from tests.aws_events import (
 )
 from tests.conftest import load_function, use_database
 from tests.factories import NOW, STORE, create_catalog, event, purchase, record
+from tests.integration.test_migrate_schema import password_verifies
 from tests.integration.test_model_scores import BUCKET, s3, upload  # noqa: F401 (the s3 fixture)
 from tests.integration.test_recompute_fanout import SHARDS, ShardQueue, shard_queue_env  # noqa: F401 (fixture)
 
@@ -374,18 +374,12 @@ def test_an_rds_like_master_user_migrates_creates_the_users_and_the_recompute_re
         server.cleanup()
 
 
-def test_the_password_verifier_is_the_one_postgresql_makes(db: psycopg.Connection) -> None:
+def test_a_login_user_keeps_a_scram_verifier_of_its_password(db: psycopg.Connection) -> None:
     name = f"verifier_{uuid.uuid4().hex[:6]}"
-    db.execute("SET password_encryption = 'scram-sha-256'")
-    db.execute(f"CREATE ROLE {name} LOGIN PASSWORD 'correct horse battery staple'")
+    ensure_login_user(db, LoginUser(name, "correct horse battery staple", "feed_assemble_feed"))
     try:
-        (stored,) = db.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (name,)).fetchone()
-        iterations, salt = stored.split("$")[1].split(":")
-        ours = scram_sha_256_verifier(
-            "correct horse battery staple", salt=base64.b64decode(salt), iterations=int(iterations)
-        )
-        assert ours == stored
-        assert scram_sha_256_verifier("correct horse battery staple") != stored  # a salt of its own
+        assert password_verifies(db, name, "correct horse battery staple")
+        assert not password_verifies(db, name, "correct horse battery stable")
     finally:
         db.execute(f"DROP ROLE {name}")
 

@@ -7,6 +7,8 @@ presigned S3 ResponseURL; migrations run against a fresh database on the real te
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import threading
 import uuid
@@ -21,7 +23,6 @@ from moto import mock_aws
 from psycopg.conninfo import make_conninfo
 
 from feedcore.db.migrations import PACKAGED_MIGRATIONS, load_migrations, migrate
-from feedcore.db.roles import scram_sha_256_verifier
 from feedcore.schema import SCHEMA_RESOURCE_ID
 from tests.aws_events import LambdaContext, cloudformation_custom_resource_event
 from tests.conftest import load_function, scratch_database, use_database
@@ -188,10 +189,15 @@ def test_malformed_request_is_answered_failed(response_url) -> None:
 
 
 def password_verifies(conn: psycopg.Connection, user: str, password: str) -> bool:
-    """Whether the SCRAM verifier the server keeps for `user` is that of `password`."""
+    """Whether the SCRAM-SHA-256 verifier the server keeps for `user` is that of `password` (RFC 5802, 7677),
+    computed here independently of libpq."""
     (stored,) = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (user,)).fetchone()
     iterations, salt = stored.split("$")[1].split(":")
-    return stored == scram_sha_256_verifier(password, salt=base64.b64decode(salt), iterations=int(iterations))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    stored_key = hashlib.sha256(hmac.digest(salted, b"Client Key", "sha256")).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    keys = f"{base64.b64encode(stored_key).decode()}:{base64.b64encode(server_key).decode()}"
+    return stored == f"SCRAM-SHA-256${iterations}:{salt}${keys}"
 
 
 def test_create_and_update_make_each_functions_user_from_its_secret(response_url, empty_database) -> None:

@@ -4,15 +4,11 @@ In the stack each user's password is a generated Secrets Manager secret in the R
 Proxy reads to log in as the user on behalf of the function (the function itself presents an IAM token). The
 schema custom resource creates the users, or sets their passwords again, from those secrets on every
 deploy. The password reaches the database only as a SCRAM-SHA-256 verifier, so it is never in a statement
-the server could log.
+the server could log (libpq computes it, as psql's \\password does).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 
 import psycopg
@@ -20,9 +16,6 @@ from psycopg import sql
 
 from feedcore.errors import ConfigurationError, DatabaseUnavailable
 
-# PostgreSQL's own choices for a verifier (scram_build_secret): 4096 iterations, a 16-byte salt.
-SCRAM_ITERATIONS = 4096
-SCRAM_SALT_BYTES = 16
 # The group roles of migration 0061, the only roles a login user may be given.
 FUNCTION_ROLES = frozenset(
     {"feed_ingest_queue", "feed_ingest_events", "feed_assemble_feed", "feed_recompute_shards", "feed_recompute_scores"}
@@ -38,28 +31,15 @@ class LoginUser:
     role: str
 
 
-def scram_sha_256_verifier(password: str, *, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
-    """What PostgreSQL stores for `password` under password_encryption = scram-sha-256 (RFC 5802, 7677):
-    `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, the salt random unless given. The server
-    takes such a string in CREATE/ALTER ROLE … PASSWORD as the verifier itself."""
-    salt = secrets.token_bytes(SCRAM_SALT_BYTES) if salt is None else salt
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    stored_key = hashlib.sha256(hmac.digest(salted, b"Client Key", "sha256")).digest()
-    server_key = hmac.digest(salted, b"Server Key", "sha256")
-
-    def b64(value: bytes) -> str:
-        return base64.b64encode(value).decode()
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
-
-
 def ensure_login_user(conn: psycopg.Connection, user: LoginUser) -> None:
     """Create the login user with its password and group role, or give an existing one its password and
     role again (one transaction). Raises ConfigurationError for a role that is not a function's."""
     if user.role not in FUNCTION_ROLES:
         raise ConfigurationError(f"{user.role!r} is not a function's database role")
     name = sql.Identifier(user.username)
-    verifier = sql.Literal(scram_sha_256_verifier(user.password))
+    # libpq's PQencryptPasswordConn: the verifier the server would make (SCRAM-SHA-256, a random salt)
+    password = conn.pgconn.encrypt_password(user.password.encode(), user.username.encode(), b"scram-sha-256")
+    verifier = sql.Literal(password.decode())
     with conn.transaction():
         row = conn.execute(
             "SELECT rolsuper OR rolcreaterole OR rolname = current_user FROM pg_roles WHERE rolname = %s",
