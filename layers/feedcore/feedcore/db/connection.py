@@ -69,14 +69,7 @@ def connection_url(settings: DatabaseSettings) -> str:
         return settings.database_url.get_secret_value()
     if not settings.db_secret_arn:
         raise ConfigurationError("no database configured: set DATABASE_URL, DB_IAM_AUTH or DB_SECRET_ARN")
-    from aws_lambda_powertools.utilities import parameters
-
-    try:
-        secret = parameters.get_secret(settings.db_secret_arn, transform="json", max_age=300)
-    except parameters.exceptions.GetParameterError as exc:  # throttling, network, access denied
-        raise DatabaseUnavailable(f"cannot read the database secret: {exc}") from exc
-    except parameters.exceptions.TransformParameterError as exc:
-        raise ConfigurationError("the database secret is not JSON") from exc
+    secret = json_secret(settings.db_secret_arn, "the database secret", max_age_s=300)
     try:
         return make_conninfo(
             host=secret["host"],
@@ -88,6 +81,19 @@ def connection_url(settings: DatabaseSettings) -> str:
         )
     except KeyError as exc:
         raise ConfigurationError(f"the database secret lacks {exc.args[0]!r}") from exc
+
+
+def json_secret(secret_arn: str, what: str, *, max_age_s: int) -> dict:
+    """The Secrets Manager secret `secret_arn`, a JSON object (RDS's format), cached for `max_age_s`; `what` names
+    it in errors. Raises DatabaseUnavailable when it cannot be read, ConfigurationError when it is not JSON."""
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        return parameters.get_secret(secret_arn, transform="json", max_age=max_age_s)
+    except parameters.exceptions.GetParameterError as exc:  # throttling, network, access denied
+        raise DatabaseUnavailable(f"cannot read {what}: {exc}") from exc
+    except parameters.exceptions.TransformParameterError as exc:
+        raise ConfigurationError(f"{what} is not JSON") from exc
 
 
 def startup_options(settings: DatabaseSettings, statement_timeout_ms: int) -> str | None:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from feedcore.errors import ConfigurationError, DatabaseUnavailable
+from feedcore.db.connection import json_secret
+from feedcore.errors import ConfigurationError
 
 # The group roles of migration 0061, the only roles a login user may be given.
 FUNCTION_ROLES = frozenset(
@@ -55,14 +56,7 @@ def ensure_login_user(conn: psycopg.Connection, user: LoginUser) -> None:
 
 def login_user_from_secret(secret_arn: str, role: str) -> LoginUser:
     """The login user whose `username` and `password` the Secrets Manager secret holds (RDS JSON format)."""
-    from aws_lambda_powertools.utilities import parameters
-
-    try:
-        secret = parameters.get_secret(secret_arn, transform="json", max_age=0)
-    except parameters.exceptions.GetParameterError as exc:  # throttling, network, access denied
-        raise DatabaseUnavailable(f"cannot read the login user's secret: {exc}") from exc
-    except parameters.exceptions.TransformParameterError as exc:
-        raise ConfigurationError("a login user's secret is not JSON") from exc
+    secret = json_secret(secret_arn, "a login user's secret", max_age_s=0)
     try:
         return LoginUser(username=secret["username"], password=secret["password"], role=role)
     except KeyError as exc:
