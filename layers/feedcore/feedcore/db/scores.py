@@ -753,9 +753,10 @@ def swap_rebuilt(conn: psycopg.Connection, items_keyed: int) -> None:
     """Swap the indexed copies of every score table in for the live ones, and let item_key_seq continue after
     the `items_keyed` keys of the rebuilt pair counts. Readers wait only for the swap itself (metadata
     changes), not for the rebuild or the index builds. The copies take the old tables' owner and privileges."""
+    for table in SCORE_TABLES:  # before the first DROP: readers wait on no table while these are granted
+        _take_owner_and_privileges(conn, table, table + REBUILD_SUFFIX)
     for table in SCORE_TABLES:
         rebuilt = table + REBUILD_SUFFIX
-        _take_owner_and_privileges(conn, table, rebuilt)
         indexes = _live_indexes(conn, table)
         (primary_key,) = conn.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'", (table,)
