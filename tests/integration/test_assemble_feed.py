@@ -18,6 +18,7 @@ from feedcore import settings
 from feedcore.api.catalog_models import CatalogItem, StoreAvailability
 from feedcore.api.models import Feed
 from feedcore.db import catalog as catalog_db
+from feedcore.db import feed as feed_db
 from feedcore.db.connection import confirm_sent
 from feedcore.errors import DatabaseUnavailable
 from feedcore.feed import service as feed_service
@@ -650,3 +651,22 @@ def test_erasing_a_user_removes_their_feeds_and_retention_the_old_ones(
     assert db.execute("SELECT user_id FROM feed_snapshots").fetchall() == [("user-2",)]
     apply_retention(keep_days=60, now=NOW + timedelta(days=61))
     assert db.execute("SELECT count(*) FROM feeds").fetchone() == (0,)
+
+
+def test_the_users_item_rows_carry_the_reorder_counts_of_bought_items_only(db: psycopg.Connection) -> None:
+    # user-1 bought milk twice and clicked eggs long ago (both scored); user-2 bought eggs in three orders and milk
+    # once. Eggs has reorder counts of its own, but user-1 never bought it: its row carries none.
+    create_catalog(db)
+    record(
+        *[purchase("user-1", items=("milk",), at=NOW - timedelta(days=days)) for days in (14, 7)],
+        event("click", "user-1", item_id="eggs", at=NOW - timedelta(days=10)),
+        *[purchase("user-2", items=("eggs",), at=NOW - timedelta(days=days)) for days in (21, 14, 7)],
+        purchase("user-2", items=("milk",), at=NOW - timedelta(days=3)),
+    )
+    recompute_scores(RecomputeRequest())
+    query = feed_db.UserRowsQuery("user-1", (), False, 20, 200, NOW - timedelta(hours=6))
+
+    items = feed_db.user_rows(db, query).items
+
+    assert (items["milk"].purchase_count, items["milk"].item_orders, items["milk"].item_buyers) == (2, 3, 2)
+    assert (items["eggs"].purchase_count, items["eggs"].item_orders, items["eggs"].item_buyers) == (0, 0, 0)

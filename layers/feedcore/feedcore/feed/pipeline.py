@@ -9,7 +9,6 @@ backfills from popular items when it starves.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -223,19 +222,22 @@ def ranking(candidates: Sequence[Candidate], weights: dict[Signal, float], conte
 @dataclass
 class _Caps:
     spec: SectionConfig
-    aisles: Counter = field(default_factory=Counter)
-    brands: Counter = field(default_factory=Counter)
+    # taken per aisle and per brand (dicts read with get: a Counter's missing key costs a Python call)
+    aisles: dict[str, int] = field(default_factory=dict)
+    brands: dict[str, int] = field(default_factory=dict)
 
     def admit(self, candidate: Candidate) -> bool:
         """Take the candidate if neither its aisle nor its brand is at the section's cap."""
-        if self.spec.max_per_aisle is not None and self.aisles[candidate.aisle] >= self.spec.max_per_aisle:
+        aisle, brand, spec = candidate.aisle, candidate.brand, self.spec
+        taken_in_aisle = self.aisles.get(aisle, 0)
+        if spec.max_per_aisle is not None and taken_in_aisle >= spec.max_per_aisle:
             return False
-        brand = candidate.brand
-        if brand is not None and self.spec.max_per_brand is not None and self.brands[brand] >= self.spec.max_per_brand:
-            return False
-        self.aisles[candidate.aisle] += 1
         if brand is not None:
-            self.brands[brand] += 1
+            taken_of_brand = self.brands.get(brand, 0)
+            if spec.max_per_brand is not None and taken_of_brand >= spec.max_per_brand:
+                return False
+            self.brands[brand] = taken_of_brand + 1
+        self.aisles[aisle] = taken_in_aisle + 1
         return True
 
 
