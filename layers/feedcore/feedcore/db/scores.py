@@ -127,6 +127,9 @@ def _apply_sql(
         return clause if upsert else ""
 
     shard_filter = f"AND {user_shard_sql('user_id', '%(shard_count)s')} = %(shard)s" if sharded else ""
+    # An upsert of both tells the reorders who bought an item for the first time (item_reorders_cte).
+    reorders_see_affinity = upsert and "affinity" in targets and "reorders" in targets
+    affinity_returned = "user_id, item_id, purchase_count" if reorders_see_affinity else "1"
     cte = {
         "popularity": f"""popularity AS (
     INSERT INTO item_popularity{suffix} AS p (store_id, item_id, raw_score, short_raw, trending_score, updated_at)
@@ -170,7 +173,7 @@ def _apply_sql(
         last_hidden_at = greatest(a.last_hidden_at, excluded.last_hidden_at),
         updated_at = excluded.updated_at''')
         }
-    RETURNING 1
+    RETURNING {affinity_returned}
 )""",
         "category": f"""category AS (
     -- aisles only: nothing reads another level (migration 0051)
@@ -199,13 +202,13 @@ def _apply_sql(
     RETURNING 1
 )""",
         "orders": user_orders_cte(suffix, upsert),
-        "reorders": item_reorders_cte(suffix, upsert),
-    }
+        "reorders": item_reorders_cte(suffix, upsert, affinity_upserted=reorders_see_affinity),
+    }  # in this order: a CTE reads only those before it
     counted = ", ".join(f"(SELECT count(*) FROM {t})" if t in targets else "0" for t in _COUNTED_TARGETS)
     events = "(SELECT count(*) FROM run_event WHERE line_no = 1)" if count_events else "0"
     return f"""
 WITH run_event AS MATERIALIZED ({_RUN_EVENTS}{shard_filter}),
-{",\n".join(cte[target] for target in targets)}
+{",\n".join(text for target, text in cte.items() if target in targets)}
 SELECT {events}, {counted}
 """
 
