@@ -431,26 +431,36 @@ def try_lock_recompute(conn: psycopg.Connection, timeout_ms: int) -> bool:
     return bool(row and row[0])
 
 
-def load_state(conn: psycopg.Connection) -> ScoreState | None:
+# The watermark of every score table, and the bought-together tables' own (migration 0065): an incremental run
+# scores its pairs in a transaction of their own (feedcore.scoring.pairs).
+SCORE_STATE, PAIR_SCORE_STATE = "score_state", "pair_score_state"
+
+
+def load_state(conn: psycopg.Connection, table: str = SCORE_STATE) -> ScoreState | None:
+    """The watermark kept in `table`, locked until the transaction ends."""
     row = conn.execute(
-        """
-        SELECT epoch, scored_snapshot::text, target_snapshot::text, done_below_xid::text, scan_from
-        FROM score_state FOR UPDATE
-        """
+        sql.SQL(
+            """
+            SELECT epoch, scored_snapshot::text, target_snapshot::text, done_below_xid::text, scan_from
+            FROM {} FOR UPDATE
+            """
+        ).format(sql.Identifier(table))
     ).fetchone()
     return ScoreState(*row) if row else None
 
 
-def save_state(conn: psycopg.Connection, state: ScoreState) -> None:
+def save_state(conn: psycopg.Connection, state: ScoreState, table: str = SCORE_STATE) -> None:
     conn.execute(
-        """
-        INSERT INTO score_state (epoch, scored_snapshot, target_snapshot, done_below_xid, scan_from, updated_at)
-        VALUES (%s, %s::pg_snapshot, %s::pg_snapshot, %s::xid8, %s, statement_timestamp())
-        ON CONFLICT (singleton) DO UPDATE SET
-            epoch = excluded.epoch, scored_snapshot = excluded.scored_snapshot,
-            target_snapshot = excluded.target_snapshot, done_below_xid = excluded.done_below_xid,
-            scan_from = excluded.scan_from, updated_at = excluded.updated_at
-        """,
+        sql.SQL(
+            """
+            INSERT INTO {} (epoch, scored_snapshot, target_snapshot, done_below_xid, scan_from, updated_at)
+            VALUES (%s, %s::pg_snapshot, %s::pg_snapshot, %s::xid8, %s, statement_timestamp())
+            ON CONFLICT (singleton) DO UPDATE SET
+                epoch = excluded.epoch, scored_snapshot = excluded.scored_snapshot,
+                target_snapshot = excluded.target_snapshot, done_below_xid = excluded.done_below_xid,
+                scan_from = excluded.scan_from, updated_at = excluded.updated_at
+            """
+        ).format(sql.Identifier(table)),
         (state.epoch, state.scored_snapshot, state.target_snapshot, state.done_below_xid, state.scan_from),
     )
 
