@@ -108,7 +108,7 @@ def _score_chunk(
         # A rebuild writes every trending score as of this run: no refresh.
         counts, pair_counts = rebuild_scores(conn, settings, epoch, chunk, as_of, timeout_ms)
         scores_db.save_state(conn, scores_db.state_after(epoch, chunk, next_scan_from), scores_db.PAIR_SCORE_STATE)
-    elif rebased:  # the pair tables were rebased in this transaction: their pairs' statements would wait for it
+    elif rebased:  # this transaction rewrote the pair tables: a transaction beside it would wait for its row locks
         counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of)
         pair_counts = score_pairs(conn, settings, epoch, state, chunk, next_scan_from)
         scores_db.refresh_trending(conn, settings, epoch, as_of)
