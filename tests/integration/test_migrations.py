@@ -124,6 +124,28 @@ def test_the_items_reorders_are_backfilled_from_the_scored_user_rows(empty_datab
         assert reorders == {"milk": (5, 2), "eggs": (1, 1)}
 
 
+def test_the_pair_tables_watermark_starts_where_their_counts_are(empty_database: str, tmp_path: Path) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0065", tmp_path)
+        conn.execute(
+            "INSERT INTO score_state (epoch, scored_snapshot, scan_from, updated_at)"
+            " VALUES ('2026-11-01Z', '10:10:', '2026-11-02Z', now())"
+        )
+        # An open fan-out chunk, part of a backlog: its coordinator counted its baskets already.
+        conn.execute(
+            "INSERT INTO score_chunks (epoch, scored_snapshot, target_snapshot, xid_from, xid_to, scan_from, complete,"
+            " next_scan_from, as_of, shard_count, events_scored, popularity_updates, pair_updates) VALUES"
+            " ('2026-11-01Z', '10:10:', '20:20:', '0', '15', '2026-11-02Z', false, '2026-11-03Z', now(), 4, 1, 1, 1)"
+        )
+
+        assert "0065" in migrate(conn, MIGRATIONS_DIR)
+
+        pairs = conn.execute(
+            "SELECT scored_snapshot::text, target_snapshot::text, done_below_xid::text, scan_from FROM pair_score_state"
+        ).fetchall()
+        assert pairs == [("10:10:", "20:20:", "15", datetime(2026, 11, 2, tzinfo=UTC))]
+
+
 def test_the_department_rows_nothing_read_are_deleted(empty_database: str, tmp_path: Path) -> None:
     with psycopg.connect(empty_database, autocommit=True) as conn:
         migrate_before(conn, "0051", tmp_path)

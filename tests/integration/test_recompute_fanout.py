@@ -139,8 +139,9 @@ def open_shards(conn: psycopg.Connection) -> list[tuple[int, bool]]:
 def single_transaction_result(conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, state: tuple) -> dict:
     """The same backlog scored from the same watermark without fan-out."""
     conn.execute(f"TRUNCATE {SCORED_TABLES}, score_chunks, score_shards")
-    conn.execute("UPDATE score_state SET (epoch, scored_snapshot, target_snapshot, done_below_xid, scan_from) = "
-                 "(%s, %s::pg_snapshot, %s::pg_snapshot, %s::xid8, %s)", state)  # fmt: skip
+    for watermark in ("score_state", "pair_score_state"):  # the pair tables' own too (migration 0065)
+        conn.execute(f"UPDATE {watermark} SET (epoch, scored_snapshot, target_snapshot, done_below_xid, scan_from)"
+                     " = (%s, %s::pg_snapshot, %s::pg_snapshot, %s::xid8, %s)", state)  # fmt: skip
     monkeypatch.delenv("SCORING_FANOUT_QUEUE_URL")
     settings.fanout_settings.cache_clear()
     result = recompute_scores(RecomputeRequest(), now=NOW)

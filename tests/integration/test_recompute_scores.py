@@ -483,6 +483,80 @@ def test_a_rebuild_part_that_fails_cancels_the_run_which_fails_with_its_error(
     assert decayed_scores(db, NOW) == before
 
 
+def watermarks(conn: psycopg.Connection) -> tuple:
+    """The scored snapshots of the score tables' watermark and of the pair tables' own."""
+    return conn.execute(
+        "SELECT s.scored_snapshot::text, p.scored_snapshot::text FROM score_state s, pair_score_state p"
+    ).fetchone()
+
+
+def test_a_run_that_fails_after_its_pairs_committed_leaves_them_ahead_and_the_next_counts_no_basket_twice(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCORING_PAIRS_MIN_SUPPORT", "1")
+    settings.scoring_settings.cache_clear()
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs")))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    record(purchase("user-2", items=("milk", "eggs", "coffee")))
+
+    def dies(*args: object) -> None:
+        raise RuntimeError("the run's process dies before it records the run")
+
+    record_run = scores_db.record_run
+    monkeypatch.setattr(scores_db, "record_run", dies)
+    with pytest.raises(RuntimeError, match="dies before"):
+        recompute_scores(RecomputeRequest(), now=NOW)
+
+    # The pairs' transaction committed beside the run's, which rolled back: the pairs hold user-2's basket.
+    scored, pairs_scored = watermarks(db)
+    assert scored != pairs_scored
+    assert db.execute("SELECT count(*) FROM user_item_affinity WHERE user_id = 'user-2'").fetchone() == (0,)
+    assert dict(db.execute("SELECT item_id, basket_count FROM item_baskets")) == {"milk": 2, "eggs": 2, "coffee": 1}
+
+    monkeypatch.setattr(scores_db, "record_run", record_run)
+    record(purchase("user-3", items=("coffee", "milk")))
+    result = recompute_scores(RecomputeRequest(), now=NOW)
+    incremental = decayed_scores(db, NOW)
+
+    assert (result.events_scored, result.pair_updates) == (
+        2,
+        1,
+    )  # user-2's and user-3's events; one pair new to the pairs
+    assert len(set(watermarks(db))) == 1  # together again
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+    assert_same_scores(incremental, decayed_scores(db, NOW))
+    assert incremental["pair_counts"]["eggs/milk"][1:] == (2,)
+
+
+def test_pairs_behind_the_run_catch_up_at_the_next(db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCORING_PAIRS_MIN_SUPPORT", "1")
+    settings.scoring_settings.cache_clear()
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs")))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    pair_tables = ("pair_score_state", "item_baskets", "item_pair_counts", "item_pairs")
+    behind = {table: db.execute(f"SELECT * FROM {table}").fetchall() for table in pair_tables}
+    record(purchase("user-2", items=("milk", "coffee")))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    # As if that run's pairs had not committed (the run's transaction fails with them; a fan-out coordinator, or a
+    # watermark restored from a backup, could still leave them behind).
+    db.execute(f"TRUNCATE {', '.join(pair_tables)}")
+    for table, rows in behind.items():
+        for row in rows:
+            db.execute(f"INSERT INTO {table} VALUES ({', '.join(['%s'] * len(row))})", row)
+    record(purchase("user-3", items=("eggs", "coffee")))
+
+    recompute_scores(RecomputeRequest(), now=NOW)
+    incremental = decayed_scores(db, NOW)
+
+    assert len(set(watermarks(db))) == 1
+    # user-2's basket counted once, by this run
+    assert {item: count for item, (_, count) in incremental["baskets"].items()} == {"milk": 2, "eggs": 2, "coffee": 2}
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+    assert_same_scores(incremental, decayed_scores(db, NOW))
+
+
 def test_dormant_items_do_not_trend_and_tiny_scores_never_break_a_run(db: psycopg.Connection) -> None:
     create_catalog(db)
     record(

@@ -127,15 +127,17 @@ def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: i
 
 
 @contextmanager
-def snapshot_transaction(snapshot: str) -> Iterator[psycopg.Connection]:
+def snapshot_transaction(snapshot: str | None) -> Iterator[psycopg.Connection]:
     """A transaction on a new connection of its own that sees what the transaction that exported `snapshot`
-    (pg_export_snapshot) sees; committed when the block ends without an error, then closed. Another thread
-    may cancel its statement (`cancel_safe`)."""
+    (pg_export_snapshot) sees, or (`None`) a read-committed one; committed when the block ends without an
+    error, then closed. Another thread may cancel its statement (`cancel_safe`)."""
     conn = connect()
     try:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        if snapshot is not None:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with conn.transaction():
-            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            if snapshot is not None:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
             yield conn
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"database error: {exc}") from exc

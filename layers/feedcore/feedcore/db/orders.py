@@ -41,22 +41,31 @@ def user_orders_cte(suffix: str = "", upsert: bool = True) -> str:
 )"""
 
 
-def item_reorders_cte(suffix: str = "", upsert: bool = True) -> str:
+def item_reorders_cte(suffix: str = "", upsert: bool = True, affinity_upserted: bool = False) -> str:
     """The apply statement's CTE `reorders`: per item, the run's orders holding it and its new buyers added into
     item_reorders{suffix} when `upsert`, else (a rebuild's fresh copy, every event) its orders and buyers.
 
-    A user is a new buyer when user_item_affinity holds no order of theirs with the item: the statement sees the
-    table as it was before it, and a fanned-out chunk scores its item part before its users' shards (one chunk
-    open at a time), so that is every order scored before the chunk."""
-    if upsert:
+    A user is a new buyer when user_item_affinity held no order of theirs with the item before the statement. With
+    `affinity_upserted` the statement's CTE `affinity` upserts the same run's user × item rows and returns
+    (user_id, item_id, purchase_count): a user is a new buyer when the count after the upsert is the run's own
+    (no key probe per bought row). Otherwise (a fanned-out chunk's item part) the statement reads the table as it
+    was before it; a fanned-out chunk scores its item part before its users' shards (one chunk open at a time), so
+    that is every order scored before the chunk."""
+    if not upsert:
+        known, buyers, conflict = "", "count(*)", ""
+    elif affinity_upserted:
+        # every bought row is one the upsert returned
+        known = """
+    JOIN affinity a ON a.user_id = bought.user_id AND a.item_id = bought.item_id"""
+        buyers = "count(*) FILTER (WHERE a.purchase_count = bought.orders)"
+    else:
         # the user's row before this statement: none, or without a purchase (a view, a hide), for a new buyer
         known = """
     LEFT JOIN user_item_affinity a ON a.user_id = bought.user_id AND a.item_id = bought.item_id"""
         buyers = "count(*) FILTER (WHERE coalesce(a.purchase_count, 0) = 0)"
+    if upsert:
         conflict = """ON CONFLICT (item_id) DO UPDATE
     SET order_count = r.order_count + excluded.order_count, buyer_count = r.buyer_count + excluded.buyer_count"""
-    else:
-        known, buyers, conflict = "", "count(*)", ""
     return f"""reorders AS (
     INSERT INTO {ITEM_REORDERS_TABLE}{suffix} AS r (item_id, order_count, buyer_count)
     SELECT bought.item_id COLLATE "C", sum(bought.orders), {buyers}

@@ -127,6 +127,9 @@ def _apply_sql(
         return clause if upsert else ""
 
     shard_filter = f"AND {user_shard_sql('user_id', '%(shard_count)s')} = %(shard)s" if sharded else ""
+    # An upsert of both tells the reorders who bought an item for the first time (item_reorders_cte).
+    reorders_see_affinity = upsert and "affinity" in targets and "reorders" in targets
+    affinity_returned = "user_id, item_id, purchase_count" if reorders_see_affinity else "1"
     cte = {
         "popularity": f"""popularity AS (
     INSERT INTO item_popularity{suffix} AS p (store_id, item_id, raw_score, short_raw, trending_score, updated_at)
@@ -170,7 +173,7 @@ def _apply_sql(
         last_hidden_at = greatest(a.last_hidden_at, excluded.last_hidden_at),
         updated_at = excluded.updated_at''')
         }
-    RETURNING 1
+    RETURNING {affinity_returned}
 )""",
         "category": f"""category AS (
     -- aisles only: nothing reads another level (migration 0051)
@@ -199,13 +202,13 @@ def _apply_sql(
     RETURNING 1
 )""",
         "orders": user_orders_cte(suffix, upsert),
-        "reorders": item_reorders_cte(suffix, upsert),
-    }
+        "reorders": item_reorders_cte(suffix, upsert, affinity_upserted=reorders_see_affinity),
+    }  # in this order: a CTE reads only those before it
     counted = ", ".join(f"(SELECT count(*) FROM {t})" if t in targets else "0" for t in _COUNTED_TARGETS)
     events = "(SELECT count(*) FROM run_event WHERE line_no = 1)" if count_events else "0"
     return f"""
 WITH run_event AS MATERIALIZED ({_RUN_EVENTS}{shard_filter}),
-{",\n".join(cte[target] for target in targets)}
+{",\n".join(text for target, text in cte.items() if target in targets)}
 SELECT {events}, {counted}
 """
 
@@ -428,26 +431,36 @@ def try_lock_recompute(conn: psycopg.Connection, timeout_ms: int) -> bool:
     return bool(row and row[0])
 
 
-def load_state(conn: psycopg.Connection) -> ScoreState | None:
+# The watermark of every score table, and the bought-together tables' own (migration 0065): an incremental run
+# scores its pairs in a transaction of their own (feedcore.scoring.pairs).
+SCORE_STATE, PAIR_SCORE_STATE = "score_state", "pair_score_state"
+
+
+def load_state(conn: psycopg.Connection, table: str = SCORE_STATE) -> ScoreState | None:
+    """The watermark kept in `table`, locked until the transaction ends."""
     row = conn.execute(
-        """
-        SELECT epoch, scored_snapshot::text, target_snapshot::text, done_below_xid::text, scan_from
-        FROM score_state FOR UPDATE
-        """
+        sql.SQL(
+            """
+            SELECT epoch, scored_snapshot::text, target_snapshot::text, done_below_xid::text, scan_from
+            FROM {} FOR UPDATE
+            """
+        ).format(sql.Identifier(table))
     ).fetchone()
     return ScoreState(*row) if row else None
 
 
-def save_state(conn: psycopg.Connection, state: ScoreState) -> None:
+def save_state(conn: psycopg.Connection, state: ScoreState, table: str = SCORE_STATE) -> None:
     conn.execute(
-        """
-        INSERT INTO score_state (epoch, scored_snapshot, target_snapshot, done_below_xid, scan_from, updated_at)
-        VALUES (%s, %s::pg_snapshot, %s::pg_snapshot, %s::xid8, %s, statement_timestamp())
-        ON CONFLICT (singleton) DO UPDATE SET
-            epoch = excluded.epoch, scored_snapshot = excluded.scored_snapshot,
-            target_snapshot = excluded.target_snapshot, done_below_xid = excluded.done_below_xid,
-            scan_from = excluded.scan_from, updated_at = excluded.updated_at
-        """,
+        sql.SQL(
+            """
+            INSERT INTO {} (epoch, scored_snapshot, target_snapshot, done_below_xid, scan_from, updated_at)
+            VALUES (%s, %s::pg_snapshot, %s::pg_snapshot, %s::xid8, %s, statement_timestamp())
+            ON CONFLICT (singleton) DO UPDATE SET
+                epoch = excluded.epoch, scored_snapshot = excluded.scored_snapshot,
+                target_snapshot = excluded.target_snapshot, done_below_xid = excluded.done_below_xid,
+                scan_from = excluded.scan_from, updated_at = excluded.updated_at
+            """
+        ).format(sql.Identifier(table)),
         (state.epoch, state.scored_snapshot, state.target_snapshot, state.done_below_xid, state.scan_from),
     )
 

@@ -27,6 +27,7 @@ from feedcore.db import shard_queue
 from feedcore.db import shards as shards_db
 from feedcore.db.connection import run
 from feedcore.observability import logger, metrics
+from feedcore.scoring.pairs import score_pairs
 from feedcore.settings import ScoringSettings, fanout_settings
 
 # The counts of a transaction that leaves a chunk to its shards (theirs are counted when the chunk closes).
@@ -83,17 +84,18 @@ def settle_open_chunk(conn: psycopg.Connection, mode: str, settings: ScoringSett
 
 
 def fan_out_chunk(
-    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: scores_db.Chunk, as_of: datetime,
-    next_scan_from: datetime,
+    conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, state: scores_db.ScoreState,
+    chunk: scores_db.Chunk, as_of: datetime, next_scan_from: datetime,
 ) -> ChunkOutcome | None:  # fmt: skip
-    """With the recompute lock held: when fan-out is on and the chunk holds at least SCORING_FANOUT_MIN_EVENTS
-    events, score its item-level signals and record it open with its user shards (the watermark stays); None
-    when the chunk is to be scored in one transaction."""
+    """With the recompute lock held: when fan-out is on and the chunk (from the watermark `state`) holds at least
+    SCORING_FANOUT_MIN_EVENTS events, score its item-level signals (the pairs from their own watermark, in this
+    transaction) and record it open with its user shards (the watermark stays); None when the chunk is to be
+    scored in one transaction."""
     fanout = fanout_settings()
     if not fanout.enabled or not scores_db.chunk_holds_events(conn, chunk, fanout.min_events):
         return None
     counts = scores_db.apply_item_events(conn, settings, epoch, chunk, as_of)
-    pair_counts = scores_db.apply_pairs(conn, settings, epoch, chunk)
+    pair_counts = score_pairs(conn, settings, epoch, state, chunk, next_scan_from)
     scores_db.refresh_trending(conn, settings, epoch, as_of)
     chunk_id = shards_db.record_chunk(
         conn, chunk, epoch, as_of, next_scan_from, fanout.shards, counts, pair_counts.pair_updates

@@ -33,7 +33,7 @@ def rebuild_scores(
     """In the run's transaction (recompute lock held): rebuild every score table from the chunk's events (all
     of them) and swap the rebuilt tables in. Statements of the other parts are bounded by `timeout_ms`."""
     scores_db.start_rebuild(conn, scores_db.REBUILD_RUN_TABLES)
-    parts = _SideParts(conn, scores_db.export_snapshot(conn), timeout_ms)
+    parts = SideParts(conn, scores_db.export_snapshot(conn), timeout_ms)
     popularity_categories = parts.start(
         "popularity_categories",
         lambda side: scores_db.rebuild_popularity_and_categories(side, settings, epoch, chunk, as_of),
@@ -52,11 +52,12 @@ def rebuild_scores(
                                  side_counts.category_updates), pair_counts  # fmt: skip
 
 
-class _SideParts:
-    """The parts of a rebuild other than the run's own, each on a thread and a connection of its own; used as
-    a context manager around the run's own part, which it leaves only when every part has ended."""
+class SideParts:
+    """The parts of a run other than its own (a rebuild's; an incremental run's pairs), each on a thread and a
+    connection of its own, in a transaction that imports the run's `snapshot` (or, `None`, a read-committed
+    one); used as a context manager around the run's own part, which it leaves only when every part has ended."""
 
-    def __init__(self, run_conn: psycopg.Connection, snapshot: str, timeout_ms: int) -> None:
+    def __init__(self, run_conn: psycopg.Connection, snapshot: str | None, timeout_ms: int) -> None:
         self._run_conn = run_conn
         self._snapshot = snapshot
         self._timeout_ms = timeout_ms
@@ -92,7 +93,7 @@ class _SideParts:
             self._failure = error
         self._run_conn.cancel_safe()  # the run's statement would only be wasted
 
-    def __enter__(self) -> _SideParts:
+    def __enter__(self) -> SideParts:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> bool:

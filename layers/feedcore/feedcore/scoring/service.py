@@ -19,7 +19,8 @@ from feedcore.db.connection import connect, run
 from feedcore.observability import logger, metrics
 from feedcore.scoring import fanout
 from feedcore.scoring.models import import_model_scores
-from feedcore.scoring.rebuild import rebuild_scores
+from feedcore.scoring.pairs import score_pairs
+from feedcore.scoring.rebuild import SideParts, rebuild_scores
 from feedcore.settings import ScoringSettings, model_score_settings, scoring_settings
 
 # A run given less time than this would time out anyway; let it try.
@@ -78,9 +79,11 @@ def _score_chunk(
     if (settled := fanout.settle_open_chunk(conn, mode, settings)) is not None:
         return settled
     epoch = state.epoch if state else epoch_for(as_of)
+    rebased = False
     if as_of - epoch > timedelta(days=settings.rebase_after_days):
         if mode == "incremental" and state is not None:
             scores_db.rebase(conn, settings, epoch, epoch_for(as_of))
+            rebased = True
         epoch = epoch_for(as_of)
     rebuild = mode == "full" or state is None
     if rebuild:
@@ -98,15 +101,25 @@ def _score_chunk(
         chunk = scores_db.next_chunk(
             conn, state.scored_snapshot, target, done_below, state.scan_from, settings.chunk_events
         )
-        if (fanned_out := fanout.fan_out_chunk(conn, settings, epoch, chunk, as_of, next_scan_from)) is not None:
+        fanned_out = fanout.fan_out_chunk(conn, settings, epoch, state, chunk, as_of, next_scan_from)
+        if fanned_out is not None:
             return fanned_out
     if rebuild:
         # A rebuild writes every trending score as of this run: no refresh.
         counts, pair_counts = rebuild_scores(conn, settings, epoch, chunk, as_of, timeout_ms)
-    else:
+        scores_db.save_state(conn, scores_db.state_after(epoch, chunk, next_scan_from), scores_db.PAIR_SCORE_STATE)
+    elif rebased:  # this transaction rewrote the pair tables: a transaction beside it would wait for its row locks
         counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of)
-        pair_counts = scores_db.apply_pairs(conn, settings, epoch, chunk)
+        pair_counts = score_pairs(conn, settings, epoch, state, chunk, next_scan_from)
         scores_db.refresh_trending(conn, settings, epoch, as_of)
+    else:
+        # The pairs beside the events, on a connection of their own (the database runs a statement on one core).
+        beside = SideParts(conn, None, timeout_ms)
+        pairs = beside.start("pairs", lambda side: score_pairs(side, settings, epoch, state, chunk, next_scan_from))
+        with beside:
+            counts = scores_db.apply_events(conn, settings, epoch, chunk, as_of)
+            scores_db.refresh_trending(conn, settings, epoch, as_of)
+            pair_counts = pairs.result()
     scores_db.save_state(conn, scores_db.state_after(epoch, chunk, next_scan_from))
     scores_db.record_run(conn, mode, started_at, datetime.now(UTC), chunk, counts)
     return fanout.ChunkOutcome(chunk.complete, counts, pair_counts.pair_updates)
