@@ -6,7 +6,7 @@ import base64
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from feedcore.api.event_fast_path import usual_event_batch
 from feedcore.db.connection import reset_cached_connection
 from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
 from tests.conftest import load_function, use_database
@@ -361,6 +362,39 @@ def test_a_partition_dropped_behind_the_process_back_is_made_again(db: psycopg.C
 
     assert (status, body["accepted"]) == (200, 1)
     assert count(db, "events") == 1
+
+
+def test_instants_are_stored_as_the_fast_path_reads_them_in_every_spelling(db: psycopg.Connection) -> None:
+    # The fast path hands each instant to COPY as the client wrote it: PostgreSQL must read the same instant.
+    at = NOW.replace(microsecond=123_456)
+    spellings = [
+        at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        at.strftime("%Y-%m-%dT%H:%M:%S.%f-00:00"),
+        at.astimezone(timezone(timedelta(hours=-3))).isoformat(),
+        at.astimezone(timezone(timedelta(hours=15, minutes=59))).isoformat(),
+        at.replace(microsecond=500_000).strftime("%Y-%m-%dT%H:%M:%S.5Z"),
+        at.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    ]
+    events = [event("click", item_id="milk", occurred_at=spelling) for spelling in spellings]
+    assert usual_event_batch(json.dumps({"events": events})) is not None  # the path under test
+
+    assert post_events({"events": events})[2]["accepted"] == len(spellings)
+    stored = dict(db.execute("SELECT event_id::text, occurred_at FROM events").fetchall())
+    assert [stored[e["event_id"]] for e in events] == [datetime.fromisoformat(s) for s in spellings]
+
+
+def test_a_connection_the_server_dropped_between_batches_is_replaced_and_the_batch_stored_once(
+    db: psycopg.Connection,
+) -> None:
+    assert post_events({"events": [event("click", item_id="milk")]})[2]["accepted"] == 1
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'feed-assembly'")
+    batch = {"events": [purchase("user-1", items=("milk", "eggs")), event("click", item_id="eggs")]}
+
+    status, _, body = post_events(batch)
+
+    assert (status, body["accepted"]) == (200, 2)
+    assert post_events(batch)[2]["duplicates"] == 2
+    assert (count(db, "events"), count(db, "event_ids")) == (3, 3)
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,7 @@ _COPY_EVENT_IDS = "COPY event_ids (event_id, occurred_at) FROM STDIN"
 _COPY_EVENTS = """COPY events (event_id, occurred_at, event_type, user_id, store_id, item_id, quantity, order_id,
                    line_item_ids, line_quantities, line_unit_prices, feed_id, section, position) FROM STDIN"""
 _NULL = "\\N"  # COPY's text format for NULL
+_json = msgspec.json.encode
 # Both in one simple query: one transaction (see _copy_new_events).
 _COPY_NEW_EVENTS = f"{_COPY_EVENT_IDS}; {_COPY_EVENTS}".encode()
 # Some event_id was stored before: ON CONFLICT DO NOTHING into event_ids decides which are new, and only
@@ -74,10 +75,6 @@ SELECT (SELECT coalesce(array_agg(event_id::text), '{{}}')
         FROM incoming WHERE event_id NOT IN (SELECT event_id FROM stored)),
        ({_CATALOG_ITEMS})
 """
-
-
-def _text(value: object) -> str:
-    return _NULL if value is None else str(value)
 
 
 def _copy_rows(events: Sequence[EventStruct]) -> tuple[bytes, bytes]:
@@ -102,25 +99,26 @@ def _copy_rows(events: Sequence[EventStruct]) -> tuple[bytes, bytes]:
             )
         elif kind is PurchaseStruct:
             lines = event.items
-            item_ids = '{"' + '","'.join([line.item_id for line in lines]) + '"}'
-            quantities = "{" + ",".join([str(line.quantity) for line in lines]) + "}"
-            unit_prices = "{" + ",".join([repr(line.unit_price) for line in lines]) + "}"
+            item_ids = '","'.join([line.item_id for line in lines])
+            # msgspec writes a list of numbers as JSON in C: an array's elements without its brackets.
+            quantities = _json([line.quantity for line in lines]).decode()[1:-1]
+            unit_prices = _json([line.unit_price for line in lines]).decode()[1:-1]
             event_rows.append(
-                f"{key}\tpurchase\t{event.user_id}\t{event.store_id}\t\\N\t\\N\t{event.order_id}\t"
-                f"{item_ids}\t{quantities}\t{unit_prices}\t\\N\t\\N\t\\N"
+                f'{key}\tpurchase\t{event.user_id}\t{event.store_id}\t\\N\t\\N\t{event.order_id}\t{{"{item_ids}"}}\t'
+                f"{{{quantities}}}\t{{{unit_prices}}}\t\\N\t\\N\t\\N"
             )
         elif kind is ClickStruct or kind is AddToCartStruct:
-            quantity = event.quantity if kind is AddToCartStruct else _NULL
+            feed_id, section, position = event.feed_id, event.section, event.position
             event_rows.append(
                 f"{key}\t{kind.__struct_config__.tag}\t{event.user_id}\t{event.store_id}\t{event.item_id}\t"
-                f"{quantity}\t\\N\t\\N\t\\N\t\\N\t"
-                f"{_text(event.feed_id)}\t{_text(event.section)}\t{_text(event.position)}"
+                f"{event.quantity if kind is AddToCartStruct else _NULL}\t\\N\t\\N\t\\N\t\\N\t"
+                f"{_NULL if feed_id is None else feed_id}\t{_NULL if section is None else section}\t"
+                f"{_NULL if position is None else position}"
             )
         else:  # remove_from_cart, hide
-            quantity = event.quantity if kind is RemoveFromCartStruct else _NULL
             event_rows.append(
                 f"{key}\t{kind.__struct_config__.tag}\t{event.user_id}\t{event.store_id}\t{event.item_id}\t"
-                f"{quantity}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
+                f"{event.quantity if kind is RemoveFromCartStruct else _NULL}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
             )
     id_rows.sort()
     event_rows.sort()
