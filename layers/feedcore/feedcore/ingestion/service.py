@@ -28,7 +28,7 @@ from feedcore.db import events as events_db
 from feedcore.db.connection import run
 from feedcore.db.events import month_of, next_month
 from feedcore.errors import EventsRejected, RequestTooLarge
-from feedcore.observability import logger, metrics
+from feedcore.observability import add_metrics, logger, metrics
 from feedcore.settings import IngestSettings, ingest_settings
 
 _EVENT = TypeAdapter(Event)
@@ -312,10 +312,12 @@ def ingest_batch(batch: EventBatch | UsualEventBatch, *, now: datetime | None = 
         duplicate_indexes=duplicate_indexes,
         rejections=screened.rejections,
     )
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
-    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
-    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=result.rejected)
-    metrics.add_metric(name="IngestBatchLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - started) * 1000)
+    add_metrics([
+        ("EventsAccepted", MetricUnit.Count, result.accepted),
+        ("EventsDuplicate", MetricUnit.Count, result.duplicates),
+        ("EventsRejected", MetricUnit.Count, result.rejected),
+        ("IngestBatchLatency", MetricUnit.Milliseconds, (perf_counter() - started) * 1000),
+    ])  # fmt: skip
     logger.info(
         "events ingested",
         extra=result.model_dump(include={"received", "accepted", "duplicates", "rejected", "unknown_items"}),
