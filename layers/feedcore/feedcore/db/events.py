@@ -42,10 +42,12 @@ _EVENT_ROWS = """
                         line_item_ids, line_quantities, line_unit_prices, feed_id, section, position)
     SELECT i.event_id, i.occurred_at, i.type, i.user_id, i.store_id, i.item_id, i.quantity, i.order_id,
            i.line_item_ids, i.line_quantities, i.line_unit_prices, i.feed_id, i.section, i.position"""
-# Which of the item ids the caller could not vouch for are in the catalog (by index lookups).
-_CATALOG_ITEMS = (
-    "SELECT coalesce(array_agg(item_id), '{}') FROM items WHERE item_id = ANY(%(unverified_items)s::text[])"
-)
+# Which of the item ids the caller could not vouch for are in the catalog (by index lookups). The ids travel as
+# one text, joined by commas (an item id holds none): psycopg adapts a list of texts element by element in Python
+# (~0.3 ms for a batch's few hundred ids).
+_CATALOG_ITEMS = """
+    SELECT coalesce(array_agg(item_id), '{}') FROM items WHERE item_id = ANY(string_to_array(%(unverified_items)s, ','))
+"""
 
 # The usual case, every event new: two plain COPYs in one transaction, into event_ids and then into events (COPY
 # into the partitioned parent routes each row to its month). event_ids' primary key still decides: an event_id
@@ -199,7 +201,7 @@ def store_events(
             except psycopg.errors.UniqueViolation as exc:
                 if exc.diag.constraint_name != "event_ids_pkey":
                     raise
-        params = {"events": _event_rows(events).decode(), "unverified_items": list(unverified_items)}
+        params = {"events": _event_rows(events).decode(), "unverified_items": ",".join(unverified_items)}
         with conn.transaction() if own_transaction else nullcontext():
             duplicate_ids, catalog_items = conn.execute(_STORE_NEW_EVENTS, params).fetchone()
     except psycopg.errors.CheckViolation as exc:
@@ -224,7 +226,7 @@ def _copy_new_events(
     id_rows, event_rows = _copy_rows(events)
     catalog_items: list[str] = []
     if unverified_items:
-        (catalog_items,) = conn.execute(_CATALOG_ITEMS, {"unverified_items": list(unverified_items)}).fetchone()
+        (catalog_items,) = conn.execute(_CATALOG_ITEMS, {"unverified_items": ",".join(unverified_items)}).fetchone()
     pgconn = conn.pgconn
     pgconn.send_query(_COPY_NEW_EVENTS)
     conn.wait(generators.send(pgconn))
