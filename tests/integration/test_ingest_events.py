@@ -168,6 +168,29 @@ def test_mixed_batch_stores_exactly_the_valid_events_and_reports_the_others(db: 
     assert stored == {valid[0]["event_id"], valid[1]["event_id"]}
 
 
+def test_a_well_formed_batch_with_events_the_service_rejects_stores_exactly_the_others(db: psycopg.Connection) -> None:
+    # Read by the fast path (every event well formed), then screened event by event: outside the time window, an
+    # item twice in one purchase, an offset PostgreSQL cannot read (stored, in UTC).
+    valid = [purchase("user-1", items=("milk", "eggs")), event("click", "user-2", item_id="eggs")]
+    too_old = event("click", "user-3", item_id="milk", at=NOW - timedelta(days=31))
+    repeated_line = purchase("user-3", items=("milk", "milk"))
+    far_offset = event(
+        "hide", "user-4", item_id="milk", occurred_at=NOW.astimezone(timezone(timedelta(hours=18))).isoformat()
+    )
+    batch = {"events": [valid[0], too_old, repeated_line, valid[1], far_offset]}
+    assert usual_event_batch(json.dumps(batch)) is not None
+
+    status, _, body = post_events(batch)
+
+    assert (status, body["accepted"], body["rejected"]) == (200, 3, 2)
+    assert {r["index"]: r["errors"][0]["type"] for r in body["rejections"]} == {1: "time_window", 2: "repeated_item"}
+    rows = db.execute("SELECT event_id::text, occurred_at, line_item_ids FROM events").fetchall()
+    stored = {event_id: (occurred_at, items) for event_id, occurred_at, items in rows}
+    assert set(stored) == {valid[0]["event_id"], valid[1]["event_id"], far_offset["event_id"]}
+    assert stored[valid[0]["event_id"]][1] == ["milk", "eggs"]
+    assert stored[far_offset["event_id"]][0] == NOW
+
+
 def test_items_unknown_to_the_catalog_are_accepted_and_counted(db: psycopg.Connection) -> None:
     create_catalog(db)
     _, _, body = post_events(

@@ -27,8 +27,8 @@ PARTITION_LOCK_KEY = 7_246_201_119
 # clears this cache in the process that runs it, and only for months older than the late-event horizon).
 _known_months: set[date] = set()
 
-# A batch travels as one JSON document (serialized by pydantic's Rust core, which beats adapting thousands of
-# values one by one; json, not jsonb, as it is read once), purchase lines already as the row's arrays.
+# A batch travels as one JSON document (serialized by msgspec, which beats adapting thousands of values one by
+# one; json, not jsonb, as it is read once), purchase lines already as the row's arrays.
 _INCOMING = """
 WITH incoming AS (
     SELECT *
