@@ -228,23 +228,24 @@ def _copy_new_events(
     if unverified_items:
         (catalog_items,) = conn.execute(_CATALOG_ITEMS, {"unverified_items": ",".join(unverified_items)}).fetchone()
     pgconn = conn.pgconn
-    pgconn.send_query(_COPY_NEW_EVENTS)
-    conn.wait(generators.send(pgconn))
     failure = None
-    for rows in (id_rows, event_rows):
-        result = conn.wait(generators.fetch(pgconn))
-        if result.status != ExecStatus.COPY_IN:
-            failure = result
-            break
-        conn.wait(generators.copy_to(pgconn, rows, flush=False))
-        while not pgconn.put_copy_end(None):  # the output buffer is full: send some first
-            conn.wait(generators.send(pgconn))
+    with conn.lock:  # as psycopg's own calls hold it
+        pgconn.send_query(_COPY_NEW_EVENTS)
         conn.wait(generators.send(pgconn))
-        if (result := conn.wait(generators.fetch(pgconn))).status != ExecStatus.COMMAND_OK:
-            failure = result
-            break
-    while conn.wait(generators.fetch(pgconn)) is not None:  # until the server is ready for the next query
-        pass
+        for rows in (id_rows, event_rows):
+            result = conn.wait(generators.fetch(pgconn))
+            if result.status != ExecStatus.COPY_IN:
+                failure = result
+                break
+            conn.wait(generators.copy_to(pgconn, rows, flush=False))
+            while not pgconn.put_copy_end(None):  # the output buffer is full: send some first
+                conn.wait(generators.send(pgconn))
+            conn.wait(generators.send(pgconn))
+            if (result := conn.wait(generators.fetch(pgconn))).status != ExecStatus.COMMAND_OK:
+                failure = result
+                break
+        while conn.wait(generators.fetch(pgconn)) is not None:  # until the server is ready for the next query
+            pass
     if failure is not None:
         raise psycopg.errors.error_from_result(failure, encoding=conn.info.encoding)
     return StoredEvents(frozenset(), frozenset(catalog_items))
