@@ -11,6 +11,7 @@ import psycopg
 from pydantic import TypeAdapter
 
 from feedcore.api.catalog_models import CatalogItem, Store, StoreAvailability
+from feedcore.api.event_fast_path import event_structs
 from feedcore.api.event_models import Event
 from feedcore.db import catalog as catalog_db
 from feedcore.db.connection import run
@@ -127,12 +128,13 @@ def record(*events: dict[str, Any]) -> None:
     """Store events as given, without ingestion's time window: to set up a history."""
     valid = [EVENT.validate_python(event) for event in events]
     months = {month_of(event["occurred_at"]) for event in valid}
+    structs = event_structs(valid)
     run(lambda conn: ensure_event_partitions(conn, months))
     try:
-        run(lambda conn: store_events(conn, valid))
+        run(lambda conn: store_events(conn, structs))
     except MissingPartition:  # another database than the partition cache knew (it has been cleared)
         run(lambda conn: ensure_event_partitions(conn, months))
-        run(lambda conn: store_events(conn, valid))
+        run(lambda conn: store_events(conn, structs))
 
 
 def oversized_batch() -> str:

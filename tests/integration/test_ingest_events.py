@@ -6,7 +6,7 @@ import base64
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import ModuleType
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from feedcore.api.event_fast_path import usual_event_batch
 from feedcore.db.connection import reset_cached_connection
 from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
 from tests.conftest import load_function, use_database
@@ -165,6 +166,29 @@ def test_mixed_batch_stores_exactly_the_valid_events_and_reports_the_others(db: 
     assert rejected[4]["errors"][0]["field"] == "events[4].type"
     stored = {row[0] for row in db.execute("SELECT event_id::text FROM events")}
     assert stored == {valid[0]["event_id"], valid[1]["event_id"]}
+
+
+def test_a_well_formed_batch_with_events_the_service_rejects_stores_exactly_the_others(db: psycopg.Connection) -> None:
+    # Read by the fast path (every event well formed), then screened event by event: outside the time window, an
+    # item twice in one purchase, an offset PostgreSQL cannot read (stored, in UTC).
+    valid = [purchase("user-1", items=("milk", "eggs")), event("click", "user-2", item_id="eggs")]
+    too_old = event("click", "user-3", item_id="milk", at=NOW - timedelta(days=31))
+    repeated_line = purchase("user-3", items=("milk", "milk"))
+    far_offset = event(
+        "hide", "user-4", item_id="milk", occurred_at=NOW.astimezone(timezone(timedelta(hours=18))).isoformat()
+    )
+    batch = {"events": [valid[0], too_old, repeated_line, valid[1], far_offset]}
+    assert usual_event_batch(json.dumps(batch)) is not None
+
+    status, _, body = post_events(batch)
+
+    assert (status, body["accepted"], body["rejected"]) == (200, 3, 2)
+    assert {r["index"]: r["errors"][0]["type"] for r in body["rejections"]} == {1: "time_window", 2: "repeated_item"}
+    rows = db.execute("SELECT event_id::text, occurred_at, line_item_ids FROM events").fetchall()
+    stored = {event_id: (occurred_at, items) for event_id, occurred_at, items in rows}
+    assert set(stored) == {valid[0]["event_id"], valid[1]["event_id"], far_offset["event_id"]}
+    assert stored[valid[0]["event_id"]][1] == ["milk", "eggs"]
+    assert stored[far_offset["event_id"]][0] == NOW
 
 
 def test_items_unknown_to_the_catalog_are_accepted_and_counted(db: psycopg.Connection) -> None:
@@ -361,6 +385,39 @@ def test_a_partition_dropped_behind_the_process_back_is_made_again(db: psycopg.C
 
     assert (status, body["accepted"]) == (200, 1)
     assert count(db, "events") == 1
+
+
+def test_instants_are_stored_as_the_fast_path_reads_them_in_every_spelling(db: psycopg.Connection) -> None:
+    # The fast path hands each instant to COPY as the client wrote it: PostgreSQL must read the same instant.
+    at = NOW.replace(microsecond=123_456)
+    spellings = [
+        at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        at.strftime("%Y-%m-%dT%H:%M:%S.%f-00:00"),
+        at.astimezone(timezone(timedelta(hours=-3))).isoformat(),
+        at.astimezone(timezone(timedelta(hours=15, minutes=59))).isoformat(),
+        at.replace(microsecond=500_000).strftime("%Y-%m-%dT%H:%M:%S.5Z"),
+        at.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    ]
+    events = [event("click", item_id="milk", occurred_at=spelling) for spelling in spellings]
+    assert usual_event_batch(json.dumps({"events": events})) is not None  # the path under test
+
+    assert post_events({"events": events})[2]["accepted"] == len(spellings)
+    stored = dict(db.execute("SELECT event_id::text, occurred_at FROM events").fetchall())
+    assert [stored[e["event_id"]] for e in events] == [datetime.fromisoformat(s) for s in spellings]
+
+
+def test_a_connection_the_server_dropped_between_batches_is_replaced_and_the_batch_stored_once(
+    db: psycopg.Connection,
+) -> None:
+    assert post_events({"events": [event("click", item_id="milk")]})[2]["accepted"] == 1
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'feed-assembly'")
+    batch = {"events": [purchase("user-1", items=("milk", "eggs")), event("click", item_id="eggs")]}
+
+    status, _, body = post_events(batch)
+
+    assert (status, body["accepted"]) == (200, 2)
+    assert post_events(batch)[2]["duplicates"] == 2
+    assert (count(db, "events"), count(db, "event_ids")) == (3, 3)
 
 
 @pytest.mark.parametrize(

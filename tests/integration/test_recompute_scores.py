@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from feedcore import settings
+from feedcore.api.event_fast_path import event_structs
 from feedcore.api.event_models import EventBatch
 from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
@@ -236,7 +237,7 @@ def test_incremental_runs_with_late_and_in_flight_events_equal_a_full_rebuild(
     # events committed after it started are recorded meanwhile.
     late = EVENT.validate_python(purchase("user-1", items=("milk",), at=NOW - timedelta(days=25)))
     with psycopg.connect(database_url) as in_flight:
-        store_events(in_flight, [late])
+        store_events(in_flight, event_structs([late]))
         record(purchase("user-2", items=("milk", "coffee"), at=NOW - timedelta(hours=3)))
         while_in_flight = recompute_scores(RecomputeRequest(), now=NOW)
     after_commit = recompute_scores(RecomputeRequest(), now=NOW)

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from feedcore.api.event_models import EventBatch
-from feedcore.ingestion.service import TimeWindow, first_occurrences, screen_events
+from feedcore.ingestion.service import TimeWindow, first_occurrences, screen_batch, screen_events
 from feedcore.settings import IngestSettings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -58,10 +58,10 @@ def test_screening_keeps_valid_events_with_their_index_and_explains_each_rejecti
 
 def test_first_occurrences_keeps_order_and_reports_repeats():
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
-    events = EventBatch.model_validate({"events": [click(event_id=a), click(event_id=b), click(event_id=a)]}).events
-    unique, repeats = first_occurrences(list(enumerate(events)))
+    batch = EventBatch.model_validate({"events": [click(event_id=a), click(event_id=b), click(event_id=a)]})
+    unique, repeats = first_occurrences(screen_batch(batch, TimeWindow.at(NOW, SETTINGS)).valid)
 
-    assert [(index, str(event["event_id"])) for index, event in unique] == [(0, a), (1, b)]
+    assert [(index, event.event_id) for index, event in unique] == [(0, a), (1, b)]
     assert repeats == [2]
 
 

@@ -24,11 +24,12 @@ router = APIGatewayRouter()
 
 def event_batch_from_body(app: ApiGatewayResolver, next_middleware: NextMiddleware):
     """The events route's request validation, in place of Powertools' (turned off for the route): the usual body
-    is read by the compiled fast path (feedcore.api.event_fast_path), any other by pydantic-core from its JSON
-    text in one pass, where Powertools would parse it into Python objects and then validate those (README,
-    Measured). The route's signature still declares the body, so the OpenAPI
-    document publishes it; the batch reaches the route as Powertools' validation passes it (its route arguments
-    in the context), and bad input raises the errors Powertools raises, mapped to the same problem+json."""
+    is read by the compiled fast path (feedcore.api.event_fast_path) into a UsualEventBatch, which ingestion stores
+    from its Structs; any other by pydantic-core from its JSON text in one pass into an EventBatch, where
+    Powertools would parse it into Python objects and then validate those (README, Measured). The route's
+    signature still declares EventBatch, the published contract, so the OpenAPI document publishes it; the batch
+    reaches the route as Powertools' validation passes it (its route arguments in the context), and bad input
+    raises the errors Powertools raises, mapped to the same problem+json."""
     event = app.current_event
     content_type = event.headers.get("content-type", "")
     if content_type and content_type.split(";")[0].strip().lower() != JSON:  # media types ignore case

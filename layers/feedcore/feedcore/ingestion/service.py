@@ -13,6 +13,7 @@ import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import TypeAdapter, ValidationError
 
+from feedcore.api.event_fast_path import EventStruct, PurchaseStruct, UsualEventBatch, event_structs
 from feedcore.api.event_models import Event, EventBatch, IngestResult, UnmatchedEvent, ValidEvent
 from feedcore.api.field_errors import field_errors
 from feedcore.api.models import (
@@ -27,7 +28,7 @@ from feedcore.db import events as events_db
 from feedcore.db.connection import run
 from feedcore.db.events import month_of, next_month
 from feedcore.errors import EventsRejected, RequestTooLarge
-from feedcore.observability import logger, metrics
+from feedcore.observability import add_metrics, logger, metrics
 from feedcore.settings import IngestSettings, ingest_settings
 
 _EVENT = TypeAdapter(Event)
@@ -69,15 +70,15 @@ class CatalogItemCache:
 catalog_items = CatalogItemCache()
 
 
-def _item_ids(event: ValidEvent) -> list[str]:
-    return [line["item_id"] for line in event["items"]] if event["type"] == "purchase" else [event["item_id"]]
+def _item_ids(event: EventStruct) -> list[str]:
+    return [line.item_id for line in event.items] if type(event) is PurchaseStruct else [event.item_id]
 
 
 @dataclass
-class ScreenedBatch:
+class ScreenedBatch[E: (ValidEvent, EventStruct)]:
     """A batch split into the events to store (with their index) and the rejected ones."""
 
-    valid: list[tuple[int, ValidEvent]] = field(default_factory=list)
+    valid: list[tuple[int, E]] = field(default_factory=list)
     rejections: list[EventRejection] = field(default_factory=list)
 
 
@@ -147,7 +148,34 @@ def _purchase_line_errors(index: int, event: ValidEvent) -> list[FieldError] | N
     return errors
 
 
-def screen_events(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWindow) -> ScreenedBatch:
+def screen_batch(batch: EventBatch | UsualEventBatch, window: TimeWindow) -> ScreenedBatch[EventStruct]:
+    """screen_events of the batch, its valid events as Structs (the form they are stored in). A batch of the fast
+    path, every event valid, passes as it came, recognized by checks over the whole batch (no dict made)."""
+    if isinstance(batch, UsualEventBatch) and _all_usual_valid(batch, window):
+        return ScreenedBatch(valid=list(enumerate(batch.structs)))
+    screened = screen_events(batch.events, window)
+    structs = event_structs([event for _, event in screened.valid])
+    valid = [(index, struct) for (index, _), struct in zip(screened.valid, structs, strict=True)]
+    return ScreenedBatch(valid=valid, rejections=screened.rejections)
+
+
+def _all_usual_valid(batch: UsualEventBatch, window: TimeWindow) -> bool:
+    """_all_valid of a batch of the fast path (which has checked the prices' cents already)."""
+    return _in_window(batch.instants, window) and all(
+        len({line.item_id for line in event.items}) == len(event.items)
+        for event in batch.structs
+        if type(event) is PurchaseStruct
+    )
+
+
+def _in_window(instants: list[datetime], window: TimeWindow) -> bool:
+    """Whether every instant falls in the window with an offset PostgreSQL reads."""
+    if min(instants) < window.earliest or max(instants) > window.latest:
+        return False
+    return all(abs(zone.utcoffset(None)) < _POSTGRES_OFFSET_LIMIT for zone in set(map(_TZINFO, instants)))
+
+
+def screen_events(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWindow) -> ScreenedBatch[ValidEvent]:
     """Sort each event of a batch into valid or rejected (with the reasons, located by index).
 
     `events` holds the validated dicts of the events that matched the contract and an UnmatchedEvent for each
@@ -183,12 +211,7 @@ def _all_valid(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWindow
     """Whether every event matched the contract and falls in the window with an offset PostgreSQL reads, and
     every purchase names each item once at whole cents: checked over the whole batch by loops of C (only the
     purchases' lines by a step of Python each), where the per-event pass costs more than storing the event."""
-    if UnmatchedEvent in set(map(type, events)):
-        return False
-    instants = list(map(_OCCURRED_AT, events))
-    if min(instants) < window.earliest or max(instants) > window.latest:
-        return False
-    if any(abs(zone.utcoffset(None)) >= _POSTGRES_OFFSET_LIMIT for zone in set(map(_TZINFO, instants))):
+    if UnmatchedEvent in set(map(type, events)) or not _in_window(list(map(_OCCURRED_AT, events)), window):
         return False
     unit_prices: list[float] = []
     for event in events:
@@ -211,23 +234,22 @@ def _unmatched(index: int, sent: Any) -> EventRejection:
     return EventRejection(index=index, event_id=_event_id_of(sent), errors=errors)
 
 
-def first_occurrences(valid: Sequence[tuple[int, ValidEvent]]) -> tuple[list[tuple[int, ValidEvent]], list[int]]:
+def first_occurrences(valid: Sequence[tuple[int, EventStruct]]) -> tuple[list[tuple[int, EventStruct]], list[int]]:
     """The events in order keeping only the first of any that repeat an event_id, and the repeats' indexes."""
-    if len({event["event_id"] for _, event in valid}) == len(valid):  # the usual batch: one set, no loop
+    if len({event.event_id for _, event in valid}) == len(valid):  # the usual batch: one set, no loop
         return list(valid), []
-    seen: set = set()
+    seen: set[str] = set()
     unique, repeats = [], []
     for index, event in valid:
-        event_id = event["event_id"]
-        if event_id in seen:
+        if event.event_id in seen:
             repeats.append(index)
         else:
-            seen.add(event_id)
+            seen.add(event.event_id)
             unique.append((index, event))
     return unique, repeats
 
 
-def _store(events: list[ValidEvent], window: TimeWindow) -> tuple[events_db.StoredEvents, int]:
+def _store(events: list[EventStruct], window: TimeWindow) -> tuple[events_db.StoredEvents, int]:
     """Store in one transaction, the window's partitions made first (checked once per process and month).
 
     Returns what was stored and how many of the stored events (or of their purchase lines) name an item
@@ -256,34 +278,33 @@ def _store(events: list[ValidEvent], window: TimeWindow) -> tuple[events_db.Stor
     unknown_items = sum(
         item_id not in found
         for event in events
-        if event["event_id"] not in stored.duplicate_ids
+        if event.event_id not in stored.duplicate_ids
         for item_id in _item_ids(event)
     )
     return stored, unknown_items
 
 
-def ingest_batch(batch: EventBatch, *, now: datetime | None = None) -> IngestResult:
+def ingest_batch(batch: EventBatch | UsualEventBatch, *, now: datetime | None = None) -> IngestResult:
     """Commit the valid, new events of `batch`; the answer counts only what the commit stored.
 
     Raises RequestTooLarge for a batch of too many events and EventsRejected when no event is valid.
     """
     settings = ingest_settings()
-    if len(batch.events) > settings.max_events_per_batch:
-        raise RequestTooLarge("events", len(batch.events), settings.max_events_per_batch)
+    received = len(batch.structs) if isinstance(batch, UsualEventBatch) else len(batch.events)
+    if received > settings.max_events_per_batch:
+        raise RequestTooLarge("events", received, settings.max_events_per_batch)
     started = perf_counter()
     window = TimeWindow.at(now or datetime.now(UTC), settings)
-    screened = screen_events(batch.events, window)
+    screened = screen_batch(batch, window)
     if not screened.valid:
         metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(screened.rejections))
         raise EventsRejected(screened.rejections)
     unique, repeats = first_occurrences(screened.valid)
     to_store = [event for _, event in unique]
     stored, unknown_items = _store(to_store, window)
-    duplicate_indexes = sorted(
-        repeats + [index for index, event in unique if event["event_id"] in stored.duplicate_ids]
-    )
+    duplicate_indexes = sorted(repeats + [index for index, event in unique if event.event_id in stored.duplicate_ids])
     result = IngestResult(
-        received=len(batch.events),
+        received=received,
         accepted=len(to_store) - len(stored.duplicate_ids),
         duplicates=len(duplicate_indexes),
         rejected=len(screened.rejections),
@@ -291,10 +312,12 @@ def ingest_batch(batch: EventBatch, *, now: datetime | None = None) -> IngestRes
         duplicate_indexes=duplicate_indexes,
         rejections=screened.rejections,
     )
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
-    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
-    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=result.rejected)
-    metrics.add_metric(name="IngestBatchLatency", unit=MetricUnit.Milliseconds, value=(perf_counter() - started) * 1000)
+    add_metrics([
+        ("EventsAccepted", MetricUnit.Count, result.accepted),
+        ("EventsDuplicate", MetricUnit.Count, result.duplicates),
+        ("EventsRejected", MetricUnit.Count, result.rejected),
+        ("IngestBatchLatency", MetricUnit.Milliseconds, (perf_counter() - started) * 1000),
+    ])  # fmt: skip
     logger.info(
         "events ingested",
         extra=result.model_dump(include={"received", "accepted", "duplicates", "rejected", "unknown_items"}),
