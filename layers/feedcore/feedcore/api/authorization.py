@@ -27,6 +27,7 @@ from feedcore.errors import Forbidden, Unauthenticated
 from feedcore.settings import auth_settings
 
 if TYPE_CHECKING:
+    from feedcore.api.event_fast_path import UsualEventBatch
     from feedcore.api.event_models import EventBatch
 
 # The OpenAPI security requirement of the admin routes (feedcore.api.catalog) and of every other route.
@@ -96,15 +97,19 @@ def authorize(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Respo
     return next_middleware(app)
 
 
-def authorize_events(event: BaseProxyEvent, batch: EventBatch) -> None:
+def authorize_events(event: BaseProxyEvent, batch: EventBatch | UsualEventBatch) -> None:
     """Every event of the batch must be the caller's own (as sent: also the ones that will be rejected)."""
-    from feedcore.api.event_models import UnmatchedEvent  # loaded by the events function only
+    from feedcore.api.event_fast_path import UsualEventBatch  # loaded by the events function only
+    from feedcore.api.event_models import UnmatchedEvent
 
     caller = caller_of(event)
     if caller.is_admin:  # may send any user's events (a producer service): no need to look at each
         return
-    for index, event in enumerate(batch.events):
-        sent = event.sent if isinstance(event, UnmatchedEvent) else event
-        user_id = sent.get("user_id") if isinstance(sent, dict) else None
+    if isinstance(batch, UsualEventBatch):  # read from its Structs: no dict made per event
+        user_ids = [struct.user_id for struct in batch.structs]
+    else:
+        sent_events = [event.sent if isinstance(event, UnmatchedEvent) else event for event in batch.events]
+        user_ids = [sent.get("user_id") if isinstance(sent, dict) else None for sent in sent_events]
+    for index, user_id in enumerate(user_ids):
         if isinstance(user_id, str) and user_id != caller.subject:
             raise Forbidden(f"events[{index}] belongs to another user; send only the caller's own events")
