@@ -146,3 +146,29 @@ def test_the_service_log_line_has_the_keys_and_values_of_powertools_default_enco
     assert ours == default
     assert ours["candidates"] == {"buy_again": 40, "model:als": 200}
     assert ours["key"] == "models/als.npz"
+
+
+def test_the_service_flush_prints_powertools_emf_document_and_keeps_its_empty_set_checks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The CloudWatch provider prints its metric set through msgspec; the document is the one Powertools serializes.
+    from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
+
+    provided = service_metrics("cloudwatch")
+    provided.clear_metrics()
+    provided.add_metric(name="FeedLatency", unit=MetricUnit.Milliseconds, value=1e-05)
+    provided.add_metric(name="FeedLatency", unit=MetricUnit.Milliseconds, value=4.25)
+    provided.add_dimension(name="variant", value="contrôle")
+    provided.add_metadata(key="feed_id", value="f" * 32)
+    expected = json.loads(json.dumps(provided.provider.serialize_metric_set()))
+    provided.flush_metrics()
+
+    (line,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    del expected["_aws"]["Timestamp"], line["_aws"]["Timestamp"]
+    assert line == expected
+    assert line["FeedLatency"] == [1e-05, 4.25] and line["variant"] == "contrôle"
+    assert not provided.metric_set  # flushed
+    with pytest.warns(UserWarning, match="No application metrics"):
+        provided.flush_metrics()
+    with pytest.raises(SchemaValidationError):
+        provided.flush_metrics(raise_on_empty_metrics=True)
