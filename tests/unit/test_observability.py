@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from aws_lambda_powertools.metrics import MetricUnit
@@ -109,3 +110,68 @@ def test_a_count_is_the_record_single_metric_writes(
     expected, line = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     del expected["_aws"]["Timestamp"], line["_aws"]["Timestamp"]
     assert line == expected
+
+
+def test_the_service_log_line_has_the_keys_and_values_of_powertools_default_encoding() -> None:
+    # msgspec, not the json module, encodes the service's log records: the same document, including a Counter (as
+    # the feed logs its candidates), non-ASCII text, floats, and str() of a type neither encoder knows.
+    from collections import Counter
+    from io import StringIO
+    from pathlib import PurePosixPath
+
+    from aws_lambda_powertools import Logger
+
+    extra = {
+        "candidates": Counter({"buy_again": 40, "model:als": 200}),
+        "sections": {"épicerie": 8},
+        "latency": 1e-05,
+        "large": 1e16,
+        "key": PurePosixPath("models/als.npz"),
+        "nothing": None,
+        "flags": [True, False],
+    }
+    lines = []
+    # Another service name: Loggers of one service share their handler, and so the service's serializer. It takes
+    # the keys the service logger holds (an earlier test's Lambda context, the service name).
+    default = Logger(service="powertools-default")
+    default.append_keys(**observability.logger.get_current_keys())
+    for logger in (observability.logger, default):
+        stream = StringIO()
+        logger.registered_handler.setStream(stream)
+        try:
+            logger.info("feed assembled", extra=extra)
+        finally:
+            logger.registered_handler.setStream(sys.stdout)
+        lines.append(json.loads(stream.getvalue()))
+    ours, default = lines
+    for line in lines:
+        del line["timestamp"]
+    assert ours == default
+    assert ours["candidates"] == {"buy_again": 40, "model:als": 200}
+    assert ours["key"] == "models/als.npz"
+
+
+def test_the_service_flush_prints_powertools_emf_document_and_keeps_its_empty_set_checks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The CloudWatch provider prints its metric set through msgspec; the document is the one Powertools serializes.
+    from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
+
+    provided = service_metrics("cloudwatch")
+    provided.clear_metrics()
+    provided.add_metric(name="FeedLatency", unit=MetricUnit.Milliseconds, value=1e-05)
+    provided.add_metric(name="FeedLatency", unit=MetricUnit.Milliseconds, value=4.25)
+    provided.add_dimension(name="variant", value="contrôle")
+    provided.add_metadata(key="feed_id", value="f" * 32)
+    expected = json.loads(json.dumps(provided.provider.serialize_metric_set()))
+    provided.flush_metrics()
+
+    (line,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    del expected["_aws"]["Timestamp"], line["_aws"]["Timestamp"]
+    assert line == expected
+    assert line["FeedLatency"] == [1e-05, 4.25] and line["variant"] == "contrôle"
+    assert not provided.metric_set  # flushed
+    with pytest.warns(UserWarning, match="No application metrics"):
+        provided.flush_metrics()
+    with pytest.raises(SchemaValidationError):
+        provided.flush_metrics(raise_on_empty_metrics=True)

@@ -5,12 +5,14 @@ CloudWatch as EMF log lines, or through Powertools' Datadog provider when METRIC
 SDK is imported only where the Tracer records subsegments (in Lambda, unless POWERTOOLS_TRACE_DISABLED).
 """
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.constants import MAX_METRICS
 from aws_lambda_powertools.metrics.provider.datadog import DatadogMetrics
 
@@ -18,6 +20,27 @@ from feedcore.settings import MetricsProvider, ObservabilitySettings, observabil
 
 # The namespace (CloudWatch) or metric name prefix (Datadog) of every metric the service emits.
 METRICS_NAMESPACE = "FeedAssembly"
+
+# Log records and EMF documents are encoded by msgspec rather than the json module (~10 µs less each on a feed page):
+# the same keys and values, non-ASCII text as is and str() of what neither knows, as Powertools' default does.
+# Datetimes, sets and enums, which no record of the service carries, would be written as msgspec writes them (ISO 8601,
+# arrays, values), not str().
+_json_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def _json(document: dict[str, Any]) -> str:
+    return _json_encoder.encode(document).decode()
+
+
+class EMFProvider(AmazonCloudWatchEMFProvider):
+    """Powertools' CloudWatch provider, its metric set printed through msgspec (see _json)."""
+
+    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+        if not self.metric_set or is_metrics_disabled():  # Powertools' warning, error or silence
+            super().flush_metrics(raise_on_empty_metrics)
+            return
+        print(_json(self.serialize_metric_set()))
+        self.clear_metrics()
 
 
 class DatadogServiceMetrics(DatadogMetrics):
@@ -36,7 +59,15 @@ def service_metrics(provider: MetricsProvider) -> Metrics | DatadogServiceMetric
     in the format the Datadog Forwarder reads."""
     if provider == "datadog":
         return DatadogServiceMetrics(namespace=METRICS_NAMESPACE)
-    return Metrics(namespace=METRICS_NAMESPACE)
+    cloudwatch = Metrics(namespace=METRICS_NAMESPACE)
+    cloudwatch.provider = EMFProvider(
+        namespace=METRICS_NAMESPACE,
+        metric_set=cloudwatch.metric_set,
+        dimension_set=cloudwatch.dimension_set,
+        metadata_set=cloudwatch.metadata_set,
+        default_dimensions=cloudwatch.default_dimensions,
+    )
+    return cloudwatch
 
 
 class Untraced:
@@ -53,7 +84,7 @@ def service_tracer(settings: ObservabilitySettings) -> Tracer | Untraced:
     return Tracer() if settings.xray_sdk_tracing else Untraced()
 
 
-logger = Logger()
+logger = Logger(json_serializer=_json)
 tracer = service_tracer(observability_settings())
 metrics = service_metrics(observability_settings().metrics_provider)
 
@@ -92,4 +123,4 @@ def count(name: str, **dimensions: str) -> None:
         dimensions=dimensions,
         metadata={},
     )
-    print(json.dumps(record, separators=(",", ":")))
+    print(_json(record))
