@@ -6,6 +6,29 @@
 -- The same columns as score_state (migration 0003), with its single row.
 CREATE TABLE pair_score_state (LIKE score_state INCLUDING ALL);
 
+-- The code deployed before this migration keeps running while it is applied (and again after a rollback): it moves
+-- score_state and the pair tables in one transaction and knows nothing of this watermark, which would then lag
+-- behind pair tables that are not, and the next run would count those baskets again. So a write of score_state
+-- moves this watermark along, unless the transaction says it keeps the pairs' own (feedcore.db.scores.save_state,
+-- the code of this migration on). Made before the starting point below is read: a run of the older code that
+-- already wrote score_state holds its row lock, which creating the trigger waits for; a later one fires it.
+CREATE FUNCTION pair_state_follows_score_state() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('feedcore.pairs_own_watermark', true), '') <> 'on' THEN
+        INSERT INTO pair_score_state (epoch, scored_snapshot, target_snapshot, done_below_xid, scan_from, updated_at)
+        VALUES (NEW.epoch, NEW.scored_snapshot, NEW.target_snapshot, NEW.done_below_xid, NEW.scan_from, NEW.updated_at)
+        ON CONFLICT (singleton) DO UPDATE SET
+            epoch = excluded.epoch, scored_snapshot = excluded.scored_snapshot,
+            target_snapshot = excluded.target_snapshot, done_below_xid = excluded.done_below_xid,
+            scan_from = excluded.scan_from, updated_at = excluded.updated_at;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER pair_state_follows_score_state AFTER INSERT OR UPDATE ON score_state
+FOR EACH ROW EXECUTE FUNCTION pair_state_follows_score_state();
+
 -- Where the pair tables are now: at the watermark, or past the open fan-out chunk, whose coordinator scored
 -- its baskets already.
 INSERT INTO pair_score_state (epoch, scored_snapshot, target_snapshot, done_below_xid, scan_from, updated_at)

@@ -558,6 +558,45 @@ def test_pairs_behind_the_run_catch_up_at_the_next(db: psycopg.Connection, monke
     assert_same_scores(incremental, decayed_scores(db, NOW))
 
 
+def test_a_run_of_the_code_before_the_pairs_watermark_moves_it_with_the_pair_tables(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While migration 0065 is applied (and after a rollback) the code before it still runs: it scores a chunk's
+    events and baskets in one transaction and moves score_state alone. The pairs' watermark must follow, or the
+    next run of this code counts those baskets again (found by review)."""
+    monkeypatch.setenv("SCORING_PAIRS_MIN_SUPPORT", "1")
+    settings.scoring_settings.cache_clear()
+    scoring = settings.scoring_settings()
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs")))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    record(purchase("user-2", items=("milk", "eggs")))
+
+    with db.transaction():  # the code before 0065's run, statement for statement
+        state = scores_db.load_state(db)
+        target, next_scan_from = scores_db.current_snapshot(db)
+        chunk = scores_db.next_chunk(
+            db, state.scored_snapshot, target, scores_db.FIRST_XID, state.scan_from, scoring.chunk_events
+        )
+        scores_db.apply_events(db, scoring, state.epoch, chunk, NOW)
+        scores_db.apply_pairs(db, scoring, state.epoch, chunk)
+        after = scores_db.state_after(state.epoch, chunk, next_scan_from)
+        db.execute(  # its save_state: no word of the pairs' own watermark
+            """UPDATE score_state SET scored_snapshot = %s::pg_snapshot, target_snapshot = %s::pg_snapshot,
+               done_below_xid = %s::xid8, scan_from = %s, updated_at = statement_timestamp()""",
+            (after.scored_snapshot, after.target_snapshot, after.done_below_xid, after.scan_from),
+        )
+    assert len(set(watermarks(db))) == 1
+
+    record(purchase("user-3", items=("eggs", "coffee")))
+    recompute_scores(RecomputeRequest(), now=NOW)  # this code again
+    incremental = decayed_scores(db, NOW)
+
+    assert {item: count for item, (_, count) in incremental["baskets"].items()} == {"milk": 2, "eggs": 3, "coffee": 1}
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+    assert_same_scores(incremental, decayed_scores(db, NOW))
+
+
 def test_dormant_items_do_not_trend_and_tiny_scores_never_break_a_run(db: psycopg.Connection) -> None:
     create_catalog(db)
     record(

@@ -450,6 +450,8 @@ def load_state(conn: psycopg.Connection, table: str = SCORE_STATE) -> ScoreState
 
 
 def save_state(conn: psycopg.Connection, state: ScoreState, table: str = SCORE_STATE) -> None:
+    if table == SCORE_STATE:  # the pair tables keep a watermark of their own (migration 0065's trigger)
+        conn.execute("SELECT set_config('feedcore.pairs_own_watermark', 'on', true)")
     conn.execute(
         sql.SQL(
             """
