@@ -80,3 +80,18 @@ def item_reorders_cte(suffix: str = "", upsert: bool = True, affinity_upserted: 
     {conflict}
     RETURNING 1
 )"""
+
+
+def rebuilt_item_reorders_sql(suffix: str) -> str:
+    """A rebuild's item_reorders{suffix}, from its filled copy of user_item_affinity: an item's orders are the sum
+    of its buyers' purchase counts (ORDERS_HOLDING_ITEM over the same events), its buyers the users with one (as
+    migration 0071 filled the table). Reading the copy costs a fraction of grouping the events' purchase lines by
+    user and item a second time."""
+    return f"""
+INSERT INTO {ITEM_REORDERS_TABLE}{suffix} (item_id, order_count, buyer_count)
+SELECT item_id COLLATE "C", sum(purchase_count), count(*)
+FROM user_item_affinity{suffix}
+WHERE purchase_count > 0
+GROUP BY 1
+ORDER BY 1
+"""

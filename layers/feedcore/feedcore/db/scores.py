@@ -17,6 +17,7 @@ from feedcore.db.orders import (
     ORDERS_HOLDING_ITEM,
     USER_ORDERS_TABLE,
     item_reorders_cte,
+    rebuilt_item_reorders_sql,
     user_orders_cte,
 )
 from feedcore.settings import ScoringSettings
@@ -214,11 +215,12 @@ SELECT {events}, {counted}
 
 
 _APPLY_EVENTS = _apply_sql()
-# A rebuild's two parts that read the events: user × item, orders and new users (on the run's connection), popularity,
-# item reorders and user × category (on a connection of its own).
+# A rebuild's two parts that read the events: user × item, orders and new users (on the run's connection; the item
+# reorders then from its user × item copy), popularity and user × category (on a connection of its own).
 _REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("affinity", "new_user", "orders"))
+_REBUILD_ITEM_REORDERS = rebuilt_item_reorders_sql(REBUILD_SUFFIX)
 _REBUILD_POPULARITY_AND_CATEGORIES = _apply_sql(
-    suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "reorders", "category"), count_events=False
+    suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "category"), count_events=False
 )
 _APPLY_ITEM_EVENTS = _apply_sql(targets=ITEM_TARGETS)
 _APPLY_USER_EVENTS = _apply_sql(targets=USER_TARGETS, sharded=True)
@@ -263,7 +265,8 @@ GROUP BY a.item_key, b.item_key
 
 # A full rebuild counts every basket into the fresh copies, the items numbered afresh from 1 (on a connection
 # of its own, which cannot take keys from item_key_seq: the run's transaction restarts it when it swaps the
-# copies in); _RANK_REBUILT_PAIRS then scores them.
+# copies in); _RANK_REBUILT_PAIRS then scores them. The pair counts are the statement's own INSERT, whose row
+# count says how many: the millions of rows a RETURNING would pass through a CTE only to be counted cost seconds.
 _REBUILD_PAIR_COUNTS = f"""
 WITH line AS MATERIALIZED ({_BASKET_LINES}),
 basket_item AS (
@@ -274,14 +277,11 @@ basket_item AS (
 ),
 keyed_line AS MATERIALIZED (
     SELECT line.basket_id, line.grown, k.item_key FROM line JOIN basket_item k ON k.item_id = line.item_id
-),
-pair_count AS (
-    INSERT INTO item_pair_counts{REBUILD_SUFFIX} (item_key, paired_item_key, pair_raw, pair_count)
-    {_BASKET_PAIRS}
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM pair_count), (SELECT count(*) FROM basket_item)
+INSERT INTO item_pair_counts{REBUILD_SUFFIX} (item_key, paired_item_key, pair_raw, pair_count)
+{_BASKET_PAIRS}
 """
+_REBUILT_ITEMS = f"SELECT count(*) FROM item_baskets{REBUILD_SUFFIX}"  # keyed 1…n
 
 _RANK_REBUILT_PAIRS = f"""
 INSERT INTO item_pairs{REBUILD_SUFFIX} (item_id, paired_item_id, pair_raw, score)
@@ -635,8 +635,8 @@ def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch:
 # transaction then swaps every copy in at once. A part's copies outlive a run that fails after the part
 # committed: the next rebuild drops them.
 # Popularity goes with user × category rather than with the run's user × item: the run's part was the longest.
-REBUILD_RUN_TABLES = ("user_item_affinity", USER_ORDERS_TABLE)
-REBUILD_POPULARITY_CATEGORY_TABLES = ("item_popularity", ITEM_REORDERS_TABLE, "user_category_affinity")
+REBUILD_RUN_TABLES = ("user_item_affinity", USER_ORDERS_TABLE, ITEM_REORDERS_TABLE)
+REBUILD_POPULARITY_CATEGORY_TABLES = ("item_popularity", "user_category_affinity")
 REBUILD_PAIR_TABLES = ("item_baskets", "item_pair_counts", "item_pairs")
 SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_POPULARITY_CATEGORY_TABLES + REBUILD_PAIR_TABLES
 
@@ -703,9 +703,10 @@ def rebuild_events(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
 ) -> ApplyCounts:
     """The run's part of a rebuild: score the chunk's events into the copies of REBUILD_RUN_TABLES (started
-    by start_rebuild), add new users, and index the copies; popularity_updates and category_updates are 0
-    (rebuild_popularity_and_categories)."""
+    by start_rebuild; the item reorders from the user × item copy), add new users, and index the copies;
+    popularity_updates and category_updates are 0 (rebuild_popularity_and_categories)."""
     counts = ApplyCounts(*conn.execute(_REBUILD_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
+    conn.execute(_REBUILD_ITEM_REORDERS)
     _index_rebuilt(conn, REBUILD_RUN_TABLES)
     return counts
 
@@ -713,8 +714,8 @@ def rebuild_events(
 def rebuild_popularity_and_categories(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
 ) -> ApplyCounts:
-    """A part of a rebuild: the copies of REBUILD_POPULARITY_CATEGORY_TABLES (popularity, item reorders and user ×
-    category), filled and indexed; events_scored and affinity_updates are 0 (rebuild_events)."""
+    """A part of a rebuild: the copies of REBUILD_POPULARITY_CATEGORY_TABLES (popularity and user × category),
+    filled and indexed; events_scored and affinity_updates are 0 (rebuild_events)."""
     start_rebuild(conn, REBUILD_POPULARITY_CATEGORY_TABLES)
     counts = ApplyCounts(
         *conn.execute(_REBUILD_POPULARITY_AND_CATEGORIES, _apply_params(settings, epoch, chunk, now)).fetchone()
@@ -728,7 +729,8 @@ def rebuild_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: da
     top K pairs of the minimum support ranked — analyzed and indexed. item_updates is the number of items,
     keyed 1…n (swap_rebuilt restarts item_key_seq after them)."""
     start_rebuild(conn, REBUILD_PAIR_TABLES)
-    pairs, items = conn.execute(_REBUILD_PAIR_COUNTS, _pair_params(settings, epoch, chunk)).fetchone()
+    pairs = conn.execute(_REBUILD_PAIR_COUNTS, _pair_params(settings, epoch, chunk)).rowcount
+    (items,) = conn.execute(_REBUILT_ITEMS).fetchone()
     # Without their statistics the planner joins the millions of counts to the items by nested loops.
     counts_tables = ("item_baskets", "item_pair_counts")
     for table in counts_tables:
