@@ -106,12 +106,11 @@ def _copy_rows(events: Sequence[EventStruct]) -> tuple[bytes, bytes]:
     """
     event_rows = []
     for event in events:
-        key = f"{event.event_id}\t{event.occurred_at}"
         kind = type(event)
         if kind is ImpressionStruct:  # the most common event, and it has no NULL to write
             event_rows.append(
-                f"{key}\timpression\t{event.user_id}\t{event.store_id}\t{event.item_id}\t\\N\t\\N\t\\N\t\\N\t\\N\t"
-                f"{event.feed_id}\t{event.section}\t{event.position}"
+                f"{event.event_id}\t{event.occurred_at}\timpression\t{event.user_id}\t{event.store_id}\t"
+                f"{event.item_id}\t\\N\t\\N\t\\N\t\\N\t\\N\t{event.feed_id}\t{event.section}\t{event.position}"
             )
         elif kind is PurchaseStruct:
             lines = event.items
@@ -120,21 +119,23 @@ def _copy_rows(events: Sequence[EventStruct]) -> tuple[bytes, bytes]:
             quantities = _json([line.quantity for line in lines]).decode()[1:-1]
             unit_prices = _json([line.unit_price for line in lines]).decode()[1:-1]
             event_rows.append(
-                f'{key}\tpurchase\t{event.user_id}\t{event.store_id}\t\\N\t\\N\t{event.order_id}\t{{"{item_ids}"}}\t'
-                f"{{{quantities}}}\t{{{unit_prices}}}\t\\N\t\\N\t\\N"
+                f"{event.event_id}\t{event.occurred_at}\tpurchase\t{event.user_id}\t{event.store_id}\t\\N\t\\N\t"
+                f'{event.order_id}\t{{"{item_ids}"}}\t{{{quantities}}}\t{{{unit_prices}}}\t\\N\t\\N\t\\N'
             )
         elif kind is ClickStruct or kind is AddToCartStruct:
             feed_id, section, position = event.feed_id, event.section, event.position
             event_rows.append(
-                f"{key}\t{kind.__struct_config__.tag}\t{event.user_id}\t{event.store_id}\t{event.item_id}\t"
-                f"{event.quantity if kind is AddToCartStruct else _NULL}\t\\N\t\\N\t\\N\t\\N\t"
+                f"{event.event_id}\t{event.occurred_at}\t{kind.__struct_config__.tag}\t{event.user_id}\t"
+                f"{event.store_id}\t{event.item_id}\t{event.quantity if kind is AddToCartStruct else _NULL}\t"
+                f"\\N\t\\N\t\\N\t\\N\t"
                 f"{_NULL if feed_id is None else feed_id}\t{_NULL if section is None else section}\t"
                 f"{_NULL if position is None else position}"
             )
         else:  # remove_from_cart, hide
             event_rows.append(
-                f"{key}\t{kind.__struct_config__.tag}\t{event.user_id}\t{event.store_id}\t{event.item_id}\t"
-                f"{event.quantity if kind is RemoveFromCartStruct else _NULL}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
+                f"{event.event_id}\t{event.occurred_at}\t{kind.__struct_config__.tag}\t{event.user_id}\t"
+                f"{event.store_id}\t{event.item_id}\t{event.quantity if kind is RemoveFromCartStruct else _NULL}\t"
+                f"\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
             )
     id_rows = sorted(map(_EVENT_ID, events))
     event_rows.sort()
