@@ -648,3 +648,19 @@ def test_each_stores_top_trending_items_are_refreshed_by_a_later_run_without_the
     refreshed = coffee_trending()
     recompute_scores(RecomputeRequest(mode="full"), now=later)
     assert len(refreshed) == 2 and refreshed == pytest.approx(coffee_trending(), rel=1e-9)
+
+
+def test_the_trending_refresh_rewrites_only_the_scores_it_changes(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("coffee", "milk"), at=NOW - timedelta(hours=1)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    (epoch,) = db.execute("SELECT epoch FROM score_state").fetchone()
+    scoring = settings.scoring_settings()
+    before = dict(db.execute("SELECT store_id || '/' || item_id, trending_score FROM item_popularity"))
+
+    # As of the run, the run's upsert wrote every score of the top: the refresh has nothing to rewrite.
+    assert scores_db.refresh_trending(db, scoring, epoch, NOW) == 0
+    # An hour later each of them has aged: coffee and milk, at the store and over all stores.
+    assert scores_db.refresh_trending(db, scoring, epoch, NOW + timedelta(hours=1)) == len(before) == 4
+    after = dict(db.execute("SELECT store_id || '/' || item_id, trending_score FROM item_popularity"))
+    assert all(after[key] < before[key] for key in before)

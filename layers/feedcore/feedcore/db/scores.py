@@ -590,6 +590,8 @@ def apply_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: date
 
 
 # The stores are found by skipping through the primary key, one probe per store (a DISTINCT read the whole table).
+# A row whose score is already the one as of the run (the run's upsert wrote it: an item of the top that had events)
+# is left alone: rewriting the same value is a non-HOT update, a new entry in both of the table's indexes.
 _REFRESH_TRENDING = f"""
 WITH RECURSIVE store AS (
     SELECT min(store_id) AS store_id FROM item_popularity
@@ -610,12 +612,13 @@ UPDATE item_popularity p
 SET trending_score = {_trending("p.short_raw", "p.raw_score")}
 FROM refreshed r
 WHERE p.store_id = r.store_id AND p.item_id = r.item_id
+  AND p.trending_score IS DISTINCT FROM {_trending("p.short_raw", "p.raw_score")}
 """
 
 
 def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime) -> int:
     """Recompute the trending score of each store's current top, and of the top over all stores ('*', which
-    stores the catalog does not know are served), whose scores age without events; returns how many rows."""
+    stores the catalog does not know are served), whose scores age without events; returns how many rows changed."""
     return conn.execute(
         _REFRESH_TRENDING,
         {
