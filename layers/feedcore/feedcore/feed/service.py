@@ -165,11 +165,11 @@ def _first_page(
     record = FeedRecord(
         feed_id, request.user_id, request.store_id, assignment.experiment, assignment.variant, fallback, now
     )
-    # The feed's JSON is written once: the snapshot keeps every section, the page is its first ones.
+    # The feed's JSON is written once: the page is its first sections, the snapshot keeps the others.
     head = _head(record, degraded=False)
     texts = [_json(section) for section in sections]
     removals = _json([_removal(r) for r in removed]) if request.debug else "null"
-    snapshot = _document(head, texts, "null", removals)
+    snapshot = _snapshot(head, texts, page.per_page)
     # Sent without waiting for its outcome (read before the connection's next use): the page does not wait.
     run(lambda conn: feed_db.record_feed(conn, record, snapshot, expires_at), in_transaction=False)
     add_metrics([("FeedSaveLatency", MetricUnit.Milliseconds, (perf_counter() - stage) * 1000)])
@@ -269,6 +269,14 @@ def _head(record: FeedRecord, *, degraded: bool) -> str:
 def _document(head: str, sections: list[str], next_cursor: str, removed: str) -> str:
     """A Feed document from its head, its sections' JSON and the JSON of next_cursor and removed."""
     return f'{head},"sections":[{",".join(sections)}],"next_cursor":{next_cursor},"removed":{removed}}}'
+
+
+def _snapshot(head: str, sections: list[str], served: int) -> str:
+    """The Feed document kept for later pages: cursors start past the first page (`served` sections), so its
+    sections are null there (in their places: a cursor's offset indexes the feed's sections) and only the
+    later ones are kept, and without removals (a first page's own). ~3× less for the server to check, compress
+    and store than the whole feed, and the same later pages (a snapshot of every section serves the same)."""
+    return _document(head, ["null"] * min(served, len(sections)) + sections[served:], "null", "null")
 
 
 def _section(section_id: str, title: str, items: list[Ranked], feed_id: str, debug: bool) -> dict:
