@@ -307,6 +307,35 @@ def test_pages_never_repeat_or_skip_while_scores_change(shopping_history: None, 
     assert [(s["id"], i["item_id"]) for s in fresh["sections"] for i in s["items"]] != expected  # scores did change
 
 
+def test_a_snapshot_keeps_only_the_sections_after_the_first_page(
+    shopping_history: None, db: psycopg.Connection
+) -> None:
+    stock_shelves(db, 40)
+    recompute_scores(RecomputeRequest())
+    _, _, whole = get_feed("user-1", {"store_id": STORE, "limit": "30"})
+    _, _, first = get_feed("user-1", {"store_id": STORE, "limit": "2"})
+    _, _, explained = get_feed("user-1", {"store_id": STORE, "limit": "2", "debug": "true"})
+    confirm_sent()
+    snapshots = dict(db.execute("SELECT feed_id, sections FROM feed_snapshots").fetchall())
+    later = json.loads(json.dumps(whole["sections"][2:]).replace(whole["feed_id"], first["feed_id"]))  # tracking
+
+    assert len(whole["sections"]) >= 4 and len(first["sections"]) == 2
+    # The served sections are not kept (null in their places: cursors start after them), nor the removals.
+    assert snapshots[first["feed_id"]]["sections"] == [None, None, *later]
+    assert explained["removed"] and snapshots[explained["feed_id"]]["removed"] is None
+
+    # Later pages (whatever their limit) are the rest of the feed, in order, as a snapshot of every section (what
+    # earlier versions recorded) serves them too.
+    _, _, second = get_feed("user-1", {"store_id": STORE, "limit": "1", "cursor": first["next_cursor"]})
+    _, _, rest = get_feed("user-1", {"store_id": STORE, "limit": "30", "cursor": second["next_cursor"]})
+    assert second["sections"] + rest["sections"] == later and rest["next_cursor"] is None
+    every_section = {**snapshots[first["feed_id"]], "sections": [*first["sections"], *later]}
+    db.execute(
+        "UPDATE feed_snapshots SET sections = %s WHERE feed_id = %s", (json.dumps(every_section), first["feed_id"])
+    )
+    assert get_feed("user-1", {"store_id": STORE, "limit": "1", "cursor": first["next_cursor"]})[2] == second
+
+
 def test_a_tampered_cursor_gets_400_naming_the_cursor(shopping_history: None) -> None:
     _, _, page = get_feed("user-1", {"store_id": STORE, "limit": "1"})
     cursor = page["next_cursor"]

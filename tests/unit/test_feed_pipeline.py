@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from pydantic_core import to_json
 
 from feedcore.db.feed import Candidate
 from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
+from feedcore.feed import service as feed_service
 from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_config, parse_ranking_config
 from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
 from feedcore.feed.experiments import assign, bucket
-from feedcore.feed.pipeline import FILTERS, RankingContext, apply_filters, rank, select, select_sections, untouched
+from feedcore.feed.pipeline import (
+    FILTERS,
+    Ranked,
+    RankingContext,
+    apply_filters,
+    rank,
+    select,
+    select_sections,
+    untouched,
+)
+from feedcore.feed.reasons import reason
 from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, rebuy_rate, repeat_probability
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -405,3 +418,39 @@ def test_assignment_is_deterministic_and_splits_traffic():
     # Buckets of different experiments are independent.
     same = sum((bucket("a", f"user-{n}") < 50) == (bucket("b", f"user-{n}") < 50) for n in range(4000))
     assert 0.45 < same / 4000 < 0.55
+
+
+# --- reasons ----------------------------------------------------------------------------------------
+
+
+def test_the_buy_again_reason_names_the_last_purchase_as_strftime_would():
+    for month in range(1, 13):
+        last = datetime(2026, month, month + 9, 8, tzinfo=UTC)
+        bought = candidate(source="buy_again", purchase_count=3, last_purchased_at=last)
+
+        assert reason(Ranked(bought, 1.0, {})) == f"You bought this 3 times, last on {last:%b} {last.day}"
+    assert reason(Ranked(candidate(source="buy_again", purchase_count=1), 1.0, {})) == "You bought this once"
+
+
+def test_a_feed_is_written_as_pydantic_core_would_write_it():
+    rng = random.Random(7)
+    items = [
+        {
+            "item_id": f"item-{n}", "name": "Crème fraîche \u2028 \"<b>\" \\ 🥛", "brand": None if n % 3 else "Brand",
+            "department": "Dairy", "aisle": "Milk", "price": round(rng.uniform(0, 10 ** rng.randint(0, 8)), 2),
+            "reason": "You bought this 3 times", "tracking": f"f:buy_again:{n}",
+            "debug": {
+                "source": "buy_again", "score": round(rng.random() * 10 ** rng.randint(-9, 3), 6),
+                "contributions": {"buy_again": round(rng.random() * 10 ** rng.randint(-9, 2), 6), "newness": 0.0},
+                "backfill": n % 2 == 0,
+            },
+        }
+        for n in range(2000)
+    ]  # fmt: skip
+    feed = {"feed_id": "f", "generated_at": NOW + timedelta(microseconds=120_000), "degraded": False, "sections": items}
+
+    assert feed_service._json(feed) == to_json(feed).decode()
+    assert (
+        feed_service._json([0.0, 1.0, 2.99, 1e-7, 1e15, 123456.789])
+        == to_json([0.0, 1.0, 2.99, 1e-7, 1e15, 123456.789]).decode()
+    )
