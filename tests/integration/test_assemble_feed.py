@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -507,7 +508,8 @@ def test_a_connection_lost_before_its_recordings_outcome_is_logged_and_replaced(
 def test_the_database_stopped_mid_test_gives_a_degraded_200(database_url: str) -> None:
     # Not under pytest's tmp_path: a concurrent pytest session resets that tree to mode 0700, which the
     # server's own system user then cannot enter.
-    server = embedded_server(Path(tempfile.mkdtemp(prefix="feed-degraded-")) / "pgdata", on_exit="delete")
+    scratch = Path(tempfile.mkdtemp(prefix="feed-degraded-"))
+    server = embedded_server(scratch / "pgdata", on_exit="delete")
     try:
         url = server.get_uri()
         migrate_database(url)
@@ -523,6 +525,7 @@ def test_the_database_stopped_mid_test_gives_a_degraded_200(database_url: str) -
         status, _, feed = get_feed("user-1", {"store_id": STORE})
     finally:
         server.cleanup()
+        shutil.rmtree(scratch, ignore_errors=True)
         use_database(database_url)
 
     assert status == 200
