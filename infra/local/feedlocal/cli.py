@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=5)
     synthetic.set_defaults(func=cmd_instacart_synthetic)
 
-    bench_recompute = bench.add_parser("recompute", help="full rebuild vs an incremental run after 1 % more events")
+    bench_recompute = bench.add_parser("recompute", help="full rebuild vs an incremental run after 1 %% more events")
     bench_recompute.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
     bench_recompute.set_defaults(func=cmd_bench_recompute)
 
