@@ -32,7 +32,7 @@ from feedlocal.embedded import MIGRATIONS_DIR, embedded_server  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_TABLES = (
-    "event_ids, erased_event_ids, events, feeds, feed_snapshots, "
+    "event_ids, events, feeds, feed_snapshots, "
     "user_item_affinity, user_category_affinity, user_orders, item_popularity, "
     "score_runs, score_state, pair_score_state, score_chunks, score_shards, "
     "item_baskets, item_pair_counts, item_pairs, item_reorders, "

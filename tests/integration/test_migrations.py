@@ -164,31 +164,3 @@ def test_the_department_rows_nothing_read_are_deleted(empty_database: str, tmp_p
             "INSERT INTO user_category_affinity (user_id, level, category, raw_score, updated_at)"
             " VALUES ('user-1', 'department', 'Dairy & Eggs', 2, now())"
         )
-
-
-def test_the_ids_of_events_erased_before_0062_are_kept_with_their_times(empty_database: str, tmp_path: Path) -> None:
-    # A database deployed before 0062, with the releases numbered after it.
-    for migration in MIGRATIONS_DIR.glob("*.sql"):
-        if not migration.name.startswith("0062"):
-            (tmp_path / migration.name).write_text(migration.read_text())
-    stored, erased = uuid.uuid4(), uuid.uuid4()
-    with psycopg.connect(empty_database, autocommit=True) as conn:
-        migrate(conn, tmp_path)
-        conn.execute("SELECT create_event_partition('2026-10-01')")
-        conn.execute(
-            "INSERT INTO event_ids (event_id, occurred_at) VALUES (%s, '2026-10-05Z'), (%s, '2026-10-06Z')",
-            (stored, erased),
-        )
-        conn.execute(
-            "INSERT INTO events (event_id, occurred_at, event_type, user_id, store_id, item_id)"
-            " VALUES (%s, '2026-10-05Z', 'click', 'user-2', 'store-1', 'milk')",
-            (stored,),
-        )
-
-        assert migrate(conn, MIGRATIONS_DIR) == ["0062"]
-
-        assert conn.execute("SELECT event_id, occurred_at FROM erased_event_ids").fetchall() == [
-            (erased, datetime(2026, 10, 6, tzinfo=UTC))
-        ]
-        # The code still running while a deploy migrates writes occurred_at: it must still be accepted.
-        conn.execute("INSERT INTO event_ids (event_id, occurred_at) VALUES (gen_random_uuid(), now())")

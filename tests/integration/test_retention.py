@@ -8,7 +8,6 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from feedcore.ingestion.privacy import delete_user
 from feedcore.ingestion.retention import apply_retention
 from feedlocal.cli import main as feedctl
 from tests.aws_events import LambdaContext
@@ -58,20 +57,3 @@ def test_keep_days_must_exceed_the_late_event_horizon(db: psycopg.Connection) ->
         apply_retention(30)
     with pytest.raises(SystemExit, match="late-event horizon"):
         feedctl(["retention", "--keep-days", "7"])
-
-
-def test_the_ids_of_erased_events_are_forgotten_with_their_month(db: psycopg.Connection) -> None:
-    old, recent = NOW - timedelta(days=200), NOW - timedelta(days=1)
-    erased_old = event("click", "user-1", item_id="milk", at=old)
-    erased_recent = event("click", "user-1", item_id="eggs", at=recent)
-    kept = event("click", "user-2", item_id="eggs", at=recent)
-    record(erased_old, erased_recent, kept, event("click", "user-2", item_id="milk", at=old))
-    assert delete_user("user-1").events_deleted == 2
-
-    apply_retention(90)
-
-    # The erased recent event's id stays (a late retry of it is a duplicate), the old one's leaves with its month.
-    ids = {str(event_id) for (event_id,) in db.execute("SELECT event_id FROM event_ids")}
-    assert ids == {erased_recent["event_id"], kept["event_id"]}
-    erased = [str(event_id) for (event_id,) in db.execute("SELECT event_id FROM erased_event_ids")]
-    assert erased == [erased_recent["event_id"]]

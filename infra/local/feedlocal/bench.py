@@ -368,9 +368,9 @@ def _copy_events(
     months = {month_of(datetime.fromisoformat(event["occurred_at"])) for event in events} | {month_of(now)}
     ensure_event_partitions(conn, months)
     with conn.transaction():
-        with conn.cursor().copy("COPY event_ids (event_id) FROM STDIN") as copy:
+        with conn.cursor().copy("COPY event_ids (event_id, occurred_at) FROM STDIN") as copy:
             for event in events:
-                copy.write_row((event["event_id"],))
+                copy.write_row((event["event_id"], event["occurred_at"]))
         columns = ", ".join(EVENT_COLUMNS + (("received_at",) if received_when_occurred else ()))
         with conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy:
             for event in progress(events, len(events), "loading the history", "events"):

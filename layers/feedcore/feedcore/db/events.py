@@ -6,7 +6,6 @@ from collections.abc import Collection, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from operator import attrgetter
 
 import msgspec
 import psycopg
@@ -53,33 +52,19 @@ _CATALOG_ITEMS = """
 # The usual case, every event new: two plain COPYs in one transaction, into event_ids and then into events (COPY
 # into the partitioned parent routes each row to its month). event_ids' primary key still decides: an event_id
 # stored before (a retry, a racing batch) aborts the transaction, and the batch goes again by _STORE_NEW_EVENTS.
-# event_ids holds the event_id alone (migration 0062): retention finds a month's ids through its events.
-_COPY_EVENT_IDS = "COPY event_ids (event_id) FROM STDIN"
+_COPY_EVENT_IDS = "COPY event_ids (event_id, occurred_at) FROM STDIN"
 _COPY_EVENTS = """COPY events (event_id, occurred_at, event_type, user_id, store_id, item_id, quantity, order_id,
                    line_item_ids, line_quantities, line_unit_prices, feed_id, section, position) FROM STDIN"""
 _NULL = "\\N"  # COPY's text format for NULL
-_EVENT_ID = attrgetter("event_id")
 _json = msgspec.json.encode
 # Both in one simple query: one transaction (see _copy_new_events).
 _COPY_NEW_EVENTS = f"{_COPY_EVENT_IDS}; {_COPY_EVENTS}".encode()
-# Retention: the ids of the events before `kept_from` (by partition pruning, only the months being dropped) and of
-# the erased ones of that time.
-_FORGET_EVENT_IDS = """
-    DELETE FROM event_ids
-    WHERE event_id IN (SELECT event_id FROM events WHERE occurred_at < %(kept_from)s
-                       UNION ALL
-                       SELECT event_id FROM erased_event_ids WHERE occurred_at < %(kept_from)s)
-"""
-_ERASE_USER_EVENTS = """
-    WITH erased AS (DELETE FROM events WHERE user_id = %s RETURNING event_id, occurred_at)
-    INSERT INTO erased_event_ids (event_id, occurred_at) SELECT event_id, occurred_at FROM erased
-"""
 # Some event_id was stored before: ON CONFLICT DO NOTHING into event_ids decides which are new, and only
 # those go into events.
 _STORE_NEW_EVENTS = f"""{_INCOMING},
 new_id AS (
-    INSERT INTO event_ids (event_id)
-    SELECT event_id FROM incoming ORDER BY event_id
+    INSERT INTO event_ids (event_id, occurred_at)
+    SELECT event_id, occurred_at FROM incoming ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 ),
@@ -96,21 +81,23 @@ SELECT (SELECT coalesce(array_agg(event_id::text), '{{}}')
 
 def _copy_rows(events: Sequence[EventStruct]) -> tuple[bytes, bytes]:
     """The rows of `events` for event_ids and for events in COPY's text format, in event_id order, so that
-    overlapping batches take event_ids' row locks in the same order and cannot deadlock (an events row starts
-    with its event_id, canonical text of one length, and the batch's event_ids are distinct: sorting the rows
-    sorts them by event_id). Instants go as the client wrote them (RFC 3339, an offset PostgreSQL reads).
+    overlapping batches take event_ids' row locks in the same order and cannot deadlock (each row starts with
+    its event_id, canonical text of one length, and the batch's event_ids are distinct: sorting the rows sorts
+    them by event_id). Instants go as the client wrote them (RFC 3339, an offset PostgreSQL reads).
 
     No value is escaped: the contract admits no backslash, tab, newline or carriage return in any text (ids
     are letters, digits and `_.:-`; tests/unit/test_contract.py keeps it so), nor a quote, brace, comma or
     space in an array's element; the elements are quoted all the same, so that an item called NULL stays one.
     """
-    event_rows = []
+    id_rows, event_rows = [], []
     for event in events:
+        key = f"{event.event_id}\t{event.occurred_at}"
+        id_rows.append(key)
         kind = type(event)
         if kind is ImpressionStruct:  # the most common event, and it has no NULL to write
             event_rows.append(
-                f"{event.event_id}\t{event.occurred_at}\timpression\t{event.user_id}\t{event.store_id}\t"
-                f"{event.item_id}\t\\N\t\\N\t\\N\t\\N\t\\N\t{event.feed_id}\t{event.section}\t{event.position}"
+                f"{key}\timpression\t{event.user_id}\t{event.store_id}\t{event.item_id}\t\\N\t\\N\t\\N\t\\N\t\\N\t"
+                f"{event.feed_id}\t{event.section}\t{event.position}"
             )
         elif kind is PurchaseStruct:
             lines = event.items
@@ -119,25 +106,23 @@ def _copy_rows(events: Sequence[EventStruct]) -> tuple[bytes, bytes]:
             quantities = _json([line.quantity for line in lines]).decode()[1:-1]
             unit_prices = _json([line.unit_price for line in lines]).decode()[1:-1]
             event_rows.append(
-                f"{event.event_id}\t{event.occurred_at}\tpurchase\t{event.user_id}\t{event.store_id}\t\\N\t\\N\t"
-                f'{event.order_id}\t{{"{item_ids}"}}\t{{{quantities}}}\t{{{unit_prices}}}\t\\N\t\\N\t\\N'
+                f'{key}\tpurchase\t{event.user_id}\t{event.store_id}\t\\N\t\\N\t{event.order_id}\t{{"{item_ids}"}}\t'
+                f"{{{quantities}}}\t{{{unit_prices}}}\t\\N\t\\N\t\\N"
             )
         elif kind is ClickStruct or kind is AddToCartStruct:
             feed_id, section, position = event.feed_id, event.section, event.position
             event_rows.append(
-                f"{event.event_id}\t{event.occurred_at}\t{kind.__struct_config__.tag}\t{event.user_id}\t"
-                f"{event.store_id}\t{event.item_id}\t{event.quantity if kind is AddToCartStruct else _NULL}\t"
-                f"\\N\t\\N\t\\N\t\\N\t"
+                f"{key}\t{kind.__struct_config__.tag}\t{event.user_id}\t{event.store_id}\t{event.item_id}\t"
+                f"{event.quantity if kind is AddToCartStruct else _NULL}\t\\N\t\\N\t\\N\t\\N\t"
                 f"{_NULL if feed_id is None else feed_id}\t{_NULL if section is None else section}\t"
                 f"{_NULL if position is None else position}"
             )
         else:  # remove_from_cart, hide
             event_rows.append(
-                f"{event.event_id}\t{event.occurred_at}\t{kind.__struct_config__.tag}\t{event.user_id}\t"
-                f"{event.store_id}\t{event.item_id}\t{event.quantity if kind is RemoveFromCartStruct else _NULL}\t"
-                f"\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
+                f"{key}\t{kind.__struct_config__.tag}\t{event.user_id}\t{event.store_id}\t{event.item_id}\t"
+                f"{event.quantity if kind is RemoveFromCartStruct else _NULL}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
             )
-    id_rows = sorted(map(_EVENT_ID, events))
+    id_rows.sort()
     event_rows.sort()
     return ("\n".join(id_rows) + "\n").encode(), ("\n".join(event_rows) + "\n").encode()
 
@@ -276,28 +261,23 @@ def drop_partitions_before(conn: psycopg.Connection, cutoff: datetime) -> list[s
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = 'events'::regclass ORDER BY c.relname"
     ).fetchall()
-    dropping = []
-    for (name,) in children:
-        month = datetime.strptime(name, "events_%Y_%m").date()
-        if month_start(next_month(month)) <= cutoff:
-            dropping.append((name, month))
-    if not dropping:
-        return []
-    # Every event before the end of the last month dropped is in a dropped month: the ids to forget are theirs,
-    # found through the log (event_ids keeps no time, migration 0062) while it still holds them, and those of
-    # the erased events of those months.
-    kept_from = month_start(next_month(dropping[-1][1]))
+    dropped: list[str] = []
+    kept_from: datetime | None = None
     with conn.transaction():
-        conn.execute(_FORGET_EVENT_IDS, {"kept_from": kept_from})
-        conn.execute("DELETE FROM erased_event_ids WHERE occurred_at < %s", (kept_from,))
-        for name, month in dropping:
-            conn.execute("SELECT drop_event_partition(%s::regclass)", (sql.Identifier(name).as_string(conn),))
-            _known_months.discard(month)
-    return [name for name, _ in dropping]
+        for (name,) in children:
+            month = datetime.strptime(name, "events_%Y_%m").date()
+            end_at = month_start(next_month(month))
+            if end_at <= cutoff:
+                conn.execute("SELECT drop_event_partition(%s::regclass)", (sql.Identifier(name).as_string(conn),))
+                _known_months.discard(month)
+                dropped.append(name)
+                kept_from = end_at
+        if kept_from is not None:
+            conn.execute("DELETE FROM event_ids WHERE occurred_at < %s", (kept_from,))
+    return dropped
 
 
 def delete_user_events(conn: psycopg.Connection, user_id: str) -> int:
-    """Delete the user's events; returns how many. Their event_ids stay (ids only, no personal data) so that a
-    late retry of a deleted event is a duplicate rather than brought back; erased_event_ids keeps each with its
-    time, by which retention forgets it with its month."""
-    return conn.execute(_ERASE_USER_EVENTS, (user_id,)).rowcount
+    """Delete the user's events; returns how many. Their event_ids stay (ids and times only, no personal
+    data) so that a late retry of a deleted event is a duplicate rather than brought back."""
+    return conn.execute("DELETE FROM events WHERE user_id = %s", (user_id,)).rowcount
