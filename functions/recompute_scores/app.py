@@ -20,9 +20,9 @@ SAFETY_MARGIN_MS = 10_000
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     task = scheduled_task_from_event(event)
-    if isinstance(task, RetentionRequest):
-        return {"dropped_partitions": apply_retention(task.keep_days)}
     budget_ms = context.get_remaining_time_in_millis() - SAFETY_MARGIN_MS
+    if isinstance(task, RetentionRequest):
+        return apply_retention(task.keep_days, time_budget_ms=budget_ms).model_dump(mode="json")
     return refresh_scores(task, time_budget_ms=budget_ms).model_dump(mode="json")
 
 

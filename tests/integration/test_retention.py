@@ -1,14 +1,18 @@
 """Retention (feedctl retention, and the daily schedule through the recompute function): old months of events
-are dropped whole; recent ones and their dedup state stay."""
+are dropped whole, with their event_ids, span by span; old feed records are deleted; recent ones and their dedup
+state stay; a run stopped by its time budget is finished by the next."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from itertools import count
 
 import psycopg
 import pytest
 
-from feedcore.ingestion.retention import apply_retention
+from feedcore.db.events import month_of, month_start, next_month
+from feedcore.ingestion import retention
+from feedcore.ingestion.retention import RetentionResult, apply_retention
 from feedlocal.cli import main as feedctl
 from tests.aws_events import LambdaContext
 from tests.conftest import load_function
@@ -31,13 +35,14 @@ def test_partitions_older_than_keep_days_are_dropped(db: psycopg.Connection) -> 
     old_partition = f"events_{old:%Y_%m}"
     assert old_partition in partitions(db)
 
-    dropped = apply_retention(90)
+    result = apply_retention(90)
 
-    assert old_partition in dropped
+    assert result.status == "completed" and old_partition in result.dropped_partitions
+    assert result.event_ids_deleted == 1
     assert old_partition not in partitions(db)
     assert [row[0] for row in db.execute("SELECT item_id FROM events")] == ["eggs"]
     assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 1
-    assert apply_retention(90) == []
+    assert apply_retention(90) == RetentionResult()
 
 
 def test_the_daily_schedule_applies_retention_through_the_recompute_function(db: psycopg.Connection) -> None:
@@ -46,9 +51,16 @@ def test_the_daily_schedule_applies_retention_through_the_recompute_function(db:
     record(event("click", item_id="milk", at=old), event("click", item_id="eggs", at=recent))
 
     # What the EventRetention schedule of template.yaml sends with EventRetentionDays at its default.
-    result = recompute.lambda_handler({"keep_days": 400}, LambdaContext(function_name="recompute_scores"))
+    # The recompute function's timeout in template.yaml is 300 s.
+    context = LambdaContext(function_name="recompute_scores", remaining_time_ms=300_000)
+    result = recompute.lambda_handler({"keep_days": 400}, context)
 
-    assert result == {"dropped_partitions": [f"events_{old:%Y_%m}"]}
+    assert result == {
+        "status": "completed",
+        "dropped_partitions": [f"events_{old:%Y_%m}"],
+        "event_ids_deleted": 1,
+        "feeds_deleted": 0,
+    }
     assert [row[0] for row in db.execute("SELECT item_id FROM events")] == ["eggs"]
 
 
@@ -57,3 +69,67 @@ def test_keep_days_must_exceed_the_late_event_horizon(db: psycopg.Connection) ->
         apply_retention(30)
     with pytest.raises(SystemExit, match="late-event horizon"):
         feedctl(["retention", "--keep-days", "7"])
+
+
+def record_feed(db: psycopg.Connection, feed_id: str, created_at: datetime) -> None:
+    db.execute(
+        "INSERT INTO feeds (feed_id, user_id, store_id, variant, created_at) "
+        "VALUES (%s, 'user-1', 'store-1', 'control', %s)",
+        (feed_id, created_at),
+    )
+
+
+def test_old_feed_records_are_deleted_whatever_their_age(db: psycopg.Connection) -> None:
+    cutoff = NOW - timedelta(days=90)
+    for feed_id, created_at in [
+        ("long-ago", cutoff - timedelta(days=30, minutes=7)),  # a run that failed for weeks leaves older records
+        ("just-before", cutoff - timedelta(seconds=1)),
+        ("at-cutoff", cutoff),
+        ("recent", NOW - timedelta(days=1)),
+    ]:
+        record_feed(db, feed_id, created_at)
+
+    result = apply_retention(90, now=NOW)
+
+    assert result.feeds_deleted == 2
+    assert [row[0] for row in db.execute("SELECT feed_id FROM feeds ORDER BY 1")] == ["at-cutoff", "recent"]
+
+
+def test_a_run_stopped_by_its_time_budget_is_finished_by_the_next(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    month = month_of(NOW - timedelta(days=200))
+    starts_at = month_start(month)
+    # One event in the month's first span, one in a later span, one at the month's last instant; and a recent one.
+    record(
+        *(
+            event("click", item_id="milk", at=at)
+            for at in (
+                starts_at + timedelta(hours=1),
+                starts_at + timedelta(days=10),
+                month_start(next_month(month)) - timedelta(seconds=1),
+            )
+        ),
+        event("click", item_id="eggs", at=NOW - timedelta(days=1)),
+    )
+    record_feed(db, "old", NOW - timedelta(days=100))
+    months_ids = "SELECT count(*) FROM event_ids WHERE occurred_at >= %s AND occurred_at < %s"
+    month_bounds = (starts_at, month_start(next_month(month)))
+    # Each look at the clock is one second later: the budget of 2.5 s lets the run delete two spans of the month.
+    clock = count()
+    monkeypatch.setattr(retention, "monotonic", lambda: next(clock))
+
+    stopped = apply_retention(90, time_budget_ms=2_500)
+
+    assert stopped == RetentionResult(status="partial", event_ids_deleted=1)
+    assert f"events_{month:%Y_%m}" in partitions(db)
+    assert db.execute(months_ids, month_bounds).fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM feeds").fetchone()[0] == 1
+
+    finished = apply_retention(90)
+
+    assert finished.status == "completed" and finished.dropped_partitions == [f"events_{month:%Y_%m}"]
+    assert (finished.event_ids_deleted, finished.feeds_deleted) == (2, 1)
+    assert db.execute(months_ids, month_bounds).fetchone()[0] == 0
+    assert [row[0] for row in db.execute("SELECT item_id FROM events")] == ["eggs"]
+    assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 1

@@ -122,10 +122,15 @@ def cmd_retention(args: argparse.Namespace) -> None:
     from feedcore.ingestion.retention import apply_retention
 
     try:
-        dropped = apply_retention(args.keep_days)
+        result = apply_retention(args.keep_days)
     except ValueError as exc:
         sys.exit(f"feedctl retention: {exc}")
-    print(f"dropped {len(dropped)} event partitions" + (f": {', '.join(dropped)}" if dropped else ""))
+    dropped = result.dropped_partitions
+    print(
+        f"dropped {len(dropped)} event partitions"
+        + (f" ({', '.join(dropped)})" if dropped else "")
+        + f", {result.event_ids_deleted} event ids and {result.feeds_deleted} feed records"
+    )
 
 
 def cmd_bench_ingest(args: argparse.Namespace) -> None:

@@ -251,30 +251,43 @@ def _copy_new_events(
     return StoredEvents(frozenset(), frozenset(catalog_items))
 
 
-def drop_partitions_before(conn: psycopg.Connection, cutoff: datetime) -> list[str]:
-    """Drop the monthly partitions that end on or before `cutoff`, and forget their event_ids.
+@dataclass(frozen=True, slots=True)
+class EventPartition:
+    """One month of the event log: its table and the instants it holds, [starts_at, ends_at)."""
 
-    Returns the names of the dropped partitions. A retried event older than the dropped months would be
-    stored again, which is why retention must keep more than the late-event horizon.
-    """
+    name: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+def partitions_ending_by(conn: psycopg.Connection, cutoff: datetime) -> list[EventPartition]:
+    """The monthly partitions whose month ends on or before `cutoff`, oldest first."""
     children = conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = 'events'::regclass ORDER BY c.relname"
     ).fetchall()
-    dropped: list[str] = []
-    kept_from: datetime | None = None
-    with conn.transaction():
-        for (name,) in children:
-            month = datetime.strptime(name, "events_%Y_%m").date()
-            end_at = month_start(next_month(month))
-            if end_at <= cutoff:
-                conn.execute("SELECT drop_event_partition(%s::regclass)", (sql.Identifier(name).as_string(conn),))
-                _known_months.discard(month)
-                dropped.append(name)
-                kept_from = end_at
-        if kept_from is not None:
-            conn.execute("DELETE FROM event_ids WHERE occurred_at < %s", (kept_from,))
-    return dropped
+    partitions = []
+    for (name,) in children:
+        month = datetime.strptime(name, "events_%Y_%m").date()
+        partition = EventPartition(name, month_start(month), month_start(next_month(month)))
+        if partition.ends_at <= cutoff:
+            partitions.append(partition)
+    return partitions
+
+
+def delete_event_ids_between(conn: psycopg.Connection, starts_at: datetime, ends_at: datetime) -> int:
+    """Forget the event_ids of events that occurred in [starts_at, ends_at) (a BRIN range delete); returns how
+    many. A retried event of that span would then be stored again: only spans past the late-event horizon,
+    which ingestion refuses, may be forgotten."""
+    return conn.execute(
+        "DELETE FROM event_ids WHERE occurred_at >= %s AND occurred_at < %s", (starts_at, ends_at)
+    ).rowcount
+
+
+def drop_partition(conn: psycopg.Connection, partition: EventPartition) -> None:
+    """Drop one monthly partition of the event log (through the log owner's function, 0060)."""
+    conn.execute("SELECT drop_event_partition(%s::regclass)", (sql.Identifier(partition.name).as_string(conn),))
+    _known_months.discard(partition.starts_at.date())
 
 
 def delete_user_events(conn: psycopg.Connection, user_id: str) -> int:

@@ -321,9 +321,15 @@ def delete_user_feeds(conn: psycopg.Connection, user_id: str) -> int:
     return conn.execute("DELETE FROM feeds WHERE user_id = %s", (user_id,)).rowcount
 
 
-def delete_feeds_before(conn: psycopg.Connection, cutoff: datetime) -> int:
-    """Delete the feed records (kept for attribution) created before `cutoff`; returns how many."""
-    return conn.execute("DELETE FROM feeds WHERE created_at < %s", (cutoff,)).rowcount
+def oldest_feed_before(conn: psycopg.Connection, cutoff: datetime) -> datetime | None:
+    """When the oldest feed record created before `cutoff` was created (None when there is none): the block
+    ranges of `feeds`' BRIN index that can hold such records are read, nothing is written."""
+    return conn.execute("SELECT min(created_at) FROM feeds WHERE created_at < %s", (cutoff,)).fetchone()[0]
+
+
+def delete_feeds_between(conn: psycopg.Connection, starts_at: datetime, ends_at: datetime) -> int:
+    """Delete the feed records (kept for attribution) created in [starts_at, ends_at); returns how many."""
+    return conn.execute("DELETE FROM feeds WHERE created_at >= %s AND created_at < %s", (starts_at, ends_at)).rowcount
 
 
 def delete_expired_snapshots(conn: psycopg.Connection, now: datetime) -> int:
