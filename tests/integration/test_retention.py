@@ -4,6 +4,7 @@ state stay; a run stopped by its time budget is finished by the next."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from itertools import count
 
@@ -133,3 +134,16 @@ def test_a_run_stopped_by_its_time_budget_is_finished_by_the_next(
     assert db.execute(months_ids, month_bounds).fetchone()[0] == 0
     assert [row[0] for row in db.execute("SELECT item_id FROM events")] == ["eggs"]
     assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 1
+
+
+def test_feedctl_retention_says_what_it_removed(db: psycopg.Connection, capsys: pytest.CaptureFixture[str]) -> None:
+    old = NOW - timedelta(days=200)
+    record(event("click", item_id="milk", at=old), event("click", item_id="eggs", at=old + timedelta(hours=7)))
+
+    feedctl(["retention", "--keep-days", "90"])
+
+    # Earlier tests may leave empty partitions of old months (emptying the tables between tests keeps them).
+    printed = capsys.readouterr().out
+    assert re.search(
+        rf"dropped \d+ event partitions \(.*events_{old:%Y_%m}.*\), 2 event ids and 0 feed records", printed
+    )
