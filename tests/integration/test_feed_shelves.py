@@ -206,7 +206,7 @@ def _reorders_of(catalog: Catalog, shelf: StoreShelf) -> dict[str, tuple[int, in
     }
 
 
-def test_the_recompute_packs_the_items_reorder_counts_into_every_shelf(
+def test_the_recompute_packs_the_items_reorder_counts_read_with_every_shelf_over_their_catalog(
     popular_store: None, db: psycopg.Connection
 ) -> None:
     catalog = stock_catalog(*feed_db.catalog(db))
@@ -215,8 +215,17 @@ def test_the_recompute_packs_the_items_reorder_counts_into_every_shelf(
 
     for store_id in (STORE, OTHER_STORE, "*"):
         assert _reorders_of(catalog, unpack_shelf(catalog, feed_db.store_shelf_pack(db, store_id, None))) == reorders
-    # the availability route packs its store with the counts of the latest pack (its role may not read item_reorders)
+    # the availability route packs its store's shelf, read with the counts of the last repack
     update_availability(STORE, AvailabilityUpdate(items=[{"item_id": "eggs", "available": False}]))
+    assert _reorders_of(catalog, unpack_shelf(catalog, feed_db.store_shelf_pack(db, STORE, None))) == reorders
+
+    # a new catalog item moves the positions: a shelf packed over the new catalog has no counts until a repack
+    upsert_catalog(CatalogUpdate(items=[CatalogItem(item_id="apples", name="Apples", department="Produce",
+                                                    aisle="Fruit", price=1.99)]))  # fmt: skip
+    update_availability(STORE, AvailabilityUpdate(items=[{"item_id": "apples", "available": True}]))
+    assert feed_db.store_shelf_pack(db, STORE, None).item_orders is None
+    recompute_scores(RecomputeRequest())
+    catalog = stock_catalog(*feed_db.catalog(db))
     assert _reorders_of(catalog, unpack_shelf(catalog, feed_db.store_shelf_pack(db, STORE, None))) == reorders
 
 
@@ -240,7 +249,7 @@ def test_a_shelf_without_reorder_counts_has_the_feed_read_them_with_the_users_ro
         return [(item["item_id"], item["debug"]) for item in section["items"]]
 
     from_the_shelf = buy_again()
-    db.execute("UPDATE store_shelves SET item_orders = NULL, item_buyers = NULL")  # as packed before migration 0062
+    db.execute("DELETE FROM item_reorders_packed")  # as before the first repack after migration 0062
     forget_store_shelves()
     from_the_users_rows = buy_again()
 

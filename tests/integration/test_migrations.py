@@ -166,32 +166,23 @@ def test_the_department_rows_nothing_read_are_deleted(empty_database: str, tmp_p
         )
 
 
-def test_the_shelves_packed_over_the_current_catalog_get_the_reorder_counts(
-    empty_database: str, tmp_path: Path
-) -> None:
+def test_the_items_reorder_counts_are_packed_over_the_current_catalog(empty_database: str, tmp_path: Path) -> None:
     with psycopg.connect(empty_database, autocommit=True) as conn:
         for migration in MIGRATIONS_DIR.glob("*.sql"):  # deployed with every migration but 0062, which came later
             if not migration.name.startswith("0062"):
                 (tmp_path / migration.name).write_text(migration.read_text())
         migrate(conn, tmp_path)
         conn.execute(
-            "INSERT INTO items (item_id, name, department, aisle, price) VALUES"
-            " ('eggs', 'Eggs', 'Dairy', 'Eggs', 3), ('milk', 'Milk', 'Dairy', 'Milk', 2), ('tea', 'Tea', 'Pantry',"
-            " 'Tea', 4)"
+            "INSERT INTO items (item_id, name, department, aisle, price) VALUES ('eggs', 'Eggs', 'Dairy', 'Eggs', 3),"
+            " ('milk', 'Milk', 'Dairy', 'Milk', 2), ('tea', 'Tea', 'Pantry', 'Tea', 4)"
         )
         conn.execute("INSERT INTO item_reorders VALUES ('milk', 5, 2), ('tea', 1, 1)")
-        conn.execute("INSERT INTO stores (store_id, name) VALUES ('store-a', 'A')")
-        conn.execute("SELECT pack_store_shelves()")
-        conn.execute("INSERT INTO items (item_id, name, department, aisle, price) VALUES ('oats', 'Oats', 'Pantry',"
-                     " 'Cereal', 2)")  # fmt: skip
-        conn.execute("SELECT pack_store_shelf('*', false)")  # '*' packed over the current catalog, store-a not
+        (version,) = conn.execute("SELECT version FROM catalog_state").fetchone()
 
         assert "0062" in migrate(conn, MIGRATIONS_DIR)
 
-        counts = conn.execute(
-            "SELECT store_id, item_orders, item_buyers FROM store_shelves ORDER BY store_id"
-        ).fetchall()
+        packed = conn.execute("SELECT catalog_version, item_orders, item_buyers FROM item_reorders_packed").fetchall()
         int8 = lambda *numbers: b"".join(n.to_bytes(8, "big") for n in numbers)  # noqa: E731
-        assert counts == [("*", int8(0, 5, 0, 1), int8(0, 2, 0, 1)), ("store-a", None, None)]  # eggs, milk, oats, tea
+        assert packed == [(version, int8(0, 5, 1), int8(0, 2, 1))]  # eggs, milk, tea
         # code from before 0062 still reads the user's rows with the counts
         assert conn.execute("SELECT count(*) FROM feed_user_rows('u', '{}', true, 20, 200, now(), 100, 5)").fetchone()

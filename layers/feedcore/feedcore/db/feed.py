@@ -23,7 +23,8 @@ _CATALOG_VERSION = "SELECT version FROM catalog_state"
 _STORE_KNOWN = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s)"
 
 # The store's packed shelf ('*' for a store the catalog does not know) and the catalog's current version; the
-# packed values only when the pack is not the one the caller holds (packed_at differs), else NULL.
+# packed values only when the pack is not the one the caller holds (packed_at differs), else NULL, with the items'
+# reorder counts packed over the same catalog (migration 0062; NULL when there are none).
 _STORE_SHELF_PACK = """
 WITH scope AS (SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s) AS known),
 shelf AS (
@@ -35,8 +36,10 @@ SELECT scope.known, (SELECT version FROM catalog_state), shelf.catalog_version, 
        CASE WHEN changed THEN shelf.popularity END, CASE WHEN changed THEN shelf.trending END,
        CASE WHEN changed THEN shelf.trending_items END, CASE WHEN changed THEN shelf.popular_items END,
        CASE WHEN changed THEN shelf.aisle_items END, CASE WHEN changed THEN shelf.aisle_sizes END,
-       CASE WHEN changed THEN shelf.item_orders END, CASE WHEN changed THEN shelf.item_buyers END
-FROM scope LEFT JOIN shelf ON true
+       reorders.item_orders, reorders.item_buyers
+FROM scope
+LEFT JOIN shelf ON true
+LEFT JOIN item_reorders_packed reorders ON shelf.changed AND reorders.catalog_version = shelf.catalog_version
 """
 
 _STORE_AVAILABILITY = "SELECT item_id, available, price::float8 FROM store_availability WHERE store_id = %(store_id)s"
@@ -146,8 +149,8 @@ class ShelfPack:
     popular_items: bytes | None
     aisle_items: bytes | None
     aisle_sizes: bytes | None
-    item_orders: bytes | None  # None as well when the pack has no reorder counts (migration 0062)
-    item_buyers: bytes | None
+    item_orders: bytes | None  # the items' reorder counts (migration 0062): None as well when none are packed over
+    item_buyers: bytes | None  # the shelf's catalog
 
 
 def store_shelf_pack(conn: psycopg.Connection, store_id: str, have: datetime | None) -> ShelfPack:
