@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -698,7 +699,9 @@ def test_the_users_item_rows_carry_the_reorder_counts_of_bought_items_only(db: p
     recompute_scores(RecomputeRequest())
     query = feed_db.UserRowsQuery("user-1", (), False, 20, 200, NOW - timedelta(hours=6))
 
-    items = feed_db.user_rows(db, query).items
+    rows = feed_db.user_rows(db, query)
+    own = feed_db.user_rows(db, dataclasses.replace(query, reorders=False))  # the shelf has the counts
 
-    assert (items["milk"].purchase_count, items["milk"].item_orders, items["milk"].item_buyers) == (2, 3, 2)
-    assert (items["eggs"].purchase_count, items["eggs"].item_orders, items["eggs"].item_buyers) == (0, 0, 0)
+    assert (rows.items["milk"].purchase_count, rows.items["eggs"].purchase_count) == (2, 0)
+    assert rows.reorders == {"milk": (3, 2)}
+    assert own.reorders == {} and dataclasses.replace(own, reorders=rows.reorders) == rows  # the same rows otherwise

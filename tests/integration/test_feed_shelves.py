@@ -5,6 +5,7 @@ both the user's and the item-level scores."""
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -13,10 +14,11 @@ from feedcore.api.catalog_models import AvailabilityUpdate, CatalogItem, Catalog
 from feedcore.db import catalog as catalog_db
 from feedcore.db import feed as feed_db
 from feedcore.feed import shelves
-from feedcore.feed.shelves import stock_catalog, stock_shelf, unpack_shelf
+from feedcore.feed.service import forget_store_shelves
+from feedcore.feed.shelves import Catalog, StoreShelf, stock_catalog, stock_shelf, unpack_shelf
 from feedcore.ingestion.catalog import update_availability, upsert_catalog
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
-from tests.factories import ITEMS, OTHER_STORE, STORE, create_catalog, event, purchase, record
+from tests.factories import ITEMS, NOW, OTHER_STORE, STORE, create_catalog, event, purchase, record
 from tests.integration.test_assemble_feed import get_feed, sections, shown
 
 
@@ -193,3 +195,63 @@ def test_after_the_catalog_route_the_feed_ranks_from_rows_until_the_recompute_pa
         assert _comparable(unpack_shelf(catalog, pack)) == _comparable(
             stock_shelf(catalog, feed_db.store_rows(db, store_id))
         )
+
+
+def _reorders_of(catalog: Catalog, shelf: StoreShelf) -> dict[str, tuple[int, int]]:
+    """The shelf's reorder counts of the items with any, by item."""
+    return {
+        row[0]: (shelf.item_orders[position], shelf.item_buyers[position])
+        for position, row in enumerate(catalog.rows)
+        if shelf.item_orders[position]
+    }
+
+
+def test_the_recompute_packs_the_items_reorder_counts_read_with_every_shelf_over_their_catalog(
+    popular_store: None, db: psycopg.Connection
+) -> None:
+    catalog = stock_catalog(*feed_db.catalog(db))
+    reorders = {row[0]: row[1:] for row in db.execute("SELECT item_id, order_count, buyer_count FROM item_reorders")}
+    assert reorders == {"eggs": (3, 3), "bananas": (2, 2), "coffee": (1, 1)}
+
+    for store_id in (STORE, OTHER_STORE, "*"):
+        assert _reorders_of(catalog, unpack_shelf(catalog, feed_db.store_shelf_pack(db, store_id, None))) == reorders
+    # the availability route packs its store's shelf, read with the counts of the last repack
+    update_availability(STORE, AvailabilityUpdate(items=[{"item_id": "eggs", "available": False}]))
+    assert _reorders_of(catalog, unpack_shelf(catalog, feed_db.store_shelf_pack(db, STORE, None))) == reorders
+
+    # a new catalog item moves the positions: a shelf packed over the new catalog has no counts until a repack
+    upsert_catalog(CatalogUpdate(items=[CatalogItem(item_id="apples", name="Apples", department="Produce",
+                                                    aisle="Fruit", price=1.99)]))  # fmt: skip
+    update_availability(STORE, AvailabilityUpdate(items=[{"item_id": "apples", "available": True}]))
+    assert feed_db.store_shelf_pack(db, STORE, None).item_orders is None
+    recompute_scores(RecomputeRequest())
+    catalog = stock_catalog(*feed_db.catalog(db))
+    assert _reorders_of(catalog, unpack_shelf(catalog, feed_db.store_shelf_pack(db, STORE, None))) == reorders
+
+
+def test_a_shelf_without_reorder_counts_has_the_feed_read_them_with_the_users_rows(
+    db: psycopg.Connection, clock: Clock
+) -> None:
+    # user-1 rebuys milk weekly and bought coffee once; others bought coffee once each and eggs again and again
+    create_catalog(db)
+    record(
+        *[purchase("user-1", items=("milk",), at=NOW - timedelta(days=7 * week)) for week in (1, 2, 3)],
+        purchase("user-1", items=("coffee", "eggs"), at=NOW - timedelta(days=10)),
+        *[purchase(f"user-{n}", items=("coffee",)) for n in (2, 3, 4)],
+        *[purchase("user-5", items=("eggs",), at=NOW - timedelta(days=days)) for days in (2, 9, 16, 23)],
+    )
+    recompute_scores(RecomputeRequest())
+    query = {"store_id": STORE, "debug": "true"}
+
+    def buy_again() -> list[tuple[str, dict]]:
+        section = get_feed("user-1", query)[2]["sections"][0]
+        assert section["id"] == "buy_again"
+        return [(item["item_id"], item["debug"]) for item in section["items"]]
+
+    from_the_shelf = buy_again()
+    db.execute("DELETE FROM item_reorders_packed")  # as before the first repack after migration 0062
+    forget_store_shelves()
+    from_the_users_rows = buy_again()
+
+    assert [item_id for item_id, _ in from_the_shelf] == ["milk", "eggs", "coffee"]
+    assert from_the_users_rows == from_the_shelf  # the same scores (debug) from the same counts

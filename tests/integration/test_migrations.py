@@ -164,3 +164,25 @@ def test_the_department_rows_nothing_read_are_deleted(empty_database: str, tmp_p
             "INSERT INTO user_category_affinity (user_id, level, category, raw_score, updated_at)"
             " VALUES ('user-1', 'department', 'Dairy & Eggs', 2, now())"
         )
+
+
+def test_the_items_reorder_counts_are_packed_over_the_current_catalog(empty_database: str, tmp_path: Path) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        for migration in MIGRATIONS_DIR.glob("*.sql"):  # deployed with every migration but 0062, which came later
+            if not migration.name.startswith("0062"):
+                (tmp_path / migration.name).write_text(migration.read_text())
+        migrate(conn, tmp_path)
+        conn.execute(
+            "INSERT INTO items (item_id, name, department, aisle, price) VALUES ('eggs', 'Eggs', 'Dairy', 'Eggs', 3),"
+            " ('milk', 'Milk', 'Dairy', 'Milk', 2), ('tea', 'Tea', 'Pantry', 'Tea', 4)"
+        )
+        conn.execute("INSERT INTO item_reorders VALUES ('milk', 5, 2), ('tea', 1, 1)")
+        (version,) = conn.execute("SELECT version FROM catalog_state").fetchone()
+
+        assert "0062" in migrate(conn, MIGRATIONS_DIR)
+
+        packed = conn.execute("SELECT catalog_version, item_orders, item_buyers FROM item_reorders_packed").fetchall()
+        int8 = lambda *numbers: b"".join(n.to_bytes(8, "big") for n in numbers)  # noqa: E731
+        assert packed == [(version, int8(0, 5, 1), int8(0, 2, 1))]  # eggs, milk, tea
+        # code from before 0062 still reads the user's rows with the counts
+        assert conn.execute("SELECT count(*) FROM feed_user_rows('u', '{}', true, 20, 200, now(), 100, 5)").fetchone()

@@ -297,20 +297,24 @@ def test_selection_caps_aisles_and_brands_and_skips_items_already_shown():
     ]
     shown = {"seen"}
 
-    chosen = select(rank(pool, {"popularity": 1.0}, CONTEXT), section(max_per_aisle=2, max_per_brand=2), shown, [])
+    chosen = select(rank(pool, {"popularity": 1.0}, CONTEXT), section(max_per_aisle=2, max_per_brand=2), shown, list)
 
     assert [r.candidate.item_id for r in chosen] == ["m1", "m2", "e1", "b1"]
     assert shown == {"seen", "m1", "m2", "e1", "b1"}
+
+
+def unasked() -> list[Ranked]:
+    raise AssertionError("popular items ranked for a section that does not starve")
 
 
 def test_a_starving_section_is_backfilled_from_popular_items():
     own = rank([candidate("t1", source="trending", trending_score=2)], {"trending": 1.0}, CONTEXT)
     popular = rank([candidate("p1", popularity_raw=3), candidate("t1"), candidate("p2")], {"popularity": 1.0}, CONTEXT)
 
-    chosen = select(own, section(size=3, backfill_below=2), set(), popular)
+    chosen = select(own, section(size=3, backfill_below=2), set(), lambda: popular)
 
     assert [(r.candidate.item_id, r.backfill) for r in chosen] == [("t1", False), ("p1", True), ("p2", True)]
-    assert select(own, section(size=3, backfill_below=1), set(), popular)[1:] == []  # enough: no backfill
+    assert select(own, section(size=3, backfill_below=1), set(), unasked)[1:] == []  # enough: no backfill
 
 
 def test_sections_follow_the_declared_order_and_never_repeat_an_item():

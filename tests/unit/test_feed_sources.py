@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import astuple, dataclass, field
+from array import array
+from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -56,7 +57,7 @@ def user(items: dict[str, UserItemRow] | None = None, aisles: dict[str, float] |
 
 
 def bought(count: int, raw: float, hidden: bool = False) -> UserItemRow:
-    return UserItemRow(count, NOW - timedelta(days=30), NOW - timedelta(days=5), raw, raw, hidden, None, 9, 3)
+    return UserItemRow(count, NOW - timedelta(days=30), NOW - timedelta(days=5), raw, raw, hidden, None)
 
 
 def limits(sources=ALL_SOURCES, models=(), pool=2, buy_again_pool=2, favourite_aisles=1) -> SourceLimits:
@@ -118,6 +119,7 @@ def pack_of(shelf: StoreShelf, packed_at: datetime, version: int | None = None, 
         stale, True, None if shelf.available is None else bytes(shelf.available), packed(shelf.prices),
         packed(shelf.popularity), packed(shelf.trending), packed(shelf.trending_items), packed(shelf.popular_items),
         packed(aisle_items), packed(aisle_sizes),
+        *(None if counts is None else packed(counts) for counts in (shelf.item_orders, shelf.item_buyers)),
     )  # fmt: skip
 
 
@@ -160,13 +162,13 @@ class FakeDatabase:
         def pack(have: datetime | None) -> ShelfPack:
             self.reads.append((f"pack {store_id}", self.clock[0]))
             if self.packed_at is None:
-                return ShelfPack(True, self.version, None, None, None, None, *[None] * 8)
+                return ShelfPack(True, self.version, None, None, None, None, *[None] * 10)
             version = self.version if self.packed_version is None else self.packed_version
             shelf = stock_shelf(stock_catalog(version, self.catalog_rows()), store_rows())
             self.reads.pop()  # not a read of the store's rows: how the fake makes a pack
             full = pack_of(shelf, self.packed_at, version, self.stale)
             if have == self.packed_at:
-                return ShelfPack(*astuple(full)[:5], False, *[None] * 8)
+                return ShelfPack(*astuple(full)[:5], False, *[None] * 10)
             return full
 
         return ShelfReader(catalog, pack, store_rows, lambda: [])
@@ -255,7 +257,7 @@ def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:
     )  # fmt: skip
     rows = user(
         items={"milk": bought(3, 9.0), "cream": bought(1, 5.0), "kefir": bought(2, 7.0, hidden=True),
-               "gone": bought(5, 50.0), "eggs": UserItemRow(0, None, None, 0.0, 4.0, False, None, 0, 0)},
+               "gone": bought(5, 50.0), "eggs": UserItemRow(0, None, None, 0.0, 4.0, False, None)},
         aisles={"Tea": 1.0, "Milk": 0.5},
         pairs=[("tea", 0.8, "milk")],
         model_scores={"m": {"eggs": 0.7, "milk": 0.1}},
@@ -283,3 +285,50 @@ def test_sources_not_shown_propose_nothing() -> None:
     candidates = gather_candidates(shelf, user(items={"milk": bought(2, 1.0)}), limits(sources={"popular"}))
 
     assert {c.source for c in candidates} == {"popular"}
+
+
+def with_reorders(shelf: StoreShelf, counts: dict[str, tuple[int, int]]) -> StoreShelf:
+    """The shelf with the reorder counts of a pack: (orders, buyers) per item, 0 for the others."""
+    rows = shelf.catalog.rows
+    return replace(
+        shelf, item_orders=array("q", [counts.get(row[0], (0, 0))[0] for row in rows]),
+        item_buyers=array("q", [counts.get(row[0], (0, 0))[1] for row in rows]),
+    )  # fmt: skip
+
+
+def test_a_packed_shelf_unpacks_its_reorder_counts() -> None:
+    shelf = with_reorders(shelf_of(item("milk"), item("tea")), {"milk": (12, 5)})
+    unpacked = unpack_shelf(shelf.catalog, pack_of(shelf, NOW))
+    without = unpack_shelf(shelf.catalog, pack_of(shelf_of(item("milk"), item("tea")), NOW))
+
+    assert (list(unpacked.item_orders), list(unpacked.item_buyers)) == ([12, 0], [5, 0])
+    assert (without.item_orders, without.item_buyers) == (None, None)
+
+
+def test_bought_items_take_their_reorder_counts_from_the_shelf_at_least_the_users_own() -> None:
+    # The pack is older than the user's rows: the user is kefir's first buyer since it was made, and bought milk
+    # twice more than it counts.
+    shelf = with_reorders(
+        shelf_of(item("milk"), item("tea"), item("kefir"), item("eggs")), {"milk": (1, 1), "tea": (12, 5)}
+    )
+    rows = user(items={"milk": bought(3, 1.0), "tea": bought(2, 2.0), "kefir": bought(2, 3.0),
+                       "eggs": UserItemRow(0, None, None, 0.0, 4.0, False, None)})  # fmt: skip
+    rows.reorders = {"milk": (99, 9)}  # read with the user's rows: unused when the shelf has counts
+
+    candidates = gather_candidates(shelf, rows, limits(sources={"buy_again", "popular"}, pool=4, buy_again_pool=4))
+
+    counts = {(c.source, c.item_id): (c.item_orders, c.item_buyers) for c in candidates}
+    assert {item_id: counts["buy_again", item_id] for item_id in ("milk", "tea", "kefir")} == {
+        "milk": (3, 1), "tea": (12, 5), "kefir": (2, 1),  # kefir as item_reorders has it: the user its only buyer
+    }  # fmt: skip
+    assert counts["popular", "eggs"] == (0, 0)  # never bought by the user: no counts, as the user's rows have it
+
+
+def test_without_counts_on_the_shelf_bought_items_take_those_read_with_the_users_rows() -> None:
+    shelf = shelf_of(item("milk"), item("tea"))
+    rows = user(items={"milk": bought(3, 1.0), "tea": bought(2, 2.0)})
+    rows.reorders = {"milk": (30, 7), "tea": (2, 1)}
+
+    candidates = gather_candidates(shelf, rows, limits(sources={"buy_again"}))
+
+    assert {c.item_id: (c.item_orders, c.item_buyers) for c in candidates} == {"milk": (30, 7), "tea": (2, 1)}

@@ -23,7 +23,8 @@ _CATALOG_VERSION = "SELECT version FROM catalog_state"
 _STORE_KNOWN = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s)"
 
 # The store's packed shelf ('*' for a store the catalog does not know) and the catalog's current version; the
-# packed values only when the pack is not the one the caller holds (packed_at differs), else NULL.
+# packed values only when the pack is not the one the caller holds (packed_at differs), else NULL, with the items'
+# reorder counts packed over the same catalog (migration 0062; NULL when there are none).
 _STORE_SHELF_PACK = """
 WITH scope AS (SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s) AS known),
 shelf AS (
@@ -34,8 +35,11 @@ SELECT scope.known, (SELECT version FROM catalog_state), shelf.catalog_version, 
        shelf.changed, CASE WHEN changed THEN shelf.available END, CASE WHEN changed THEN shelf.prices END,
        CASE WHEN changed THEN shelf.popularity END, CASE WHEN changed THEN shelf.trending END,
        CASE WHEN changed THEN shelf.trending_items END, CASE WHEN changed THEN shelf.popular_items END,
-       CASE WHEN changed THEN shelf.aisle_items END, CASE WHEN changed THEN shelf.aisle_sizes END
-FROM scope LEFT JOIN shelf ON true
+       CASE WHEN changed THEN shelf.aisle_items END, CASE WHEN changed THEN shelf.aisle_sizes END,
+       reorders.item_orders, reorders.item_buyers
+FROM scope
+LEFT JOIN shelf ON true
+LEFT JOIN item_reorders_packed reorders ON shelf.changed AND reorders.catalog_version = shelf.catalog_version
 """
 
 _STORE_AVAILABILITY = "SELECT item_id, available, price::float8 FROM store_availability WHERE store_id = %(store_id)s"
@@ -44,7 +48,13 @@ _STORE_POPULARITY = "SELECT item_id, raw_score, trending_score FROM item_popular
 
 _ITEM_MODEL_SCORES = "SELECT model, item_id, score FROM model_scores WHERE model = ANY(%(models)s) AND user_id = ''"
 
-# The user's own rows (see the migration of feed_user_rows): planned once per session.
+# The user's own rows (migration 0062), or (migration 0072) with the reorder counts of the items the user bought,
+# for a shelf that does not carry them: planned once per session.
+_FEED_USER_OWN_ROWS = """
+SELECT * FROM feed_user_own_rows(
+    %(user_id)s, %(models)s, %(pairs)s, %(pool)s, %(buy_again_pool)s, %(recent_since)s, %(recent_limit)s,
+    %(seed_limit)s)
+"""
 _FEED_USER_ROWS = """
 SELECT * FROM feed_user_rows(
     %(user_id)s, %(models)s, %(pairs)s, %(pool)s, %(buy_again_pool)s, %(recent_since)s, %(recent_limit)s,
@@ -139,6 +149,8 @@ class ShelfPack:
     popular_items: bytes | None
     aisle_items: bytes | None
     aisle_sizes: bytes | None
+    item_orders: bytes | None  # the items' reorder counts (migration 0062): None as well when none are packed over
+    item_buyers: bytes | None  # the shelf's catalog
 
 
 def store_shelf_pack(conn: psycopg.Connection, store_id: str, have: datetime | None) -> ShelfPack:
@@ -191,7 +203,8 @@ def store_rows(conn: psycopg.Connection, store_id: str) -> StoreRows:
 
 @dataclass(frozen=True)
 class UserRowsQuery:
-    """What the per-request read needs: whose rows, which models, whether goes-well-with is shown, how many."""
+    """What the per-request read needs: whose rows, which models, whether goes-well-with is shown, how many, and
+    whether the reorder counts of the items the user bought are read with them (the shelf has none)."""
 
     user_id: str
     models: tuple[str, ...]
@@ -201,6 +214,7 @@ class UserRowsQuery:
     recent_since: datetime
     recent_limit: int = 100
     seed_limit: int = 5
+    reorders: bool = True
 
 
 class UserItemRow(NamedTuple):  # a tuple: made for each of the user's ~65 items per request
@@ -213,13 +227,13 @@ class UserItemRow(NamedTuple):  # a tuple: made for each of the user's ~65 items
     affinity_raw: float
     hidden: bool
     last_hidden_at: datetime | None
-    item_orders: int
-    item_buyers: int
 
 
-# The columns of feed_user_rows after (kind, item_id): an item's history (UserItemRow's fields), a score and its
-# label, an item's recent events (purchase, hide, positive, cart), the user's scored orders.
-_HISTORY, _SCORE, _LABEL, _RECENT, _ORDERED_AT = slice(2, 11), 11, 12, slice(13, 17), 17
+# The columns of feed_user_own_rows after (kind, item_id): an item's history (UserItemRow's fields), a score and
+# its label, an item's recent events (purchase, hide, positive, cart), the user's scored orders. feed_user_rows has
+# the item's orders and buyers after its history.
+_HISTORY, _SCORE, _LABEL, _RECENT, _ORDERED_AT = slice(2, 9), 9, 10, slice(11, 15), 15
+_REORDERS = slice(9, 11)
 _user_item_row = UserItemRow._make
 
 
@@ -233,11 +247,15 @@ class UserRows:
     pairs: list[tuple[str, float, str]]  # (paired item, score, seed item)
     model_scores: dict[str, dict[str, float]]  # model → item → the user's score
     ordered_at: list[datetime] = field(default_factory=list)  # the user's scored orders, in time order
+    # item → (its orders, its buyers) over all users, for the items the user bought: read only when the query
+    # asks for them (see UserRowsQuery.reorders)
+    reorders: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
     """The user's history per item, aisle affinities, recent events per item, goes-well-with candidates, model
-    scores and scored orders, in one statement."""
+    scores and scored orders (and the reorder counts of the items the user bought, when the query asks), in one
+    statement."""
     params = {
         "user_id": query.user_id,
         "models": list(query.models),
@@ -251,23 +269,34 @@ def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
     rows = UserRows({}, {}, {}, [], {})
     items, aisles, recent, pairs, model_scores = rows.items, rows.aisles, rows.recent, rows.pairs, rows.model_scores
     with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
-        # fetchall: rows are made in C, where iterating the cursor costs a Python call per row; each row's parts
-        # taken by index and slice (C), not unpacked into names (a list per row)
-        for row in cursor.execute(_FEED_USER_ROWS, params).fetchall():
-            kind = row[0]
-            if kind == "item":
-                items[row[1]] = _user_item_row(row[_HISTORY])
-            elif kind == "aisle":
-                aisles[row[_LABEL]] = row[_SCORE]
-            elif kind == "recent":
-                recent[row[1]] = row[_RECENT]
-            elif kind == "pair":
-                pairs.append((row[1], row[_SCORE], row[_LABEL]))
-            elif kind == "orders":
-                rows.ordered_at = row[_ORDERED_AT]
-            else:
-                model_scores.setdefault(row[_LABEL], {})[row[1]] = row[_SCORE]
+        # fetchall: rows are made in C, where iterating the cursor costs a Python call per row
+        fetched = cursor.execute(_FEED_USER_ROWS if query.reorders else _FEED_USER_OWN_ROWS, params).fetchall()
+    if query.reorders:  # the same rows with two more columns: an item's counts after its history
+        reorders = rows.reorders
+        fetched = [_without_reorders(row, reorders) for row in fetched]
+    # each row's parts taken by index and slice (C), not unpacked into names (a list per row)
+    for row in fetched:
+        kind = row[0]
+        if kind == "item":
+            items[row[1]] = _user_item_row(row[_HISTORY])
+        elif kind == "aisle":
+            aisles[row[_LABEL]] = row[_SCORE]
+        elif kind == "recent":
+            recent[row[1]] = row[_RECENT]
+        elif kind == "pair":
+            pairs.append((row[1], row[_SCORE], row[_LABEL]))
+        elif kind == "orders":
+            rows.ordered_at = row[_ORDERED_AT]
+        else:
+            model_scores.setdefault(row[_LABEL], {})[row[1]] = row[_SCORE]
     return rows
+
+
+def _without_reorders(row: tuple, reorders: dict[str, tuple[int, int]]) -> tuple:
+    """A row of feed_user_rows as feed_user_own_rows has it, its counts put in `reorders` for a bought item."""
+    if row[0] == "item" and row[2] > 0:
+        reorders[row[1]] = row[_REORDERS]
+    return row[: _REORDERS.start] + row[_REORDERS.stop :]
 
 
 @dataclass(frozen=True)

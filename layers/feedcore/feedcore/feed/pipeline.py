@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 
 from feedcore.db.feed import Candidate
 from feedcore.feed.config import Filter, SectionConfig, Signal
@@ -241,10 +242,12 @@ class _Caps:
         return True
 
 
-def select(ranked: Iterable[Ranked], spec: SectionConfig, shown: set[str], backfill: Sequence[Ranked]) -> list[Ranked]:
+def select(
+    ranked: Iterable[Ranked], spec: SectionConfig, shown: set[str], backfill: Callable[[], Sequence[Ranked]]
+) -> list[Ranked]:
     """Up to `spec.size` of `ranked` in order, skipping items in `shown` and those over the diversity caps;
-    topped up from `backfill` (popular items) when fewer than `spec.backfill_below` were found. Adds the
-    chosen items to `shown`."""
+    topped up from `backfill()` (popular items, asked for only then) when fewer than `spec.backfill_below` were
+    found. Adds the chosen items to `shown`."""
     caps, chosen = _Caps(spec), []
     for candidate in ranked:
         if len(chosen) == spec.size:
@@ -253,7 +256,7 @@ def select(ranked: Iterable[Ranked], spec: SectionConfig, shown: set[str], backf
             chosen.append(candidate)
             shown.add(candidate.candidate.item_id)
     if len(chosen) < spec.backfill_below:
-        for candidate in backfill:
+        for candidate in backfill():
             if len(chosen) == spec.size:
                 break
             if candidate.candidate.item_id not in shown and caps.admit(candidate.candidate):
@@ -290,7 +293,8 @@ def select_sections(
     by_source: dict[str, list[Candidate]] = {}
     for candidate in kept:
         by_source.setdefault(candidate.source, []).append(candidate)
-    popular = rank(by_source.get(POPULAR_SOURCE, []), {"popularity": 1.0}, context)
+    # ranked only for a section that starves (rarely: a store with hardly any trending items)
+    popular = cache(lambda: rank(by_source.get(POPULAR_SOURCE, []), {"popularity": 1.0}, context))
     shown: set[str] = set()
     sections = []
     for spec in specs:

@@ -346,6 +346,7 @@ def _read(
         pool=limits.pool,
         buy_again_pool=limits.buy_again_pool,
         recent_since=now - timedelta(minutes=settings.realtime_window_minutes),
+        reorders=shelf.item_orders is None,  # a shelf packed with the reorder counts: not probed per user
     )
     return shelf, feed_db.user_rows(conn, query)
 

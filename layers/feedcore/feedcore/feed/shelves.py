@@ -1,17 +1,19 @@
 """The store-level half of the feed, cached in the container: the catalog and each store's shelf.
 
 A shelf is the store's availability, shelf prices and popularity for every catalog item, and the lists the
-store-level sources read, ranked: trending, popular and each aisle's most popular items (new arrivals are
-ranked with the catalog). The database keeps each store's shelf packed into a few binary values (migration
-0040: packed by the recompute after each run and by the availability route for its store), so reading one is
-one row, and unpacking it costs no per-item Python. Containers are reused across requests: a shelf serves the
-store's requests for `FEED_STORE_SHELF_TTL_S` seconds, then its pack is checked again (a few bytes when it has
-not changed). The catalog is read again only when its version changed. A store whose pack is missing, stale
-(its availability written since) or over another catalog is stocked from its rows instead, as before packs.
-At most `FEED_STORE_SHELF_CACHE_SIZE` shelves are kept, the least recently used dropped first.
+store-level sources read, ranked: trending, popular and each aisle's most popular items (new arrivals are ranked
+with the catalog); a packed one also carries each item's reorder counts over all users (the same at every store:
+packed once, migration 0062), which buy-again ranks by. The database keeps each store's shelf packed into a few
+binary values (migration 0040: packed by the recompute after each run and by the availability route for its store),
+so reading one is one row, and unpacking it costs no per-item Python. Containers are reused across requests: a shelf
+serves the store's requests for `FEED_STORE_SHELF_TTL_S` seconds, then its pack is checked again (a few bytes when
+it has not changed). The catalog is read again only when its version changed. A store whose pack is missing, stale
+(its availability written since) or over another catalog is stocked from its rows instead, as before packs. At most
+`FEED_STORE_SHELF_CACHE_SIZE` shelves are kept, the least recently used dropped first.
 
-Per-item facts are kept by the item's position in the catalog (item_id order), in arrays: a shelf costs about
-37 bytes per catalog item (0.75 MB for 20,000 items), where Python tuples per item cost about 20 times as much.
+Per-item facts are kept by the item's position in the catalog (item_id order), in arrays: a shelf costs about 53
+bytes per catalog item (1.06 MB for 20,000 items; 16 of them the reorder counts), where Python tuples per item cost
+about 20 times as much.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class StoreShelf:
     aisles: dict[str, array]  # per aisle: its active items with popularity at the store
     item_models: dict[str, list[tuple[int, float]]]  # per model: its item-level scores, best first
     item_model_scores: dict[str, dict[int, float]]  # per model: position → its item-level score
+    # over all users (the same at every store; migration 0062): the orders holding the item and its buyers, as packed
+    # when the shelf was read; None when none were packed over its catalog or the shelf was stocked from the rows
+    item_orders: array | None = None
+    item_buyers: array | None = None
 
 
 def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
@@ -105,10 +111,12 @@ def unpack_shelf(catalog: Catalog, pack: ShelfPack) -> StoreShelf:
     for size in _numbers("i", pack.aisle_sizes):
         aisles[catalog.rows[aisle_items[start]][_AISLE]] = aisle_items[start : start + size]
         start += size
+    reorders = pack.item_orders is not None and pack.item_buyers is not None
     return StoreShelf(
         catalog, pack.store_known, pack.packed_at, pack.available, _numbers("d", pack.prices),
         _numbers("d", pack.popularity), _numbers("d", pack.trending), _numbers("i", pack.trending_items),
         _numbers("i", pack.popular_items), aisles, {}, {},
+        _numbers("q", pack.item_orders) if reorders else None, _numbers("q", pack.item_buyers) if reorders else None,
     )  # fmt: skip
 
 
@@ -130,7 +138,7 @@ _NETWORK_ORDER_IS_NATIVE = sys.byteorder == "big"
 
 
 def _numbers(typecode: str, packed: bytes | None) -> array:
-    """An array of the numbers packed in network byte order (float8send, int4send)."""
+    """An array of the numbers packed in network byte order (float8send, int4send, int8send)."""
     numbers = array(typecode)
     numbers.frombytes(packed or b"")
     if not _NETWORK_ORDER_IS_NATIVE:

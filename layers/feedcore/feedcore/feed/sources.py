@@ -11,7 +11,8 @@ from operator import itemgetter
 from feedcore.db.feed import Candidate, UserItemRow, UserRows
 from feedcore.feed.shelves import StoreShelf
 
-_NO_HISTORY = UserItemRow(0, None, None, 0.0, 0.0, False, None, 0, 0)
+_NO_REORDERS = (0, 0)
+_NO_HISTORY = (*UserItemRow(0, None, None, 0.0, 0.0, False, None), *_NO_REORDERS)
 _NO_RECENT_EVENTS = (None, None, None, False)
 
 
@@ -71,7 +72,7 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
 
     proposals.sort(key=itemgetter(0, 1))  # (source, catalog position): no Python call per proposal
     prices, available, popularity, trending = shelf.prices, shelf.available, shelf.popularity, shelf.trending
-    items, aisles, recent = user.items, user.aisles, user.recent
+    histories, aisles, recent = _histories(shelf, user), user.aisles, user.recent
     # The models with any score for this user or store (usually none: no per-candidate work then).
     scored = [
         (user.model_scores.get(model, {}), shelf.item_model_scores[model])
@@ -93,7 +94,30 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
             source, score, seed_name, item_id, name, brand, department, aisle, tags, active, created_at,
             None if available is None else available[position] == 1,
             catalog_price if shelf_price != shelf_price else shelf_price,  # NaN: no shelf price
-            *items.get(item_id, _NO_HISTORY), popularity[position], trending[position], aisles.get(aisle, 0.0),
+            *histories.get(item_id, _NO_HISTORY), popularity[position], trending[position], aisles.get(aisle, 0.0),
             model_score, *recent.get(item_id, _NO_RECENT_EVENTS), shelf.store_known,
         ))  # fmt: skip
     return candidates
+
+
+def _histories(shelf: StoreShelf, user: UserRows) -> dict[str, tuple]:
+    """Each of the user's items' history followed by the item's orders and buyers over all users (Candidate's
+    fields from purchase_count to item_buyers; the counts 0 for an item the user never bought): from the shelf
+    when it has them, else as read with the user's rows.
+
+    The shelf's counts are those of its pack (one repack plus the shelf's TTL behind the user's own rows), so an
+    item's first buyers since then would find it with no buyer at all: the counts are taken as at least the
+    user's own orders and one buyer, which is exact when the user is the item's only buyer."""
+    orders, buyers = shelf.item_orders, shelf.item_buyers
+    if orders is None or buyers is None:
+        read = user.reorders
+        return {item_id: row + read.get(item_id, _NO_REORDERS) for item_id, row in user.items.items()}
+    positions, histories = shelf.catalog.positions, {}
+    for item_id, row in user.items.items():
+        count = row[0]  # purchase_count; max() would cost a call with keyword parsing per item
+        if count > 0 and (position := positions.get(item_id)) is not None:
+            item_orders, item_buyers = orders[position], buyers[position]
+            histories[item_id] = (*row, item_orders if item_orders > count else count, item_buyers or 1)
+        else:
+            histories[item_id] = row + _NO_REORDERS
+    return histories
