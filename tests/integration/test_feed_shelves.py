@@ -249,7 +249,7 @@ def test_a_shelf_without_reorder_counts_has_the_feed_read_them_with_the_users_ro
         return [(item["item_id"], item["debug"]) for item in section["items"]]
 
     from_the_shelf = buy_again()
-    db.execute("DELETE FROM item_reorders_packed")  # as before the first repack after migration 0062
+    db.execute("DELETE FROM item_reorders_packed")  # as before the first repack after migration 0082
     forget_store_shelves()
     from_the_users_rows = buy_again()
 

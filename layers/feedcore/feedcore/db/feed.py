@@ -24,7 +24,7 @@ _STORE_KNOWN = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)
 
 # The store's packed shelf ('*' for a store the catalog does not know) and the catalog's current version; the
 # packed values only when the pack is not the one the caller holds (packed_at differs), else NULL, with the items'
-# reorder counts packed over the same catalog (migration 0062; NULL when there are none).
+# reorder counts packed over the same catalog (migration 0082; NULL when there are none).
 _STORE_SHELF_PACK = """
 WITH scope AS (SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s) AS known),
 shelf AS (
@@ -48,7 +48,7 @@ _STORE_POPULARITY = "SELECT item_id, raw_score, trending_score FROM item_popular
 
 _ITEM_MODEL_SCORES = "SELECT model, item_id, score FROM model_scores WHERE model = ANY(%(models)s) AND user_id = ''"
 
-# The user's own rows (migration 0062), or (migration 0072) with the reorder counts of the items the user bought,
+# The user's own rows (migration 0082), or (migration 0072) with the reorder counts of the items the user bought,
 # for a shelf that does not carry them: planned once per session.
 _FEED_USER_OWN_ROWS = """
 SELECT * FROM feed_user_own_rows(
@@ -149,7 +149,7 @@ class ShelfPack:
     popular_items: bytes | None
     aisle_items: bytes | None
     aisle_sizes: bytes | None
-    item_orders: bytes | None  # the items' reorder counts (migration 0062): None as well when none are packed over
+    item_orders: bytes | None  # the items' reorder counts (migration 0082): None as well when none are packed over
     item_buyers: bytes | None  # the shelf's catalog
 
 

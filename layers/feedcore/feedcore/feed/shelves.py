@@ -3,7 +3,7 @@
 A shelf is the store's availability, shelf prices and popularity for every catalog item, and the lists the
 store-level sources read, ranked: trending, popular and each aisle's most popular items (new arrivals are ranked
 with the catalog); a packed one also carries each item's reorder counts over all users (the same at every store:
-packed once, migration 0062), which buy-again ranks by. The database keeps each store's shelf packed into a few
+packed once, migration 0082), which buy-again ranks by. The database keeps each store's shelf packed into a few
 binary values (migration 0040: packed by the recompute after each run and by the availability route for its store),
 so reading one is one row, and unpacking it costs no per-item Python. Containers are reused across requests: a shelf
 serves the store's requests for `FEED_STORE_SHELF_TTL_S` seconds, then its pack is checked again (a few bytes when
@@ -65,7 +65,7 @@ class StoreShelf:
     aisles: dict[str, array]  # per aisle: its active items with popularity at the store
     item_models: dict[str, list[tuple[int, float]]]  # per model: its item-level scores, best first
     item_model_scores: dict[str, dict[int, float]]  # per model: position → its item-level score
-    # over all users (the same at every store; migration 0062): the orders holding the item and its buyers, as packed
+    # over all users (the same at every store; migration 0082): the orders holding the item and its buyers, as packed
     # when the shelf was read; None when none were packed over its catalog or the shelf was stocked from the rows
     item_orders: array | None = None
     item_buyers: array | None = None

@@ -26,10 +26,6 @@ ALTER TABLE item_reorders_packed
 GRANT SELECT, INSERT, UPDATE ON item_reorders_packed TO feed_recompute_scores;
 GRANT SELECT ON item_reorders_packed TO feed_assemble_feed;
 
--- This migration's number comes before 0071's (which makes item_reorders) and 0072's: a new database applies it
--- first, a deployed one after them. So what reads item_reorders is PL/pgSQL (its statements are checked when they
--- run, not when the function is made), and the counts are packed here only where item_reorders exists.
-
 -- Pack every catalog item's counts over the current catalog.
 CREATE FUNCTION pack_item_reorders() RETURNS void
 LANGUAGE plpgsql AS $$
@@ -71,13 +67,7 @@ BEGIN
 END
 $$;
 
-DO $$
-BEGIN
-    IF to_regclass('item_reorders') IS NOT NULL THEN
-        PERFORM pack_item_reorders();
-    END IF;
-END
-$$;
+SELECT pack_item_reorders();
 
 -- feed_user_rows (migration 0072) without the item's counts over all users: the feed reads them from the shelf.
 CREATE FUNCTION feed_user_own_rows(
