@@ -11,7 +11,7 @@ from itertools import count
 import psycopg
 import pytest
 
-from feedcore.db.events import month_of, month_start, next_month
+from feedcore.db.events import month_of, month_start
 from feedcore.ingestion import retention
 from feedcore.ingestion.retention import RetentionResult, apply_retention
 from feedlocal.cli import main as feedctl
@@ -99,40 +99,58 @@ def test_old_feed_records_are_deleted_whatever_their_age(db: psycopg.Connection)
 def test_a_run_stopped_by_its_time_budget_is_finished_by_the_next(
     db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    month = month_of(NOW - timedelta(days=200))
-    starts_at = month_start(month)
-    # One event in the month's first span, one in a later span, one at the month's last instant; and a recent one.
-    record(
-        *(
-            event("click", item_id="milk", at=at)
-            for at in (
-                starts_at + timedelta(hours=1),
-                starts_at + timedelta(days=10),
-                month_start(next_month(month)) - timedelta(seconds=1),
-            )
-        ),
-        event("click", item_id="eggs", at=NOW - timedelta(days=1)),
-    )
+    old = NOW - timedelta(days=200)
+    # 400 old ids fill three blocks of event_ids; a run deletes one block per statement here.
+    record(*(event("click", item_id="milk", at=old + timedelta(minutes=i)) for i in range(400)))
+    record(event("click", item_id="eggs", at=NOW - timedelta(days=1)))
     record_feed(db, "old", NOW - timedelta(days=100))
-    months_ids = "SELECT count(*) FROM event_ids WHERE occurred_at >= %s AND occurred_at < %s"
-    month_bounds = (starts_at, month_start(next_month(month)))
-    # Each look at the clock is one second later: the budget of 2.5 s lets the run delete two spans of the month.
+    monkeypatch.setattr(retention, "PURGE_BLOCKS", 1)
+    old_ids = "SELECT count(*) FROM event_ids WHERE occurred_at < %s"
+    # Each look at the clock is one second later: a budget of 2.5 s lets the run delete two blocks.
     clock = count()
     monkeypatch.setattr(retention, "monotonic", lambda: next(clock))
 
     stopped = apply_retention(90, time_budget_ms=2_500)
 
-    assert stopped == RetentionResult(status="partial", event_ids_deleted=1)
-    assert f"events_{month:%Y_%m}" in partitions(db)
-    assert db.execute(months_ids, month_bounds).fetchone()[0] == 2
+    assert stopped.status == "partial" and stopped.dropped_partitions == []
+    assert 0 < stopped.event_ids_deleted < 400
+    assert db.execute(old_ids, (NOW - timedelta(days=90),)).fetchone()[0] == 400 - stopped.event_ids_deleted
+    assert f"events_{old:%Y_%m}" in partitions(db)
     assert db.execute("SELECT count(*) FROM feeds").fetchone()[0] == 1
 
+    monkeypatch.setattr(retention, "monotonic", lambda: 0)
     finished = apply_retention(90)
 
-    assert finished.status == "completed" and finished.dropped_partitions == [f"events_{month:%Y_%m}"]
-    assert (finished.event_ids_deleted, finished.feeds_deleted) == (2, 1)
-    assert db.execute(months_ids, month_bounds).fetchone()[0] == 0
+    assert finished.status == "completed" and f"events_{old:%Y_%m}" in finished.dropped_partitions
+    assert (finished.event_ids_deleted, finished.feeds_deleted) == (400 - stopped.event_ids_deleted, 1)
     assert [row[0] for row in db.execute("SELECT item_id FROM events")] == ["eggs"]
+    assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 1
+
+
+def test_the_ids_of_the_first_kept_month_stay(db: psycopg.Connection) -> None:
+    first_kept_month = month_of(NOW - timedelta(days=90))  # it ends after the cutoff; the month before ends by it
+    kept_from = month_start(first_kept_month)
+    record(
+        event("click", item_id="milk", at=kept_from - timedelta(seconds=1)),
+        event("click", item_id="eggs", at=kept_from),
+    )
+
+    result = apply_retention(90, now=NOW)
+
+    assert result.event_ids_deleted == 1
+    assert db.execute("SELECT occurred_at FROM event_ids").fetchall() == [(kept_from,)]
+    assert [row[0] for row in db.execute("SELECT item_id FROM events")] == ["eggs"]
+
+
+def test_the_schedule_given_no_time_stops_before_deleting_anything(db: psycopg.Connection) -> None:
+    recompute = load_function("recompute_scores")
+    record(event("click", item_id="milk", at=NOW - timedelta(days=500)))
+
+    # No more time left than the handler keeps back to finish.
+    context = LambdaContext(function_name="recompute_scores", remaining_time_ms=recompute.SAFETY_MARGIN_MS)
+    result = recompute.lambda_handler({"keep_days": 400}, context)
+
+    assert result["status"] == "partial" and result["dropped_partitions"] == []
     assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 1
 
 

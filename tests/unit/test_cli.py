@@ -1,4 +1,5 @@
-"""Every feedctl command's --help renders (argparse formats help strings with %, so a bare one breaks it)."""
+"""Every feedctl command's --help renders (argparse formats help strings with %, so a bare one breaks it); the
+commands that work on a database migrate only the embedded one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from feedlocal import embedded
 from feedlocal.cli import build_parser
 
 
@@ -30,3 +32,13 @@ def test_help_renders(command: str) -> None:
     parser = COMMANDS[command]
 
     assert parser.format_help().startswith(f"usage: {command}")
+
+
+def test_a_given_database_is_used_as_it_is_and_never_migrated_from_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    def migrate(url: str) -> list[str]:
+        raise AssertionError(f"migrated {url}")
+
+    monkeypatch.setattr(embedded, "migrate_database", migrate)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://operator@deployed.example/feed")
+
+    assert embedded.ensure_usable_database() == "postgresql://operator@deployed.example/feed"

@@ -45,7 +45,7 @@ def cmd_seed(args: argparse.Namespace) -> None:
 
 
 def cmd_recompute(args: argparse.Namespace) -> None:
-    embedded.migrate_database(embedded.ensure_database_url())
+    embedded.ensure_usable_database()
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
 
     if args.full:
@@ -118,7 +118,7 @@ Try it (in another terminal):
 
 
 def cmd_retention(args: argparse.Namespace) -> None:
-    embedded.migrate_database(embedded.ensure_database_url())
+    embedded.ensure_usable_database()
     from feedcore.ingestion.retention import apply_retention
 
     try:

@@ -55,6 +55,16 @@ def ensure_database_url() -> str:
     return url
 
 
+def ensure_usable_database() -> str:
+    """DATABASE_URL when set, left as it is (a deployed database is migrated by its stack, never from an operator's
+    checkout); otherwise the embedded server's database, migrated."""
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    url = ensure_database_url()
+    migrate_database(url)
+    return url
+
+
 def stop_embedded_server(timeout_s: float = 15.0) -> bool:
     """Stop the embedded server if it runs (a fast shutdown, data kept); True when one was stopped."""
     pid_file = STATE_DIR / "pgdata" / "postmaster.pid"

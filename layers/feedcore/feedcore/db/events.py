@@ -23,6 +23,8 @@ from feedcore.api.event_fast_path import (
 
 # Serializes partition creation between concurrent writers.
 PARTITION_LOCK_KEY = 7_246_201_119
+# How long dropping a partition waits for its lock on the event log (see drop_partition).
+DROP_LOCK_TIMEOUT_MS = 200
 # Months whose partition this process has seen to exist (partitions are only dropped by retention, which
 # clears this cache in the process that runs it, and only for months older than the late-event horizon).
 _known_months: set[date] = set()
@@ -275,17 +277,28 @@ def partitions_ending_by(conn: psycopg.Connection, cutoff: datetime) -> list[Eve
     return partitions
 
 
-def delete_event_ids_between(conn: psycopg.Connection, starts_at: datetime, ends_at: datetime) -> int:
-    """Forget the event_ids of events that occurred in [starts_at, ends_at) (a BRIN range delete); returns how
-    many. A retried event of that span would then be stored again: only spans past the late-event horizon,
-    which ingestion refuses, may be forgotten."""
+def event_id_blocks(conn: psycopg.Connection) -> int:
+    """How many blocks `event_ids` takes now (ids stored from now on go after them or into freed space)."""
+    return conn.execute("SELECT pg_relation_size('event_ids') / current_setting('block_size')::int").fetchone()[0]
+
+
+def delete_event_ids_in_blocks(conn: psycopg.Connection, first_block: int, blocks: int, before: datetime) -> int:
+    """Forget the event_ids of events that occurred before `before` among those stored in the table's blocks
+    [first_block, first_block + blocks); returns how many. A TID range scan reads exactly those blocks, however
+    late events and reused pages have mixed the table's order (which widens every range of its BRIN index). A
+    retried event of that span would then be stored again: only spans past the late-event horizon, which
+    ingestion refuses, may be forgotten."""
     return conn.execute(
-        "DELETE FROM event_ids WHERE occurred_at >= %s AND occurred_at < %s", (starts_at, ends_at)
+        "DELETE FROM event_ids WHERE ctid >= %s::tid AND ctid < %s::tid AND occurred_at < %s",
+        (f"({first_block},0)", f"({first_block + blocks},0)", before),
     ).rowcount
 
 
 def drop_partition(conn: psycopg.Connection, partition: EventPartition) -> None:
-    """Drop one monthly partition of the event log (through the log owner's function, 0060)."""
+    """Drop one monthly partition of the event log (through the log owner's function, 0060). The DROP locks the
+    whole log: while it waits for a long reader (a full rebuild), ingestion and feed reads queue behind it, so it
+    gives up after DROP_LOCK_TIMEOUT_MS (raising) rather than hold them for the statement timeout."""
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{DROP_LOCK_TIMEOUT_MS}ms",))
     conn.execute("SELECT drop_event_partition(%s::regclass)", (sql.Identifier(partition.name).as_string(conn),))
     _known_months.discard(partition.starts_at.date())
 

@@ -350,15 +350,19 @@ def delete_user_feeds(conn: psycopg.Connection, user_id: str) -> int:
     return conn.execute("DELETE FROM feeds WHERE user_id = %s", (user_id,)).rowcount
 
 
-def oldest_feed_before(conn: psycopg.Connection, cutoff: datetime) -> datetime | None:
-    """When the oldest feed record created before `cutoff` was created (None when there is none): the block
-    ranges of `feeds`' BRIN index that can hold such records are read, nothing is written."""
-    return conn.execute("SELECT min(created_at) FROM feeds WHERE created_at < %s", (cutoff,)).fetchone()[0]
+def feed_blocks(conn: psycopg.Connection) -> int:
+    """How many blocks `feeds` takes now."""
+    return conn.execute("SELECT pg_relation_size('feeds') / current_setting('block_size')::int").fetchone()[0]
 
 
-def delete_feeds_between(conn: psycopg.Connection, starts_at: datetime, ends_at: datetime) -> int:
-    """Delete the feed records (kept for attribution) created in [starts_at, ends_at); returns how many."""
-    return conn.execute("DELETE FROM feeds WHERE created_at >= %s AND created_at < %s", (starts_at, ends_at)).rowcount
+def delete_feeds_in_blocks(conn: psycopg.Connection, first_block: int, blocks: int, before: datetime) -> int:
+    """Delete the feed records (kept for attribution) created before `before` among those stored in the table's
+    blocks [first_block, first_block + blocks); returns how many. A TID range scan reads exactly those blocks:
+    `feeds`' BRIN index no longer narrows a search once freed pages are reused for new feeds."""
+    return conn.execute(
+        "DELETE FROM feeds WHERE ctid >= %s::tid AND ctid < %s::tid AND created_at < %s",
+        (f"({first_block},0)", f"({first_block + blocks},0)", before),
+    ).rowcount
 
 
 def delete_expired_snapshots(conn: psycopg.Connection, now: datetime) -> int:
