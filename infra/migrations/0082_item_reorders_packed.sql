@@ -6,9 +6,9 @@
 -- catalog position (item_id order), int8 in network byte order (int8send; 0 for an item nobody bought):
 --   item_orders   the orders holding the item, over all users
 --   item_buyers   the users who bought it
--- over the catalog version they were packed over. The recompute packs them with the shelf over all stores ('*')
--- after each run (~11-18 ms for 20,000 items); the feed reads them with a store's shelf when that shelf is packed
--- over the same catalog (so they lag one repack plus FEED_STORE_SHELF_TTL_S). A shelf read without them (none
+-- over the catalog version they were packed over. The recompute packs them in a transaction of their own before it
+-- repacks the shelves (~11-31 ms for 20,000 items); the feed reads them with a store's shelf, packed after them, when
+-- that shelf is packed over the same catalog (so they lag one run plus FEED_STORE_SHELF_TTL_S). A shelf read without them (none
 -- packed yet, or over another catalog than the shelf's, or the shelf stocked from the store's rows) makes the feed
 -- read the counts with the user's rows through feed_user_rows (0072), which stays as it is: code from before this
 -- migration calls it.
@@ -39,31 +39,6 @@ BEGIN
     ON CONFLICT (singleton) DO UPDATE SET
         catalog_version = excluded.catalog_version, packed_at = excluded.packed_at,
         item_orders = excluded.item_orders, item_buyers = excluded.item_buyers;
-END
-$$;
-
--- Migration 0052's entry point (the same signature: code from before this migration calls it too), which also
--- packs the counts when it repacks the shelf over all stores: once a run, in one of the run's shares.
-CREATE OR REPLACE FUNCTION repack_store_shelves_scores(p_store_ids text[]) RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_store record;
-    v_packed integer := 0;
-BEGIN
-    FOR v_store IN
-        SELECT store_id, true AS known FROM stores WHERE store_id = ANY (p_store_ids)
-        UNION ALL
-        SELECT '*', false WHERE '*' = ANY (p_store_ids)
-    LOOP
-        IF NOT repack_store_shelf_scores(v_store.store_id) THEN
-            PERFORM pack_store_shelf(v_store.store_id, v_store.known);
-        END IF;
-        v_packed := v_packed + 1;
-    END LOOP;
-    IF '*' = ANY (p_store_ids) THEN
-        PERFORM pack_item_reorders();
-    END IF;
-    RETURN v_packed;
 END
 $$;
 

@@ -230,7 +230,7 @@ def test_the_recompute_packs_the_items_reorder_counts_read_with_every_shelf_over
 
 
 def test_a_shelf_without_reorder_counts_has_the_feed_read_them_with_the_users_rows(
-    db: psycopg.Connection, clock: Clock
+    db: psycopg.Connection, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # user-1 rebuys milk weekly and bought coffee once; others bought coffee once each and eggs again and again
     create_catalog(db)
@@ -248,10 +248,16 @@ def test_a_shelf_without_reorder_counts_has_the_feed_read_them_with_the_users_ro
         assert section["id"] == "buy_again"
         return [(item["item_id"], item["debug"]) for item in section["items"]]
 
+    # which of the user's rows functions each feed asks for: with the counts (feed_user_rows) or without
+    read_reorders, user_rows = [], feed_db.user_rows
+    monkeypatch.setattr(feed_db, "user_rows", lambda conn, q: read_reorders.append(q.reorders) or user_rows(conn, q))
+
     from_the_shelf = buy_again()
     db.execute("DELETE FROM item_reorders_packed")  # as before the first repack after migration 0082
     forget_store_shelves()
     from_the_users_rows = buy_again()
+
+    assert read_reorders == [False, True]
 
     assert [item_id for item_id, _ in from_the_shelf] == ["milk", "eggs", "coffee"]
     assert from_the_users_rows == from_the_shelf  # the same scores (debug) from the same counts

@@ -175,6 +175,11 @@ def repack_store_shelves_scores(conn: psycopg.Connection, store_ids: Sequence[st
     return conn.execute("SELECT repack_store_shelves_scores(%s)", (list(store_ids),)).fetchone()[0]
 
 
+def pack_item_reorders(conn: psycopg.Connection) -> None:
+    """Pack every catalog item's reorder counts over the current catalog, for the feed (migration 0082)."""
+    conn.execute("SELECT pack_item_reorders()")
+
+
 def item_model_scores(conn: psycopg.Connection, models: Sequence[str]) -> list[tuple[str, str, float]]:
     """The item-level scores of `models`: (model, item_id, score)."""
     with conn.cursor(binary=True) as cursor:

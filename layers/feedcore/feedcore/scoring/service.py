@@ -194,10 +194,12 @@ def recompute_scores(
 
 
 def _pack_store_shelves(timeout_ms: int) -> None:
-    """Repack the scores of every store's shelf (and '*'; a shelf whose pack is not current is packed whole) in
-    PACK_SHARES shares side by side, each in a transaction of its own: one on the run's connection, the others
-    on connections of their own. The database packs a store on one core (~0.1-0.2 s for 20,000 items), one
-    after the other."""
+    """Pack the items' reorder counts, committed first: a feed reads them with a shelf packed after them, so
+    they are never a run older than the shelf. Then repack the scores of every store's shelf (and '*'; a shelf
+    whose pack is not current is packed whole) in PACK_SHARES shares side by side, each in a transaction of its
+    own: one on the run's connection, the others on connections of their own. The database packs a store on
+    one core (~0.1-0.2 s for 20,000 items), one after the other."""
+    run(lambda conn: _pack_item_reorders(conn, timeout_ms))
     store_ids = run(scores_db.shelf_store_ids)
     shares = [store_ids[i::PACK_SHARES] for i in range(PACK_SHARES)]
     with ThreadPoolExecutor(max_workers=PACK_SHARES - 1, thread_name_prefix="pack") as pool:
@@ -205,6 +207,11 @@ def _pack_store_shelves(timeout_ms: int) -> None:
         packed = run(lambda conn: _pack_share(conn, shares[0], timeout_ms))
         packed += sum(future.result() for future in apart)
     logger.debug("store shelves packed", extra={"shelves": packed})
+
+
+def _pack_item_reorders(conn: psycopg.Connection, timeout_ms: int) -> None:
+    scores_db.bound_transaction(conn, timeout_ms)
+    feed_db.pack_item_reorders(conn)
 
 
 def _pack_share(conn: psycopg.Connection, store_ids: list[str], timeout_ms: int) -> int:
