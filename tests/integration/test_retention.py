@@ -5,6 +5,7 @@ state stay; a run stopped by its time budget is finished by the next."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta
 from itertools import count
 
@@ -14,6 +15,7 @@ import pytest
 from feedcore.db.events import month_of, month_start
 from feedcore.ingestion import retention
 from feedcore.ingestion.retention import RetentionResult, apply_retention
+from feedlocal import embedded
 from feedlocal.cli import main as feedctl
 from tests.aws_events import LambdaContext
 from tests.conftest import load_function
@@ -154,9 +156,13 @@ def test_the_schedule_given_no_time_stops_before_deleting_anything(db: psycopg.C
     assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 1
 
 
-def test_feedctl_retention_says_what_it_removed(db: psycopg.Connection, capsys: pytest.CaptureFixture[str]) -> None:
+def test_feedctl_retention_says_what_it_removed_and_leaves_a_given_database_unmigrated(
+    db: psycopg.Connection, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = NOW - timedelta(days=200)
     record(event("click", item_id="milk", at=old), event("click", item_id="eggs", at=old + timedelta(hours=7)))
+    # DATABASE_URL is set (the test database): an operator's database is never migrated from their checkout.
+    monkeypatch.setattr(embedded, "migrate_database", lambda url: pytest.fail(f"migrated {url}"))
 
     feedctl(["retention", "--keep-days", "90"])
 
@@ -165,3 +171,34 @@ def test_feedctl_retention_says_what_it_removed(db: psycopg.Connection, capsys: 
     assert re.search(
         rf"dropped \d+ event partitions \(.*events_{old:%Y_%m}.*\), 2 event ids and 0 feed records", printed
     )
+
+
+def test_a_drop_that_waits_for_a_long_reader_gives_up_at_once_and_the_run_says_so(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    old = NOW - timedelta(days=200)
+    record(event("click", item_id="milk", at=old))
+    with psycopg.connect(database_url) as reader:  # a full rebuild holds the event log for minutes
+        reader.execute("SELECT count(*) FROM events")
+        started = time.monotonic()
+
+        result = apply_retention(90)
+
+        waited = time.monotonic() - started
+    assert result.status == "partial" and result.dropped_partitions == [] and result.event_ids_deleted == 1
+    assert waited < 1.5  # the statement timeout is 2 s; the DROP waits at most 200 ms of it
+    assert f"events_{old:%Y_%m}" in partitions(db)
+    assert apply_retention(90).dropped_partitions  # the next run, the log free, drops it
+
+
+def test_a_run_out_of_time_after_the_ids_drops_nothing(db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = NOW - timedelta(days=200)
+    record(event("click", item_id="milk", at=old))
+    # Each look at the clock is one second later: 1.5 s is enough for event_ids' one block, not for a drop.
+    clock = count()
+    monkeypatch.setattr(retention, "monotonic", lambda: next(clock))
+
+    result = apply_retention(90, time_budget_ms=1_500)
+
+    assert result == RetentionResult(status="partial", event_ids_deleted=1)
+    assert f"events_{old:%Y_%m}" in partitions(db)

@@ -294,13 +294,19 @@ def delete_event_ids_in_blocks(conn: psycopg.Connection, first_block: int, block
     ).rowcount
 
 
-def drop_partition(conn: psycopg.Connection, partition: EventPartition) -> None:
-    """Drop one monthly partition of the event log (through the log owner's function, 0060). The DROP locks the
-    whole log: while it waits for a long reader (a full rebuild), ingestion and feed reads queue behind it, so it
-    gives up after DROP_LOCK_TIMEOUT_MS (raising) rather than hold them for the statement timeout."""
-    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{DROP_LOCK_TIMEOUT_MS}ms",))
-    conn.execute("SELECT drop_event_partition(%s::regclass)", (sql.Identifier(partition.name).as_string(conn),))
+def drop_partition(conn: psycopg.Connection, partition: EventPartition) -> bool:
+    """Drop one monthly partition of the event log (through the log owner's function, 0060); False when it gave
+    up waiting for its lock. The DROP locks the whole log: while it waits for a long reader (a full rebuild),
+    ingestion and feed reads queue behind it, so it waits at most DROP_LOCK_TIMEOUT_MS rather than the
+    statement timeout."""
+    try:
+        with conn.transaction():  # a savepoint: giving up leaves the caller's transaction usable
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{DROP_LOCK_TIMEOUT_MS}ms",))
+            conn.execute("SELECT drop_event_partition(%s::regclass)", (sql.Identifier(partition.name).as_string(conn),))
+    except psycopg.errors.LockNotAvailable:
+        return False
     _known_months.discard(partition.starts_at.date())
+    return True
 
 
 def delete_user_events(conn: psycopg.Connection, user_id: str) -> int:

@@ -1,12 +1,14 @@
 """Retention of the event log: whole monthly partitions are dropped once they are old enough, and the records
 of the feeds served before then are deleted.
 
-Nothing is removed by one long statement. The expired months' event_ids, then the old feed records, are deleted
-`PURGE_BLOCKS` blocks of their table at a time, each its own short transaction (a TID range scan reads exactly
-those blocks), in one pass over the table: a statement's work does not grow with the table, and a BRIN index
-widened by late events and reused pages cannot make it read more. Then each expired partition is dropped. A run
-that reaches its time budget stops between two statements and says so; the next run starts again (a month's
-partition is dropped only once its ids are gone, so a half-done month is found again).
+Nothing is removed by one long statement. The expired months' event_ids are deleted `PURGE_BLOCKS` blocks of
+the table at a time, each its own short transaction (a TID range scan reads exactly those blocks), in one pass
+over the table: a statement's work does not grow with the table, and a BRIN index widened by late events and
+reused pages cannot make it read more. Then each expired partition is dropped, and the old feed records are
+deleted by the same kind of pass over `feeds`. A run
+that reaches its time budget, or whose DROP finds the log held by a long transaction, stops and says so
+(`partial`); the next run starts its pass again — the rows already deleted stay deleted (a month's partition is
+dropped only once its ids are gone, so a half-done month is found again).
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def apply_retention(
         for partition in expired:
             if monotonic() >= deadline:
                 return _stopped(result, keep_days)
-            run(partial(events_db.drop_partition, partition=partition))
+            if not run(partial(events_db.drop_partition, partition=partition)):
+                return _stopped(result, keep_days, reason="a long transaction holds the event log")
             result.dropped_partitions.append(partition.name)
     result.feeds_deleted, done = purge(feed_db.feed_blocks, feed_db.delete_feeds_in_blocks, cutoff)
     if not done:
@@ -90,7 +93,7 @@ def apply_retention(
     return result
 
 
-def _stopped(result: RetentionResult, keep_days: int) -> RetentionResult:
+def _stopped(result: RetentionResult, keep_days: int, reason: str = "its time budget ran out") -> RetentionResult:
     result.status = "partial"
-    logger.warning("event retention stopped at its time budget", extra={"keep_days": keep_days, **result.model_dump()})
+    logger.warning(f"event retention stopped: {reason}", extra={"keep_days": keep_days, **result.model_dump()})
     return result
