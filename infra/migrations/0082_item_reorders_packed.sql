@@ -10,8 +10,8 @@
 -- repacks the shelves (~11-31 ms for 20,000 items); the feed reads them with a store's shelf, packed after them, when
 -- that shelf is packed over the same catalog (so they lag one run plus FEED_STORE_SHELF_TTL_S). A shelf read without them (none
 -- packed yet, or over another catalog than the shelf's, or the shelf stocked from the store's rows) makes the feed
--- read the counts with the user's rows through feed_user_rows (0072), which stays as it is: code from before this
--- migration calls it.
+-- read the counts with the user's rows through feed_user_rows (0072; redefined below over feed_user_own_rows, the
+-- same rows), which code from before this migration calls too.
 CREATE TABLE item_reorders_packed (
     singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     catalog_version  bigint NOT NULL,
@@ -144,3 +144,39 @@ BEGIN
 END
 $$;
 
+
+-- feed_user_rows (0072) as feed_user_own_rows with the counts of the items the user bought, so that the user's rows
+-- are written once: code from before this migration, and the feed when its shelf has no counts, call it. The same
+-- rows and columns; item_reorders is probed only for the items the user bought (OFFSET 0 keeps the subquery).
+CREATE OR REPLACE FUNCTION feed_user_rows(
+    p_user_id text, p_models text[], p_pairs boolean, p_pool integer, p_buy_again_pool integer,
+    p_recent_since timestamptz, p_recent_limit integer, p_seed_limit integer
+) RETURNS TABLE (
+    kind text, item_id text, purchase_count integer, first_purchased_at timestamptz,
+    last_purchased_at timestamptz, purchase_raw double precision, affinity_raw double precision,
+    hidden boolean, last_hidden_at timestamptz, item_orders bigint, item_buyers bigint, score double precision,
+    label text,
+    recent_purchase_at timestamptz, recent_hide_at timestamptz, recent_positive_at timestamptz, in_cart boolean,
+    ordered_at timestamptz[]
+)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT o.kind, o.item_id, o.purchase_count, o.first_purchased_at, o.last_purchased_at, o.purchase_raw,
+           o.affinity_raw, o.hidden, o.last_hidden_at,
+           CASE WHEN o.kind = 'item' THEN coalesce(r.order_count, 0) END,
+           CASE WHEN o.kind = 'item' THEN coalesce(r.buyer_count, 0) END,
+           o.score, o.label, o.recent_purchase_at, o.recent_hide_at, o.recent_positive_at, o.in_cart, o.ordered_at
+    FROM feed_user_own_rows(p_user_id, p_models, p_pairs, p_pool, p_buy_again_pool, p_recent_since, p_recent_limit,
+                            p_seed_limit) WITH ORDINALITY AS o
+    LEFT JOIN LATERAL (
+        SELECT r.order_count, r.buyer_count FROM item_reorders r
+        WHERE r.item_id = o.item_id AND o.kind = 'item' AND o.purchase_count > 0
+        OFFSET 0
+    ) r ON true
+    ORDER BY o.ordinality;
+END
+$$;
