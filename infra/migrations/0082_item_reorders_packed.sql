@@ -45,6 +45,8 @@ $$;
 SELECT pack_item_reorders();
 
 -- feed_user_rows (migration 0072) without the item's counts over all users: the feed reads them from the shelf.
+-- feed_user_rows (below) calls it from a plpgsql body, which PostgreSQL does not record as a dependency: a change to
+-- these columns must redefine feed_user_rows with it.
 CREATE FUNCTION feed_user_own_rows(
     p_user_id text, p_models text[], p_pairs boolean, p_pool integer, p_buy_again_pool integer,
     p_recent_since timestamptz, p_recent_limit integer, p_seed_limit integer

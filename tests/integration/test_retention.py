@@ -173,11 +173,14 @@ def test_feedctl_retention_says_what_it_removed_and_leaves_a_given_database_unmi
     )
 
 
-def test_a_drop_that_waits_for_a_long_reader_gives_up_at_once_and_the_run_says_so(
-    db: psycopg.Connection, database_url: str
+def test_a_drop_that_waits_for_a_long_reader_gives_up_soon_and_the_run_says_so(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = NOW - timedelta(days=200)
     record(event("click", item_id="milk", at=old))
+    record_feed(db, "old", NOW - timedelta(days=100))
+    pauses: list[float] = []
+    monkeypatch.setattr(retention, "sleep", pauses.append)
     with psycopg.connect(database_url) as reader:  # a full rebuild holds the event log for minutes
         reader.execute("SELECT count(*) FROM events")
         started = time.monotonic()
@@ -186,7 +189,10 @@ def test_a_drop_that_waits_for_a_long_reader_gives_up_at_once_and_the_run_says_s
 
         waited = time.monotonic() - started
     assert result.status == "partial" and result.dropped_partitions == [] and result.event_ids_deleted == 1
-    assert waited < 1.5  # the statement timeout is 2 s; the DROP waits at most 200 ms of it
+    assert result.feeds_deleted == 1  # old feed records go all the same
+    assert pauses == [retention.DROP_RETRY_PAUSE_S] * (retention.DROP_ATTEMPTS - 1)
+    # five tries; the statement timeout is 2 s a try, the DROP waits at most 200 ms of it
+    assert waited < 2
     assert f"events_{old:%Y_%m}" in partitions(db)
     assert apply_retention(90).dropped_partitions  # the next run, the log free, drops it
 

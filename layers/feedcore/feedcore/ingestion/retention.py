@@ -16,17 +16,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from time import monotonic
+from time import monotonic, sleep
 from typing import Literal
 
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
 from feedcore.db import events as events_db
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import run
-from feedcore.observability import logger
+from feedcore.observability import logger, metrics
 from feedcore.settings import ingest_settings
 
+# A DROP that finds the log held by a long reader (its lock wait is bounded, see drop_partition) is tried again
+# this many times, this far apart, before the run leaves the month to the next day's.
+DROP_ATTEMPTS = 5
+DROP_RETRY_PAUSE_S = 1.0
 # 16 MB of a table a statement: ~300,000 event ids, well inside the statement timeout when every one is deleted.
 PURGE_BLOCKS = 2048
 
@@ -40,7 +45,8 @@ class RetentionRequest(BaseModel):
 
 
 class RetentionResult(BaseModel):
-    """What a retention run did; `partial` when its time budget ran out first (the next run goes on)."""
+    """What a retention run did; `partial` when its time budget ran out, or a partition could not be dropped
+    because a long transaction held the event log (the next run goes on)."""
 
     status: Literal["completed", "partial"] = "completed"
     dropped_partitions: list[str] = []
@@ -64,6 +70,17 @@ def apply_retention(
     deadline = monotonic() + (time_budget_ms / 1000 if time_budget_ms is not None else float("inf"))
     result = RetentionResult()
 
+    def drop(partition: events_db.EventPartition) -> bool:
+        """Drop the partition, trying again while a long reader holds the log (each try waits ~0.2 s for it)."""
+        for attempt in range(DROP_ATTEMPTS):
+            if monotonic() >= deadline:
+                return False
+            if run(partial(events_db.drop_partition, partition=partition)):
+                return True
+            if attempt + 1 < DROP_ATTEMPTS:
+                sleep(DROP_RETRY_PAUSE_S)
+        return False
+
     def purge(blocks_of: Callable[..., int], delete: Callable[..., int], before: datetime) -> tuple[int, bool]:
         """One pass over a table: the rows deleted, and whether the pass ended before the time ran out."""
         deleted = 0
@@ -73,27 +90,31 @@ def apply_retention(
             deleted += run(partial(delete, first_block=first_block, blocks=PURGE_BLOCKS, before=before))
         return deleted, True
 
+    undropped = None
     expired = run(partial(events_db.partitions_ending_by, cutoff=cutoff))
     if expired:
         result.event_ids_deleted, done = purge(
             events_db.event_id_blocks, events_db.delete_event_ids_in_blocks, expired[-1].ends_at
         )
         if not done:
-            return _stopped(result, keep_days)
+            return _stopped(result, keep_days, "its time budget ran out")
         for partition in expired:
-            if monotonic() >= deadline:
-                return _stopped(result, keep_days)
-            if not run(partial(events_db.drop_partition, partition=partition)):
-                return _stopped(result, keep_days, reason="a long transaction holds the event log")
+            if not drop(partition):
+                # oldest first: a month left undropped keeps the younger ones; old feed records go all the same
+                undropped = f"a long transaction holds the event log ({partition.name} not dropped)"
+                break
             result.dropped_partitions.append(partition.name)
     result.feeds_deleted, done = purge(feed_db.feed_blocks, feed_db.delete_feeds_in_blocks, cutoff)
     if not done:
-        return _stopped(result, keep_days)
+        return _stopped(result, keep_days, "its time budget ran out")
+    if undropped:
+        return _stopped(result, keep_days, undropped)
     logger.info("event retention applied", extra={"keep_days": keep_days, **result.model_dump()})
     return result
 
 
-def _stopped(result: RetentionResult, keep_days: int, reason: str = "its time budget ran out") -> RetentionResult:
+def _stopped(result: RetentionResult, keep_days: int, reason: str) -> RetentionResult:
     result.status = "partial"
+    metrics.add_metric(name="RetentionIncomplete", unit=MetricUnit.Count, value=1)
     logger.warning(f"event retention stopped: {reason}", extra={"keep_days": keep_days, **result.model_dump()})
     return result

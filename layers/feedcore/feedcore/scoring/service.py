@@ -199,7 +199,9 @@ def _pack_store_shelves(timeout_ms: int) -> None:
     whose pack is not current is packed whole) in PACK_SHARES shares side by side, each in a transaction of its
     own: one on the run's connection, the others on connections of their own. The database packs a store on
     one core (~0.1-0.2 s for 20,000 items), one after the other."""
+    started = monotonic()
     run(lambda conn: _pack_item_reorders(conn, timeout_ms))
+    timeout_ms = max(MIN_STATEMENT_TIMEOUT_MS, timeout_ms - int((monotonic() - started) * 1000))
     store_ids = run(scores_db.shelf_store_ids)
     shares = [store_ids[i::PACK_SHARES] for i in range(PACK_SHARES)]
     with ThreadPoolExecutor(max_workers=PACK_SHARES - 1, thread_name_prefix="pack") as pool:
