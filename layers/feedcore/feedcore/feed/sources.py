@@ -105,7 +105,7 @@ def _histories(shelf: StoreShelf, user: UserRows) -> dict[str, tuple]:
     fields from purchase_count to item_buyers; the counts 0 for an item the user never bought): from the shelf
     when it has them, else as read with the user's rows.
 
-    The shelf's counts are those of its pack (one repack plus the shelf's TTL behind the user's own rows), so an
+    The shelf's counts are those of its pack (at most one run plus the shelf's TTL behind the user's own rows), so an
     item's first buyers since then would find it with no buyer at all: the counts are taken as at least the
     user's own orders and one buyer, which is exact when the user is the item's only buyer."""
     orders, buyers = shelf.item_orders, shelf.item_buyers
