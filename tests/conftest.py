@@ -28,6 +28,7 @@ from feedcore.db.connection import reset_cached_connection  # noqa: E402
 from feedcore.db.migrations import migrate  # noqa: E402
 from feedcore.feed.service import forget_store_shelves  # noqa: E402
 from feedcore.ingestion.service import catalog_items  # noqa: E402
+from feedcore.observability import metrics  # noqa: E402
 from feedlocal.embedded import MIGRATIONS_DIR, embedded_server  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         if server is not None:
             server.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def empty_metric_set() -> None:
+    """Each test starts with the service's metric set empty: what a test adds by calling a service outside a
+    handler is flushed by no one and would otherwise be emitted by the next test's handler."""
+    metrics.clear_metrics()
 
 
 @pytest.fixture

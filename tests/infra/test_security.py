@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from feedcore.observability import METRICS_NAMESPACE
+
 from .support import TEMPLATE, describe, resolved, run, sam_env
 
 FUNCTION_SECURITY_GROUP = {"Ref": "FunctionSecurityGroup"}
@@ -252,6 +254,7 @@ ALARMS = {
     ("AWS/Lambda", "Duration"),
     ("AWS/RDS", "CPUUtilization"),
     ("AWS/RDS", "DatabaseConnections"),
+    (METRICS_NAMESPACE, "RetentionIncomplete"),
 }
 
 
@@ -293,3 +296,13 @@ def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(templat
     # The recompute's "near its timeout" threshold is 80 % of the function's timeout.
     timeout_ms = template["Resources"]["RecomputeScoresFunction"]["Properties"]["Timeout"] * 1000
     assert alarms["RecomputeNearTimeoutAlarm"]["Properties"]["Threshold"] == 0.8 * timeout_ms
+
+
+def test_an_unfinished_retention_alarms_where_its_metric_is_published(template):
+    recompute = template["Resources"]["RecomputeScoresFunction"]["Properties"]["Environment"]["Variables"]
+    retention = template["Resources"]["RetentionIncompleteAlarm"]["Properties"]
+    # EMF puts the service's metrics under its namespace with the function's service name as a dimension.
+    assert retention["Dimensions"] == [{"Name": "service", "Value": recompute["POWERTOOLS_SERVICE_NAME"]}]
+    # With the Datadog provider the metric never reaches CloudWatch, and there is no alarm to stay silent.
+    assert "RetentionIncompleteAlarm" in resolved(template)["Resources"]
+    assert "RetentionIncompleteAlarm" not in resolved(template, MetricsProvider="datadog")["Resources"]

@@ -4,6 +4,8 @@ state stay; a run stopped by its time budget is finished by the next."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import time
 from datetime import datetime, timedelta
@@ -144,16 +146,26 @@ def test_the_ids_of_the_first_kept_month_stay(db: psycopg.Connection) -> None:
     assert [row[0] for row in db.execute("SELECT item_id FROM events")] == ["eggs"]
 
 
-def test_the_schedule_given_no_time_stops_before_deleting_anything(db: psycopg.Connection) -> None:
+def test_the_schedule_given_no_time_stops_before_deleting_anything(
+    db: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
     recompute = load_function("recompute_scores")
     record(event("click", item_id="milk", at=NOW - timedelta(days=500)))
 
     # No more time left than the handler keeps back to finish.
     context = LambdaContext(function_name="recompute_scores", remaining_time_ms=recompute.SAFETY_MARGIN_MS)
+    capsys.readouterr()
     result = recompute.lambda_handler({"keep_days": 400}, context)
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
 
     assert result["status"] == "partial" and result["dropped_partitions"] == []
     assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 1
+    # What template.yaml's RetentionIncompleteAlarm watches: the metric, its namespace and its service dimension
+    # (POWERTOOLS_SERVICE_NAME, recompute_scores in the stack).
+    [blob] = [blob for blob in emitted if "RetentionIncomplete" in blob]
+    assert blob["RetentionIncomplete"] == [1.0] and blob["service"] == os.environ["POWERTOOLS_SERVICE_NAME"]
+    [directive] = blob["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "FeedAssembly" and directive["Dimensions"] == [["service"]]
 
 
 def test_feedctl_retention_says_what_it_removed_and_leaves_a_given_database_unmigrated(
