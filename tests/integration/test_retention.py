@@ -14,7 +14,7 @@ from itertools import count
 import psycopg
 import pytest
 
-from feedcore.db.events import month_of, month_start
+from feedcore.db.events import delete_event_ids_in_blocks, month_of, month_start
 from feedcore.ingestion import retention
 from feedcore.ingestion.retention import RetentionResult, apply_retention
 from feedlocal import embedded
@@ -144,6 +144,30 @@ def test_the_ids_of_the_first_kept_month_stay(db: psycopg.Connection) -> None:
     assert result.event_ids_deleted == 1
     assert db.execute("SELECT occurred_at FROM event_ids").fetchall() == [(kept_from,)]
     assert [row[0] for row in db.execute("SELECT item_id FROM events")] == ["eggs"]
+
+
+def test_expired_ids_are_read_by_block_range_even_where_the_table_is_in_time_order(db: psycopg.Connection) -> None:
+    # A small table stored in time order, its oldest ids expired: where a time index could narrow the delete,
+    # the span is still read by its blocks alone.
+    db.execute(
+        "INSERT INTO event_ids SELECT gen_random_uuid(), %s - interval '1 minute' * (100000 - n) "
+        "FROM generate_series(1, 100000) AS n",
+        (NOW,),
+    )
+    db.execute("ANALYZE event_ids")
+    plans = []
+
+    class Explained:
+        """The connection delete_event_ids_in_blocks is given: it plans its statement instead of running it."""
+
+        def execute(self, query: str, params: tuple) -> psycopg.Cursor:
+            cursor = db.execute(f"EXPLAIN {query}", params)
+            plans.append("\n".join(row[0] for row in cursor.fetchall()))
+            return cursor
+
+    delete_event_ids_in_blocks(Explained(), 0, retention.PURGE_BLOCKS, NOW - timedelta(days=50))
+
+    assert "Tid Range Scan on event_ids" in plans[0], plans[0]
 
 
 def test_the_schedule_given_no_time_stops_before_deleting_anything(

@@ -285,9 +285,9 @@ def event_id_blocks(conn: psycopg.Connection) -> int:
 def delete_event_ids_in_blocks(conn: psycopg.Connection, first_block: int, blocks: int, before: datetime) -> int:
     """Forget the event_ids of events that occurred before `before` among those stored in the table's blocks
     [first_block, first_block + blocks); returns how many. A TID range scan reads exactly those blocks, however
-    late events and reused pages have mixed the table's order (which widens every range of its BRIN index). A
-    retried event of that span would then be stored again: only spans past the late-event horizon, which
-    ingestion refuses, may be forgotten."""
+    late events and reused pages have mixed the table's order (the table has no index on time: it would widen
+    with them, and every batch would pay to keep it). A retried event of that span would then be stored again:
+    only spans past the late-event horizon, which ingestion refuses, may be forgotten."""
     return conn.execute(
         "DELETE FROM event_ids WHERE ctid >= %s::tid AND ctid < %s::tid AND occurred_at < %s",
         (f"({first_block},0)", f"({first_block + blocks},0)", before),

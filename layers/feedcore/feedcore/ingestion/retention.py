@@ -3,10 +3,10 @@ of the feeds served before then are deleted.
 
 Nothing is removed by one long statement. The expired months' event_ids are deleted `PURGE_BLOCKS` blocks of
 the table at a time, each its own short transaction (a TID range scan reads exactly those blocks), in one pass
-over the table: a statement's work does not grow with the table, and a BRIN index widened by late events and
-reused pages cannot make it read more. Then each expired partition is dropped, and the old feed records are
-deleted by the same kind of pass over `feeds`. A run
-that reaches its time budget, or whose DROP finds the log held by a long transaction, stops and says so
+over the table: a statement's work does not grow with the table, and late events and reused pages cannot
+make it read more (as they would widen the ranges of a BRIN index on time; `event_ids` has none, 0084). Then
+each expired partition is dropped, and the old feed records are deleted by the same kind of pass over `feeds`.
+A run that reaches its time budget, or whose DROP finds the log held by a long transaction, stops and says so
 (`partial`); the next run starts its pass again — the rows already deleted stay deleted (a month's partition is
 dropped only once its ids are gone, so a half-done month is found again).
 """
