@@ -362,8 +362,9 @@ def feed_blocks(conn: psycopg.Connection) -> int:
 
 def delete_feeds_in_blocks(conn: psycopg.Connection, first_block: int, blocks: int, before: datetime) -> int:
     """Delete the feed records (kept for attribution) created before `before` among those stored in the table's
-    blocks [first_block, first_block + blocks); returns how many. A TID range scan reads exactly those blocks:
-    `feeds`' BRIN index no longer narrows a search once freed pages are reused for new feeds."""
+    blocks [first_block, first_block + blocks); returns how many. A TID range scan reads exactly those blocks
+    (a BRIN index on created_at no longer narrows a search once freed pages are reused for new feeds, and
+    `feeds` has none since migration 0086)."""
     return conn.execute(
         "DELETE FROM feeds WHERE ctid >= %s::tid AND ctid < %s::tid AND created_at < %s",
         (f"({first_block},0)", f"({first_block + blocks},0)", before),
