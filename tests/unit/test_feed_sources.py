@@ -273,10 +273,36 @@ def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:
     assert proposed(candidates, "model:m") == ["eggs", "milk", "tea"]  # the user's two, then the item-level one
     (tea,) = [c for c in candidates if c.source == "goes_well_with"]
     assert (tea.seed_name, tea.source_score) == ("Milk", 0.8)
-    assert tea.model_score == 0.3 and tea.aisle_affinity_raw == 1.0
+    assert tea.model_score == 0.3
     eggs = next(c for c in candidates if c.item_id == "eggs")
     assert (eggs.affinity_raw, eggs.model_score, eggs.popularity_raw, eggs.store_known) == (4.0, 0.7, 9.0, True)
     assert [(c.source, c.item_id) for c in candidates] == sorted((c.source, c.item_id) for c in candidates)
+
+
+def test_the_stores_own_sources_share_their_candidates_except_for_items_the_user_has_facts_of() -> None:
+    shelf = shelf_of(
+        item("milk", popularity=5.0, trending=1.0, age_days=3), item("eggs", popularity=9.0, trending=2.0, age_days=5),
+        item("kefir", popularity=1.0, age_days=400),
+    )  # fmt: skip
+    store_sources = limits(sources={"trending", "popular", "new_arrivals"}, pool=3)
+    newcomer = user()
+    regular = user(items={"eggs": bought(2, 1.0)}, recent={"milk": (None, None, NOW, True)})
+
+    first, again = gather_candidates(shelf, newcomer, store_sources), gather_candidates(shelf, newcomer, store_sources)
+    personal = gather_candidates(shelf, regular, store_sources)
+
+    assert [(c.source, c.item_id) for c in first] == [
+        ("new_arrivals", "eggs"), ("new_arrivals", "milk"),  # kefir: older than new_since
+        ("popular", "eggs"), ("popular", "kefir"), ("popular", "milk"), ("trending", "eggs"), ("trending", "milk"),
+    ]  # fmt: skip
+    assert all(a is b for a, b in zip(first, again, strict=True))  # made once, with the shelf
+    assert [(c.item_id, c.purchase_count, c.in_cart) for c in personal if c.source == "popular"] == [
+        ("eggs", 2, False), ("kefir", 0, False), ("milk", 0, True),
+    ]  # fmt: skip
+    assert [c is s for c, s in zip(personal, first, strict=True)] == [False, False, False, True, False, False, False]
+    assert [astuple(c) for c in first] == [
+        astuple(c) for c in gather_candidates(replace(shelf), newcomer, store_sources)
+    ]
 
 
 def test_sources_not_shown_propose_nothing() -> None:

@@ -113,7 +113,6 @@ class Candidate:
     item_buyers: int  # over all users: the users who bought it (idem)
     popularity_raw: float
     trending_score: float
-    aisle_affinity_raw: float
     model_score: float | None
     recent_purchase_at: datetime | None
     recent_hide_at: datetime | None

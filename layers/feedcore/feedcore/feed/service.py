@@ -129,6 +129,7 @@ def _first_page(
         just_purchased_max_due=config.just_purchased_max_due,
         just_purchased_min_rebuy_rate=config.just_purchased_min_rebuy_rate,
         ordered_at=user.ordered_at,
+        aisle_affinities=user.aisles,
         explain=request.debug,
     )
     selected, removed = select_sections(candidates, config.ordered_sections, context)

@@ -22,12 +22,16 @@ import sys
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
 from time import monotonic
+from typing import TYPE_CHECKING
 
 from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows
+
+if TYPE_CHECKING:
+    from feedcore.feed.sources import StoreCandidates
 
 _ACTIVE, _CREATED_AT, _AISLE = 6, 7, 4  # positions in a CatalogRow
 
@@ -69,6 +73,10 @@ class StoreShelf:
     # when the shelf was read; None when none were packed over its catalog or the shelf was stocked from the rows
     item_orders: array | None = None
     item_buyers: array | None = None
+    # the candidates of the sources the same for every user, made as first asked for (feedcore.feed.sources)
+    candidates: dict[tuple[str, int], StoreCandidates] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
 
 def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
