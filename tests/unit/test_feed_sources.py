@@ -159,7 +159,7 @@ class FakeDatabase:
             self.reads.append((f"rows {store_id}", self.clock[0]))
             return StoreRows(True, [(item_id, True, None) for item_id in self.items], [])
 
-        def pack(have: datetime | None) -> ShelfPack:
+        def pack(have: datetime | None, have_reorders: datetime | None) -> ShelfPack:
             self.reads.append((f"pack {store_id}", self.clock[0]))
             if self.packed_at is None:
                 return ShelfPack(True, self.version, None, None, None, None, *[None] * 10)
@@ -239,7 +239,7 @@ def test_a_failed_read_drops_the_stale_shelf(monkeypatch: pytest.MonkeyPatch) ->
     cache.shelf("store-a", (), 30, 10, database.reader("store-a"))
     clock[0] = 31
 
-    def failing(have: datetime | None) -> ShelfPack:
+    def failing(have: datetime | None, have_reorders: datetime | None) -> ShelfPack:
         raise RuntimeError("database down")
 
     reader = ShelfReader(database.reader("store-a").catalog, failing, database.reader("store-a").store_rows, list)
@@ -329,6 +329,29 @@ def test_a_packed_shelf_unpacks_its_reorder_counts() -> None:
 
     assert (list(unpacked.item_orders), list(unpacked.item_buyers)) == ([12, 0], [5, 0])
     assert (without.item_orders, without.item_buyers) == (None, None)
+
+
+def test_the_reorder_counts_are_read_and_kept_once_for_every_shelf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shelves, "monotonic", lambda: 100.0)
+    shelf = with_reorders(shelf_of(item("milk"), item("tea")), {"milk": (12, 5)})
+    counted_at, asked = NOW - timedelta(hours=1), []
+
+    def pack(have: datetime | None, have_reorders: datetime | None) -> ShelfPack:
+        asked.append(have_reorders)
+        full = replace(pack_of(shelf, NOW), reorders_packed_at=counted_at)
+        return replace(full, item_orders=None, item_buyers=None) if have_reorders == counted_at else full
+
+    def store_rows() -> StoreRows:
+        raise AssertionError("every store has its pack")
+
+    reader = ShelfReader(lambda: (shelf.catalog.version, shelf.catalog.rows), pack, store_rows, list)
+    cache = ShelfCache()
+
+    first, second = cache.shelf("store-a", (), 30, 10, reader), cache.shelf("store-b", (), 30, 10, reader)
+
+    assert asked == [None, counted_at]  # the second store's pack comes without the counts held
+    assert second.item_orders is first.item_orders and second.item_buyers is first.item_buyers
+    assert (list(second.item_orders), list(second.item_buyers)) == ([12, 0], [5, 0])
 
 
 def test_bought_items_take_their_reorder_counts_from_the_shelf_at_least_the_users_own() -> None:

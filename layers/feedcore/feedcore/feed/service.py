@@ -333,7 +333,7 @@ def _read(
     """The store's shelf (cached for FEED_STORE_SHELF_TTL_S) and the user's own rows (read every time)."""
     reader = ShelfReader(
         catalog=lambda: feed_db.catalog(conn),
-        pack=lambda have: feed_db.store_shelf_pack(conn, request.store_id, have),
+        pack=lambda have, have_reorders: feed_db.store_shelf_pack(conn, request.store_id, have, have_reorders),
         store_rows=lambda: feed_db.store_rows(conn, request.store_id),
         item_model_scores=lambda: feed_db.item_model_scores(conn, limits.models),
     )
