@@ -215,6 +215,13 @@ def test_the_recompute_packs_the_items_reorder_counts_read_with_every_shelf_over
 
     for store_id in (STORE, OTHER_STORE, "*"):
         assert _reorders_of(catalog, unpack_shelf(catalog, feed_db.store_shelf_pack(db, store_id, None))) == reorders
+    # the counts held (when they were packed): left out, with the shelf's own values
+    counted_at = feed_db.store_shelf_pack(db, STORE, None).reorders_packed_at
+    held = feed_db.store_shelf_pack(db, OTHER_STORE, None, counted_at)
+    assert counted_at is not None and (held.item_orders, held.item_buyers, held.reorders_packed_at) == (
+        None, None, counted_at,
+    )  # fmt: skip
+    assert held.popularity is not None
     # the availability route packs its store's shelf, read with the counts of the last repack
     update_availability(STORE, AvailabilityUpdate(items=[{"item_id": "eggs", "available": False}]))
     assert _reorders_of(catalog, unpack_shelf(catalog, feed_db.store_shelf_pack(db, STORE, None))) == reorders

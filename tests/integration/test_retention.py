@@ -100,6 +100,14 @@ def test_old_feed_records_are_deleted_whatever_their_age(db: psycopg.Connection)
     assert [row[0] for row in db.execute("SELECT feed_id FROM feeds ORDER BY 1")] == ["at-cutoff", "recent"]
 
 
+def test_feeds_keeps_only_the_indexes_something_reads(db: psycopg.Connection) -> None:
+    # attribution joins by feed_id, erasure finds a user's by user_id; retention reads block ranges (TID range
+    # scans), not the BRIN on created_at that migration 0086 dropped
+    indexes = db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'feeds' ORDER BY 1").fetchall()
+
+    assert [row[0] for row in indexes] == ["feeds_pkey", "feeds_user_idx"]
+
+
 def test_a_run_stopped_by_its_time_budget_is_finished_by_the_next(
     db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,7 +45,7 @@ def candidate(item_id: str = "milk", source: str = "popular", **fields) -> Candi
         available=True, price=Decimal("1.00"), purchase_count=0, first_purchased_at=None, last_purchased_at=None,
         purchase_raw=0.0, affinity_raw=0.0, hidden=False, last_hidden_at=None, item_orders=0, item_buyers=0,
         popularity_raw=1.0,
-        trending_score=0.0, aisle_affinity_raw=0.0, model_score=None, recent_purchase_at=None, recent_hide_at=None,
+        trending_score=0.0, model_score=None, recent_purchase_at=None, recent_hide_at=None,
         recent_positive_at=None, in_cart=False, store_known=True,
     )  # fmt: skip
     return Candidate(**(values | fields))
@@ -225,6 +225,15 @@ def test_signals_are_normalized_within_the_section_and_weighted():
 
     assert [(r.candidate.item_id, r.score) for r in ranked] == [("b", 2.5), ("a", 1.0)]
     assert ranked[0].contributions == {"popularity": 0.5, "affinity": 2.0}
+
+
+def test_the_aisle_affinity_signal_is_the_users_affinity_to_the_items_aisle():
+    candidates = [candidate("a", aisle="Milk"), candidate("b", aisle="Tea"), candidate("c", aisle="Bread")]
+    context = replace(CONTEXT, aisle_affinities={"Tea": 4.0, "Milk": 1.0})
+
+    ranked = rank(candidates, {"aisle_affinity": 1.0}, context)
+
+    assert [(r.candidate.item_id, r.score) for r in ranked] == [("b", 1.0), ("a", 0.25), ("c", 0.0)]
 
 
 def test_a_signal_no_candidate_has_contributes_nothing():

@@ -159,7 +159,7 @@ class FakeDatabase:
             self.reads.append((f"rows {store_id}", self.clock[0]))
             return StoreRows(True, [(item_id, True, None) for item_id in self.items], [])
 
-        def pack(have: datetime | None) -> ShelfPack:
+        def pack(have: datetime | None, have_reorders: datetime | None) -> ShelfPack:
             self.reads.append((f"pack {store_id}", self.clock[0]))
             if self.packed_at is None:
                 return ShelfPack(True, self.version, None, None, None, None, *[None] * 10)
@@ -239,7 +239,7 @@ def test_a_failed_read_drops_the_stale_shelf(monkeypatch: pytest.MonkeyPatch) ->
     cache.shelf("store-a", (), 30, 10, database.reader("store-a"))
     clock[0] = 31
 
-    def failing(have: datetime | None) -> ShelfPack:
+    def failing(have: datetime | None, have_reorders: datetime | None) -> ShelfPack:
         raise RuntimeError("database down")
 
     reader = ShelfReader(database.reader("store-a").catalog, failing, database.reader("store-a").store_rows, list)
@@ -273,10 +273,36 @@ def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:
     assert proposed(candidates, "model:m") == ["eggs", "milk", "tea"]  # the user's two, then the item-level one
     (tea,) = [c for c in candidates if c.source == "goes_well_with"]
     assert (tea.seed_name, tea.source_score) == ("Milk", 0.8)
-    assert tea.model_score == 0.3 and tea.aisle_affinity_raw == 1.0
+    assert tea.model_score == 0.3
     eggs = next(c for c in candidates if c.item_id == "eggs")
     assert (eggs.affinity_raw, eggs.model_score, eggs.popularity_raw, eggs.store_known) == (4.0, 0.7, 9.0, True)
     assert [(c.source, c.item_id) for c in candidates] == sorted((c.source, c.item_id) for c in candidates)
+
+
+def test_the_stores_own_sources_share_their_candidates_except_for_items_the_user_has_facts_of() -> None:
+    shelf = shelf_of(
+        item("milk", popularity=5.0, trending=1.0, age_days=3), item("eggs", popularity=9.0, trending=2.0, age_days=5),
+        item("kefir", popularity=1.0, age_days=400),
+    )  # fmt: skip
+    store_sources = limits(sources={"trending", "popular", "new_arrivals"}, pool=3)
+    newcomer = user()
+    regular = user(items={"eggs": bought(2, 1.0)}, recent={"milk": (None, None, NOW, True)})
+
+    first, again = gather_candidates(shelf, newcomer, store_sources), gather_candidates(shelf, newcomer, store_sources)
+    personal = gather_candidates(shelf, regular, store_sources)
+
+    assert [(c.source, c.item_id) for c in first] == [
+        ("new_arrivals", "eggs"), ("new_arrivals", "milk"),  # kefir: older than new_since
+        ("popular", "eggs"), ("popular", "kefir"), ("popular", "milk"), ("trending", "eggs"), ("trending", "milk"),
+    ]  # fmt: skip
+    assert all(a is b for a, b in zip(first, again, strict=True))  # made once, with the shelf
+    assert [(c.item_id, c.purchase_count, c.in_cart) for c in personal if c.source == "popular"] == [
+        ("eggs", 2, False), ("kefir", 0, False), ("milk", 0, True),
+    ]  # fmt: skip
+    assert [c is s for c, s in zip(personal, first, strict=True)] == [False, False, False, True, False, False, False]
+    assert [astuple(c) for c in first] == [
+        astuple(c) for c in gather_candidates(replace(shelf), newcomer, store_sources)
+    ]
 
 
 def test_sources_not_shown_propose_nothing() -> None:
@@ -303,6 +329,29 @@ def test_a_packed_shelf_unpacks_its_reorder_counts() -> None:
 
     assert (list(unpacked.item_orders), list(unpacked.item_buyers)) == ([12, 0], [5, 0])
     assert (without.item_orders, without.item_buyers) == (None, None)
+
+
+def test_the_reorder_counts_are_read_and_kept_once_for_every_shelf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shelves, "monotonic", lambda: 100.0)
+    shelf = with_reorders(shelf_of(item("milk"), item("tea")), {"milk": (12, 5)})
+    counted_at, asked = NOW - timedelta(hours=1), []
+
+    def pack(have: datetime | None, have_reorders: datetime | None) -> ShelfPack:
+        asked.append(have_reorders)
+        full = replace(pack_of(shelf, NOW), reorders_packed_at=counted_at)
+        return replace(full, item_orders=None, item_buyers=None) if have_reorders == counted_at else full
+
+    def store_rows() -> StoreRows:
+        raise AssertionError("every store has its pack")
+
+    reader = ShelfReader(lambda: (shelf.catalog.version, shelf.catalog.rows), pack, store_rows, list)
+    cache = ShelfCache()
+
+    first, second = cache.shelf("store-a", (), 30, 10, reader), cache.shelf("store-b", (), 30, 10, reader)
+
+    assert asked == [None, counted_at]  # the second store's pack comes without the counts held
+    assert second.item_orders is first.item_orders and second.item_buyers is first.item_buyers
+    assert (list(second.item_orders), list(second.item_buyers)) == ([12, 0], [5, 0])
 
 
 def test_bought_items_take_their_reorder_counts_from_the_shelf_at_least_the_users_own() -> None:

@@ -29,3 +29,83 @@ def test_a_routes_parameter_types_are_inspected_once_not_on_every_request(monkey
 
     assert first["statusCode"] == 422 and "store_id" in first["body"] and second == first
     assert inspected == 5 and len(asked) == inspected  # store_id, limit, cursor, exclude_tags, debug: once each
+
+
+class _WatchedHeaders(dict):
+    """Request headers that note when anything reads them whole (as Powertools' dicts of headers are built)."""
+
+    def __init__(self, data: dict, reads: list[str]) -> None:
+        super().__init__(data)
+        self._reads = reads
+
+    def items(self):
+        self._reads.append("items")
+        return super().items()
+
+
+def _feed_event(query: dict[str, list[str]], user: str = "user-1") -> dict:
+    """A GET of the user's feed with the query (as multiple values)."""
+    from feedcore.api import feed
+
+    return {
+        **feed.REJECTED_REQUEST,
+        "path": f"/v1/users/{user}/feed",
+        "pathParameters": {"user_id": user},
+        "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "headers": {"Accept": "application/json"},
+        "multiValueHeaders": {"Accept": ["application/json"]},
+        "requestContext": {**feed.REJECTED_REQUEST["requestContext"], "authorizer": {"claims": {"sub": user}}},
+    }
+
+
+def _echoing_feed_resolver(monkeypatch):
+    """The feed function's resolver, its route answering with the request it was given (no database)."""
+    from feedcore.api import feed, resolvers
+    from feedcore.feed.service import FeedPage
+
+    monkeypatch.setattr(feed, "assemble_feed", lambda request: FeedPage(repr(request), "control", None, []))
+    return resolvers.lambda_resolver(feed.router)
+
+
+def test_a_route_without_header_or_cookie_parameters_is_validated_without_reading_the_headers(monkeypatch):
+    reads: list[str] = []
+    app = _echoing_feed_resolver(monkeypatch)
+    event = _feed_event({"store_id": ["store-1"]})
+    event["headers"] = _WatchedHeaders(event["headers"], reads)
+    event["multiValueHeaders"] = _WatchedHeaders(event["multiValueHeaders"], reads)
+
+    response = app.resolve(event, type("Context", (), {"aws_request_id": "test"})())
+
+    assert response["statusCode"] == 200 and "store_id='store-1'" in response["body"]
+    # once, by the response's check for gzip (Powertools' own validation builds four more dicts of them)
+    assert reads == ["items"]
+
+
+def test_requests_validate_as_with_powertools_own_validation(monkeypatch):
+    """The same status, body and route arguments as Powertools' request validation, valid or not."""
+    from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+
+    queries = [
+        {"store_id": ["store-1"]},
+        {"store_id": ["store-1"], "limit": ["3"], "debug": ["true"], "exclude_tags": ["alcohol,tobacco"]},
+        {"store_id": ["store-1"], "cursor": ["abc"], "debug": ["0"]},
+        {"store_id": ["store-1"], "exclude_tags": ["alcohol", "tobacco"]},  # repeated: joined, then the pattern
+        {"store_id": ["store-1", "store-2"]},
+        {"store_id": ["!"]},
+        {},
+        {"store_id": ["store-1"], "limit": ["0"]},
+        {"store_id": ["store-1"], "limit": ["many"], "debug": ["maybe"]},
+        {"store_id": ["store-1"], "exclude_tags": ["a b"], "cursor": ["x" * 600]},
+    ]
+    context = type("Context", (), {"aws_request_id": "test"})()
+    ours = _echoing_feed_resolver(monkeypatch)
+    powertools = _echoing_feed_resolver(monkeypatch)
+    powertools._request_validation_middleware = OpenAPIRequestValidationMiddleware()
+
+    events = [_feed_event(query) for query in queries] + [_feed_event({"store_id": ["!"], "limit": ["0"]}, user="!")]
+
+    answers = [(ours.resolve(event, context), powertools.resolve(event, context)) for event in events]
+
+    assert [ours_answer for ours_answer, _ in answers] == [theirs for _, theirs in answers]
+    assert sorted({ours_answer["statusCode"] for ours_answer, _ in answers}) == [200, 422]

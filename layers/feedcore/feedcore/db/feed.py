@@ -24,7 +24,8 @@ _STORE_KNOWN = "SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)
 
 # The store's packed shelf ('*' for a store the catalog does not know) and the catalog's current version; the
 # packed values only when the pack is not the one the caller holds (packed_at differs), else NULL, with the items'
-# reorder counts packed over the same catalog (migration 0082; NULL when there are none).
+# reorder counts packed over the same catalog (migration 0082; NULL when there are none, or when they are the ones
+# the caller holds: the same at every store) and when those were packed.
 _STORE_SHELF_PACK = """
 WITH scope AS (SELECT EXISTS (SELECT 1 FROM stores WHERE store_id = %(store_id)s) AS known),
 shelf AS (
@@ -36,7 +37,9 @@ SELECT scope.known, (SELECT version FROM catalog_state), shelf.catalog_version, 
        CASE WHEN changed THEN shelf.popularity END, CASE WHEN changed THEN shelf.trending END,
        CASE WHEN changed THEN shelf.trending_items END, CASE WHEN changed THEN shelf.popular_items END,
        CASE WHEN changed THEN shelf.aisle_items END, CASE WHEN changed THEN shelf.aisle_sizes END,
-       reorders.item_orders, reorders.item_buyers
+       CASE WHEN reorders.packed_at IS DISTINCT FROM %(have_reorders)s::timestamptz THEN reorders.item_orders END,
+       CASE WHEN reorders.packed_at IS DISTINCT FROM %(have_reorders)s::timestamptz THEN reorders.item_buyers END,
+       reorders.packed_at
 FROM scope
 LEFT JOIN shelf ON true
 LEFT JOIN item_reorders_packed reorders ON shelf.changed AND reorders.catalog_version = shelf.catalog_version
@@ -113,7 +116,6 @@ class Candidate:
     item_buyers: int  # over all users: the users who bought it (idem)
     popularity_raw: float
     trending_score: float
-    aisle_affinity_raw: float
     model_score: float | None
     recent_purchase_at: datetime | None
     recent_hide_at: datetime | None
@@ -150,14 +152,18 @@ class ShelfPack:
     aisle_items: bytes | None
     aisle_sizes: bytes | None
     item_orders: bytes | None  # the items' reorder counts (migration 0082): None as well when none are packed over
-    item_buyers: bytes | None  # the shelf's catalog
+    item_buyers: bytes | None  # the shelf's catalog, or when the reader holds these (packed at reorders_packed_at)
+    reorders_packed_at: datetime | None = None  # when the counts read with the pack were packed (None: no counts)
 
 
-def store_shelf_pack(conn: psycopg.Connection, store_id: str, have: datetime | None) -> ShelfPack:
+def store_shelf_pack(
+    conn: psycopg.Connection, store_id: str, have: datetime | None, have_reorders: datetime | None = None
+) -> ShelfPack:
     """The packed shelf of the store (of '*' when the catalog does not know it), its values left out when it
-    was packed at `have` (one statement)."""
+    was packed at `have`, the reorder counts when they were packed at `have_reorders` (one statement)."""
+    params = {"store_id": store_id, "have": have, "have_reorders": have_reorders}
     with conn.cursor(binary=True) as cursor:
-        return ShelfPack(*cursor.execute(_STORE_SHELF_PACK, {"store_id": store_id, "have": have}).fetchone())
+        return ShelfPack(*cursor.execute(_STORE_SHELF_PACK, params).fetchone())
 
 
 def pack_store_shelves(conn: psycopg.Connection, store_ids: Sequence[str] | None = None) -> int:
@@ -362,8 +368,9 @@ def feed_blocks(conn: psycopg.Connection) -> int:
 
 def delete_feeds_in_blocks(conn: psycopg.Connection, first_block: int, blocks: int, before: datetime) -> int:
     """Delete the feed records (kept for attribution) created before `before` among those stored in the table's
-    blocks [first_block, first_block + blocks); returns how many. A TID range scan reads exactly those blocks:
-    `feeds`' BRIN index no longer narrows a search once freed pages are reused for new feeds."""
+    blocks [first_block, first_block + blocks); returns how many. A TID range scan reads exactly those blocks
+    (a BRIN index on created_at no longer narrows a search once freed pages are reused for new feeds, and
+    `feeds` has none since migration 0086)."""
     return conn.execute(
         "DELETE FROM feeds WHERE ctid >= %s::tid AND ctid < %s::tid AND created_at < %s",
         (f"({first_block},0)", f"({first_block + blocks},0)", before),

@@ -9,7 +9,7 @@ backfills from popular items when it starves.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -35,6 +35,7 @@ class RankingContext:
     just_purchased_min_rebuy_rate: float
     excluded_tags: frozenset[str] = frozenset()
     ordered_at: Sequence[datetime] = ()  # the user's scored orders, in time order
+    aisle_affinities: Mapping[str, float] = field(default_factory=dict)  # the user's, by aisle
     explain: bool = True  # keep each signal's contribution (debug=true); else only the score
 
 
@@ -162,7 +163,7 @@ SIGNALS: dict[Signal, Callable[[Sequence[Candidate], RankingContext], list[float
     "trending": lambda cs, _: [c.trending_score for c in cs],
     "popularity": lambda cs, _: [c.popularity_raw for c in cs],
     "affinity": lambda cs, _: [c.affinity_raw for c in cs],
-    "aisle_affinity": lambda cs, _: [c.aisle_affinity_raw for c in cs],
+    "aisle_affinity": lambda cs, context: [context.aisle_affinities.get(c.aisle, 0.0) for c in cs],
     "model": _model,
     "newness": _newness,
 }

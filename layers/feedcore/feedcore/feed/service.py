@@ -129,6 +129,7 @@ def _first_page(
         just_purchased_max_due=config.just_purchased_max_due,
         just_purchased_min_rebuy_rate=config.just_purchased_min_rebuy_rate,
         ordered_at=user.ordered_at,
+        aisle_affinities=user.aisles,
         explain=request.debug,
     )
     selected, removed = select_sections(candidates, config.ordered_sections, context)
@@ -332,7 +333,7 @@ def _read(
     """The store's shelf (cached for FEED_STORE_SHELF_TTL_S) and the user's own rows (read every time)."""
     reader = ShelfReader(
         catalog=lambda: feed_db.catalog(conn),
-        pack=lambda have: feed_db.store_shelf_pack(conn, request.store_id, have),
+        pack=lambda have, have_reorders: feed_db.store_shelf_pack(conn, request.store_id, have, have_reorders),
         store_rows=lambda: feed_db.store_rows(conn, request.store_id),
         item_model_scores=lambda: feed_db.item_model_scores(conn, limits.models),
     )

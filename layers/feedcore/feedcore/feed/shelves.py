@@ -3,16 +3,18 @@
 A shelf is the store's availability, shelf prices and popularity for every catalog item, and the lists the
 store-level sources read, ranked: trending, popular and each aisle's most popular items (new arrivals are ranked
 with the catalog); a packed one also carries each item's reorder counts over all users (the same at every store:
-packed once, migration 0082), which buy-again ranks by. The database keeps each store's shelf packed into a few
-binary values (migration 0040: packed by the recompute after each run and by the availability route for its store),
-so reading one is one row, and unpacking it costs no per-item Python. Containers are reused across requests: a shelf
-serves the store's requests for `FEED_STORE_SHELF_TTL_S` seconds, then its pack is checked again (a few bytes when
-it has not changed). The catalog is read again only when its version changed. A store whose pack is missing, stale
-(its availability written since) or over another catalog is stocked from its rows instead, as before packs. At most
-`FEED_STORE_SHELF_CACHE_SIZE` shelves are kept, the least recently used dropped first.
+packed once, migration 0082, and read and kept once by the container for all its shelves), which buy-again ranks
+by. A shelf also keeps the candidates of the sources the same for every user there (feedcore.feed.sources). The
+database keeps each store's shelf packed into a few binary values (migration 0040: packed by the recompute after
+each run and by the availability route for its store), so reading one is one row, and unpacking it costs no
+per-item Python. Containers are reused across requests: a shelf serves the store's requests for
+`FEED_STORE_SHELF_TTL_S` seconds, then its pack is checked again (a few bytes when it has not changed). The catalog
+is read again only when its version changed. A store whose pack is missing, stale (its availability written since)
+or over another catalog is stocked from its rows instead, as before packs. At most `FEED_STORE_SHELF_CACHE_SIZE`
+shelves are kept, the least recently used dropped first.
 
-Per-item facts are kept by the item's position in the catalog (item_id order), in arrays: a shelf costs about 53
-bytes per catalog item (1.06 MB for 20,000 items; 16 of them the reorder counts), where Python tuples per item cost
+Per-item facts are kept by the item's position in the catalog (item_id order), in arrays: a shelf costs about 37
+bytes per catalog item (0.75 MB for 20,000 items) and the counts 16 more once, where Python tuples per item cost
 about 20 times as much.
 """
 
@@ -22,12 +24,16 @@ import sys
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
 from time import monotonic
+from typing import TYPE_CHECKING
 
 from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows
+
+if TYPE_CHECKING:
+    from feedcore.feed.sources import StoreCandidates
 
 _ACTIVE, _CREATED_AT, _AISLE = 6, 7, 4  # positions in a CatalogRow
 
@@ -69,6 +75,10 @@ class StoreShelf:
     # when the shelf was read; None when none were packed over its catalog or the shelf was stocked from the rows
     item_orders: array | None = None
     item_buyers: array | None = None
+    # the candidates of the sources the same for every user, made as first asked for (feedcore.feed.sources)
+    candidates: dict[tuple[str, int], StoreCandidates] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
 
 def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
@@ -104,19 +114,32 @@ def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
     )  # fmt: skip
 
 
-def unpack_shelf(catalog: Catalog, pack: ShelfPack) -> StoreShelf:
-    """The shelf of a pack read with its values, over the catalog it was packed over. Without item-level
-    model scores (see with_item_models)."""
+@dataclass(frozen=True)
+class ReorderCounts:
+    """The items' reorder counts as unpacked (by catalog position), and when they were packed."""
+
+    packed_at: datetime | None
+    orders: array
+    buyers: array
+
+
+def unpack_shelf(catalog: Catalog, pack: ShelfPack, held: ReorderCounts | None = None) -> StoreShelf:
+    """The shelf of a pack read with its values, over the catalog it was packed over, with the reorder counts read
+    with it, or `held` when the pack left them out as the ones held. Without item-level model scores (see
+    with_item_models)."""
     aisle_items, aisles, start = _numbers("i", pack.aisle_items), {}, 0
     for size in _numbers("i", pack.aisle_sizes):
         aisles[catalog.rows[aisle_items[start]][_AISLE]] = aisle_items[start : start + size]
         start += size
-    reorders = pack.item_orders is not None and pack.item_buyers is not None
+    orders = buyers = None
+    if pack.item_orders is not None and pack.item_buyers is not None:
+        orders, buyers = _numbers("q", pack.item_orders), _numbers("q", pack.item_buyers)
+    elif held is not None and pack.reorders_packed_at is not None and held.packed_at == pack.reorders_packed_at:
+        orders, buyers = held.orders, held.buyers
     return StoreShelf(
         catalog, pack.store_known, pack.packed_at, pack.available, _numbers("d", pack.prices),
         _numbers("d", pack.popularity), _numbers("d", pack.trending), _numbers("i", pack.trending_items),
-        _numbers("i", pack.popular_items), aisles, {}, {},
-        _numbers("q", pack.item_orders) if reorders else None, _numbers("q", pack.item_buyers) if reorders else None,
+        _numbers("i", pack.popular_items), aisles, {}, {}, orders, buyers,
     )  # fmt: skip
 
 
@@ -148,22 +171,24 @@ def _numbers(typecode: str, packed: bytes | None) -> array:
 
 @dataclass(frozen=True)
 class ShelfReader:
-    """How the cache reads: the catalog (version, rows), a store's pack (given the packed_at of the one held),
-    a store's rows (no current pack), the item-level scores of the models."""
+    """How the cache reads: the catalog (version, rows), a store's pack (given the packed_at of the one held and
+    of the reorder counts held), a store's rows (no current pack), the item-level scores of the models."""
 
     catalog: Callable[[], tuple[int, list[CatalogRow]]]
-    pack: Callable[[datetime | None], ShelfPack]
+    pack: Callable[[datetime | None, datetime | None], ShelfPack]
     store_rows: Callable[[], StoreRows]
     item_model_scores: Callable[[], list[tuple[str, str, float]]]
 
 
 class ShelfCache:
     """The catalog and the store shelves this container has read, each shelf used `ttl_s` seconds before its
-    pack is checked again (0: checked for every request); at most `size` shelves, least recently used out."""
+    pack is checked again (0: checked for every request); at most `size` shelves, least recently used out. The
+    reorder counts, the same at every store, are read and kept once for all shelves (320 KB for 20,000 items)."""
 
     def __init__(self) -> None:
         self._catalog: Catalog | None = None
         self._shelves: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, StoreShelf]] = OrderedDict()
+        self._reorders: ReorderCounts | None = None  # the latest read
 
     def shelf(self, store_id: str, models: tuple[str, ...], ttl_s: float, size: int, read: ShelfReader) -> StoreShelf:
         """The store's shelf with the item-level scores of `models`: the cached one while it was checked less
@@ -176,7 +201,8 @@ class ShelfCache:
             self._shelves[key] = cached
             return cached[1]
         held = cached[1] if cached is not None else None
-        pack = read.pack(held.packed_at if held is not None else None)
+        have_reorders = self._reorders.packed_at if self._reorders is not None else None
+        pack = read.pack(held.packed_at if held is not None else None, have_reorders)
         if self._catalog is None or self._catalog.version != pack.catalog_version:
             self._catalog = stock_catalog(*read.catalog())
             self._shelves.clear()  # stocked over the old catalog
@@ -188,8 +214,10 @@ class ShelfCache:
             shelf = held
         else:
             if not pack.changed:  # the held shelf is gone (another catalog): read the values
-                pack = read.pack(None)
-            shelf = unpack_shelf(catalog, pack)
+                pack = read.pack(None, have_reorders)
+            shelf = unpack_shelf(catalog, pack, self._reorders)
+            if shelf.item_orders is not None and shelf.item_buyers is not None:
+                self._reorders = ReorderCounts(pack.reorders_packed_at, shelf.item_orders, shelf.item_buyers)
         if models:
             shelf = with_item_models(shelf, models, read.item_model_scores())
         self._shelves[key] = (now, shelf)
@@ -201,3 +229,4 @@ class ShelfCache:
         """Forget the catalog and every shelf (tests; another database)."""
         self._catalog = None
         self._shelves.clear()
+        self._reorders = None

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice, takewhile
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 from feedcore.db.feed import Candidate, UserItemRow, UserRows
 from feedcore.feed.shelves import StoreShelf
@@ -33,9 +32,11 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
     order: positions follow it).
 
     Items the catalog does not have are left out; a model's user-level and item-level lists both propose
-    (an item in both comes twice)."""
+    (an item in both comes twice). The candidates of the sources that are the same for every user at a store
+    (trending, popular, new arrivals) are the shelf's own (see store_candidates), made again for this user only
+    for an item with their history or recent events, or when a model scores."""
     proposals: list[tuple[str, int, float | None, str | None]] = []  # (source, position, score, seed item)
-    positions, rows, sources, pool = shelf.catalog.positions, shelf.catalog.rows, limits.sources, limits.pool
+    positions, sources, pool = shelf.catalog.positions, limits.sources, limits.pool
 
     def propose(source: str, item_id: str, score: float | None, seed: str | None = None) -> None:
         if (position := positions.get(item_id)) is not None:
@@ -51,53 +52,116 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
             propose("buy_again", item_id, None)
     for item_id, score, seed in user.pairs:  # read only when goes_well_with is shown
         propose("goes_well_with", item_id, score, seed)
-    if "trending" in sources:
-        proposals += [("trending", p, shelf.trending[p], None) for p in shelf.trending_items[:pool]]
-    if "popular" in sources:
-        proposals += [("popular", p, shelf.popularity[p], None) for p in shelf.popular_items[:pool]]
     if "favourite_aisles" in sources:
         top_aisles = sorted(user.aisles, key=user.aisles.__getitem__, reverse=True)[: limits.favourite_aisles]
         for aisle in top_aisles:
             ranked = shelf.aisles.get(aisle, ())[:pool]
             proposals += [("favourite_aisles", p, shelf.popularity[p], None) for p in ranked]
-    if "new_arrivals" in sources:
-        fresh = takewhile(lambda p: rows[p][7] >= limits.new_since, shelf.catalog.new_arrivals)
-        proposals += [("new_arrivals", p, None, None) for p in islice(fresh, pool)]
     for model in limits.models:
         source = f"model:{model}"
         own = sorted(user.model_scores.get(model, {}).items(), key=lambda entry: entry[1], reverse=True)
         for item_id, score in own[:pool]:
             propose(source, item_id, score)
         proposals += [(source, p, score, None) for p, score in shelf.item_models[model][:pool]]
-
     proposals.sort(key=itemgetter(0, 1))  # (source, catalog position): no Python call per proposal
-    prices, available, popularity, trending = shelf.prices, shelf.available, shelf.popularity, shelf.trending
-    histories, aisles, recent = _histories(shelf, user), user.aisles, user.recent
+
+    histories, recent = _histories(shelf, user), user.recent
     # The models with any score for this user or store (usually none: no per-candidate work then).
     scored = [
         (user.model_scores.get(model, {}), shelf.item_model_scores[model])
         for model in limits.models
         if user.model_scores.get(model) or shelf.item_model_scores[model]
     ]
-    candidates = []
+
+    def model_score(item_id: str, position: int) -> float | None:
+        of_models = (value for own, item_level in scored for value in (own.get(item_id), item_level.get(position)))
+        return max((value for value in of_models if value is not None), default=None)
+
+    rows, candidates = shelf.catalog.rows, []
     for source, position, score, seed in proposals:
-        item_id, name, brand, department, aisle, tags, active, created_at, catalog_price = rows[position]
-        shelf_price = prices[position]
-        seed_name = None
+        item_id, seed_name = rows[position][0], None
         if seed is not None and (seed_position := positions.get(seed)) is not None:
             seed_name = rows[seed_position][1]
-        model_score = None
-        if scored:
-            of_models = (value for own, item_level in scored for value in (own.get(item_id), item_level.get(position)))
-            model_score = max((value for value in of_models if value is not None), default=None)
-        candidates.append(Candidate(
-            source, score, seed_name, item_id, name, brand, department, aisle, tags, active, created_at,
-            None if available is None else available[position] == 1,
-            catalog_price if shelf_price != shelf_price else shelf_price,  # NaN: no shelf price
-            *histories.get(item_id, _NO_HISTORY), popularity[position], trending[position], aisles.get(aisle, 0.0),
-            model_score, *recent.get(item_id, _NO_RECENT_EVENTS), shelf.store_known,
+        candidates.append(_candidate(
+            shelf, source, position, score, seed_name, histories.get(item_id, _NO_HISTORY),
+            recent.get(item_id, _NO_RECENT_EVENTS), model_score(item_id, position) if scored else None,
         ))  # fmt: skip
+
+    known = histories.keys() | recent.keys()  # the items this user has facts of
+
+    def for_user(shared: StoreCandidates, kept: list[Candidate] | None = None) -> list[Candidate]:
+        """The shelf's candidates (or those `kept` of them), each made again with this user's facts if any."""
+        kept = shared.candidates if kept is None else kept
+        if not scored and shared.item_ids.isdisjoint(known):
+            return kept
+        return [made_for_user(c) if scored or c.item_id in known else c for c in kept]
+
+    def made_for_user(shared: Candidate) -> Candidate:
+        item_id = shared.item_id
+        position = positions[item_id]
+        return _candidate(
+            shelf, shared.source, position, shared.source_score, None, histories.get(item_id, _NO_HISTORY),
+            recent.get(item_id, _NO_RECENT_EVENTS), model_score(item_id, position) if scored else None,
+        )  # fmt: skip
+
+    if "new_arrivals" in sources:
+        shared = store_candidates(shelf, "new_arrivals", pool)
+        candidates += for_user(shared, [c for c in shared.candidates if c.created_at >= limits.new_since])
+    if "popular" in sources:
+        candidates += for_user(store_candidates(shelf, "popular", pool))
+    if "trending" in sources:
+        candidates += for_user(store_candidates(shelf, "trending", pool))
+    candidates.sort(key=_SOURCE)  # stable: each source's candidates stay in catalog order
     return candidates
+
+
+_SOURCE = attrgetter("source")
+
+
+@dataclass(frozen=True)
+class StoreCandidates:
+    """A store-level source's candidates at a store, for no user in particular (no history, no recent events, no
+    model score), in catalog order."""
+
+    candidates: list[Candidate]
+    item_ids: frozenset[str]
+
+
+def store_candidates(shelf: StoreShelf, source: str, pool: int) -> StoreCandidates:
+    """The candidates of trending, popular or new_arrivals at the shelf's store: its first `pool` items (new
+    arrivals: the newest, of any age), made once per shelf and kept with it, shared by the requests it serves
+    (never changed)."""
+    key = (source, pool)
+    if (kept := shelf.candidates.get(key)) is not None:
+        return kept
+    if source == "trending":
+        proposed = [(p, shelf.trending[p]) for p in sorted(shelf.trending_items[:pool])]
+    elif source == "popular":
+        proposed = [(p, shelf.popularity[p]) for p in sorted(shelf.popular_items[:pool])]
+    else:  # new_arrivals
+        proposed = [(p, None) for p in sorted(shelf.catalog.new_arrivals[:pool])]
+    candidates = [
+        _candidate(shelf, source, p, score, None, _NO_HISTORY, _NO_RECENT_EVENTS, None) for p, score in proposed
+    ]
+    kept = shelf.candidates[key] = StoreCandidates(candidates, frozenset(c.item_id for c in candidates))
+    return kept
+
+
+def _candidate(
+    shelf: StoreShelf, source: str, position: int, score: float | None, seed_name: str | None, history: tuple,
+    recent_events: tuple, model_score: float | None,
+) -> Candidate:  # fmt: skip
+    """The candidate of the item at `position` of the shelf's catalog, with the user's `history` of it (Candidate's
+    fields from purchase_count to item_buyers) and `recent_events` (from recent_purchase_at to in_cart)."""
+    item_id, name, brand, department, aisle, tags, active, created_at, catalog_price = shelf.catalog.rows[position]
+    shelf_price, available = shelf.prices[position], shelf.available
+    return Candidate(
+        source, score, seed_name, item_id, name, brand, department, aisle, tags, active, created_at,
+        None if available is None else available[position] == 1,
+        catalog_price if shelf_price != shelf_price else shelf_price,  # NaN: no shelf price
+        *history, shelf.popularity[position], shelf.trending[position], model_score, *recent_events,
+        shelf.store_known,
+    )  # fmt: skip
 
 
 def _histories(shelf: StoreShelf, user: UserRows) -> dict[str, tuple]:
