@@ -13,6 +13,9 @@ import pytest
 
 from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows, UserItemRow, UserRows
 from feedcore.feed import shelves
+from feedcore.feed.config import default_ranking_config
+from feedcore.feed.pipeline import RankingContext, select_sections
+from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.shelves import (
     ShelfCache,
     ShelfReader,
@@ -305,6 +308,30 @@ def test_the_stores_own_sources_share_their_candidates_except_for_items_the_user
     ]
 
 
+def test_ranking_pages_with_debug_leaves_the_shelfs_shared_candidates_as_they_were() -> None:
+    shelf = shelf_of(
+        item("milk", popularity=5.0, trending=1.0, age_days=3), item("eggs", popularity=9.0, trending=2.0, age_days=5),
+        item("kefir", popularity=1.0, age_days=400), item("wine", popularity=3.0, trending=0.5),
+    )  # fmt: skip
+    feed = default_ranking_config().base
+    context = RankingContext(
+        now=NOW, buy_again=BuyAgainParams(), filters=feed.filters, just_purchased=timedelta(days=1),
+        just_purchased_max_due=0.5, just_purchased_min_rebuy_rate=0.5, excluded_tags=frozenset({"wine"}),
+        aisle_affinities={"Milk": 1.0}, explain=True,
+    )  # fmt: skip
+    newcomer = user()
+    regular = user(items={"eggs": bought(2, 1.0, hidden=True)}, recent={"milk": (NOW, None, NOW, True)})
+    shared = gather_candidates(shelf, newcomer, limits(pool=4))
+    before = [astuple(c) for c in shared]
+
+    for person in (newcomer, regular, newcomer):
+        select_sections(gather_candidates(shelf, person, limits(pool=4)), feed.sections, context)
+
+    again = gather_candidates(shelf, newcomer, limits(pool=4))
+    assert all(a is b for a, b in zip(again, shared, strict=True))
+    assert [astuple(c) for c in again] == before
+
+
 def test_sources_not_shown_propose_nothing() -> None:
     shelf = shelf_of(item("milk", trending=1.0), item("kefir", age_days=1))
 
@@ -352,6 +379,14 @@ def test_the_reorder_counts_are_read_and_kept_once_for_every_shelf(monkeypatch: 
     assert asked == [None, counted_at]  # the second store's pack comes without the counts held
     assert second.item_orders is first.item_orders and second.item_buyers is first.item_buyers
     assert (list(second.item_orders), list(second.item_buyers)) == ([12, 0], [5, 0])
+
+    # A later run packs newer counts: the next store's pack brings them, and they are held for the stores after.
+    shelf, counted_at = with_reorders(shelf, {"milk": (13, 6), "tea": (2, 1)}), NOW
+    third, fourth = cache.shelf("store-c", (), 30, 10, reader), cache.shelf("store-d", (), 30, 10, reader)
+
+    assert asked == [None, NOW - timedelta(hours=1), NOW - timedelta(hours=1), NOW]
+    assert (list(third.item_orders), list(third.item_buyers)) == ([13, 2], [6, 1])
+    assert fourth.item_orders is third.item_orders and fourth.item_buyers is third.item_buyers
 
 
 def test_bought_items_take_their_reorder_counts_from_the_shelf_at_least_the_users_own() -> None:

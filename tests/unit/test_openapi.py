@@ -109,3 +109,35 @@ def test_requests_validate_as_with_powertools_own_validation(monkeypatch):
 
     assert [ours_answer for ours_answer, _ in answers] == [theirs for _, theirs in answers]
     assert sorted({ours_answer["statusCode"] for ours_answer, _ in answers}) == [200, 422]
+
+
+def test_the_user_erasure_validates_as_with_powertools_own_validation(monkeypatch):
+    """The other route without header, cookie or body parameters (DELETE /v1/users/{user_id}): the same answers
+    as Powertools' request validation, valid or not."""
+    from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+
+    from feedcore.api import catalog, resolvers
+    from feedcore.api.catalog_models import UserDeletion
+    from tests.aws_events import SERVICE_CLAIMS, api_gateway_rest_event
+
+    erased = UserDeletion(user_id="user-1", events_deleted=3, scores_deleted=1)
+    monkeypatch.setattr(catalog, "delete_user", lambda user_id: erased.model_copy(update={"user_id": user_id}))
+    ours, powertools = resolvers.lambda_resolver(catalog.router), resolvers.lambda_resolver(catalog.router)
+    powertools._request_validation_middleware = OpenAPIRequestValidationMiddleware()
+    context = type("Context", (), {"aws_request_id": "test"})()
+    events = [
+        api_gateway_rest_event(
+            "DELETE",
+            f"/v1/users/{user}",
+            resource="/v1/users/{user_id}",
+            path_parameters={"user_id": user},
+            query=query,
+            claims=SERVICE_CLAIMS,
+        )  # fmt: skip
+        for user, query in [("user-1", None), ("user-1", {"dry_run": "yes"}), ("!", None), ("u" * 300, None)]
+    ]
+
+    answers = [(ours.resolve(event, context), powertools.resolve(event, context)) for event in events]
+
+    assert [ours_answer for ours_answer, _ in answers] == [theirs for _, theirs in answers]
+    assert [ours_answer["statusCode"] for ours_answer, _ in answers] == [200, 200, 422, 422]

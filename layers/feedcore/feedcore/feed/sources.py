@@ -3,6 +3,7 @@ make the hydrated candidates of every source the feed shows. Pure functions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter, itemgetter
@@ -89,7 +90,7 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
 
     known = histories.keys() | recent.keys()  # the items this user has facts of
 
-    def for_user(shared: StoreCandidates, kept: list[Candidate] | None = None) -> list[Candidate]:
+    def for_user(shared: StoreCandidates, kept: Sequence[Candidate] | None = None) -> Sequence[Candidate]:
         """The shelf's candidates (or those `kept` of them), each made again with this user's facts if any."""
         kept = shared.candidates if kept is None else kept
         if not scored and shared.item_ids.isdisjoint(known):
@@ -123,7 +124,7 @@ class StoreCandidates:
     """A store-level source's candidates at a store, for no user in particular (no history, no recent events, no
     model score), in catalog order."""
 
-    candidates: list[Candidate]
+    candidates: tuple[Candidate, ...]  # a tuple: what a request adds to its own list cannot reach the shelf's
     item_ids: frozenset[str]
 
 
@@ -140,9 +141,9 @@ def store_candidates(shelf: StoreShelf, source: str, pool: int) -> StoreCandidat
         proposed = [(p, shelf.popularity[p]) for p in sorted(shelf.popular_items[:pool])]
     else:  # new_arrivals
         proposed = [(p, None) for p in sorted(shelf.catalog.new_arrivals[:pool])]
-    candidates = [
+    candidates = tuple(
         _candidate(shelf, source, p, score, None, _NO_HISTORY, _NO_RECENT_EVENTS, None) for p, score in proposed
-    ]
+    )
     kept = shelf.candidates[key] = StoreCandidates(candidates, frozenset(c.item_id for c in candidates))
     return kept
 
