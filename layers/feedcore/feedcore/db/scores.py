@@ -30,7 +30,7 @@ RECOMPUTE_LOCK_KEY = 7_246_201_118
 SCAN_MARGIN = timedelta(minutes=10)
 # Suffix of the fresh copies of the score tables a full rebuild fills before swapping them in.
 REBUILD_SUFFIX = "_rebuild"
-# Items per store at the top of the trending list whose score every run refreshes.
+# Items per store at the top of the trending list (as last packed) whose score every run refreshes.
 TRENDING_KEPT_FRESH = 200
 # The scored snapshot before the first run (and a rebuild's): no transaction id is visible in it.
 EMPTY_SNAPSHOT = "1:1:"
@@ -605,9 +605,16 @@ def apply_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: date
     return PairCounts(pairs, len(touched))
 
 
-# The stores are found by skipping through the primary key, one probe per store (a DISTINCT read the whole table).
+# Each store's top is the top of its trending list as its shelf was last packed (by the previous run, or by the
+# availability route), read from the pack: the first positions of trending_items, over the shelf positions of the pack's
+# catalog (migration 0088). item_popularity keeps no index on the trending score (migration 0089), so that the run's
+# upserts of popularity are HOT updates. An item the run scored got its score as of the run from the run's upsert; an
+# item without events ranks no higher than it did at the last pack, when this refresh or an upsert had last written
+# it. A store whose pack is not current (missing, stale, over another catalog; a store the catalog does not know has
+# none) has its top found by sorting its rows instead. The stores are found by skipping through the primary key, one
+# probe per store (a DISTINCT read the whole table).
 # A row whose score is already the one as of the run (the run's upsert wrote it: an item of the top that had events)
-# is left alone: rewriting the same value is a non-HOT update, a new entry in both of the table's indexes.
+# is left alone: rewriting the same value is an update for nothing.
 _REFRESH_TRENDING = f"""
 WITH RECURSIVE store AS (
     SELECT min(store_id) AS store_id FROM item_popularity
@@ -616,13 +623,28 @@ WITH RECURSIVE store AS (
     FROM store
     WHERE store.store_id IS NOT NULL
 ),
+packed AS (
+    SELECT store_id, trending_items
+    FROM store_shelves
+    WHERE NOT stale AND catalog_version = (SELECT catalog_version FROM shelf_positions LIMIT 1)
+      AND catalog_version = (SELECT version FROM catalog_state)
+),
 refreshed AS (
+    SELECT packed.store_id, c.item_id
+    FROM packed
+    CROSS JOIN LATERAL generate_series(0, least(length(packed.trending_items) / 4, %(keep_fresh)s) - 1) AS k (n)
+    JOIN shelf_positions c ON c.position = (get_byte(packed.trending_items, 4 * k.n) << 24)
+                                           | (get_byte(packed.trending_items, 4 * k.n + 1) << 16)
+                                           | (get_byte(packed.trending_items, 4 * k.n + 2) << 8)
+                                           | get_byte(packed.trending_items, 4 * k.n + 3)
+    UNION ALL
     SELECT top.store_id, top.item_id
     FROM store s
     CROSS JOIN LATERAL (
         SELECT store_id, item_id FROM item_popularity p
         WHERE p.store_id = s.store_id ORDER BY trending_score DESC LIMIT %(keep_fresh)s
     ) top
+    WHERE s.store_id IS NOT NULL AND NOT EXISTS (SELECT FROM packed WHERE packed.store_id = s.store_id)
 )
 UPDATE item_popularity p
 SET trending_score = {_trending("p.short_raw", "p.raw_score")}
@@ -633,8 +655,9 @@ WHERE p.store_id = r.store_id AND p.item_id = r.item_id
 
 
 def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime) -> int:
-    """Recompute the trending score of each store's current top, and of the top over all stores ('*', which
-    stores the catalog does not know are served), whose scores age without events; returns how many rows changed."""
+    """Recompute the trending score of each store's top (as its shelf was last packed), and of the top over all
+    stores ('*', which stores the catalog does not know are served), whose scores age without events; returns how
+    many rows changed."""
     return conn.execute(
         _REFRESH_TRENDING,
         {
