@@ -623,8 +623,8 @@ WITH RECURSIVE store AS (
     FROM store
     WHERE store.store_id IS NOT NULL
 ),
-packed AS (
-    SELECT store_id, trending_items
+packed AS MATERIALIZED (  -- the top's positions, read once (a shelf's lists are stored out of line)
+    SELECT store_id, substring(trending_items FROM 1 FOR 4 * %(keep_fresh)s) AS top
     FROM store_shelves
     WHERE NOT stale AND catalog_version = (SELECT catalog_version FROM shelf_positions LIMIT 1)
       AND catalog_version = (SELECT version FROM catalog_state)
@@ -632,11 +632,11 @@ packed AS (
 refreshed AS (
     SELECT packed.store_id, c.item_id
     FROM packed
-    CROSS JOIN LATERAL generate_series(0, least(length(packed.trending_items) / 4, %(keep_fresh)s) - 1) AS k (n)
-    JOIN shelf_positions c ON c.position = (get_byte(packed.trending_items, 4 * k.n) << 24)
-                                           | (get_byte(packed.trending_items, 4 * k.n + 1) << 16)
-                                           | (get_byte(packed.trending_items, 4 * k.n + 2) << 8)
-                                           | get_byte(packed.trending_items, 4 * k.n + 3)
+    CROSS JOIN generate_series(0, %(keep_fresh)s - 1) AS k (n)
+    JOIN shelf_positions c
+      ON c.position = (get_byte(packed.top, 4 * k.n) << 24) | (get_byte(packed.top, 4 * k.n + 1) << 16)
+                      | (get_byte(packed.top, 4 * k.n + 2) << 8) | get_byte(packed.top, 4 * k.n + 3)
+    WHERE 4 * k.n < length(packed.top)
     UNION ALL
     SELECT top.store_id, top.item_id
     FROM store s
