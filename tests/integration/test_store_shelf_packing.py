@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from feedcore.api.catalog_models import Store
+from feedcore.api.catalog_models import CatalogItem, Store
 from feedcore.db import catalog as catalog_db
 from feedcore.db import feed as feed_db
 from feedcore.scoring import service
@@ -15,7 +15,18 @@ from tests.factories import OTHER_STORE, STORE, create_catalog, purchase, record
 
 PACKED_COLUMNS = ("store_known", "catalog_version", "stale", "available", "prices", "popularity", "trending",
                   "trending_items", "popular_items", "aisle_items", "aisle_sizes")  # fmt: skip
+SCORES = [PACKED_COLUMNS.index(c) for c in ("popularity", "trending", "trending_items", "popular_items", "aisle_items",
+                                            "aisle_sizes")]  # fmt: skip
+PRICES = PACKED_COLUMNS.index("prices")
 MORE_STORES = ("store-c", "store-d", "store-e")
+
+
+def _price_behind_the_triggers(db: psycopg.Connection, store_id: str, price: float) -> None:
+    """The store's price of eggs written behind the triggers' back (no route, no stale mark): only a whole pack
+    reads it."""
+    db.execute("SET session_replication_role = replica")
+    db.execute("UPDATE store_availability SET price = %s WHERE store_id = %s AND item_id = 'eggs'", (price, store_id))
+    db.execute("RESET session_replication_role")
 
 
 def _packs(db: psycopg.Connection) -> dict[str, tuple]:
@@ -52,10 +63,7 @@ def test_a_run_repacks_only_the_scores_of_a_current_pack_and_packs_a_stale_one_w
     create_catalog(db)
     record(purchase("user-1", items=("eggs", "milk"), store_id=STORE))
     recompute_scores(RecomputeRequest())
-    # A price written behind the triggers' back (no route, no stale mark): only a whole pack reads it.
-    db.execute("SET session_replication_role = replica")
-    db.execute("UPDATE store_availability SET price = 9.99 WHERE store_id = %s AND item_id = 'eggs'", (STORE,))
-    db.execute("RESET session_replication_role")
+    _price_behind_the_triggers(db, STORE, 9.99)
     db.execute("UPDATE store_availability SET price = 7.77 WHERE store_id = %s AND item_id = 'eggs'", (OTHER_STORE,))
     before = _packs(db)
     assert before[OTHER_STORE][PACKED_COLUMNS.index("stale")]  # the trigger marked it
@@ -66,11 +74,69 @@ def test_a_run_repacks_only_the_scores_of_a_current_pack_and_packs_a_stale_one_w
     feed_db.pack_store_shelves(db)
     whole = _packs(db)
 
-    scores = [PACKED_COLUMNS.index(c) for c in ("popularity", "trending", "trending_items", "popular_items",
-                                                "aisle_items", "aisle_sizes")]  # fmt: skip
-    prices = PACKED_COLUMNS.index("prices")
-    assert [by_the_run[STORE][i] for i in scores] == [whole[STORE][i] for i in scores]
-    assert by_the_run[STORE][scores[0]] != before[STORE][scores[0]]
-    assert by_the_run[STORE][prices] == before[STORE][prices] != whole[STORE][prices]
+    assert [by_the_run[STORE][i] for i in SCORES] == [whole[STORE][i] for i in SCORES]
+    assert by_the_run[STORE][SCORES[0]] != before[STORE][SCORES[0]]
+    assert by_the_run[STORE][PRICES] == before[STORE][PRICES] != whole[STORE][PRICES]
     assert by_the_run[OTHER_STORE] == whole[OTHER_STORE]  # stale: packed whole, with the new price
-    assert by_the_run[OTHER_STORE][prices] != before[OTHER_STORE][prices]
+    assert by_the_run[OTHER_STORE][PRICES] != before[OTHER_STORE][PRICES]
+
+
+def _shelf_positions(db: psycopg.Connection) -> list[tuple]:
+    return db.execute(
+        "SELECT item_id, position, aisle_rank, active, catalog_version = (SELECT version FROM catalog_state) "
+        "FROM shelf_positions ORDER BY position"
+    ).fetchall()
+
+
+def test_a_run_repacks_the_scores_over_the_shelf_positions_it_keeps_for_the_current_catalog(
+    db: psycopg.Connection,
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("eggs", "milk", "discontinued"), store_id=STORE))
+    recompute_scores(RecomputeRequest())
+    first = _shelf_positions(db)
+    # The catalog moves: a new item in an aisle that sorts first, and milk no longer sold.
+    catalog_db.upsert_items(db, [CatalogItem(item_id="apples", name="Apples", department="Produce", aisle="Apples",
+                                             price=1.99),
+                                 CatalogItem(item_id="milk", name="Whole Milk 1 gal", department="Dairy & Eggs",
+                                             aisle="Milk", price=3.49, active=False)])  # fmt: skip
+    record(purchase("user-2", items=("apples", "eggs", "coffee"), store_id=STORE))
+    recompute_scores(RecomputeRequest())  # the catalog moved: packed whole, the positions brought up to it
+    _price_behind_the_triggers(db, STORE, 9.99)
+    before = _packs(db)
+    record(purchase("user-3", items=("apples", "bananas"), store_id=STORE))
+    recompute_scores(RecomputeRequest())
+    by_the_run = _packs(db)
+    feed_db.pack_store_shelves(db)
+    whole = _packs(db)
+
+    # item_id order; aisles Apples 1, Bread 2, Cereal 3, Coffee 4, Eggs 5, Fresh Fruit 6, Milk 7, Red Wine 8
+    assert first == [("bananas", 0, 5, True, True), ("coffee", 1, 3, True, True), ("discontinued", 2, 2, False, True),
+                     ("eggs", 3, 4, True, True), ("milk", 4, 6, True, True), ("only-b", 5, 1, True, True),
+                     ("wine", 6, 7, True, True)]  # fmt: skip
+    assert _shelf_positions(db) == [
+        ("apples", 0, 1, True, True), ("bananas", 1, 6, True, True), ("coffee", 2, 4, True, True),
+        ("discontinued", 3, 3, False, True), ("eggs", 4, 5, True, True), ("milk", 5, 7, False, True),
+        ("only-b", 6, 2, True, True), ("wine", 7, 8, True, True),
+    ]  # fmt: skip
+    # repacked, not packed whole (the price written behind the triggers' back is not in it), to the same bytes
+    assert by_the_run[STORE][PRICES] == before[STORE][PRICES] != whole[STORE][PRICES]
+    assert [by_the_run[STORE][i] for i in SCORES] == [whole[STORE][i] for i in SCORES]
+    assert by_the_run[STORE][SCORES[0]] != before[STORE][SCORES[0]]
+    assert by_the_run["*"] == whole["*"]
+
+
+def test_a_repack_over_shelf_positions_of_another_catalog_packs_the_shelf_whole(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("eggs", "milk"), store_id=STORE))
+    recompute_scores(RecomputeRequest())
+    _price_behind_the_triggers(db, STORE, 9.99)
+    db.execute("UPDATE shelf_positions SET catalog_version = catalog_version - 1")
+    before = _packs(db)
+
+    feed_db.repack_store_shelves_scores(db, [STORE])
+    repacked = _packs(db)
+    feed_db.pack_store_shelves(db, [STORE])
+
+    assert repacked[STORE][PRICES] != before[STORE][PRICES]
+    assert repacked[STORE] == _packs(db)[STORE]

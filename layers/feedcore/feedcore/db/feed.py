@@ -177,13 +177,20 @@ def pack_store_shelves(conn: psycopg.Connection, store_ids: Sequence[str] | None
 def repack_store_shelves_scores(conn: psycopg.Connection, store_ids: Sequence[str]) -> int:
     """Repack the scores (popularity, trending, ranked lists) of the shelves of `store_ids` ('*' included when
     named) over the current catalog, keeping their availability and prices; a shelf whose pack is missing, stale
-    or over another catalog is packed whole. Returns how many (migration 0052)."""
+    or over another catalog, or whose catalog the shelf positions are not over, is packed whole. Returns how many
+    (migrations 0052 and 0088)."""
     return conn.execute("SELECT repack_store_shelves_scores(%s)", (list(store_ids),)).fetchone()[0]
 
 
 def pack_item_reorders(conn: psycopg.Connection) -> None:
     """Pack every catalog item's reorder counts over the current catalog, for the feed (migration 0082)."""
     conn.execute("SELECT pack_item_reorders()")
+
+
+def refresh_shelf_positions(conn: psycopg.Connection) -> None:
+    """Bring the catalog's shelf positions, which repacking a shelf's scores reads, to the current catalog when
+    they are over another (migration 0088)."""
+    conn.execute("SELECT refresh_shelf_positions()")
 
 
 def item_model_scores(conn: psycopg.Connection, models: Sequence[str]) -> list[tuple[str, str, float]]:

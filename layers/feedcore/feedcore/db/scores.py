@@ -30,7 +30,7 @@ RECOMPUTE_LOCK_KEY = 7_246_201_118
 SCAN_MARGIN = timedelta(minutes=10)
 # Suffix of the fresh copies of the score tables a full rebuild fills before swapping them in.
 REBUILD_SUFFIX = "_rebuild"
-# Items per store at the top of the trending list whose score every run refreshes.
+# Items per store at the top of the trending list (as last packed) whose score every run refreshes.
 TRENDING_KEPT_FRESH = 200
 # The scored snapshot before the first run (and a rebuild's): no transaction id is visible in it.
 EMPTY_SNAPSHOT = "1:1:"
@@ -488,13 +488,27 @@ def current_snapshot(conn: psycopg.Connection) -> tuple[str, datetime]:
     return row[0], row[1]
 
 
+# The statements of an incremental chunk find its events through each month's received_at BRIN index, with
+# sequential scans off for them alone (in their transaction: no session state). The planner costs a BRIN scan by
+# the column's physical correlation, so it read in full a month whose rows were stored out of arrival order (a
+# backfill, the bench's history) although every block range of it ends before the chunk's scan bound: ~150 ms for
+# a month of the bench's history, in each of the chunk's bound, its events statement and its pairs statement.
+def _execute_on_pending(conn: psycopg.Connection, query: str, params: dict[str, object]) -> psycopg.Cursor:
+    was = conn.execute("SELECT current_setting('enable_seqscan'), set_config('enable_seqscan', 'off', true)")
+    setting = was.fetchone()[0]
+    cursor = conn.execute(query, params)
+    conn.execute("SELECT set_config('enable_seqscan', %s, true)", (setting,))
+    return cursor
+
+
 def next_chunk(
     conn: psycopg.Connection, scored: str, target: str, done_below: str, scan_from: datetime, max_events: int
 ) -> Chunk:
     """The events between the two snapshots from `done_below` on, cut at a transaction boundary after about
     `max_events` events."""
     xid_to = conn.execute("SELECT pg_snapshot_xmax(%s::pg_snapshot)::text", (target,)).fetchone()[0]
-    row = conn.execute(
+    row = _execute_on_pending(
+        conn,
         f"SELECT insert_xid::text FROM events WHERE {_PENDING} ORDER BY insert_xid OFFSET %(max_events)s LIMIT 1",
         {"scan_from": scan_from, "xid_from": done_below, "xid_to": xid_to, "target": target, "scored": scored,
          "max_events": max_events},
@@ -513,7 +527,8 @@ def _pending_params(chunk: Chunk) -> dict[str, object]:
 
 def chunk_holds_events(conn: psycopg.Connection, chunk: Chunk, at_least: int) -> bool:
     """Whether the chunk has `at_least` events (rows of the log, as SCORING_CHUNK_EVENTS counts them)."""
-    row = conn.execute(
+    row = _execute_on_pending(
+        conn,
         f"SELECT count(*) FROM (SELECT FROM events WHERE {_PENDING} LIMIT %(at_least)s) AS pending",
         {**_pending_params(chunk), "at_least": at_least},
     ).fetchone()
@@ -541,7 +556,7 @@ def apply_events(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
 ) -> ApplyCounts:
     """Add the chunk's events into every score table."""
-    return ApplyCounts(*conn.execute(_APPLY_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
+    return ApplyCounts(*_execute_on_pending(conn, _APPLY_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
 
 
 def apply_item_events(
@@ -549,7 +564,8 @@ def apply_item_events(
 ) -> ApplyCounts:
     """Add the chunk's events into the item-level score tables only (popularity, trending, item reorders); the
     per-user counts are 0."""
-    return ApplyCounts(*conn.execute(_APPLY_ITEM_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
+    params = _apply_params(settings, epoch, chunk, now)
+    return ApplyCounts(*_execute_on_pending(conn, _APPLY_ITEM_EVENTS, params).fetchone())
 
 
 def apply_user_events(
@@ -559,7 +575,7 @@ def apply_user_events(
     """Add the chunk's events of the users of `shard` (of `shard_count`, see user_shard_sql) into the per-user
     score tables and `users`; events_scored counts that shard's events, popularity_updates is 0."""
     params = _apply_params(settings, epoch, chunk, now) | {"shard": shard, "shard_count": shard_count}
-    return ApplyCounts(*conn.execute(_APPLY_USER_EVENTS, params).fetchone())
+    return ApplyCounts(*_execute_on_pending(conn, _APPLY_USER_EVENTS, params).fetchone())
 
 
 @dataclass(frozen=True)
@@ -581,7 +597,7 @@ def apply_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: date
     """Add the chunk's purchase baskets to the bought-together counts and bring item_pairs up to date: the
     pairs bought together in the chunk with the minimum support, and the rescored rows of the items the chunk
     touched; lists that got rows keep their top K."""
-    pairs, touched, grown = conn.execute(_APPLY_PAIRS, _pair_params(settings, epoch, chunk)).fetchone()
+    pairs, touched, grown = _execute_on_pending(conn, _APPLY_PAIRS, _pair_params(settings, epoch, chunk)).fetchone()
     if touched:
         conn.execute(_RESCORE_PAIRS, {"items": touched})
     if grown:
@@ -589,9 +605,16 @@ def apply_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: date
     return PairCounts(pairs, len(touched))
 
 
-# The stores are found by skipping through the primary key, one probe per store (a DISTINCT read the whole table).
+# Each store's top is the top of its trending list as its shelf was last packed (by the previous run, or by the
+# availability route), read from the pack: the first positions of trending_items, over the shelf positions of the pack's
+# catalog (migration 0088). item_popularity keeps no index on the trending score (migration 0089), so that the run's
+# upserts of popularity are HOT updates. An item the run scored got its score as of the run from the run's upsert; an
+# item without events ranks no higher than it did at the last pack, when this refresh or an upsert had last written
+# it. A store whose pack is not current (missing, stale, over another catalog; a store the catalog does not know has
+# none) has its top found by sorting its rows instead. The stores are found by skipping through the primary key, one
+# probe per store (a DISTINCT read the whole table).
 # A row whose score is already the one as of the run (the run's upsert wrote it: an item of the top that had events)
-# is left alone: rewriting the same value is a non-HOT update, a new entry in both of the table's indexes.
+# is left alone: rewriting the same value is an update for nothing.
 _REFRESH_TRENDING = f"""
 WITH RECURSIVE store AS (
     SELECT min(store_id) AS store_id FROM item_popularity
@@ -600,13 +623,28 @@ WITH RECURSIVE store AS (
     FROM store
     WHERE store.store_id IS NOT NULL
 ),
+packed AS MATERIALIZED (  -- the top's positions, read once (a shelf's lists are stored out of line)
+    SELECT store_id, substring(trending_items FROM 1 FOR 4 * %(keep_fresh)s) AS top
+    FROM store_shelves
+    WHERE NOT stale AND catalog_version = (SELECT catalog_version FROM shelf_positions LIMIT 1)
+      AND catalog_version = (SELECT version FROM catalog_state)
+),
 refreshed AS (
+    SELECT packed.store_id, c.item_id
+    FROM packed
+    CROSS JOIN generate_series(0, %(keep_fresh)s - 1) AS k (n)
+    JOIN shelf_positions c
+      ON c.position = (get_byte(packed.top, 4 * k.n) << 24) | (get_byte(packed.top, 4 * k.n + 1) << 16)
+                      | (get_byte(packed.top, 4 * k.n + 2) << 8) | get_byte(packed.top, 4 * k.n + 3)
+    WHERE 4 * k.n < length(packed.top)
+    UNION ALL
     SELECT top.store_id, top.item_id
     FROM store s
     CROSS JOIN LATERAL (
         SELECT store_id, item_id FROM item_popularity p
         WHERE p.store_id = s.store_id ORDER BY trending_score DESC LIMIT %(keep_fresh)s
     ) top
+    WHERE s.store_id IS NOT NULL AND NOT EXISTS (SELECT FROM packed WHERE packed.store_id = s.store_id)
 )
 UPDATE item_popularity p
 SET trending_score = {_trending("p.short_raw", "p.raw_score")}
@@ -617,8 +655,9 @@ WHERE p.store_id = r.store_id AND p.item_id = r.item_id
 
 
 def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, as_of: datetime) -> int:
-    """Recompute the trending score of each store's current top, and of the top over all stores ('*', which
-    stores the catalog does not know are served), whose scores age without events; returns how many rows changed."""
+    """Recompute the trending score of each store's top (as its shelf was last packed), and of the top over all
+    stores ('*', which stores the catalog does not know are served), whose scores age without events; returns how
+    many rows changed."""
     return conn.execute(
         _REFRESH_TRENDING,
         {
