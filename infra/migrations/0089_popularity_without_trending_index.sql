@@ -5,4 +5,8 @@
 -- copies of the bench's database). Only the trending refresh read the index, for each store's top; it now takes a
 -- store's top from its packed shelf (feedcore.db.scores), and sorts the store's rows when the shelf is not current,
 -- as the code from before this migration now does for every store.
+-- The DROP waits for every transaction using item_popularity (a recompute chunk holds it for seconds), and the
+-- feed's reads of a store without a current pack and the availability route's pack would queue behind it: past
+-- 5 s the migration fails (the deploy rolls back and can run again) rather than hold them up longer.
+SET LOCAL lock_timeout = '5s';
 DROP INDEX item_popularity_trending_idx;

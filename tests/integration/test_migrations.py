@@ -187,3 +187,23 @@ def test_the_items_reorder_counts_are_packed_over_the_current_catalog(empty_data
         # code from before 0082 still reads the user's rows with the counts
         rows = conn.execute("SELECT count(*) FROM feed_user_rows('u', '{}', true, 20, 200, now(), 100, 5)")
         assert rows.fetchone() == (0,)
+
+
+def test_dropping_the_trending_index_gives_up_rather_than_queue_the_tables_readers(
+    empty_database: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn, psycopg.connect(empty_database) as reader:
+        migrate_before(conn, "0089", tmp_path)
+        reader.execute("SELECT count(*) FROM item_popularity")  # a transaction using the table stays open
+        conn.execute("SET statement_timeout = '20s'")  # (a migration waiting without end would fail by this instead)
+        (tmp_path / "0089_popularity_without_trending_index.sql").write_text(
+            (MIGRATIONS_DIR / "0089_popularity_without_trending_index.sql").read_text()
+        )
+
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            migrate(conn, tmp_path)
+        reader.rollback()
+        indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'item_popularity'"
+        assert "item_popularity_trending_idx" in {name for (name,) in conn.execute(indexes)}
+
+        assert migrate(conn, tmp_path) == ["0089"]  # once the reader is done

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from feedcore import settings
 from feedcore.api.event_fast_path import event_structs
 from feedcore.api.event_models import EventBatch
+from feedcore.db import catalog as catalog_db
 from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.db.events import store_events
@@ -20,7 +21,7 @@ from feedcore.ingestion.service import ingest_batch
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from tests.aws_events import LambdaContext, eventbridge_scheduled_event
 from tests.conftest import load_function
-from tests.factories import EVENT, NOW, OTHER_STORE, STORE, create_catalog, event, purchase, record
+from tests.factories import EVENT, ITEMS, NOW, OTHER_STORE, STORE, create_catalog, event, purchase, record
 
 recompute = load_function("recompute_scores")
 DAY = 86_400
@@ -722,6 +723,34 @@ def test_a_stores_top_is_refreshed_as_last_packed_even_when_a_scored_item_passes
     assert trending("milk") > refreshed
     recompute_scores(RecomputeRequest(mode="full"), now=later)
     assert refreshed == pytest.approx(trending("coffee"), rel=1e-9)
+
+
+def test_an_item_that_joins_the_catalog_has_its_trending_refreshed_by_the_next_run(db: psycopg.Connection) -> None:
+    """Events of an item the catalog does not know are scored, but no pack holds the item, so the refresh (from each
+    store's pack) leaves its trending score as its last events made it. A catalog write leaves every pack over an
+    older catalog: the next run finds each store's top by sorting its rows, and the item's score is as of the run."""
+    create_catalog(db)
+    record(*(purchase(f"user-{n}", items=("kombucha",), at=NOW - timedelta(hours=1)) for n in range(3)))
+    record(purchase("user-9", items=("milk",), at=NOW - timedelta(hours=1)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    later = NOW + timedelta(days=2)
+    record(purchase("user-9", items=("milk",), at=later))
+    recompute_scores(RecomputeRequest(), now=later)  # kombucha, in no pack, keeps its score of NOW
+    frozen = db.execute("SELECT trending_score FROM item_popularity WHERE store_id = %s AND item_id = 'kombucha'",
+                        (STORE,)).fetchone()[0]  # fmt: skip
+    catalog_db.upsert_items(db, [ITEMS[0].model_copy(update={"item_id": "kombucha", "name": "Kombucha"})])
+    record(purchase("user-9", items=("milk",), at=later))
+    recompute_scores(RecomputeRequest(), now=later)
+
+    def trending() -> dict[str, float]:
+        query = "SELECT item_id, trending_score FROM item_popularity WHERE store_id = %s"
+        return dict(db.execute(query, (STORE,)).fetchall())
+
+    refreshed = trending()
+    recompute_scores(RecomputeRequest(mode="full"), now=later)
+    rebuilt = trending()
+    assert frozen > refreshed["kombucha"] == pytest.approx(rebuilt["kombucha"], rel=1e-9)
+    assert sorted(refreshed, key=refreshed.get) == sorted(rebuilt, key=rebuilt.get)
 
 
 def test_a_runs_popularity_upserts_are_hot_updates(db: psycopg.Connection) -> None:
