@@ -221,7 +221,8 @@ def test_the_recompute_packs_the_items_reorder_counts_read_with_every_shelf_over
     assert counted_at is not None and (held.item_orders, held.item_buyers, held.reorders_packed_at) == (
         None, None, counted_at,
     )  # fmt: skip
-    assert held.popularity is not None
+    full = feed_db.store_shelf_pack(db, OTHER_STORE, None)
+    assert len(held.popularity) == 8 * len(catalog.rows) and held.popularity == full.popularity  # float8 each
     # the availability route packs its store's shelf, read with the counts of the last repack
     update_availability(STORE, AvailabilityUpdate(items=[{"item_id": "eggs", "available": False}]))
     assert _reorders_of(catalog, unpack_shelf(catalog, feed_db.store_shelf_pack(db, STORE, None))) == reorders
