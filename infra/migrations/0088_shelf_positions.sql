@@ -33,7 +33,7 @@ BEGIN
         RETURN;
     END IF;
     WITH written AS (
-        INSERT INTO shelf_positions AS p (item_id, position, aisle_rank, active, catalog_version)
+        INSERT INTO shelf_positions (item_id, position, aisle_rank, active, catalog_version)
         SELECT i.item_id, (row_number() OVER (ORDER BY i.item_id) - 1)::integer,
                dense_rank() OVER (ORDER BY i.aisle)::integer, i.active, c.version
         FROM items i CROSS JOIN catalog_state c

@@ -201,7 +201,7 @@ def _pack_store_shelves(timeout_ms: int) -> None:
     run's connection, the others on connections of their own. The database packs a store on one core
     (~0.05-0.1 s for 20,000 items), one after the other."""
     started = monotonic()
-    run(lambda conn: _pack_catalog_wide(conn, timeout_ms))
+    run(lambda conn: _pack_reorders_and_positions(conn, timeout_ms))
     timeout_ms = max(MIN_STATEMENT_TIMEOUT_MS, timeout_ms - int((monotonic() - started) * 1000))
     store_ids = run(scores_db.shelf_store_ids)
     shares = [store_ids[i::PACK_SHARES] for i in range(PACK_SHARES)]
@@ -212,7 +212,7 @@ def _pack_store_shelves(timeout_ms: int) -> None:
     logger.debug("store shelves packed", extra={"shelves": packed})
 
 
-def _pack_catalog_wide(conn: psycopg.Connection, timeout_ms: int) -> None:
+def _pack_reorders_and_positions(conn: psycopg.Connection, timeout_ms: int) -> None:
     scores_db.bound_transaction(conn, timeout_ms)
     feed_db.pack_item_reorders(conn)
     feed_db.refresh_shelf_positions(conn)
