@@ -60,9 +60,19 @@ def test_items_are_inserted_then_updated(db: psycopg.Connection) -> None:
         ([MILK, MILK], "items"),
         ([MILK | {"name": "Milk\u0000"}], "items[0].name"),
         ([MILK | {"tags": ["a\u0000"]}], "items[0].tags[0]"),
+        ([MILK | {"tags": ["organic", "gluten free"]}], "items[0].tags[1]"),
         ([], "items"),
     ],
-    ids=["negative-price", "fractional-cents", "missing-name", "repeated-item", "nul-in-name", "nul-in-tag", "empty"],
+    ids=[
+        "negative-price",
+        "fractional-cents",
+        "missing-name",
+        "repeated-item",
+        "nul-in-name",
+        "nul-in-tag",
+        "tag-not-excludable",
+        "empty",
+    ],  # fmt: skip
 )
 def test_invalid_items_change_nothing(db: psycopg.Connection, items: list[dict], field: str) -> None:
     status, headers, body = put_items(items)

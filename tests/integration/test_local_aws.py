@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import boto3
 import psycopg
 import pytest
 from aws_lambda_powertools.utilities import parameters
@@ -17,6 +22,8 @@ from feedcore.db import connection, shard_queue
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from feedcore.settings import AuthSettings, DatabaseSettings, FanoutSettings, FeedSettings
 from feedlocal.aws_local import (
+    LOCAL_CREDENTIALS,
+    REGION,
     LocalAws,
     create_local_resources,
     deliver_queue_batch,
@@ -129,6 +136,35 @@ def test_a_recompute_pointed_at_the_local_shard_queue_fans_out_to_its_consumer(
 
     assert (result.status, result.events_scored, result.shard_messages_sent) == ("completed", 2, 4)
     assert db.execute("SELECT count(*) FROM user_item_affinity").fetchone() == (3,)
+
+
+def test_feedctl_recompute_imports_a_model_file_from_the_local_s3_as_the_schedule_does(
+    local_aws: LocalAws, database_url: str, db: psycopg.Connection
+) -> None:
+    create_catalog(db)
+    s3 = boto3.client("s3", endpoint_url=local_aws.endpoint_url, region_name=REGION, **{
+        "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    })  # fmt: skip
+    key = "model-scores/picked_for_you/v1.csv"
+    s3.put_object(Bucket=local_aws.model_scores_bucket, Key=key, Body=b"user_id,item_id,score\nuser-1,milk,0.9\n")
+    # The variables the README exports after `feedctl moto`; the database stays the test's, no fan-out.
+    environment = (
+        os.environ
+        | LOCAL_CREDENTIALS
+        | {
+            "AWS_ENDPOINT_URL": local_aws.endpoint_url,
+            "MODEL_SCORES_BUCKET": local_aws.model_scores_bucket,
+            "DATABASE_URL": database_url,
+        }
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "feedctl"), "recompute"],
+        env=environment, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+
+    assert json.loads(result.stdout.strip().splitlines()[-1])["models_imported"] == ["picked_for_you"]
+    assert db.execute("SELECT user_id, item_id, score FROM model_scores").fetchall() == [("user-1", "milk", 0.9)]
 
 
 def test_sam_env_covers_every_function_with_settings_that_validate() -> None:

@@ -46,11 +46,11 @@ def cmd_seed(args: argparse.Namespace) -> None:
 
 def cmd_recompute(args: argparse.Namespace) -> None:
     embedded.ensure_usable_database()
-    from feedcore.scoring.service import RecomputeRequest, recompute_scores
+    from feedcore.scoring.service import RecomputeRequest, refresh_scores
 
     if args.full:
         print("rebuilding every score from the whole event log (one statement per table)…", file=sys.stderr)
-    result = recompute_scores(RecomputeRequest(mode="full" if args.full else "incremental"))
+    result = refresh_scores(RecomputeRequest(mode="full" if args.full else "incremental"))
     print(json.dumps(result.model_dump(mode="json")))
 
 
@@ -317,7 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_seed_options(seed)
     seed.set_defaults(func=cmd_seed)
 
-    recompute = commands.add_parser("recompute", help="score the events since the last run (the scheduled job)")
+    recompute = commands.add_parser(
+        "recompute",
+        help="the scheduled job: score the events since the last run, import new model score files "
+        "(with MODEL_SCORES_BUCKET), delete expired feed snapshots",
+    )
     recompute.add_argument("--full", action="store_true", help="rebuild every score from the whole event log")
     recompute.set_defaults(func=cmd_recompute)
 

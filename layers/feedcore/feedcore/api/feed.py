@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from feedcore.api.models import Feed, Identifier
+from feedcore.api.models import TAG_PATTERN, Feed, Identifier
 from feedcore.feed.service import FeedRequest, assemble_feed
 
 router = APIGatewayRouter()
@@ -36,7 +36,7 @@ def get_feed(
         str | None,
         Query(
             max_length=400,
-            pattern=r"^[A-Za-z0-9_\-]+(,[A-Za-z0-9_\-]+)*$",
+            pattern=f"^{TAG_PATTERN}(,{TAG_PATTERN})*$",
             description="Comma-separated catalog tags to leave out, e.g. `alcohol,tobacco`",
         ),
     ] = None,  # fmt: skip
