@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +26,7 @@ os.environ.setdefault("POWERTOOLS_DEV", "0")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from feedcore import settings  # noqa: E402
-from feedcore.db.connection import reset_cached_connection  # noqa: E402
+from feedcore.db.connection import reset_cached_connection, run  # noqa: E402
 from feedcore.db.migrations import migrate  # noqa: E402
 from feedcore.feed.service import forget_store_shelves  # noqa: E402
 from feedcore.ingestion.service import catalog_items  # noqa: E402
@@ -40,6 +42,24 @@ DATA_TABLES = (
     "model_scores, model_versions, user_erasures, "
     "store_availability, store_shelves, items, stores, users"
 )
+
+
+SILENCE_AT_MOST_S = 10
+
+
+@contextmanager
+def silent_server() -> Iterator[None]:
+    """The server process of this process's connection stopped: alive, its socket open, answering nothing (as a
+    hung host, or a failover behind RDS Proxy, looks to the client); continued when the block ends."""
+    backend = run(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone()[0], in_transaction=False)
+    os.kill(backend, signal.SIGSTOP)
+    wake_up = threading.Timer(SILENCE_AT_MOST_S, os.kill, (backend, signal.SIGCONT))  # a client that waits fails,
+    wake_up.start()  # rather than hangs
+    try:
+        yield
+    finally:
+        wake_up.cancel()
+        os.kill(backend, signal.SIGCONT)
 
 
 def use_database(url: str) -> None:

@@ -32,7 +32,7 @@ from feedcore.ingestion.retention import apply_retention
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from feedlocal.embedded import embedded_server, migrate_database
 from tests.aws_events import LambdaContext, api_gateway_rest_event, cognito_claims, response_headers
-from tests.conftest import load_function, use_database
+from tests.conftest import load_function, silent_server, use_database
 from tests.factories import NOW, STORE, create_catalog, event, purchase, record
 
 assemble = load_function("assemble_feed")
@@ -416,6 +416,22 @@ def test_a_slow_database_gives_a_degraded_feed_within_the_timeout(
     assert "wine" in cached
     assert sober["degraded"] is True and sections(sober)["popular"] == [item for item in cached if item != "wine"]
     assert get_feed("user-1", {"store_id": STORE})[2]["degraded"] is False  # and it recovers
+
+
+def test_a_database_that_stops_answering_gives_a_degraded_feed_within_its_bound(
+    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    get_feed("someone-new", {"store_id": STORE, "limit": "30"})  # the container caches popular items
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")  # the client waits for an answer up to 0.2 + 1 s
+    use_database(database_url)
+    with silent_server():  # its statement timeout never fires: the server does not run
+        started = time.perf_counter()
+        status, _, feed = get_feed("user-1", {"store_id": STORE})
+        elapsed = time.perf_counter() - started
+
+    assert status == 200 and feed["degraded"] is True and feed["fallback"] == "cached_popular"
+    assert 1.2 <= elapsed < 2.5
+    assert get_feed("user-1", {"store_id": STORE})[2]["degraded"] is False  # on a new connection
 
 
 def test_a_first_page_does_not_wait_for_its_recording_and_the_next_page_on_the_container_finds_it(

@@ -17,7 +17,7 @@ import pytest
 from feedcore.api.event_fast_path import usual_event_batch
 from feedcore.db.connection import reset_cached_connection
 from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
-from tests.conftest import load_function, use_database
+from tests.conftest import load_function, silent_server, use_database
 from tests.factories import BAD_INPUT, BAD_INPUT_IDS, NOW, create_catalog, event, purchase
 
 ingest = load_function("ingest_events")
@@ -367,6 +367,40 @@ def test_unreachable_database_gives_retryable_503_and_retry_stores_once(
     assert post_events(batch)[2]["accepted"] == 1
     assert post_events(batch)[2]["duplicates"] == 1
     assert count(db, "events") == 1
+
+
+def test_a_database_that_stops_answering_gives_503_and_the_retry_stores_each_event_once(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = {"events": [purchase("user-1", items=("milk",)), event("click", item_id="eggs")]}
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")  # the client waits for an answer up to 0.2 + 1 s
+    use_database(database_url)
+    with silent_server():
+        status, headers, body = post_events(batch)
+
+    assert (status, headers["Retry-After"], body["status"]) == (503, "2", 503)
+    retried = post_events(batch)[2]
+    assert retried["accepted"] + retried["duplicates"] == 2  # whatever the stopped server did when it went on
+    assert count(db, "events") == 2
+
+
+def test_a_database_that_cannot_write_gives_503_and_the_retry_stores_each_event_once(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    batch = {"events": [purchase("user-1", items=("milk",)), event("click", item_id="eggs")]}
+    database = db.info.dbname
+    db.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')  # a replica, a demoted writer
+    try:
+        use_database(database_url)  # a new connection, which takes the setting
+        status, headers, body = post_events(batch)
+    finally:
+        db.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+
+    assert (status, headers["Retry-After"], body["status"]) == (503, "2", 503)
+    assert count(db, "events") == 0
+    use_database(database_url)
+    assert post_events(batch)[2]["accepted"] == 2
+    assert count(db, "events") == 2
 
 
 def test_unknown_route_is_a_problem_json_404(db: psycopg.Connection) -> None:

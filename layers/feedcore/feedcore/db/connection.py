@@ -3,6 +3,12 @@
 Connections are made with `prepare_threshold=None` and no session state so they work through RDS Proxy.
 A statement whose outcome the caller does not need to answer (recording a feed) can be sent without waiting
 for it (`send_without_waiting`); its outcome is read before the connection's next use.
+
+The server ends a statement at its `statement_timeout`, but only a server that runs: one that stopped answering
+(a hung host, a failover behind RDS Proxy, which holds requests up to its borrow timeout) would keep the client
+waiting until Lambda kills it. So every wait for an answer is bounded on the client too, by the statement
+timeout in force and a grace period (`BoundedConnection`); past it the connection is closed and the request
+gets what the database being unavailable gives (a degraded feed, a 503).
 """
 
 from __future__ import annotations
@@ -27,9 +33,37 @@ from feedcore.observability import logger, metrics
 from feedcore.settings import DatabaseSettings, database_settings
 
 _cache = threading.local()
-# How long past the statement timeout the outcome of a statement sent without waiting is awaited before the
-# connection is given up as lost (the server ends the statement at its timeout; this covers the network).
+# How long past the statement timeout an answer is awaited before the connection is given up as lost (the
+# server ends the statement at its timeout; this covers the network).
 UNCONFIRMED_GRACE_S = 1.0
+
+
+class BoundedConnection(psycopg.Connection):
+    """A connection whose every wait for the server ends after `answer_within_s` seconds: then it is closed
+    and psycopg.OperationalError raised. Set from the statement timeout it is made with, and for a transaction
+    that raises its own (`allow_statements_of`)."""
+
+    answer_within_s: float | None = None
+
+    def wait(self, gen, interval: float = 0.1, timeout: float | None = None):  # noqa: ANN001, ANN201 (psycopg's)
+        bound = self.answer_within_s if timeout is None else timeout
+        try:
+            return super().wait(gen, interval, bound)
+        except psycopg.errors._WaitTimeout as exc:  # psycopg's own, raised only for the timeout given here
+            self.close()  # a statement may still be running: nothing else can follow it on this connection
+            raise psycopg.OperationalError(f"no answer from the database within {bound:.1f} s") from exc
+
+
+def answer_bound_s(statement_timeout_ms: int) -> float:
+    """How long the client waits for an answer under `statement_timeout_ms`."""
+    return statement_timeout_ms / 1000 + UNCONFIRMED_GRACE_S
+
+
+def allow_statements_of(conn: psycopg.Connection, timeout_ms: int) -> None:
+    """Wait up to `timeout_ms` (and the grace) for the answers of the current transaction, whose statement
+    timeout the caller sets to `timeout_ms`; `run` restores the connection's own bound when it ends."""
+    if isinstance(conn, BoundedConnection):
+        conn.answer_within_s = answer_bound_s(timeout_ms)
 
 
 @lru_cache
@@ -109,7 +143,7 @@ def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: i
     timeout_ms = statement_timeout_ms or settings.db_statement_timeout_ms
     options = startup_options(settings, timeout_ms)
     try:
-        conn = psycopg.connect(
+        conn = BoundedConnection.connect(
             connection_url(settings),
             autocommit=True,
             prepare_threshold=None,
@@ -121,6 +155,7 @@ def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: i
             # Through the proxy, a bound other than the request's (the schema migration) is session state: it
             # pins this session to its database connection until it closes, which only that caller accepts.
             conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
+        conn.answer_within_s = answer_bound_s(timeout_ms)
         return conn
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
@@ -212,7 +247,7 @@ def send_without_waiting(
 def unconfirmed_wait_s() -> float:
     """Seconds by which a statement sent without waiting has surely ended, committed or not: the request
     statement timeout and a grace period for the network."""
-    return database_settings().db_statement_timeout_ms / 1000 + UNCONFIRMED_GRACE_S
+    return answer_bound_s(database_settings().db_statement_timeout_ms)
 
 
 def confirm_sent() -> None:
@@ -270,29 +305,39 @@ def _cached_connection() -> tuple[psycopg.Connection, bool]:
     return conn, False
 
 
+# What makes the database unavailable to a request, rather than the request wrong: a lost or silent
+# connection, a timeout, or a server that cannot write now (a read replica, a writer demoted in a failover).
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
+
+
 def run[T](work: Callable[[psycopg.Connection], T], *, in_transaction: bool = True) -> T:
     """Run `work` on the cached connection, inside a transaction unless `in_transaction` is False.
 
     A reused connection may have been dropped by the server (failover, proxy idle timeout) since the last
     call; then `work` runs once more on a new connection, so `work` must be safe to repeat (it is rolled
-    back on failure). Other connection losses and timeouts raise DatabaseUnavailable.
+    back on failure). Other connection losses, timeouts, a server that stopped answering and one that cannot
+    write raise DatabaseUnavailable.
     """
     conn, reused = _cached_connection()
     try:
         return _attempt(conn, work, in_transaction)
-    except psycopg.OperationalError as exc:
+    except _UNAVAILABLE as exc:
         if not (reused and conn.broken):
             raise DatabaseUnavailable(f"database error: {exc}") from exc
         logger.warning("cached database connection was dropped; reconnecting once", extra={"error": str(exc)})
     conn, _ = _cached_connection()
     try:
         return _attempt(conn, work, in_transaction)
-    except psycopg.OperationalError as exc:
+    except _UNAVAILABLE as exc:
         raise DatabaseUnavailable(f"database error: {exc}") from exc
 
 
-def _attempt[T](conn: psycopg.Connection, work: Callable[[psycopg.Connection], T], in_transaction: bool) -> T:
-    if not in_transaction:
-        return work(conn)
-    with conn.transaction():
-        return work(conn)
+def _attempt[T](conn: BoundedConnection, work: Callable[[psycopg.Connection], T], in_transaction: bool) -> T:
+    bound = conn.answer_within_s
+    try:
+        if not in_transaction:
+            return work(conn)
+        with conn.transaction():
+            return work(conn)
+    finally:
+        conn.answer_within_s = bound  # a transaction's own statement timeout ended with it

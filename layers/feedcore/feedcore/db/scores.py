@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from feedcore.db.connection import allow_statements_of
 from feedcore.db.orders import (
     ITEM_REORDERS_TABLE,
     ORDERS_HOLDING_ITEM,
@@ -414,6 +415,7 @@ class ApplyCounts:
 
 def bound_transaction(conn: psycopg.Connection, timeout_ms: int) -> None:
     """Bound the current transaction's statements and idle time by `timeout_ms`."""
+    allow_statements_of(conn, timeout_ms)
     conn.execute(
         """
         SELECT set_config('statement_timeout', %(timeout)s, true),
