@@ -14,7 +14,7 @@ from itertools import count
 import psycopg
 import pytest
 
-from feedcore.db.events import delete_event_ids_in_blocks, month_of, month_start
+from feedcore.db.events import delete_event_ids_in_blocks, month_of, month_start, next_month
 from feedcore.ingestion import retention
 from feedcore.ingestion.retention import RetentionResult, apply_retention
 from feedlocal import embedded
@@ -238,7 +238,10 @@ def test_a_drop_that_waits_for_a_long_reader_gives_up_soon_and_the_run_says_so(
     # five tries; the statement timeout is 2 s a try, the DROP waits at most 200 ms of it
     assert waited < 2
     assert f"events_{old:%Y_%m}" in partitions(db)
-    assert apply_retention(90).dropped_partitions  # the next run, the log free, drops it
+    first_blocks = blocks_read(monkeypatch, retention.events_db, "delete_event_ids_in_blocks")
+    retried = apply_retention(90)  # the next run, the log free, drops it
+    assert f"events_{old:%Y_%m}" in retried.dropped_partitions
+    assert first_blocks == [] and retried.event_ids_deleted == 0  # its ids were gone: no second pass
 
 
 def test_a_run_out_of_time_after_the_ids_drops_nothing(db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,4 +254,196 @@ def test_a_run_out_of_time_after_the_ids_drops_nothing(db: psycopg.Connection, m
     result = apply_retention(90, time_budget_ms=1_500)
 
     assert result == RetentionResult(status="partial", event_ids_deleted=1)
+    assert f"events_{old:%Y_%m}" in partitions(db)
+
+
+def blocks_read(monkeypatch: pytest.MonkeyPatch, module: object, delete: str) -> list[int]:
+    """The first block of each range `module.delete` is asked to delete from, in order."""
+    first_blocks: list[int] = []
+    real = getattr(module, delete)
+
+    def spy(conn: psycopg.Connection, first_block: int, blocks: int, before: datetime) -> int:
+        first_blocks.append(first_block)
+        return real(conn, first_block=first_block, blocks=blocks, before=before)
+
+    monkeypatch.setattr(module, delete, spy)
+    return first_blocks
+
+
+def saved_pass(db: psycopg.Connection, table: str) -> tuple | None:
+    return db.execute(
+        "SELECT cutoff, next_block, end_block FROM retention_passes WHERE table_name = %s", (table,)
+    ).fetchone()
+
+
+def ids_by_month(db: psycopg.Connection) -> dict[str, int]:
+    return dict(db.execute("SELECT to_char(occurred_at, 'YYYY_MM'), count(*) FROM event_ids GROUP BY 1").fetchall())
+
+
+def test_a_pass_cut_short_goes_on_from_where_it_stopped_and_the_runs_delete_exactly_the_expired_ids(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, recent = NOW - timedelta(days=200), NOW - timedelta(days=1)
+    # 500 old and 500 recent ids, mixed over seven blocks of event_ids (stored in event_id order); a run deletes one
+    # block per statement here, and each look at the clock is one second later.
+    record(*(event("click", item_id="milk", at=at + timedelta(seconds=i)) for i in range(500) for at in (old, recent)))
+    kept = db.execute("SELECT event_id FROM event_ids WHERE occurred_at >= %s ORDER BY 1", (recent,)).fetchall()
+    blocks = db.execute("SELECT pg_relation_size('event_ids') / 8192").fetchone()[0]
+    assert blocks >= 6
+    monkeypatch.setattr(retention, "PURGE_BLOCKS", 1)
+    first_blocks = blocks_read(monkeypatch, retention.events_db, "delete_event_ids_in_blocks")
+    clock = count()
+    monkeypatch.setattr(retention, "monotonic", lambda: next(clock))
+
+    first = apply_retention(90, now=NOW, time_budget_ms=2_500)  # two ranges
+    assert saved_pass(db, "event_ids")[1:] == (2, blocks)
+    clock = count()
+    second = apply_retention(90, now=NOW, time_budget_ms=3_500)  # three more
+    assert saved_pass(db, "event_ids")[1:] == (5, blocks)
+    monkeypatch.setattr(retention, "monotonic", lambda: 0)
+    third = apply_retention(90, now=NOW)
+
+    assert (first.status, second.status, third.status) == ("partial", "partial", "completed")
+    assert first_blocks == list(range(blocks))  # each block once: the second and third runs went on from the saved one
+    assert first.event_ids_deleted + second.event_ids_deleted + third.event_ids_deleted == 500
+    assert db.execute("SELECT event_id FROM event_ids ORDER BY 1").fetchall() == kept
+    assert f"events_{old:%Y_%m}" in third.dropped_partitions and f"events_{old:%Y_%m}" not in partitions(db)
+    assert db.execute("SELECT count(*), min(occurred_at) FROM events").fetchone() == (500, recent)
+
+
+def test_a_complete_pass_is_followed_by_a_fresh_one_from_the_first_block_once_the_cutoff_moves(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Feed records ten minutes apart over 20 days around the cutoff, in no order over the table's blocks.
+    db.execute(
+        "INSERT INTO feeds (feed_id, user_id, store_id, variant, created_at) "
+        "SELECT 'feed-' || i, 'user-1', 'store-1', 'control', %s + interval '10 minutes' * i "
+        "FROM generate_series(0, 20 * 24 * 6 - 1) AS i ORDER BY random()",
+        (NOW - timedelta(days=100),),
+    )
+    blocks = db.execute("SELECT pg_relation_size('feeds') / 8192").fetchone()[0]
+    assert blocks >= 3
+    monkeypatch.setattr(retention, "PURGE_BLOCKS", 1)
+    first_blocks = blocks_read(monkeypatch, retention.feed_db, "delete_feeds_in_blocks")
+
+    today = apply_retention(90, now=NOW)
+
+    assert saved_pass(db, "feeds") == (NOW - timedelta(days=90), blocks, blocks)  # done: clear below its cutoff
+    assert apply_retention(90, now=NOW) == RetentionResult()  # the same cutoff: nothing left to read
+    assert first_blocks == list(range(blocks))
+
+    tomorrow = apply_retention(90, now=NOW + timedelta(days=5))
+
+    assert first_blocks == list(range(blocks)) * 2
+    assert (today.feeds_deleted, tomorrow.feeds_deleted) == (10 * 24 * 6, 5 * 24 * 6)
+    assert db.execute("SELECT min(created_at) FROM feeds").fetchone()[0] == NOW - timedelta(days=85)
+
+
+def test_a_later_cutoff_does_not_skip_the_ids_behind_the_pass(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The month that expires between the two runs: kept by the first, its ids spread over every block.
+    month = month_of(NOW - timedelta(days=90))
+    month_end = month_start(next_month(month))
+    later = month_end + timedelta(days=90)  # the second run's day: the month ends by its cutoff
+    expired, expiring, recent = NOW - timedelta(days=200), month_start(month), NOW - timedelta(days=1)
+    record(
+        *(
+            event("click", item_id="milk", at=at + timedelta(seconds=i))
+            for i in range(300)
+            for at in (expired, expiring, recent)
+        )
+    )
+    blocks = db.execute("SELECT pg_relation_size('event_ids') / 8192").fetchone()[0]
+    monkeypatch.setattr(retention, "PURGE_BLOCKS", 1)
+    first_blocks = blocks_read(monkeypatch, retention.events_db, "delete_event_ids_in_blocks")
+    clock = count()
+    monkeypatch.setattr(retention, "monotonic", lambda: next(clock))
+
+    stopped = apply_retention(90, now=NOW, time_budget_ms=2_500)  # two ranges: the ids of `expired` only
+    monkeypatch.setattr(retention, "monotonic", lambda: 0)
+    finished = apply_retention(90, now=later)
+
+    assert stopped.status == "partial" and finished.status == "completed"
+    # The saved pass ends with its own cutoff, then a fresh one from the first block removes the month expired since.
+    assert first_blocks == [0, 1, *range(2, blocks), *range(blocks)]
+    assert ids_by_month(db) == {f"{recent:%Y_%m}": 300}
+    assert {f"events_{expired:%Y_%m}", f"events_{expiring:%Y_%m}"} <= set(finished.dropped_partitions)
+    assert stopped.event_ids_deleted + finished.event_ids_deleted == 600
+    assert saved_pass(db, "event_ids") == (month_end, blocks, blocks)
+
+
+def test_an_earlier_cutoff_is_kept_by_the_rest_of_the_pass(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # keep-days raised while a pass is under way: its remaining blocks keep what the new setting keeps.
+    old, older, recent = NOW - timedelta(days=130), NOW - timedelta(days=400), NOW - timedelta(days=1)
+    record(
+        *(
+            event("click", item_id="milk", at=at + timedelta(seconds=i))
+            for i in range(300)
+            for at in (old, older, recent)
+        )
+    )
+    monkeypatch.setattr(retention, "PURGE_BLOCKS", 1)
+    first_blocks = blocks_read(monkeypatch, retention.events_db, "delete_event_ids_in_blocks")
+    clock = count()
+    monkeypatch.setattr(retention, "monotonic", lambda: next(clock))
+
+    apply_retention(90, now=NOW, time_budget_ms=2_500)  # two ranges, both months expired
+    behind = "SELECT count(*) FROM event_ids WHERE occurred_at < %s AND ctid < '(2,0)'::tid"
+    assert db.execute(behind, (recent,)).fetchone()[0] == 0
+    old_ids_left = ids_by_month(db)[f"{old:%Y_%m}"]
+    monkeypatch.setattr(retention, "monotonic", lambda: 0)
+    raised = apply_retention(300, now=NOW)  # only `older` expired
+
+    assert first_blocks[:3] == [0, 1, 2]  # the pass went on
+    assert ids_by_month(db) == {f"{old:%Y_%m}": old_ids_left, f"{recent:%Y_%m}": 300}
+    assert f"events_{older:%Y_%m}" in raised.dropped_partitions and f"events_{old:%Y_%m}" in partitions(db)
+
+
+def test_a_run_with_nothing_expired_changes_nothing_and_reads_no_event_ids(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply_retention(90, now=NOW)  # earlier tests' empty old months (emptying the tables keeps partitions)
+    db.execute("TRUNCATE retention_passes")
+    record(*(event("click", item_id="milk", at=NOW - timedelta(days=80, seconds=i)) for i in range(200)))
+    record_feed(db, "recent", NOW - timedelta(days=80))
+    before = partitions(db)
+    first_blocks = blocks_read(monkeypatch, retention.events_db, "delete_event_ids_in_blocks")
+
+    result = apply_retention(90, now=NOW)
+
+    assert result == RetentionResult()
+    assert first_blocks == [] and saved_pass(db, "event_ids") is None
+    assert partitions(db) == before
+    counts = "SELECT (SELECT count(*) FROM event_ids), (SELECT count(*) FROM events), (SELECT count(*) FROM feeds)"
+    assert db.execute(counts).fetchone() == (200, 200, 1)
+
+
+def test_a_run_that_finds_its_pass_moved_by_another_stops_there(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = NOW - timedelta(days=200)
+    record(*(event("click", item_id="milk", at=old + timedelta(seconds=i)) for i in range(400)))
+    monkeypatch.setattr(retention, "PURGE_BLOCKS", 1)
+    clock = count()
+    monkeypatch.setattr(retention, "monotonic", lambda: next(clock))
+    apply_retention(90, now=NOW, time_budget_ms=1_500)  # one range
+    saved = saved_pass(db, "event_ids")
+    load_pass = retention.retention_db.load_pass
+
+    def read_while_another_run_moves_the_pass(conn: psycopg.Connection, table: str):
+        read = load_pass(conn, table)
+        if table == "event_ids":  # another run (its own connection) commits the next range meanwhile
+            db.execute("UPDATE retention_passes SET next_block = 2 WHERE table_name = 'event_ids'")
+        return read
+
+    monkeypatch.setattr(retention.retention_db, "load_pass", read_while_another_run_moves_the_pass)
+    monkeypatch.setattr(retention, "monotonic", lambda: 0)
+
+    result = apply_retention(90, now=NOW)
+
+    assert result.status == "partial" and result.event_ids_deleted == 0 and result.dropped_partitions == []
+    assert saved_pass(db, "event_ids") == (saved[0], 2, saved[2])  # the other run's position stands
     assert f"events_{old:%Y_%m}" in partitions(db)

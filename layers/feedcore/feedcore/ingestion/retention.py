@@ -2,29 +2,42 @@
 of the feeds served before then are deleted.
 
 Nothing is removed by one long statement. The expired months' event_ids are deleted `PURGE_BLOCKS` blocks of
-the table at a time, each its own short transaction (a TID range scan reads exactly those blocks), in one pass
+the table at a time, each its own short transaction (a TID range scan reads exactly those blocks), in a pass
 over the table: a statement's work does not grow with the table, and late events and reused pages cannot
 make it read more (as they would widen the ranges of a BRIN index on time; `event_ids` has none, 0084). Then
 each expired partition is dropped, and the old feed records are deleted by the same kind of pass over `feeds`.
-A run that reaches its time budget, or whose DROP finds the log held by a long transaction, stops and says so
-(`partial`); the next run starts its pass again — the rows already deleted stay deleted (a month's partition is
-dropped only once its ids are gone, so a half-done month is found again).
+
+A pass covers the blocks the table had when it began (rows stored since, in new or reused pages, are not
+expired) and is recorded with each range it commits (retention_passes, 0095): a run that reaches its time budget
+stops (`partial`) and the next one goes on from the recorded block, so a pass longer than one invocation still
+ends. A pass keeps the earliest cutoff asked for while it runs: the blocks it did are only known clear of rows
+older than that, so rows that expired since wait for the next pass, which starts from the first block as soon as
+this one ends. A complete pass is remembered too: a run that asks for no later cutoff reads nothing, and a month
+whose DROP gave up (a long transaction held the log) is dropped by the next run without a second pass. A
+month's partition is dropped only once a complete pass with its end as the cutoff has removed its ids. A table
+rewritten while a pass over it is under way (VACUUM FULL, CLUSTER, pg_repack; a pass may now span days) can
+have rows moved behind it, which stay until the next pass: after such a rewrite, delete the table's row of
+retention_passes and the next run starts afresh.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from time import monotonic, sleep
 from typing import Literal
 
+import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
 from feedcore.db import events as events_db
 from feedcore.db import feed as feed_db
+from feedcore.db import retention as retention_db
 from feedcore.db.connection import run
+from feedcore.db.retention import PassTable, RetentionPass
 from feedcore.observability import logger, metrics
 from feedcore.settings import ingest_settings
 
@@ -45,8 +58,9 @@ class RetentionRequest(BaseModel):
 
 
 class RetentionResult(BaseModel):
-    """What a retention run did; `partial` when its time budget ran out, or a partition could not be dropped
-    because a long transaction held the event log (the next run goes on)."""
+    """What a retention run did; `partial` when its time budget ran out (the next run goes on with the pass from
+    where it stopped), a partition could not be dropped because a long transaction held the event log, or
+    another run was passing over the same table."""
 
     status: Literal["completed", "partial"] = "completed"
     dropped_partitions: list[str] = []
@@ -81,36 +95,65 @@ def apply_retention(
                 sleep(DROP_RETRY_PAUSE_S)
         return False
 
-    def purge(blocks_of: Callable[..., int], delete: Callable[..., int], before: datetime) -> tuple[int, bool]:
-        """One pass over a table: the rows deleted, and whether the pass ended before the time ran out."""
+    def purge(
+        table: PassTable, blocks_of: Callable[..., int], delete: Callable[..., int], before: datetime
+    ) -> tuple[int, str | None]:
+        """Pass over the table, range by range, until it holds no row older than `before`: the rows deleted, and
+        why it stopped short (None when it did not)."""
         deleted = 0
-        for first_block in range(0, run(blocks_of), PURGE_BLOCKS):
+        swept = run(partial(retention_db.load_pass, table=table))
+        while swept is None or not (swept.complete and swept.cutoff >= before):
             if monotonic() >= deadline:
-                return deleted, False
-            deleted += run(partial(delete, first_block=first_block, blocks=PURGE_BLOCKS, before=before))
-        return deleted, True
+                at = f" at block {swept.next_block} of {swept.end_block}" if swept and not swept.complete else ""
+                return deleted, f"its time budget ran out (the pass over {table}{at}; the next run goes on with it)"
+            if swept is None or swept.complete:
+                sweep = RetentionPass(cutoff=before, next_block=0, end_block=run(blocks_of))
+            else:  # the pass goes on, with its own cutoff unless this run asks for an earlier one
+                sweep = replace(swept, cutoff=min(swept.cutoff, before))
+            done = sweep.advanced(PURGE_BLOCKS)
+            count = run(partial(_sweep_range, table=table, delete=delete, was=swept, sweep=sweep, to=done))
+            if count is None:
+                return deleted, f"another run is passing over {table}"
+            deleted += count
+            swept = done
+        return deleted, None
 
     undropped = None
     expired = run(partial(events_db.partitions_ending_by, cutoff=cutoff))
     if expired:
-        result.event_ids_deleted, done = purge(
-            events_db.event_id_blocks, events_db.delete_event_ids_in_blocks, expired[-1].ends_at
+        result.event_ids_deleted, unfinished = purge(
+            "event_ids", events_db.event_id_blocks, events_db.delete_event_ids_in_blocks, expired[-1].ends_at
         )
-        if not done:
-            return _stopped(result, keep_days, "its time budget ran out")
+        if unfinished:
+            return _stopped(result, keep_days, unfinished)
         for partition in expired:
             if not drop(partition):
                 # oldest first: a month left undropped keeps the younger ones; old feed records go all the same
                 undropped = f"a long transaction holds the event log ({partition.name} not dropped)"
                 break
             result.dropped_partitions.append(partition.name)
-    result.feeds_deleted, done = purge(feed_db.feed_blocks, feed_db.delete_feeds_in_blocks, cutoff)
-    if not done:
-        return _stopped(result, keep_days, "its time budget ran out")
+    result.feeds_deleted, unfinished = purge("feeds", feed_db.feed_blocks, feed_db.delete_feeds_in_blocks, cutoff)
+    if unfinished:
+        return _stopped(result, keep_days, unfinished)
     if undropped:
         return _stopped(result, keep_days, undropped)
     logger.info("event retention applied", extra={"keep_days": keep_days, **result.model_dump()})
     return result
+
+
+def _sweep_range(
+    conn: psycopg.Connection,
+    table: PassTable,
+    delete: Callable[..., int],
+    was: RetentionPass | None,
+    sweep: RetentionPass,
+    to: RetentionPass,
+) -> int | None:
+    """Delete the rows older than the pass's cutoff from its next range of blocks, and record the pass at `to`,
+    in one transaction: the rows deleted, or None (nothing done) when another run moved the pass from `was`."""
+    if not retention_db.move_pass(conn, table, was, to):
+        return None
+    return delete(conn, first_block=sweep.next_block, blocks=to.next_block - sweep.next_block, before=sweep.cutoff)
 
 
 def _stopped(result: RetentionResult, keep_days: int, reason: str) -> RetentionResult:
