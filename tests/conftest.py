@@ -51,7 +51,13 @@ SILENCE_AT_MOST_S = 10
 def silent_server() -> Iterator[None]:
     """The server process of this process's connection stopped: alive, its socket open, answering nothing (as a
     hung host, or a failover behind RDS Proxy, looks to the client); continued when the block ends."""
-    backend = run(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone()[0], in_transaction=False)
+    with silent_backend(run(lambda conn: conn.info.backend_pid, in_transaction=False)):
+        yield
+
+
+@contextmanager
+def silent_backend(backend: int) -> Iterator[None]:
+    """The server process `backend` stopped until the block ends (at most SILENCE_AT_MOST_S)."""
     os.kill(backend, signal.SIGSTOP)
     wake_up = threading.Timer(SILENCE_AT_MOST_S, os.kill, (backend, signal.SIGCONT))  # a client that waits fails,
     wake_up.start()  # rather than hangs

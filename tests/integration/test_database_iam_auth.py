@@ -7,6 +7,8 @@ an rds-db:connect token for the proxy's host, port and user, and TLS is required
 
 from __future__ import annotations
 
+import time
+from contextlib import ExitStack
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -17,6 +19,7 @@ from pydantic import ValidationError
 from feedcore import settings
 from feedcore.db import connection
 from feedcore.errors import DatabaseUnavailable
+from tests.conftest import silent_backend
 
 PROXY = "feed-db.proxy-c1abcdefgh2i.us-east-1.rds.amazonaws.com"
 
@@ -57,6 +60,28 @@ def test_no_startup_options_go_to_the_proxy(iam_auth: settings.DatabaseSettings,
     assert connection.startup_options(settings.DatabaseSettings(database_url=database_url), 2000) == (
         "-c statement_timeout=2000"
     )
+
+
+def test_a_connection_whose_timeout_is_set_by_statement_gives_up_on_a_silent_server_within_it(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through the proxy (no startup options) a connection made for its own timeout sets it by a statement.
+    monkeypatch.setattr(connection, "startup_options", lambda _settings, _timeout_ms: None)
+    connect = connection.BoundedConnection.connect
+    with ExitStack() as silences:
+
+        def connect_and_fall_silent(_cls: type, *args: object, **kwargs: object) -> connection.BoundedConnection:
+            conn = connect(*args, **kwargs)
+            silences.enter_context(silent_backend(conn.info.backend_pid))
+            return conn
+
+        monkeypatch.setattr(connection.BoundedConnection, "connect", classmethod(connect_and_fall_silent))
+        started = time.perf_counter()
+        with pytest.raises(DatabaseUnavailable, match="no answer from the database within 1.2 s"):
+            connection.connect(settings.DatabaseSettings(database_url=database_url), statement_timeout_ms=200)
+        elapsed = time.perf_counter() - started
+
+    assert elapsed < 2.5
 
 
 def test_an_unreachable_proxy_is_a_retryable_database_error(

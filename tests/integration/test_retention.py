@@ -14,6 +14,8 @@ from itertools import count
 import psycopg
 import pytest
 
+from feedcore.db import events as events_db
+from feedcore.db.connection import run
 from feedcore.db.events import delete_event_ids_in_blocks, month_of, month_start, next_month
 from feedcore.ingestion import retention
 from feedcore.ingestion.retention import RetentionResult, apply_retention
@@ -48,6 +50,16 @@ def test_partitions_older_than_keep_days_are_dropped(db: psycopg.Connection) -> 
     assert [row[0] for row in db.execute("SELECT item_id FROM events")] == ["eggs"]
     assert db.execute("SELECT count(*) FROM event_ids").fetchone()[0] == 1
     assert apply_retention(90) == RetentionResult()
+
+
+def test_a_month_another_run_dropped_since_this_one_listed_it_counts_as_dropped(db: psycopg.Connection) -> None:
+    record(event("click", item_id="milk", at=NOW - timedelta(days=200)))
+    # What a second run lists at its start, while the first is about to drop it.
+    (listed,) = run(lambda conn: events_db.partitions_ending_by(conn, cutoff=NOW - timedelta(days=90)))
+    assert apply_retention(90).dropped_partitions == [listed.name]  # the first run
+
+    assert run(lambda conn: events_db.drop_partition(conn, listed)) is True  # the second's DROP: done, no error
+    assert listed.name not in partitions(db)
 
 
 def test_the_daily_schedule_applies_retention_through_the_recompute_function(db: psycopg.Connection) -> None:

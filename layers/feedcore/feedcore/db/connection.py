@@ -151,14 +151,18 @@ def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: i
             application_name="feed-assembly",
             **({"options": options} if options else {}),
         )
-        if options is None and statement_timeout_ms is not None:
-            # Through the proxy, a bound other than the request's (the schema migration) is session state: it
-            # pins this session to its database connection until it closes, which only that caller accepts.
-            conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
-        conn.answer_within_s = answer_bound_s(timeout_ms)
-        return conn
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+    conn.answer_within_s = answer_bound_s(timeout_ms)
+    if options is None and statement_timeout_ms is not None:
+        # Through the proxy, a bound other than the request's (the schema migration) is session state: it
+        # pins this session to its database connection until it closes, which only that caller accepts.
+        try:
+            conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+    return conn
 
 
 @contextmanager

@@ -298,13 +298,15 @@ def drop_partition(conn: psycopg.Connection, partition: EventPartition) -> bool:
     """Drop one monthly partition of the event log (through the log owner's function, 0060); False when it gave
     up waiting for its lock. The DROP locks the whole log: while it waits for a long reader (a full rebuild),
     ingestion and feed reads queue behind it, so it waits at most DROP_LOCK_TIMEOUT_MS rather than the
-    statement timeout."""
+    statement timeout. A partition another run dropped since this one listed it is dropped."""
     try:
         with conn.transaction():  # a savepoint: giving up leaves the caller's transaction usable
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{DROP_LOCK_TIMEOUT_MS}ms",))
             conn.execute("SELECT drop_event_partition(%s::regclass)", (sql.Identifier(partition.name).as_string(conn),))
     except psycopg.errors.LockNotAvailable:
         return False
+    except psycopg.errors.UndefinedTable:
+        pass  # gone already
     _known_months.discard(partition.starts_at.date())
     return True
 
