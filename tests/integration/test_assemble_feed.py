@@ -721,3 +721,146 @@ def test_the_users_item_rows_carry_the_reorder_counts_of_bought_items_only(db: p
     assert (rows.items["milk"].purchase_count, rows.items["eggs"].purchase_count) == (2, 0)
     assert rows.reorders == {"milk": (3, 2)}
     assert own.reorders == {} and dataclasses.replace(own, reorders=rows.reorders) == rows  # the same rows otherwise
+
+
+def test_replenishment_timing_puts_the_item_due_first_and_without_it_frequency_decides(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    # Milk weekly, last bought a week ago: due now. Coffee every 20 days, last bought 4 days ago: not due, but its
+    # eight purchases weigh more in the decayed frequency (~1.92 against ~1.81, times each item's repeat rate).
+    # Neither was bought within just_purchased_days (3), so both stay candidates whatever their timing.
+    record(
+        *[purchase("user-1", items=("milk",), at=NOW - timedelta(days=7 + 7 * n)) for n in range(4)],
+        *[purchase("user-1", items=("coffee",), at=NOW - timedelta(days=4 + 20 * n)) for n in range(8)],
+    )
+    recompute_scores(RecomputeRequest())
+
+    _, _, timed = get_feed("user-1", {"store_id": STORE, "debug": "true"})
+    monkeypatch.setenv("FEED_BUY_AGAIN_DUE_WEIGHT", "0")
+    use_database(database_url)
+    _, _, untimed = get_feed("user-1", {"store_id": STORE, "debug": "true"})
+
+    assert sections(timed)["buy_again"] == ["milk", "coffee"]
+    assert sections(untimed)["buy_again"] == ["coffee", "milk"]
+    assert removed_by(timed, "just_purchased") == removed_by(untimed, "just_purchased") == set()
+
+
+@pytest.fixture
+def pasta_aisle(db: psycopg.Connection) -> list[str]:
+    """Six items of one aisle, sold at store-a, each bought by another shopper ten days ago."""
+    create_catalog(db)
+    items = [
+        CatalogItem(item_id=f"pasta-{n}", name=f"Pasta {n}", department="Pantry", aisle="Dry Pasta", brand=f"Mill {n}",
+                    price=1.99)
+        for n in range(1, 7)
+    ]  # fmt: skip
+    catalog_db.upsert_items(db, items)
+    catalog_db.upsert_availability(db, [StoreAvailability(store_id=STORE, item_id=i.item_id) for i in items])
+    record(*[purchase(f"shopper-{n}", items=(item.item_id,), at=NOW - timedelta(days=10)) for n, item in
+             enumerate(items)])  # fmt: skip
+    return [item.item_id for item in items]
+
+
+def test_favourite_aisles_shows_the_other_items_of_the_users_top_aisles(
+    pasta_aisle: list[str], db: psycopg.Connection
+) -> None:
+    # user-1's aisles: Dry Pasta (three orders of two of its items), Eggs (a cart addition), Coffee (a click).
+    record(
+        *[purchase("user-1", items=("pasta-1", "pasta-2"), at=NOW - timedelta(days=days)) for days in (10, 20, 30)],
+        event("add_to_cart", "user-1", item_id="eggs", at=NOW - timedelta(days=5)),
+        event("click", "user-1", item_id="coffee", at=NOW - timedelta(days=5)),
+    )
+    recompute_scores(RecomputeRequest())
+
+    _, _, feed = get_feed("user-1", {"store_id": STORE, "limit": "30"})
+
+    got = sections(feed)
+    order = list(got)
+    earlier = {item for section in order[: order.index("favourite_aisles")] for item in got[section]}
+    assert set(got["buy_again"]) == {"pasta-1", "pasta-2"}
+    # The top two aisles' other items, each shown once: here unless an earlier section (trending) showed it.
+    assert set(got["favourite_aisles"]) == {"pasta-3", "pasta-4", "pasta-5", "pasta-6", "eggs"} - earlier
+    assert {"pasta-3", "pasta-4", "pasta-5", "pasta-6"} <= shown(feed)
+    assert got["favourite_aisles"]  # trending shows at most three items of an aisle (max_per_aisle)
+    assert "coffee" not in got["favourite_aisles"]  # the user's third aisle
+
+
+def test_new_arrivals_shows_the_items_added_to_the_catalog_lately(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    db.execute("UPDATE items SET created_at = now() - interval '90 days'")
+    db.execute("UPDATE items SET created_at = now() - interval '10 days' WHERE item_id = 'bananas'")
+    record(purchase("user-2", items=("eggs", "milk")))
+    recompute_scores(RecomputeRequest())
+    granola = {"item_id": "granola", "name": "Granola 16 oz", "department": "Breakfast", "aisle": "Cereal",
+               "brand": "Oats & Co", "price": 4.99}  # fmt: skip
+    admin = load_function("ingest_events")
+    for method, path, resource, body, parameters in (
+        ("PUT", "/v1/items", "/v1/items", {"items": [granola]}, None),
+        ("PUT", f"/v1/stores/{STORE}/availability", "/v1/stores/{store_id}/availability",
+         {"items": [{"item_id": "granola"}]}, {"store_id": STORE}),
+    ):  # fmt: skip
+        operator = cognito_claims("ops", "admin")
+        request = api_gateway_rest_event(
+            method, path, resource=resource, body=body, path_parameters=parameters, claims=operator
+        )
+        assert admin.lambda_handler(request, LambdaContext(function_name="ingest_events"))["statusCode"] == 200
+
+    _, _, feed = get_feed("user-1", {"store_id": STORE, "limit": "30"})
+
+    # The newest first; the rest of the catalog is older than new_arrival_days (30).
+    assert sections(feed)["new_arrivals"] == ["granola", "bananas"]
+
+
+def test_goes_well_with_is_seeded_by_a_purchase_just_made_without_a_cart(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    # Other shoppers' baskets: coffee with milk four times, with bananas three, with eggs twice (below the minimum
+    # support of 3 baskets).
+    baskets = [("coffee", "milk")] * 4 + [("coffee", "bananas")] * 3 + [("coffee", "eggs")] * 2
+    record(*[purchase(f"shopper-{n}", items=basket, at=NOW - timedelta(days=10)) for n, basket in enumerate(baskets)])
+    recompute_scores(RecomputeRequest())
+    record(purchase("user-9", items=("coffee",), at=NOW - timedelta(minutes=2)))  # not scored yet; no cart
+
+    _, _, feed = get_feed("user-9", {"store_id": STORE, "limit": "30"})
+
+    goes_well_with = next(section for section in feed["sections"] if section["id"] == "goes_well_with")
+    assert [item["item_id"] for item in goes_well_with["items"]] == ["milk", "bananas"]  # by cosine: 4/√36 > 3/√27
+    assert {item["reason"] for item in goes_well_with["items"]} == {"Goes well with Ground Coffee 12 oz"}
+    assert feed["fallback"] is None
+
+
+def test_a_ranking_config_file_declares_sections_their_caps_and_order(
+    shopping_history: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A section the packaged config does not have (buy-again items under another id and title, one item), and a
+    # variant that shows trending (two items) before it and leaves popular out.
+    config = {
+        "base": {"sections": [
+            {"id": "staples", "title": "Your staples", "source": "buy_again", "weights": {"buy_again": 1.0}, "size": 1},
+            {"id": "trending", "title": "Trending at your store", "source": "trending", "weights": {"trending": 1.0},
+             "size": 2},
+            {"id": "popular", "title": "Popular", "source": "popular", "weights": {"popularity": 1.0}},
+        ]},
+        "experiment": {"name": "staples-test", "variants": {
+            "staples_second": {"traffic": 100, "overrides": {"section_order": ["trending", "staples"]}},
+        }},
+    }  # fmt: skip
+    path = tmp_path / "ranking.json"
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv("FEED_RANKING_CONFIG_FILE", str(path))
+    settings.feed_settings.cache_clear()
+    try:
+        caplog.clear()
+        _, _, feed = get_feed("user-1", {"store_id": STORE, "limit": "30"})
+    finally:
+        monkeypatch.delenv("FEED_RANKING_CONFIG_FILE")
+        settings.feed_settings.cache_clear()
+
+    assert (feed["experiment"], feed["variant"]) == ("staples-test", "staples_second")
+    assert [(section["id"], section["title"]) for section in feed["sections"]] == [
+        ("trending", "Trending at your store"), ("staples", "Your staples"),
+    ]  # fmt: skip
+    assert sections(feed) == {"trending": ["eggs", "bananas"], "staples": ["milk"]}  # buy-again was milk, coffee
+    (logged,) = [record for record in caplog.records if record.getMessage() == "feed assembled"]
+    assert (logged.feed_id, logged.variant) == (feed["feed_id"], "staples_second")
+    assert logged.sections == {"trending": 2, "staples": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -9,13 +10,16 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from feedcore.api.resolvers import local_resolver
+from feedcore.db.connection import confirm_sent
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
 from tests.conftest import load_function, use_database
-from tests.factories import create_catalog, event, purchase, record
+from tests.factories import STORE, create_catalog, event, purchase, record
+from tests.integration.test_assemble_feed import get_feed
 
 ingest = load_function("ingest_events")
 
@@ -178,3 +182,117 @@ def test_admin_routes_are_marked_in_the_openapi_document() -> None:
     assert admin == {("PUT", "/v1/items"), ("PUT", "/v1/stores/{store_id}/availability"),
                      ("DELETE", "/v1/users/{user_id}")}  # fmt: skip
     assert document["components"]["securitySchemes"]["admin"]["scheme"] == "bearer"
+
+
+def test_an_erasure_leaves_no_row_of_the_user_in_any_table_but_the_erasure_record(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(purchase("user-2", items=("milk", "eggs")))
+    recompute_scores(RecomputeRequest())
+    get_feed("user-1", {"store_id": STORE, "limit": "1"})  # a feed and its snapshot, before any history
+    batch = [purchase("user-1", items=("milk", "eggs")), event("add_to_cart", "user-1", item_id="coffee"),
+             event("click", "user-1", item_id="bananas"), event("hide", "user-1", item_id="wine"),
+             purchase("user-2", items=("coffee",))]  # fmt: skip
+    assert call("POST", "/v1/events", "/v1/events", {"events": batch})[2]["accepted"] == 5
+    recompute_scores(RecomputeRequest())
+    get_feed("user-1", {"store_id": STORE, "limit": "1"})
+    confirm_sent()  # both feeds' recordings have committed
+    tables = [
+        table
+        for (table,) in db.execute(
+            "SELECT table_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND column_name = 'user_id' ORDER BY table_name"
+        )
+    ]
+
+    def rows_of(user_id: str) -> dict[str, int]:
+        return {
+            table: db.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)
+            ).fetchone()[0]
+            for table in tables
+        }
+
+    before = rows_of("user-1")
+    status, _, _ = call("DELETE", "/v1/users/user-1", "/v1/users/{user_id}", user_id="user-1")
+    after = rows_of("user-1")
+
+    assert status == 200
+    # Every kind of row the user had: events (in their month's partition), scores, orders, feeds, the profile.
+    had = {"events", "user_item_affinity", "user_category_affinity", "user_orders", "feeds", "feed_snapshots",
+           "users"}  # fmt: skip
+    assert all(before[table] > 0 for table in had), before
+    assert sum(count for table, count in before.items() if table.startswith("events_")) == before["events"] == 4
+    assert after == {table: 1 if table == "user_erasures" else 0 for table in tables}
+    assert db.execute("SELECT user_id FROM user_erasures").fetchall() == [("user-1",)]
+    assert rows_of("user-2")["events"] == 2  # another user's rows stay
+
+
+ADMIN_ROUTES = {
+    "items": ("/v1/items", "/v1/items", None),
+    "availability": ("/v1/stores/store-9/availability", "/v1/stores/{store_id}/availability", {"store_id": "store-9"}),
+}
+NON_UTF8 = base64.b64encode(b'{"items": [{"item_id": "\xff\xfe"}]}').decode()
+
+
+def item_lines(route: str, count: int) -> str:
+    if route == "items":
+        return json.dumps({"items": [MILK | {"item_id": f"item-{n}"} for n in range(count)]})
+    return json.dumps({"items": [{"item_id": f"item-{n}"} for n in range(count)]})
+
+
+# (route, raw body, content type, base64-encoded, status, field named)
+ADMIN_BAD_INPUT = [
+    ("items", '{"items": [', "application/json", False, 400, "body"),
+    ("availability", '{"items": [', "application/json", False, 400, "body"),
+    ("items", NON_UTF8, "application/json", True, 400, "body"),
+    ("availability", NON_UTF8, "application/json", True, 400, "body"),
+    ("items", json.dumps({"items": [MILK]}), "text/plain", False, 415, "content-type"),
+    ("availability", json.dumps({"items": [{"item_id": "milk"}]}), "application/x-www-form-urlencoded", False, 415,
+     "content-type"),
+    ("items", item_lines("items", 1001), "application/json", False, 413, None),
+    ("availability", item_lines("availability", 1001), "application/json", False, 413, None),
+    ("items", json.dumps({"items": [MILK | {"price": "cheap"}]}), "application/json", False, 422, "items[0].price"),
+    ("items", json.dumps({"items": [MILK | {"active": "perhaps"}]}), "application/json", False, 422, "items[0].active"),
+    ("items", json.dumps({"items": MILK}), "application/json", False, 422, "items"),
+    ("availability", json.dumps({"items": [{"item_id": 42}]}), "application/json", False, 422, "items[0].item_id"),
+    ("availability", json.dumps({"items": [{"item_id": "milk", "available": "yes please"}]}), "application/json",
+     False, 422, "items[0].available"),
+    ("availability", json.dumps({"store_name": 9, "items": [{"item_id": "milk"}]}), "application/json", False, 422,
+     "store_name"),
+]  # fmt: skip
+ADMIN_BAD_INPUT_IDS = [
+    "items-truncated-json", "availability-truncated-json", "items-non-utf8", "availability-non-utf8",
+    "items-text-plain", "availability-form", "items-1001", "availability-1001", "items-price-string",
+    "items-active-string", "items-not-a-list", "availability-numeric-item-id", "availability-available-string",
+    "availability-numeric-store-name",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("route", "raw_body", "content_type", "encoded", "status", "field"), ADMIN_BAD_INPUT, ids=ADMIN_BAD_INPUT_IDS
+)
+def test_bad_input_to_an_admin_route_gets_a_problem_json_4xx_and_changes_nothing(
+    db: psycopg.Connection, route: str, raw_body: str, content_type: str, encoded: bool, status: int, field: str | None
+) -> None:
+    create_catalog(db)
+    before = db.execute("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM store_availability)").fetchone()
+    path, resource, parameters = ADMIN_ROUTES[route]
+    request = api_gateway_rest_event(
+        "PUT", path, resource=resource, raw_body=raw_body, path_parameters=parameters,
+        headers={"Content-Type": content_type}, claims=SERVICE_CLAIMS,
+    )  # fmt: skip
+    request["isBase64Encoded"] = encoded
+
+    response = ingest.lambda_handler(request, LambdaContext(function_name="ingest_events"))
+    body = json.loads(response["body"])
+
+    assert response["statusCode"] == status, body
+    assert response_headers(response)["Content-Type"] == "application/problem+json"
+    assert body["status"] == status and body["detail"]
+    if field is None:
+        assert body["limit"] == 1000
+    else:
+        assert field in {error["field"] for error in body["errors"]}, body
+    after = db.execute("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM store_availability)").fetchone()
+    assert after == before
+    assert db.execute("SELECT count(*) FROM stores WHERE store_id = 'store-9'").fetchone() == (0,)

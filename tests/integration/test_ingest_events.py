@@ -467,3 +467,50 @@ def test_any_offset_python_accepts_is_stored_as_the_same_instant(
 
     assert (status, body["accepted"]) == (200, 1)
     assert db.execute("SELECT occurred_at FROM events").fetchone() == (NOW,)
+
+
+def emf_metrics(capsys: pytest.CaptureFixture[str]) -> dict[str, list[float]]:
+    """The metrics of the EMF records printed since the last call: name → values, and each name's unit."""
+    values: dict[str, list[float]] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith('{"_aws"'):
+            record = json.loads(line)
+            for directive in record["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    values.setdefault(f"{metric['Name']}/{metric['Unit']}", []).extend(record[metric["Name"]])
+    return values
+
+
+def test_a_batch_reports_its_counts_and_latency_as_metrics(
+    db: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sent_before = event("click", "user-1", item_id="milk")
+    post_events({"events": [sent_before]})
+    capsys.readouterr()
+    invalid = event("add_to_cart", "user-2", item_id="eggs", quantity=0)
+
+    batch = [purchase("user-1", items=("milk",)), sent_before, invalid, event("click", "user-2", item_id="eggs")]
+
+    status, _, body = post_events({"events": batch})
+    metrics = emf_metrics(capsys)
+
+    assert (status, body["accepted"], body["duplicates"], body["rejected"]) == (200, 2, 1, 1)
+    assert {name: values for name, values in metrics.items() if name.startswith("Events")} == {
+        "EventsAccepted/Count": [2.0], "EventsDuplicate/Count": [1.0], "EventsRejected/Count": [1.0],
+    }  # fmt: skip
+    (latency,) = metrics["IngestBatchLatency/Milliseconds"]
+    assert 0 < latency < 10_000
+
+
+def test_a_batch_with_no_valid_event_reports_only_its_rejections(
+    db: psycopg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    invalid = [event("teleport", item_id="milk"), event("add_to_cart", item_id="eggs", quantity=0), "not an event"]
+
+    status, _, body = post_events({"events": invalid})
+    metrics = emf_metrics(capsys)
+
+    assert (status, len(body["rejections"])) == (422, 3)
+    assert metrics == {"EventsRejected/Count": [3.0]}  # nothing was stored: no accepted, duplicate or latency
+    assert count(db, "events") == 0

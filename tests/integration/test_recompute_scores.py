@@ -774,3 +774,33 @@ def test_a_runs_popularity_upserts_are_hot_updates(db: psycopg.Connection) -> No
         after = db.execute(updates).fetchone()
 
     assert (after[0] - before[0], after[1] - before[1]) == (4, 4)  # coffee and milk, at the store and over all stores
+
+
+def test_affinity_weighs_a_purchase_over_a_cart_addition_over_a_click_and_a_hide_suppresses(
+    db: psycopg.Connection,
+) -> None:
+    create_catalog(db)
+    at = NOW - timedelta(hours=3)  # one instant: only the event types differ
+    record(
+        purchase("user-1", items=("milk",), at=at),
+        event("add_to_cart", "user-1", item_id="eggs", at=at),
+        event("click", "user-1", item_id="coffee", at=at),
+        event("hide", "user-1", item_id="bananas", at=at),
+    )
+    recompute.lambda_handler(eventbridge_scheduled_event(), LambdaContext(function_name="recompute_scores"))
+
+    rows = {
+        item_id: (affinity, hidden)
+        for item_id, affinity, hidden in db.execute(
+            "SELECT item_id, affinity_raw, hidden FROM user_item_affinity WHERE user_id = 'user-1'"
+        )
+    }
+    weights = settings.ScoringSettings()
+    assert weights.purchase_weight > weights.add_to_cart_weight > weights.click_weight > 0
+    milk, eggs, coffee = (rows[item][0] for item in ("milk", "eggs", "coffee"))
+    assert milk / coffee == pytest.approx(weights.purchase_weight / weights.click_weight, rel=1e-9)
+    assert eggs / coffee == pytest.approx(weights.add_to_cart_weight / weights.click_weight, rel=1e-9)
+    assert {item: hidden for item, (_, hidden) in rows.items()} == {
+        "milk": False, "eggs": False, "coffee": False, "bananas": True,
+    }  # fmt: skip
+    assert rows["bananas"][0] == 0  # a hide adds no affinity
