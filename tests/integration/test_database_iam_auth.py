@@ -58,7 +58,7 @@ def test_no_startup_options_go_to_the_proxy(iam_auth: settings.DatabaseSettings,
     # RDS Proxy answers "Feature not supported: RDS Proxy currently doesn't support command-line options".
     assert connection.startup_options(iam_auth, 2000) is None
     assert connection.startup_options(settings.DatabaseSettings(database_url=database_url), 2000) == (
-        "-c statement_timeout=2000"
+        "-c statement_timeout=2000 -c TimeZone=UTC"
     )
 
 

@@ -131,10 +131,16 @@ def json_secret(secret_arn: str, what: str, *, max_age_s: int) -> dict:
 
 
 def startup_options(settings: DatabaseSettings, statement_timeout_ms: int) -> str | None:
-    """The libpq `options` sent at connection start: the statement timeout, except through RDS Proxy, which
-    refuses startup options ("RDS Proxy currently doesn't support command-line options"); there the proxy's
-    InitQuery (template.yaml) sets the request timeout on every database connection it opens."""
-    return None if settings.through_rds_proxy else f"-c statement_timeout={statement_timeout_ms}"
+    """The libpq `options` sent at connection start: the statement timeout, and the session's time zone as UTC
+    (psycopg then reads every timestamptz as a datetime in `datetime.UTC` itself: in any other zone, even one
+    named `Etc/UTC` as a machine's default may be, each value read costs a conversion, and each subtraction or
+    comparison with the service's own instants, all in `UTC`, a call of the zone's `utcoffset` on both sides —
+    ~8 % of a feed page); except through RDS Proxy, which refuses startup options ("RDS Proxy currently doesn't
+    support command-line options"): there the proxy's InitQuery (template.yaml) sets the request timeout on
+    every database connection it opens, and the time zone is RDS's default, UTC."""
+    if settings.through_rds_proxy:
+        return None
+    return f"-c statement_timeout={statement_timeout_ms} -c TimeZone=UTC"
 
 
 def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: int | None = None) -> psycopg.Connection:
