@@ -295,6 +295,18 @@ def test_a_run_out_of_time_stops_between_chunks_and_the_next_continues(
     assert (rest.status, rest.events_scored) == ("completed", 3)
 
 
+def test_a_chunk_is_cut_in_the_order_of_transaction_ids_also_across_a_power_of_ten(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    for user in range(4):
+        record(purchase(f"user-{user}", items=("milk",)))
+    db.execute("UPDATE events SET insert_xid = (998 + right(user_id, 1)::int)::text::xid8")  # 998, 999, 1000, 1001
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+
+    chunk = scores_db.next_chunk(db, scores_db.EMPTY_SNAPSHOT, "1002:1002:", scores_db.FIRST_XID, since, 1)
+
+    assert (chunk.xid_from, chunk.xid_to, chunk.complete) == (scores_db.FIRST_XID, "999", False)
+
+
 def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCORING_PAIRS_MIN_SUPPORT", "1")
     settings.scoring_settings.cache_clear()

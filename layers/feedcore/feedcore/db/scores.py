@@ -511,7 +511,9 @@ def next_chunk(
     xid_to = conn.execute("SELECT pg_snapshot_xmax(%s::pg_snapshot)::text", (target,)).fetchone()[0]
     row = _execute_on_pending(
         conn,
-        f"SELECT insert_xid::text FROM events WHERE {_PENDING} ORDER BY insert_xid OFFSET %(max_events)s LIMIT 1",
+        # By the column, not by the text of the output column of the same name: '1000' sorts before '999'.
+        f"SELECT insert_xid::text FROM events WHERE {_PENDING}"
+        " ORDER BY events.insert_xid OFFSET %(max_events)s LIMIT 1",
         {"scan_from": scan_from, "xid_from": done_below, "xid_to": xid_to, "target": target, "scored": scored,
          "max_events": max_events},
     ).fetchone()  # fmt: skip
