@@ -187,7 +187,11 @@ def test_database_is_private_encrypted_and_protected_in_production(template):
     subnet_group = template["Resources"][database["DBSubnetGroupName"]["Ref"]]["Properties"]
     assert subnet_group["SubnetIds"] == template["Globals"]["Function"]["VpcConfig"]["SubnetIds"]
     parameters = template["Resources"][database["DBParameterGroupName"]["Ref"]]["Properties"]
-    assert parameters["Family"] == "postgres16" and parameters["Parameters"]["rds.force_ssl"] == "1"
+    assert (
+        parameters["Family"] == "postgres16"
+        and parameters["Parameters"]["rds.force_ssl"] == "1"
+        and parameters["Parameters"]["timezone"] == "UTC"
+    )
 
 
 def test_proxy_requires_tls_and_iam_authentication(template):

@@ -313,7 +313,7 @@ def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection, mo
     create_catalog(db)
     record(purchase("user-1", items=("milk", "eggs"), at=NOW - timedelta(days=3)), event("click", item_id="coffee"))
     recompute_scores(RecomputeRequest(), now=NOW)
-    db.execute("UPDATE score_state SET epoch = epoch - interval '100 days'")
+    db.execute("UPDATE score_state SET epoch = epoch - interval '2400 hours'")
     db.execute(
         "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 7), short_raw = short_raw * 2 ^ 100.0;"
         "UPDATE user_item_affinity SET affinity_raw = affinity_raw * 2 ^ (100.0 / 60),"

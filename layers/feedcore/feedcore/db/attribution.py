@@ -16,7 +16,7 @@ _SECTION_REPORT = """
 WITH tracked AS (
     SELECT event_type, feed_id, section, user_id, item_id, occurred_at
     FROM events
-    WHERE occurred_at >= %(since)s - %(window)s AND feed_id IS NOT NULL
+    WHERE occurred_at >= %(since)s - make_interval(secs => %(window_s)s) AND feed_id IS NOT NULL
       AND event_type IN ('impression', 'click', 'add_to_cart')
 ),
 purchase_lines AS (
@@ -30,7 +30,8 @@ attributed AS (
     FROM purchase_lines pl
     JOIN tracked t ON t.user_id = pl.user_id AND t.item_id = pl.item_id
                   AND t.event_type IN ('click', 'add_to_cart')
-                  AND t.occurred_at <= pl.occurred_at AND t.occurred_at > pl.occurred_at - %(window)s
+                  AND t.occurred_at <= pl.occurred_at
+                  AND t.occurred_at > pl.occurred_at - make_interval(secs => %(window_s)s)
     ORDER BY pl.event_id, pl.item_id, t.occurred_at DESC
 ),
 counts AS (
@@ -72,4 +73,4 @@ def section_report(conn: psycopg.Connection, since: datetime, window: timedelta)
     """Per experiment variant and section: impressions, clicks and adds to cart since `since`, and purchase
     lines attributed to them (last touch within `window`)."""
     with conn.cursor(row_factory=class_row(SectionStats)) as cur:
-        return cur.execute(_SECTION_REPORT, {"since": since, "window": window}).fetchall()
+        return cur.execute(_SECTION_REPORT, {"since": since, "window_s": window.total_seconds()}).fetchall()

@@ -137,7 +137,7 @@ def startup_options(settings: DatabaseSettings, statement_timeout_ms: int) -> st
     comparison with the service's own instants, all in `UTC`, a call of the zone's `utcoffset` on both sides —
     ~8 % of a feed page); except through RDS Proxy, which refuses startup options ("RDS Proxy currently doesn't
     support command-line options"): there the proxy's InitQuery (template.yaml) sets the request timeout on
-    every database connection it opens, and the time zone is RDS's default, UTC."""
+    every database connection it opens, and the time zone is the parameter group's, UTC (template.yaml)."""
     if settings.through_rds_proxy:
         return None
     return f"-c statement_timeout={statement_timeout_ms} -c TimeZone=UTC"
