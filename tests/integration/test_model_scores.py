@@ -162,6 +162,28 @@ def test_a_large_parquet_file_is_read_batch_by_batch_within_the_import_timeout(
     assert db.execute("SELECT sum(score) FROM model_scores").fetchone() == (count * (count - 1) / 2,)
 
 
+def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
+    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
+    limits = []
+    current_version = models_db.current_version
+
+    def read_limits_then_version(conn: psycopg.Connection, model: str) -> object:
+        limits.append(
+            conn.execute(
+                "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')"
+            ).fetchone()
+        )
+        return current_version(conn, model)
+
+    monkeypatch.setattr(models_db, "current_version", read_limits_then_version)
+    (imported,) = import_model_scores(settings.model_score_settings(), 5_000)
+
+    assert imported.rows == 1
+    assert limits == [("5s", "5s")]
+
+
 @pytest.mark.parametrize(
     "bad_file",
     [

@@ -41,7 +41,7 @@ UNCONFIRMED_GRACE_S = 1.0
 class BoundedConnection(psycopg.Connection):
     """A connection whose every wait for the server ends after `answer_within_s` seconds: then it is closed
     and psycopg.OperationalError raised. Set from the statement timeout it is made with, and for a transaction
-    that raises its own (`allow_statements_of`)."""
+    that sets its own (`bound_transaction`)."""
 
     answer_within_s: float | None = None
 
@@ -59,11 +59,19 @@ def answer_bound_s(statement_timeout_ms: int) -> float:
     return statement_timeout_ms / 1000 + UNCONFIRMED_GRACE_S
 
 
-def allow_statements_of(conn: psycopg.Connection, timeout_ms: int) -> None:
-    """Wait up to `timeout_ms` (and the grace) for the answers of the current transaction, whose statement
-    timeout the caller sets to `timeout_ms`; `run` restores the connection's own bound when it ends."""
+def bound_transaction(conn: psycopg.Connection, timeout_ms: int) -> None:
+    """Bound the current transaction's statements and idle time by `timeout_ms` on the server, and the client's
+    waits for their answers by `timeout_ms` and the grace (for a transaction that needs more, or less, than the
+    connection's own timeout); `run` restores the connection's own client bound when the transaction ends."""
     if isinstance(conn, BoundedConnection):
         conn.answer_within_s = answer_bound_s(timeout_ms)
+    conn.execute(
+        """
+        SELECT set_config('statement_timeout', %(timeout)s, true),
+               set_config('idle_in_transaction_session_timeout', %(timeout)s, true)
+        """,
+        {"timeout": str(timeout_ms)},
+    )
 
 
 @lru_cache

@@ -8,7 +8,6 @@ from datetime import datetime
 
 import psycopg
 
-from feedcore.db.connection import allow_statements_of
 from feedcore.db.model_files import InvalidModelFile
 
 # Serializes model imports with erasures: an erasure either commits before an import drops the erased users'
@@ -20,12 +19,6 @@ DELETE FROM model_scores m USING user_erasures e
 WHERE m.model = %(model)s AND m.user_id = e.user_id
   AND (e.erased_at >= %(modified_at)s OR NOT EXISTS (SELECT FROM events v WHERE v.user_id = e.user_id))
 """
-
-
-def bound_import(conn: psycopg.Connection, timeout_ms: int) -> None:
-    """Give the current transaction's statements `timeout_ms` (a large file outlasts a request's timeout)."""
-    allow_statements_of(conn, timeout_ms)
-    conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
 
 
 def current_version(conn: psycopg.Connection, model: str) -> tuple[str, datetime] | None:

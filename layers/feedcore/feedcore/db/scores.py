@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from feedcore.db.connection import allow_statements_of
+from feedcore.db.connection import bound_transaction
 from feedcore.db.orders import (
     ITEM_REORDERS_TABLE,
     ORDERS_HOLDING_ITEM,
@@ -411,18 +411,6 @@ class ApplyCounts:
     popularity_updates: int
     affinity_updates: int
     category_updates: int
-
-
-def bound_transaction(conn: psycopg.Connection, timeout_ms: int) -> None:
-    """Bound the current transaction's statements and idle time by `timeout_ms`."""
-    allow_statements_of(conn, timeout_ms)
-    conn.execute(
-        """
-        SELECT set_config('statement_timeout', %(timeout)s, true),
-               set_config('idle_in_transaction_session_timeout', %(timeout)s, true)
-        """,
-        {"timeout": str(timeout_ms)},
-    )
 
 
 def try_lock_recompute(conn: psycopg.Connection, timeout_ms: int) -> bool:

@@ -11,7 +11,7 @@ from feedcore.db import feed as feed_db
 from feedcore.db import models as models_db
 from feedcore.db import scores as scores_db
 from feedcore.db import shards as shards_db
-from feedcore.db.connection import run
+from feedcore.db.connection import bound_transaction, run
 from feedcore.errors import ErasureBusy
 from feedcore.observability import logger
 from feedcore.settings import database_settings, ingest_settings
@@ -34,14 +34,14 @@ def delete_user(user_id: str) -> UserDeletion:
     wait_ms = ingest_settings().erasure_wait_ms
 
     def erase(conn: psycopg.Connection) -> UserDeletion:
-        scores_db.bound_transaction(conn, wait_ms)  # the waits may outlast a request's statement timeout
+        bound_transaction(conn, wait_ms)  # the waits may outlast a request's statement timeout
         try:
             scores_db.lock_out_recompute(conn)
             shards_db.lock_user_shard(conn, user_id)
             models_db.lock_erasures(conn)
         except psycopg.errors.QueryCanceled as exc:
             raise ErasureBusy(wait_ms) from exc
-        scores_db.bound_transaction(conn, database_settings().db_statement_timeout_ms)
+        bound_transaction(conn, database_settings().db_statement_timeout_ms)
         events_deleted = events_db.delete_user_events(conn, user_id)
         scores_deleted = scores_db.delete_user_scores(conn, user_id)
         feed_db.delete_user_feeds(conn, user_id)

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from feedcore.db import model_files
 from feedcore.db import models as models_db
-from feedcore.db.connection import run
+from feedcore.db.connection import bound_transaction, run
 from feedcore.observability import logger, metrics
 from feedcore.settings import ModelScoreSettings
 
@@ -32,7 +32,7 @@ def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[M
     for file in model_files.newest_files(settings.model_scores_bucket, settings.model_scores_prefix):
 
         def swap(conn: psycopg.Connection, file: model_files.ModelFile = file) -> ModelImport | None:
-            models_db.bound_import(conn, timeout_ms)
+            bound_transaction(conn, timeout_ms)  # a large file outlasts a request's timeout
             if models_db.current_version(conn, file.model) == (file.key, file.modified_at):
                 return None
             rows = model_files.read_scores(settings.model_scores_bucket, file.key)

@@ -80,7 +80,7 @@ class SideParts:
                 if self._stopping:
                     raise RuntimeError("the rebuild stopped before this part started")
                 self._connections.append(side)
-            scores_db.bound_transaction(side, self._timeout_ms)
+            connection.bound_transaction(side, self._timeout_ms)
             result = part(side)
         self.seconds[name] = round(monotonic() - started, 2)  # committed
         return result

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from feedcore.db import events as events_db
 from feedcore.db import feed as feed_db
 from feedcore.db import scores as scores_db
-from feedcore.db.connection import connect, run
+from feedcore.db.connection import bound_transaction, connect, run
 from feedcore.observability import logger, metrics
 from feedcore.scoring import fanout
 from feedcore.scoring.models import import_model_scores
@@ -213,13 +213,13 @@ def _pack_store_shelves(timeout_ms: int) -> None:
 
 
 def _pack_reorders_and_positions(conn: psycopg.Connection, timeout_ms: int) -> None:
-    scores_db.bound_transaction(conn, timeout_ms)
+    bound_transaction(conn, timeout_ms)
     feed_db.pack_item_reorders(conn)
     feed_db.refresh_shelf_positions(conn)
 
 
 def _pack_share(conn: psycopg.Connection, store_ids: list[str], timeout_ms: int) -> int:
-    scores_db.bound_transaction(conn, timeout_ms)
+    bound_transaction(conn, timeout_ms)
     return feed_db.repack_store_shelves_scores(conn, store_ids)
 
 

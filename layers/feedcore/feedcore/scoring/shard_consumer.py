@@ -15,9 +15,8 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, Json
 
-from feedcore.db import scores as scores_db
 from feedcore.db import shards as shards_db
-from feedcore.db.connection import run
+from feedcore.db.connection import bound_transaction, run
 from feedcore.observability import logger
 from feedcore.scoring.fanout import score_shard
 from feedcore.scoring.service import run_timeout_ms
@@ -55,7 +54,7 @@ def score_shard_record(record: ShardMessage, lambda_context: LambdaContext) -> b
     timeout_ms = run_timeout_ms(settings.recompute_statement_timeout_ms, budget_ms)
 
     def score(conn: psycopg.Connection) -> bool:
-        scores_db.bound_transaction(conn, timeout_ms)
+        bound_transaction(conn, timeout_ms)
         chunk = shards_db.lock_shard(conn, task.chunk_id, task.shard)
         if chunk is None:
             return False
