@@ -11,8 +11,10 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
@@ -22,7 +24,8 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 from psycopg.conninfo import make_conninfo
 
-from feedcore.db.migrations import PACKAGED_MIGRATIONS, load_migrations, migrate
+from feedcore.cloudformation import ANSWER_MARGIN_MS
+from feedcore.db.migrations import PACKAGED_MIGRATIONS, load_migrations, migrate, migrate_when_reachable
 from feedcore.schema import SCHEMA_RESOURCE_ID
 from tests.aws_events import LambdaContext, cloudformation_custom_resource_event
 from tests.conftest import load_function, scratch_database, use_database
@@ -178,6 +181,26 @@ def test_unreachable_database_answers_failed_before_the_function_times_out(
     finally:
         use_database(database_url)
     assert the_answer(answers, delete)["Status"] == "SUCCESS"
+
+
+def test_a_run_out_of_time_answers_failed_naming_the_migration_not_applied(
+    response_url, empty_database, tmp_path, monkeypatch
+) -> None:
+    url, answers = response_url
+    (tmp_path / "0001_slow.sql").write_text("CREATE TABLE first (a int); SELECT pg_sleep(1.5);")
+    (tmp_path / "0002_slow_too.sql").write_text("CREATE TABLE second (a int); SELECT pg_sleep(1.5);")
+    monkeypatch.setattr("feedcore.schema.migrate_when_reachable", partial(migrate_when_reachable, directory=tmp_path))
+    event = cloudformation_custom_resource_event("Create", url, properties=LAYER_V1)
+    started = time.monotonic()
+
+    invoke(event, remaining_ms=ANSWER_MARGIN_MS + 2_200)  # the first migration leaves too little for the second
+
+    assert time.monotonic() - started < 2.2
+    answer = the_answer(answers, event)
+    assert answer["Status"] == "FAILED"
+    assert answer["Reason"].startswith("MigrationRunStopped: stopped before migration 0002_slow_too: ")
+    assert "log stream" in answer["Reason"]
+    assert tables(empty_database) == {"first", "schema_migrations"}
 
 
 def test_malformed_request_is_answered_failed(response_url) -> None:

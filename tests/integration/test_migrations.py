@@ -1,7 +1,9 @@
-"""feedctl migrate: idempotent and safe when two run at once."""
+"""The migration runner (feedctl migrate, the schema's custom resource): idempotent, safe when two run at once,
+and within its deadline."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,9 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from feedcore.db.migrations import load_migrations, migrate
+from feedcore.db.connection import UNCONFIRMED_GRACE_S
+from feedcore.db.migrations import MigrationRunStopped, load_migrations, migrate, migrate_when_reachable
 from feedlocal.embedded import MIGRATIONS_DIR
-from tests.conftest import scratch_database
+from tests.conftest import scratch_database, use_database
 
 
 @pytest.fixture
@@ -200,10 +203,87 @@ def test_dropping_the_trending_index_gives_up_rather_than_queue_the_tables_reade
             (MIGRATIONS_DIR / "0089_popularity_without_trending_index.sql").read_text()
         )
 
-        with pytest.raises(psycopg.errors.LockNotAvailable):
+        with pytest.raises(MigrationRunStopped, match="stopped at migration 0089_") as stopped:
             migrate(conn, tmp_path)
+        assert isinstance(stopped.value.__cause__, psycopg.errors.LockNotAvailable)
         reader.rollback()
         indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'item_popularity'"
         assert "item_popularity_trending_idx" in {name for (name,) in conn.execute(indexes)}
 
         assert migrate(conn, tmp_path) == ["0089"]  # once the reader is done
+
+
+@pytest.fixture
+def service_database(empty_database: str, database_url: str) -> Iterator[str]:
+    """The empty database, which feedcore's own connections (migrate_when_reachable's) point at for the test."""
+    use_database(empty_database)
+    yield empty_database
+    use_database(database_url)
+
+
+def applied_versions(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [version for (version,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def test_a_run_stops_before_a_migration_it_has_too_little_time_left_to_start(
+    service_database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_slow.sql").write_text("CREATE TABLE first (a int); SELECT pg_sleep(1.5);")
+    (tmp_path / "0002_slow_too.sql").write_text("CREATE TABLE second (a int); SELECT pg_sleep(1.5);")
+    started = time.monotonic()
+
+    # The first leaves ~0.7 s of the 2.2, less than a migration is started with.
+    with pytest.raises(MigrationRunStopped, match="stopped before migration 0002_slow_too: .* it is not applied"):
+        migrate_when_reachable(2_200, tmp_path)
+
+    assert time.monotonic() - started < 2.2
+    assert applied_versions(service_database) == ["0001"]
+    assert migrate_when_reachable(10_000, tmp_path) == ["0002"]  # the next run resumes with it
+
+
+def test_a_migration_still_running_at_the_deadline_is_cancelled_then_and_rolled_back(
+    service_database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_quick.sql").write_text("CREATE TABLE first (a int); SELECT pg_sleep(1);")
+    (tmp_path / "0002_long.sql").write_text("CREATE TABLE second (a int); SELECT pg_sleep(30);")
+    started = time.monotonic()
+
+    with pytest.raises(MigrationRunStopped, match="stopped at migration 0002_long, rolled back .* statement timeout"):
+        migrate_when_reachable(3_000, tmp_path)
+
+    assert time.monotonic() - started < 3.0 + 0.5  # not the whole 3 s the run had when it connected
+    assert applied_versions(service_database) == ["0001"]
+    with psycopg.connect(service_database) as conn:
+        assert conn.execute("SELECT to_regclass('second')").fetchone() == (None,)
+
+
+def test_a_migration_of_statements_each_shorter_than_the_time_left_is_given_up_at_the_deadline(
+    service_database: str, tmp_path: Path
+) -> None:
+    # The server bounds each statement of a file by the time left (they are one query, but timed one by one):
+    # the client gives up on the whole file after the time left and the grace.
+    (tmp_path / "0001_many.sql").write_text("SELECT pg_sleep(0.8); " * 4 + "CREATE TABLE first (a int);")
+    started = time.monotonic()
+
+    with pytest.raises(MigrationRunStopped, match="stopped at migration 0001_many, .* no answer from the database"):
+        migrate_when_reachable(1_500, tmp_path)
+
+    assert time.monotonic() - started < 1.5 + UNCONFIRMED_GRACE_S + 0.5
+    assert applied_versions(service_database) == []
+
+
+def test_a_run_stops_before_the_grants_when_too_little_time_is_left_for_them(
+    service_database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_grants.sql").write_text(
+        "CREATE FUNCTION grant_function_privileges() RETURNS void LANGUAGE sql AS 'SELECT pg_sleep(5)';"
+        " SELECT pg_sleep(1.5);"
+    )
+    started = time.monotonic()
+
+    with pytest.raises(MigrationRunStopped, match="stopped before the grants of the functions' privileges"):
+        migrate_when_reachable(2_200, tmp_path)
+
+    assert time.monotonic() - started < 2.2
+    assert applied_versions(service_database) == ["0001"]

@@ -3,19 +3,25 @@
 Safe to run twice and concurrently: runs hold an advisory lock and record what they applied. After every run
 the functions' database roles get their privileges again (grant_function_privileges, migration 0061), so that
 tables created by migrations applied after that one are covered.
+
+A run with a deadline (the custom resource's, before Lambda ends it) bounds each migration, and the grants and
+login users after them, by the time left when it starts, and starts none with less than MIN_TIME_TO_START_MS
+left: it stops with MigrationRunStopped naming the step instead; the migrations before it stay applied, and the
+next run resumes with it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from feedcore.db.connection import connect
+from feedcore.db.connection import bound_transaction, connect
 from feedcore.db.roles import LoginUser, ensure_login_user
 from feedcore.errors import DatabaseUnavailable
 from feedcore.observability import logger
@@ -28,6 +34,13 @@ PACKAGED_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 GRANT_FUNCTION_PRIVILEGES = "grant_function_privileges()"
 # Pause between connection attempts while the database (or a fresh RDS Proxy target) comes up.
 CONNECT_RETRY_INTERVAL_S = 5.0
+# A migration (or the grants and login users after them) is not started with less time than this left.
+MIN_TIME_TO_START_MS = 1_000
+
+
+class MigrationRunStopped(Exception):
+    """A run stopped at a step it did not do (a migration, the grants, a login user): too little time was left to
+    start it, or it failed and was rolled back. What the run applied before it stays applied."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,10 @@ def load_migrations(directory: Path) -> list[Migration]:
     return migrations
 
 
-def migrate(conn: psycopg.Connection, directory: Path) -> list[str]:
-    """Apply the pending migrations on an autocommit connection; returns the versions applied."""
+def migrate(conn: psycopg.Connection, directory: Path, deadline: float | None = None) -> list[str]:
+    """Apply the pending migrations on an autocommit connection; returns the versions applied. With a `deadline`
+    (`time.monotonic()`), each migration, and the grants after them, is bounded by the time left when it starts.
+    Raises MigrationRunStopped naming the step that failed or that there was too little time to start."""
     applied_now: list[str] = []
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
     try:
@@ -77,7 +92,7 @@ def migrate(conn: psycopg.Connection, directory: Path) -> list[str]:
                         f"migration {migration.version} changed after it was applied; add a new one instead"
                     )
                 continue
-            with conn.transaction():
+            with step_by_deadline(conn, deadline, f"migration {migration.version}_{migration.name}"):
                 conn.execute(migration.sql)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
@@ -86,19 +101,43 @@ def migrate(conn: psycopg.Connection, directory: Path) -> list[str]:
             applied_now.append(migration.version)
         (grants,) = conn.execute("SELECT to_regprocedure(%s)", (GRANT_FUNCTION_PRIVILEGES,)).fetchone()
         if grants is not None:  # not in a database migrated only up to a version before 0061
-            conn.execute(f"SELECT {GRANT_FUNCTION_PRIVILEGES}")
+            with step_by_deadline(conn, deadline, "the grants of the functions' privileges"):
+                conn.execute(f"SELECT {GRANT_FUNCTION_PRIVILEGES}")
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        if not conn.closed:  # closed by the client's bound: the server releases the lock with the session
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied_now
+
+
+@contextmanager
+def step_by_deadline(conn: psycopg.Connection, deadline: float | None, step: str) -> Iterator[None]:
+    """A transaction that does `step`, its statements bounded by the time left until `deadline` (unbounded
+    without one). Raises MigrationRunStopped naming `step` when less than MIN_TIME_TO_START_MS is left, or when
+    the step fails (then it is rolled back)."""
+    try:
+        with conn.transaction():
+            if deadline is not None:
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms < MIN_TIME_TO_START_MS:
+                    raise MigrationRunStopped(
+                        f"stopped before {step}: {max(left_ms, 0)} ms left of the time budget, less than the "
+                        f"{MIN_TIME_TO_START_MS} ms a step needs to start; it is not applied (what was applied "
+                        "before it stays), the next run resumes with it"
+                    )
+                bound_transaction(conn, left_ms)
+            yield
+    except psycopg.Error as exc:
+        raise MigrationRunStopped(f"stopped at {step}, rolled back and not applied: {exc}") from exc
 
 
 def migrate_when_reachable(
     time_budget_ms: int, directory: Path = PACKAGED_MIGRATIONS, login_users: Sequence[LoginUser] = ()
 ) -> list[str]:
     """Apply the pending migrations through the service's own connection settings (RDS Proxy in the cloud),
-    retrying the connection until `time_budget_ms` is spent; statements are bounded by the time left. Then
-    create the functions' `login_users` (or set their passwords and roles again).
-    Returns the versions applied; raises DatabaseUnavailable when the database never answered."""
+    retrying the connection until `time_budget_ms` is spent; each migration is bounded by the time left when it
+    starts. Then create the functions' `login_users` (or set their passwords and roles again).
+    Returns the versions applied; raises DatabaseUnavailable when the database never answered, and
+    MigrationRunStopped when a step failed or there was too little time left to start one."""
     deadline = time.monotonic() + time_budget_ms / 1000
     while True:
         left_ms = int((deadline - time.monotonic()) * 1000)
@@ -111,7 +150,8 @@ def migrate_when_reachable(
             time.sleep(CONNECT_RETRY_INTERVAL_S)
             continue
         with conn:
-            applied = migrate(conn, directory)
+            applied = migrate(conn, directory, deadline)
             for user in login_users:
-                ensure_login_user(conn, user)
+                with step_by_deadline(conn, deadline, f"the login user {user.username}"):
+                    ensure_login_user(conn, user)
             return applied
