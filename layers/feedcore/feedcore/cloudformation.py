@@ -43,8 +43,6 @@ class CustomResourceResult(BaseModel):
     data: dict[str, str] = Field(default_factory=dict)
 
 
-# (url, JSON body): delivers the answer; tests pass their own.
-ResponseSender = Callable[[str, bytes], None]
 CustomResourceAction = Callable[[CustomResourceRequest, int], CustomResourceResult]
 
 
@@ -62,8 +60,6 @@ def answer_custom_resource(
     remaining_ms: int,
     log_stream: str,
     action: CustomResourceAction,
-    *,
-    send: ResponseSender = put_response,
 ) -> dict[str, Any]:
     """Run `action` on CloudFormation's request with the time left less a margin, and always answer:
     SUCCESS with the action's result, or FAILED with the error (the details are in `log_stream`).
@@ -74,7 +70,7 @@ def answer_custom_resource(
         if "ResponseURL" not in event:
             raise  # not from CloudFormation: there is nobody to answer
         logger.exception("malformed custom resource request")
-        return _answer(event, "FAILED", event.get("PhysicalResourceId") or log_stream, f"bad request: {exc}", {}, send)
+        return _answer(event, "FAILED", event.get("PhysicalResourceId") or log_stream, f"bad request: {exc}", {})
     # A failed Create has no resource yet; CloudFormation then sends a Delete for this id, which must succeed.
     physical_id = request.physical_resource_id or log_stream
     try:
@@ -82,13 +78,11 @@ def answer_custom_resource(
     except Exception as exc:
         logger.exception("custom resource request failed", extra={"request_type": request.request_type})
         reason = f"{type(exc).__name__}: {exc} (log stream {log_stream})"
-        return _answer(event, "FAILED", physical_id, reason, {}, send)
-    return _answer(event, "SUCCESS", result.physical_resource_id, "", result.data, send)
+        return _answer(event, "FAILED", physical_id, reason, {})
+    return _answer(event, "SUCCESS", result.physical_resource_id, "", result.data)
 
 
-def _answer(
-    event: dict[str, Any], status: str, physical_id: str, reason: str, data: dict[str, str], send: ResponseSender
-) -> dict[str, Any]:
+def _answer(event: dict[str, Any], status: str, physical_id: str, reason: str, data: dict[str, str]) -> dict[str, Any]:
     answer = {
         "Status": status,
         "Reason": reason[:MAX_REASON_CHARS],
@@ -100,5 +94,5 @@ def _answer(
         "Data": data,
     }
     logger.info("answering CloudFormation", extra={"answer": answer})
-    send(event["ResponseURL"], json.dumps(answer).encode())
+    put_response(event["ResponseURL"], json.dumps(answer).encode())
     return answer
