@@ -12,9 +12,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from feedcore import settings
 from feedcore.api.resolvers import local_resolver
 from feedcore.db.connection import confirm_sent
+from feedcore.db.models import ERASURE_LOCK_KEY
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY
+from feedcore.errors import ErasureBusy
+from feedcore.ingestion.privacy import delete_user
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
 from tests.conftest import load_function, use_database
@@ -152,6 +156,23 @@ def test_an_erasure_waits_for_a_running_score_run_longer_than_a_request_then_ans
     assert "score recomputation" in problem["detail"] and 1.4 < waited < 3
     assert after_the_run[:1] == (200,) and after_the_run[2]["events_deleted"] == 1
     assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-1'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("held_lock", [RECOMPUTE_LOCK_KEY, ERASURE_LOCK_KEY], ids=["score-run", "model-import"])
+def test_an_erasure_kept_waiting_past_its_limit_raises_erasure_busy_and_deletes_nothing(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch, held_lock: int
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",)))
+    monkeypatch.setenv("INGEST_ERASURE_WAIT_MS", "200")
+    settings.ingest_settings.cache_clear()
+
+    with psycopg.connect(database_url) as holder:  # a score run or a model import holds its lock
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (held_lock,))
+        with pytest.raises(ErasureBusy):
+            delete_user("user-1")
+
+    assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-1'").fetchone() == (1,)
 
 
 def test_every_table_an_erasure_deletes_from_is_indexed_by_user(db: psycopg.Connection) -> None:

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.feature_flags import AppConfigStore
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from feedcore import settings
+from feedcore import aws_calls, settings
 from feedcore.feed import experiments
 from feedcore.feed.config import default_ranking_config
 from feedcore.feed.experiments import assign, ranking_config
@@ -38,7 +38,7 @@ def appconfig(monkeypatch: pytest.MonkeyPatch):
     stubber = Stubber(client)
     stubber.add_response("start_configuration_session", {"InitialConfigurationToken": "first"})
     store = AppConfigStore(environment="prod", application="feed", name="ranking", max_age=0, boto3_client=client)
-    monkeypatch.setattr(experiments, "_appconfig_store", lambda *args: store)
+    monkeypatch.setattr(aws_calls, "_appconfig_store", lambda *args: store)
     monkeypatch.setattr(experiments, "_parsed", {})
     monkeypatch.setenv("FEED_APPCONFIG_APPLICATION", "feed")
     settings.feed_settings.cache_clear()

@@ -15,6 +15,10 @@ class DatabaseUnavailable(FeedError):
     """The database could not be reached or could not commit; the caller may retry."""
 
 
+class LockWaitTimedOut(DatabaseUnavailable):
+    """A statement waiting for a lock was ended by its transaction's statement timeout: the holder still runs."""
+
+
 class ErasureBusy(DatabaseUnavailable):
     """An erasure waited its limit for a running score run that may still write the user's scores."""
 

@@ -28,7 +28,7 @@ from psycopg._queries import PostgresQuery
 from psycopg.adapt import Transformer
 from psycopg.conninfo import make_conninfo
 
-from feedcore.errors import ConfigurationError, DatabaseUnavailable
+from feedcore.errors import ConfigurationError, DatabaseUnavailable, LockWaitTimedOut
 from feedcore.observability import logger, metrics
 from feedcore.settings import DatabaseSettings, database_settings
 
@@ -72,6 +72,15 @@ def bound_transaction(conn: psycopg.Connection, timeout_ms: int) -> None:
         """,
         {"timeout": str(timeout_ms)},
     )
+
+
+def wait_for_lock(conn: psycopg.Connection, query: str, params: tuple) -> None:
+    """Run `query`, a statement that waits for a lock; raises LockWaitTimedOut when the transaction's statement
+    timeout ends the wait."""
+    try:
+        conn.execute(query, params)
+    except psycopg.errors.QueryCanceled as exc:
+        raise LockWaitTimedOut(f"gave up waiting for a lock: {exc}") from exc
 
 
 @lru_cache

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import psycopg
 
+from feedcore.db.connection import wait_for_lock
 from feedcore.db.model_files import InvalidModelFile
 
 # Serializes model imports with erasures: an erasure either commits before an import drops the erased users'
@@ -28,8 +29,9 @@ def current_version(conn: psycopg.Connection, model: str) -> tuple[str, datetime
 
 
 def lock_erasures(conn: psycopg.Connection) -> None:
-    """Wait for a running erasure or model import, and keep the others out until this transaction ends."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (ERASURE_LOCK_KEY,))
+    """Wait for a running erasure or model import, and keep the others out until this transaction ends; raises
+    LockWaitTimedOut when the transaction's statement timeout ends the wait."""
+    wait_for_lock(conn, "SELECT pg_advisory_xact_lock(%s)", (ERASURE_LOCK_KEY,))
 
 
 def remember_erasure(conn: psycopg.Connection, user_id: str) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from feedcore.db.connection import bound_transaction
+from feedcore.db.connection import bound_transaction, wait_for_lock
 from feedcore.db.orders import (
     ITEM_REORDERS_TABLE,
     ORDERS_HOLDING_ITEM,
@@ -883,8 +883,9 @@ def shelf_store_ids(conn: psycopg.Connection) -> list[str]:
 
 
 def lock_out_recompute(conn: psycopg.Connection) -> None:
-    """Wait for a running recompute chunk and keep new ones out until this transaction ends."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,))
+    """Wait for a running recompute chunk and keep new ones out until this transaction ends; raises
+    LockWaitTimedOut when the transaction's statement timeout ends the wait."""
+    wait_for_lock(conn, "SELECT pg_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,))
 
 
 def delete_user_scores(conn: psycopg.Connection, user_id: str) -> int:

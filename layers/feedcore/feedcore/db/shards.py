@@ -12,6 +12,7 @@ from datetime import datetime
 
 import psycopg
 
+from feedcore.db.connection import wait_for_lock
 from feedcore.db.scores import ApplyCounts, Chunk, user_shard_sql
 
 _CHUNK_COLUMNS = """
@@ -141,8 +142,9 @@ def cancel_open_chunk(conn: psycopg.Connection) -> int | None:
 
 def lock_user_shard(conn: psycopg.Connection, user_id: str) -> None:
     """Wait for a transaction scoring the open chunk's shard of the user, and keep others out until this
-    transaction ends."""
-    conn.execute(
+    transaction ends; raises LockWaitTimedOut when the transaction's statement timeout ends the wait."""
+    wait_for_lock(
+        conn,
         f"""
         SELECT FROM score_shards s JOIN score_chunks c USING (chunk_id)
         WHERE s.shard = {user_shard_sql("%s", "c.shard_count")}

@@ -7,15 +7,17 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 
-from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
+from feedcore.aws_calls import secret_text
+from feedcore.errors import FeedExpired, InvalidCursor
 from feedcore.settings import feed_settings
 
 # Bytes of the HMAC-SHA256 kept in a cursor: 128 bits cannot be guessed.
 _MAC_BYTES = 16
 # Signs cursors of local runs only: settings refuse to start in Lambda without a configured key.
 _LOCAL_DEVELOPMENT_KEY = b"feedctl local development only"
+# Seconds a container keeps the key read from Secrets Manager: a rotated key is in use everywhere within them.
+_CURSOR_SECRET_MAX_AGE_S = 300
 
 
 @dataclass(frozen=True)
@@ -33,30 +35,15 @@ def request_scope(store_id: str, exclude_tags: frozenset[str]) -> str:
     return f"{store_id}|{','.join(sorted(exclude_tags))}"
 
 
-@lru_cache(maxsize=1)
-def _secrets():
-    # Imported here: only deployed functions read the key from Secrets Manager (cold start).
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-    from feedcore.aws_calls import REQUEST_PATH_CALLS
-
-    return SecretsProvider(boto_config=REQUEST_PATH_CALLS)
-
-
 def cursor_key() -> bytes:
-    """The HMAC key of cursors: FEED_CURSOR_SECRET, the secret FEED_CURSOR_SECRET_ARN names (cached five
-    minutes), or the local development key. Raises ConfigurationError when the secret cannot be read."""
+    """The HMAC key of cursors: FEED_CURSOR_SECRET, the secret FEED_CURSOR_SECRET_ARN names, or the local
+    development key. Raises ConfigurationError when the secret cannot be read."""
     settings = feed_settings()
     if settings.cursor_secret is not None:
         return settings.cursor_secret.get_secret_value().encode()
     if settings.cursor_secret_arn is None:
         return _LOCAL_DEVELOPMENT_KEY
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
-    try:
-        return str(_secrets().get(settings.cursor_secret_arn, max_age=300)).encode()
-    except GetParameterError as exc:
-        raise ConfigurationError(f"cannot read the cursor secret: {exc}") from exc
+    return secret_text(settings.cursor_secret_arn, "the cursor secret", max_age_s=_CURSOR_SECRET_MAX_AGE_S).encode()
 
 
 def _b64(data: bytes) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from feedcore.aws_calls import appconfig_document
 from feedcore.errors import ConfigurationError
 from feedcore.feed.config import (
     FeedConfig,
@@ -54,19 +54,6 @@ def assign(ranking: RankingConfig, user_id: str) -> Assignment:
     raise AssertionError("variant traffic adds up to 100")  # enforced by Experiment
 
 
-@lru_cache(maxsize=1)
-def _appconfig_store(application: str, environment: str, profile: str, max_age: int):
-    # Imported here: only deployed functions read AppConfig, and the module is heavy (cold start).
-    from aws_lambda_powertools.utilities.feature_flags import AppConfigStore
-
-    from feedcore.aws_calls import REQUEST_PATH_CALLS
-
-    return AppConfigStore(
-        environment=environment, application=application, name=profile, max_age=max_age,
-        boto_config=REQUEST_PATH_CALLS,
-    )  # fmt: skip
-
-
 _parsed: dict[str, Any] = {}
 
 
@@ -75,21 +62,14 @@ def _from_appconfig(settings: FeedSettings) -> RankingConfig:
     again only when its content changes. If AppConfig cannot be read or holds an invalid config, the feed
     keeps the last good config (or, before any, the packaged default) and says so in the logs: a bad
     deployment of the config must not take the feed down."""
-    from aws_lambda_powertools.utilities.feature_flags.exceptions import (
-        ConfigurationStoreError,
-        SchemaValidationError,
-        StoreClientError,
-    )
-
-    store = _appconfig_store(
-        settings.appconfig_application, settings.appconfig_environment, settings.appconfig_profile,
-        settings.appconfig_max_age_s,
-    )  # fmt: skip
     try:
-        document = store.get_configuration()
+        document = appconfig_document(
+            settings.appconfig_application, settings.appconfig_environment, settings.appconfig_profile,
+            max_age_s=settings.appconfig_max_age_s,
+        )  # fmt: skip
         if _parsed.get("document") != document:
             _parsed.update(document=document, config=parse_ranking_config(document, "AppConfig"))
-    except (ConfigurationStoreError, StoreClientError, SchemaValidationError, ConfigurationError) as exc:
+    except ConfigurationError as exc:
         logger.error("ranking config from AppConfig unusable; keeping the last good one", extra={"error": str(exc)})
         metrics.add_metric(name="RankingConfigErrors", unit=MetricUnit.Count, value=1)
     return _parsed.get("config") or default_ranking_config()

@@ -12,7 +12,7 @@ from feedcore.db import models as models_db
 from feedcore.db import scores as scores_db
 from feedcore.db import shards as shards_db
 from feedcore.db.connection import bound_transaction, run
-from feedcore.errors import ErasureBusy
+from feedcore.errors import ErasureBusy, LockWaitTimedOut
 from feedcore.observability import logger
 from feedcore.settings import database_settings, ingest_settings
 
@@ -39,7 +39,7 @@ def delete_user(user_id: str) -> UserDeletion:
             scores_db.lock_out_recompute(conn)
             shards_db.lock_user_shard(conn, user_id)
             models_db.lock_erasures(conn)
-        except psycopg.errors.QueryCanceled as exc:
+        except LockWaitTimedOut as exc:
             raise ErasureBusy(wait_ms) from exc
         bound_transaction(conn, database_settings().db_statement_timeout_ms)
         events_deleted = events_db.delete_user_events(conn, user_id)
