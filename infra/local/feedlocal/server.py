@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any
 
 import uvicorn
 
-from feedcore.api.problems import PROBLEM_JSON, problem_body
+from feedcore.api.problems import undecodable_request
 from feedcore.api.resolvers import local_resolver
 
 DEFAULT_HOST = "127.0.0.1"
@@ -23,11 +21,10 @@ def utf8_requests_only(app: Asgi) -> Asgi:
     HttpResolverLocal would fail decoding either before any error handler runs (a 500)."""
 
     async def refuse(send, field: str, detail: str, exc: UnicodeDecodeError) -> None:
-        error = {"field": field, "message": str(exc), "type": f"{field.split('.')[0]}_encoding"}
-        problem = problem_body(HTTPStatus.BAD_REQUEST, detail, errors=[error])
-        headers = [(b"content-type", PROBLEM_JSON.encode())]
-        await send({"type": "http.response.start", "status": 400, "headers": headers})
-        await send({"type": "http.response.body", "body": json.dumps(problem).encode()})
+        response = undecodable_request(field, detail, exc)
+        headers = [(name.lower().encode(), str(value).encode()) for name, value in response.headers.items()]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body.encode()})
 
     async def guarded(scope: dict[str, Any], receive, send) -> None:
         if scope["type"] != "http":

@@ -42,7 +42,7 @@ RETRY_AFTER_SECONDS = 2
 ERASURE_RETRY_AFTER_SECONDS = 30
 
 
-def problem_body(status: HTTPStatus, detail: str, **extra: Any) -> dict[str, Any]:
+def _problem_body(status: HTTPStatus, detail: str, **extra: Any) -> dict[str, Any]:
     """The members of a problem+json document; `extra` adds members such as `errors`."""
     return {
         "type": f"https://feed-assembly.dev/problems/{status.phrase.lower().replace(' ', '-')}",
@@ -64,7 +64,7 @@ def problem(
     """A problem+json response."""
     if errors is not None:
         extra["errors"] = [error.model_dump() for error in errors]
-    body = json.dumps(problem_body(status, detail, **extra))
+    body = json.dumps(_problem_body(status, detail, **extra))
     return Response(status_code=status.value, content_type=PROBLEM_JSON, body=body, headers=headers)
 
 
@@ -90,6 +90,16 @@ def _unsupported_media_type(app: ApiGatewayResolver) -> Response | None:
     )
 
 
+def undecodable_request(field: str, detail: str, exc: ValueError) -> Response:
+    """The 400 for a part of a request that cannot be decoded (not UTF-8 text, or not valid base64): `field` is
+    `body` or `headers.<name>`."""
+    return problem(
+        HTTPStatus.BAD_REQUEST,
+        detail,
+        errors=[FieldError(field=field, message=str(exc), type=f"{field.split('.')[0]}_encoding")],
+    )
+
+
 def register_problem_handlers(app: ApiGatewayResolver) -> None:
     """Install the error-to-response mapping on a resolver (Lambda or local)."""
 
@@ -109,11 +119,7 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
 
     @app.exception_handler([UnicodeDecodeError, binascii.Error])
     def _undecodable_body(exc: ValueError) -> Response:
-        return problem(
-            HTTPStatus.BAD_REQUEST,
-            "the request body is not UTF-8 text (or not valid base64)",
-            errors=[FieldError(field="body", message=str(exc), type="body_encoding")],
-        )
+        return undecodable_request("body", "the request body is not UTF-8 text (or not valid base64)", exc)
 
     @app.exception_handler(EventsRejected)
     def _events_rejected(exc: EventsRejected) -> Response:
