@@ -19,6 +19,7 @@ from feedcore.db.connection import run
 from feedcore.db.events import delete_event_ids_in_blocks, month_of, month_start, next_month
 from feedcore.ingestion import retention
 from feedcore.ingestion.retention import RetentionResult, apply_retention
+from feedcore.scoring import trigger
 from feedlocal import embedded
 from feedlocal.cli import main as feedctl
 from tests.aws_events import LambdaContext
@@ -197,7 +198,7 @@ def test_the_schedule_given_no_time_stops_before_deleting_anything(
     record(event("click", item_id="milk", at=NOW - timedelta(days=500)))
 
     # No more time left than the handler keeps back to finish.
-    context = LambdaContext(function_name="recompute_scores", remaining_time_ms=recompute.SAFETY_MARGIN_MS)
+    context = LambdaContext(function_name="recompute_scores", remaining_time_ms=trigger.SAFETY_MARGIN_MS)
     capsys.readouterr()
     result = recompute.lambda_handler({"keep_days": 400}, context)
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]

@@ -1,6 +1,6 @@
-"""What invoked the recompute function on a schedule: EventBridge Scheduler passes its configured input as the
-event; an EventBridge rule passes an envelope whose `detail` holds it. The input asks for a score refresh
-(`{"mode": …}`) or for the event log's retention (`{"keep_days": N}`)."""
+"""The recompute function's scheduled invocations: what the task is, and running it. EventBridge Scheduler passes
+its configured input as the event; an EventBridge rule passes an envelope whose `detail` holds it. The input asks
+for a score refresh (`{"mode": …}`) or for the event log's retention (`{"keep_days": N}`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import TypeAdapter
 
-from feedcore.ingestion.retention import RetentionRequest
-from feedcore.scoring.service import RecomputeRequest
+from feedcore.ingestion.retention import RetentionRequest, RetentionResult, apply_retention
+from feedcore.scoring.service import RecomputeRequest, RecomputeResult, refresh_scores
 
 _SCHEDULED_TASK = TypeAdapter(RecomputeRequest | RetentionRequest)
+# Time kept back from the invocation's remaining time to commit, record the run and flush metrics.
+SAFETY_MARGIN_MS = 10_000
 
 
 def scheduled_task_from_event(event: dict[str, Any]) -> RecomputeRequest | RetentionRequest:
@@ -22,3 +24,13 @@ def scheduled_task_from_event(event: dict[str, Any]) -> RecomputeRequest | Reten
         envelope = parse(event=event, model=EventBridgeModel)
         return _SCHEDULED_TASK.validate_python(envelope.detail or {})
     return _SCHEDULED_TASK.validate_python(event)
+
+
+def run_scheduled_task(event: dict[str, Any], remaining_ms: int) -> RecomputeResult | RetentionResult:
+    """Run the task the event asks for within the invocation's `remaining_ms`, less SAFETY_MARGIN_MS; its result.
+    Raises ValidationError when the event is malformed."""
+    task = scheduled_task_from_event(event)
+    budget_ms = remaining_ms - SAFETY_MARGIN_MS
+    if isinstance(task, RetentionRequest):
+        return apply_retention(task.keep_days, time_budget_ms=budget_ms)
+    return refresh_scores(task, time_budget_ms=budget_ms)
