@@ -336,7 +336,10 @@ def _shard_consumers(shards: int, chunk_events: int) -> Iterator[None]:
 
 def _load_catalog(conn: psycopg.Connection, items: int = 20_000, stores: int = 20) -> None:
     """The items and stores the synthetic events name (20,000 and 20 by default), every item sold everywhere;
-    140 aisles in 20 departments, 500 brands, one item in 60 added to the catalog within the last month."""
+    140 aisles in 20 departments, 500 brands, one item in 60 added to the catalog within the last month.
+
+    Generated in the database rather than through feedcore.db.catalog's upserts: those cannot backdate
+    created_at (the new arrivals), and took 31-34 s for this catalog (400,000 availability rows) against 6-9 s."""
     conn.execute(
         """
         INSERT INTO items (item_id, name, department, aisle, brand, price, created_at)

@@ -1,4 +1,5 @@
-"""Load a generated dataset into the database through the same data-access code the service uses."""
+"""Load a generated dataset into the database through the same data-access code the service uses; and pick the
+printed example calls' user, store and item with a query of the demo's own (the service never asks it)."""
 
 from __future__ import annotations
 
