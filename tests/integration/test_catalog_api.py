@@ -175,6 +175,29 @@ def test_an_erasure_kept_waiting_past_its_limit_raises_erasure_busy_and_deletes_
     assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-1'").fetchone() == (1,)
 
 
+def test_an_erasure_waits_at_most_its_limit_in_all_for_the_locks_it_takes_one_after_another(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",)))
+    monkeypatch.setenv("INGEST_ERASURE_WAIT_MS", "1500")
+    settings.ingest_settings.cache_clear()
+
+    # A score run ends after 1 s; a model import holds its lock throughout. Each wait given the whole limit
+    # would take 1 s + 1.5 s; the erasure gives up when its 1.5 s are spent.
+    with psycopg.connect(database_url) as score_run, psycopg.connect(database_url) as model_import:
+        score_run.execute("SELECT pg_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,))
+        model_import.execute("SELECT pg_advisory_xact_lock(%s)", (ERASURE_LOCK_KEY,))
+        threading.Timer(1.0, score_run.commit).start()
+        started = time.monotonic()
+        with pytest.raises(ErasureBusy):
+            delete_user("user-1")
+        waited = time.monotonic() - started
+
+    assert waited < 2.4, waited
+    assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-1'").fetchone() == (1,)
+
+
 def test_every_table_an_erasure_deletes_from_is_indexed_by_user(db: psycopg.Connection) -> None:
     leading_user_id = {
         table

@@ -20,12 +20,13 @@ class LockWaitTimedOut(DatabaseUnavailable):
 
 
 class ErasureBusy(DatabaseUnavailable):
-    """An erasure waited its limit for a running score run that may still write the user's scores."""
+    """An erasure waited its limit for a running score run, shard or model import that may still write the
+    user's scores."""
 
     def __init__(self, wait_ms: int):
         super().__init__(
-            f"a score recomputation holding this user's data is running (waited {wait_ms} ms); nothing was "
-            "deleted: retry the same request later"
+            f"a score recomputation or model import that may write this user's data is running (waited {wait_ms} "
+            "ms); nothing was deleted: retry the same request later"
         )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+from time import monotonic
+
 import psycopg
 
 from feedcore.api.catalog_models import UserDeletion
@@ -34,11 +37,18 @@ def delete_user(user_id: str) -> UserDeletion:
     wait_ms = ingest_settings().erasure_wait_ms
 
     def erase(conn: psycopg.Connection) -> UserDeletion:
-        bound_transaction(conn, wait_ms)  # the waits may outlast a request's statement timeout
+        # The waits, together, may take wait_ms (more than a request's statement timeout): each is bounded by
+        # what is left of it.
+        wait_ends = monotonic() + wait_ms / 1000
+        locks = (
+            partial(scores_db.lock_out_recompute, conn),
+            partial(shards_db.lock_user_shard, conn, user_id),
+            partial(models_db.lock_erasures, conn),
+        )
         try:
-            scores_db.lock_out_recompute(conn)
-            shards_db.lock_user_shard(conn, user_id)
-            models_db.lock_erasures(conn)
+            for lock in locks:
+                bound_transaction(conn, max(1, int((wait_ends - monotonic()) * 1000)))
+                lock()
         except LockWaitTimedOut as exc:
             raise ErasureBusy(wait_ms) from exc
         bound_transaction(conn, database_settings().db_statement_timeout_ms)
