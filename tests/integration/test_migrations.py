@@ -273,6 +273,52 @@ def test_a_migration_of_statements_each_shorter_than_the_time_left_is_given_up_a
     assert applied_versions(service_database) == []
 
 
+def test_a_migration_the_client_gave_up_on_ends_on_the_server_too_releasing_its_locks(
+    service_database: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(service_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE live (a int)")
+    # Each statement is shorter than the time left: the server would run the whole file, holding its locks.
+    (tmp_path / "0001_locks.sql").write_text(
+        "LOCK TABLE live IN ACCESS EXCLUSIVE MODE; " + "SELECT pg_sleep(0.9); " * 8 + "CREATE TABLE first (a int);"
+    )
+
+    with pytest.raises(MigrationRunStopped, match="stopped at migration 0001_locks"):
+        migrate_when_reachable(1_500, tmp_path)
+
+    with psycopg.connect(service_database, autocommit=True) as observer:
+        observer.execute("SET statement_timeout = 1000")
+        assert observer.execute("SELECT count(*) FROM live").fetchone() == (0,)  # not locked any more
+        others = observer.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+        assert others == (0,)
+        assert observer.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+    assert migrate_when_reachable(20_000, tmp_path) == ["0001"]  # the next run takes the lock and applies it
+
+
+def test_a_step_kept_waiting_after_its_migration_ran_is_given_up_at_the_deadline(
+    service_database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_slow.sql").write_text("CREATE TABLE first (a int); SELECT pg_sleep(2);")
+    with psycopg.connect(service_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, name text NOT NULL,"
+                     " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
+    started = time.monotonic()
+
+    # Another session's uncommitted row holds up the step's own INSERT into schema_migrations, which the server
+    # would let wait for all the time left when the step started.
+    with psycopg.connect(service_database) as holder:
+        holder.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ('0001', 'slow', 'x')")
+        with pytest.raises(MigrationRunStopped, match="stopped at migration 0001_slow"):
+            migrate_when_reachable(3_000, tmp_path)
+        waited = time.monotonic() - started
+        holder.rollback()
+
+    assert waited < 3.0 + UNCONFIRMED_GRACE_S + 0.5, waited  # not 2 s of migration and then 3 s more
+    assert applied_versions(service_database) == []
+
+
 def test_a_run_stops_before_the_grants_when_too_little_time_is_left_for_them(
     service_database: str, tmp_path: Path
 ) -> None:

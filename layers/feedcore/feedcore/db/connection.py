@@ -39,14 +39,19 @@ UNCONFIRMED_GRACE_S = 1.0
 
 
 class BoundedConnection(psycopg.Connection):
-    """A connection whose every wait for the server ends after `answer_within_s` seconds: then it is closed
-    and psycopg.OperationalError raised. Set from the statement timeout it is made with, and for a transaction
-    that sets its own (`bound_transaction`)."""
+    """A connection whose every wait for the server ends after `answer_within_s` seconds, and by `answer_by`
+    (a `monotonic()` time) when set: then it is closed and psycopg.OperationalError raised. `answer_within_s`
+    is set from the statement timeout it is made with, and for a transaction that sets its own
+    (`bound_transaction`); `answer_by` by a caller with a deadline for several statements."""
 
     answer_within_s: float | None = None
+    answer_by: float | None = None
 
     def wait(self, gen, interval: float = 0.1, timeout: float | None = None):  # noqa: ANN001, ANN201 (psycopg's)
         bound = self.answer_within_s if timeout is None else timeout
+        if self.answer_by is not None:
+            left = max(self.answer_by - monotonic(), 0.0)
+            bound = left if bound is None else min(bound, left)
         try:
             return super().wait(gen, interval, bound)
         except psycopg.errors._WaitTimeout as exc:  # psycopg's own, raised only for the timeout given here

@@ -15,15 +15,21 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from feedcore.db.connection import bound_transaction, connect
+from feedcore.db.connection import (
+    UNCONFIRMED_GRACE_S,
+    BoundedConnection,
+    bound_transaction,
+    connect,
+    wait_for_lock,
+)
 from feedcore.db.roles import LoginUser, ensure_login_user
-from feedcore.errors import DatabaseUnavailable
+from feedcore.errors import DatabaseUnavailable, LockWaitTimedOut
 from feedcore.observability import logger
 
 # Any fixed 64-bit key; every migrator of this schema uses the same one.
@@ -36,6 +42,9 @@ GRANT_FUNCTION_PRIVILEGES = "grant_function_privileges()"
 CONNECT_RETRY_INTERVAL_S = 5.0
 # A migration (or the grants and login users after them) is not started with less time than this left.
 MIN_TIME_TO_START_MS = 1_000
+# How long ending the session of a migration the client gave up on may take (within the custom resource's margin
+# for answering).
+END_SESSION_TIMEOUT_MS = 5_000
 
 
 class MigrationRunStopped(Exception):
@@ -70,7 +79,12 @@ def migrate(conn: psycopg.Connection, directory: Path, deadline: float | None = 
     (`time.monotonic()`), each migration, and the grants after them, is bounded by the time left when it starts.
     Raises MigrationRunStopped naming the step that failed or that there was too little time to start."""
     applied_now: list[str] = []
-    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    try:
+        wait_for_lock(conn, "SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    except LockWaitTimedOut as exc:
+        raise MigrationRunStopped(
+            f"stopped before any migration: another migration run holds the lock ({exc})"
+        ) from exc
     try:
         conn.execute(
             """
@@ -104,16 +118,21 @@ def migrate(conn: psycopg.Connection, directory: Path, deadline: float | None = 
             with step_by_deadline(conn, deadline, "the grants of the functions' privileges"):
                 conn.execute(f"SELECT {GRANT_FUNCTION_PRIVILEGES}")
     finally:
-        if not conn.closed:  # closed by the client's bound: the server releases the lock with the session
-            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        # Else (closed by the client's bound, or no answer now) the server releases the lock with the session.
+        with suppress(psycopg.Error):
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied_now
 
 
 @contextmanager
 def step_by_deadline(conn: psycopg.Connection, deadline: float | None, step: str) -> Iterator[None]:
-    """A transaction that does `step`, its statements bounded by the time left until `deadline` (unbounded
-    without one). Raises MigrationRunStopped naming `step` when less than MIN_TIME_TO_START_MS is left, or when
-    the step fails (then it is rolled back)."""
+    """A transaction that does `step`, bounded by `deadline` (unbounded without one): each statement by the time
+    left when the step starts, and the client's waits for answers by the deadline itself. Raises
+    MigrationRunStopped naming `step` when less than MIN_TIME_TO_START_MS is left, or when the step fails (then
+    it is rolled back). A step the client gave up on (the server may still run the rest of a file of several
+    statements, each under its own timeout, holding its locks) has its server session ended."""
+    backend_pid = None
     try:
         with conn.transaction():
             if deadline is not None:
@@ -125,9 +144,27 @@ def step_by_deadline(conn: psycopg.Connection, deadline: float | None, step: str
                         "before it stays), the next run resumes with it"
                     )
                 bound_transaction(conn, left_ms)
+                (backend_pid,) = conn.execute("SELECT pg_backend_pid()").fetchone()
+                if isinstance(conn, BoundedConnection):
+                    conn.answer_by = deadline + UNCONFIRMED_GRACE_S
             yield
     except psycopg.Error as exc:
+        if conn.closed and backend_pid is not None:
+            _end_session(backend_pid)
         raise MigrationRunStopped(f"stopped at {step}, rolled back and not applied: {exc}") from exc
+    finally:
+        if isinstance(conn, BoundedConnection):
+            conn.answer_by = None
+
+
+def _end_session(backend_pid: int) -> None:
+    """End the server session of a connection the client gave up on (its transaction rolls back, its locks go),
+    from a connection of its own; logged, not raised, when that fails too."""
+    try:
+        with connect(statement_timeout_ms=END_SESSION_TIMEOUT_MS) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s, %s)", (backend_pid, END_SESSION_TIMEOUT_MS))
+    except (DatabaseUnavailable, psycopg.Error) as exc:
+        logger.warning("cannot end the migration's server session", extra={"pid": backend_pid, "error": str(exc)})
 
 
 def migrate_when_reachable(
