@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -784,6 +784,68 @@ def test_favourite_aisles_shows_the_other_items_of_the_users_top_aisles(
     assert {"pasta-3", "pasta-4", "pasta-5", "pasta-6"} <= shown(feed)
     assert got["favourite_aisles"]  # trending shows at most three items of an aisle (max_per_aisle)
     assert "coffee" not in got["favourite_aisles"]  # the user's third aisle
+
+
+def test_the_feeds_aisle_affinities_are_the_users_positive_events_summed_per_aisle_of_the_catalog(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # user-1's events in two runs: orders of several aisles, a cart addition, clicks, a hide of a bought item (its
+    # purchases still count), an impression (no weight), a line of an item the catalog lacks; another user's order.
+    create_catalog(db)
+    first = [
+        purchase("user-1", items=("milk", "eggs"), at=NOW - timedelta(days=40)),
+        purchase("user-1", items=("milk", "coffee", "mystery"), at=NOW - timedelta(days=12)),
+        event("add_to_cart", "user-1", item_id="bananas", at=NOW - timedelta(days=3)),
+    ]
+    later = [
+        event("click", "user-1", item_id="wine", at=NOW - timedelta(days=2)),
+        event("click", "user-1", item_id="bananas", at=NOW - timedelta(hours=30)),
+        event("hide", "user-1", item_id="eggs", at=NOW - timedelta(days=1)),
+        event("impression", "user-1", item_id="discontinued", feed_id="f1", section="trending", position=0),
+        purchase("user-2", items=("only-b", "milk")),
+    ]
+    record(*first)
+    recompute_scores(RecomputeRequest(), now=NOW)
+    record(*later)
+    recompute_scores(RecomputeRequest(), now=NOW)
+    # The catalog moves coffee to another aisle after its events were scored: it counts where it is now.
+    db.execute("UPDATE items SET aisle = 'Tea' WHERE item_id = 'coffee'")
+    aisle_of = dict(db.execute("SELECT item_id, aisle FROM items").fetchall())
+    scoring = settings.scoring_settings()
+    weights = {"purchase": scoring.purchase_weight, "add_to_cart": scoring.add_to_cart_weight,
+               "click": scoring.click_weight}  # fmt: skip
+    half_life_s = scoring.affinity_half_life_days * 86_400
+    expected: dict[str, float] = {}  # Σ weight · 2^(−age / half-life) per aisle, from the events themselves
+    for sent in first + later:
+        age_s = (NOW - datetime.fromisoformat(sent["occurred_at"])).total_seconds()
+        items = [line["item_id"] for line in sent["items"]] if sent["type"] == "purchase" else [sent["item_id"]]
+        for item_id in items:
+            if sent["user_id"] == "user-1" and weights.get(sent["type"], 0) > 0 and item_id in aisle_of:
+                aisle = aisle_of[item_id]
+                expected[aisle] = expected.get(aisle, 0.0) + weights[sent["type"]] * 2 ** (-age_s / half_life_s)
+    (epoch,) = db.execute("SELECT epoch FROM score_state").fetchone()
+    as_of_now = 2 ** (-(NOW - epoch).total_seconds() / half_life_s)  # raw scores are kept against the epoch
+    seen = {}  # the aisles the feed's sources and its ranking were given
+    gather, select = feed_service.gather_candidates, feed_service.select_sections
+
+    def gather_seen(shelf, user, aisles, limits):
+        seen["sources"] = aisles
+        return gather(shelf, user, aisles, limits)
+
+    def select_seen(candidates, specs, context):
+        seen["ranking"] = context.aisle_affinities
+        return select(candidates, specs, context)
+
+    monkeypatch.setattr(feed_service, "gather_candidates", gather_seen)
+    monkeypatch.setattr(feed_service, "select_sections", select_seen)
+
+    assemble_feed(FeedRequest("user-1", STORE), now=NOW)
+
+    assert seen["sources"] is seen["ranking"]
+    aisles = seen["ranking"]
+    assert list(aisles) == ["Eggs", "Fresh Fruit", "Milk", "Red Wine", "Tea"] == sorted(expected)
+    for aisle, affinity in expected.items():
+        assert aisles[aisle] * as_of_now == pytest.approx(affinity, rel=1e-9), aisle
 
 
 def test_new_arrivals_shows_the_items_added_to_the_catalog_lately(db: psycopg.Connection) -> None:

@@ -171,10 +171,7 @@ def test_the_department_rows_nothing_read_are_deleted(empty_database: str, tmp_p
 
 def test_the_items_reorder_counts_are_packed_over_the_current_catalog(empty_database: str, tmp_path: Path) -> None:
     with psycopg.connect(empty_database, autocommit=True) as conn:
-        for migration in MIGRATIONS_DIR.glob("*.sql"):  # deployed with every migration but 0082, which came later
-            if not migration.name.startswith("0082"):
-                (tmp_path / migration.name).write_text(migration.read_text())
-        migrate(conn, tmp_path)
+        migrate_before(conn, "0082", tmp_path)  # (0096 redefines 0082's functions: it cannot come before it)
         conn.execute(
             "INSERT INTO items (item_id, name, department, aisle, price) VALUES ('eggs', 'Eggs', 'Dairy', 'Eggs', 3),"
             " ('milk', 'Milk', 'Dairy', 'Milk', 2), ('tea', 'Tea', 'Pantry', 'Tea', 4)"
@@ -190,6 +187,44 @@ def test_the_items_reorder_counts_are_packed_over_the_current_catalog(empty_data
         # code from before 0082 still reads the user's rows with the counts
         rows = conn.execute("SELECT count(*) FROM feed_user_rows('u', '{}', true, 20, 200, now(), 100, 5)")
         assert rows.fetchone() == (0,)
+
+
+def test_code_from_before_0096_reads_the_users_aisles_summed_from_their_item_rows(
+    empty_database: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0096", tmp_path)
+        conn.execute(
+            "INSERT INTO items (item_id, name, department, aisle, price) VALUES ('eggs', 'Eggs', 'Dairy', 'Eggs', 3),"
+            " ('milk', 'Milk', 'Dairy', 'Milk', 2), ('cream', 'Cream', 'Dairy', 'Milk', 2),"
+            " ('tea', 'Tea', 'Pantry', 'Tea', 4)"
+        )
+        conn.execute(
+            "INSERT INTO user_item_affinity (user_id, item_id, affinity_raw, purchase_count, last_hidden_at,"
+            " updated_at) VALUES ('u', 'milk', 1.5, 1, NULL, now()), ('u', 'cream', 0.25, 0, now(), now()),"
+            " ('u', 'tea', 0, 0, now(), now()), ('u', 'gone', 4, 1, NULL, now()), ('v', 'eggs', 9, 1, NULL, now())"
+        )  # cream hidden, tea only hidden (no affinity), gone not in the catalog, eggs another user's
+        conn.execute("INSERT INTO user_category_affinity VALUES ('u', 'aisle', 'Milk', 1.75, now())")
+        args = "'u', '{}', true, 20, 200, now(), 100, 5"
+        old = {name: conn.execute(f"SELECT * FROM {name}({args})").fetchall()
+               for name in ("feed_user_own_rows", "feed_user_rows")}  # fmt: skip
+
+        assert "0096" in migrate(conn, MIGRATIONS_DIR)
+
+        own = conn.execute(f"SELECT * FROM feed_user_own_rows({args})").fetchall()
+        with_reorders = conn.execute(f"SELECT * FROM feed_user_rows({args})").fetchall()
+        assert own == old["feed_user_own_rows"] and with_reorders == old["feed_user_rows"]
+        conn.execute("DELETE FROM user_category_affinity")  # read by nothing since 0096
+        assert conn.execute(f"SELECT * FROM feed_user_own_rows({args})").fetchall() == own
+        assert conn.execute(f"SELECT * FROM feed_user_rows({args})").fetchall() == with_reorders
+        assert [row[9:11] for row in own if row[0] == "aisle"] == [(1.75, "Milk")]
+        # this code's functions: the same rows less the aisle rows
+        assert conn.execute(f"SELECT * FROM feed_user_item_rows({args})").fetchall() == [
+            row for row in own if row[0] != "aisle"
+        ]
+        assert conn.execute(f"SELECT * FROM feed_user_item_rows_with_reorders({args})").fetchall() == [
+            row for row in with_reorders if row[0] != "aisle"
+        ]
 
 
 def test_dropping_the_trending_index_gives_up_rather_than_queue_the_tables_readers(

@@ -30,8 +30,7 @@ SHARDS = 3
 MAX_RECEIVES = 3
 # Tables a run writes: compared, and reset to replay the same backlog through the single-transaction path.
 SCORED_TABLES = (
-    "item_popularity, item_reorders, user_item_affinity, user_category_affinity, user_orders, item_baskets, "
-    "item_pair_counts, item_pairs, users"
+    "item_popularity, item_reorders, user_item_affinity, user_orders, item_baskets, item_pair_counts, item_pairs, users"
 )
 
 
@@ -350,7 +349,7 @@ def test_erasure_waits_for_the_users_running_shard_and_the_shard_then_skips_the_
 
     shard_queue_env.deliver_all()
     assert coordinate()["chunks"] == 1
-    for table in ("user_item_affinity", "user_category_affinity", "users", "events"):
+    for table in ("user_item_affinity", "users", "events"):
         assert db.execute(f"SELECT count(*) FROM {table} WHERE user_id = 'user-1'").fetchone() == (0,), table
     assert db.execute("SELECT count(*) FROM user_item_affinity WHERE user_id = 'user-2'").fetchone() == (1,)
 

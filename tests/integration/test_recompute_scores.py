@@ -58,10 +58,6 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
             """,
             (decay(AFFINITY_HALF_LIFE_S), decay(BUY_AGAIN_HALF_LIFE_S)),
         ),
-        "category": conn.execute(
-            "SELECT user_id || '/' || level || '/' || category, ARRAY[raw_score * %s] FROM user_category_affinity",
-            (decay(AFFINITY_HALF_LIFE_S),),
-        ),
         "baskets": conn.execute(
             "SELECT item_id, ARRAY[basket_raw * %s], basket_count FROM item_baskets", (decay(PAIRS_HALF_LIFE_S),)
         ),
@@ -162,27 +158,21 @@ def test_user_item_history_counts_purchases_and_hides_suppress(db: psycopg.Conne
         "eggs": (1, True, True, timedelta(0)),
         "coffee": (0, False, True, None),
     }
-    categories = dict(
-        db.execute("SELECT category, raw_score > 0 FROM user_category_affinity WHERE level = 'aisle'").fetchall()
-    )
-    assert categories == {"Milk": True, "Eggs": True, "Coffee": True}
 
 
-def test_category_affinity_is_kept_per_aisle_only_incrementally_and_in_a_rebuild(db: psycopg.Connection) -> None:
+def test_no_run_stores_aisle_affinities_the_feed_sums_them_from_the_item_rows(db: psycopg.Connection) -> None:
     create_catalog(db)
     record(purchase("user-1", items=("milk", "eggs")), event("click", "user-1", item_id="coffee"))
     recompute_scores(RecomputeRequest())
     record(purchase("user-2", items=("bananas",)))
     recompute_scores(RecomputeRequest())
-    incremental = db.execute("SELECT user_id, level, category FROM user_category_affinity ORDER BY 1, 2, 3").fetchall()
+    incremental = db.execute("SELECT count(*) FROM user_category_affinity").fetchone()
 
     recompute_scores(RecomputeRequest(mode="full"))
 
-    assert incremental == [("user-1", "aisle", "Coffee"), ("user-1", "aisle", "Eggs"), ("user-1", "aisle", "Milk"),
-                           ("user-2", "aisle", "Fresh Fruit")]  # fmt: skip
-    assert db.execute("SELECT user_id, level, category FROM user_category_affinity ORDER BY 1, 2, 3").fetchall() == (
-        incremental
-    )
+    # Migration 0096: code from before it still writes the table; this code neither writes nor rebuilds it.
+    assert incremental == db.execute("SELECT count(*) FROM user_category_affinity").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM user_item_affinity WHERE affinity_raw > 0").fetchone() == (4,)
 
 
 def test_orders_are_counted_per_user_and_per_item_each_once(db: psycopg.Connection) -> None:
@@ -318,7 +308,6 @@ def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection, mo
         "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 7), short_raw = short_raw * 2 ^ 100.0;"
         "UPDATE user_item_affinity SET affinity_raw = affinity_raw * 2 ^ (100.0 / 60),"
         " purchase_raw = purchase_raw * 2 ^ (100.0 / 30);"
-        "UPDATE user_category_affinity SET raw_score = raw_score * 2 ^ (100.0 / 60);"
         "UPDATE item_baskets SET basket_raw = basket_raw * 2 ^ (100.0 / 90);"
         "UPDATE item_pair_counts SET pair_raw = pair_raw * 2 ^ (100.0 / 90);"
         "UPDATE item_pairs SET pair_raw = pair_raw * 2 ^ (100.0 / 90)"
@@ -408,7 +397,7 @@ def test_a_full_rebuild_swaps_in_tables_indexed_exactly_like_the_ones_it_replace
     def indexes() -> list[tuple[str, str, str]]:
         return db.execute(
             "SELECT tablename, indexname, indexdef FROM pg_indexes "
-            "WHERE tablename IN ('item_popularity', 'user_item_affinity', 'user_category_affinity') ORDER BY 1, 2"
+            "WHERE tablename IN ('item_popularity', 'user_item_affinity') ORDER BY 1, 2"
         ).fetchall()
 
     create_catalog(db)
@@ -418,7 +407,7 @@ def test_a_full_rebuild_swaps_in_tables_indexed_exactly_like_the_ones_it_replace
     recompute_scores(RecomputeRequest(mode="full"), now=NOW)
 
     assert indexes() == before
-    assert len(before) == 3  # three primary keys (the trending index on popularity went with migration 0089)
+    assert len(before) == 2  # two primary keys (the trending index on popularity went with migration 0089)
     assert db.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%%_rebuild'").fetchone() == (0,)
 
 
@@ -453,7 +442,6 @@ def test_a_rebuild_that_fails_after_its_parts_committed_changes_nothing_and_the_
     # its user × item copy) were rolled back.
     assert rebuild_copies(db) == [
         "item_baskets_rebuild", "item_pair_counts_rebuild", "item_pairs_rebuild", "item_popularity_rebuild",
-        "user_category_affinity_rebuild",
     ]  # fmt: skip
 
     monkeypatch.setattr(scores_db, "swap_rebuilt", swap_rebuilt)
@@ -631,14 +619,12 @@ def test_a_full_rebuild_keeps_the_tables_storage_parameters(db: psycopg.Connecti
     recompute_scores(RecomputeRequest(mode="full"), now=NOW)
 
     options = db.execute(
-        "SELECT relname, reloptions FROM pg_class "
-        "WHERE relname IN ('item_popularity', 'user_item_affinity', 'user_category_affinity') ORDER BY 1"
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('item_popularity', 'user_item_affinity') ORDER BY 1"
     ).fetchall()
     # The user tables are vacuumed sooner (migration 0041): the feed reads them by index-only scans.
     vacuumed_sooner = ["autovacuum_vacuum_scale_factor=0.02", "autovacuum_vacuum_insert_scale_factor=0.02"]
     assert [row[1] for row in options] == [
         ["fillfactor=70"],
-        ["fillfactor=70", *vacuumed_sooner],
         ["fillfactor=70", *vacuumed_sooner],
     ]
 

@@ -25,7 +25,7 @@ from feedcore.feed.shelves import (
     unpack_shelf,
     with_item_models,
 )
-from feedcore.feed.sources import SourceLimits, gather_candidates
+from feedcore.feed.sources import SourceLimits, aisle_affinities, gather_candidates
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 ALL_SOURCES = frozenset({"buy_again", "goes_well_with", "trending", "popular", "favourite_aisles", "new_arrivals"})
@@ -54,9 +54,8 @@ def ids(shelf: StoreShelf, positions) -> list[str]:
     return [shelf.catalog.rows[p][0] for p in positions]
 
 
-def user(items: dict[str, UserItemRow] | None = None, aisles: dict[str, float] | None = None, **kinds) -> UserRows:
-    return UserRows(items or {}, aisles or {}, kinds.get("recent", {}), kinds.get("pairs", []),
-                    kinds.get("model_scores", {}))  # fmt: skip
+def user(items: dict[str, UserItemRow] | None = None, **kinds) -> UserRows:
+    return UserRows(items or {}, kinds.get("recent", {}), kinds.get("pairs", []), kinds.get("model_scores", {}))
 
 
 def bought(count: int, raw: float, hidden: bool = False) -> UserItemRow:
@@ -97,10 +96,10 @@ def test_an_unknown_store_has_no_availability_and_a_stores_own_price_wins() -> N
     limits = SourceLimits(frozenset({"buy_again"}), (), 2, 2, 1, NOW)
     rows = user(items={"milk": bought(2, 1.0), "tea": bought(1, 1.0)})
 
-    assert {c.item_id: (c.available, c.price) for c in gather_candidates(unknown, rows, limits)} == {
+    assert {c.item_id: (c.available, c.price) for c in gather_candidates(unknown, rows, {}, limits)} == {
         "milk": (None, 1.0), "tea": (None, 1.0),
     }  # fmt: skip
-    assert {c.item_id: (c.available, c.price) for c in gather_candidates(priced, rows, limits)} == {
+    assert {c.item_id: (c.available, c.price) for c in gather_candidates(priced, rows, {}, limits)} == {
         "milk": (True, 0.99), "tea": (False, 1.0),  # not carried by the store
     }  # fmt: skip
 
@@ -261,12 +260,11 @@ def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:
     rows = user(
         items={"milk": bought(3, 9.0), "cream": bought(1, 5.0), "kefir": bought(2, 7.0, hidden=True),
                "gone": bought(5, 50.0), "eggs": UserItemRow(0, None, None, 0.0, 4.0, False, None)},
-        aisles={"Tea": 1.0, "Milk": 0.5},
         pairs=[("tea", 0.8, "milk")],
         model_scores={"m": {"eggs": 0.7, "milk": 0.1}},
     )  # fmt: skip
 
-    candidates = gather_candidates(shelf, rows, limits(models=("m",), buy_again_pool=3))
+    candidates = gather_candidates(shelf, rows, {"Tea": 1.0, "Milk": 0.5}, limits(models=("m",), buy_again_pool=3))
 
     assert proposed(candidates, "buy_again") == ["cream", "milk"]  # the top 3 purchased, not hidden: in the catalog
     assert proposed(candidates, "trending") == ["cream", "eggs"]
@@ -291,8 +289,11 @@ def test_the_stores_own_sources_share_their_candidates_except_for_items_the_user
     newcomer = user()
     regular = user(items={"eggs": bought(2, 1.0)}, recent={"milk": (None, None, NOW, True)})
 
-    first, again = gather_candidates(shelf, newcomer, store_sources), gather_candidates(shelf, newcomer, store_sources)
-    personal = gather_candidates(shelf, regular, store_sources)
+    first, again = (
+        gather_candidates(shelf, newcomer, {}, store_sources),
+        gather_candidates(shelf, newcomer, {}, store_sources),
+    )
+    personal = gather_candidates(shelf, regular, {}, store_sources)
 
     assert [(c.source, c.item_id) for c in first] == [
         ("new_arrivals", "eggs"), ("new_arrivals", "milk"),  # kefir: older than new_since
@@ -304,8 +305,28 @@ def test_the_stores_own_sources_share_their_candidates_except_for_items_the_user
     ]  # fmt: skip
     assert [c is s for c, s in zip(personal, first, strict=True)] == [False, False, False, True, False, False, False]
     assert [astuple(c) for c in first] == [
-        astuple(c) for c in gather_candidates(replace(shelf), newcomer, store_sources)
+        astuple(c) for c in gather_candidates(replace(shelf), newcomer, {}, store_sources)
     ]
+
+
+def test_the_users_aisle_affinities_are_their_items_affinities_summed_per_aisle_of_the_catalog() -> None:
+    shelf = shelf_of(item("milk"), item("cream"), item("kefir"), item("tea", "Tea"), item("eggs", "Eggs"),
+                     item("bread", "Bread"))  # fmt: skip
+
+    def row(affinity: float, hidden: bool = False) -> UserItemRow:
+        return UserItemRow(0, None, None, 0.0, affinity, hidden, None)
+
+    rows = user(items={
+        "tea": row(0.25), "milk": row(1.5), "kefir": row(0.125, hidden=True),  # a hidden item's past events count
+        "cream": row(2.0), "eggs": row(0.0),  # only a hide: no affinity, no aisle
+        "gone": row(8.0),  # not in the catalog
+    })  # fmt: skip
+
+    aisles = aisle_affinities(shelf, rows)
+
+    assert aisles == {"Milk": 1.5 + 0.125 + 2.0, "Tea": 0.25}
+    assert list(aisles) == ["Milk", "Tea"]  # by name, as the stored rows were read: ties keep that order
+    assert aisle_affinities(shelf, user()) == {}
 
 
 def test_ranking_pages_with_debug_leaves_the_shelfs_shared_candidates_as_they_were() -> None:
@@ -321,13 +342,13 @@ def test_ranking_pages_with_debug_leaves_the_shelfs_shared_candidates_as_they_we
     )  # fmt: skip
     newcomer = user()
     regular = user(items={"eggs": bought(2, 1.0, hidden=True)}, recent={"milk": (NOW, None, NOW, True)})
-    shared = gather_candidates(shelf, newcomer, limits(pool=4))
+    shared = gather_candidates(shelf, newcomer, {}, limits(pool=4))
     before = [astuple(c) for c in shared]
 
     for person in (newcomer, regular, newcomer):
-        select_sections(gather_candidates(shelf, person, limits(pool=4)), feed.sections, context)
+        select_sections(gather_candidates(shelf, person, {}, limits(pool=4)), feed.sections, context)
 
-    again = gather_candidates(shelf, newcomer, limits(pool=4))
+    again = gather_candidates(shelf, newcomer, {}, limits(pool=4))
     assert all(a is b for a, b in zip(again, shared, strict=True))
     assert [astuple(c) for c in again] == before
 
@@ -335,7 +356,7 @@ def test_ranking_pages_with_debug_leaves_the_shelfs_shared_candidates_as_they_we
 def test_sources_not_shown_propose_nothing() -> None:
     shelf = shelf_of(item("milk", trending=1.0), item("kefir", age_days=1))
 
-    candidates = gather_candidates(shelf, user(items={"milk": bought(2, 1.0)}), limits(sources={"popular"}))
+    candidates = gather_candidates(shelf, user(items={"milk": bought(2, 1.0)}), {}, limits(sources={"popular"}))
 
     assert {c.source for c in candidates} == {"popular"}
 
@@ -399,7 +420,7 @@ def test_bought_items_take_their_reorder_counts_from_the_shelf_at_least_the_user
                        "eggs": UserItemRow(0, None, None, 0.0, 4.0, False, None)})  # fmt: skip
     rows.reorders = {"milk": (99, 9)}  # read with the user's rows: unused when the shelf has counts
 
-    candidates = gather_candidates(shelf, rows, limits(sources={"buy_again", "popular"}, pool=4, buy_again_pool=4))
+    candidates = gather_candidates(shelf, rows, {}, limits(sources={"buy_again", "popular"}, pool=4, buy_again_pool=4))
 
     counts = {(c.source, c.item_id): (c.item_orders, c.item_buyers) for c in candidates}
     assert {item_id: counts["buy_again", item_id] for item_id in ("milk", "tea", "kefir")} == {
@@ -413,6 +434,6 @@ def test_without_counts_on_the_shelf_bought_items_take_those_read_with_the_users
     rows = user(items={"milk": bought(3, 1.0), "tea": bought(2, 2.0)})
     rows.reorders = {"milk": (30, 7), "tea": (2, 1)}
 
-    candidates = gather_candidates(shelf, rows, limits(sources={"buy_again"}))
+    candidates = gather_candidates(shelf, rows, {}, limits(sources={"buy_again"}))
 
     assert {c.item_id: (c.item_orders, c.item_buyers) for c in candidates} == {"milk": (30, 7), "tea": (2, 1)}

@@ -51,15 +51,16 @@ _STORE_POPULARITY = "SELECT item_id, raw_score, trending_score FROM item_popular
 
 _ITEM_MODEL_SCORES = "SELECT model, item_id, score FROM model_scores WHERE model = ANY(%(models)s) AND user_id = ''"
 
-# The user's own rows (migration 0082), or (migration 0072) with the reorder counts of the items the user bought,
-# for a shelf that does not carry them: planned once per session.
-_FEED_USER_OWN_ROWS = """
-SELECT * FROM feed_user_own_rows(
+# The user's own rows (migration 0096: those of 0082 less the aisle rows, which the feed sums from the item rows),
+# or with the reorder counts of the items the user bought, for a shelf that does not carry them: planned once per
+# session.
+_FEED_USER_ITEM_ROWS = """
+SELECT * FROM feed_user_item_rows(
     %(user_id)s, %(models)s, %(pairs)s, %(pool)s, %(buy_again_pool)s, %(recent_since)s, %(recent_limit)s,
     %(seed_limit)s)
 """
-_FEED_USER_ROWS = """
-SELECT * FROM feed_user_rows(
+_FEED_USER_ITEM_ROWS_WITH_REORDERS = """
+SELECT * FROM feed_user_item_rows_with_reorders(
     %(user_id)s, %(models)s, %(pairs)s, %(pool)s, %(buy_again_pool)s, %(recent_since)s, %(recent_limit)s,
     %(seed_limit)s)
 """
@@ -247,9 +248,9 @@ class UserItemRow(NamedTuple):  # a tuple: made for each of the user's ~65 items
     last_hidden_at: datetime | None
 
 
-# The columns of feed_user_own_rows after (kind, item_id): an item's history (UserItemRow's fields), a score and
-# its label, an item's recent events (purchase, hide, positive, cart), the user's scored orders. feed_user_rows has
-# the item's orders and buyers after its history.
+# The columns of feed_user_item_rows after (kind, item_id): an item's history (UserItemRow's fields), a score and
+# its label, an item's recent events (purchase, hide, positive, cart), the user's scored orders.
+# feed_user_item_rows_with_reorders has the item's orders and buyers after its history.
 _HISTORY, _SCORE, _LABEL, _RECENT, _ORDERED_AT = slice(2, 9), 9, 10, slice(11, 15), 15
 _REORDERS = slice(9, 11)
 _user_item_row = UserItemRow._make
@@ -257,10 +258,9 @@ _user_item_row = UserItemRow._make
 
 @dataclass
 class UserRows:
-    """The user's own rows, by kind (see feed_user_rows)."""
+    """The user's own rows, by kind (see feed_user_item_rows)."""
 
     items: dict[str, UserItemRow]
-    aisles: dict[str, float]  # aisle → affinity
     recent: dict[str, tuple[datetime | None, datetime | None, datetime | None, bool]]  # purchase, hide, positive, cart
     pairs: list[tuple[str, float, str]]  # (paired item, score, seed item)
     model_scores: dict[str, dict[str, float]]  # model → item → the user's score
@@ -271,9 +271,8 @@ class UserRows:
 
 
 def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
-    """The user's history per item, aisle affinities, recent events per item, goes-well-with candidates, model
-    scores and scored orders (and the reorder counts of the items the user bought, when the query asks), in one
-    statement."""
+    """The user's history per item, recent events per item, goes-well-with candidates, model scores and scored
+    orders (and the reorder counts of the items the user bought, when the query asks), in one statement."""
     params = {
         "user_id": query.user_id,
         "models": list(query.models),
@@ -284,11 +283,12 @@ def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
         "recent_limit": query.recent_limit,
         "seed_limit": query.seed_limit,
     }
-    rows = UserRows({}, {}, {}, [], {})
-    items, aisles, recent, pairs, model_scores = rows.items, rows.aisles, rows.recent, rows.pairs, rows.model_scores
+    rows = UserRows({}, {}, [], {})
+    items, recent, pairs, model_scores = rows.items, rows.recent, rows.pairs, rows.model_scores
     with conn.cursor(binary=True) as cursor:  # binary rows: no text parsing of timestamps and numbers
         # fetchall: rows are made in C, where iterating the cursor costs a Python call per row
-        fetched = cursor.execute(_FEED_USER_ROWS if query.reorders else _FEED_USER_OWN_ROWS, params).fetchall()
+        statement = _FEED_USER_ITEM_ROWS_WITH_REORDERS if query.reorders else _FEED_USER_ITEM_ROWS
+        fetched = cursor.execute(statement, params).fetchall()
     if query.reorders:  # the same rows with two more columns: an item's counts after its history
         reorders = rows.reorders
         fetched = [_without_reorders(row, reorders) for row in fetched]
@@ -297,8 +297,6 @@ def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
         kind = row[0]
         if kind == "item":
             items[row[1]] = _user_item_row(row[_HISTORY])
-        elif kind == "aisle":
-            aisles[row[_LABEL]] = row[_SCORE]
         elif kind == "recent":
             recent[row[1]] = row[_RECENT]
         elif kind == "pair":
@@ -311,7 +309,7 @@ def user_rows(conn: psycopg.Connection, query: UserRowsQuery) -> UserRows:
 
 
 def _without_reorders(row: tuple, reorders: dict[str, tuple[int, int]]) -> tuple:
-    """A row of feed_user_rows as feed_user_own_rows has it, its counts put in `reorders` for a bought item."""
+    """A row with reorder counts as feed_user_item_rows has it, its counts put in `reorders` for a bought item."""
     if row[0] == "item" and row[2] > 0:
         reorders[row[1]] = row[_REORDERS]
     return row[: _REORDERS.start] + row[_REORDERS.stop :]

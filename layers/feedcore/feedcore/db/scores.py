@@ -102,9 +102,9 @@ _POPULARITY_CONFLICT = f"""ON CONFLICT (store_id, item_id) DO UPDATE
 # The score tables an apply statement writes, by the name of its CTE: item-level ones (the coordinator of a
 # fanned-out chunk scores them itself) and per-user ones (which its shards score, each for its users).
 ITEM_TARGETS = ("popularity", "reorders")
-USER_TARGETS = ("affinity", "category", "new_user", "orders")
+USER_TARGETS = ("affinity", "new_user", "orders")
 # The targets whose rows an apply statement counts (ApplyCounts, after events_scored).
-_COUNTED_TARGETS = ("popularity", "affinity", "category")
+_COUNTED_TARGETS = ("popularity", "affinity")
 
 
 def user_shard_sql(user_id: str, shard_count: str) -> str:
@@ -177,21 +177,6 @@ def _apply_sql(
         }
     RETURNING {affinity_returned}
 )""",
-        "category": f"""category AS (
-    -- aisles only: nothing reads another level (migration 0051)
-    INSERT INTO user_category_affinity{suffix} AS c (user_id, level, category, raw_score, updated_at)
-    SELECT e.user_id COLLATE "C", 'aisle', i.aisle COLLATE "C", sum(e.weight * {_grow("affinity_half_life_s")}), %(now)s
-    FROM run_event e
-    JOIN items i ON i.item_id = e.item_id
-    WHERE e.weight > 0
-    GROUP BY 1, 3
-    ORDER BY 1, 3
-    {
-            conflict('''ON CONFLICT (user_id, level, category) DO UPDATE
-        SET raw_score = c.raw_score + excluded.raw_score, updated_at = excluded.updated_at''')
-        }
-    RETURNING 1
-)""",
         "new_user": """new_user AS (
     -- A user's home store is where they have most events.
     INSERT INTO users (user_id, home_store_id)
@@ -217,12 +202,10 @@ SELECT {events}, {counted}
 
 _APPLY_EVENTS = _apply_sql()
 # A rebuild's two parts that read the events: user × item, orders and new users (on the run's connection; the item
-# reorders then from its user × item copy), popularity and user × category (on a connection of its own).
+# reorders then from its user × item copy), and popularity (on a connection of its own).
 _REBUILD_EVENTS = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("affinity", "new_user", "orders"))
 _REBUILD_ITEM_REORDERS = rebuilt_item_reorders_sql(REBUILD_SUFFIX)
-_REBUILD_POPULARITY_AND_CATEGORIES = _apply_sql(
-    suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity", "category"), count_events=False
-)
+_REBUILD_POPULARITY = _apply_sql(suffix=REBUILD_SUFFIX, upsert=False, targets=("popularity",), count_events=False)
 _APPLY_ITEM_EVENTS = _apply_sql(targets=ITEM_TARGETS)
 _APPLY_USER_EVENTS = _apply_sql(targets=USER_TARGETS, sharded=True)
 
@@ -410,7 +393,6 @@ class ApplyCounts:
     events_scored: int
     popularity_updates: int
     affinity_updates: int
-    category_updates: int
 
 
 def try_lock_recompute(conn: psycopg.Connection, timeout_ms: int) -> bool:
@@ -668,11 +650,10 @@ def refresh_trending(conn: psycopg.Connection, settings: ScoringSettings, epoch:
 # the other parts fill, index and commit theirs in transactions that share the run's snapshot; the run's
 # transaction then swaps every copy in at once. A part's copies outlive a run that fails after the part
 # committed: the next rebuild drops them.
-# Popularity goes with user × category rather than with the run's user × item: the run's part was the longest.
 REBUILD_RUN_TABLES = ("user_item_affinity", USER_ORDERS_TABLE, ITEM_REORDERS_TABLE)
-REBUILD_POPULARITY_CATEGORY_TABLES = ("item_popularity", "user_category_affinity")
+REBUILD_POPULARITY_TABLES = ("item_popularity",)
 REBUILD_PAIR_TABLES = ("item_baskets", "item_pair_counts", "item_pairs")
-SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_POPULARITY_CATEGORY_TABLES + REBUILD_PAIR_TABLES
+SCORE_TABLES = REBUILD_RUN_TABLES + REBUILD_POPULARITY_TABLES + REBUILD_PAIR_TABLES
 
 
 # The live table's privileges (on the table, and on its columns), as GRANT statements for its copy; the
@@ -738,23 +719,21 @@ def rebuild_events(
 ) -> ApplyCounts:
     """The run's part of a rebuild: score the chunk's events into the copies of REBUILD_RUN_TABLES (started
     by start_rebuild; the item reorders from the user × item copy), add new users, and index the copies;
-    popularity_updates and category_updates are 0 (rebuild_popularity_and_categories)."""
+    popularity_updates is 0 (rebuild_popularity)."""
     counts = ApplyCounts(*conn.execute(_REBUILD_EVENTS, _apply_params(settings, epoch, chunk, now)).fetchone())
     conn.execute(_REBUILD_ITEM_REORDERS)
     _index_rebuilt(conn, REBUILD_RUN_TABLES)
     return counts
 
 
-def rebuild_popularity_and_categories(
+def rebuild_popularity(
     conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk, now: datetime
 ) -> ApplyCounts:
-    """A part of a rebuild: the copies of REBUILD_POPULARITY_CATEGORY_TABLES (popularity and user × category),
-    filled and indexed; events_scored and affinity_updates are 0 (rebuild_events)."""
-    start_rebuild(conn, REBUILD_POPULARITY_CATEGORY_TABLES)
-    counts = ApplyCounts(
-        *conn.execute(_REBUILD_POPULARITY_AND_CATEGORIES, _apply_params(settings, epoch, chunk, now)).fetchone()
-    )
-    _index_rebuilt(conn, REBUILD_POPULARITY_CATEGORY_TABLES)
+    """A part of a rebuild: the copy of item_popularity, filled and indexed; events_scored and affinity_updates
+    are 0 (rebuild_events)."""
+    start_rebuild(conn, REBUILD_POPULARITY_TABLES)
+    counts = ApplyCounts(*conn.execute(_REBUILD_POPULARITY, _apply_params(settings, epoch, chunk, now)).fetchone())
+    _index_rebuilt(conn, REBUILD_POPULARITY_TABLES)
     return counts
 
 
@@ -852,7 +831,6 @@ def rebase(conn: psycopg.Connection, settings: ScoringSettings, old_epoch: datet
                                          purchase_raw = {_decay("purchase_raw", "buy_again_half_life_s")}""",
         params,
     )
-    conn.execute(f"UPDATE user_category_affinity SET raw_score = {_decay('raw_score', 'affinity_half_life_s')}", params)
     # Pair scores are ratios of counts decayed alike: they do not change.
     conn.execute(f"UPDATE item_baskets SET basket_raw = {_decay('basket_raw', 'pairs_half_life_s')}", params)
     for table in ("item_pair_counts", "item_pairs"):
@@ -888,6 +866,8 @@ def lock_out_recompute(conn: psycopg.Connection) -> None:
     wait_for_lock(conn, "SELECT pg_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,))
 
 
+# user_category_affinity is read by nothing since migration 0096, but code from before it (running while a deploy
+# migrates, or after a rollback) still writes it: the user's rows there are theirs until the table is dropped.
 def delete_user_scores(conn: psycopg.Connection, user_id: str) -> int:
     """Delete the user's per-user and model scores; returns how many rows."""
     return sum(

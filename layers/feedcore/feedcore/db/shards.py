@@ -111,27 +111,27 @@ def lock_shard(conn: psycopg.Connection, chunk_id: int, shard: int) -> OpenChunk
     return _open_chunk(row)
 
 
+# score_shards.category_updates is left at its default: no aisle rows are written since migration 0096.
 def mark_shard_done(conn: psycopg.Connection, chunk_id: int, shard: int, counts: ApplyCounts) -> None:
     conn.execute(
         """
-        UPDATE score_shards SET done_at = statement_timestamp(), affinity_updates = %s, category_updates = %s
+        UPDATE score_shards SET done_at = statement_timestamp(), affinity_updates = %s
         WHERE chunk_id = %s AND shard = %s
         """,
-        (counts.affinity_updates, counts.category_updates, chunk_id, shard),
+        (counts.affinity_updates, chunk_id, shard),
     )
 
 
-def close_chunk(conn: psycopg.Connection, chunk_id: int) -> tuple[int, int]:
-    """Delete the finished chunk with its shards; returns the shards' affinity and category updates."""
+def close_chunk(conn: psycopg.Connection, chunk_id: int) -> int:
+    """Delete the finished chunk with its shards; returns the shards' affinity updates."""
     row = conn.execute(
         """
         WITH closed AS (DELETE FROM score_chunks WHERE chunk_id = %(chunk_id)s)
-        SELECT coalesce(sum(affinity_updates), 0), coalesce(sum(category_updates), 0)
-        FROM score_shards WHERE chunk_id = %(chunk_id)s
+        SELECT coalesce(sum(affinity_updates), 0) FROM score_shards WHERE chunk_id = %(chunk_id)s
         """,
         {"chunk_id": chunk_id},
     ).fetchone()
-    return row[0], row[1]
+    return row[0]
 
 
 def cancel_open_chunk(conn: psycopg.Connection) -> int | None:

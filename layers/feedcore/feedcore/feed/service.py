@@ -25,7 +25,7 @@ from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, Remov
 from feedcore.feed.reasons import reason
 from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.shelves import ShelfCache, ShelfReader, StoreShelf
-from feedcore.feed.sources import SourceLimits, gather_candidates
+from feedcore.feed.sources import SourceLimits, aisle_affinities, gather_candidates
 from feedcore.observability import add_metrics, count, logger
 from feedcore.settings import FeedSettings, feed_settings
 
@@ -117,7 +117,8 @@ def _first_page(
     stage = perf_counter()
     limits = _source_limits(config, settings, now)
     shelf, user = run(lambda conn: _read(conn, request, limits, settings, now), in_transaction=False)
-    candidates = gather_candidates(shelf, user, limits)
+    aisles = aisle_affinities(shelf, user)
+    candidates = gather_candidates(shelf, user, aisles, limits)
     query_ms = (perf_counter() - stage) * 1000
     stage = perf_counter()
     context = RankingContext(
@@ -129,7 +130,7 @@ def _first_page(
         just_purchased_max_due=config.just_purchased_max_due,
         just_purchased_min_rebuy_rate=config.just_purchased_min_rebuy_rate,
         ordered_at=user.ordered_at,
-        aisle_affinities=user.aisles,
+        aisle_affinities=aisles,
         explain=request.debug,
     )
     selected, removed = select_sections(candidates, config.ordered_sections, context)

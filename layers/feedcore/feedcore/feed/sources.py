@@ -3,7 +3,7 @@ make the hydrated candidates of every source the feed shows. Pure functions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter, itemgetter
@@ -14,6 +14,7 @@ from feedcore.feed.shelves import StoreShelf
 _NO_REORDERS = (0, 0)
 _NO_HISTORY = (*UserItemRow(0, None, None, 0.0, 0.0, False, None), *_NO_REORDERS)
 _NO_RECENT_EVENTS = (None, None, None, False)
+_AISLE = 4  # in a catalog row
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,25 @@ class SourceLimits:
     new_since: datetime
 
 
-def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -> list[Candidate]:
+def aisle_affinities(shelf: StoreShelf, user: UserRows) -> dict[str, float]:
+    """The user's affinity to each aisle: the sum of their items' affinity_raw (their events of positive weight,
+    decayed alike; hidden items included) over the items the shelf's catalog has in the aisle — the sum the
+    recompute stored per user and aisle before migration 0096. Aisles where no item has any are left out; the others
+    come in name order, as the stored rows were read (favourite aisles' ties keep it)."""
+    positions, rows, sums = shelf.catalog.positions, shelf.catalog.rows, {}
+    for item_id, row in user.items.items():
+        affinity = row[4]  # affinity_raw
+        if affinity > 0 and (position := positions.get(item_id)) is not None:
+            aisle = rows[position][_AISLE]
+            sums[aisle] = sums.get(aisle, 0.0) + affinity
+    return {aisle: sums[aisle] for aisle in sorted(sums)}
+
+
+def gather_candidates(
+    shelf: StoreShelf, user: UserRows, aisles: Mapping[str, float], limits: SourceLimits
+) -> list[Candidate]:
     """One hydrated candidate per (source, item) proposal, ordered by source then item (the catalog's item_id
-    order: positions follow it).
+    order: positions follow it); favourite aisles are the top of the user's `aisles` (aisle_affinities).
 
     Items the catalog does not have are left out; a model's user-level and item-level lists both propose
     (an item in both comes twice). The candidates of the sources that are the same for every user at a store
@@ -54,7 +71,7 @@ def gather_candidates(shelf: StoreShelf, user: UserRows, limits: SourceLimits) -
     for item_id, score, seed in user.pairs:  # read only when goes_well_with is shown
         propose("goes_well_with", item_id, score, seed)
     if "favourite_aisles" in sources:
-        top_aisles = sorted(user.aisles, key=user.aisles.__getitem__, reverse=True)[: limits.favourite_aisles]
+        top_aisles = sorted(aisles, key=aisles.__getitem__, reverse=True)[: limits.favourite_aisles]
         for aisle in top_aisles:
             ranked = shelf.aisles.get(aisle, ())[:pool]
             proposals += [("favourite_aisles", p, shelf.popularity[p], None) for p in ranked]

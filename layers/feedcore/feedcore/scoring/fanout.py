@@ -31,7 +31,7 @@ from feedcore.scoring.pairs import score_pairs
 from feedcore.settings import ScoringSettings, fanout_settings
 
 # The counts of a transaction that leaves a chunk to its shards (theirs are counted when the chunk closes).
-NO_UPDATES = scores_db.ApplyCounts(0, 0, 0, 0)
+NO_UPDATES = scores_db.ApplyCounts(0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def settle_open_chunk(conn: psycopg.Connection, mode: str, settings: ScoringSett
     if left:
         messages = shards_db.claim_messages(conn, chunk.chunk_id, fanout.resend_after_s)
         return ChunkOutcome(False, NO_UPDATES, 0, ShardsPending(chunk.chunk_id, messages))
-    affinity_updates, category_updates = shards_db.close_chunk(conn, chunk.chunk_id)
-    counts = scores_db.ApplyCounts(chunk.events_scored, chunk.popularity_updates, affinity_updates, category_updates)
+    affinity_updates = shards_db.close_chunk(conn, chunk.chunk_id)
+    counts = scores_db.ApplyCounts(chunk.events_scored, chunk.popularity_updates, affinity_updates)
     scores_db.save_state(conn, scores_db.state_after(chunk.epoch, chunk.chunk, chunk.next_scan_from))
     scores_db.record_run(conn, mode, chunk.created_at, datetime.now(UTC), chunk.chunk, counts)
     return ChunkOutcome(chunk.complete, counts, chunk.pair_updates)

@@ -34,22 +34,22 @@ def rebuild_scores(
     of them) and swap the rebuilt tables in. Statements of the other parts are bounded by `timeout_ms`."""
     scores_db.start_rebuild(conn, scores_db.REBUILD_RUN_TABLES)
     parts = SideParts(conn, scores_db.export_snapshot(conn), timeout_ms)
-    popularity_categories = parts.start(
-        "popularity_categories",
-        lambda side: scores_db.rebuild_popularity_and_categories(side, settings, epoch, chunk, as_of),
+    popularity = parts.start(
+        "popularity", lambda side: scores_db.rebuild_popularity(side, settings, epoch, chunk, as_of)
     )
     pairs = parts.start("pairs", lambda side: scores_db.rebuild_pairs(side, settings, epoch, chunk))
     with parts:
         started = monotonic()
         counts = scores_db.rebuild_events(conn, settings, epoch, chunk, as_of)
         parts.seconds["events"] = round(monotonic() - started, 2)
-        side_counts, pair_counts = popularity_categories.result(), pairs.result()
+        side_counts, pair_counts = popularity.result(), pairs.result()
     started = monotonic()
     scores_db.swap_rebuilt(conn, items_keyed=pair_counts.item_updates)
     logger.info("score tables rebuilt",
                 extra={"part_seconds": parts.seconds, "swap_seconds": round(monotonic() - started, 2)})  # fmt: skip
-    return scores_db.ApplyCounts(counts.events_scored, side_counts.popularity_updates, counts.affinity_updates,
-                                 side_counts.category_updates), pair_counts  # fmt: skip
+    return scores_db.ApplyCounts(
+        counts.events_scored, side_counts.popularity_updates, counts.affinity_updates
+    ), pair_counts
 
 
 class SideParts:

@@ -46,7 +46,6 @@ class RecomputeResult(BaseModel):
     events_scored: int = 0
     popularity_updates: int = 0
     affinity_updates: int = 0
-    category_updates: int = 0
     pair_updates: int = 0
     shard_messages_sent: int = 0
     duration_ms: float = 0.0
@@ -171,7 +170,6 @@ def recompute_scores(
                 "events_scored": result.events_scored + counts.events_scored,
                 "popularity_updates": result.popularity_updates + counts.popularity_updates,
                 "affinity_updates": result.affinity_updates + counts.affinity_updates,
-                "category_updates": result.category_updates + counts.category_updates,
                 "pair_updates": result.pair_updates + outcome.pair_updates,
             }
         )
