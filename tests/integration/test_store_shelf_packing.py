@@ -9,6 +9,8 @@ import pytest
 from feedcore.api.catalog_models import CatalogItem, Store
 from feedcore.db import catalog as catalog_db
 from feedcore.db import feed as feed_db
+from feedcore.feed.config import MAX_POOL
+from feedcore.feed.shelves import stock_catalog, stock_shelf, unpack_shelf
 from feedcore.scoring import service
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from tests.factories import OTHER_STORE, STORE, create_catalog, purchase, record
@@ -140,3 +142,45 @@ def test_a_repack_over_shelf_positions_of_another_catalog_packs_the_shelf_whole(
 
     assert repacked[STORE][PRICES] != before[STORE][PRICES]
     assert repacked[STORE] == _packs(db)[STORE]
+
+
+def test_a_shelfs_ranked_lists_keep_the_first_items_a_source_can_read(db: psycopg.Connection) -> None:
+    """Past MAX_POOL items a list is cut (a source reads at most that many): whole packs and repacks alike, and the
+    shelf ranked from the store's rows; the dense arrays keep every item."""
+    create_catalog(db)
+    rated = MAX_POOL + 20  # in one aisle, scores tied in pairs (ties by position)
+    db.execute(
+        """
+        INSERT INTO items (item_id, name, department, aisle, price)
+        SELECT 'bulk-' || lpad(n::text, 4, '0'), 'Bulk ' || n, 'Pantry', 'Bulk', 1 FROM generate_series(1, %(n)s) n
+        """,
+        {"n": rated},
+    )
+    db.execute(
+        """
+        INSERT INTO item_popularity (store_id, item_id, raw_score, short_raw, trending_score, updated_at)
+        SELECT s, 'bulk-' || lpad(n::text, 4, '0'), n / 2, n / 2, (%(n)s - n + 1) / 2, now()
+        FROM generate_series(1, %(n)s) n CROSS JOIN unnest(ARRAY[%(store)s, '*']) s
+        """,
+        {"n": rated, "store": STORE},
+    )
+    feed_db.pack_store_shelves(db)
+    whole = _packs(db)
+    feed_db.refresh_shelf_positions(db)
+    feed_db.repack_store_shelves_scores(db, [STORE, "*"])
+    repacked = _packs(db)
+    catalog = stock_catalog(*feed_db.catalog(db))
+
+    for store_id in (STORE, "*"):
+        assert repacked[store_id] == whole[store_id]
+        shelf = unpack_shelf(catalog, feed_db.store_shelf_pack(db, store_id, None))
+        bulk = sorted((p for item_id, p in catalog.positions.items() if item_id.startswith("bulk-")),
+                      key=lambda p: (-shelf.popularity[p], p))  # fmt: skip
+        assert list(shelf.popular_items) == bulk[:MAX_POOL]
+        assert list(shelf.aisles["Bulk"]) == bulk[:MAX_POOL]
+        assert list(shelf.trending_items) == sorted(bulk, key=lambda p: (-shelf.trending[p], p))[:MAX_POOL]
+        assert sum(1 for p in bulk if shelf.trending[p] > 0) == rated - 1  # the last has none: not in the list
+        assert len(shelf.popularity) == len(catalog.rows)
+        stocked = stock_shelf(catalog, feed_db.store_rows(db, store_id))
+        assert (stocked.trending_items, stocked.popular_items, stocked.aisles) == (
+            shelf.trending_items, shelf.popular_items, shelf.aisles)  # fmt: skip

@@ -10,10 +10,18 @@ from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows, UserItemRow, UserRows
+from feedcore.db.scores import TRENDING_KEPT_FRESH
 from feedcore.feed import shelves
-from feedcore.feed.config import default_ranking_config
+from feedcore.feed.config import (
+    MAX_CANDIDATES_PER_SLOT,
+    MAX_POOL,
+    MAX_SECTION_SIZE,
+    FeedConfig,
+    default_ranking_config,
+)
 from feedcore.feed.pipeline import RankingContext, select_sections
 from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.shelves import (
@@ -437,3 +445,22 @@ def test_without_counts_on_the_shelf_bought_items_take_those_read_with_the_users
     candidates = gather_candidates(shelf, rows, {}, limits(sources={"buy_again"}))
 
     assert {c.item_id: (c.item_orders, c.item_buyers) for c in candidates} == {"milk": (30, 7), "tea": (2, 1)}
+
+
+def test_no_config_reads_further_into_a_ranked_list_than_a_packed_shelf_keeps() -> None:
+    """A packed shelf keeps each ranked list's first MAX_POOL items (migration 0098): the largest section a config
+    allows, times the most candidates per slot, and the recompute's trending refresh read no further."""
+    base = default_ranking_config().base
+    widest = base.model_copy(
+        update={
+            "sections": [base.sections[0].model_copy(update={"size": MAX_SECTION_SIZE})],
+            "section_order": None,
+            "candidates_per_slot": MAX_CANDIDATES_PER_SLOT,
+        }
+    )
+    assert FeedConfig.model_validate(widest.model_dump()).candidates_per_slot * MAX_SECTION_SIZE == MAX_POOL
+    for too_wide in ({"candidates_per_slot": MAX_CANDIDATES_PER_SLOT + 1},
+                     {"sections": [{**base.sections[0].model_dump(), "size": MAX_SECTION_SIZE + 1}]}):  # fmt: skip
+        with pytest.raises(ValidationError):
+            FeedConfig.model_validate({**widest.model_dump(), **too_wide})
+    assert TRENDING_KEPT_FRESH <= MAX_POOL

@@ -28,6 +28,11 @@ Signal = Literal[
 Filter = Literal["inactive", "unavailable", "hidden", "excluded_tags", "just_purchased", "in_cart"]
 ALL_FILTERS: tuple[Filter, ...] = ("inactive", "unavailable", "hidden", "excluded_tags", "just_purchased", "in_cart")
 SectionId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
+MAX_SECTION_SIZE = 50
+MAX_CANDIDATES_PER_SLOT = 10
+# The most items a source reads of a ranked list (the largest section's size × candidates_per_slot): a packed
+# shelf's ranked lists keep no more (migration 0098).
+MAX_POOL = MAX_SECTION_SIZE * MAX_CANDIDATES_PER_SLOT
 
 
 class _Config(BaseModel):
@@ -42,7 +47,7 @@ class SectionConfig(_Config):
     source: Source
     model: str | None = Field(default=None, description="the imported model whose scores feed source 'model'")
     weights: dict[Signal, float] = Field(min_length=1, description="signal → weight; the score is the sum")
-    size: int = Field(default=10, ge=1, le=50)
+    size: int = Field(default=10, ge=1, le=MAX_SECTION_SIZE)
     max_per_aisle: int | None = Field(default=None, ge=1, description="diversity cap")
     max_per_brand: int | None = Field(default=None, ge=1, description="diversity cap")
     backfill_below: int = Field(
@@ -71,7 +76,9 @@ class FeedConfig(_Config):
         default=None, description="display order by id (sections left out are not shown); default: as listed"
     )
     filters: list[Filter] = Field(default=list(ALL_FILTERS))
-    candidates_per_slot: int = Field(default=2, ge=1, le=10, description="pool read per source, × size")
+    candidates_per_slot: int = Field(
+        default=2, ge=1, le=MAX_CANDIDATES_PER_SLOT, description="pool read per source, × size"
+    )
     just_purchased_days: float = Field(
         default=3, ge=0, description="an item bought this recently is hidden unless it is due again"
     )

@@ -31,6 +31,7 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows
+from feedcore.feed.config import MAX_POOL
 
 if TYPE_CHECKING:
     from feedcore.feed.sources import StoreCandidates
@@ -66,6 +67,7 @@ class StoreShelf:
     prices: array  # the store's shelf price (NaN where it has none: the catalog price applies)
     popularity: array  # raw popularity at the store (0 without any)
     trending: array  # trending score at the store (0 without any)
+    # ranked lists keep their first MAX_POOL items, the most a source reads (migration 0098)
     trending_items: array  # items trending at the store (score > 0)
     popular_items: array  # items with popularity at the store
     aisles: dict[str, array]  # per aisle: its active items with popularity at the store
@@ -83,7 +85,8 @@ class StoreShelf:
 
 def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
     """Rank a store's rows into its shelf over `catalog` (rows of items it lacks are left out); ties by
-    position, as in a packed shelf. Without item-level model scores (see with_item_models)."""
+    position, and each list cut at MAX_POOL, as in a packed shelf. Without item-level model scores (see
+    with_item_models)."""
     positions, size = catalog.positions, len(catalog.rows)
     available, prices = None, array("d", [_NO_PRICE]) * size
     if rows.availability is not None:
@@ -109,8 +112,8 @@ def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
     trending_items = sorted((p for p in rated if trending[p] > 0), key=trending.__getitem__, reverse=True)
     return StoreShelf(
         catalog, rows.store_known, None, available, prices, popularity, trending,
-        array("i", trending_items), array("i", popular),
-        {aisle: array("i", items) for aisle, items in aisles.items()}, {}, {},
+        array("i", trending_items[:MAX_POOL]), array("i", popular[:MAX_POOL]),
+        {aisle: array("i", items[:MAX_POOL]) for aisle, items in aisles.items()}, {}, {},
     )  # fmt: skip
 
 
