@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from time import monotonic, sleep
 from types import ModuleType
 
 import psycopg
@@ -66,6 +67,26 @@ def silent_backend(backend: int) -> Iterator[None]:
     finally:
         wake_up.cancel()
         os.kill(backend, signal.SIGCONT)
+
+
+LOCK_WAIT_AT_MOST_S = 30
+
+
+def sessions_blocked_by(holder: psycopg.Connection) -> int:
+    """How many sessions wait for a lock that the session of `holder` holds (asked on `holder` itself, also
+    inside its transaction: pg_locks is read afresh at each call)."""
+    query = "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND %s = ANY(pg_blocking_pids(pid))"
+    return holder.execute(query, (holder.info.backend_pid,)).fetchone()[0]
+
+
+def wait_until_blocked_by(holder: psycopg.Connection) -> None:
+    """Return once another session waits for a lock that `holder` holds: a test that releases the lock, or
+    asserts that the other is still waiting, then does so whatever the speed of the machine. Fails after
+    LOCK_WAIT_AT_MOST_S."""
+    deadline = monotonic() + LOCK_WAIT_AT_MOST_S
+    while not sessions_blocked_by(holder):
+        assert monotonic() < deadline, f"no session came to wait for a lock of backend {holder.info.backend_pid}"
+        sleep(0.01)
 
 
 def use_database(url: str) -> None:

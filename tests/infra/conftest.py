@@ -3,9 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cfnlint.decode import decode_str
 
-from .support import TEMPLATE, require_sam_cli
+from .support import require_sam_cli, stack_template
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +14,4 @@ def sam_cli() -> Path:
 
 @pytest.fixture(scope="session")
 def template() -> dict:
-    """template.yaml as CloudFormation reads it (short-form tags such as !Ref become dicts)."""
-    decoded, matches = decode_str(TEMPLATE.read_text())
-    assert not matches, "template.yaml does not parse:\n" + "\n".join(str(m) for m in matches)
-    return decoded
+    return stack_template()

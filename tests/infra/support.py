@@ -9,9 +9,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cfnlint.decode import decode_str
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
+
+
+def stack_template() -> dict:
+    """template.yaml as CloudFormation reads it (short-form tags such as !Ref become dicts)."""
+    decoded, matches = decode_str(TEMPLATE.read_text())
+    assert not matches, "template.yaml does not parse:\n" + "\n".join(str(m) for m in matches)
+    return decoded
 
 
 def require_sam_cli() -> Path:

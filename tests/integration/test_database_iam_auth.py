@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from feedcore import settings
 from feedcore.db import connection
 from feedcore.errors import DatabaseUnavailable
-from tests.conftest import silent_backend
+from tests.conftest import SILENCE_AT_MOST_S, silent_backend
 
 PROXY = "feed-db.proxy-c1abcdefgh2i.us-east-1.rds.amazonaws.com"
 
@@ -81,7 +81,9 @@ def test_a_connection_whose_timeout_is_set_by_statement_gives_up_on_a_silent_ser
             connection.connect(settings.DatabaseSettings(database_url=database_url), statement_timeout_ms=200)
         elapsed = time.perf_counter() - started
 
-    assert elapsed < 2.5
+    # Its bound is the one it was made for (the message names it, not the default timeout's 3.0 s); it waited that
+    # long, and gave up before the server answered.
+    assert 1.2 <= elapsed < SILENCE_AT_MOST_S
 
 
 def test_an_unreachable_proxy_is_a_retryable_database_error(

@@ -1,26 +1,42 @@
-"""'Bought together' item pairs from purchase baskets, as the recompute maintains them, against the real database."""
+"""'Bought together' item pairs from purchase baskets, as the recompute maintains them and the feed reads them,
+against the real database."""
 
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import timedelta
 
 import psycopg
 import pytest
 
 from feedcore import settings
+from feedcore.db import feed as feed_db
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
-from tests.factories import NOW, create_catalog, purchase, record
+from tests.factories import NOW, create_catalog, event, purchase, record
 
-# The feed's read of the contract: the pairs of several seed items, best first.
-FEED_READ = "SELECT item_id, paired_item_id, score FROM item_pairs WHERE item_id = ANY(%s) ORDER BY score DESC"
+POOL = 10  # paired items the feed reads per seed item
+
+
+def feed_read(conn: psycopg.Connection, user_id: str) -> feed_db.UserRows:
+    """The user's rows as the feed reads them (feed_user_own_rows), goes-well-with candidates among them."""
+    query = feed_db.UserRowsQuery(
+        user_id=user_id, models=(), pairs=True, pool=POOL, buy_again_pool=200,
+        recent_since=NOW - timedelta(days=1), reorders=False,
+    )  # fmt: skip
+    return feed_db.user_rows(conn, query)
 
 
 def pair_lists(conn: psycopg.Connection, *items: str) -> dict[str, list[str]]:
-    """Each seed item's paired items, best first, as the feed reads them."""
-    lists: dict[str, list[str]] = {item: [] for item in items}
-    for item_id, paired_item_id, _ in conn.execute(FEED_READ, (list(items),)):
-        lists[item_id].append(paired_item_id)
+    """Each item's paired items, best first, as the feed reads them for a shopper who has just put the item in
+    their cart (their one seed item)."""
+    lists = {}
+    for item in items:
+        shopper = f"shopper-{uuid.uuid4().hex[:8]}"
+        record(event("add_to_cart", shopper, item_id=item))
+        pairs = feed_read(conn, shopper).pairs
+        assert {seed for _, _, seed in pairs} <= {item}
+        lists[item] = [paired for paired, _, _ in sorted(pairs, key=lambda pair: -pair[1])]
     return lists
 
 
@@ -63,30 +79,33 @@ def test_items_bought_together_in_many_baskets_rank_each_other_first(db: psycopg
     assert ("coffee", "eggs") not in scores and ("eggs", "coffee") not in scores
 
 
-def test_the_feed_reads_the_lists_by_the_score_index(db: psycopg.Connection) -> None:
-    indexes = [row[0] for row in db.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'item_pairs'")]
-    assert any(definition.endswith("(item_id, score DESC)") for definition in indexes)
+def test_the_feed_reads_the_best_pairs_of_each_seed_item_from_the_score_index(db: psycopg.Connection) -> None:
+    """However long the lists, the feed reads each seed item's best POOL pairs from the (item_id, score DESC)
+    index: item_pairs here holds 60 pairs for each of 400 items, analyzed."""
+    db.execute(
+        "INSERT INTO item_pairs (item_id, paired_item_id, pair_raw, score)"
+        " SELECT 'item-' || i, 'item-' || mod(i + k, 400), 1, 1.0 / k"
+        " FROM generate_series(0, 399) AS i, generate_series(1, 60) AS k"
+    )
+    db.execute("ANALYZE item_pairs")
+    seeds = ("item-100", "item-200", "item-300")
+    record(*(event("add_to_cart", "shopper", item_id=item) for item in seeds))
+    # This transaction's scans: of the table (sequential), and of the index, with the entries they returned.
+    scans = (
+        "SELECT pg_stat_get_xact_numscans('item_pairs'::regclass),"
+        " pg_stat_get_xact_numscans('item_pairs_rank_idx'::regclass),"
+        " pg_stat_get_xact_tuples_returned('item_pairs_rank_idx'::regclass)"
+    )
 
-    # The table is empty here: ask for the plan of a large one, where the planner avoids reading whole lists.
-    db.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
-    plan = "\n".join(
-        row[0]
-        for row in db.execute(
-            "EXPLAIN SELECT p.* FROM unnest(%s::text[]) AS seed (item_id) "
-            "CROSS JOIN LATERAL (SELECT * FROM item_pairs WHERE item_id = seed.item_id ORDER BY score DESC LIMIT 10) p",
-            (["milk", "eggs"],),
-        )
-    )
-    # The paired items join the catalog by its primary key (a collation of their own would prevent it).
-    catalog_plan = "\n".join(
-        row[0]
-        for row in db.execute(
-            "EXPLAIN SELECT i.* FROM item_pairs p JOIN items i ON i.item_id = p.paired_item_id WHERE p.item_id = 'milk'"
-        )
-    )
-    db.execute("RESET enable_seqscan; RESET enable_bitmapscan")
-    assert "item_pairs_rank_idx" in plan and "Sort" not in plan
-    assert "items_pkey" in catalog_plan
+    with db.transaction(force_rollback=True):
+        before = db.execute(scans).fetchone()
+        pairs = feed_read(db, "shopper").pairs
+        after = db.execute(scans).fetchone()
+
+    assert [a - b for a, b in zip(after, before, strict=True)] == [0, len(seeds), len(seeds) * POOL]
+    # Each seed item's best POOL, read in full: its paired items k = 1 … POOL places on, scored 1 / k.
+    best = {f"item-{n + k}": (f"item-{n}", pytest.approx(1 / k)) for n in (100, 200, 300) for k in range(1, POOL + 1)}
+    assert {paired: (seed, score) for paired, score, seed in pairs} == best
 
 
 def test_a_pair_that_reaches_the_minimum_support_later_appears_and_old_rows_are_rescored(

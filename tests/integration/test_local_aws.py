@@ -32,6 +32,7 @@ from feedlocal.aws_local import (
 )
 from tests.conftest import load_function
 from tests.factories import NOW, create_catalog, purchase, record
+from tests.infra.support import stack_template
 
 ingest = load_function("ingest_events")
 recompute = load_function("recompute_scores")
@@ -93,13 +94,19 @@ def test_batches_sent_to_the_local_queue_are_consumed_by_the_queue_handler(
     )
 
 
-@pytest.mark.parametrize(("queue", "dead_letters"), [("ingest", "feed-ingest-dlq"), ("shard", "feed-score-shards-dlq")])
-def test_the_queues_park_what_keeps_failing_like_the_stack(local_aws: LocalAws, queue: str, dead_letters: str) -> None:
+@pytest.mark.parametrize(
+    ("queue", "stack_queue", "dead_letters"),
+    [("ingest", "IngestQueue", "feed-ingest-dlq"), ("shard", "ScoreShardQueue", "feed-score-shards-dlq")],
+)
+def test_the_queues_park_what_keeps_failing_like_the_stack(
+    local_aws: LocalAws, queue: str, stack_queue: str, dead_letters: str
+) -> None:
     sqs = local_aws.sqs()
     url = getattr(local_aws, f"{queue}_queue_url")
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
-    assert redrive["maxReceiveCount"] == 5
+    stack_redrive = stack_template()["Resources"][stack_queue]["Properties"]["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == stack_redrive["maxReceiveCount"]
     assert redrive["deadLetterTargetArn"].endswith(f":{dead_letters}")
 
 

@@ -21,7 +21,7 @@ from feedcore.ingestion.privacy import delete_user
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from feedlocal.aws_local import create_queue_with_dead_letters, deliver_queue_batch
 from tests.aws_events import REGION, LambdaContext, eventbridge_scheduled_event
-from tests.conftest import load_function
+from tests.conftest import load_function, wait_until_blocked_by
 from tests.factories import NOW, OTHER_STORE, create_catalog, event, purchase, record
 from tests.integration.test_recompute_scores import assert_same_scores, decayed_scores
 
@@ -343,7 +343,8 @@ def test_erasure_waits_for_the_users_running_shard_and_the_shard_then_skips_the_
         running_shard.execute("SELECT FROM score_shards WHERE shard = %s FOR UPDATE", (user_shard,))
         eraser = threading.Thread(target=lambda: (delete_user("user-1"), erased.set()))
         eraser.start()
-        assert not erased.wait(1.0)  # the erasure waits for the shard's transaction
+        wait_until_blocked_by(running_shard)  # the erasure waits for the shard's transaction
+        assert not erased.is_set()
     eraser.join()
     assert erased.is_set()
 

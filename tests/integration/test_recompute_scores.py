@@ -24,9 +24,21 @@ from tests.conftest import load_function
 from tests.factories import EVENT, ITEMS, NOW, OTHER_STORE, STORE, create_catalog, event, purchase, record
 
 recompute = load_function("recompute_scores")
-DAY = 86_400
-POPULARITY_HALF_LIFE_S, AFFINITY_HALF_LIFE_S, BUY_AGAIN_HALF_LIFE_S = 7 * DAY, 60 * DAY, 30 * DAY
-TRENDING_HALF_LIFE_S, PAIRS_HALF_LIFE_S = DAY, 90 * DAY
+# Half-lives other than the defaults (7, 60, 30 and 90 days, 24 hours): a score decayed with a default rather than its
+# setting fails the tests that set these.
+HALF_LIVES = {
+    "SCORING_POPULARITY_HALF_LIFE_DAYS": "3",
+    "SCORING_AFFINITY_HALF_LIFE_DAYS": "12",
+    "SCORING_BUY_AGAIN_HALF_LIFE_DAYS": "2",
+    "SCORING_TRENDING_HALF_LIFE_HOURS": "36",
+    "SCORING_PAIRS_HALF_LIFE_DAYS": "6",
+}
+
+
+def use_scoring_settings(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    settings.scoring_settings.cache_clear()
 
 
 def popularity(conn: psycopg.Connection, store_id: str) -> dict[str, float]:
@@ -38,15 +50,16 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
     """Every score as of `at`, independent of the epoch the raw values are kept against."""
     (epoch,) = conn.execute("SELECT epoch FROM score_state").fetchone()
     age = (at - epoch).total_seconds()
+    scoring = settings.scoring_settings()  # the half-lives the run decayed with
 
-    def decay(half_life_s: float) -> float:
-        return 2 ** (-age / half_life_s)
+    def decay(half_life_days: float) -> float:
+        return 2 ** (-age / (half_life_days * 86_400))
 
     tables = {
         "popularity": conn.execute(
             "SELECT store_id || '/' || item_id, ARRAY[raw_score * %s, short_raw * %s, trending_score]"
             " FROM item_popularity",
-            (decay(POPULARITY_HALF_LIFE_S), decay(TRENDING_HALF_LIFE_S)),
+            (decay(scoring.popularity_half_life_days), decay(scoring.trending_half_life_hours / 24)),
         ),
         "affinity": conn.execute(
             """
@@ -56,10 +69,11 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
                          last_positive_at::text, last_hidden_at::text, hidden::text]
             FROM user_item_affinity
             """,
-            (decay(AFFINITY_HALF_LIFE_S), decay(BUY_AGAIN_HALF_LIFE_S)),
+            (decay(scoring.affinity_half_life_days), decay(scoring.buy_again_half_life_days)),
         ),
         "baskets": conn.execute(
-            "SELECT item_id, ARRAY[basket_raw * %s], basket_count FROM item_baskets", (decay(PAIRS_HALF_LIFE_S),)
+            "SELECT item_id, ARRAY[basket_raw * %s], basket_count FROM item_baskets",
+            (decay(scoring.pairs_half_life_days),),
         ),
         "pair_counts": conn.execute(
             # Named by the two items in byte order: the keys (and so which item is first in a row) are numbered
@@ -67,11 +81,11 @@ def decayed_scores(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
             "SELECT least(a.item_id, b.item_id) || '/' || greatest(a.item_id, b.item_id), ARRAY[c.pair_raw * %s],"
             " c.pair_count FROM item_pair_counts c"
             " JOIN item_baskets a ON a.item_key = c.item_key JOIN item_baskets b ON b.item_key = c.paired_item_key",
-            (decay(PAIRS_HALF_LIFE_S),),
+            (decay(scoring.pairs_half_life_days),),
         ),
         "pairs": conn.execute(
             "SELECT item_id || '/' || paired_item_id, ARRAY[pair_raw * %s, score] FROM item_pairs",
-            (decay(PAIRS_HALF_LIFE_S),),
+            (decay(scoring.pairs_half_life_days),),
         ),
         "orders": conn.execute("SELECT user_id, ARRAY[]::float8[], ordered_at FROM user_orders"),
         "reorders": conn.execute("SELECT item_id, ARRAY[]::float8[], order_count, buyer_count FROM item_reorders"),
@@ -298,20 +312,19 @@ def test_a_chunk_is_cut_in_the_order_of_transaction_ids_also_across_a_power_of_t
 
 
 def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SCORING_PAIRS_MIN_SUPPORT", "1")
-    settings.scoring_settings.cache_clear()
+    use_scoring_settings(monkeypatch, HALF_LIVES | {"SCORING_PAIRS_MIN_SUPPORT": "1"})
     create_catalog(db)
     record(purchase("user-1", items=("milk", "eggs"), at=NOW - timedelta(days=3)), event("click", item_id="coffee"))
     recompute_scores(RecomputeRequest(), now=NOW)
     db.execute("UPDATE score_state SET epoch = epoch - interval '2400 hours'")
     db.execute(
-        "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 7), short_raw = short_raw * 2 ^ 100.0;"
-        "UPDATE user_item_affinity SET affinity_raw = affinity_raw * 2 ^ (100.0 / 60),"
-        " purchase_raw = purchase_raw * 2 ^ (100.0 / 30);"
-        "UPDATE item_baskets SET basket_raw = basket_raw * 2 ^ (100.0 / 90);"
-        "UPDATE item_pair_counts SET pair_raw = pair_raw * 2 ^ (100.0 / 90);"
-        "UPDATE item_pairs SET pair_raw = pair_raw * 2 ^ (100.0 / 90)"
-    )  # the same scores, kept against an epoch 100 days older
+        "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 3), short_raw = short_raw * 2 ^ (2400.0 / 36);"
+        "UPDATE user_item_affinity SET affinity_raw = affinity_raw * 2 ^ (100.0 / 12),"
+        " purchase_raw = purchase_raw * 2 ^ (100.0 / 2);"
+        "UPDATE item_baskets SET basket_raw = basket_raw * 2 ^ (100.0 / 6);"
+        "UPDATE item_pair_counts SET pair_raw = pair_raw * 2 ^ (100.0 / 6);"
+        "UPDATE item_pairs SET pair_raw = pair_raw * 2 ^ (100.0 / 6)"
+    )  # the same scores, kept against an epoch 100 days older (the half-lives of HALF_LIVES)
     before = decayed_scores(db, NOW)
 
     recompute_scores(RecomputeRequest(), now=NOW)
@@ -775,8 +788,13 @@ def test_a_runs_popularity_upserts_are_hot_updates(db: psycopg.Connection) -> No
 
 
 def test_affinity_weighs_a_purchase_over_a_cart_addition_over_a_click_and_a_hide_suppresses(
-    db: psycopg.Connection,
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Weights other than the defaults (5, 2 and 1): a run that weighs with the defaults fails.
+    use_scoring_settings(
+        monkeypatch,
+        {"SCORING_PURCHASE_WEIGHT": "7", "SCORING_ADD_TO_CART_WEIGHT": "3", "SCORING_CLICK_WEIGHT": "0.5"},
+    )
     create_catalog(db)
     at = NOW - timedelta(hours=3)  # one instant: only the event types differ
     record(
@@ -793,12 +811,42 @@ def test_affinity_weighs_a_purchase_over_a_cart_addition_over_a_click_and_a_hide
             "SELECT item_id, affinity_raw, hidden FROM user_item_affinity WHERE user_id = 'user-1'"
         )
     }
-    weights = settings.ScoringSettings()
-    assert weights.purchase_weight > weights.add_to_cart_weight > weights.click_weight > 0
     milk, eggs, coffee = (rows[item][0] for item in ("milk", "eggs", "coffee"))
-    assert milk / coffee == pytest.approx(weights.purchase_weight / weights.click_weight, rel=1e-9)
-    assert eggs / coffee == pytest.approx(weights.add_to_cart_weight / weights.click_weight, rel=1e-9)
+    assert milk / coffee == pytest.approx(7 / 0.5, rel=1e-9)
+    assert eggs / coffee == pytest.approx(3 / 0.5, rel=1e-9)
+    store_scores = popularity(db, STORE)
+    assert store_scores["milk"] / store_scores["coffee"] == pytest.approx(7 / 0.5, rel=1e-9)
     assert {item: hidden for item, (_, hidden) in rows.items()} == {
         "milk": False, "eggs": False, "coffee": False, "bananas": True,
     }  # fmt: skip
     assert rows["bananas"][0] == 0  # a hide adds no affinity
+
+
+def test_each_score_decays_with_the_half_life_its_setting_gives(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two baskets six days apart, scored with the half-lives of HALF_LIVES, incrementally and by a rebuild: each
+    score of the later basket's items is 2^(6 days / its half-life) times the earlier one's."""
+    use_scoring_settings(monkeypatch, HALF_LIVES | {"SCORING_PAIRS_MIN_SUPPORT": "1"})
+    create_catalog(db)
+    later = NOW - timedelta(hours=1)
+    record(
+        purchase("user-1", items=("milk", "eggs"), at=later),
+        purchase("user-1", items=("coffee", "bananas"), at=later - timedelta(days=6)),
+    )
+
+    def later_over_earlier(query: str) -> float:
+        scores = dict(db.execute(query).fetchall())
+        return scores["milk"] / scores["coffee"]
+
+    for mode in ("incremental", "full"):
+        recompute_scores(RecomputeRequest(mode=mode), now=NOW)
+        store = f"FROM item_popularity WHERE store_id = '{STORE}'"
+        assert later_over_earlier(f"SELECT item_id, raw_score {store}") == pytest.approx(2 ** (6 / 3), rel=1e-9)
+        assert later_over_earlier(f"SELECT item_id, short_raw {store}") == pytest.approx(2 ** (144 / 36), rel=1e-9)
+        affinity = "FROM user_item_affinity WHERE user_id = 'user-1'"
+        assert later_over_earlier(f"SELECT item_id, affinity_raw {affinity}") == pytest.approx(2 ** (6 / 12), rel=1e-9)
+        assert later_over_earlier(f"SELECT item_id, purchase_raw {affinity}") == pytest.approx(2 ** (6 / 2), rel=1e-9)
+        assert later_over_earlier("SELECT item_id, basket_raw FROM item_baskets") == pytest.approx(2, rel=1e-9)
+        pairs = "SELECT item_id, pair_raw FROM item_pairs WHERE paired_item_id IN ('eggs', 'bananas')"
+        assert later_over_earlier(pairs) == pytest.approx(2, rel=1e-9)  # milk–eggs over coffee–bananas

@@ -1,39 +1,77 @@
-"""Settings are read from the environment by pydantic-settings: prefix + field name or the field's
-alias, in any case, keyword arguments first, validated (a bad value fails at start, naming the field)."""
+"""The settings models and the stack's environment agree: every variable template.yaml gives a function is read by a
+settings field (or by a library), and each function's environment is valid for the settings it reads."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
-from feedcore.settings import DatabaseSettings, FanoutSettings, FeedSettings, IngestSettings, ObservabilitySettings
+from feedcore import settings
+from feedcore.settings import DatabaseSettings, FeedSettings, IngestSettings
+from tests.infra.support import stack_template
 
-
-def test_a_field_is_read_from_its_prefixed_variable_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INGEST_MAX_EVENTS_PER_BATCH", "250")
-    monkeypatch.setenv("feed_ranking_config_file", "/tmp/ranking.json")
-    assert IngestSettings().max_events_per_batch == 250
-    assert FeedSettings().ranking_config_file == Path("/tmp/ranking.json")
-
-
-def test_a_field_with_an_alias_is_read_from_the_alias_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setenv("TRACE_DISABLED", "false")
-    assert ObservabilitySettings().trace_disabled is True
+SETTINGS_MODELS = [
+    model for model in vars(settings).values()
+    if isinstance(model, type) and issubclass(model, BaseSettings) and model is not BaseSettings
+]  # fmt: skip
+# Read by libraries, not by a settings model: Powertools' service name and log level, pydantic's plugin scan.
+READ_BY_LIBRARIES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "PYDANTIC_DISABLE_PLUGINS"}
 
 
-def test_keyword_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SCORING_FANOUT_SHARDS", "8")
-    assert FanoutSettings().shards == 8
-    assert FanoutSettings(shards=16).shards == 16
+def variable_of(model: type[BaseSettings], name: str) -> str:
+    """The environment variable a field is read from: its alias, or the model's prefix and the field's name."""
+    alias = model.model_fields[name].validation_alias
+    return (alias if isinstance(alias, str) else model.model_config["env_prefix"] + name).upper()
 
 
-def test_other_variables_and_prefixes_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHARDS", "99")
-    monkeypatch.setenv("FEED_SHARDS", "99")
-    assert FanoutSettings().shards == 4
+SETTINGS_VARIABLES = {variable_of(model, name) for model in SETTINGS_MODELS for name in model.model_fields}
+
+
+def function_environments() -> dict[str, dict[str, str]]:
+    """Each function's environment in the stack (Globals and its own), as deployed with the parameters' defaults;
+    a value another resource gives is a placeholder."""
+    template = stack_template()
+    defaults = {name: str(spec["Default"]) for name, spec in template["Parameters"].items() if "Default" in spec}
+
+    def value(node: object) -> str:
+        if isinstance(node, dict):
+            return defaults.get(node.get("Ref"), "set-by-cloudformation")
+        return str(node)
+
+    shared = template["Globals"]["Function"]["Environment"]["Variables"]
+    return {
+        name: {
+            variable: value(node)
+            for variable, node in (shared | resource["Properties"].get("Environment", {}).get("Variables", {})).items()
+        }
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+@pytest.mark.parametrize("function", sorted(function_environments()))
+def test_every_variable_the_stack_gives_a_function_is_read_by_a_setting(function: str) -> None:
+    unread = set(function_environments()[function]) - SETTINGS_VARIABLES - READ_BY_LIBRARIES
+    assert not unread, f"{function}: no setting reads {unread} (a misspelt or renamed variable keeps its default)"
+
+
+@pytest.mark.parametrize("function", sorted(function_environments()))
+def test_each_function_starts_with_the_environment_the_stack_gives_it(
+    function: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings' own rules (DB_IAM_AUTH names its endpoint, a Lambda signs cursors with a real key, no development
+    tokens, each value in its range) hold for what the stack sets; FeedSettings is the feed function's alone."""
+    for variable in SETTINGS_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in function_environments()[function].items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", function)
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+
+    for model in SETTINGS_MODELS:
+        if model is not FeedSettings or function == "AssembleFeedFunction":
+            model()  # raises ValidationError
 
 
 @pytest.mark.parametrize(
