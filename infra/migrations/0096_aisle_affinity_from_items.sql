@@ -18,7 +18,7 @@
 -- The new code reads the user's rows without aisle rows: feed_user_item_rows, and feed_user_item_rows_with_reorders
 -- when its shelf carries no reorder counts (migration 0082's two functions less the aisle rows). Code from before
 -- this migration (running while a deploy migrates, or after a rollback) calls feed_user_own_rows and feed_user_rows,
--- which keep their columns and give aisle rows summed from the item rows the same way (the first calls the second:
+-- which keep their columns and give aisle rows summed from the item rows the same way (the second calls the first:
 -- its aisle rows come from the redefinition below).
 --
 -- user_category_affinity itself stays: code from before this migration still writes it (and its erasure deletes

@@ -406,6 +406,18 @@ def test_trending_favours_a_recent_rise_over_steady_volume_and_ignores_a_handful
     assert trending_score["coffee"] > 2 * trending_score["wine"]  # one sale is no trend
 
 
+def test_a_full_rebuild_drops_the_aisle_copy_a_rebuild_of_code_before_0096_left(db: psycopg.Connection) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",)))
+    # What older code's failed rebuild leaves: a committed copy of the table it still rebuilt.
+    db.execute("CREATE TABLE user_category_affinity_rebuild (LIKE user_category_affinity)")
+    db.execute("INSERT INTO user_category_affinity_rebuild VALUES ('user-1', 'aisle', 'Milk', 1.0, now())")
+
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+
+    assert db.execute("SELECT to_regclass('user_category_affinity_rebuild')").fetchone() == (None,)
+
+
 def test_a_full_rebuild_swaps_in_tables_indexed_exactly_like_the_ones_it_replaces(db: psycopg.Connection) -> None:
     def indexes() -> list[tuple[str, str, str]]:
         return db.execute(

@@ -24,6 +24,7 @@ from feedcore.feed.config import (
 )
 from feedcore.feed.pipeline import RankingContext, select_sections
 from feedcore.feed.scoring import BuyAgainParams
+from feedcore.feed.service import _source_limits
 from feedcore.feed.shelves import (
     ShelfCache,
     ShelfReader,
@@ -34,6 +35,7 @@ from feedcore.feed.shelves import (
     with_item_models,
 )
 from feedcore.feed.sources import SourceLimits, aisle_affinities, gather_candidates
+from feedcore.settings import FeedSettings
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 ALL_SOURCES = frozenset({"buy_again", "goes_well_with", "trending", "popular", "favourite_aisles", "new_arrivals"})
@@ -458,7 +460,8 @@ def test_no_config_reads_further_into_a_ranked_list_than_a_packed_shelf_keeps() 
             "candidates_per_slot": MAX_CANDIDATES_PER_SLOT,
         }
     )
-    assert FeedConfig.model_validate(widest.model_dump()).candidates_per_slot * MAX_SECTION_SIZE == MAX_POOL
+    widest_limits = _source_limits(FeedConfig.model_validate(widest.model_dump()), FeedSettings(), datetime.now(UTC))
+    assert widest_limits.pool == MAX_POOL  # the pool the sources are given, as the feed computes it
     for too_wide in ({"candidates_per_slot": MAX_CANDIDATES_PER_SLOT + 1},
                      {"sections": [{**base.sections[0].model_dump(), "size": MAX_SECTION_SIZE + 1}]}):  # fmt: skip
         with pytest.raises(ValidationError):

@@ -731,6 +731,8 @@ def rebuild_popularity(
 ) -> ApplyCounts:
     """A part of a rebuild: the copy of item_popularity, filled and indexed; events_scored and affinity_updates
     are 0 (rebuild_events)."""
+    # A copy code from before migration 0096 may have left (a rebuild of its that failed after this part committed).
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("user_category_affinity" + REBUILD_SUFFIX)))
     start_rebuild(conn, REBUILD_POPULARITY_TABLES)
     counts = ApplyCounts(*conn.execute(_REBUILD_POPULARITY, _apply_params(settings, epoch, chunk, now)).fetchone())
     _index_rebuilt(conn, REBUILD_POPULARITY_TABLES)

@@ -33,7 +33,8 @@ def aisle_affinities(shelf: StoreShelf, user: UserRows) -> dict[str, float]:
     """The user's affinity to each aisle: the sum of their items' affinity_raw (their events of positive weight,
     decayed alike; hidden items included) over the items the shelf's catalog has in the aisle — the sum the
     recompute stored per user and aisle before migration 0096. Aisles where no item has any are left out; the others
-    come in name order, as the stored rows were read (favourite aisles' ties keep it)."""
+    come in the code-point order of their names, whatever the database's collation (favourite aisles' ties keep it;
+    the stored rows came in the database's order, the same under this project's C.UTF-8)."""
     positions, rows, sums = shelf.catalog.positions, shelf.catalog.rows, {}
     for item_id, row in user.items.items():
         affinity = row[4]  # affinity_raw
