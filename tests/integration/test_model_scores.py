@@ -23,7 +23,7 @@ from feedcore.db.connection import reset_cached_connection
 from feedcore.ingestion.privacy import delete_user
 from feedcore.scoring.models import import_model_scores
 from tests.aws_events import REGION, LambdaContext
-from tests.conftest import load_function, wait_until_blocked_by
+from tests.conftest import LOCK_WAIT_AT_MOST_S, load_function, wait_until_blocked_by
 from tests.factories import purchase, record
 
 recompute = load_function("recompute_scores")
@@ -328,7 +328,7 @@ def test_an_import_ending_during_an_erasure_waits_for_it_and_leaves_the_user_out
 
 
 def test_an_erasure_during_an_import_waits_for_it_instead_of_deadlocking(
-    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+    s3, db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upload(s3, "picked_for_you/v1.csv", "user_id,item_id,score\nuser-1,milk,0.9\nuser-2,milk,0.7\n")
     import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
@@ -349,10 +349,23 @@ def test_an_erasure_during_an_import_waits_for_it_instead_of_deadlocking(
     )
     importing.start()
     assert copying.wait(10)
-    threading.Timer(0.5, release.set).start()
+    erasure_waited: list[bool] = []
 
+    def finish_the_import_once_the_erasure_waits() -> None:
+        with psycopg.connect(database_url, autocommit=True) as observer:
+            deadline = monotonic() + LOCK_WAIT_AT_MOST_S
+            while monotonic() < deadline and not erasure_waited:
+                waiting = observer.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory'"
+                ).fetchone()[0]
+                erasure_waited.extend([True] if waiting else [])
+                sleep(0.01)
+        release.set()
+
+    threading.Thread(target=finish_the_import_once_the_erasure_waits).start()
     deletion = delete_user("user-1")  # waits for the import, then deletes what it imported
     importing.join(timeout=10)
 
+    assert erasure_waited  # the erasure did wait for the import's lock
     assert deletion.scores_deleted == 1 and imported[0].rows == 2
     assert scores(db, "picked_for_you") == {("user-2", "eggs"): 0.6}
