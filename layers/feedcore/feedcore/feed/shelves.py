@@ -36,7 +36,7 @@ from feedcore.feed.config import MAX_POOL
 if TYPE_CHECKING:
     from feedcore.feed.sources import StoreCandidates
 
-_ACTIVE, _CREATED_AT, _AISLE = 6, 7, 4  # positions in a CatalogRow
+_ACTIVE, _CREATED_AT, CATALOG_AISLE = 6, 7, 4  # positions in a CatalogRow
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
     for position in popular:
         row = catalog.rows[position]
         if row[_ACTIVE]:
-            aisles.setdefault(row[_AISLE], []).append(position)
+            aisles.setdefault(row[CATALOG_AISLE], []).append(position)
     trending_items = sorted((p for p in rated if trending[p] > 0), key=trending.__getitem__, reverse=True)
     return StoreShelf(
         catalog, rows.store_known, None, available, prices, popularity, trending,
@@ -132,7 +132,7 @@ def unpack_shelf(catalog: Catalog, pack: ShelfPack, held: ReorderCounts | None =
     with_item_models)."""
     aisle_items, aisles, start = _numbers("i", pack.aisle_items), {}, 0
     for size in _numbers("i", pack.aisle_sizes):
-        aisles[catalog.rows[aisle_items[start]][_AISLE]] = aisle_items[start : start + size]
+        aisles[catalog.rows[aisle_items[start]][CATALOG_AISLE]] = aisle_items[start : start + size]
         start += size
     orders = buyers = None
     if pack.item_orders is not None and pack.item_buyers is not None:

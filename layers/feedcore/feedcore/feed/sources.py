@@ -9,12 +9,12 @@ from datetime import datetime
 from operator import attrgetter, itemgetter
 
 from feedcore.db.feed import Candidate, UserItemRow, UserRows
-from feedcore.feed.shelves import StoreShelf
+from feedcore.feed.shelves import CATALOG_AISLE, StoreShelf
 
 _NO_REORDERS = (0, 0)
 _NO_HISTORY = (*UserItemRow(0, None, None, 0.0, 0.0, False, None), *_NO_REORDERS)
 _NO_RECENT_EVENTS = (None, None, None, False)
-_AISLE = 4  # in a catalog row
+_AFFINITY_RAW = UserItemRow._fields.index("affinity_raw")  # in a row of user.items
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ def aisle_affinities(shelf: StoreShelf, user: UserRows) -> dict[str, float]:
     the stored rows came in the database's order, the same under this project's C.UTF-8)."""
     positions, rows, sums = shelf.catalog.positions, shelf.catalog.rows, {}
     for item_id, row in user.items.items():
-        affinity = row[4]  # affinity_raw
+        affinity = row[_AFFINITY_RAW]
         if affinity > 0 and (position := positions.get(item_id)) is not None:
-            aisle = rows[position][_AISLE]
+            aisle = rows[position][CATALOG_AISLE]
             sums[aisle] = sums.get(aisle, 0.0) + affinity
     return {aisle: sums[aisle] for aisle in sorted(sums)}
 
