@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from feedcore.db.connection import UNCONFIRMED_GRACE_S
+from feedcore.db.connection import UNCONFIRMED_GRACE_S, connect
 from feedcore.db.migrations import MigrationRunStopped, load_migrations, migrate, migrate_when_reachable
+from feedcore.errors import DatabaseUnavailable
 from feedlocal.embedded import MIGRATIONS_DIR
 from tests.conftest import scratch_database, use_database
 
@@ -368,3 +369,35 @@ def test_a_run_stops_before_the_grants_when_too_little_time_is_left_for_them(
 
     assert time.monotonic() - started < 2.2
     assert applied_versions(service_database) == ["0001"]
+
+
+def test_a_connection_is_not_retried_when_the_pause_would_leave_too_little_time_for_a_step(
+    service_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing is pending, but a run still has a step to do: the grants.
+    (tmp_path / "0001_grants.sql").write_text(
+        "CREATE FUNCTION grant_function_privileges() RETURNS void LANGUAGE sql AS 'SELECT 1';"
+    )
+    assert migrate_when_reachable(10_000, tmp_path) == ["0001"]
+    monkeypatch.setattr("feedcore.db.migrations.CONNECT_RETRY_INTERVAL_S", 0.5)
+    attempts: list[float] = []
+
+    def connect_once_refused(**kwargs: int) -> psycopg.Connection:
+        """The database answers from the second attempt on; the first takes 0.3 s to be refused."""
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            time.sleep(0.3)
+            raise DatabaseUnavailable("cannot connect to the database: refused (by the test)")
+        return connect(**kwargs)
+
+    monkeypatch.setattr("feedcore.db.migrations.connect", connect_once_refused)
+
+    # The attempt and the pause would leave ~0.9 s of the 1.7: the run gives up on the database rather than reach it
+    # with too little time for the grants (and then stop before them, as if a step of the deploy were left undone).
+    with pytest.raises(DatabaseUnavailable, match=r"refused \(by the test\); not retried: .* nothing was applied"):
+        migrate_when_reachable(1_700, tmp_path)
+    assert len(attempts) == 1
+
+    attempts.clear()
+    assert migrate_when_reachable(2_500, tmp_path) == []  # a pause leaving ~1.7 s: retried, and the grants done
+    assert len(attempts) == 2

@@ -335,8 +335,21 @@ def test_the_users_aisle_affinities_are_their_items_affinities_summed_per_aisle_
     aisles = aisle_affinities(shelf, rows)
 
     assert aisles == {"Milk": 1.5 + 0.125 + 2.0, "Tea": 0.25}
-    assert list(aisles) == ["Milk", "Tea"]  # by name, as the stored rows were read: ties keep that order
     assert aisle_affinities(shelf, user()) == {}
+
+
+def test_favourite_aisles_of_equal_affinity_are_taken_by_name_in_code_point_order() -> None:
+    names = ["Épicerie", "fresh", "Frozen", "Fruits", "Tea"]  # in en_US.UTF-8's order (case and accents come last)
+    shelf = shelf_of(*(item(f"item-{n}", name) for n, name in enumerate(names)))
+    aisles = dict.fromkeys(names, 1.0) | {"Tea": 2.0}
+
+    def favourite(top: int) -> set[str]:
+        candidates = gather_candidates(shelf, user(), aisles, limits({"favourite_aisles"}, favourite_aisles=top))
+        return {c.aisle for c in candidates}
+
+    # The best liked first, then by code point, whatever the mapping's order: capitals before small letters, é last.
+    assert favourite(3) == {"Tea", "Frozen", "Fruits"}
+    assert favourite(4) == {"Tea", "Frozen", "Fruits", "fresh"}
 
 
 def test_ranking_pages_with_debug_leaves_the_shelfs_shared_candidates_as_they_were() -> None:

@@ -7,7 +7,8 @@ tables created by migrations applied after that one are covered.
 A run with a deadline (the custom resource's, before Lambda ends it) bounds each migration, and the grants and
 login users after them, by the time left when it starts, and starts none with less than MIN_TIME_TO_START_MS
 left: it stops with MigrationRunStopped naming the step instead; the migrations before it stay applied, and the
-next run resumes with it.
+next run resumes with it. Nor does it retry connecting to a database not reachable yet when less would be left
+after the pause: it stops with DatabaseUnavailable, having applied nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ PACKAGED_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 GRANT_FUNCTION_PRIVILEGES = "grant_function_privileges()"
 # Pause between connection attempts while the database (or a fresh RDS Proxy target) comes up.
 CONNECT_RETRY_INTERVAL_S = 5.0
-# A migration (or the grants and login users after them) is not started with less time than this left.
+# A migration (or the grants and login users after them, or a retried connection) is not started with less time
+# than this left.
 MIN_TIME_TO_START_MS = 1_000
 # How long ending the session of a migration the client gave up on may take (within the custom resource's margin
 # for answering).
@@ -114,6 +116,8 @@ def migrate(conn: psycopg.Connection, directory: Path, deadline: float | None = 
                 )
             applied_now.append(migration.version)
         (grants,) = conn.execute("SELECT to_regprocedure(%s)", (GRANT_FUNCTION_PRIVILEGES,)).fetchone()
+        # Also with nothing pending: a run that stopped before them (too little time left) left its migrations'
+        # tables without the functions' privileges, and nothing records that.
         if grants is not None:  # not in a database migrated only up to a version before 0061
             with step_by_deadline(conn, deadline, "the grants of the functions' privileges"):
                 conn.execute(f"SELECT {GRANT_FUNCTION_PRIVILEGES}")
@@ -171,9 +175,11 @@ def migrate_when_reachable(
     time_budget_ms: int, directory: Path = PACKAGED_MIGRATIONS, login_users: Sequence[LoginUser] = ()
 ) -> list[str]:
     """Apply the pending migrations through the service's own connection settings (RDS Proxy in the cloud),
-    retrying the connection until `time_budget_ms` is spent; each migration is bounded by the time left when it
-    starts. Then create the functions' `login_users` (or set their passwords and roles again).
-    Returns the versions applied; raises DatabaseUnavailable when the database never answered, and
+    retrying the connection every CONNECT_RETRY_INTERVAL_S within `time_budget_ms`; each migration is bounded by the
+    time left when it starts. Then create the functions' `login_users` (or set their passwords and roles again).
+    A connection is retried only when MIN_TIME_TO_START_MS will be left after the pause: one made later could start
+    none of the run's steps, not even the grants and login users a run with nothing pending still does.
+    Returns the versions applied; raises DatabaseUnavailable when the database did not answer in time, and
     MigrationRunStopped when a step failed or there was too little time left to start one."""
     deadline = time.monotonic() + time_budget_ms / 1000
     while True:
@@ -181,8 +187,13 @@ def migrate_when_reachable(
         try:
             conn = connect(statement_timeout_ms=max(left_ms, 1000))
         except DatabaseUnavailable as exc:
-            if left_ms < CONNECT_RETRY_INTERVAL_S * 1000:
-                raise
+            left_ms = int((deadline - time.monotonic()) * 1000)  # the attempt itself may have taken seconds
+            if left_ms - CONNECT_RETRY_INTERVAL_S * 1000 < MIN_TIME_TO_START_MS:
+                raise DatabaseUnavailable(
+                    f"{exc}; not retried: {max(left_ms, 0)} ms left of the time budget, less than the "
+                    f"{CONNECT_RETRY_INTERVAL_S:g} s pause before a retry and the {MIN_TIME_TO_START_MS} ms a step "
+                    "needs to start; nothing was applied"
+                ) from exc
             logger.warning("database not reachable yet; retrying", extra={"error": str(exc), "left_ms": left_ms})
             time.sleep(CONNECT_RETRY_INTERVAL_S)
             continue

@@ -32,23 +32,26 @@ class SourceLimits:
 def aisle_affinities(shelf: StoreShelf, user: UserRows) -> dict[str, float]:
     """The user's affinity to each aisle: the sum of their items' affinity_raw (their events of positive weight,
     decayed alike; hidden items included) over the items the shelf's catalog has in the aisle — the sum the
-    recompute stored per user and aisle before migration 0096. Aisles where no item has any are left out; the others
-    come in the code-point order of their names, whatever the database's collation (favourite aisles' ties keep it;
-    the stored rows came in the database's order, the same under this project's C.UTF-8)."""
+    recompute stored per user and aisle before migration 0096. Aisles where no item has any are left out; the order
+    means nothing (gather_candidates breaks favourite aisles' ties itself)."""
     positions, rows, sums = shelf.catalog.positions, shelf.catalog.rows, {}
     for item_id, row in user.items.items():
         affinity = row[_AFFINITY_RAW]
         if affinity > 0 and (position := positions.get(item_id)) is not None:
             aisle = rows[position][CATALOG_AISLE]
             sums[aisle] = sums.get(aisle, 0.0) + affinity
-    return {aisle: sums[aisle] for aisle in sorted(sums)}
+    return sums
 
 
 def gather_candidates(
     shelf: StoreShelf, user: UserRows, aisles: Mapping[str, float], limits: SourceLimits
 ) -> list[Candidate]:
     """One hydrated candidate per (source, item) proposal, ordered by source then item (the catalog's item_id
-    order: positions follow it); favourite aisles are the top of the user's `aisles` (aisle_affinities).
+    order: positions follow it); favourite aisles are the top of the user's `aisles` (aisle_affinities), aisles of
+    equal affinity by name in code-point order (Python's, as the C collation orders them), whatever the mapping's
+    order and the database's collation. (Code from before migration 0096 took them in the order the database gave
+    its aisle rows: its collation's, under RDS's default en_US.UTF-8 not always this one, e.g. "fresh" before
+    "Frozen"; so while a deploy runs both, the two may pick different aisles among equally liked ones.)
 
     Items the catalog does not have are left out; a model's user-level and item-level lists both propose
     (an item in both comes twice). The candidates of the sources that are the same for every user at a store
@@ -72,7 +75,8 @@ def gather_candidates(
     for item_id, score, seed in user.pairs:  # read only when goes_well_with is shown
         propose("goes_well_with", item_id, score, seed)
     if "favourite_aisles" in sources:
-        top_aisles = sorted(aisles, key=aisles.__getitem__, reverse=True)[: limits.favourite_aisles]
+        by_name = sorted(aisles)  # ties keep it: the sort by affinity is stable (also with reverse)
+        top_aisles = sorted(by_name, key=aisles.__getitem__, reverse=True)[: limits.favourite_aisles]
         for aisle in top_aisles:
             ranked = shelf.aisles.get(aisle, ())[:pool]
             proposals += [("favourite_aisles", p, shelf.popularity[p], None) for p in ranked]
