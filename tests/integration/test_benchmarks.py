@@ -46,6 +46,15 @@ def test_bench_recompute_prints_its_figures(database_url: str) -> None:
     assert figures["events_scored"]["incremental"] < figures["events_scored"]["full"] / 50
 
 
+def test_bench_recompute_adds_the_new_events_it_is_given_whatever_the_history(database_url: str) -> None:
+    figures = feedctl_json(database_url, "bench", "recompute", "--events", "3000", "--new-events", "400")
+
+    assert (figures["events"], figures["new_events"]) == (3000, 400)
+    # More new events scored than the default 1 % (30) could give: the 400 were added, not just reported.
+    assert 30 < figures["events_scored"]["incremental"] <= 400
+    assert figures["full_s"] > 0 and figures["incremental_s"] > 0
+
+
 def test_bench_fanout_prints_its_figures(database_url: str) -> None:
     figures = feedctl_json(database_url, "bench", "fanout", "--events", "3000", "--backlog", "1000", "--shards", "2")
 

@@ -42,3 +42,17 @@ def test_a_given_database_is_used_as_it_is_and_never_migrated_from_here(monkeypa
     monkeypatch.setenv("DATABASE_URL", "postgresql://operator@deployed.example/feed")
 
     assert embedded.ensure_usable_database() == "postgresql://operator@deployed.example/feed"
+
+
+@pytest.mark.parametrize("given", ["0", "-5"])
+def test_the_recompute_bench_refuses_fewer_than_one_new_event(given: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "recompute", "--new-events", given])
+
+    assert f"--new-events: must be at least 1, not {given}" in capsys.readouterr().err
+
+
+def test_the_recompute_bench_takes_its_new_events_apart_from_its_history() -> None:
+    fixed = build_parser().parse_args(["bench", "recompute", "--events", "500000", "--new-events", "20000"])
+    assert (fixed.events, fixed.new_events) == (500_000, 20_000)
+    assert build_parser().parse_args(["bench", "recompute"]).new_events is None  # then 1 % of --events

@@ -216,13 +216,14 @@ def _copy_worker(url: str, payloads: list[bytes], _: Any, barrier) -> None:
                 copy.write(payload)
 
 
-def bench_recompute(events: int) -> dict[str, Any]:
-    """Time a full rebuild over `events` events of history, then an incremental run after 1 % more."""
+def bench_recompute(events: int, new_events: int) -> dict[str, Any]:
+    """Time a full rebuild over `events` events of history, then an incremental run after `new_events` more
+    (the same ones for any history: a fixed count shows how the run's time depends on the history alone)."""
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
 
     now = datetime.now(UTC)
     history = synthetic_events(events, now=now, days=90)
-    new = synthetic_events(max(events // 100, 1), seed=12, now=now, days=1)
+    new = synthetic_events(new_events, seed=12, now=now, days=1)
     with scratch_database("feed_bench_recompute") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _load_catalog(conn)
@@ -245,6 +246,11 @@ def bench_recompute(events: int) -> dict[str, Any]:
         "incremental_ratio": round(incremental_s / full_s, 4),
         "events_scored": {"full": full.events_scored, "incremental": incremental.events_scored},
     }
+
+
+def default_new_events(events: int) -> int:
+    """The recompute bench's new events unless given: 1 % of the history, at least one."""
+    return max(events // 100, 1)
 
 
 def bench_fanout(events: int, backlog: int, shards: int) -> dict[str, Any]:

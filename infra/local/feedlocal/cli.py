@@ -168,10 +168,11 @@ def cmd_instacart_synthetic(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_recompute(args: argparse.Namespace) -> None:
-    from feedlocal.bench import bench_recompute, print_result
+    from feedlocal.bench import bench_recompute, default_new_events, print_result
 
-    print(f"recompute benchmark: {args.events} events of history, then 1 % more", file=sys.stderr)
-    print_result(bench_recompute(args.events))
+    new_events = default_new_events(args.events) if args.new_events is None else args.new_events
+    print(f"recompute benchmark: {args.events} events of history, then {new_events} more", file=sys.stderr)
+    print_result(bench_recompute(args.events, new_events))
 
 
 def cmd_bench_fanout(args: argparse.Namespace) -> None:
@@ -223,6 +224,13 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def _percent(share: float | None) -> str:
     return "-" if share is None else f"{share:.1%}"
+
+
+def _positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
 
 
 def _timestamp(text: str) -> datetime:
@@ -370,8 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=5)
     synthetic.set_defaults(func=cmd_instacart_synthetic)
 
-    bench_recompute = bench.add_parser("recompute", help="full rebuild vs an incremental run after 1 %% more events")
+    bench_recompute = bench.add_parser(
+        "recompute", help="full rebuild vs an incremental run after 1 %% more events (or --new-events)"
+    )
     bench_recompute.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
+    bench_recompute.add_argument(
+        "--new-events",
+        type=_positive_int,
+        metavar="N",
+        help="events added before the incremental run (default 1 %% of --events); a fixed N at several --events "
+        "shows whether the run's time grows with the history",
+    )
     bench_recompute.set_defaults(func=cmd_bench_recompute)
 
     bench_fanout = bench.add_parser("fanout", help="a backlog in one invocation vs fanned out to user shards")
