@@ -163,7 +163,8 @@ def test_unreachable_database_answers_failed_before_the_function_times_out(
     event = cloudformation_custom_resource_event("Create", url, properties=LAYER_V1)
     started = time.monotonic()
     try:
-        # 17 s left: the margin for answering leaves the migration two seconds, the last of them kept for a step.
+        # 17 s left: the margin for answering leaves the migration two seconds, too few for a pause, another attempt
+        # and a step: the first refusal ends the run.
         invoke(event, remaining_ms=17_000)
     finally:
         use_database(database_url)
@@ -174,6 +175,7 @@ def test_unreachable_database_answers_failed_before_the_function_times_out(
     # The retries stop within the budget less the margin kept for answering (2 s here), not when Lambda would end
     # the function (17 s): the answer comes with most of the margin still left, saying why it stopped.
     assert answered_after_s < (17_000 - ANSWER_MARGIN_MS / 2) / 1000, answered_after_s
+    assert answered_after_s < 2, answered_after_s  # not after retrying to the end of the migration's two seconds
     assert answer["Reason"].startswith("DatabaseUnavailable: cannot connect to the database: ")
     assert "; not retried: " in answer["Reason"] and "log stream" in answer["Reason"]
     # The rollback's Delete names this id; it must succeed without a database.

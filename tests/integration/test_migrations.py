@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from feedcore import settings
 from feedcore.db.connection import UNCONFIRMED_GRACE_S, connect
 from feedcore.db.migrations import MigrationRunStopped, load_migrations, migrate, migrate_when_reachable
 from feedcore.errors import DatabaseUnavailable
@@ -371,7 +372,7 @@ def test_a_run_stops_before_the_grants_when_too_little_time_is_left_for_them(
     assert applied_versions(service_database) == ["0001"]
 
 
-def test_a_connection_is_not_retried_when_the_pause_would_leave_too_little_time_for_a_step(
+def test_a_connection_is_not_retried_when_the_pause_and_the_attempt_would_leave_too_little_time_for_a_step(
     service_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Nothing is pending, but a run still has a step to do: the grants.
@@ -380,24 +381,31 @@ def test_a_connection_is_not_retried_when_the_pause_would_leave_too_little_time_
     )
     assert migrate_when_reachable(10_000, tmp_path) == ["0001"]
     monkeypatch.setattr("feedcore.db.migrations.CONNECT_RETRY_INTERVAL_S", 0.5)
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT_S", "1")  # what a retried attempt may take
+    settings.database_settings.cache_clear()
     attempts: list[float] = []
 
-    def connect_once_refused(**kwargs: int) -> psycopg.Connection:
-        """The database answers from the second attempt on; the first takes 0.3 s to be refused."""
+    def connect_slowly_once_refused(**kwargs: int) -> psycopg.Connection:
+        """Each attempt takes 0.3 s (TLS, a proxy target coming up); the database answers from the second on."""
         attempts.append(time.monotonic())
+        time.sleep(0.3)
         if len(attempts) == 1:
-            time.sleep(0.3)
             raise DatabaseUnavailable("cannot connect to the database: refused (by the test)")
         return connect(**kwargs)
 
-    monkeypatch.setattr("feedcore.db.migrations.connect", connect_once_refused)
+    monkeypatch.setattr("feedcore.db.migrations.connect", connect_slowly_once_refused)
+    try:
+        # After the first attempt ~1.6 s of 1.9 are left: a pause (0.5 s) and a slow retried attempt would reach the
+        # database with ~0.8 s, too little for the grants (the run would then stop before them, as if a step of the
+        # deploy were left undone). The run gives up on the database instead, before pausing.
+        with pytest.raises(DatabaseUnavailable, match=r"refused \(by the test\); not retried: .* nothing was applied"):
+            migrate_when_reachable(1_900, tmp_path)
+        assert len(attempts) == 1
 
-    # The attempt and the pause would leave ~0.9 s of the 1.7: the run gives up on the database rather than reach it
-    # with too little time for the grants (and then stop before them, as if a step of the deploy were left undone).
-    with pytest.raises(DatabaseUnavailable, match=r"refused \(by the test\); not retried: .* nothing was applied"):
-        migrate_when_reachable(1_700, tmp_path)
-    assert len(attempts) == 1
-
-    attempts.clear()
-    assert migrate_when_reachable(2_500, tmp_path) == []  # a pause leaving ~1.7 s: retried, and the grants done
-    assert len(attempts) == 2
+        attempts.clear()
+        # ~2.9 s left after the first attempt cover the pause, the attempt's 1 s and a step's 1 s: retried, and the
+        # grants done after it.
+        assert migrate_when_reachable(3_200, tmp_path) == []
+        assert len(attempts) == 2
+    finally:
+        settings.database_settings.cache_clear()

@@ -8,7 +8,7 @@ A run with a deadline (the custom resource's, before Lambda ends it) bounds each
 login users after them, by the time left when it starts, and starts none with less than MIN_TIME_TO_START_MS
 left: it stops with MigrationRunStopped naming the step instead; the migrations before it stay applied, and the
 next run resumes with it. Nor does it retry connecting to a database not reachable yet when less would be left
-after the pause: it stops with DatabaseUnavailable, having applied nothing.
+after the pause and the retried attempt: it stops with DatabaseUnavailable, having applied nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from feedcore.db.connection import (
 from feedcore.db.roles import LoginUser, ensure_login_user
 from feedcore.errors import DatabaseUnavailable, LockWaitTimedOut
 from feedcore.observability import logger
+from feedcore.settings import database_settings
 
 # Any fixed 64-bit key; every migrator of this schema uses the same one.
 MIGRATION_LOCK_KEY = 7_246_201_117
@@ -177,8 +178,9 @@ def migrate_when_reachable(
     """Apply the pending migrations through the service's own connection settings (RDS Proxy in the cloud),
     retrying the connection every CONNECT_RETRY_INTERVAL_S within `time_budget_ms`; each migration is bounded by the
     time left when it starts. Then create the functions' `login_users` (or set their passwords and roles again).
-    A connection is retried only when MIN_TIME_TO_START_MS will be left after the pause: one made later could start
-    none of the run's steps, not even the grants and login users a run with nothing pending still does.
+    A connection is retried only when MIN_TIME_TO_START_MS will be left after the pause and the retried attempt (up to
+    DB_CONNECT_TIMEOUT_S): one made later could start none of the run's steps, not even the grants and login users a
+    run with nothing pending still does.
     Returns the versions applied; raises DatabaseUnavailable when the database did not answer in time, and
     MigrationRunStopped when a step failed or there was too little time left to start one."""
     deadline = time.monotonic() + time_budget_ms / 1000
@@ -188,11 +190,12 @@ def migrate_when_reachable(
             conn = connect(statement_timeout_ms=max(left_ms, 1000))
         except DatabaseUnavailable as exc:
             left_ms = int((deadline - time.monotonic()) * 1000)  # the attempt itself may have taken seconds
-            if left_ms - CONNECT_RETRY_INTERVAL_S * 1000 < MIN_TIME_TO_START_MS:
+            attempt_s = database_settings().db_connect_timeout_s  # what the retried attempt may take
+            if left_ms - (CONNECT_RETRY_INTERVAL_S + attempt_s) * 1000 < MIN_TIME_TO_START_MS:
                 raise DatabaseUnavailable(
                     f"{exc}; not retried: {max(left_ms, 0)} ms left of the time budget, less than the "
-                    f"{CONNECT_RETRY_INTERVAL_S:g} s pause before a retry and the {MIN_TIME_TO_START_MS} ms a step "
-                    "needs to start; nothing was applied"
+                    f"{CONNECT_RETRY_INTERVAL_S:g} s pause before a retry, the {attempt_s} s the attempt may take and "
+                    f"the {MIN_TIME_TO_START_MS} ms a step needs to start; nothing was applied"
                 ) from exc
             logger.warning("database not reachable yet; retrying", extra={"error": str(exc), "left_ms": left_ms})
             time.sleep(CONNECT_RETRY_INTERVAL_S)
