@@ -770,6 +770,31 @@ def test_the_users_item_rows_carry_the_reorder_counts_of_bought_items_only(db: p
     assert own.reorders == {} and dataclasses.replace(own, reorders=rows.reorders) == rows  # the same rows otherwise
 
 
+def test_the_users_rows_are_read_on_the_connection_given_whichever_was_used_before(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    """user_rows keeps a cursor between calls (feedcore.db.feed): a call on another connection, or after the one it
+    kept a cursor of was closed, reads on the connection it is given."""
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",), at=NOW - timedelta(days=7)))
+    recompute_scores(RecomputeRequest())
+    query = feed_db.UserRowsQuery("user-1", (), False, 20, 200, NOW - timedelta(hours=6))
+    expected = feed_db.user_rows(db, query)
+    assert set(expected.items) == {"milk"}
+
+    with psycopg.connect(database_url, autocommit=True) as other:
+        assert feed_db.user_rows(other, query) == expected
+        # the rows another transaction of `db` cannot see yet: read on `other` if the cursor were `db`'s
+        db.execute("BEGIN")
+        db.execute("DELETE FROM user_item_affinity WHERE user_id = 'user-1'")
+        assert feed_db.user_rows(other, query) == expected
+        assert feed_db.user_rows(db, query).items == {}
+        db.execute("ROLLBACK")
+    assert feed_db.user_rows(db, query) == expected
+    with psycopg.connect(database_url, autocommit=True) as reopened:  # the kept cursor's connection is closed
+        assert feed_db.user_rows(reopened, query) == expected
+
+
 def test_replenishment_timing_puts_the_item_due_first_and_without_it_frequency_decides(
     db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

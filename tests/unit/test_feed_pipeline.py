@@ -21,10 +21,10 @@ from feedcore.feed.pipeline import (
     Ranked,
     RankingContext,
     apply_filters,
+    only_just_purchased_applies,
     rank,
     select,
     select_sections,
-    untouched,
 )
 from feedcore.feed.reasons import reason
 from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, rebuy_rate, repeat_probability
@@ -120,15 +120,33 @@ def test_each_filter_removes_what_it_should(fields, expected):
     "fields",
     [
         {"active": False}, {"available": False}, {"tags": ["alcohol"]}, {"in_cart": True}, {"hidden": True},
-        {"recent_hide_at": NOW}, {"recent_positive_at": NOW}, {"recent_purchase_at": NOW},
-        {"purchase_count": 1, "first_purchased_at": NOW, "last_purchased_at": NOW},
+        {"recent_hide_at": NOW}, {"recent_positive_at": NOW},
     ],
 )  # fmt: skip
-def test_a_candidate_any_filter_could_remove_goes_through_the_filters(fields):
-    """`untouched` lets a candidate skip the filters: only one that none of them can remove."""
-    assert untouched(candidate(available=None, tags=["organic"]), CONTEXT.excluded_tags)
-    assert not any(FILTERS[name](candidate(available=None, tags=["organic"]), CONTEXT) for name in ALL_FILTERS)
-    assert not untouched(candidate(**fields), CONTEXT.excluded_tags)
+def test_a_candidate_another_filter_could_remove_goes_through_the_filters(fields):
+    """`only_just_purchased_applies` lets a candidate skip the other filters: only one that none of them can remove."""
+    plain = candidate(available=None, tags=["organic"])
+    assert only_just_purchased_applies(plain, CONTEXT.excluded_tags)
+    assert not any(FILTERS[name](plain, CONTEXT) for name in ALL_FILTERS if name != "just_purchased")
+    assert not only_just_purchased_applies(candidate(**fields), CONTEXT.excluded_tags)
+
+
+@pytest.mark.parametrize("days_ago", [0.5, 2, 10])
+@pytest.mark.parametrize("recent", [False, True])
+def test_a_bought_candidate_is_filtered_as_by_every_filter_in_turn(days_ago, recent):
+    """A bought item that only just_purchased could remove comes out of apply_filters as out of the filters called
+    one by one (the first that applies removes it)."""
+    bought_at = NOW - timedelta(days=days_ago)
+    fields = {"purchase_count": 2, "first_purchased_at": bought_at - timedelta(days=7), "last_purchased_at": bought_at}
+    if recent:
+        fields |= {"recent_purchase_at": NOW - timedelta(hours=1), "last_purchased_at": None, "purchase_count": 0}
+    bought = candidate(**fields)
+    first = next((name for name in CONTEXT.filters if FILTERS[name](bought, CONTEXT)), None)
+
+    kept, removed = apply_filters([bought], CONTEXT)
+
+    assert only_just_purchased_applies(bought, CONTEXT.excluded_tags)
+    assert [r.filter for r in removed] == ([first] if first else []) and len(kept) == (first is None)
 
 
 def test_unknown_availability_and_allowed_tags_pass():

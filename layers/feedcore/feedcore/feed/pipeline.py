@@ -97,10 +97,11 @@ class Removal:
     filter: Filter
 
 
-def untouched(candidate: Candidate, excluded_tags: frozenset[str]) -> bool:
-    """Whether no filter of FILTERS can remove the candidate (keep in step with them): an active item available
-    at the store, without excluded tags, that the user has neither bought, hidden, carted nor bought or carted
-    lately — most candidates, told apart by attributes instead of a call per filter."""
+def only_just_purchased_applies(candidate: Candidate, excluded_tags: frozenset[str]) -> bool:
+    """Whether no filter of FILTERS but just_purchased can remove the candidate (keep in step with them): an active
+    item available at the store, without excluded tags, that the user has neither hidden, carted nor bought or
+    carted lately — most candidates, told apart by attributes instead of a call per filter. just_purchased itself
+    removes only an item the user bought (see last_purchase)."""
     return (
         candidate.active
         and candidate.available is not False
@@ -108,8 +109,6 @@ def untouched(candidate: Candidate, excluded_tags: frozenset[str]) -> bool:
         and not candidate.hidden
         and candidate.recent_hide_at is None
         and candidate.recent_positive_at is None
-        and candidate.last_purchased_at is None
-        and candidate.recent_purchase_at is None
         and (not excluded_tags or excluded_tags.isdisjoint(candidate.tags))
     )
 
@@ -118,10 +117,15 @@ def apply_filters(candidates: Iterable[Candidate], context: RankingContext) -> t
     """The candidates every filter keeps, and for each removed one the first filter that removed it."""
     kept, removed = [], []
     filters = [(name, FILTERS[name]) for name in context.filters]
+    just_purchased = "just_purchased" in context.filters
     excluded_tags = context.excluded_tags
     for candidate in candidates:
-        if untouched(candidate, excluded_tags):
-            kept.append(candidate)
+        if only_just_purchased_applies(candidate, excluded_tags):
+            bought = candidate.last_purchased_at is not None or candidate.recent_purchase_at is not None
+            if bought and just_purchased and _just_purchased(candidate, context):
+                removed.append(Removal(candidate.item_id, candidate.source, "just_purchased"))
+            else:
+                kept.append(candidate)
             continue
         for name, applies in filters:
             if applies(candidate, context):
@@ -293,7 +297,10 @@ def select_sections(
     kept, removed = apply_filters(candidates, context)
     by_source: dict[str, list[Candidate]] = {}
     for candidate in kept:
-        by_source.setdefault(candidate.source, []).append(candidate)
+        if (same_source := by_source.get(candidate.source)) is None:  # not setdefault: a new list per candidate
+            by_source[candidate.source] = [candidate]
+        else:
+            same_source.append(candidate)
     # ranked only for a section that starves (rarely: a store with hardly any trending items)
     popular = cache(lambda: rank(by_source.get(POPULAR_SOURCE, []), {"popularity": 1.0}, context))
     shown: set[str] = set()
