@@ -287,6 +287,13 @@ def test_the_users_rows_are_the_same_after_0099_for_this_code_and_code_from_befo
         assert "0099" in migrate(conn, MIGRATIONS_DIR)
 
         assert read() == before
+        # the rows' descriptor from the type cache, not built from OUT arguments on every call
+        returns = conn.execute(
+            "SELECT prorettype::regtype::text, proretset, proallargtypes FROM pg_proc"
+            " WHERE oid = 'feed_user_item_rows(text, text[], boolean, integer, integer, timestamptz, integer,"
+            " integer)'::regprocedure"
+        ).fetchone()
+        assert returns == ("feed_user_item_row", True, None)
 
 
 def test_dropping_the_trending_index_gives_up_rather_than_queue_the_tables_readers(
