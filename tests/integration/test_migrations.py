@@ -238,11 +238,14 @@ def test_the_users_rows_are_the_same_after_0099_for_this_code_and_code_from_befo
             "INSERT INTO items (item_id, name, department, aisle, price)"
             " SELECT 'i' || n, 'Item ' || n, 'Dairy', 'aisle ' || n % 3, 1 FROM generate_series(1, 9) AS n"
         )
-        # Seven items bought in one order (ties for the five buy-again seeds), one hidden, one only clicked.
+        # Seven items bought, each at its own time and in its own amount, one hidden, one only clicked: no ties at
+        # the cuts of the buy-again pool, the seed items and their pairs (0099 breaks ties by item id, where 0096's
+        # rows followed the plan: test_item_pairs has those).
         conn.execute(
             "INSERT INTO user_item_affinity (user_id, item_id, affinity_raw, purchase_count, purchase_raw,"
             " first_purchased_at, last_purchased_at, last_positive_at, last_hidden_at, updated_at)"
-            " SELECT 'u', 'i' || n, 1, 1, 1, %(at)s, %(at)s, %(at)s, NULL, now() FROM generate_series(1, 7) AS n"
+            " SELECT 'u', 'i' || n, 1, 1, n, %(at)s, %(at)s - n * interval '1 hour', %(at)s, NULL, now()"
+            " FROM generate_series(1, 7) AS n"
             " UNION ALL SELECT 'u', 'i8', 2, 1, 2, %(at)s, %(at)s, %(at)s, %(later)s, now()"
             " UNION ALL SELECT 'u', 'i9', 0.5, 0, 0, NULL, NULL, %(at)s, NULL, now()"
             " UNION ALL SELECT 'v', 'i1', 3, 1, 3, %(at)s, %(at)s, %(at)s, NULL, now()",
@@ -250,8 +253,8 @@ def test_the_users_rows_are_the_same_after_0099_for_this_code_and_code_from_befo
         )
         conn.execute(
             "INSERT INTO item_pairs (item_id, paired_item_id, pair_raw, score)"
-            " SELECT 'i' || n, 'i' || (10 - n), 1, 0.5 FROM generate_series(1, 8) AS n"
-            " UNION ALL SELECT 'i9', 'i2', 1, 0.75 UNION ALL SELECT 'i3', 'i4', 1, 0.5"
+            " SELECT 'i' || n, 'i' || (10 - n), 1, 0.5 + n / 100.0 FROM generate_series(1, 8) AS n"
+            " UNION ALL SELECT 'i9', 'i2', 1, 0.75 UNION ALL SELECT 'i3', 'i4', 1, 0.3"
         )
         for minutes, event_type, item_id, lines in (
             (50, "add_to_cart", "i9", None),
