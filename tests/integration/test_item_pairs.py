@@ -81,7 +81,8 @@ def test_items_bought_together_in_many_baskets_rank_each_other_first(db: psycopg
 
 def test_the_feed_reads_the_best_pairs_of_each_seed_item_from_the_score_index(db: psycopg.Connection) -> None:
     """However long the lists, the feed reads each seed item's best POOL pairs from the (item_id, score DESC)
-    index: item_pairs here holds 60 pairs for each of 400 items, analyzed."""
+    index, and one entry more (the next score, which tells that no pair ties with the last one kept): item_pairs
+    here holds 60 pairs for each of 400 items, analyzed."""
     db.execute(
         "INSERT INTO item_pairs (item_id, paired_item_id, pair_raw, score)"
         " SELECT 'item-' || i, 'item-' || mod(i + k, 400), 1, 1.0 / k"
@@ -102,7 +103,7 @@ def test_the_feed_reads_the_best_pairs_of_each_seed_item_from_the_score_index(db
         pairs = feed_read(db, "shopper").pairs
         after = db.execute(scans).fetchone()
 
-    assert [a - b for a, b in zip(after, before, strict=True)] == [0, len(seeds), len(seeds) * POOL]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [0, len(seeds), len(seeds) * (POOL + 1)]
     # Each seed item's best POOL, read in full: its paired items k = 1 … POOL places on, scored 1 / k.
     best = {f"item-{n + k}": (f"item-{n}", pytest.approx(1 / k)) for n in (100, 200, 300) for k in range(1, POOL + 1)}
     assert {paired: (seed, score) for paired, score, seed in pairs} == best
@@ -145,3 +146,54 @@ def test_each_item_keeps_its_top_k_pairs(db: psycopg.Connection, monkeypatch: py
 
     assert set(incremental) == {("milk", "eggs"), ("cereal", "milk"), ("eggs", "milk")}
     assert pair_rows(db) == pytest.approx(incremental, rel=1e-9)
+
+
+def test_tied_seed_items_and_pairs_go_to_the_smaller_item_id_in_byte_order_whatever_the_plan(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    """Seven items bought in one order tie for the five seed items, as a recent purchase and as history; pairs tie
+    at a seed's pool cut, and a pair reached from two seeds with one score has one label. Each tie goes to the
+    smaller item id in byte order (upper case before lower), with and without statistics, by hash or by sort."""
+    bought = ["i-E", "i-a", "i-C", "i-b", "i-D", "i-c", "i-B"]  # byte order: i-B i-C i-D i-E i-a i-b i-c
+    ordered_at = NOW - timedelta(days=3)
+    db.execute(
+        "INSERT INTO user_item_affinity (user_id, item_id, affinity_raw, purchase_count, purchase_raw,"
+        " first_purchased_at, last_purchased_at, last_positive_at, updated_at)"
+        " SELECT 'history', item_id, 1, 1, 1, %(at)s, %(at)s, %(at)s, %(at)s FROM unnest(%(items)s::text[]) AS item_id",
+        {"items": bought, "at": ordered_at},
+    )
+    record(purchase("basket", items=tuple(bought), at=NOW - timedelta(hours=1)))
+    db.execute(
+        "INSERT INTO item_pairs (item_id, paired_item_id, pair_raw, score)"
+        " SELECT item_id, 'own' || item_id, 1, 0.9 FROM unnest(%(items)s::text[]) AS item_id"
+        " UNION ALL VALUES ('i-B', 'p-b', 1, 0.5), ('i-B', 'p-C', 1, 0.5), ('i-B', 'p-A', 1, 0.5),"
+        " ('i-D', 'shared', 1, 0.7), ('i-C', 'shared', 1, 0.7)",
+        {"items": bought},
+    )
+    seeds_of_five = {"owni-B": ("i-B", 0.9), "p-A": ("i-B", 0.5), "owni-C": ("i-C", 0.9), "shared": ("i-C", 0.7),
+                     "owni-D": ("i-D", 0.9), "owni-E": ("i-E", 0.9), "owni-a": ("i-a", 0.9)}  # fmt: skip
+    expected = {  # (user, buy-again pool): {paired item: (seed, score)}
+        ("basket", 200): seeds_of_five,
+        ("history", 200): seeds_of_five,
+        # the three items bought first by purchase_raw (all 1): the smaller ids
+        ("history", 3): {k: v for k, v in seeds_of_five.items() if v[0] in ("i-B", "i-C", "i-D")},
+    }
+
+    def goes_well_with(planner: str, reorders: bool) -> dict[tuple[str, int], dict[str, tuple[str, float]]]:
+        with psycopg.connect(database_url, autocommit=True, options=planner) as conn:  # plans of its own
+            found = {}
+            for user, buy_again_pool in expected:
+                query = feed_db.UserRowsQuery(
+                    user_id=user, models=(), pairs=True, pool=2, buy_again_pool=buy_again_pool,
+                    recent_since=NOW - timedelta(days=1), seed_limit=5, reorders=reorders,
+                )  # fmt: skip
+                pairs = feed_db.user_rows(conn, query).pairs
+                found[user, buy_again_pool] = {paired: (seed, score) for paired, score, seed in pairs}
+            return found
+
+    for analyzed in (False, True):
+        if analyzed:
+            db.execute("ANALYZE user_item_affinity, item_pairs, events")
+        for planner in ("-c enable_hashagg=on", "-c enable_hashagg=off -c enable_incremental_sort=off"):
+            for reorders in (True, False):  # feed_user_item_rows_with_reorders, feed_user_item_rows
+                assert goes_well_with(planner, reorders) == expected, (analyzed, planner, reorders)

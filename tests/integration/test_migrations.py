@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -227,6 +227,78 @@ def test_code_from_before_0096_reads_the_users_aisles_summed_from_their_item_row
         assert conn.execute(f"SELECT * FROM feed_user_item_rows_with_reorders({args})").fetchall() == [
             row for row in with_reorders if row[0] != "aisle"
         ]
+
+
+def test_the_users_rows_are_the_same_after_0099_for_this_code_and_code_from_before(
+    empty_database: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0099", tmp_path)
+        conn.execute("SELECT create_event_partition(%s)", (now.date(),))
+        conn.execute(
+            "INSERT INTO items (item_id, name, department, aisle, price)"
+            " SELECT 'i' || n, 'Item ' || n, 'Dairy', 'aisle ' || n % 3, 1 FROM generate_series(1, 9) AS n"
+        )
+        # Seven items bought, each at its own time and in its own amount, one hidden, one only clicked: no ties at
+        # the cuts of the buy-again pool, the seed items and their pairs (0099 breaks ties by item id, where 0096's
+        # rows followed the plan: test_item_pairs has those).
+        conn.execute(
+            "INSERT INTO user_item_affinity (user_id, item_id, affinity_raw, purchase_count, purchase_raw,"
+            " first_purchased_at, last_purchased_at, last_positive_at, last_hidden_at, updated_at)"
+            " SELECT 'u', 'i' || n, 1, 1, n, %(at)s, %(at)s - n * interval '1 hour', %(at)s, NULL, now()"
+            " FROM generate_series(1, 7) AS n"
+            " UNION ALL SELECT 'u', 'i8', 2, 1, 2, %(at)s, %(at)s, %(at)s, %(later)s, now()"
+            " UNION ALL SELECT 'u', 'i9', 0.5, 0, 0, NULL, NULL, %(at)s, NULL, now()"
+            " UNION ALL SELECT 'v', 'i1', 3, 1, 3, %(at)s, %(at)s, %(at)s, NULL, now()",
+            {"at": now - timedelta(days=9), "later": now - timedelta(days=2)},
+        )
+        conn.execute(
+            "INSERT INTO item_pairs (item_id, paired_item_id, pair_raw, score)"
+            " SELECT 'i' || n, 'i' || (10 - n), 1, 0.5 + n / 100.0 FROM generate_series(1, 8) AS n"
+            " UNION ALL SELECT 'i9', 'i2', 1, 0.75 UNION ALL SELECT 'i3', 'i4', 1, 0.3"
+        )
+        for minutes, event_type, item_id, lines in (
+            (50, "add_to_cart", "i9", None),
+            (40, "purchase", None, ["i9", "i3"]),
+            (30, "hide", "i5", None),
+            (20, "add_to_cart", "i6", None),
+        ):
+            conn.execute(
+                "INSERT INTO events (event_id, occurred_at, event_type, user_id, store_id, item_id, line_item_ids,"
+                " line_quantities, line_unit_prices) VALUES (%s, %s, %s, 'u', 's', %s, %s, %s, %s)",
+                (uuid.uuid4(), now - timedelta(minutes=minutes), event_type, item_id, lines,
+                 lines and [1] * len(lines), lines and [1] * len(lines)),
+            )  # fmt: skip
+        conn.execute("INSERT INTO model_scores VALUES ('picked', 'u', 'i2', 0.9), ('picked', 'u', 'i4', 0.1)")
+        conn.execute("INSERT INTO user_orders VALUES ('u', ARRAY[%s]::timestamptz[])", (now - timedelta(days=9),))
+        conn.execute("INSERT INTO item_reorders VALUES ('i1', 5, 2), ('i8', 1, 1)")
+        functions = ("feed_user_item_rows", "feed_user_item_rows_with_reorders", "feed_user_own_rows", "feed_user_rows")
+        arguments = [
+            ("u", ["picked"], True, 20, 200, now - timedelta(hours=6), 100, 5),
+            ("u", ["picked"], True, 1, 3, now - timedelta(minutes=45), 2, 2),  # cut by every limit
+            ("u", [], False, 20, 200, now - timedelta(hours=6), 100, 5),
+            ("v", ["picked"], True, 20, 200, now - timedelta(hours=6), 100, 5),
+            ("nobody", ["picked"], True, 20, 200, now - timedelta(hours=6), 100, 5),
+        ]
+
+        def read() -> dict[tuple[str, int], list[tuple]]:
+            return {(name, i): conn.execute(f"SELECT * FROM {name}(%s, %s, %s, %s, %s, %s, %s, %s)", args).fetchall()
+                    for name in functions for i, args in enumerate(arguments)}  # fmt: skip
+
+        before = read()
+        assert {row[0] for row in before["feed_user_item_rows", 0]} == {"item", "recent", "pair", "model", "orders"}
+
+        assert "0099" in migrate(conn, MIGRATIONS_DIR)
+
+        assert read() == before
+        # the rows' descriptor from the type cache, not built from OUT arguments on every call
+        returns = conn.execute(
+            "SELECT prorettype::regtype::text, proretset, proallargtypes FROM pg_proc"
+            " WHERE oid = 'feed_user_item_rows(text, text[], boolean, integer, integer, timestamptz, integer,"
+            " integer)'::regprocedure"
+        ).fetchone()
+        assert returns == ("feed_user_item_row", True, None)
 
 
 def test_dropping_the_trending_index_gives_up_rather_than_queue_the_tables_readers(

@@ -290,6 +290,17 @@ def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:
     assert [(c.source, c.item_id) for c in candidates] == sorted((c.source, c.item_id) for c in candidates)
 
 
+def test_the_buy_again_pool_takes_the_most_bought_items_and_of_tied_ones_the_smaller_ids_in_byte_order() -> None:
+    shelf = shelf_of(*(item(item_id) for item_id in ("kefir", "Milk", "cream", "Tea", "eggs")))
+    rows = user(items={"kefir": bought(1, 1.0), "Milk": bought(1, 1.0), "cream": bought(1, 1.0),
+                       "Tea": bought(1, 1.0), "eggs": bought(3, 2.0)})  # fmt: skip
+
+    candidates = gather_candidates(shelf, rows, {}, limits(sources={"buy_again"}, buy_again_pool=3))
+
+    # as the goes-well-with seeds are picked from them in the database: upper case before lower
+    assert sorted(proposed(candidates, "buy_again")) == ["Milk", "Tea", "eggs"]
+
+
 def test_the_stores_own_sources_share_their_candidates_except_for_items_the_user_has_facts_of() -> None:
     shelf = shelf_of(
         item("milk", popularity=5.0, trending=1.0, age_days=3), item("eggs", popularity=9.0, trending=2.0, age_days=5),

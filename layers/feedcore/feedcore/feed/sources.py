@@ -65,12 +65,14 @@ def gather_candidates(
             proposals.append((source, position, score, seed))
 
     if "buy_again" in sources:
+        # The pool the goes-well-with seeds are taken from (feed_user_item_rows' purchased, migration 0099): the
+        # most purchase_raw first, ties to the smaller item id (str order is code point order: UTF-8 byte order).
         purchased = [
-            (row.purchase_raw, item_id)
+            (-row.purchase_raw, item_id)
             for item_id, row in user.items.items()
             if row.purchase_count > 0 and not row.hidden
         ]
-        for _, item_id in sorted(purchased, reverse=True)[: limits.buy_again_pool]:
+        for _, item_id in sorted(purchased)[: limits.buy_again_pool]:
             propose("buy_again", item_id, None)
     for item_id, score, seed in user.pairs:  # read only when goes_well_with is shown
         propose("goes_well_with", item_id, score, seed)
