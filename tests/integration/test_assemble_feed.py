@@ -790,7 +790,7 @@ def test_the_users_rows_are_read_on_the_connection_given_whichever_was_used_befo
         assert feed_db.user_rows(other, query) == expected
         assert feed_db.user_rows(db, query).items == {}
         db.execute("ROLLBACK")
-    assert feed_db.user_rows(db, query) == expected
+        assert feed_db.user_rows(other, query) == expected  # the kept cursor is `other`'s now
     with psycopg.connect(database_url, autocommit=True) as reopened:  # the kept cursor's connection is closed
         assert feed_db.user_rows(reopened, query) == expected
 

@@ -132,21 +132,28 @@ def test_a_candidate_another_filter_could_remove_goes_through_the_filters(fields
 
 
 @pytest.mark.parametrize("days_ago", [0.5, 2, 10])
-@pytest.mark.parametrize("recent", [False, True])
-def test_a_bought_candidate_is_filtered_as_by_every_filter_in_turn(days_ago, recent):
-    """A bought item that only just_purchased could remove comes out of apply_filters as out of the filters called
-    one by one (the first that applies removes it)."""
+@pytest.mark.parametrize(
+    "filters",
+    [ALL_FILTERS, [f for f in ALL_FILTERS if f != "just_purchased"], ["just_purchased", "hidden", "inactive"]],
+)
+def test_a_bought_candidate_is_filtered_as_by_the_configured_filters_in_turn(days_ago, filters):
+    """A bought item that only just_purchased could remove comes out of apply_filters as out of the configured
+    filters called one by one in their order (the first that applies removes it), whichever filters a config
+    names."""
+    context = replace(CONTEXT, filters=tuple(filters))
     bought_at = NOW - timedelta(days=days_ago)
-    fields = {"purchase_count": 2, "first_purchased_at": bought_at - timedelta(days=7), "last_purchased_at": bought_at}
-    if recent:
-        fields |= {"recent_purchase_at": NOW - timedelta(hours=1), "last_purchased_at": None, "purchase_count": 0}
-    bought = candidate(**fields)
-    first = next((name for name in CONTEXT.filters if FILTERS[name](bought, CONTEXT)), None)
+    bought = candidate(purchase_count=2, first_purchased_at=bought_at - timedelta(days=7), last_purchased_at=bought_at)
+    first = next((name for name in context.filters if FILTERS[name](bought, context)), None)
 
-    kept, removed = apply_filters([bought], CONTEXT)
+    kept, removed = apply_filters([bought], context)
 
-    assert only_just_purchased_applies(bought, CONTEXT.excluded_tags)
+    assert only_just_purchased_applies(bought, context.excluded_tags)
     assert [r.filter for r in removed] == ([first] if first else []) and len(kept) == (first is None)
+    # bought half a day ago, the item is one just_purchased removes (when the config has it); ten days ago, kept
+    if days_ago == 0.5:
+        assert (first == "just_purchased") == ("just_purchased" in filters)
+    if days_ago == 10:
+        assert first is None
 
 
 def test_unknown_availability_and_allowed_tags_pass():
