@@ -85,6 +85,21 @@ def test_pair_counts_move_to_item_keys_with_their_counts(empty_database: str, tm
         assert len(set(keys)) == 4
 
 
+def test_items_counted_before_0101_and_by_code_from_before_it_carry_no_rescoring_mark(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Their mark 0 makes the next run touching such an item rescore the rows naming it (test_item_pairs)."""
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0101", tmp_path)
+        conn.execute("INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES ('milk', 9.5, 9)")
+
+        assert "0101" in migrate(conn, MIGRATIONS_DIR)
+        conn.execute("INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES ('eggs', 3.5, 3)")
+
+        marks = dict(conn.execute("SELECT item_id, mentions_basket_raw FROM item_baskets").fetchall())
+        assert marks == {"milk": 0, "eggs": 0}
+
+
 def test_the_users_orders_are_backfilled_from_the_scored_purchases(empty_database: str, tmp_path: Path) -> None:
     days = [datetime(2026, 11, day, 9, tzinfo=UTC) for day in (2, 9, 16)]
     with psycopg.connect(empty_database, autocommit=True) as conn:
