@@ -11,5 +11,10 @@
 -- migration (running while a deploy migrates, or after a rollback) rescores every row of every item it touches and
 -- inserts its items and its rebuilt copies (LIKE, with the default) without this column: 0, which is safe.
 -- item_baskets is owned by feed_recompute_scores (migration 0061), which the migrating user is a member of; only the
--- recompute reads or writes it, so the brief lock of ADD COLUMN waits for a run at most.
+-- recompute reads or writes it.
+-- A full rebuild running meanwhile copies item_baskets (LIKE) before this commits and swaps its copy in after: the
+-- column would go with the table the swap drops. Every recompute run holds the recompute's advisory lock
+-- (feedcore.db.scores.RECOMPUTE_LOCK_KEY) for its whole transaction, a rebuild's too: this waits for a run in progress
+-- and keeps the next ones out (they skip) until it commits.
+SELECT pg_advisory_xact_lock(7246201118);
 ALTER TABLE item_baskets ADD COLUMN mentions_basket_raw double precision NOT NULL DEFAULT 0;
