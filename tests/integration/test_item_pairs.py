@@ -206,29 +206,37 @@ def use_pair_settings(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None
     settings.scoring_settings.cache_clear()
 
 
-def test_the_rows_naming_an_item_are_rescored_once_its_baskets_grew_past_the_bound_and_not_before(
+def test_an_items_rows_are_rescored_once_its_baskets_grew_past_the_bound_and_a_list_that_gets_rows_in_full(
     db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     use_pair_settings(monkeypatch, min_support="1")
     assert settings.scoring_settings().pairs_rescore_bound == 0.1  # the default
     create_catalog(db)
-    record(*baskets((("eggs", "milk"), 1), (("milk",), 19)))  # every basket at one moment: each weighs the same
-    recompute_scores(RecomputeRequest(mode="full"), now=NOW)  # milk in 20 baskets, eggs in 1
-    assert pair_rows(db) == pytest.approx({("eggs", "milk"): 1 / math.sqrt(20), ("milk", "eggs"): 1 / math.sqrt(20)})
+    record(*baskets((("eggs", "milk"), 1), (("milk",), 29)))  # every basket at one moment: each weighs the same
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)  # milk in 30 baskets, eggs in 1
+    assert pair_rows(db) == pytest.approx({("eggs", "milk"): 1 / math.sqrt(30), ("milk", "eggs"): 1 / math.sqrt(30)})
 
-    # Milk in 21 baskets (+5 %): milk's own list is rescored; eggs' list, which names milk, is not.
+    # Milk in 31 baskets (+3 %): neither its list nor the rows naming it are rescored; at most sqrt(1.1) too high.
     record(*baskets((("milk",), 1)))
     recompute_scores(RecomputeRequest(), now=NOW)
-    rows = pair_rows(db)
-    assert rows[("milk", "eggs")] == pytest.approx(1 / math.sqrt(21))
-    assert rows[("eggs", "milk")] == pytest.approx(1 / math.sqrt(20))  # at most sqrt(1 + bound) too high
-    assert 1 < rows[("eggs", "milk")] / (1 / math.sqrt(21)) <= math.sqrt(1.1)
+    assert pair_rows(db) == pytest.approx({("eggs", "milk"): 1 / math.sqrt(30), ("milk", "eggs"): 1 / math.sqrt(30)})
 
-    # 23 baskets, 15 % over the 20 eggs' row was scored with: rescored.
+    # 32 baskets, one with coffee: milk's list gets a row and is rescored in full; eggs' row naming milk is not.
+    record(*baskets((("coffee", "milk"), 1)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    assert pair_rows(db) == pytest.approx({
+        ("eggs", "milk"): 1 / math.sqrt(30), ("milk", "eggs"): 1 / math.sqrt(32),
+        ("coffee", "milk"): 1 / math.sqrt(32), ("milk", "coffee"): 1 / math.sqrt(32),
+    })  # fmt: skip
+
+    # 34 baskets, 13 % over the 30 milk's rows were last all rescored at: every row of milk's is.
     record(*baskets((("milk",), 2)))
     recompute_scores(RecomputeRequest(), now=NOW)
     incremental = pair_rows(db)
-    assert incremental == pytest.approx({("eggs", "milk"): 1 / math.sqrt(23), ("milk", "eggs"): 1 / math.sqrt(23)})
+    assert incremental == pytest.approx({
+        ("eggs", "milk"): 1 / math.sqrt(34), ("milk", "eggs"): 1 / math.sqrt(34),
+        ("coffee", "milk"): 1 / math.sqrt(34), ("milk", "coffee"): 1 / math.sqrt(34),
+    })  # fmt: skip
     recompute_scores(RecomputeRequest(mode="full"), now=NOW)
     assert pair_rows(db) == pytest.approx(incremental, rel=1e-9)
 
@@ -237,18 +245,18 @@ def test_an_item_marked_before_migration_0101_has_the_rows_naming_it_rescored_at
     db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Items counted before migration 0101, or by code from before it, carry no mark (0): the next run that touches
-    one rescores the rows naming it, as that code did on every run."""
+    one rescores its rows, as that code did on every run."""
     use_pair_settings(monkeypatch, min_support="1")
     create_catalog(db)
     record(*baskets((("eggs", "milk"), 1), (("milk",), 19)))
     recompute_scores(RecomputeRequest(mode="full"), now=NOW)
-    db.execute("UPDATE item_baskets SET mentions_basket_raw = 0")
+    db.execute("UPDATE item_baskets SET rescored_basket_raw = 0")
 
     record(*baskets((("milk",), 1)))
     recompute_scores(RecomputeRequest(), now=NOW)
 
-    assert pair_rows(db)[("eggs", "milk")] == pytest.approx(1 / math.sqrt(21))
-    marked = db.execute("SELECT mentions_basket_raw = basket_raw FROM item_baskets WHERE item_id = 'milk'").fetchone()
+    assert pair_rows(db) == pytest.approx({("eggs", "milk"): 1 / math.sqrt(21), ("milk", "eggs"): 1 / math.sqrt(21)})
+    marked = db.execute("SELECT rescored_basket_raw = basket_raw FROM item_baskets WHERE item_id = 'milk'").fetchone()
     assert marked == (True,)
 
 
@@ -256,8 +264,8 @@ def test_an_item_marked_before_migration_0101_has_the_rows_naming_it_rescored_at
 def test_incremental_pair_scores_are_within_the_bound_of_a_full_rebuild_and_exact_at_0(
     db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, bound: str
 ) -> None:
-    """Random baskets of five items over eight runs: every row an incremental run left is at most sqrt(1 + bound)
-    above the full rebuild's score, never below it, and the lists hold the same pairs."""
+    """Random baskets of five items over eight runs: every row an incremental run left is at most (1 + bound) times
+    the full rebuild's score, never below it, and the lists hold the same pairs."""
     use_pair_settings(monkeypatch, min_support="1", rescore_bound=bound)
     create_catalog(db)
     items = ("milk", "eggs", "coffee", "bananas", "wine")
@@ -280,5 +288,5 @@ def test_incremental_pair_scores_are_within_the_bound_of_a_full_rebuild_and_exac
     if bound == "0":
         assert over == pytest.approx([1.0] * len(over), rel=1e-9)
     else:
-        assert all(1 - 1e-9 <= ratio <= math.sqrt(1.1) + 1e-9 for ratio in over)
+        assert all(1 - 1e-9 <= ratio <= 1.1 + 1e-9 for ratio in over)
         assert max(over) > 1 + 1e-6  # some rows were left for a later run

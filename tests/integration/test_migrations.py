@@ -97,7 +97,7 @@ def test_items_counted_before_0101_and_by_code_from_before_it_carry_no_rescoring
         assert "0101" in migrate(conn, MIGRATIONS_DIR)
         conn.execute("INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES ('eggs', 3.5, 3)")
 
-        marks = dict(conn.execute("SELECT item_id, mentions_basket_raw FROM item_baskets").fetchall())
+        marks = dict(conn.execute("SELECT item_id, rescored_basket_raw FROM item_baskets").fetchall())
         assert marks == {"milk": 0, "eggs": 0}
 
 

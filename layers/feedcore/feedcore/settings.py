@@ -65,9 +65,9 @@ class ScoringSettings(BaseSettings):
         default=0.1,
         ge=0,
         le=10,
-        description="the rows of other items' bought-together lists naming an item are rescored once its basket "
-        "count has grown by more than this fraction since they last were (their scores at most sqrt(1 + bound) too "
-        "high meanwhile); 0: on every run that touches it",
+        description="an item's bought-together rows (its list, and the rows of other lists naming it) are rescored "
+        "once its basket count has grown by more than this fraction since they last were (a list that gets rows, in "
+        "full on every run): a score is at most (1 + bound) too high meanwhile; 0: exact on every run",
     )
 
     @model_validator(mode="after")
