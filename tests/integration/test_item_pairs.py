@@ -4,6 +4,7 @@ against the real database."""
 from __future__ import annotations
 
 import math
+import random
 import uuid
 from datetime import timedelta
 
@@ -197,3 +198,95 @@ def test_tied_seed_items_and_pairs_go_to_the_smaller_item_id_in_byte_order_whate
         for planner in ("-c enable_hashagg=on", "-c enable_hashagg=off -c enable_incremental_sort=off"):
             for reorders in (True, False):  # feed_user_item_rows_with_reorders, feed_user_item_rows
                 assert goes_well_with(planner, reorders) == expected, (analyzed, planner, reorders)
+
+
+def use_pair_settings(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(f"SCORING_PAIRS_{name.upper()}", value)
+    settings.scoring_settings.cache_clear()
+
+
+def test_an_items_rows_are_rescored_once_its_baskets_grew_past_the_bound_and_a_list_that_gets_rows_in_full(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_pair_settings(monkeypatch, min_support="1")
+    assert settings.scoring_settings().pairs_rescore_bound == 0.1  # the default
+    create_catalog(db)
+    record(*baskets((("eggs", "milk"), 1), (("milk",), 29)))  # every basket at one moment: each weighs the same
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)  # milk in 30 baskets, eggs in 1
+    assert pair_rows(db) == pytest.approx({("eggs", "milk"): 1 / math.sqrt(30), ("milk", "eggs"): 1 / math.sqrt(30)})
+
+    # Milk in 31 baskets (+3 %): neither its list nor the rows naming it are rescored; at most sqrt(1.1) too high.
+    record(*baskets((("milk",), 1)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    assert pair_rows(db) == pytest.approx({("eggs", "milk"): 1 / math.sqrt(30), ("milk", "eggs"): 1 / math.sqrt(30)})
+
+    # 32 baskets, one with coffee: milk's list gets a row and is rescored in full; eggs' row naming milk is not.
+    record(*baskets((("coffee", "milk"), 1)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    assert pair_rows(db) == pytest.approx({
+        ("eggs", "milk"): 1 / math.sqrt(30), ("milk", "eggs"): 1 / math.sqrt(32),
+        ("coffee", "milk"): 1 / math.sqrt(32), ("milk", "coffee"): 1 / math.sqrt(32),
+    })  # fmt: skip
+
+    # 34 baskets, 13 % over the 30 milk's rows were last all rescored at: every row of milk's is.
+    record(*baskets((("milk",), 2)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    incremental = pair_rows(db)
+    assert incremental == pytest.approx({
+        ("eggs", "milk"): 1 / math.sqrt(34), ("milk", "eggs"): 1 / math.sqrt(34),
+        ("coffee", "milk"): 1 / math.sqrt(34), ("milk", "coffee"): 1 / math.sqrt(34),
+    })  # fmt: skip
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+    assert pair_rows(db) == pytest.approx(incremental, rel=1e-9)
+
+
+def test_an_item_marked_before_migration_0101_has_the_rows_naming_it_rescored_at_its_next_run(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items counted before migration 0101, or by code from before it, carry no mark (0): the next run that touches
+    one rescores its rows, as that code did on every run."""
+    use_pair_settings(monkeypatch, min_support="1")
+    create_catalog(db)
+    record(*baskets((("eggs", "milk"), 1), (("milk",), 19)))
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+    db.execute("UPDATE item_baskets SET rescored_basket_raw = 0")
+
+    record(*baskets((("milk",), 1)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+
+    assert pair_rows(db) == pytest.approx({("eggs", "milk"): 1 / math.sqrt(21), ("milk", "eggs"): 1 / math.sqrt(21)})
+    marked = db.execute("SELECT rescored_basket_raw = basket_raw FROM item_baskets WHERE item_id = 'milk'").fetchone()
+    assert marked == (True,)
+
+
+@pytest.mark.parametrize("bound", ["0", "0.1"])
+def test_incremental_pair_scores_are_within_the_bound_of_a_full_rebuild_and_exact_at_0(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, bound: str
+) -> None:
+    """Random baskets of five items over eight runs: every row an incremental run left is at most (1 + bound) times
+    the full rebuild's score, never below it, and the lists hold the same pairs."""
+    use_pair_settings(monkeypatch, min_support="1", rescore_bound=bound)
+    create_catalog(db)
+    items = ("milk", "eggs", "coffee", "bananas", "wine")
+    rng = random.Random(7)
+
+    def random_baskets(count: int) -> list[tuple[tuple[str, ...], int]]:
+        return [(tuple(rng.sample(items, rng.randint(1, 3))), 1) for _ in range(count)]
+
+    record(*baskets(*random_baskets(30)))
+    for _ in range(8):
+        recompute_scores(RecomputeRequest(), now=NOW)
+        record(*baskets(*random_baskets(3)))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    incremental = pair_rows(db)
+    recompute_scores(RecomputeRequest(mode="full"), now=NOW)
+    full = pair_rows(db)
+
+    assert incremental.keys() == full.keys()
+    over = [incremental[pair] / full[pair] for pair in full]
+    if bound == "0":
+        assert over == pytest.approx([1.0] * len(over), rel=1e-9)
+    else:
+        assert all(1 - 1e-9 <= ratio <= 1.1 + 1e-9 for ratio in over)
+        assert max(over) > 1 + 1e-6  # some rows were left for a later run

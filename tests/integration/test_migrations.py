@@ -16,6 +16,7 @@ import pytest
 from feedcore import settings
 from feedcore.db.connection import UNCONFIRMED_GRACE_S, connect
 from feedcore.db.migrations import MigrationRunStopped, load_migrations, migrate, migrate_when_reachable
+from feedcore.db.scores import RECOMPUTE_LOCK_KEY
 from feedcore.errors import DatabaseUnavailable
 from feedlocal.embedded import MIGRATIONS_DIR
 from tests.conftest import scratch_database, use_database
@@ -83,6 +84,35 @@ def test_pair_counts_move_to_item_keys_with_their_counts(empty_database: str, tm
         conn.execute("INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES ('coffee', 1, 1)")
         keys = [row[0] for row in conn.execute("SELECT item_key FROM item_baskets")]
         assert len(set(keys)) == 4
+
+
+def test_items_counted_before_0101_and_by_code_from_before_it_carry_no_rescoring_mark(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Their mark 0 makes the next run touching such an item rescore the rows naming it (test_item_pairs)."""
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0101", tmp_path)
+        conn.execute("INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES ('milk', 9.5, 9)")
+
+        assert "0101" in migrate(conn, MIGRATIONS_DIR)
+        conn.execute("INSERT INTO item_baskets (item_id, basket_raw, basket_count) VALUES ('eggs', 3.5, 3)")
+
+        marks = dict(conn.execute("SELECT item_id, rescored_basket_raw FROM item_baskets").fetchall())
+        assert marks == {"milk": 0, "eggs": 0}
+
+
+def test_0101_waits_for_a_recompute_run_whose_rebuild_would_swap_out_the_column(
+    empty_database: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn, psycopg.connect(empty_database) as run:
+        migrate_before(conn, "0101", tmp_path)
+        run.execute("SELECT pg_advisory_xact_lock(%s)", (RECOMPUTE_LOCK_KEY,))  # a run in progress
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            migrating = pool.submit(run_migrate, empty_database)
+            time.sleep(1)
+            assert not migrating.done()
+            run.rollback()  # the run ends
+            assert "0101" in migrating.result(timeout=30)
 
 
 def test_the_users_orders_are_backfilled_from_the_scored_purchases(empty_database: str, tmp_path: Path) -> None:

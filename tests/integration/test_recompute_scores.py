@@ -321,11 +321,15 @@ def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection, mo
         "UPDATE item_popularity SET raw_score = raw_score * 2 ^ (100.0 / 3), short_raw = short_raw * 2 ^ (2400.0 / 36);"
         "UPDATE user_item_affinity SET affinity_raw = affinity_raw * 2 ^ (100.0 / 12),"
         " purchase_raw = purchase_raw * 2 ^ (100.0 / 2);"
-        "UPDATE item_baskets SET basket_raw = basket_raw * 2 ^ (100.0 / 6);"
+        "UPDATE item_baskets SET basket_raw = basket_raw * 2 ^ (100.0 / 6),"
+        " rescored_basket_raw = rescored_basket_raw * 2 ^ (100.0 / 6);"
         "UPDATE item_pair_counts SET pair_raw = pair_raw * 2 ^ (100.0 / 6);"
         "UPDATE item_pairs SET pair_raw = pair_raw * 2 ^ (100.0 / 6)"
     )  # the same scores, kept against an epoch 100 days older (the half-lives of HALF_LIVES)
     before = decayed_scores(db, NOW)
+    # The baskets' counts over their marks (the pairs' rescoring bound's), which a rebase must keep.
+    over_marks = "SELECT item_id, basket_raw / rescored_basket_raw FROM item_baskets"
+    marks_before = dict(db.execute(over_marks).fetchall())
 
     recompute_scores(RecomputeRequest(), now=NOW)
 
@@ -333,6 +337,8 @@ def test_rebasing_the_epoch_keeps_every_decayed_score(db: psycopg.Connection, mo
     assert NOW - epoch < timedelta(days=1)
     assert len(before["pairs"]) == 2
     assert_same_scores(before, decayed_scores(db, NOW))
+    assert marks_before.keys() == {"milk", "eggs"}
+    assert dict(db.execute(over_marks).fetchall()) == pytest.approx(marks_before, rel=1e-9)
 
 
 def test_events_sent_through_ingestion_are_scored(db: psycopg.Connection) -> None:

@@ -61,6 +61,14 @@ class ScoringSettings(BaseSettings):
     pairs_half_life_days: float = Field(default=90.0, ge=1, description="decay of the bought-together counts")
     pairs_min_support: int = Field(default=3, ge=1, description="baskets a pair needs before it is scored")
     pairs_top_k: int = Field(default=50, ge=1, le=1000, description="bought-together items kept per item")
+    pairs_rescore_bound: float = Field(
+        default=0.1,
+        ge=0,
+        le=10,
+        description="an item's bought-together rows (its list, and the rows of other lists naming it) are rescored "
+        "once its basket count has grown by more than this fraction since they last were (a list that gets rows, in "
+        "full on every run): a score is at most (1 + bound) too high meanwhile; 0: exact on every run",
+    )
 
     @model_validator(mode="after")
     def _exponents_stay_representable(self) -> ScoringSettings:

@@ -254,8 +254,8 @@ GROUP BY a.item_key, b.item_key
 _REBUILD_PAIR_COUNTS = f"""
 WITH line AS MATERIALIZED ({_BASKET_LINES}),
 basket_item AS (
-    INSERT INTO item_baskets{REBUILD_SUFFIX} (item_id, item_key, basket_raw, basket_count)
-    SELECT item_id, row_number() OVER (ORDER BY item_id), basket_raw, basket_count
+    INSERT INTO item_baskets{REBUILD_SUFFIX} (item_id, item_key, basket_raw, basket_count, rescored_basket_raw)
+    SELECT item_id, row_number() OVER (ORDER BY item_id), basket_raw, basket_count, basket_raw
     FROM ({_BASKET_ITEMS}) AS added
     RETURNING item_id, item_key
 ),
@@ -287,22 +287,30 @@ WHERE rank <= %(top_k)s
 # directions of every pair bought together in the chunk that has the minimum support, scored with the counts
 # from the upserts' RETURNING (a statement does not see its own writes; _RESCORE_PAIRS then gives the same
 # score). An item new to item_baskets takes the next key (as a default, every row offered would use one up).
-# Returns the items it touched.
+# An item whose basket count has grown past the rescoring bound (SCORING_PAIRS_RESCORE_BOUND) since its rows were
+# last all rescored has its mark (rescored_basket_raw, migration 0101) moved to its new count: its rows are due, and
+# _RESCORE_PAIRS rescores them in the same transaction (an item new to item_baskets is due too: its only rows are
+# this statement's). Returns the pairs counted, the items it touched, those due, and those whose lists got rows.
 # Both counts are upserted in key order, like the events statement's tables: a run's pairs (~70,000 for 20,000
 # events, nearly all new) land all over a primary key larger than shared_buffers, and the hash aggregate's order
 # visited its leaves at random, reading (and evicting) a leaf again for each pair that landed on it.
 _APPLY_PAIRS = f"""
 WITH line AS MATERIALIZED ({_BASKET_LINES}),
 touched AS (
-    INSERT INTO item_baskets AS b (item_id, item_key, basket_raw, basket_count)
+    INSERT INTO item_baskets AS b (item_id, item_key, basket_raw, basket_count, rescored_basket_raw)
     SELECT item_id,
            coalesce((SELECT item_key FROM item_baskets k WHERE k.item_id = added.item_id), nextval('item_key_seq')),
-           basket_raw, basket_count
+           basket_raw, basket_count, basket_raw
     FROM ({_BASKET_ITEMS}) AS added
     ORDER BY item_id COLLATE "C"
     ON CONFLICT (item_id) DO UPDATE
-    SET basket_raw = b.basket_raw + excluded.basket_raw, basket_count = b.basket_count + excluded.basket_count
-    RETURNING item_id, item_key, basket_raw
+    SET basket_raw = b.basket_raw + excluded.basket_raw, basket_count = b.basket_count + excluded.basket_count,
+        rescored_basket_raw = CASE
+            WHEN b.basket_raw + excluded.basket_raw > b.rescored_basket_raw * (1 + %(rescore_bound)s)
+            THEN b.basket_raw + excluded.basket_raw ELSE b.rescored_basket_raw END
+    -- due: the mark is at the new count (also when a basket too small to change the count leaves it at its mark:
+    -- rescoring then changes nothing)
+    RETURNING item_id, item_key, basket_raw, rescored_basket_raw = basket_raw AS rows_due
 ),
 keyed_line AS MATERIALIZED (
     SELECT line.basket_id, line.grown, t.item_key FROM line JOIN touched t ON t.item_id = line.item_id
@@ -328,22 +336,37 @@ upserted AS (
 )
 SELECT (SELECT count(*) FROM counted),
        (SELECT coalesce(array_agg(item_id), '{{}}') FROM touched),
+       (SELECT coalesce(array_agg(item_id) FILTER (WHERE rows_due), '{{}}') FROM touched),
        (SELECT coalesce(array_agg(DISTINCT item_id), '{{}}') FROM upserted)
 """
 
-# Second statement: the touched items' basket counts changed, so every row of theirs (either side) is
-# rescored. The rows are found by joining the items to each side, the items given as an array so that the
-# planner knows how many (a filter `= ANY(items) OR paired = ANY(items)` compared every row with the whole
-# array: 0.3-0.6 s for ~12,700 items).
+# Second statement: the touched items' basket counts changed, and with them every score of theirs — a row (A, X)
+# scores pair_raw / (sqrt(basket_A) · sqrt(basket_X)). Rescoring them all on every run cost as many rows as the
+# touched items' lists and the lists naming them, which grow with the history (a popular item is named in many; the
+# recompute bench: 48 rows at 0.5M events, 20,362 at 4M). So an item's rows on either side (its own list, item_id =
+# X, and the rows of other lists naming it, paired_item_id = X) are rescored only when it is due (_APPLY_PAIRS), and
+# the lists that got rows in the run in full, so that _PRUNE_PAIRS keeps their top K (ties to the smaller item id)
+# by exact scores. Each row was last scored with counts of its two items between their marks and their counts now
+# (a row is rescored with the current counts, and whenever an item's mark moves all its rows are), and a count is
+# at most (1 + bound) times its mark: a score is at most (1 + bound) too high, sqrt(1 + bound) from each side. A
+# list's order can differ from the exact one between rows whose exact scores are within that factor, and so can
+# lists merged by score (the feed's seeds). A full rebuild scores exactly and marks every item; bound 0 is exact on
+# every run.
+# An item is due once per (1 + bound)-fold growth of its count: with a steady basket rate its epoch-relative count
+# doubles every half-life, so about once every half-life · log2(1 + bound) (12.4 days at the defaults) rather than
+# on every run that touches it.
+# The rows are found by joining the items to each side, the items given as arrays so that the planner knows how
+# many (a filter `= ANY(items) OR paired = ANY(items)` compared every row with the whole array: 0.3-0.6 s for
+# ~12,700 items).
 _RESCORE_PAIRS = f"""
 UPDATE item_pairs p
 SET score = {_cosine("p.pair_raw", "ba.basket_raw", "bb.basket_raw")}
 FROM (
     SELECT p.item_id, p.paired_item_id
-    FROM unnest(%(items)s::text[]) AS touched (item_id) JOIN item_pairs p ON p.item_id = touched.item_id
+    FROM unnest(%(lists)s::text[]) AS listed (item_id) JOIN item_pairs p ON p.item_id = listed.item_id
     UNION
     SELECT p.item_id, p.paired_item_id
-    FROM unnest(%(items)s::text[]) AS touched (item_id) JOIN item_pairs p ON p.paired_item_id = touched.item_id
+    FROM unnest(%(due)s::text[]) AS due (item_id) JOIN item_pairs p ON p.paired_item_id = due.item_id
 ) AS rescored, item_baskets ba, item_baskets bb
 WHERE p.item_id = rescored.item_id AND p.paired_item_id = rescored.paired_item_id
   AND ba.item_id = p.item_id AND bb.item_id = p.paired_item_id
@@ -564,16 +587,19 @@ def _pair_params(settings: ScoringSettings, epoch: datetime, chunk: Chunk) -> di
         **_pending_params(chunk),
         "pairs_half_life_s": settings.pairs_half_life_days * 86_400,
         "min_support": settings.pairs_min_support,
+        "rescore_bound": settings.pairs_rescore_bound,
     }
 
 
 def apply_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: datetime, chunk: Chunk) -> PairCounts:
     """Add the chunk's purchase baskets to the bought-together counts and bring item_pairs up to date: the
-    pairs bought together in the chunk with the minimum support, and the rescored rows of the items the chunk
-    touched; lists that got rows keep their top K."""
-    pairs, touched, grown = _execute_on_pending(conn, _APPLY_PAIRS, _pair_params(settings, epoch, chunk)).fetchone()
-    if touched:
-        conn.execute(_RESCORE_PAIRS, {"items": touched})
+    pairs bought together in the chunk with the minimum support, the rows on either side of the touched items whose
+    counts grew past the rescoring bound, and the lists that got rows, which keep their top K."""
+    pairs, touched, due, grown = _execute_on_pending(
+        conn, _APPLY_PAIRS, _pair_params(settings, epoch, chunk)
+    ).fetchone()
+    if due or grown:
+        conn.execute(_RESCORE_PAIRS, {"lists": sorted(set(due) | set(grown)), "due": due})
     if grown:
         conn.execute(_PRUNE_PAIRS, {"items": grown, "top_k": settings.pairs_top_k})
     return PairCounts(pairs, len(touched))
@@ -833,8 +859,13 @@ def rebase(conn: psycopg.Connection, settings: ScoringSettings, old_epoch: datet
                                          purchase_raw = {_decay("purchase_raw", "buy_again_half_life_s")}""",
         params,
     )
-    # Pair scores are ratios of counts decayed alike: they do not change.
-    conn.execute(f"UPDATE item_baskets SET basket_raw = {_decay('basket_raw', 'pairs_half_life_s')}", params)
+    # Pair scores are ratios of counts decayed alike: they do not change, and neither does an item's count over its
+    # mark (the pairs' rescoring bound's).
+    conn.execute(
+        f"""UPDATE item_baskets SET basket_raw = {_decay("basket_raw", "pairs_half_life_s")},
+                                   rescored_basket_raw = {_decay("rescored_basket_raw", "pairs_half_life_s")}""",
+        params,
+    )
     for table in ("item_pair_counts", "item_pairs"):
         conn.execute(f"UPDATE {table} SET pair_raw = {_decay('pair_raw', 'pairs_half_life_s')}", params)
 

@@ -1,0 +1,21 @@
+-- A run rescores an item's bought-together rows, on either side (its own list, item_pairs.item_id = X, and the rows
+-- of other items' lists naming it, paired_item_id = X), only once X's basket count has grown past
+-- SCORING_PAIRS_RESCORE_BOUND since they were last rescored (feedcore.db.scores): rescoring every row of every item a
+-- run touched made the run's cost grow with the history (a popular item is named in many lists; the recompute bench:
+-- 48 rows at 0.5M events of history, 20,362 at 4M).
+--
+-- rescored_basket_raw: X's basket_raw (epoch-relative, like it; a rebase moves both) when X's rows were last all
+-- rescored, its mark. Every row of X's was scored with a basket count of X between the mark and basket_raw, so its
+-- score is at most sqrt(basket_raw / rescored_basket_raw) too high on X's side. 0: not marked yet, so the next run
+-- touching X rescores its rows (a constant default: the column is added without rewriting the table). Code from
+-- before this migration (running while a deploy migrates, or after a rollback) rescores every row of every item it
+-- touches and inserts its items and its rebuilt copies (LIKE, with the default) without this column: 0, which is
+-- safe.
+-- item_baskets is owned by feed_recompute_scores (migration 0061), which the migrating user is a member of; only the
+-- recompute reads or writes it.
+-- A full rebuild running meanwhile copies item_baskets (LIKE) before this commits and swaps its copy in after: the
+-- column would go with the table the swap drops. Every recompute run holds the recompute's advisory lock
+-- (feedcore.db.scores.RECOMPUTE_LOCK_KEY) for its whole transaction, a rebuild's too: this waits for a run in progress
+-- and keeps the next ones out (they skip) until it commits.
+SELECT pg_advisory_xact_lock(7246201118);
+ALTER TABLE item_baskets ADD COLUMN rescored_basket_raw double precision NOT NULL DEFAULT 0;
