@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -244,6 +245,97 @@ def test_cart_additions_drive_goes_well_with_at_once(shopping_history: None, db:
     assert feed["sections"][0]["items"][0]["reason"] == "Goes well with Ground Coffee 12 oz"
     assert "coffee" in removed_by(feed, "in_cart")  # what is in the cart is not suggested
     assert feed["fallback"] is None  # a cart is history enough
+
+
+# Planners that meet the user's events in other orders: by the (user_id, occurred_at DESC) index, by a bitmap scan of
+# it (heap order), by a sequential scan, and without incremental sorts or hashed groups.
+PLANNERS = (
+    "-c enable_indexscan=on",
+    "-c enable_indexscan=off",
+    "-c enable_indexscan=off -c enable_bitmapscan=off",
+    "-c enable_incremental_sort=off -c enable_hashagg=off",
+)
+
+
+def store_events_as_received(db: psycopg.Connection, events: list[tuple]) -> None:
+    """Store (event_id, occurred_at, received_at, type, item) rows of user-1's, in this physical order."""
+    db.execute("DELETE FROM events")
+    db.execute("SELECT create_event_partition(%s)", (NOW.date(),))
+    db.cursor().executemany(
+        "INSERT INTO events (event_id, occurred_at, received_at, event_type, user_id, store_id, item_id)"
+        " VALUES (%s, %s, %s, %s, 'user-1', 'store-a', %s)",
+        events,
+    )
+
+
+def recent_events(database_url: str, planner: str, recent_limit: int, reorders: bool) -> dict[str, tuple]:
+    """user-1's recent events per item as the feed reads them, in a session with the given planner settings."""
+    with psycopg.connect(database_url, autocommit=True, options=planner) as conn:
+        query = feed_db.UserRowsQuery(
+            user_id="user-1", models=(), pairs=False, pool=10, buy_again_pool=200,
+            recent_since=NOW - timedelta(hours=6), recent_limit=recent_limit, reorders=reorders,
+        )  # fmt: skip
+        return feed_db.user_rows(conn, query).recent
+
+
+def test_the_latest_events_are_cut_in_a_total_order_whatever_their_physical_order_and_the_plan(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    """Four cart additions share one instant at the cut of the latest three events (the recent limit): the ones
+    received later are the later ones, of two received at once the one with the larger event id."""
+    latest, tied, received = NOW - timedelta(minutes=10), NOW - timedelta(minutes=20), NOW - timedelta(minutes=5)
+    events = [
+        (uuid.UUID(int=1), latest, received, "add_to_cart", "milk"),
+        (uuid.UUID(int=2), tied, received + timedelta(seconds=3), "add_to_cart", "eggs"),
+        (uuid.UUID(int=3), tied, received + timedelta(seconds=1), "add_to_cart", "coffee"),
+        (uuid.UUID(int=2**128 - 1), tied, received + timedelta(seconds=2), "add_to_cart", "bananas"),
+        (uuid.UUID(int=4), tied, received + timedelta(seconds=2), "add_to_cart", "wine"),
+    ]
+    expected = {"milk": (None, None, latest, True), "eggs": (None, None, tied, True),
+                "bananas": (None, None, tied, True)}  # fmt: skip
+
+    for physical_order in (events, events[::-1], events[2:] + events[:2]):
+        store_events_as_received(db, physical_order)
+        for analyzed in (False, True):
+            if analyzed:
+                db.execute("ANALYZE events")
+            for planner in PLANNERS:
+                for reorders in (True, False):
+                    found = recent_events(database_url, planner, 3, reorders)
+                    assert found == expected, (physical_order, analyzed, planner, reorders)
+
+
+def test_of_a_cart_addition_and_removal_at_one_instant_the_one_received_later_counts(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    """Milk added then removed, eggs removed then added, each sent in two requests with one occurred_at (a clock
+    that counts seconds): the later request wins. Sent in one batch (received at once), coffee's addition and
+    bananas' removal have the larger event id and win: a fixed rule, where the batch's own order is not kept."""
+    at, received, later = NOW - timedelta(minutes=15), NOW - timedelta(minutes=14), NOW - timedelta(minutes=13)
+    small, large = (uuid.UUID(int=n) for n in (1, 2)), (uuid.UUID(int=2**128 - n) for n in (1, 2))
+    events = [
+        (uuid.uuid4(), at, received, "add_to_cart", "milk"),
+        (uuid.uuid4(), at, later, "remove_from_cart", "milk"),
+        (uuid.uuid4(), at, received, "remove_from_cart", "eggs"),
+        (uuid.uuid4(), at, later, "add_to_cart", "eggs"),
+        (next(large), at, received, "add_to_cart", "coffee"),
+        (next(small), at, received, "remove_from_cart", "coffee"),
+        (next(small), at, received, "add_to_cart", "bananas"),
+        (next(large), at, received, "remove_from_cart", "bananas"),
+    ]
+    in_cart = {"milk": False, "eggs": True, "coffee": True, "bananas": False}
+
+    for physical_order in (events, events[::-1]):
+        store_events_as_received(db, physical_order)
+        for planner in PLANNERS:
+            for reorders in (True, False):
+                found = recent_events(database_url, planner, 100, reorders)
+                assert {item: facts[3] for item, facts in found.items()} == in_cart, (physical_order, planner)
+
+    db.execute("DELETE FROM events")
+    record(event("add_to_cart", item_id="tea", at=at))
+    record(event("remove_from_cart", item_id="tea", at=at))  # through ingestion: received later
+    assert recent_events(database_url, PLANNERS[0], 100, False)["tea"][3] is False
 
 
 def test_excluded_tags_are_left_out(shopping_history: None) -> None:

@@ -8,6 +8,7 @@ import sys
 from array import array
 from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import permutations
 
 import pytest
 from pydantic import ValidationError
@@ -347,6 +348,24 @@ def test_the_users_aisle_affinities_are_their_items_affinities_summed_per_aisle_
 
     assert aisles == {"Milk": 1.5 + 0.125 + 2.0, "Tea": 0.25}
     assert aisle_affinities(shelf, user()) == {}
+
+
+def test_the_users_aisle_affinities_are_the_same_whatever_the_order_of_their_item_rows() -> None:
+    """Added one by one, 0.1 + 0.2 + 0.3 is 0.6000000000000001 in some orders and 0.6 in others: the order the
+    database gave the rows in would decide whether Tea (three items) beats Milk (one of 0.6) or ties with it."""
+    shelf = shelf_of(item("green", "Tea"), item("black", "Tea"), item("mint", "Tea"), item("milk", "Milk"))
+
+    def row(affinity: float) -> UserItemRow:
+        return UserItemRow(0, None, None, 0.0, affinity, False, None)
+
+    items = {"green": row(0.1), "black": row(0.2), "mint": row(0.3), "milk": row(0.6)}
+    each_order = [aisle_affinities(shelf, user(items=dict(order))) for order in permutations(items.items())]
+
+    in_item_id_order = {"Tea": 0.2 + 0.1 + 0.3, "Milk": 0.6}  # black, green, mint
+    assert each_order == [in_item_id_order] * len(each_order)
+    assert in_item_id_order["Tea"] > 0.6
+    favourite = gather_candidates(shelf, user(items=items), each_order[0], limits({"favourite_aisles"}))
+    assert {c.aisle for c in favourite} == {"Tea"}
 
 
 def test_favourite_aisles_of_equal_affinity_are_taken_by_name_in_code_point_order() -> None:
