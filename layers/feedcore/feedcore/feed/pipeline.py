@@ -141,7 +141,7 @@ def apply_filters(candidates: Iterable[Candidate], context: RankingContext) -> t
 # exclusions (see StoreCandidates.screened); the others cannot remove a candidate without the user's facts.
 STORE_FILTERS: frozenset[Filter] = frozenset({"inactive", "unavailable", "excluded_tags"})
 # The (filters, excluded tags) screenings a store-level source keeps: exclusions come from requests, unbounded.
-SCREENINGS_KEPT = 8
+SCREENINGS_KEPT = 4
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ def gather_candidates(
 # The sources the same for every user at a store: their candidates are made once per shelf (store_candidates).
 STORE_SOURCES = frozenset({"new_arrivals", "popular", "trending"})
 # The store-level candidates a shelf keeps (per source and pool, or number of new arrivals): a few per config.
-STORE_CANDIDATES_KEPT = 16
+STORE_CANDIDATES_KEPT = 6
 
 
 def store_candidates(shelf: StoreShelf, source: str, pool: int, new_since: datetime) -> StoreCandidates:
