@@ -20,6 +20,7 @@ from feedcore.feed.pipeline import (
     FILTERS,
     Ranked,
     RankingContext,
+    SourceCandidates,
     apply_filters,
     only_just_purchased_applies,
     rank,
@@ -358,12 +359,11 @@ def test_sections_follow_the_declared_order_and_never_repeat_an_item():
         section(id="empty", source="new_arrivals", weights={"newness": 1.0}),
     ]
     candidates = [
-        candidate("a", source="trending", trending_score=2),
-        candidate("b", source="trending", trending_score=1),
-        candidate("a", popularity_raw=9),
-        candidate("c", popularity_raw=1),
-        candidate("gone", active=False),
-    ]
+        SourceCandidates("popular", [candidate("a", popularity_raw=9), candidate("c", popularity_raw=1),
+                                     candidate("gone", active=False)]),
+        SourceCandidates("trending", [candidate("a", source="trending", trending_score=2),
+                                      candidate("b", source="trending", trending_score=1)]),
+    ]  # fmt: skip
 
     sections, removed = select_sections(candidates, specs, CONTEXT)
 

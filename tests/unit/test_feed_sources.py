@@ -13,17 +13,18 @@ from itertools import permutations
 import pytest
 from pydantic import ValidationError
 
-from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows, UserItemRow, UserRows
+from feedcore.db.feed import Candidate, CatalogRow, ShelfPack, StoreRows, UserItemRow, UserRows
 from feedcore.db.scores import TRENDING_KEPT_FRESH
 from feedcore.feed import shelves
 from feedcore.feed.config import (
+    ALL_FILTERS,
     MAX_CANDIDATES_PER_SLOT,
     MAX_POOL,
     MAX_SECTION_SIZE,
     FeedConfig,
     default_ranking_config,
 )
-from feedcore.feed.pipeline import RankingContext, select_sections
+from feedcore.feed.pipeline import SCREENINGS_KEPT, RankingContext, apply_filters, filter_sources, select_sections
 from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.service import _source_limits
 from feedcore.feed.shelves import (
@@ -35,7 +36,7 @@ from feedcore.feed.shelves import (
     unpack_shelf,
     with_item_models,
 )
-from feedcore.feed.sources import SourceLimits, aisle_affinities, gather_candidates
+from feedcore.feed.sources import STORE_CANDIDATES_KEPT, SourceLimits, aisle_affinities, gather_candidates
 from feedcore.settings import FeedSettings
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -78,6 +79,11 @@ def limits(sources=ALL_SOURCES, models=(), pool=2, buy_again_pool=2, favourite_a
                         NOW - timedelta(days=30))  # fmt: skip
 
 
+def every_candidate(shelf: StoreShelf, rows: UserRows, aisles: dict, limits: SourceLimits) -> list[Candidate]:
+    """gather_candidates' candidates of every source, by source."""
+    return [c for source in gather_candidates(shelf, rows, aisles, limits) for c in source.candidates]
+
+
 def proposed(candidates, source: str) -> list[str]:
     return [c.item_id for c in candidates if c.source == source]
 
@@ -107,10 +113,10 @@ def test_an_unknown_store_has_no_availability_and_a_stores_own_price_wins() -> N
     limits = SourceLimits(frozenset({"buy_again"}), (), 2, 2, 1, NOW)
     rows = user(items={"milk": bought(2, 1.0), "tea": bought(1, 1.0)})
 
-    assert {c.item_id: (c.available, c.price) for c in gather_candidates(unknown, rows, {}, limits)} == {
+    assert {c.item_id: (c.available, c.price) for c in every_candidate(unknown, rows, {}, limits)} == {
         "milk": (None, 1.0), "tea": (None, 1.0),
     }  # fmt: skip
-    assert {c.item_id: (c.available, c.price) for c in gather_candidates(priced, rows, {}, limits)} == {
+    assert {c.item_id: (c.available, c.price) for c in every_candidate(priced, rows, {}, limits)} == {
         "milk": (True, 0.99), "tea": (False, 1.0),  # not carried by the store
     }  # fmt: skip
 
@@ -275,7 +281,7 @@ def test_sources_propose_from_the_shelf_and_the_users_rows() -> None:
         model_scores={"m": {"eggs": 0.7, "milk": 0.1}},
     )  # fmt: skip
 
-    candidates = gather_candidates(shelf, rows, {"Tea": 1.0, "Milk": 0.5}, limits(models=("m",), buy_again_pool=3))
+    candidates = every_candidate(shelf, rows, {"Tea": 1.0, "Milk": 0.5}, limits(models=("m",), buy_again_pool=3))
 
     assert proposed(candidates, "buy_again") == ["cream", "milk"]  # the top 3 purchased, not hidden: in the catalog
     assert proposed(candidates, "trending") == ["cream", "eggs"]
@@ -296,7 +302,7 @@ def test_the_buy_again_pool_takes_the_most_bought_items_and_of_tied_ones_the_sma
     rows = user(items={"kefir": bought(1, 1.0), "Milk": bought(1, 1.0), "cream": bought(1, 1.0),
                        "Tea": bought(1, 1.0), "eggs": bought(3, 2.0)})  # fmt: skip
 
-    candidates = gather_candidates(shelf, rows, {}, limits(sources={"buy_again"}, buy_again_pool=3))
+    candidates = every_candidate(shelf, rows, {}, limits(sources={"buy_again"}, buy_again_pool=3))
 
     # as the goes-well-with seeds are picked from them in the database: upper case before lower
     assert sorted(proposed(candidates, "buy_again")) == ["Milk", "Tea", "eggs"]
@@ -312,10 +318,10 @@ def test_the_stores_own_sources_share_their_candidates_except_for_items_the_user
     regular = user(items={"eggs": bought(2, 1.0)}, recent={"milk": (None, None, NOW, True)})
 
     first, again = (
-        gather_candidates(shelf, newcomer, {}, store_sources),
-        gather_candidates(shelf, newcomer, {}, store_sources),
+        every_candidate(shelf, newcomer, {}, store_sources),
+        every_candidate(shelf, newcomer, {}, store_sources),
     )
-    personal = gather_candidates(shelf, regular, {}, store_sources)
+    personal = every_candidate(shelf, regular, {}, store_sources)
 
     assert [(c.source, c.item_id) for c in first] == [
         ("new_arrivals", "eggs"), ("new_arrivals", "milk"),  # kefir: older than new_since
@@ -327,7 +333,7 @@ def test_the_stores_own_sources_share_their_candidates_except_for_items_the_user
     ]  # fmt: skip
     assert [c is s for c, s in zip(personal, first, strict=True)] == [False, False, False, True, False, False, False]
     assert [astuple(c) for c in first] == [
-        astuple(c) for c in gather_candidates(replace(shelf), newcomer, {}, store_sources)
+        astuple(c) for c in every_candidate(replace(shelf), newcomer, {}, store_sources)
     ]
 
 
@@ -374,7 +380,7 @@ def test_favourite_aisles_of_equal_affinity_are_taken_by_name_in_code_point_orde
     aisles = dict.fromkeys(names, 1.0) | {"Tea": 2.0}
 
     def favourite(top: int) -> set[str]:
-        candidates = gather_candidates(shelf, user(), aisles, limits({"favourite_aisles"}, favourite_aisles=top))
+        candidates = every_candidate(shelf, user(), aisles, limits({"favourite_aisles"}, favourite_aisles=top))
         return {c.aisle for c in candidates}
 
     # The best liked first, then by code point, whatever the mapping's order: capitals before small letters, é last.
@@ -395,13 +401,13 @@ def test_ranking_pages_with_debug_leaves_the_shelfs_shared_candidates_as_they_we
     )  # fmt: skip
     newcomer = user()
     regular = user(items={"eggs": bought(2, 1.0, hidden=True)}, recent={"milk": (NOW, None, NOW, True)})
-    shared = gather_candidates(shelf, newcomer, {}, limits(pool=4))
+    shared = every_candidate(shelf, newcomer, {}, limits(pool=4))
     before = [astuple(c) for c in shared]
 
     for person in (newcomer, regular, newcomer):
         select_sections(gather_candidates(shelf, person, {}, limits(pool=4)), feed.sections, context)
 
-    again = gather_candidates(shelf, newcomer, {}, limits(pool=4))
+    again = every_candidate(shelf, newcomer, {}, limits(pool=4))
     assert all(a is b for a, b in zip(again, shared, strict=True))
     assert [astuple(c) for c in again] == before
 
@@ -409,7 +415,7 @@ def test_ranking_pages_with_debug_leaves_the_shelfs_shared_candidates_as_they_we
 def test_sources_not_shown_propose_nothing() -> None:
     shelf = shelf_of(item("milk", trending=1.0), item("kefir", age_days=1))
 
-    candidates = gather_candidates(shelf, user(items={"milk": bought(2, 1.0)}), {}, limits(sources={"popular"}))
+    candidates = every_candidate(shelf, user(items={"milk": bought(2, 1.0)}), {}, limits(sources={"popular"}))
 
     assert {c.source for c in candidates} == {"popular"}
 
@@ -473,7 +479,7 @@ def test_bought_items_take_their_reorder_counts_from_the_shelf_at_least_the_user
                        "eggs": UserItemRow(0, None, None, 0.0, 4.0, False, None)})  # fmt: skip
     rows.reorders = {"milk": (99, 9)}  # read with the user's rows: unused when the shelf has counts
 
-    candidates = gather_candidates(shelf, rows, {}, limits(sources={"buy_again", "popular"}, pool=4, buy_again_pool=4))
+    candidates = every_candidate(shelf, rows, {}, limits(sources={"buy_again", "popular"}, pool=4, buy_again_pool=4))
 
     counts = {(c.source, c.item_id): (c.item_orders, c.item_buyers) for c in candidates}
     assert {item_id: counts["buy_again", item_id] for item_id in ("milk", "tea", "kefir")} == {
@@ -487,7 +493,7 @@ def test_without_counts_on_the_shelf_bought_items_take_those_read_with_the_users
     rows = user(items={"milk": bought(3, 1.0), "tea": bought(2, 2.0)})
     rows.reorders = {"milk": (30, 7), "tea": (2, 1)}
 
-    candidates = gather_candidates(shelf, rows, {}, limits(sources={"buy_again"}))
+    candidates = every_candidate(shelf, rows, {}, limits(sources={"buy_again"}))
 
     assert {c.item_id: (c.item_orders, c.item_buyers) for c in candidates} == {"milk": (30, 7), "tea": (2, 1)}
 
@@ -510,3 +516,111 @@ def test_no_config_reads_further_into_a_ranked_list_than_a_packed_shelf_keeps() 
         with pytest.raises(ValidationError):
             FeedConfig.model_validate({**widest.model_dump(), **too_wide})
     assert TRENDING_KEPT_FRESH <= MAX_POOL
+
+
+def context_of(filters=ALL_FILTERS, excluded_tags=frozenset()) -> RankingContext:
+    return RankingContext(
+        now=NOW, buy_again=BuyAgainParams(), filters=filters, just_purchased=timedelta(days=1),
+        just_purchased_max_due=0.5, just_purchased_min_rebuy_rate=0.5, excluded_tags=frozenset(excluded_tags),
+    )  # fmt: skip
+
+
+def screened_shelf() -> StoreShelf:
+    wine = item("wine", popularity=6.0, trending=3.0, age_days=2)
+    wine["catalog"] = (*wine["catalog"][:5], ["alcohol"], *wine["catalog"][6:])
+    return shelf_of(
+        item("milk", popularity=5.0, trending=1.0, age_days=3), item("eggs", popularity=9.0, trending=2.0),
+        item("kefir", popularity=4.0, trending=1.5, available=False), item("cream", popularity=3.0, active=False),
+        item("tea", popularity=2.0, trending=0.5, available=False), wine,
+    )  # fmt: skip
+
+
+def test_the_store_level_filters_screen_a_shelfs_own_candidates_once_per_config_and_exclusions() -> None:
+    shelf, sources = screened_shelf(), limits(sources={"trending", "popular", "new_arrivals"}, pool=6)
+    plain, without_wine = context_of(), context_of(excluded_tags={"alcohol"})
+
+    first = filter_sources(gather_candidates(shelf, user(), {}, sources), plain)
+    again = filter_sources(gather_candidates(shelf, user(), {}, sources), plain)
+    other = filter_sources(gather_candidates(shelf, user(), {}, sources), without_wine)
+
+    assert {source: [c.item_id for c in kept] for source, kept in first[0].items()} == {
+        "new_arrivals": ["milk", "wine"], "popular": ["eggs", "milk", "wine"], "trending": ["eggs", "milk", "wine"],
+    }  # fmt: skip
+    assert [(r.source, r.item_id, r.filter) for r in first[1]] == [
+        ("popular", "cream", "inactive"), ("popular", "kefir", "unavailable"), ("popular", "tea", "unavailable"),
+        ("trending", "kefir", "unavailable"), ("trending", "tea", "unavailable"),
+    ]  # fmt: skip
+    assert all(again[0][source] is kept for source, kept in first[0].items())  # screened once, kept with the shelf
+    assert [(r.item_id, r.filter) for r in other[1] if r.source == "trending"] == [
+        ("kefir", "unavailable"), ("tea", "unavailable"), ("wine", "excluded_tags"),
+    ]  # fmt: skip
+    # another ranking config's filters (in another order, or fewer) are another screening
+    reordered = filter_sources(gather_candidates(shelf, user(), {}, sources), context_of(("excluded_tags", "inactive")))
+    assert [(r.item_id, r.filter) for r in reordered[1]] == [("cream", "inactive")]
+    popular = shelf.candidates["popular", 6]
+    assert len(popular.screenings) == 3
+    for n in range(2 * SCREENINGS_KEPT):  # exclusions come from requests: a bounded number is kept
+        filter_sources(gather_candidates(shelf, user(), {}, sources), context_of(excluded_tags={f"tag-{n}"}))
+    assert len(popular.screenings) == SCREENINGS_KEPT
+
+
+@pytest.mark.parametrize(
+    "filters", [ALL_FILTERS, ("hidden", "in_cart", "just_purchased", "unavailable", "inactive", "excluded_tags")]
+)
+@pytest.mark.parametrize("excluded", [frozenset(), frozenset({"alcohol"})])
+def test_screened_candidates_filter_as_every_filter_over_every_candidate_would(filters, excluded) -> None:
+    shelf, sources = screened_shelf(), limits(pool=6, buy_again_pool=6)
+    context = context_of(filters, excluded)
+    people = [
+        user(),
+        # kefir (unavailable) hidden, tea (unavailable) and eggs in the cart, milk bought lately, wine bought long ago
+        user(items={"kefir": bought(2, 1.0, hidden=True), "milk": bought(3, 2.0), "wine": bought(1, 1.0)},
+             recent={"tea": (None, None, NOW, True), "eggs": (None, None, NOW, True), "milk": (NOW, None, NOW, False)}),
+    ]  # fmt: skip
+    for person in people * 2:  # the second time from the shelf's screenings
+        gathered = gather_candidates(shelf, person, {"Milk": 1.0}, sources)
+        every = [c for source in gathered for c in source.candidates]
+        kept, removed = apply_filters(every, context)
+
+        kept_by_source, screened_removed = filter_sources(gathered, context)
+
+        assert [c for source in kept_by_source.values() for c in source] == kept
+        assert [astuple(r) for r in screened_removed] == [astuple(r) for r in removed]
+    # the hidden kefir is unavailable too: which removes it is the config's first
+    kefir = {r.filter for r in removed if r.item_id == "kefir"}
+    assert kefir == ({"hidden"} if filters[0] == "hidden" else {"unavailable"})
+    assert {r.filter for r in removed} >= {"inactive", "in_cart"}
+
+
+def test_a_repacked_shelf_screens_its_candidates_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(shelves, "monotonic", lambda: clock[0])
+    packs = [pack_of(screened_shelf(), NOW)]
+    reader = ShelfReader(lambda: (1, screened_shelf().catalog.rows), lambda have, _: packs[-1], list, list)
+    cache, sources, context = ShelfCache(), limits(sources={"popular"}, pool=6), context_of()
+
+    def popular_removed() -> list[str]:
+        shelf = cache.shelf("store-a", (), 30, 10, reader)
+        return [r.item_id for r in filter_sources(gather_candidates(shelf, user(), {}, sources), context)[1]]
+
+    assert popular_removed() == ["cream", "kefir", "tea"]
+    restocked = replace(screened_shelf(), available=bytes(6))  # now sells nothing
+    packs.append(pack_of(restocked, NOW + timedelta(minutes=5)))
+    assert popular_removed() == ["cream", "kefir", "tea"]  # within the shelf's TTL
+    clock[0] += 31
+    assert popular_removed() == ["cream", "eggs", "kefir", "milk", "tea", "wine"]
+
+
+def test_new_arrivals_are_those_arrived_since_new_since_and_a_shelf_keeps_few_lists() -> None:
+    shelf = shelf_of(*(item(f"item-{n:02}", age_days=n) for n in range(40)))
+
+    def arrivals(days: int, pool: int = 30) -> list[str]:
+        since = replace(limits(sources={"new_arrivals"}, pool=pool), new_since=NOW - timedelta(days=days, hours=1))
+        return [c.item_id for c in every_candidate(shelf, user(), {}, since)]
+
+    assert arrivals(2) == ["item-00", "item-01", "item-02"]
+    assert arrivals(25, pool=4) == ["item-00", "item-01", "item-02", "item-03"]  # the newest `pool`
+    assert arrivals(0) == ["item-00"]
+    for days in range(2 * STORE_CANDIDATES_KEPT):
+        assert arrivals(days) == [f"item-{n:02}" for n in range(min(days + 1, 30))]
+    assert len(shelf.candidates) == STORE_CANDIDATES_KEPT

@@ -136,6 +136,99 @@ def apply_filters(candidates: Iterable[Candidate], context: RankingContext) -> t
     return kept, removed
 
 
+# The filters that read only the item, the store and the request (not the user): over a store-level source's
+# candidates (the shelf's, for no user in particular) they are tried once per shelf, ranking config and request
+# exclusions (see StoreCandidates.screened); the others cannot remove a candidate without the user's facts.
+STORE_FILTERS: frozenset[Filter] = frozenset({"inactive", "unavailable", "excluded_tags"})
+# The (filters, excluded tags) screenings a store-level source keeps: exclusions come from requests, unbounded.
+SCREENINGS_KEPT = 4
+
+
+@dataclass(frozen=True)
+class Screening:
+    """A store-level source's candidates through the store-level filters: those kept, the removals, and per
+    candidate its removal or None (in the candidates' order)."""
+
+    kept: tuple[Candidate, ...]
+    removed: tuple[Removal, ...]
+    removals: tuple[Removal | None, ...]
+
+
+@dataclass(frozen=True)
+class StoreCandidates:
+    """A store-level source's candidates at a store, for no user in particular (no history, no recent events, no
+    model score), in catalog order, and their screenings (made as first asked for, at most SCREENINGS_KEPT)."""
+
+    candidates: tuple[Candidate, ...]  # a tuple: what a request adds to its own list cannot reach the shelf's
+    item_ids: frozenset[str]
+    screenings: dict[tuple[tuple[Filter, ...], frozenset[str]], Screening] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def screened(self, context: RankingContext) -> Screening:
+        """The candidates through the context's store-level filters (in its order) and its excluded tags."""
+        filters = tuple(name for name in context.filters if name in STORE_FILTERS)
+        key = (filters, context.excluded_tags)
+        if (screening := self.screenings.get(key)) is not None:
+            return screening
+        removals = []
+        for candidate in self.candidates:
+            name = next((name for name in filters if FILTERS[name](candidate, context)), None)
+            removals.append(None if name is None else Removal(candidate.item_id, candidate.source, name))
+        screening = Screening(
+            tuple(c for c, removal in zip(self.candidates, removals, strict=True) if removal is None),
+            tuple(removal for removal in removals if removal is not None), tuple(removals),
+        )  # fmt: skip
+        if len(self.screenings) >= SCREENINGS_KEPT:
+            del self.screenings[next(iter(self.screenings))]  # the oldest
+        self.screenings[key] = screening
+        return screening
+
+
+@dataclass(frozen=True)
+class SourceCandidates:
+    """A source's candidates for one request, in catalog order. For a store-level source, `shared` is the shelf's
+    own: `candidates` holds its objects, but for items made again with the user's facts."""
+
+    source: str
+    candidates: Sequence[Candidate]
+    shared: StoreCandidates | None = None
+
+
+def filter_sources(
+    proposed: Iterable[SourceCandidates], context: RankingContext
+) -> tuple[dict[str, Sequence[Candidate]], list[Removal]]:
+    """Each source's candidates every filter keeps, and the removals (by source in `proposed` order, then in
+    candidate order) with the first filter that removed each, as apply_filters over all of them would give. A
+    store-level source's own candidates take their screening (see StoreCandidates.screened); those made again for
+    the user go through every filter."""
+    kept_by_source: dict[str, Sequence[Candidate]] = {}
+    removed: list[Removal] = []
+    for source in proposed:
+        shared, candidates = source.shared, source.candidates
+        if shared is None:
+            kept_by_source[source.source], source_removed = apply_filters(candidates, context)
+            removed += source_removed
+            continue
+        screening = shared.screened(context)
+        if candidates is shared.candidates:  # nothing made again for this user
+            kept_by_source[source.source] = screening.kept
+            removed += screening.removed
+            continue
+        made_again = [c for c, own in zip(candidates, shared.candidates, strict=True) if c is not own]
+        removal_of = {r.item_id: r for r in apply_filters(made_again, context)[1]}  # a store list has an item once
+        kept = []
+        for candidate, own, removal in zip(candidates, shared.candidates, screening.removals, strict=True):
+            if candidate is not own:
+                removal = removal_of.get(candidate.item_id)
+            if removal is None:
+                kept.append(candidate)
+            else:
+                removed.append(removal)
+        kept_by_source[source.source] = kept
+    return kept_by_source, removed
+
+
 # --- signals and scores -----------------------------------------------------------------------------
 
 
@@ -288,25 +381,20 @@ class SelectedSection:
 
 
 def select_sections(
-    candidates: Iterable[Candidate], specs: Sequence[SectionConfig], context: RankingContext
+    proposed: Iterable[SourceCandidates], specs: Sequence[SectionConfig], context: RankingContext
 ) -> tuple[list[SelectedSection], list[Removal]]:
-    """Filter the candidates, then fill each section in display order; an item appears once per feed.
+    """Filter each source's candidates (filter_sources), then fill each section in display order; an item appears
+    once per feed.
 
     Returns the non-empty sections and every removal with its filter.
     """
-    kept, removed = apply_filters(candidates, context)
-    by_source: dict[str, list[Candidate]] = {}
-    for candidate in kept:
-        if (same_source := by_source.get(candidate.source)) is None:  # not setdefault: a new list per candidate
-            by_source[candidate.source] = [candidate]
-        else:
-            same_source.append(candidate)
+    by_source, removed = filter_sources(proposed, context)
     # ranked only for a section that starves (rarely: a store with hardly any trending items)
-    popular = cache(lambda: rank(by_source.get(POPULAR_SOURCE, []), {"popularity": 1.0}, context))
+    popular = cache(lambda: rank(by_source.get(POPULAR_SOURCE, ()), {"popularity": 1.0}, context))
     shown: set[str] = set()
     sections = []
     for spec in specs:
-        chosen = select(ranking(by_source.get(source_key(spec), []), spec.weights, context), spec, shown, popular)
+        chosen = select(ranking(by_source.get(source_key(spec), ()), spec.weights, context), spec, shown, popular)
         if chosen:
             sections.append(SelectedSection(spec, chosen))
     return sections, removed

@@ -16,12 +16,20 @@ from psycopg import Connection
 from feedcore.api.models import Fallback
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import run, unconfirmed_wait_s
-from feedcore.db.feed import Candidate, FeedRecord, UserRows, UserRowsQuery
+from feedcore.db.feed import FeedRecord, UserRows, UserRowsQuery
 from feedcore.errors import ConfigurationError, DatabaseUnavailable, FeedExpired
 from feedcore.feed.config import FeedConfig
 from feedcore.feed.cursors import PagePosition, cursor_key, decode_cursor, encode_cursor, request_scope
 from feedcore.feed.experiments import Assignment, assign, ranking_config
-from feedcore.feed.pipeline import POPULAR_SOURCE, Ranked, RankingContext, Removal, popular_fallback, select_sections
+from feedcore.feed.pipeline import (
+    POPULAR_SOURCE,
+    Ranked,
+    RankingContext,
+    Removal,
+    SourceCandidates,
+    popular_fallback,
+    select_sections,
+)
 from feedcore.feed.reasons import reason
 from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.shelves import ShelfCache, ShelfReader, StoreShelf
@@ -139,11 +147,14 @@ def _first_page(
         _section(section.spec.id, section.spec.title, section.items, feed_id, request.debug) for section in selected
     ]
     cached = _cached_popular.get(request.store_id)
-    if (cached is None or cached[0]() is not shelf) and (popular := popular_fallback(candidates, context)):
-        _keep_popular(request.store_id, shelf, popular)
-    fallback = _fallback(candidates)
+    if cached is None or cached[0]() is not shelf:
+        of_popular = next((source.candidates for source in candidates if source.source == POPULAR_SOURCE), ())
+        if popular := popular_fallback(of_popular, context):
+            _keep_popular(request.store_id, shelf, popular)
+    fallback = _fallback(candidates, shelf.store_known)
     rank_ms = (perf_counter() - stage) * 1000
-    per_source, per_filter = Counter(c.source for c in candidates), Counter(r.filter for r in removed)
+    per_source = {source.source: len(source.candidates) for source in candidates}
+    per_filter = Counter(r.filter for r in removed)
     add_metrics([
         ("FeedQueryLatency", MetricUnit.Milliseconds, query_ms),
         ("FeedRankLatency", MetricUnit.Milliseconds, rank_ms),
@@ -353,10 +364,14 @@ def _read(
     return shelf, feed_db.user_rows(conn, query)
 
 
-def _fallback(candidates: list[Candidate]) -> Fallback | None:
-    if candidates and not candidates[0].store_known:
+def _fallback(candidates: list[SourceCandidates], store_known: bool) -> Fallback | None:
+    """The page's fallback from each source's candidates (none empty): "global" at a store the catalog does not
+    know; "new_user" when no personal source proposes and no candidate is in the cart or lately bought or carted."""
+    if candidates and not store_known:
         return "global"
-    if not any(c.source in _PERSONAL_SOURCES or c.in_cart or c.recent_positive_at for c in candidates):
+    if not any(source.source in _PERSONAL_SOURCES for source in candidates) and not any(
+        c.in_cart or c.recent_positive_at for source in candidates for c in source.candidates
+    ):
         return "new_user"
     return None
 

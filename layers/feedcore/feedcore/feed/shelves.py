@@ -34,9 +34,9 @@ from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows
 from feedcore.feed.config import MAX_POOL
 
 if TYPE_CHECKING:
-    from feedcore.feed.sources import StoreCandidates
+    from feedcore.feed.pipeline import StoreCandidates
 
-_ACTIVE, _CREATED_AT, CATALOG_AISLE = 6, 7, 4  # positions in a CatalogRow
+_ACTIVE, CATALOG_CREATED_AT, CATALOG_AISLE = 6, 7, 4  # positions in a CatalogRow
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Catalog:
 def stock_catalog(version: int, rows: list[CatalogRow]) -> Catalog:
     positions = {row[0]: position for position, row in enumerate(rows)}
     active = [position for position, row in enumerate(rows) if row[_ACTIVE]]
-    newest_first = sorted(active, key=lambda position: rows[position][_CREATED_AT], reverse=True)
+    newest_first = sorted(active, key=lambda position: rows[position][CATALOG_CREATED_AT], reverse=True)
     return Catalog(version, rows, positions, newest_first)
 
 
@@ -77,7 +77,8 @@ class StoreShelf:
     # when the shelf was read; None when none were packed over its catalog or the shelf was stocked from the rows
     item_orders: array | None = None
     item_buyers: array | None = None
-    # the candidates of the sources the same for every user, made as first asked for (feedcore.feed.sources)
+    # the candidates of the sources the same for every user, made as first asked for, and their screenings by the
+    # store-level filters (feedcore.feed.sources.store_candidates)
     candidates: dict[tuple[str, int], StoreCandidates] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )

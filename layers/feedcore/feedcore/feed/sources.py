@@ -3,13 +3,15 @@ make the hydrated candidates of every source the feed shows. Pure functions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from bisect import bisect_left
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 
 from feedcore.db.feed import Candidate, UserItemRow, UserRows
-from feedcore.feed.shelves import CATALOG_AISLE, StoreShelf
+from feedcore.feed.pipeline import SourceCandidates, StoreCandidates
+from feedcore.feed.shelves import CATALOG_AISLE, CATALOG_CREATED_AT, StoreShelf
 
 _NO_REORDERS = (0, 0)
 _NO_HISTORY = (*UserItemRow(0, None, None, 0.0, 0.0, False, None), *_NO_REORDERS)
@@ -49,24 +51,22 @@ def aisle_affinities(shelf: StoreShelf, user: UserRows) -> dict[str, float]:
 
 def gather_candidates(
     shelf: StoreShelf, user: UserRows, aisles: Mapping[str, float], limits: SourceLimits
-) -> list[Candidate]:
-    """One hydrated candidate per (source, item) proposal, ordered by source then item (the catalog's item_id
-    order: positions follow it); favourite aisles are the top of the user's `aisles` (aisle_affinities), aisles of
-    equal affinity by name in code-point order (Python's, as the C collation orders them), whatever the mapping's
-    order and the database's collation. (Code from before migration 0096 took them in the order the database gave
-    its aisle rows: its collation's, under RDS's default en_US.UTF-8 not always this one, e.g. "fresh" before
-    "Frozen"; so while a deploy runs both, the two may pick different aisles among equally liked ones.)
+) -> list[SourceCandidates]:
+    """The hydrated candidates of each source that proposes any, by source name (in code-point order), one per
+    (source, item) proposal in catalog order (item_id order: positions follow it); favourite aisles are the top
+    of the user's `aisles` (aisle_affinities), aisles of equal affinity by name in code-point order (Python's, as
+    the C collation orders them), whatever the mapping's order and the database's collation. (Code from before
+    migration 0096 took them in the order the database gave its aisle rows: its collation's, under RDS's default
+    en_US.UTF-8 not always this one, e.g. "fresh" before "Frozen"; so while a deploy runs both, the two may pick
+    different aisles among equally liked ones.)
 
     Items the catalog does not have are left out; a model's user-level and item-level lists both propose
     (an item in both comes twice). The candidates of the sources that are the same for every user at a store
     (trending, popular, new arrivals) are the shelf's own (see store_candidates), made again for this user only
     for an item with their history or recent events, or when a model scores."""
-    proposals: list[tuple[str, int, float | None, str | None]] = []  # (source, position, score, seed item)
+    # per source: (catalog position, score, seed item)
+    proposals: dict[str, list[tuple[int, float | None, str | None]]] = {}
     positions, sources, pool = shelf.catalog.positions, limits.sources, limits.pool
-
-    def propose(source: str, item_id: str, score: float | None, seed: str | None = None) -> None:
-        if (position := positions.get(item_id)) is not None:
-            proposals.append((source, position, score, seed))
 
     if "buy_again" in sources:
         # The pool the goes-well-with seeds are taken from (feed_user_item_rows' purchased, migration 0099): the
@@ -76,23 +76,26 @@ def gather_candidates(
             for item_id, row in user.items.items()
             if row.purchase_count > 0 and not row.hidden
         ]
-        for _, item_id in sorted(purchased)[: limits.buy_again_pool]:
-            propose("buy_again", item_id, None)
-    for item_id, score, seed in user.pairs:  # read only when goes_well_with is shown
-        propose("goes_well_with", item_id, score, seed)
+        proposals["buy_again"] = [
+            (position, None, None)
+            for _, item_id in sorted(purchased)[: limits.buy_again_pool]
+            if (position := positions.get(item_id)) is not None
+        ]
+    pairs = user.pairs  # read only when goes_well_with is shown
+    proposals["goes_well_with"] = [
+        (position, score, seed) for item_id, score, seed in pairs if (position := positions.get(item_id)) is not None
+    ]
     if "favourite_aisles" in sources:
         by_name = sorted(aisles)  # ties keep it: the sort by affinity is stable (also with reverse)
         top_aisles = sorted(by_name, key=aisles.__getitem__, reverse=True)[: limits.favourite_aisles]
-        for aisle in top_aisles:
-            ranked = shelf.aisles.get(aisle, ())[:pool]
-            proposals += [("favourite_aisles", p, shelf.popularity[p], None) for p in ranked]
+        proposals["favourite_aisles"] = [
+            (p, shelf.popularity[p], None) for aisle in top_aisles for p in shelf.aisles.get(aisle, ())[:pool]
+        ]
     for model in limits.models:
-        source = f"model:{model}"
         own = sorted(user.model_scores.get(model, {}).items(), key=lambda entry: entry[1], reverse=True)
-        for item_id, score in own[:pool]:
-            propose(source, item_id, score)
-        proposals += [(source, p, score, None) for p, score in shelf.item_models[model][:pool]]
-    proposals.sort(key=itemgetter(0, 1))  # (source, catalog position): no Python call per proposal
+        proposals[f"model:{model}"] = [
+            (position, score, None) for item_id, score in own[:pool] if (position := positions.get(item_id)) is not None
+        ] + [(p, score, None) for p, score in shelf.item_models[model][:pool]]
 
     histories, recent = _histories(shelf, user), user.recent
     # The models with any score for this user or store (usually none: no per-candidate work then).
@@ -106,24 +109,28 @@ def gather_candidates(
         of_models = (value for own, item_level in scored for value in (own.get(item_id), item_level.get(position)))
         return max((value for value in of_models if value is not None), default=None)
 
-    rows, candidates = shelf.catalog.rows, []
-    for source, position, score, seed in proposals:
-        item_id, seed_name = rows[position][0], None
-        if seed is not None and (seed_position := positions.get(seed)) is not None:
-            seed_name = rows[seed_position][1]
-        candidates.append(_candidate(
-            shelf, source, position, score, seed_name, histories.get(item_id, _NO_HISTORY),
-            recent.get(item_id, _NO_RECENT_EVENTS), model_score(item_id, position) if scored else None,
-        ))  # fmt: skip
+    rows, gathered = shelf.catalog.rows, {}
+    for source, proposed in proposals.items():
+        proposed.sort(key=itemgetter(0))  # by catalog position, stable: no Python call per proposal
+        candidates = []
+        for position, score, seed in proposed:
+            item_id, seed_name = rows[position][0], None
+            if seed is not None and (seed_position := positions.get(seed)) is not None:
+                seed_name = rows[seed_position][1]
+            candidates.append(_candidate(
+                shelf, source, position, score, seed_name, histories.get(item_id, _NO_HISTORY),
+                recent.get(item_id, _NO_RECENT_EVENTS), model_score(item_id, position) if scored else None,
+            ))  # fmt: skip
+        gathered[source] = SourceCandidates(source, candidates)
 
     known = histories.keys() | recent.keys()  # the items this user has facts of
 
-    def for_user(shared: StoreCandidates, kept: Sequence[Candidate] | None = None) -> Sequence[Candidate]:
-        """The shelf's candidates (or those `kept` of them), each made again with this user's facts if any."""
-        kept = shared.candidates if kept is None else kept
+    def for_user(source: str, shared: StoreCandidates) -> SourceCandidates:
+        """The shelf's candidates, each made again with this user's facts if any."""
         if not scored and shared.item_ids.isdisjoint(known):
-            return kept
-        return [made_for_user(c) if scored or c.item_id in known else c for c in kept]
+            return SourceCandidates(source, shared.candidates, shared)
+        candidates = [made_for_user(c) if scored or c.item_id in known else c for c in shared.candidates]
+        return SourceCandidates(source, candidates, shared)
 
     def made_for_user(shared: Candidate) -> Candidate:
         item_id = shared.item_id
@@ -133,34 +140,28 @@ def gather_candidates(
             recent.get(item_id, _NO_RECENT_EVENTS), model_score(item_id, position) if scored else None,
         )  # fmt: skip
 
-    if "new_arrivals" in sources:
-        shared = store_candidates(shelf, "new_arrivals", pool)
-        candidates += for_user(shared, [c for c in shared.candidates if c.created_at >= limits.new_since])
-    if "popular" in sources:
-        candidates += for_user(store_candidates(shelf, "popular", pool))
-    if "trending" in sources:
-        candidates += for_user(store_candidates(shelf, "trending", pool))
-    candidates.sort(key=_SOURCE)  # stable: each source's candidates stay in catalog order
-    return candidates
+    for source in STORE_SOURCES & sources:
+        gathered[source] = for_user(source, store_candidates(shelf, source, pool, limits.new_since))
+    return [gathered[source] for source in sorted(gathered) if gathered[source].candidates]
 
 
-_SOURCE = attrgetter("source")
+# The sources the same for every user at a store: their candidates are made once per shelf (store_candidates).
+STORE_SOURCES = frozenset({"new_arrivals", "popular", "trending"})
+# The store-level candidates a shelf keeps (per source and pool, or number of new arrivals): a few per config.
+STORE_CANDIDATES_KEPT = 6
 
 
-@dataclass(frozen=True)
-class StoreCandidates:
-    """A store-level source's candidates at a store, for no user in particular (no history, no recent events, no
-    model score), in catalog order."""
-
-    candidates: tuple[Candidate, ...]  # a tuple: what a request adds to its own list cannot reach the shelf's
-    item_ids: frozenset[str]
-
-
-def store_candidates(shelf: StoreShelf, source: str, pool: int) -> StoreCandidates:
+def store_candidates(shelf: StoreShelf, source: str, pool: int, new_since: datetime) -> StoreCandidates:
     """The candidates of trending, popular or new_arrivals at the shelf's store: its first `pool` items (new
-    arrivals: the newest, of any age), made once per shelf and kept with it, shared by the requests it serves
-    (never changed)."""
-    key = (source, pool)
+    arrivals: the newest, those arrived since `new_since`), made once per shelf and kept with it, shared by the
+    requests it serves (never changed; at most STORE_CANDIDATES_KEPT lists, the oldest dropped)."""
+    if source == "new_arrivals":
+        newest, rows = shelf.catalog.new_arrivals[:pool], shelf.catalog.rows
+        # newest first: those arrived since new_since are a prefix
+        arrived = bisect_left(newest, True, key=lambda position: rows[position][CATALOG_CREATED_AT] < new_since)
+        key = (source, arrived)
+    else:
+        key = (source, pool)
     if (kept := shelf.candidates.get(key)) is not None:
         return kept
     if source == "trending":
@@ -168,10 +169,12 @@ def store_candidates(shelf: StoreShelf, source: str, pool: int) -> StoreCandidat
     elif source == "popular":
         proposed = [(p, shelf.popularity[p]) for p in sorted(shelf.popular_items[:pool])]
     else:  # new_arrivals
-        proposed = [(p, None) for p in sorted(shelf.catalog.new_arrivals[:pool])]
+        proposed = [(p, None) for p in sorted(newest[:arrived])]
     candidates = tuple(
         _candidate(shelf, source, p, score, None, _NO_HISTORY, _NO_RECENT_EVENTS, None) for p, score in proposed
     )
+    if len(shelf.candidates) >= STORE_CANDIDATES_KEPT:
+        del shelf.candidates[next(iter(shelf.candidates))]  # the oldest
     kept = shelf.candidates[key] = StoreCandidates(candidates, frozenset(c.item_id for c in candidates))
     return kept
 
