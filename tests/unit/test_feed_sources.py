@@ -371,7 +371,7 @@ def test_the_users_aisle_affinities_are_the_same_whatever_the_order_of_their_ite
     assert each_order == [in_item_id_order] * len(each_order)
     assert in_item_id_order["Tea"] > 0.6
     favourite = gather_candidates(shelf, user(items=items), each_order[0], limits({"favourite_aisles"}))
-    assert {c.aisle for c in favourite} == {"Tea"}
+    assert {c.aisle for group in favourite for c in group.candidates} == {"Tea"}
 
 
 def test_favourite_aisles_of_equal_affinity_are_taken_by_name_in_code_point_order() -> None:
