@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from array import array
 from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,8 @@ from feedcore.feed.pipeline import SCREENINGS_KEPT, RankingContext, apply_filter
 from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.service import _source_limits
 from feedcore.feed.shelves import (
+    STORE_CANDIDATES_KEPT,
+    RecentlyUsed,
     ShelfCache,
     ShelfReader,
     StoreShelf,
@@ -36,7 +39,7 @@ from feedcore.feed.shelves import (
     unpack_shelf,
     with_item_models,
 )
-from feedcore.feed.sources import STORE_CANDIDATES_KEPT, SourceLimits, aisle_affinities, gather_candidates
+from feedcore.feed.sources import SourceLimits, aisle_affinities, gather_candidates, store_candidates
 from feedcore.settings import FeedSettings
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -530,7 +533,8 @@ def screened_shelf() -> StoreShelf:
     wine["catalog"] = (*wine["catalog"][:5], ["alcohol"], *wine["catalog"][6:])
     return shelf_of(
         item("milk", popularity=5.0, trending=1.0, age_days=3), item("eggs", popularity=9.0, trending=2.0),
-        item("kefir", popularity=4.0, trending=1.5, available=False), item("cream", popularity=3.0, active=False),
+        item("kefir", popularity=4.0, trending=1.5, available=False),
+        item("cream", popularity=3.0, active=False, available=False),
         item("tea", popularity=2.0, trending=0.5, available=False), wine,
     )  # fmt: skip
 
@@ -557,7 +561,7 @@ def test_the_store_level_filters_screen_a_shelfs_own_candidates_once_per_config_
     # another ranking config's filters (in another order, or fewer) are another screening
     reordered = filter_sources(gather_candidates(shelf, user(), {}, sources), context_of(("excluded_tags", "inactive")))
     assert [(r.item_id, r.filter) for r in reordered[1]] == [("cream", "inactive")]
-    popular = shelf.candidates["popular", 6]
+    popular = store_candidates(shelf, "popular", 6, NOW)  # the kept list
     assert len(popular.screenings) == 3
     for n in range(2 * SCREENINGS_KEPT):  # exclusions come from requests: a bounded number is kept
         filter_sources(gather_candidates(shelf, user(), {}, sources), context_of(excluded_tags={f"tag-{n}"}))
@@ -589,7 +593,10 @@ def test_screened_candidates_filter_as_every_filter_over_every_candidate_would(f
     # the hidden kefir is unavailable too: which removes it is the config's first
     kefir = {r.filter for r in removed if r.item_id == "kefir"}
     assert kefir == ({"hidden"} if filters[0] == "hidden" else {"unavailable"})
-    assert {r.filter for r in removed} >= {"inactive", "in_cart"}
+    # so is the inactive cream, a candidate of the shelf's own (screened): the config's first of the two removes it
+    cream = {r.filter for r in removed if r.item_id == "cream"}
+    assert cream == ({"inactive"} if filters.index("inactive") < filters.index("unavailable") else {"unavailable"})
+    assert {r.filter for r in removed} >= {"in_cart"}
 
 
 def test_a_repacked_shelf_screens_its_candidates_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -624,3 +631,37 @@ def test_new_arrivals_are_those_arrived_since_new_since_and_a_shelf_keeps_few_li
     for days in range(2 * STORE_CANDIDATES_KEPT):
         assert arrivals(days) == [f"item-{n:02}" for n in range(min(days + 1, 30))]
     assert len(shelf.candidates) == STORE_CANDIDATES_KEPT
+
+
+def test_a_kept_value_is_dropped_least_recently_used_first() -> None:
+    kept = RecentlyUsed[str, str](2)
+    for key in ("a", "b", "a", "c"):  # "a" used again after "b": "b" goes when "c" comes
+        kept.get(key, key.upper)
+    assert kept.get("a", lambda: "made again") == "A"
+    assert kept.get("b", lambda: "made again") == "made again"
+    assert len(kept) == 2
+
+
+def test_kept_values_are_safe_for_the_threads_of_the_local_server() -> None:
+    """Eviction by many threads at once (a KeyError or a RuntimeError without the lock, which would be a 500)."""
+    kept, errors = RecentlyUsed[int, int](2), []
+
+    def use(offset: int) -> None:
+        try:
+            for n in range(20_000):
+                assert kept.get((n + offset) % 7, lambda n=n: n) is not None
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=use, args=(offset,)) for offset in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert errors == []
+    assert len(kept) == 2

@@ -67,7 +67,8 @@ class ScoringSettings(BaseSettings):
         le=10,
         description="an item's bought-together rows (its list, and the rows of other lists naming it) are rescored "
         "once its basket count has grown by more than this fraction since they last were (a list that gets rows, in "
-        "full on every run): a score is at most (1 + bound) too high meanwhile; 0: exact on every run",
+        "full on every run): a score is at most (1 + bound) too high meanwhile; 0: exact on every run (a lowered bound "
+        "holds for the rows rescored after it: `feedctl recompute --full` rescores every row at once)",
     )
 
     @model_validator(mode="after")

@@ -378,14 +378,14 @@ WHERE p.item_id = rescored.item_id AND p.paired_item_id = rescored.paired_item_i
 # rebuild.
 _PRUNE_PAIRS = """
 DELETE FROM item_pairs p
-USING unnest(%(items)s::text[]) AS grown (item_id)
+USING unnest(%(items)s::text[]) AS listed (item_id)
 CROSS JOIN LATERAL (
     SELECT paired_item_id FROM item_pairs
-    WHERE item_id = grown.item_id
+    WHERE item_id = listed.item_id
     ORDER BY score DESC, paired_item_id COLLATE "C"
     OFFSET %(top_k)s
 ) AS extra
-WHERE p.item_id = grown.item_id AND p.paired_item_id = extra.paired_item_id
+WHERE p.item_id = listed.item_id AND p.paired_item_id = extra.paired_item_id
 """
 
 
@@ -595,13 +595,13 @@ def apply_pairs(conn: psycopg.Connection, settings: ScoringSettings, epoch: date
     """Add the chunk's purchase baskets to the bought-together counts and bring item_pairs up to date: the
     pairs bought together in the chunk with the minimum support, the rows on either side of the touched items whose
     counts grew past the rescoring bound, and the lists that got rows, which keep their top K."""
-    pairs, touched, due, grown = _execute_on_pending(
+    pairs, touched, due, listed = _execute_on_pending(
         conn, _APPLY_PAIRS, _pair_params(settings, epoch, chunk)
     ).fetchone()
-    if due or grown:
-        conn.execute(_RESCORE_PAIRS, {"lists": sorted(set(due) | set(grown)), "due": due})
-    if grown:
-        conn.execute(_PRUNE_PAIRS, {"items": grown, "top_k": settings.pairs_top_k})
+    if due or listed:
+        conn.execute(_RESCORE_PAIRS, {"lists": sorted(set(due) | set(listed)), "due": due})
+    if listed:
+        conn.execute(_PRUNE_PAIRS, {"items": listed, "top_k": settings.pairs_top_k})
     return PairCounts(pairs, len(touched))
 
 

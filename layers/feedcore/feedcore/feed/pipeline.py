@@ -1,4 +1,5 @@
-"""The feed pipeline after the read: filters → signals → scoring → selection → sections. Pure functions.
+"""The feed pipeline after the read: filters → signals → scoring → selection → sections. Pure functions, but
+for the store-level candidates' screenings, kept with the shelf (StoreCandidates.screened).
 
 Candidates arrive hydrated (feedcore.db.feed). Each filter removes what it applies to and says so; each
 section scores its source's remaining candidates as a weighted sum of signals normalized within the
@@ -17,6 +18,7 @@ from functools import cache
 from feedcore.db.feed import Candidate
 from feedcore.feed.config import Filter, SectionConfig, Signal
 from feedcore.feed.scoring import BuyAgainParams, buy_again_score, due_ness, rebuy_rate
+from feedcore.feed.shelves import RecentlyUsed
 
 # New arrivals lose half their newness every week.
 NEWNESS_HALF_LIFE = timedelta(days=7)
@@ -161,28 +163,27 @@ class StoreCandidates:
 
     candidates: tuple[Candidate, ...]  # a tuple: what a request adds to its own list cannot reach the shelf's
     item_ids: frozenset[str]
-    screenings: dict[tuple[tuple[Filter, ...], frozenset[str]], Screening] = field(
-        default_factory=dict, compare=False, repr=False
+    screenings: RecentlyUsed[tuple[tuple[Filter, ...], frozenset[str]], Screening] = field(
+        default_factory=lambda: RecentlyUsed(SCREENINGS_KEPT), compare=False, repr=False
     )
 
     def screened(self, context: RankingContext) -> Screening:
-        """The candidates through the context's store-level filters (in its order) and its excluded tags."""
+        """The candidates through the context's store-level filters (in its order) and its excluded tags (when it
+        filters by them)."""
         filters = tuple(name for name in context.filters if name in STORE_FILTERS)
-        key = (filters, context.excluded_tags)
-        if (screening := self.screenings.get(key)) is not None:
-            return screening
-        removals = []
-        for candidate in self.candidates:
-            name = next((name for name in filters if FILTERS[name](candidate, context)), None)
-            removals.append(None if name is None else Removal(candidate.item_id, candidate.source, name))
-        screening = Screening(
-            tuple(c for c, removal in zip(self.candidates, removals, strict=True) if removal is None),
-            tuple(removal for removal in removals if removal is not None), tuple(removals),
-        )  # fmt: skip
-        if len(self.screenings) >= SCREENINGS_KEPT:
-            del self.screenings[next(iter(self.screenings))]  # the oldest
-        self.screenings[key] = screening
-        return screening
+        excluded = context.excluded_tags if "excluded_tags" in filters else frozenset()
+
+        def screen() -> Screening:
+            removals = []
+            for candidate in self.candidates:
+                name = next((name for name in filters if FILTERS[name](candidate, context)), None)
+                removals.append(None if name is None else Removal(candidate.item_id, candidate.source, name))
+            return Screening(
+                tuple(c for c, removal in zip(self.candidates, removals, strict=True) if removal is None),
+                tuple(removal for removal in removals if removal is not None), tuple(removals),
+            )  # fmt: skip
+
+        return self.screenings.get((filters, excluded), screen)
 
 
 @dataclass(frozen=True)

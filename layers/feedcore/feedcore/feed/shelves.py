@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
+from threading import Lock
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,37 @@ if TYPE_CHECKING:
     from feedcore.feed.pipeline import StoreCandidates
 
 _ACTIVE, CATALOG_CREATED_AT, CATALOG_AISLE = 6, 7, 4  # positions in a CatalogRow
+
+
+# The store-level candidate lists a shelf keeps (per source and pool, or number of new arrivals): three sources for
+# each of three ranking configs (experiment variants) with other pools. At the largest pool (500) with every
+# screening kept, a list and its screenings hold ~0.35 MB; at the sizes of the default config, ~10 KB.
+STORE_CANDIDATES_KEPT = 9
+
+
+class RecentlyUsed[K, V]:
+    """At most `bound` values made from their keys, the least recently used dropped first; safe for the threads of
+    the local server (a value two threads make at once is made twice, and either is kept: they are equal)."""
+
+    def __init__(self, bound: int) -> None:
+        self._bound = bound
+        self._values: OrderedDict[K, V] = OrderedDict()
+        self._lock = Lock()
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        with self._lock:
+            if (value := self._values.get(key)) is not None:
+                self._values.move_to_end(key)
+                return value
+        value = make()
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self._bound:
+                self._values.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 @dataclass(frozen=True)
@@ -79,8 +111,8 @@ class StoreShelf:
     item_buyers: array | None = None
     # the candidates of the sources the same for every user, made as first asked for, and their screenings by the
     # store-level filters (feedcore.feed.sources.store_candidates)
-    candidates: dict[tuple[str, int], StoreCandidates] = field(
-        default_factory=dict, init=False, compare=False, repr=False
+    candidates: RecentlyUsed[tuple[str, int], StoreCandidates] = field(
+        default_factory=lambda: RecentlyUsed(STORE_CANDIDATES_KEPT), init=False, compare=False, repr=False
     )
 
 

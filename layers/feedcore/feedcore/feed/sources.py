@@ -1,5 +1,6 @@
 """Candidate sources and hydration: the store's shelf (cached) and the user's own rows (read per request)
-make the hydrated candidates of every source the feed shows. Pure functions."""
+make the hydrated candidates of every source the feed shows. Pure functions, but for the store-level sources'
+candidates, made once per shelf and kept with it (store_candidates)."""
 
 from __future__ import annotations
 
@@ -81,9 +82,10 @@ def gather_candidates(
             for _, item_id in sorted(purchased)[: limits.buy_again_pool]
             if (position := positions.get(item_id)) is not None
         ]
-    pairs = user.pairs  # read only when goes_well_with is shown
-    proposals["goes_well_with"] = [
-        (position, score, seed) for item_id, score, seed in pairs if (position := positions.get(item_id)) is not None
+    proposals["goes_well_with"] = [  # user.pairs: read only when goes_well_with is shown
+        (position, score, seed)
+        for item_id, score, seed in user.pairs
+        if (position := positions.get(item_id)) is not None
     ]
     if "favourite_aisles" in sources:
         by_name = sorted(aisles)  # ties keep it: the sort by affinity is stable (also with reverse)
@@ -147,36 +149,29 @@ def gather_candidates(
 
 # The sources the same for every user at a store: their candidates are made once per shelf (store_candidates).
 STORE_SOURCES = frozenset({"new_arrivals", "popular", "trending"})
-# The store-level candidates a shelf keeps (per source and pool, or number of new arrivals): a few per config.
-STORE_CANDIDATES_KEPT = 6
 
 
 def store_candidates(shelf: StoreShelf, source: str, pool: int, new_since: datetime) -> StoreCandidates:
     """The candidates of trending, popular or new_arrivals at the shelf's store: its first `pool` items (new
     arrivals: the newest, those arrived since `new_since`), made once per shelf and kept with it, shared by the
-    requests it serves (never changed; at most STORE_CANDIDATES_KEPT lists, the oldest dropped)."""
-    if source == "new_arrivals":
+    requests it serves (never changed; at most STORE_CANDIDATES_KEPT lists, the least recently used dropped)."""
+    if source == "trending":
+        key, ranked = (source, pool), lambda: [(p, shelf.trending[p]) for p in sorted(shelf.trending_items[:pool])]
+    elif source == "popular":
+        key, ranked = (source, pool), lambda: [(p, shelf.popularity[p]) for p in sorted(shelf.popular_items[:pool])]
+    else:  # new_arrivals
         newest, rows = shelf.catalog.new_arrivals[:pool], shelf.catalog.rows
         # newest first: those arrived since new_since are a prefix
         arrived = bisect_left(newest, True, key=lambda position: rows[position][CATALOG_CREATED_AT] < new_since)
-        key = (source, arrived)
-    else:
-        key = (source, pool)
-    if (kept := shelf.candidates.get(key)) is not None:
-        return kept
-    if source == "trending":
-        proposed = [(p, shelf.trending[p]) for p in sorted(shelf.trending_items[:pool])]
-    elif source == "popular":
-        proposed = [(p, shelf.popularity[p]) for p in sorted(shelf.popular_items[:pool])]
-    else:  # new_arrivals
-        proposed = [(p, None) for p in sorted(newest[:arrived])]
-    candidates = tuple(
-        _candidate(shelf, source, p, score, None, _NO_HISTORY, _NO_RECENT_EVENTS, None) for p, score in proposed
-    )
-    if len(shelf.candidates) >= STORE_CANDIDATES_KEPT:
-        del shelf.candidates[next(iter(shelf.candidates))]  # the oldest
-    kept = shelf.candidates[key] = StoreCandidates(candidates, frozenset(c.item_id for c in candidates))
-    return kept
+        key, ranked = (source, arrived), lambda: [(p, None) for p in sorted(newest[:arrived])]
+
+    def made() -> StoreCandidates:
+        candidates = tuple(
+            _candidate(shelf, source, p, score, None, _NO_HISTORY, _NO_RECENT_EVENTS, None) for p, score in ranked()
+        )
+        return StoreCandidates(candidates, frozenset(c.item_id for c in candidates))
+
+    return shelf.candidates.get(key, made)
 
 
 def _candidate(
