@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from feedcore.db.feed import Candidate, CatalogRow, ShelfPack, StoreRows, UserItemRow, UserRows
 from feedcore.db.scores import TRENDING_KEPT_FRESH
-from feedcore.feed import shelves
+from feedcore.feed import service, shelves
 from feedcore.feed.config import (
     ALL_FILTERS,
     MAX_CANDIDATES_PER_SLOT,
@@ -665,3 +665,30 @@ def test_kept_values_are_safe_for_the_threads_of_the_local_server() -> None:
         sys.setswitchinterval(switch_interval)
     assert errors == []
     assert len(kept) == 2
+
+
+def test_the_degraded_modes_popular_lists_are_kept_safely_by_the_threads_of_the_local_server() -> None:
+    """Threads keeping lists while the shelves of others are dropped (a RuntimeError, "dictionary changed size
+    during iteration", or a KeyError without a copy of the items and pop: a 500)."""
+    held, errors = [shelf_of(item(f"item-{n}")) for n in range(4)], []
+
+    def keep(offset: int) -> None:
+        try:
+            for n in range(2000):
+                shelf = held[n % 4] if n % 3 else shelf_of(item("gone"))  # dropped as soon as kept
+                service._keep_popular(f"store-{(n + offset) % 9}", shelf, [])
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=keep, args=(offset,)) for offset in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+        service._cached_popular.clear()
+    assert errors == []

@@ -234,8 +234,9 @@ def _recorded_snapshot(position: PagePosition, now: datetime) -> dict:
 def _keep_popular(store_id: str, shelf: StoreShelf, popular: list[Ranked]) -> None:
     """Keep the store's popular items for the degraded mode, and forget those of the shelves the shelf cache
     has dropped: the lists stay as many as the shelves the container holds, whatever store ids clients send."""
-    for dropped in [store for store, (held, _) in _cached_popular.items() if held() is None]:
-        del _cached_popular[dropped]
+    # A copy of the items (made at once) and pop: the local server's threads may keep lists at the same time.
+    for dropped in [store for store, (held, _) in list(_cached_popular.items()) if held() is None]:
+        _cached_popular.pop(dropped, None)
     _cached_popular[store_id] = (weakref.ref(shelf), popular)
 
 
