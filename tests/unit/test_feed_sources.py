@@ -7,6 +7,7 @@ import math
 import sys
 import threading
 from array import array
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import permutations
@@ -644,51 +645,50 @@ def test_a_kept_value_is_dropped_least_recently_used_first() -> None:
 
 def test_kept_values_are_safe_for_the_threads_of_the_local_server() -> None:
     """Eviction by many threads at once (a KeyError or a RuntimeError without the lock, which would be a 500)."""
-    kept, errors = RecentlyUsed[int, int](2), []
+    kept = RecentlyUsed[int, int](2)
 
     def use(offset: int) -> None:
+        for n in range(20_000):
+            assert kept.get((n + offset) % 7, lambda n=n: n) is not None
+
+    assert errors_in_threads(use) == []
+    assert len(kept) == 2
+
+
+def errors_in_threads(work: Callable[[int], None], threads: int = 8) -> list[Exception]:
+    """The errors of `work(offset)` run in `threads` threads at once, switching as often as the interpreter can."""
+    errors: list[Exception] = []
+
+    def run(offset: int) -> None:
         try:
-            for n in range(20_000):
-                assert kept.get((n + offset) % 7, lambda n=n: n) is not None
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            work(offset)
+        except Exception as exc:  # noqa: BLE001 - returned to the test
             errors.append(exc)
 
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        threads = [threading.Thread(target=use, args=(offset,)) for offset in range(8)]
-        for thread in threads:
+        started = [threading.Thread(target=run, args=(offset,)) for offset in range(threads)]
+        for thread in started:
             thread.start()
-        for thread in threads:
+        for thread in started:
             thread.join()
     finally:
         sys.setswitchinterval(switch_interval)
-    assert errors == []
-    assert len(kept) == 2
+    return errors
 
 
 def test_the_degraded_modes_popular_lists_are_kept_safely_by_the_threads_of_the_local_server() -> None:
     """Threads keeping lists while the shelves of others are dropped (a RuntimeError, "dictionary changed size
     during iteration", or a KeyError without a copy of the items and pop: a 500)."""
-    held, errors = [shelf_of(item(f"item-{n}")) for n in range(4)], []
+    held = [shelf_of(item(f"item-{n}")) for n in range(4)]
 
     def keep(offset: int) -> None:
-        try:
-            for n in range(2000):
-                shelf = held[n % 4] if n % 3 else shelf_of(item("gone"))  # dropped as soon as kept
-                service._keep_popular(f"store-{(n + offset) % 9}", shelf, [])
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
-            errors.append(exc)
+        for n in range(2000):
+            shelf = held[n % 4] if n % 3 else shelf_of(item("gone"))  # dropped as soon as kept
+            service._keep_popular(f"store-{(n + offset) % 9}", shelf, [])
 
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
     try:
-        threads = [threading.Thread(target=keep, args=(offset,)) for offset in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        assert errors_in_threads(keep) == []
     finally:
-        sys.setswitchinterval(switch_interval)
         service._cached_popular.clear()
-    assert errors == []
