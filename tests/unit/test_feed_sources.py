@@ -649,7 +649,8 @@ def test_kept_values_are_safe_for_the_threads_of_the_local_server() -> None:
 
     def use(offset: int) -> None:
         for n in range(20_000):
-            assert kept.get((n + offset) % 7, lambda n=n: n) is not None
+            key = (n + offset) % 7
+            assert kept.get(key, lambda key=key: 10 * key) == 10 * key  # each key's own value, kept or made
 
     assert errors_in_threads(use) == []
     assert len(kept) == 2
