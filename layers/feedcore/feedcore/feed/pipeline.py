@@ -365,8 +365,9 @@ def select(
 
 
 def popular_fallback(candidates: Iterable[Candidate], context: RankingContext, size: int = 20) -> list[Ranked]:
-    """The store's most popular items that are active and available, for anyone (no user's filters)."""
-    shelf = [c for c in candidates if c.source == POPULAR_SOURCE and c.active and c.available is not False]
+    """Of the popular source's `candidates`, the store's most popular items that are active and available, for
+    anyone (no user's filters)."""
+    shelf = [c for c in candidates if c.active and c.available is not False]
     return rank(shelf, {"popularity": 1.0}, context)[:size]
 
 
