@@ -174,6 +174,11 @@ BAD_INPUT: list[tuple[str, int, str | None]] = [
      422, "events[0].occurred_at"),
     (json.dumps({"events": [event("click", item_id="milk", at=NOW - timedelta(days=31))]}),
      422, "events[0].occurred_at"),
+    # Instants whose offset takes them past year 1 or year 9999 in UTC.
+    (json.dumps({"events": [event("click", item_id="milk", occurred_at="0001-01-01T00:00:00+01:00")]}),
+     422, "events[0].occurred_at"),
+    (json.dumps({"events": [event("click", item_id="milk", occurred_at="9999-12-31T23:59:59-01:00")]}),
+     422, "events[0].occurred_at"),
     (json.dumps({"events": [event("click", item_id="milk", event_id="not-a-uuid")]}), 422, "events[0].event_id"),
     (oversized_batch(), 413, None),
     (json.dumps({"events": [purchase(items=tuple(f"item-{i:05d}" for i in range(199)))] * 100}), 413, None),
@@ -183,6 +188,7 @@ BAD_INPUT_IDS = [
     "truncated-json", "not-json", "huge-number", "deep-nesting", "array-body", "empty-batch", "events-not-a-list",
     "missing-events", "unknown-type", "missing-user", "wrong-type", "huge-string", "nul-character",
     "negative-quantity", "boolean-quantity", "negative-price", "huge-price", "repeated-line", "naive-timestamp",
-    "numeric-timestamp", "digit-string-timestamp", "far-future", "older-than-horizon", "bad-uuid",
+    "numeric-timestamp", "digit-string-timestamp", "far-future", "older-than-horizon", "year-1-ahead-of-utc",
+    "year-9999-behind-utc", "bad-uuid",
     "10000-events", "over-1mb", "over-1mb-unread",
 ]  # fmt: skip

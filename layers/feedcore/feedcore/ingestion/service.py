@@ -191,10 +191,12 @@ def screen_events(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWin
         if isinstance(event, UnmatchedEvent):
             screened.rejections.append(_unmatched(index, event.sent))
             continue
-        # In UTC first: Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59, and aware instants of
-        # the same tzinfo compare without asking it for their offsets.
-        occurred_at = event["occurred_at"].astimezone(UTC)
+        # Aware instants compare as instants, whatever their offsets; only one inside the window is moved to UTC
+        # (Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59), where it cannot overflow: one within a
+        # day of year 1 or 9999 could.
+        occurred_at = event["occurred_at"]
         if earliest <= occurred_at <= latest:
+            occurred_at = occurred_at.astimezone(UTC)
             errors = _purchase_line_errors(index, event) if event["type"] == "purchase" else None
         else:
             reason = window.error(occurred_at)
