@@ -303,7 +303,11 @@ ADMIN_BAD_INPUT = [
     ("items", item_lines("items", 1001), "application/json", False, 413, None),
     ("availability", item_lines("availability", 1001), "application/json", False, 413, None),
     ("items", json.dumps({"items": [MILK | {"price": "cheap"}]}), "application/json", False, 422, "items[0].price"),
+    ("items", json.dumps({"items": [MILK | {"price": True}]}), "application/json", False, 422, "items[0].price"),
+    ("items", json.dumps({"items": [MILK | {"price": "2.39"}]}), "application/json", False, 422, "items[0].price"),
     ("items", json.dumps({"items": [MILK | {"active": "perhaps"}]}), "application/json", False, 422, "items[0].active"),
+    ("availability", json.dumps({"items": [{"item_id": "milk", "price": True}]}), "application/json", False, 422,
+     "items[0].price"),
     ("items", json.dumps({"items": MILK}), "application/json", False, 422, "items"),
     ("availability", json.dumps({"items": [{"item_id": 42}]}), "application/json", False, 422, "items[0].item_id"),
     ("availability", json.dumps({"items": [{"item_id": "milk", "available": "yes please"}]}), "application/json",
@@ -314,7 +318,8 @@ ADMIN_BAD_INPUT = [
 ADMIN_BAD_INPUT_IDS = [
     "items-truncated-json", "availability-truncated-json", "items-non-utf8", "availability-non-utf8",
     "items-text-plain", "availability-form", "items-1001", "availability-1001", "items-price-string",
-    "items-active-string", "items-not-a-list", "availability-numeric-item-id", "availability-available-string",
+    "items-price-boolean", "items-price-numeric-string", "items-active-string", "availability-price-boolean",
+    "items-not-a-list", "availability-numeric-item-id", "availability-available-string",
     "availability-numeric-store-name",
 ]  # fmt: skip
 

@@ -39,8 +39,9 @@ def _whole_cents(amount: float) -> float:
 
 # Money travels as a JSON number with at most two decimals and is exact (numeric) in the database. It is a
 # float in between (Decimal validation cost about a millisecond per 500-event batch): every amount of two
-# decimals up to the bound converts to the same numeric in PostgreSQL.
-Money = Annotated[float, Field(ge=0, le=100_000, multiple_of=0.01), AfterValidator(_whole_cents)]
+# decimals up to the bound converts to the same numeric in PostgreSQL. Strict: `true` (read as 1) or a string
+# such as "1_000" (read as 1000) is not an amount.
+Money = Annotated[float, Strict(), Field(ge=0, le=100_000, multiple_of=0.01), AfterValidator(_whole_cents)]
 # Strict: `true` or `2.0` is not a quantity.
 Quantity = Annotated[int, Strict(), Field(ge=1, le=999)]
 # Feed tracking fields: the feed and section that showed an item, and its position there.
