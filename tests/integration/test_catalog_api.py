@@ -220,6 +220,23 @@ def test_every_table_an_erasure_deletes_from_is_indexed_by_user(db: psycopg.Conn
             "feed_snapshots", "users"} <= leading_user_id  # fmt: skip
 
 
+def test_an_answer_naming_the_wrong_fields_of_a_large_catalog_update_fits_a_lambda_response(
+    db: psycopg.Connection,
+) -> None:
+    # 1,000 items (the most a call may hold) of 50 unknown fields each: a body of ~1.7 MB (API Gateway takes 10).
+    items = [MILK | {"item_id": f"item-{n}"} | {f"colour_{k}": "red" for k in range(50)} for n in range(1000)]
+
+    response = ingest.lambda_handler(
+        api_gateway_rest_event("PUT", "/v1/items", resource="/v1/items", body={"items": items}, claims=SERVICE_CLAIMS),
+        LambdaContext(function_name="ingest_events"),
+    )
+
+    assert len(json.dumps(response).encode()) <= 6 * 1024 * 1024  # Lambda's limit: past it API Gateway answers 502
+    body = json.loads(response["body"])
+    assert (response["statusCode"], body["errors"][0]["field"]) == (422, "items[0].colour_0")
+    assert db.execute("SELECT count(*) FROM items").fetchone() == (0,)
+
+
 def test_admin_routes_are_marked_in_the_openapi_document() -> None:
     document = json.loads(local_resolver().get_openapi_json_schema())
     operations = {

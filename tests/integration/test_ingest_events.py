@@ -403,6 +403,59 @@ def test_a_database_that_cannot_write_gives_503_and_the_retry_stores_each_event_
     assert count(db, "events") == 2
 
 
+# What Lambda returns of a synchronous invocation: past it API Gateway answers 502.
+LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024
+BODY_LIMIT_BYTES = 1024 * 1024
+
+
+def batch_within_the_body_limit(make_event: Any) -> str:
+    """As many events from `make_event()` as a body within the limit holds (at most the 500 of a batch)."""
+    events: list[dict] = []
+    while len(events) < 500 and len(json.dumps({"events": [*events, make_event()]})) <= BODY_LIMIT_BYTES:
+        events.append(make_event())
+    return json.dumps({"events": events})
+
+
+def one_event_within_the_body_limit(**fields: Any) -> str:
+    """One click whose `fields` fill the body up to its limit in non-ASCII text (2 bytes a character in the
+    body, 6 as a JSON escape in an answer)."""
+    body = json.dumps({"events": [event("click", item_id="milk") | fields]}, ensure_ascii=False)
+    assert len(body.encode()) <= BODY_LIMIT_BYTES
+    return body
+
+
+def purchase_of_lines_in_tenths_of_cents() -> dict[str, Any]:
+    lines = [{"item_id": f"i{n}", "unit_price": 0.001} for n in range(200)]
+    return purchase() | {"items": lines}
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "field"),
+    [
+        (batch_within_the_body_limit(lambda: event("click", item_id="milk") | {f"k{n}": 1 for n in range(2000)}),
+         "events[0].k0"),
+        (batch_within_the_body_limit(purchase_of_lines_in_tenths_of_cents), "events[0].items[0].unit_price"),
+        (one_event_within_the_body_limit(**{"é" * 500_000: 1}), "events[0]."),
+        (one_event_within_the_body_limit(type="é" * 500_000), "events[0].type"),
+    ],
+    ids=["2000-unknown-fields-an-event", "200-bad-prices-a-purchase", "a-500k-character-key", "a-500k-character-type"],
+)  # fmt: skip
+def test_an_answer_naming_every_wrong_field_of_a_body_within_the_limit_fits_a_lambda_response(
+    db: psycopg.Connection, raw_body: str, field: str
+) -> None:
+    request = api_gateway_rest_event(
+        "POST", "/v1/events", resource="/v1/events", raw_body=raw_body, claims=SERVICE_CLAIMS
+    )
+
+    response = ingest.lambda_handler(request, LambdaContext(function_name="ingest_events"))
+
+    assert len(json.dumps(response).encode()) <= LAMBDA_RESPONSE_LIMIT_BYTES
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 422, body
+    assert body["rejections"][0]["errors"][0]["field"].startswith(field)
+    assert count(db, "events") == 0
+
+
 def test_unknown_route_is_a_problem_json_404(db: psycopg.Connection) -> None:
     response = ingest.lambda_handler(
         api_gateway_rest_event("GET", "/v1/nothing", resource="/v1/nothing", claims=SERVICE_CLAIMS), LambdaContext()

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from feedcore.api.event_fast_path import EventStruct, PurchaseStruct, UsualEventBatch, event_structs
 from feedcore.api.event_models import Event, EventBatch, IngestResult, UnmatchedEvent, ValidEvent
-from feedcore.api.field_errors import field_errors
+from feedcore.api.field_errors import MAX_FIELD_ERRORS, field_errors
 from feedcore.api.models import (
     DECIMAL_PLACES_ERROR,
     REPEATED_ITEM_ERROR,
@@ -145,7 +145,7 @@ def _purchase_line_errors(index: int, event: ValidEvent) -> list[FieldError] | N
         if not has_whole_cents(unit_price):
             kind, message = DECIMAL_PLACES_ERROR
             errors.append(FieldError(field=f"events[{index}].items[{number}].unit_price", message=message, type=kind))
-    return errors
+    return errors[:MAX_FIELD_ERRORS]
 
 
 def screen_batch(batch: EventBatch | UsualEventBatch, window: TimeWindow) -> ScreenedBatch[EventStruct]:
