@@ -799,6 +799,19 @@ def test_a_cursor_is_bound_to_the_first_pages_store_and_excluded_tags(shopping_h
     assert get_feed("user-1", {"store_id": STORE, "exclude_tags": "alcohol", "cursor": cursor})[0] == 200
 
 
+def test_the_cursor_of_a_feed_excluding_the_longest_list_of_tags_leads_to_its_next_page(
+    shopping_history: None,
+) -> None:
+    tags = ",".join(f"tag-{n:035d}" for n in range(10))  # 399 characters: within the 400 the route takes
+    query = {"store_id": STORE, "limit": "1", "exclude_tags": tags}
+    _, _, first = get_feed("user-1", query)
+
+    status, _, second = get_feed("user-1", {**query, "cursor": first["next_cursor"]})
+
+    assert status == 200, second
+    assert second["feed_id"] == first["feed_id"] and second["sections"]
+
+
 def test_later_pages_carry_score_breakdowns_only_when_asked(shopping_history: None) -> None:
     _, _, page = get_feed("user-1", {"store_id": STORE, "limit": "1", "debug": "true"})
 

@@ -13,6 +13,10 @@ from feedcore.feed.service import FeedRequest, assemble_feed
 
 router = APIGatewayRouter()
 
+# Longer than any cursor the feed issues: one for a 64-character user id and store id and the longest exclude_tags
+# has 830 characters (tests/unit/test_openapi.py checks).
+MAX_CURSOR_LENGTH = 1024
+
 
 @router.get(
     "/v1/users/<user_id>/feed",
@@ -31,7 +35,9 @@ def get_feed(
     user_id: Annotated[Identifier, Path(description="The user whose feed this is")],
     store_id: Annotated[Identifier, Query(description="The store the user shops at")],
     limit: Annotated[int | None, Query(ge=1, le=30, description="Sections per page (default 4)")] = None,
-    cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page")
+    ] = None,
     exclude_tags: Annotated[
         str | None,
         Query(
