@@ -44,11 +44,12 @@ class ConfigurationError(FeedError):
 
 
 class RequestTooLarge(FeedError):
-    """A request carried more than one request may hold (events, items or bytes)."""
+    """A request carried more than one request may hold (events, items or bytes) in `field`."""
 
-    def __init__(self, what: str, size: int, limit: int):
+    def __init__(self, what: str, size: int, limit: int, *, field: str):
         super().__init__(f"the request holds {size} {what}; at most {limit} are accepted")
         self.limit = limit
+        self.field = field
 
 
 class InvalidRequest(FeedError):

@@ -41,7 +41,7 @@ def event_batch_from_body(app: ApiGatewayResolver, next_middleware: NextMiddlewa
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
     limit = ingest_settings().max_body_bytes
     if (size := len(body.encode())) > limit:  # before reading it
-        raise RequestTooLarge("bytes", size, limit)
+        raise RequestTooLarge("bytes", size, limit, field="body")
     batch = usual_event_batch(body)
     if batch is None:  # some event is malformed, or spelled other than the fast path reads: pydantic decides
         try:

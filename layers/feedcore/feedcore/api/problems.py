@@ -144,7 +144,8 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
 
     @app.exception_handler(RequestTooLarge)
     def _too_large(exc: RequestTooLarge) -> Response:
-        return problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc), limit=exc.limit)
+        error = FieldError(field=exc.field, message=str(exc), type="too_large")
+        return problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc), errors=[error], limit=exc.limit)
 
     @app.exception_handler(Unauthenticated)
     def _unauthenticated(exc: Unauthenticated) -> Response:

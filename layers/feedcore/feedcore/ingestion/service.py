@@ -294,7 +294,7 @@ def ingest_batch(batch: EventBatch | UsualEventBatch, *, now: datetime | None = 
     settings = ingest_settings()
     received = len(batch.structs) if isinstance(batch, UsualEventBatch) else len(batch.events)
     if received > settings.max_events_per_batch:
-        raise RequestTooLarge("events", received, settings.max_events_per_batch)
+        raise RequestTooLarge("events", received, settings.max_events_per_batch, field="events")
     started = perf_counter()
     window = TimeWindow.at(now or datetime.now(UTC), settings)
     screened = screen_batch(batch, window)
