@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from feedcore import settings
 from feedcore.api.catalog_models import CatalogItem, StoreAvailability
-from feedcore.api.models import Feed
+from feedcore.api.models import Feed, Problem
 from feedcore.db import catalog as catalog_db
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import confirm_sent, run
@@ -462,7 +462,7 @@ def test_an_expired_snapshot_gets_410(shopping_history: None, db: psycopg.Connec
 
     assert status == 410
     assert headers["Content-Type"] == "application/problem+json"
-    assert body["feed_id"] == page["feed_id"]
+    assert Problem.model_validate(body).feed_id == page["feed_id"]
     assert "request the feed again" in body["detail"]
 
 

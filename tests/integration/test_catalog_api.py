@@ -13,6 +13,7 @@ import pytest
 from psycopg import sql
 
 from feedcore import settings
+from feedcore.api.models import Problem
 from feedcore.api.resolvers import local_resolver
 from feedcore.db.connection import confirm_sent
 from feedcore.db.models import ERASURE_LOCK_KEY
@@ -361,7 +362,7 @@ def test_bad_input_to_an_admin_route_gets_a_problem_json_4xx_and_changes_nothing
 
     assert response["statusCode"] == status, body
     assert response_headers(response)["Content-Type"] == "application/problem+json"
-    assert body["status"] == status and body["detail"]
+    assert Problem.model_validate(body).status == status and body["detail"]
     assert field in {error["field"] for error in body["errors"]}, body
     if status == 413:
         assert body["limit"] == 1000

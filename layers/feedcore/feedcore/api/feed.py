@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
@@ -9,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from feedcore.api.models import TAG_PATTERN, Feed, Identifier
+from feedcore.api.problems import route_responses
 from feedcore.feed.service import FeedRequest, assemble_feed
 
 router = APIGatewayRouter()
@@ -28,8 +30,16 @@ MAX_CURSOR_LENGTH = 1024
     "`degraded: true`.",
     tags=["feed"],
     # The page comes as JSON text written by the feed service (feedcore.feed.service); the Feed model documents
-    # it here rather than in the return type, which would have Powertools validate and serialize it again.
-    responses={200: {"description": "Successful Response", "content": {"application/json": {"model": Feed}}}},
+    # it here rather than in the return type, which would have Powertools validate and serialize it again. No
+    # 503: a failing database gives a degraded 200.
+    responses=route_responses(
+        Feed,
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.UNAUTHORIZED,
+        HTTPStatus.FORBIDDEN,
+        HTTPStatus.GONE,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+    ),
 )
 def get_feed(
     user_id: Annotated[Identifier, Path(description="The user whose feed this is")],

@@ -95,6 +95,28 @@ class EventRejection(Contract):
     errors: list[FieldError]
 
 
+class Problem(Contract):
+    """Every error answer: an RFC 9457 problem+json document, written by feedcore.api.problems (this model
+    publishes it)."""
+
+    model_config = ConfigDict(defer_build=True)  # read only for the OpenAPI document
+
+    type: str = Field(description="A URI naming the kind of problem")
+    title: str = Field(description="The HTTP status phrase")
+    status: int
+    detail: str = Field(description="What went wrong, for a person to read")
+    errors: list[FieldError] | None = Field(
+        default=None,
+        description="The fields at fault, located as a client writes them (`events[3].items[0].quantity`): the "
+        "first 10 of the request, or of each rejected event",
+    )
+    rejections: list[EventRejection] | None = Field(
+        default=None, description="422 to a batch in which no event is valid: each event's errors, by its index"
+    )
+    limit: int | None = Field(default=None, description="413: the most the request may hold")
+    feed_id: str | None = Field(default=None, description="410: the feed whose snapshot expired")
+
+
 # --- feed -------------------------------------------------------------------------------------------
 
 Fallback = Literal["new_user", "global", "cached_popular"]
