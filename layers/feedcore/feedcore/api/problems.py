@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from pydantic import BaseModel
 from pydantic_core import from_json
 
 from feedcore.api.field_errors import MALFORMED_BODY_ERRORS, field_errors
@@ -68,7 +69,7 @@ def problem(
     return Response(status_code=status.value, content_type=PROBLEM_JSON, body=body, headers=headers)
 
 
-def route_responses(success: type, *errors: HTTPStatus) -> dict[int, dict[str, Any]]:
+def route_responses(success: type[BaseModel], *errors: HTTPStatus) -> dict[int, dict[str, Any]]:
     """A route's OpenAPI responses: 200 with a `success` JSON document, and a problem+json document for each of
     `errors` (in place of Powertools' own 422, which is not what the resolvers answer)."""
     responses = {200: {"description": "Successful Response", "content": {JSON: {"model": success}}}}
