@@ -141,8 +141,8 @@ def oversized_batch() -> str:
     return json.dumps({"events": [event("click", item_id="milk") for _ in range(10_000)]})
 
 
-# Bodies the events route must answer with a problem+json 4xx (status, and the field it names, if any).
-BAD_INPUT: list[tuple[str, int, str | None]] = [
+# Bodies the events route must answer with a problem+json 4xx (status, and the field it names).
+BAD_INPUT: list[tuple[str, int, str]] = [
     ('{"events": [', 400, "body"),
     ("not json at all", 400, "body"),
     ('{"events": [' + "9" * 5000 + "]}", 400, "body"),
@@ -163,6 +163,10 @@ BAD_INPUT: list[tuple[str, int, str | None]] = [
      422, "events[0].items[0].unit_price"),
     (json.dumps({"events": [purchase() | {"items": [{"item_id": "milk", "quantity": 1, "unit_price": 1e12}]}]}),
      422, "events[0].items[0].unit_price"),
+    (json.dumps({"events": [purchase() | {"items": [{"item_id": "milk", "quantity": 1, "unit_price": True}]}]}),
+     422, "events[0].items[0].unit_price"),
+    (json.dumps({"events": [purchase() | {"items": [{"item_id": "milk", "quantity": 1, "unit_price": "1_000"}]}]}),
+     422, "events[0].items[0].unit_price"),
     (json.dumps({"events": [purchase(items=("milk", "milk"))]}), 422, "events[0].items"),
     (json.dumps({"events": [event("click", item_id="milk", occurred_at="2026-11-26T10:00:00")]}),
      422, "events[0].occurred_at"),
@@ -174,15 +178,22 @@ BAD_INPUT: list[tuple[str, int, str | None]] = [
      422, "events[0].occurred_at"),
     (json.dumps({"events": [event("click", item_id="milk", at=NOW - timedelta(days=31))]}),
      422, "events[0].occurred_at"),
+    # Instants whose offset takes them past year 1 or year 9999 in UTC.
+    (json.dumps({"events": [event("click", item_id="milk", occurred_at="0001-01-01T00:00:00+01:00")]}),
+     422, "events[0].occurred_at"),
+    (json.dumps({"events": [event("click", item_id="milk", occurred_at="9999-12-31T23:59:59-01:00")]}),
+     422, "events[0].occurred_at"),
     (json.dumps({"events": [event("click", item_id="milk", event_id="not-a-uuid")]}), 422, "events[0].event_id"),
-    (oversized_batch(), 413, None),
-    (json.dumps({"events": [purchase(items=tuple(f"item-{i:05d}" for i in range(199)))] * 100}), 413, None),
-    ('{"events": [' + " " * 1_100_000, 413, None),
+    (oversized_batch(), 413, "body"),
+    (json.dumps({"events": [purchase(items=tuple(f"item-{i:05d}" for i in range(199)))] * 100}), 413, "body"),
+    ('{"events": [' + " " * 1_100_000, 413, "body"),
 ]  # fmt: skip
 BAD_INPUT_IDS = [
     "truncated-json", "not-json", "huge-number", "deep-nesting", "array-body", "empty-batch", "events-not-a-list",
     "missing-events", "unknown-type", "missing-user", "wrong-type", "huge-string", "nul-character",
-    "negative-quantity", "boolean-quantity", "negative-price", "huge-price", "repeated-line", "naive-timestamp",
-    "numeric-timestamp", "digit-string-timestamp", "far-future", "older-than-horizon", "bad-uuid",
+    "negative-quantity", "boolean-quantity", "negative-price", "huge-price", "boolean-price",
+    "string-price", "repeated-line", "naive-timestamp",
+    "numeric-timestamp", "digit-string-timestamp", "far-future", "older-than-horizon", "year-1-ahead-of-utc",
+    "year-9999-behind-utc", "bad-uuid",
     "10000-events", "over-1mb", "over-1mb-unread",
 ]  # fmt: skip

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -155,3 +156,17 @@ def test_openapi_document_lists_the_routes(demo: tuple[str, str]) -> None:
     base_url, _ = demo
     document = httpx.get(f"{base_url}/docs", params={"format": "json"}).json()
     assert {"/v1/events", "/v1/users/{user_id}/feed"} <= set(document["paths"])
+
+
+def test_a_burst_of_concurrent_requests_is_answered_in_full(demo: tuple[str, str]) -> None:
+    # More requests at once than the event loop's default thread pool has workers (6 on 2 vCPUs).
+    base_url, _ = demo
+    burst = 16
+
+    def feed_status(_: int) -> int:
+        return httpx.get(f"{base_url}/v1/users/user-1/feed?store_id=store-1", headers=USER_1, timeout=30).status_code
+
+    with ThreadPoolExecutor(burst) as clients:
+        statuses = list(clients.map(feed_status, range(burst)))
+
+    assert statuses == [200] * burst

@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from feedcore import settings
 from feedcore.api.catalog_models import CatalogItem, StoreAvailability
-from feedcore.api.models import Feed
+from feedcore.api.models import Feed, Problem
 from feedcore.db import catalog as catalog_db
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import confirm_sent, run
@@ -462,7 +462,7 @@ def test_an_expired_snapshot_gets_410(shopping_history: None, db: psycopg.Connec
 
     assert status == 410
     assert headers["Content-Type"] == "application/problem+json"
-    assert body["feed_id"] == page["feed_id"]
+    assert Problem.model_validate(body).feed_id == page["feed_id"]
     assert "request the feed again" in body["detail"]
 
 
@@ -797,6 +797,19 @@ def test_a_cursor_is_bound_to_the_first_pages_store_and_excluded_tags(shopping_h
         assert status == 400
         assert "store_id or exclude_tags" in body["detail"]
     assert get_feed("user-1", {"store_id": STORE, "exclude_tags": "alcohol", "cursor": cursor})[0] == 200
+
+
+def test_the_cursor_of_a_feed_excluding_the_longest_list_of_tags_leads_to_its_next_page(
+    shopping_history: None,
+) -> None:
+    tags = ",".join(f"tag-{n:035d}" for n in range(10))  # 399 characters: within the 400 the route takes
+    query = {"store_id": STORE, "limit": "1", "exclude_tags": tags}
+    _, _, first = get_feed("user-1", query)
+
+    status, _, second = get_feed("user-1", {**query, "cursor": first["next_cursor"]})
+
+    assert status == 200, second
+    assert second["feed_id"] == first["feed_id"] and second["sections"]
 
 
 def test_later_pages_carry_score_breakdowns_only_when_asked(shopping_history: None) -> None:

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from feedcore.api.event_fast_path import usual_event_batch
+from feedcore.api.models import Problem
 from feedcore.db.connection import reset_cached_connection
 from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
 from tests.conftest import load_function, silent_server, use_database
@@ -281,16 +282,15 @@ def test_overlapping_batches_in_opposite_orders_do_not_deadlock(db: psycopg.Conn
 
 @pytest.mark.parametrize(("raw_body", "status", "field"), BAD_INPUT, ids=BAD_INPUT_IDS)
 def test_bad_input_gets_a_problem_json_4xx_naming_the_field(
-    db: psycopg.Connection, raw_body: str, status: int, field: str | None
+    db: psycopg.Connection, raw_body: str, status: int, field: str
 ) -> None:
     got_status, headers, body = post_events(raw_body=raw_body)
 
     assert got_status == status, body
     assert headers["Content-Type"] == "application/problem+json"
-    assert body["status"] == status
+    assert Problem.model_validate(body).status == status  # the document the OpenAPI document publishes
     assert body["detail"]
-    if field is not None:
-        assert field in {error["field"] for error in body["errors"]}, body
+    assert field in {error["field"] for error in body["errors"]}, body
     assert count(db, "events") == 0
 
 
@@ -346,6 +346,7 @@ def test_batch_over_the_configured_limit_is_rejected_whole(
     assert status == 413
     assert headers["Content-Type"] == "application/problem+json"
     assert body["limit"] == 2
+    assert body["errors"][0]["field"] == "events"
     assert count(db, "events") == 0
 
 
@@ -401,6 +402,59 @@ def test_a_database_that_cannot_write_gives_503_and_the_retry_stores_each_event_
     use_database(database_url)
     assert post_events(batch)[2]["accepted"] == 2
     assert count(db, "events") == 2
+
+
+# What Lambda returns of a synchronous invocation: past it API Gateway answers 502.
+LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024
+BODY_LIMIT_BYTES = 1024 * 1024
+
+
+def batch_within_the_body_limit(make_event: Any) -> str:
+    """As many events from `make_event()` as a body within the limit holds (at most the 500 of a batch)."""
+    events: list[dict] = []
+    while len(events) < 500 and len(json.dumps({"events": [*events, make_event()]})) <= BODY_LIMIT_BYTES:
+        events.append(make_event())
+    return json.dumps({"events": events})
+
+
+def one_event_within_the_body_limit(**fields: Any) -> str:
+    """One click whose `fields` fill the body up to its limit in non-ASCII text (2 bytes a character in the
+    body, 6 as a JSON escape in an answer)."""
+    body = json.dumps({"events": [event("click", item_id="milk") | fields]}, ensure_ascii=False)
+    assert len(body.encode()) <= BODY_LIMIT_BYTES
+    return body
+
+
+def purchase_of_lines_in_tenths_of_cents() -> dict[str, Any]:
+    lines = [{"item_id": f"i{n}", "unit_price": 0.001} for n in range(200)]
+    return purchase() | {"items": lines}
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "field"),
+    [
+        (batch_within_the_body_limit(lambda: event("click", item_id="milk") | {f"k{n}": 1 for n in range(2000)}),
+         "events[0].k0"),
+        (batch_within_the_body_limit(purchase_of_lines_in_tenths_of_cents), "events[0].items[0].unit_price"),
+        (one_event_within_the_body_limit(**{"é" * 500_000: 1}), "events[0]."),
+        (one_event_within_the_body_limit(type="é" * 500_000), "events[0].type"),
+    ],
+    ids=["2000-unknown-fields-an-event", "200-bad-prices-a-purchase", "a-500k-character-key", "a-500k-character-type"],
+)  # fmt: skip
+def test_an_answer_naming_every_wrong_field_of_a_body_within_the_limit_fits_a_lambda_response(
+    db: psycopg.Connection, raw_body: str, field: str
+) -> None:
+    request = api_gateway_rest_event(
+        "POST", "/v1/events", resource="/v1/events", raw_body=raw_body, claims=SERVICE_CLAIMS
+    )
+
+    response = ingest.lambda_handler(request, LambdaContext(function_name="ingest_events"))
+
+    assert len(json.dumps(response).encode()) <= LAMBDA_RESPONSE_LIMIT_BYTES
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 422, body
+    assert body["rejections"][0]["errors"][0]["field"].startswith(field)
+    assert count(db, "events") == 0
 
 
 def test_unknown_route_is_a_problem_json_404(db: psycopg.Connection) -> None:

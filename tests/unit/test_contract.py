@@ -34,10 +34,11 @@ def test_unknown_fields_are_rejected():
 def test_money_is_a_json_number_with_cents():
     fields = {"item_id": "a", "name": "A", "brand": None, "department": "d", "aisle": "a", "reason": "r"}
     fields["tracking"] = "f:s:0"
-    item = FeedItem(price="3.10", **fields)
+    item = FeedItem(price=3.10, **fields)
     assert item.model_dump(mode="json")["price"] == 3.1
-    with pytest.raises(ValidationError):
-        FeedItem(price="3.105", **fields)
+    for not_an_amount in (3.105, "3.10", True):
+        with pytest.raises(ValidationError):
+            FeedItem(price=not_an_amount, **fields)
 
 
 def test_scheduler_input_and_eventbridge_rule_event_give_the_same_request():

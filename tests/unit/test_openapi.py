@@ -1,14 +1,66 @@
 """The committed OpenAPI document is the one the routes generate."""
 
+import json
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from feedcore.api.resolvers import openapi_document
+from feedcore.feed.cursors import PagePosition, encode_cursor, request_scope
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi.json"
 
 
 def test_committed_openapi_document_is_current():
     assert COMMITTED.read_text() == openapi_document(), "openapi.json is stale: run `.venv/bin/feedctl openapi`"
+
+
+# The errors each route answers (README, Errors): the feed answers 200 when the database fails (degraded).
+ERROR_STATUSES = {
+    ("post", "/v1/events"): {"400", "401", "403", "413", "415", "422", "503"},
+    ("put", "/v1/items"): {"400", "401", "403", "413", "415", "422", "503"},
+    ("put", "/v1/stores/{store_id}/availability"): {"400", "401", "403", "413", "415", "422", "503"},
+    ("delete", "/v1/users/{user_id}"): {"401", "403", "422", "503"},
+    ("get", "/v1/users/{user_id}/feed"): {"400", "401", "403", "410", "422"},
+}
+
+
+def test_every_error_a_route_answers_is_published_as_a_problem_json_document():
+    document = json.loads(openapi_document())
+    routes = {(method, path) for path, operations in document["paths"].items() for method in operations}
+    assert routes == set(ERROR_STATUSES)
+    for (method, path), statuses in ERROR_STATUSES.items():
+        responses = document["paths"][path][method]["responses"]
+        errors = {status: response for status, response in responses.items() if int(status) >= 400}
+        assert set(errors) == statuses, (method, path)
+        assert "200" in responses
+        for response in errors.values():
+            assert response["content"] == {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            }
+    assert {"type", "title", "status", "detail", "errors"} <= set(
+        document["components"]["schemas"]["Problem"]["properties"]
+    )
+
+
+def test_the_longest_cursor_the_feed_issues_is_within_the_bound_the_route_sets_on_cursors():
+    parameters = json.loads(openapi_document())["paths"]["/v1/users/{user_id}/feed"]["get"]["parameters"]
+    longest = {}
+    for parameter in parameters:
+        for schema in parameter["schema"].get("anyOf", [parameter["schema"]]):
+            if "maxLength" in schema:
+                longest[parameter["name"]] = schema["maxLength"]
+    # Distinct tags of 39 characters (and a comma) up to the longest exclude_tags.
+    tags = frozenset(f"{n:039d}" for n in range((longest["exclude_tags"] + 1) // 40))
+    position = PagePosition(
+        feed_id=uuid.uuid4().hex,
+        user_id="u" * longest["user_id"],
+        offset=999,
+        expires_at=datetime(2100, 1, 1, tzinfo=UTC),
+        scope=request_scope("s" * longest["store_id"], tags),
+    )
+
+    assert len(encode_cursor(position, b"key")) <= longest["cursor"]
 
 
 def test_a_routes_parameter_types_are_inspected_once_not_on_every_request(monkeypatch):

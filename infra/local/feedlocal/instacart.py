@@ -125,7 +125,7 @@ def purchase_events(histories: Sequence[UserHistory], evaluated_at: datetime) ->
                 "occurred_at": times[order.order_id].isoformat(),
                 "order_id": f"o{order.order_id}",
                 "items": [
-                    {"item_id": f"p{product}", "quantity": 1, "unit_price": str(UNIT_PRICE)}
+                    {"item_id": f"p{product}", "quantity": 1, "unit_price": float(UNIT_PRICE)}
                     for product in dict.fromkeys(order.products)  # one line per product
                 ],
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,6 +54,24 @@ def utf8_requests_only(app: Asgi) -> Asgi:
     return guarded
 
 
+def one_request_at_a_time(app: Asgi) -> Asgi:
+    """Let requests into the app one at a time. HttpResolverLocal runs each synchronous middleware of a request
+    (authorization, validation) in a worker of the event loop's default thread pool, where it waits for the next
+    one to run in another: as many requests at once as the pool has workers (6 on 2 vCPUs) each held one and
+    waited for a second, and the server hung for good. Its routes run on the event loop itself, so requests never
+    ran side by side anyway."""
+    admitted = asyncio.Lock()
+
+    async def guarded(scope: dict[str, Any], receive, send) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        async with admitted:
+            return await app(scope, receive, send)
+
+    return guarded
+
+
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve the API until interrupted."""
-    uvicorn.run(utf8_requests_only(local_resolver()), host=host, port=port, log_level="warning")
+    app = utf8_requests_only(one_request_at_a_time(local_resolver()))
+    uvicorn.run(app, host=host, port=port, log_level="warning")

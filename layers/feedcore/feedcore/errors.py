@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from feedcore.api.field_errors import MAX_FIELD_ERRORS
 from feedcore.api.models import EventRejection, FieldError
 
 
@@ -43,11 +44,12 @@ class ConfigurationError(FeedError):
 
 
 class RequestTooLarge(FeedError):
-    """A request carried more than one request may hold (events, items or bytes)."""
+    """A request carried more than one request may hold (events, items or bytes) in `field`."""
 
-    def __init__(self, what: str, size: int, limit: int):
+    def __init__(self, what: str, size: int, limit: int, *, field: str):
         super().__init__(f"the request holds {size} {what}; at most {limit} are accepted")
         self.limit = limit
+        self.field = field
 
 
 class InvalidRequest(FeedError):
@@ -59,12 +61,13 @@ class InvalidRequest(FeedError):
 
 
 class EventsRejected(InvalidRequest):
-    """Every event of a batch was rejected: nothing was stored."""
+    """Every event of a batch was rejected: nothing was stored. Its errors are the batch's first ones (each
+    rejection lists its event's)."""
 
     def __init__(self, rejections: Sequence[EventRejection]):
         super().__init__(
             f"all {len(rejections)} events were rejected; nothing was stored",
-            [error for rejection in rejections for error in rejection.errors],
+            [error for rejection in rejections for error in rejection.errors][:MAX_FIELD_ERRORS],
         )
         self.rejections = list(rejections)
 

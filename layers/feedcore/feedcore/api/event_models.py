@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union, get_args, get_type_hints
 
-from pydantic import ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, PlainValidator, with_config
+from pydantic import (
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    Strict,
+    with_config,
+)
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import core_schema
 from typing_extensions import TypedDict
@@ -20,9 +28,9 @@ from feedcore.api.models import (
     Quantity,
 )
 
-# The same bounds without the exactness check, which ingestion makes for a whole batch in one pass
+# Money's bounds, as strict, without the exactness check, which ingestion makes for a whole batch in one pass
 # (feedcore.ingestion.service.screen_events) rather than by a Python call per purchase line.
-UnitPrice = Annotated[float, Field(ge=0, le=100_000, multiple_of=0.01)]
+UnitPrice = Annotated[float, Strict(), Field(ge=0, le=100_000, multiple_of=0.01)]
 
 
 class _IsoTimestamp:

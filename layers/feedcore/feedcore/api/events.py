@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from feedcore.api.authorization import authorize_events
 from feedcore.api.event_fast_path import usual_event_batch
 from feedcore.api.event_models import EventBatch, IngestResult
-from feedcore.api.problems import JSON
+from feedcore.api.problems import BODY_ROUTE_ERRORS, JSON, route_responses
 from feedcore.errors import RequestTooLarge
 from feedcore.ingestion.service import ingest_batch
 from feedcore.settings import ingest_settings
@@ -41,7 +41,7 @@ def event_batch_from_body(app: ApiGatewayResolver, next_middleware: NextMiddlewa
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
     limit = ingest_settings().max_body_bytes
     if (size := len(body.encode())) > limit:  # before reading it
-        raise RequestTooLarge("bytes", size, limit)
+        raise RequestTooLarge("bytes", size, limit, field="body")
     batch = usual_event_batch(body)
     if batch is None:  # some event is malformed, or spelled other than the fast path reads: pydantic decides
         try:
@@ -61,6 +61,7 @@ def event_batch_from_body(app: ApiGatewayResolver, next_middleware: NextMiddlewa
     "duplicate and each rejected event by its index. The counts cover only what was committed. A batch in "
     "which no event is valid gets 422 and stores nothing.",
     tags=["events"],
+    responses=route_responses(IngestResult, *BODY_ROUTE_ERRORS),
     enable_validation=False,
     middlewares=[event_batch_from_body],
 )

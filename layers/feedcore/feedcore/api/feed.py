@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
@@ -9,9 +10,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from feedcore.api.models import TAG_PATTERN, Feed, Identifier
+from feedcore.api.problems import route_responses
 from feedcore.feed.service import FeedRequest, assemble_feed
 
 router = APIGatewayRouter()
+
+# Longer than any cursor the feed issues: one for a 64-character user id and store id and the longest exclude_tags
+# has 830 characters (tests/unit/test_openapi.py checks).
+MAX_CURSOR_LENGTH = 1024
 
 
 @router.get(
@@ -24,14 +30,24 @@ router = APIGatewayRouter()
     "`degraded: true`.",
     tags=["feed"],
     # The page comes as JSON text written by the feed service (feedcore.feed.service); the Feed model documents
-    # it here rather than in the return type, which would have Powertools validate and serialize it again.
-    responses={200: {"description": "Successful Response", "content": {"application/json": {"model": Feed}}}},
+    # it here rather than in the return type, which would have Powertools validate and serialize it again. No
+    # 503: a failing database gives a degraded 200.
+    responses=route_responses(
+        Feed,
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.UNAUTHORIZED,
+        HTTPStatus.FORBIDDEN,
+        HTTPStatus.GONE,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+    ),
 )
 def get_feed(
     user_id: Annotated[Identifier, Path(description="The user whose feed this is")],
     store_id: Annotated[Identifier, Query(description="The store the user shops at")],
     limit: Annotated[int | None, Query(ge=1, le=30, description="Sections per page (default 4)")] = None,
-    cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=MAX_CURSOR_LENGTH, description="`next_cursor` of the previous page")
+    ] = None,
     exclude_tags: Annotated[
         str | None,
         Query(

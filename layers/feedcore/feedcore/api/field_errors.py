@@ -11,6 +11,12 @@ from feedcore.api.models import FieldError
 _LOCATION_KINDS = ("body", "query", "path", "header")
 # Errors whose location is a character offset in the body rather than a field.
 MALFORMED_BODY_ERRORS = frozenset({"json_invalid"})
+# An answer lists the first errors of a request, or of an event of a batch, and cuts each text that echoes the
+# request (an unknown key, a wrong type tag) short: the first errors say what to fix, and a body within the limit
+# that holds thousands of wrong fields, or a key of half a million characters, made an answer past Lambda's 6 MB
+# response limit (API Gateway then answers 502).
+MAX_FIELD_ERRORS = 10
+MAX_ERROR_TEXT = 200
 
 
 def field_path(loc: Sequence[str | int]) -> str:
@@ -32,9 +38,10 @@ def field_path(loc: Sequence[str | int]) -> str:
 
 
 def field_errors(errors: Sequence[dict[str, Any]], prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
-    """Pydantic errors (optionally under `prefix`) as FieldErrors; a bad discriminator names `type`."""
+    """The first MAX_FIELD_ERRORS pydantic errors (optionally under `prefix`) as FieldErrors, their texts cut to
+    MAX_ERROR_TEXT characters; a bad discriminator names `type`."""
     described = []
-    for error in errors:
+    for error in errors[:MAX_FIELD_ERRORS]:
         kind = error.get("type", "")
         if kind in MALFORMED_BODY_ERRORS:
             field = "body"
@@ -42,5 +49,6 @@ def field_errors(errors: Sequence[dict[str, Any]], prefix: tuple[str | int, ...]
             field = field_path((*prefix, *error.get("loc", ())))
             if kind in ("union_tag_invalid", "union_tag_not_found"):
                 field = f"{field}.type"
-        described.append(FieldError(field=field, message=error.get("msg", "invalid"), type=kind))
+        message = error.get("msg", "invalid")
+        described.append(FieldError(field=field[:MAX_ERROR_TEXT], message=message[:MAX_ERROR_TEXT], type=kind))
     return described

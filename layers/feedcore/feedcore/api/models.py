@@ -39,8 +39,9 @@ def _whole_cents(amount: float) -> float:
 
 # Money travels as a JSON number with at most two decimals and is exact (numeric) in the database. It is a
 # float in between (Decimal validation cost about a millisecond per 500-event batch): every amount of two
-# decimals up to the bound converts to the same numeric in PostgreSQL.
-Money = Annotated[float, Field(ge=0, le=100_000, multiple_of=0.01), AfterValidator(_whole_cents)]
+# decimals up to the bound converts to the same numeric in PostgreSQL. Strict: `true` (read as 1) or a string
+# such as "1_000" (read as 1000) is not an amount.
+Money = Annotated[float, Strict(), Field(ge=0, le=100_000, multiple_of=0.01), AfterValidator(_whole_cents)]
 # Strict: `true` or `2.0` is not a quantity.
 Quantity = Annotated[int, Strict(), Field(ge=1, le=999)]
 # Feed tracking fields: the feed and section that showed an item, and its position there.
@@ -92,6 +93,28 @@ class EventRejection(Contract):
     index: int = Field(description="Position of the event in the request's `events`")
     event_id: str | None = Field(description="The event's event_id, when it had one")
     errors: list[FieldError]
+
+
+class Problem(Contract):
+    """Every error answer: an RFC 9457 problem+json document, written by feedcore.api.problems (this model
+    publishes it)."""
+
+    model_config = ConfigDict(defer_build=True)  # read only for the OpenAPI document
+
+    type: str = Field(description="A URI naming the kind of problem")
+    title: str = Field(description="The HTTP status phrase")
+    status: int
+    detail: str = Field(description="What went wrong, for a person to read")
+    errors: list[FieldError] | None = Field(
+        default=None,
+        description="The fields at fault, located as a client writes them (`events[3].items[0].quantity`): the "
+        "first 10 of the request, or of each rejected event",
+    )
+    rejections: list[EventRejection] | None = Field(
+        default=None, description="422 to a batch in which no event is valid: each event's errors, by its index"
+    )
+    limit: int | None = Field(default=None, description="413: the most the request may hold")
+    feed_id: str | None = Field(default=None, description="410: the feed whose snapshot expired")
 
 
 # --- feed -------------------------------------------------------------------------------------------

@@ -17,10 +17,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from pydantic import BaseModel
 from pydantic_core import from_json
 
 from feedcore.api.field_errors import MALFORMED_BODY_ERRORS, field_errors
-from feedcore.api.models import FieldError
+from feedcore.api.models import FieldError, Problem
 from feedcore.errors import (
     DatabaseUnavailable,
     ErasureBusy,
@@ -66,6 +67,27 @@ def problem(
         extra["errors"] = [error.model_dump() for error in errors]
     body = json.dumps(_problem_body(status, detail, **extra))
     return Response(status_code=status.value, content_type=PROBLEM_JSON, body=body, headers=headers)
+
+
+def route_responses(success: type[BaseModel], *errors: HTTPStatus) -> dict[int, dict[str, Any]]:
+    """A route's OpenAPI responses: 200 with a `success` JSON document, and a problem+json document for each of
+    `errors` (in place of Powertools' own 422, which is not what the resolvers answer)."""
+    responses = {200: {"description": "Successful Response", "content": {JSON: {"model": success}}}}
+    for status in errors:
+        responses[status.value] = {"description": status.phrase, "content": {PROBLEM_JSON: {"model": Problem}}}
+    return responses
+
+
+# The errors of a route that reads a JSON body (README, Errors).
+BODY_ROUTE_ERRORS = (
+    HTTPStatus.BAD_REQUEST,
+    HTTPStatus.UNAUTHORIZED,
+    HTTPStatus.FORBIDDEN,
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    HTTPStatus.UNPROCESSABLE_ENTITY,
+    HTTPStatus.SERVICE_UNAVAILABLE,
+)
 
 
 def parse_json_body(body: str) -> Any:
@@ -144,7 +166,8 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
 
     @app.exception_handler(RequestTooLarge)
     def _too_large(exc: RequestTooLarge) -> Response:
-        return problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc), limit=exc.limit)
+        error = FieldError(field=exc.field, message=str(exc), type="too_large")
+        return problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc), errors=[error], limit=exc.limit)
 
     @app.exception_handler(Unauthenticated)
     def _unauthenticated(exc: Unauthenticated) -> Response:

@@ -17,7 +17,7 @@ from feedcore.settings import ingest_settings
 def _check_size(count: int) -> None:
     limit = ingest_settings().max_catalog_items_per_request
     if count > limit:
-        raise RequestTooLarge("items", count, limit)
+        raise RequestTooLarge("items", count, limit, field="items")
 
 
 def upsert_catalog(update: CatalogUpdate) -> CatalogResult:

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from feedcore.api.event_fast_path import EventStruct, PurchaseStruct, UsualEventBatch, event_structs
 from feedcore.api.event_models import Event, EventBatch, IngestResult, UnmatchedEvent, ValidEvent
-from feedcore.api.field_errors import field_errors
+from feedcore.api.field_errors import MAX_FIELD_ERRORS, field_errors
 from feedcore.api.models import (
     DECIMAL_PLACES_ERROR,
     REPEATED_ITEM_ERROR,
@@ -145,7 +145,7 @@ def _purchase_line_errors(index: int, event: ValidEvent) -> list[FieldError] | N
         if not has_whole_cents(unit_price):
             kind, message = DECIMAL_PLACES_ERROR
             errors.append(FieldError(field=f"events[{index}].items[{number}].unit_price", message=message, type=kind))
-    return errors
+    return errors[:MAX_FIELD_ERRORS]
 
 
 def screen_batch(batch: EventBatch | UsualEventBatch, window: TimeWindow) -> ScreenedBatch[EventStruct]:
@@ -191,10 +191,12 @@ def screen_events(events: Sequence[ValidEvent | UnmatchedEvent], window: TimeWin
         if isinstance(event, UnmatchedEvent):
             screened.rejections.append(_unmatched(index, event.sent))
             continue
-        # In UTC first: Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59, and aware instants of
-        # the same tzinfo compare without asking it for their offsets.
-        occurred_at = event["occurred_at"].astimezone(UTC)
+        # Aware instants compare as instants, whatever their offsets; only one inside the window is moved to UTC
+        # (Python accepts offsets up to ±23:59, PostgreSQL up to ±15:59), where it cannot overflow: one within a
+        # day of year 1 or 9999 could.
+        occurred_at = event["occurred_at"]
         if earliest <= occurred_at <= latest:
+            occurred_at = occurred_at.astimezone(UTC)
             errors = _purchase_line_errors(index, event) if event["type"] == "purchase" else None
         else:
             reason = window.error(occurred_at)
@@ -292,7 +294,7 @@ def ingest_batch(batch: EventBatch | UsualEventBatch, *, now: datetime | None = 
     settings = ingest_settings()
     received = len(batch.structs) if isinstance(batch, UsualEventBatch) else len(batch.events)
     if received > settings.max_events_per_batch:
-        raise RequestTooLarge("events", received, settings.max_events_per_batch)
+        raise RequestTooLarge("events", received, settings.max_events_per_batch, field="events")
     started = perf_counter()
     window = TimeWindow.at(now or datetime.now(UTC), settings)
     screened = screen_batch(batch, window)
