@@ -62,7 +62,11 @@ def demo(e2e_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield base_url, log.read_text()
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a hung server must not outlive the tests
+            server.kill()
+            server.wait()
 
 
 def printed_commands(output: str) -> list[str]:

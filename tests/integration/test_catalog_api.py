@@ -115,6 +115,14 @@ def test_availability_of_items_missing_from_the_catalog_is_refused_whole(db: psy
     assert db.execute("SELECT count(*) FROM stores").fetchone()[0] == 0
 
 
+def test_an_availability_update_of_many_unknown_items_names_the_first_ten(db: psycopg.Connection) -> None:
+    put_items([MILK])
+    status, _, body = put_availability("store-9", {"items": [{"item_id": f"caviar-{n}"} for n in range(25)]})
+
+    assert (status, body["detail"]) == (422, "25 items are not in the catalog; nothing was changed")
+    assert [error["field"] for error in body["errors"]] == [f"items[{n}].item_id" for n in range(10)]
+
+
 def test_user_deletion_leaves_nothing_of_the_user_and_can_be_repeated(db: psycopg.Connection) -> None:
     create_catalog(db)
     record(purchase("user-1", items=("milk", "eggs")), event("hide", "user-1", item_id="wine"),

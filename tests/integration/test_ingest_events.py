@@ -411,10 +411,11 @@ BODY_LIMIT_BYTES = 1024 * 1024
 
 def batch_within_the_body_limit(make_event: Any) -> str:
     """As many events from `make_event()` as a body within the limit holds (at most the 500 of a batch)."""
-    events: list[dict] = []
-    while len(events) < 500 and len(json.dumps({"events": [*events, make_event()]})) <= BODY_LIMIT_BYTES:
-        events.append(make_event())
-    return json.dumps({"events": events})
+    each = len(json.dumps(make_event())) + len(", ")  # the events it makes are all of one size
+    fitting = (BODY_LIMIT_BYTES - len(json.dumps({"events": []}))) // each
+    body = json.dumps({"events": [make_event() for _ in range(min(500, fitting))]})
+    assert len(body) <= BODY_LIMIT_BYTES
+    return body
 
 
 def one_event_within_the_body_limit(**fields: Any) -> str:
@@ -431,18 +432,18 @@ def purchase_of_lines_in_tenths_of_cents() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("raw_body", "field"),
+    ("raw_body", "field", "listed", "longest"),
     [
         (batch_within_the_body_limit(lambda: event("click", item_id="milk") | {f"k{n}": 1 for n in range(2000)}),
-         "events[0].k0"),
-        (batch_within_the_body_limit(purchase_of_lines_in_tenths_of_cents), "events[0].items[0].unit_price"),
-        (one_event_within_the_body_limit(**{"é" * 500_000: 1}), "events[0]."),
-        (one_event_within_the_body_limit(type="é" * 500_000), "events[0].type"),
+         "events[0].k0", 10, len("Extra inputs are not permitted")),
+        (batch_within_the_body_limit(purchase_of_lines_in_tenths_of_cents), "events[0].items[0].unit_price", 10, None),
+        (one_event_within_the_body_limit(**{"é" * 500_000: 1}), "events[0].", 1, 200),
+        (one_event_within_the_body_limit(type="é" * 500_000), "events[0].type", 1, 200),
     ],
     ids=["2000-unknown-fields-an-event", "200-bad-prices-a-purchase", "a-500k-character-key", "a-500k-character-type"],
 )  # fmt: skip
 def test_an_answer_naming_every_wrong_field_of_a_body_within_the_limit_fits_a_lambda_response(
-    db: psycopg.Connection, raw_body: str, field: str
+    db: psycopg.Connection, raw_body: str, field: str, listed: int, longest: int | None
 ) -> None:
     request = api_gateway_rest_event(
         "POST", "/v1/events", resource="/v1/events", raw_body=raw_body, claims=SERVICE_CLAIMS
@@ -454,6 +455,10 @@ def test_an_answer_naming_every_wrong_field_of_a_body_within_the_limit_fits_a_la
     body = json.loads(response["body"])
     assert response["statusCode"] == 422, body
     assert body["rejections"][0]["errors"][0]["field"].startswith(field)
+    # the first 10 errors of the batch and of each event, each text at most 200 characters
+    assert len(body["errors"]) == len(body["rejections"][0]["errors"]) == listed
+    texts = [text for error in body["errors"] for text in (error["field"], error["message"])]
+    assert max(len(text) for text in texts) == (longest or max(len(text) for text in texts)) <= 200
     assert count(db, "events") == 0
 
 

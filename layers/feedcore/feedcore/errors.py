@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from feedcore.api.field_errors import MAX_FIELD_ERRORS
 from feedcore.api.models import EventRejection, FieldError
+
+# An answer lists the first errors of a request, or of an event of a batch: the first errors say what to fix, and
+# a body within the limit that holds thousands of wrong fields made an answer past Lambda's 6 MB response limit
+# (API Gateway then answers 502). See also feedcore.api.field_errors.MAX_ERROR_TEXT.
+MAX_FIELD_ERRORS = 10
 
 
 class FeedError(Exception):
@@ -53,11 +57,12 @@ class RequestTooLarge(FeedError):
 
 
 class InvalidRequest(FeedError):
-    """The request is well-formed JSON but breaks the contract in ways the model alone cannot see."""
+    """The request is well-formed JSON but breaks the contract in ways the model alone cannot see; `errors` keeps
+    the first MAX_FIELD_ERRORS of the errors given."""
 
     def __init__(self, detail: str, errors: Sequence[FieldError]):
         super().__init__(detail)
-        self.errors = list(errors)
+        self.errors = list(errors[:MAX_FIELD_ERRORS])
 
 
 class EventsRejected(InvalidRequest):
@@ -67,7 +72,7 @@ class EventsRejected(InvalidRequest):
     def __init__(self, rejections: Sequence[EventRejection]):
         super().__init__(
             f"all {len(rejections)} events were rejected; nothing was stored",
-            [error for rejection in rejections for error in rejection.errors][:MAX_FIELD_ERRORS],
+            [error for rejection in rejections for error in rejection.errors],
         )
         self.rejections = list(rejections)
 

@@ -6,16 +6,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from feedcore.api.models import FieldError
+from feedcore.errors import MAX_FIELD_ERRORS
 
 # Location kinds Powertools puts first; the client knows where the field is.
 _LOCATION_KINDS = ("body", "query", "path", "header")
 # Errors whose location is a character offset in the body rather than a field.
 MALFORMED_BODY_ERRORS = frozenset({"json_invalid"})
-# An answer lists the first errors of a request, or of an event of a batch, and cuts each text that echoes the
-# request (an unknown key, a wrong type tag) short: the first errors say what to fix, and a body within the limit
-# that holds thousands of wrong fields, or a key of half a million characters, made an answer past Lambda's 6 MB
-# response limit (API Gateway then answers 502).
-MAX_FIELD_ERRORS = 10
+# An answer cuts each text that echoes the request (an unknown key, a wrong type tag) short, as it lists only the
+# first MAX_FIELD_ERRORS errors: a key of half a million characters made an answer past Lambda's 6 MB response
+# limit (API Gateway then answers 502).
 MAX_ERROR_TEXT = 200
 
 

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from feedcore.api.event_fast_path import EventStruct, PurchaseStruct, UsualEventBatch, event_structs
 from feedcore.api.event_models import Event, EventBatch, IngestResult, UnmatchedEvent, ValidEvent
-from feedcore.api.field_errors import MAX_FIELD_ERRORS, field_errors
+from feedcore.api.field_errors import field_errors
 from feedcore.api.models import (
     DECIMAL_PLACES_ERROR,
     REPEATED_ITEM_ERROR,
@@ -27,7 +27,7 @@ from feedcore.api.models import (
 from feedcore.db import events as events_db
 from feedcore.db.connection import run
 from feedcore.db.events import month_of, next_month
-from feedcore.errors import EventsRejected, RequestTooLarge
+from feedcore.errors import MAX_FIELD_ERRORS, EventsRejected, RequestTooLarge
 from feedcore.observability import add_metrics, logger, metrics
 from feedcore.settings import IngestSettings, ingest_settings
 
