@@ -21,6 +21,7 @@ from feedcore import settings
 from feedcore.api.catalog_models import CatalogItem, StoreAvailability
 from feedcore.api.models import Feed
 from feedcore.db import catalog as catalog_db
+from feedcore.db import connection as db_connection
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import confirm_sent, run
 from feedcore.errors import DatabaseUnavailable
@@ -493,6 +494,23 @@ def test_a_feed_is_recorded_by_a_function_planned_once_a_session_without_waiting
         ("feed-1", "user-1", expires_at, {"sections": [None]})
     ]
     assert "record_feed(" in feed_db._SAVE_FEED  # what the service sends
+
+
+def test_a_first_page_is_logged_and_counted_once_its_recording_is_on_its_way(
+    shopping_history: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server stores the feed while the page writes its log line and metrics, rather than after.
+    sent_when_logged = []
+    info = feed_service.logger.info
+
+    def logged(message: str, *args, **kwargs) -> None:
+        if message == "feed assembled":
+            sent_when_logged.append(getattr(db_connection._cache, "unconfirmed", None) is not None)
+        info(message, *args, **kwargs)
+
+    monkeypatch.setattr(feed_service.logger, "info", logged)
+    assert get_feed("user-1", {"store_id": STORE})[0] == 200
+    assert sent_when_logged == [True]
 
 
 def test_the_same_user_always_gets_the_same_variant(shopping_history: None) -> None:
