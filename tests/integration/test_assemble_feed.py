@@ -21,6 +21,7 @@ from feedcore import settings
 from feedcore.api.catalog_models import CatalogItem, StoreAvailability
 from feedcore.api.models import Feed, Problem
 from feedcore.db import catalog as catalog_db
+from feedcore.db import connection as db_connection
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import confirm_sent, run
 from feedcore.errors import DatabaseUnavailable
@@ -474,6 +475,44 @@ def test_each_feed_is_recorded_for_attribution(shopping_history: None, db: psyco
     assert row.fetchone() == ("user-1", STORE, "home-feed-order", feed["variant"])
 
 
+def test_a_feed_is_recorded_by_a_function_planned_once_a_session_without_waiting_for_the_wal(
+    db: psycopg.Connection,
+) -> None:
+    # record_feed (migration 0105): both rows, and synchronous_commit off for the caller's transaction only
+    expires_at = NOW + timedelta(minutes=30)
+    with db.transaction():
+        db.execute(
+            "SELECT record_feed(%s, 'user-1', %s, NULL, 'control', 'new_user', %s, %s, %s::json)",
+            ("feed-1", STORE, NOW, expires_at, '{"sections": [null]}'),
+        )
+        assert db.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    assert db.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    assert db.execute("SELECT user_id, store_id, experiment, variant, fallback, created_at FROM feeds").fetchall() == [
+        ("user-1", STORE, None, "control", "new_user", NOW)
+    ]
+    assert db.execute("SELECT feed_id, user_id, expires_at, sections FROM feed_snapshots").fetchall() == [
+        ("feed-1", "user-1", expires_at, {"sections": [None]})
+    ]
+    assert "record_feed(" in feed_db._SAVE_FEED  # what the service sends
+
+
+def test_a_first_page_is_logged_and_counted_once_its_recording_is_on_its_way(
+    shopping_history: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server stores the feed while the page writes its log line and metrics, rather than after.
+    sent_when_logged = []
+    info = feed_service.logger.info
+
+    def logged(message: str, *args, **kwargs) -> None:
+        if message == "feed assembled":
+            sent_when_logged.append(getattr(db_connection._cache, "unconfirmed", None) is not None)
+        info(message, *args, **kwargs)
+
+    monkeypatch.setattr(feed_service.logger, "info", logged)
+    assert get_feed("user-1", {"store_id": STORE})[0] == 200
+    assert sent_when_logged == [True]
+
+
 def test_the_same_user_always_gets_the_same_variant(shopping_history: None) -> None:
     variants = {get_feed("user-1", {"store_id": STORE})[2]["variant"] for _ in range(5)}
     others = {get_feed(f"user-{n}", {"store_id": STORE})[2]["variant"] for n in range(40)}
@@ -603,7 +642,7 @@ def wait_until_recording_ended(conn: psycopg.Connection, feed_backend: int) -> N
         state, query = conn.execute(
             "SELECT state, query FROM pg_stat_activity WHERE pid = %s", (feed_backend,)
         ).fetchone()
-        if state == "idle" and "INSERT INTO feed_snapshots" in query:
+        if state == "idle" and "record_feed(" in query:
             return
         assert time.monotonic() < deadline, (state, query)
         time.sleep(0.01)

@@ -81,9 +81,10 @@ def test_items_bought_together_in_many_baskets_rank_each_other_first(db: psycopg
 
 
 def test_the_feed_reads_the_best_pairs_of_each_seed_item_from_the_score_index(db: psycopg.Connection) -> None:
-    """However long the lists, the feed reads each seed item's best POOL pairs from the (item_id, score DESC)
-    index, and one entry more (the next score, which tells that no pair ties with the last one kept): item_pairs
-    here holds 60 pairs for each of 400 items, analyzed."""
+    """However long the lists, the feed reads each seed item's best POOL pairs from the index in its read order
+    (item_id, score DESC, paired_item_id COLLATE "C"; migration 0106), and no entry more: no sort, where an index on
+    (item_id, score DESC) gave one entry past the POOL (the next score, to tell that no pair ties with the last one
+    kept) to an incremental sort. item_pairs here holds 60 pairs for each of 400 items, analyzed."""
     db.execute(
         "INSERT INTO item_pairs (item_id, paired_item_id, pair_raw, score)"
         " SELECT 'item-' || i, 'item-' || mod(i + k, 400), 1, 1.0 / k"
@@ -95,8 +96,8 @@ def test_the_feed_reads_the_best_pairs_of_each_seed_item_from_the_score_index(db
     # This transaction's scans: of the table (sequential), and of the index, with the entries they returned.
     scans = (
         "SELECT pg_stat_get_xact_numscans('item_pairs'::regclass),"
-        " pg_stat_get_xact_numscans('item_pairs_rank_idx'::regclass),"
-        " pg_stat_get_xact_tuples_returned('item_pairs_rank_idx'::regclass)"
+        " pg_stat_get_xact_numscans('item_pairs_rank_read_idx'::regclass),"
+        " pg_stat_get_xact_tuples_returned('item_pairs_rank_read_idx'::regclass)"
     )
 
     with db.transaction(force_rollback=True):
@@ -104,7 +105,7 @@ def test_the_feed_reads_the_best_pairs_of_each_seed_item_from_the_score_index(db
         pairs = feed_read(db, "shopper").pairs
         after = db.execute(scans).fetchone()
 
-    assert [a - b for a, b in zip(after, before, strict=True)] == [0, len(seeds), len(seeds) * (POOL + 1)]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [0, len(seeds), len(seeds) * POOL]
     # Each seed item's best POOL, read in full: its paired items k = 1 … POOL places on, scored 1 / k.
     best = {f"item-{n + k}": (f"item-{n}", pytest.approx(1 / k)) for n in (100, 200, 300) for k in range(1, POOL + 1)}
     assert {paired: (seed, score) for paired, score, seed in pairs} == best

@@ -26,7 +26,16 @@ from feedcore.feed.config import (
     FeedConfig,
     default_ranking_config,
 )
-from feedcore.feed.pipeline import SCREENINGS_KEPT, RankingContext, apply_filters, filter_sources, select_sections
+from feedcore.feed.pipeline import (
+    CANDIDATE_SIGNALS,
+    SCREENINGS_KEPT,
+    Ranked,
+    RankingContext,
+    apply_filters,
+    filter_sources,
+    rank,
+    select_sections,
+)
 from feedcore.feed.scoring import BuyAgainParams
 from feedcore.feed.service import _source_limits
 from feedcore.feed.shelves import (
@@ -587,7 +596,7 @@ def test_screened_candidates_filter_as_every_filter_over_every_candidate_would(f
         every = [c for source in gathered for c in source.candidates]
         kept, removed = apply_filters(every, context)
 
-        kept_by_source, screened_removed = filter_sources(gathered, context)
+        kept_by_source, screened_removed, _ = filter_sources(gathered, context)
 
         assert [c for source in kept_by_source.values() for c in source] == kept
         assert [astuple(r) for r in screened_removed] == [astuple(r) for r in removed]
@@ -598,6 +607,42 @@ def test_screened_candidates_filter_as_every_filter_over_every_candidate_would(f
     cream = {r.filter for r in removed if r.item_id == "cream"}
     assert cream == ({"inactive"} if filters.index("inactive") < filters.index("unavailable") else {"unavailable"})
     assert {r.filter for r in removed} >= {"in_cart"}
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_a_store_level_section_of_candidate_signals_is_ranked_once_per_screening_as_rank_ranks_it(explain) -> None:
+    shelf, sources = screened_shelf(), limits(sources={"trending", "popular", "new_arrivals"}, pool=6)
+    store_level = {"trending", "popular", "new_arrivals"}
+    specs = [spec for spec in default_ranking_config().base.ordered_sections if spec.source in store_level]
+    assert {spec.id: set(spec.weights) <= CANDIDATE_SIGNALS for spec in specs} == {
+        "trending": True, "popular": True, "new_arrivals": False,  # newness reads the clock
+    }  # fmt: skip
+    # each section alone (no item shown earlier), with no cap: the whole ranking is taken
+    uncapped = [spec.model_copy(update={"size": 6, "max_per_aisle": None, "max_per_brand": None}) for spec in specs]
+
+    def sections(now: datetime, person: UserRows) -> dict[str, list[Ranked]]:
+        context = replace(context_of(), now=now, explain=explain)
+        return {
+            spec.id: select_sections(gather_candidates(shelf, person, {}, sources), [spec], context)[0][0].items
+            for spec in uncapped
+        }
+
+    first, later = sections(NOW, user()), sections(NOW + timedelta(hours=1), user())
+    context = replace(context_of(), explain=explain)
+    kept = filter_sources(gather_candidates(shelf, user(), {}, sources), context)[0]
+    for spec in uncapped:
+        expected = [astuple(r) for r in rank(kept[spec.source], spec.weights, context)]
+        assert [astuple(r) for r in first[spec.id]] == expected
+        assert bool(first[spec.id][0].contributions) is explain
+    # trending and popular: the same objects for every request at the shelf; new arrivals ranked per request
+    assert all(a is b for a, b in zip(first["trending"], later["trending"], strict=True))
+    assert all(a is b for a, b in zip(first["popular"], later["popular"], strict=True))
+    assert first["new_arrivals"][0] is not later["new_arrivals"][0]
+    # a user with facts of a trending item: that source's candidates are made again, and ranked for the request
+    own = sections(NOW, user(items={"eggs": bought(1, 1.0)}))
+    assert own["trending"][0] is not first["trending"][0]
+    assert [astuple(r)[1:] for r in own["trending"]] == [astuple(r)[1:] for r in first["trending"]]
+    assert [r.candidate.item_id for r in own["trending"]] == [r.candidate.item_id for r in first["trending"]]
 
 
 def test_a_repacked_shelf_screens_its_candidates_again(monkeypatch: pytest.MonkeyPatch) -> None:

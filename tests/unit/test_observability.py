@@ -175,3 +175,30 @@ def test_the_service_flush_prints_powertools_emf_document_and_keeps_its_empty_se
         provided.flush_metrics()
     with pytest.raises(SchemaValidationError):
         provided.flush_metrics(raise_on_empty_metrics=True)
+
+
+def test_log_records_keep_the_keys_powertools_reserved_names_give_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The formatter's reserved names are a frozenset (a tuple in Powertools: a scan per record attribute); a record
+    # is the same either way: reserved names among the extras are dropped, the formatter's own keys are formatted.
+    from io import StringIO
+
+    from aws_lambda_powertools.logging import formatter
+
+    assert isinstance(formatter.RESERVED_LOG_ATTRS, frozenset)
+    extra = {"feed_id": "f" * 32, "timestamp": "not this", "location": "nor this", "candidates": {"popular": 20}}
+    lines = []
+    for reserved in (formatter.RESERVED_LOG_ATTRS, tuple(sorted(formatter.RESERVED_LOG_ATTRS))):
+        monkeypatch.setattr(formatter, "RESERVED_LOG_ATTRS", reserved)
+        stream = StringIO()
+        observability.logger.registered_handler.setStream(stream)
+        try:
+            observability.logger.info("feed assembled", extra=extra)
+        finally:
+            observability.logger.registered_handler.setStream(sys.stdout)
+        line = json.loads(stream.getvalue())
+        del line["timestamp"]
+        lines.append(line)
+    ours, powertools = lines
+    assert ours == powertools
+    assert ours["feed_id"] == "f" * 32 and ours["location"].startswith("test_log_records_keep")
+    assert set(formatter.RESERVED_LOG_ATTRS) >= {"name", "msg", "levelname", "asctime", "location", "timestamp"}

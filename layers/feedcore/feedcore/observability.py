@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import formatter as log_formatter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
@@ -84,6 +85,10 @@ def service_tracer(settings: ObservabilitySettings) -> Tracer | Untraced:
     return Tracer() if settings.xray_sdk_tracing else Untraced()
 
 
+# Powertools' formatter tests every attribute of each log record, and each of its own keys, for membership of its
+# reserved names, a tuple of 24 (~800 string comparisons a record: ~25 of the ~60 µs of the feed's log line). The same
+# names as a frozenset: its pinned version (3.37) only tests membership (`in`, `not in`), so records keep their keys.
+log_formatter.RESERVED_LOG_ATTRS = frozenset(log_formatter.RESERVED_LOG_ATTRS)
 logger = Logger(json_serializer=_json)
 tracer = service_tracer(observability_settings())
 metrics = service_metrics(observability_settings().metrics_provider)

@@ -66,18 +66,14 @@ SELECT * FROM feed_user_item_rows_with_reorders(
     %(seed_limit)s)
 """
 
-# One statement, committed without waiting for the WAL flush (synchronous_commit off for its own transaction,
-# which set_config(…, true) scopes, so no session state for RDS Proxy): a crash can lose the feeds recorded in
-# the last moments, whose snapshots (UNLOGGED) are lost with it anyway — their cursors get 410, and their
-# impressions no attribution.
+# One statement, committed without waiting for the WAL flush (synchronous_commit off for its own transaction, which
+# record_feed sets with set_config(…, true), so no session state for RDS Proxy): a crash can lose the feeds recorded
+# in the last moments, whose snapshots (UNLOGGED) are lost with it anyway — their cursors get 410, and their
+# impressions no attribution. A plpgsql function (migration 0105): its INSERTs are planned once per session.
 _SAVE_FEED = """
-WITH feed AS (
-    INSERT INTO feeds (feed_id, user_id, store_id, experiment, variant, fallback, created_at)
-    SELECT %(feed_id)s, %(user_id)s, %(store_id)s, %(experiment)s, %(variant)s, %(fallback)s, %(created_at)s
-    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
-)
-INSERT INTO feed_snapshots (feed_id, user_id, expires_at, sections)
-VALUES (%(feed_id)s, %(user_id)s, %(expires_at)s, %(sections)s::json)
+SELECT record_feed(
+    %(feed_id)s, %(user_id)s, %(store_id)s, %(experiment)s, %(variant)s, %(fallback)s, %(created_at)s, %(expires_at)s,
+    %(sections)s::json)
 """
 
 # A catalog row: (item_id, name, brand, department, aisle, tags, active, created_at, price), the shape of

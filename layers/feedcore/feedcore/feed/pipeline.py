@@ -146,14 +146,34 @@ STORE_FILTERS: frozenset[Filter] = frozenset({"inactive", "unavailable", "exclud
 SCREENINGS_KEPT = 4
 
 
+# The signals that read only the candidate (not the clock, nor the user's aisles): over a store-level source's own
+# candidates (no user's facts, no model score) they are the same for every request at the shelf, so a section that
+# weights only these ranks them once per screening (Screening.ranked); newness reads the clock, aisle_affinity the user.
+CANDIDATE_SIGNALS: frozenset[Signal] = frozenset({"bought_together", "trending", "popularity", "affinity", "model"})
+# The rankings a screening keeps: a section's weights with and without explanations (the popular section and the
+# popular backfill weight alike in the default config).
+RANKINGS_KEPT = 2
+
+
 @dataclass(frozen=True)
 class Screening:
     """A store-level source's candidates through the store-level filters: those kept, the removals, and per
-    candidate its removal or None (in the candidates' order)."""
+    candidate its removal or None (in the candidates' order); and the kept ones as ranked (made as first asked for,
+    at most RANKINGS_KEPT)."""
 
     kept: tuple[Candidate, ...]
     removed: tuple[Removal, ...]
     removals: tuple[Removal | None, ...]
+    rankings: RecentlyUsed[tuple[tuple[tuple[Signal, float], ...], bool], tuple[Ranked, ...]] = field(
+        default_factory=lambda: RecentlyUsed(RANKINGS_KEPT), compare=False, repr=False
+    )
+
+    def ranked(self, weights: dict[Signal, float], context: RankingContext) -> tuple[Ranked, ...]:
+        """The kept candidates as `rank` orders them with `weights`, all of them CANDIDATE_SIGNALS (so the context
+        counts only for whether it explains). Shared by the requests: never change them."""
+        return self.rankings.get(
+            (tuple(weights.items()), context.explain), lambda: tuple(ranking(self.kept, weights, context))
+        )
 
 
 @dataclass(frozen=True)
@@ -198,13 +218,15 @@ class SourceCandidates:
 
 def filter_sources(
     proposed: Iterable[SourceCandidates], context: RankingContext
-) -> tuple[dict[str, Sequence[Candidate]], list[Removal]]:
+) -> tuple[dict[str, Sequence[Candidate]], list[Removal], dict[str, Screening]]:
     """Each source's candidates every filter keeps, and the removals (by source in `proposed` order, then in
     candidate order) with the first filter that removed each, as apply_filters over all of them would give. A
     store-level source's own candidates take their screening (see StoreCandidates.screened); those made again for
-    the user go through every filter."""
+    the user go through every filter. Last, the screening of each source whose kept candidates are its screening's
+    (nothing made again for this user)."""
     kept_by_source: dict[str, Sequence[Candidate]] = {}
     removed: list[Removal] = []
+    screened: dict[str, Screening] = {}
     for source in proposed:
         shared, candidates = source.shared, source.candidates
         if shared is None:
@@ -215,6 +237,7 @@ def filter_sources(
         if candidates is shared.candidates:  # nothing made again for this user
             kept_by_source[source.source] = screening.kept
             removed += screening.removed
+            screened[source.source] = screening
             continue
         made_again = [c for c, own in zip(candidates, shared.candidates, strict=True) if c is not own]
         removal_of = {r.item_id: r for r in apply_filters(made_again, context)[1]}  # a store list has an item once
@@ -227,7 +250,7 @@ def filter_sources(
             else:
                 removed.append(removal)
         kept_by_source[source.source] = kept
-    return kept_by_source, removed
+    return kept_by_source, removed, screened
 
 
 # --- signals and scores -----------------------------------------------------------------------------
@@ -390,13 +413,21 @@ def select_sections(
 
     Returns the non-empty sections and every removal with its filter.
     """
-    by_source, removed = filter_sources(proposed, context)
+    by_source, removed, screened = filter_sources(proposed, context)
+
+    def ranked(source: str, weights: dict[Signal, float]) -> Iterable[Ranked]:
+        """The source's kept candidates as `rank` orders them: a screening's ranking when it has one for them."""
+        screening = screened.get(source)
+        if screening is not None and CANDIDATE_SIGNALS.issuperset(weights):
+            return screening.ranked(weights, context)
+        return ranking(by_source.get(source, ()), weights, context)
+
     # ranked only for a section that starves (rarely: a store with hardly any trending items)
-    popular = cache(lambda: rank(by_source.get(POPULAR_SOURCE, ()), {"popularity": 1.0}, context))
+    popular = cache(lambda: list(ranked(POPULAR_SOURCE, {"popularity": 1.0})))
     shown: set[str] = set()
     sections = []
     for spec in specs:
-        chosen = select(ranking(by_source.get(source_key(spec), ()), spec.weights, context), spec, shown, popular)
+        chosen = select(ranked(source_key(spec), spec.weights), spec, shown, popular)
         if chosen:
             sections.append(SelectedSection(spec, chosen))
     return sections, removed

@@ -153,6 +153,20 @@ def _first_page(
             _keep_popular(request.store_id, shelf, popular)
     fallback = _fallback(candidates, shelf.store_known)
     rank_ms = (perf_counter() - stage) * 1000
+    stage = perf_counter()
+    expires_at = now + timedelta(seconds=settings.snapshot_ttl_s)
+    record = FeedRecord(
+        feed_id, request.user_id, request.store_id, assignment.experiment, assignment.variant, fallback, now
+    )
+    # The feed's JSON is written once: the page is its first sections, the snapshot keeps the others.
+    head = _head(record, degraded=False)
+    texts = [_json(section) for section in sections]
+    removals = _json([_removal(r) for r in removed]) if request.debug else "null"
+    snapshot = _snapshot(head, texts, page.per_page)
+    # Sent without waiting for its outcome (read before the connection's next use): the page does not wait.
+    run(lambda conn: feed_db.record_feed(conn, record, snapshot, expires_at), in_transaction=False)
+    add_metrics([("FeedSaveLatency", MetricUnit.Milliseconds, (perf_counter() - stage) * 1000)])
+    # Counted and logged once the recording is on its way: the server stores it meanwhile.
     per_source = {source.source: len(source.candidates) for source in candidates}
     per_filter = Counter(r.filter for r in removed)
     add_metrics([
@@ -173,19 +187,6 @@ def _first_page(
             "sections": {section["id"]: len(section["items"]) for section in sections},
         },
     )
-    stage = perf_counter()
-    expires_at = now + timedelta(seconds=settings.snapshot_ttl_s)
-    record = FeedRecord(
-        feed_id, request.user_id, request.store_id, assignment.experiment, assignment.variant, fallback, now
-    )
-    # The feed's JSON is written once: the page is its first sections, the snapshot keeps the others.
-    head = _head(record, degraded=False)
-    texts = [_json(section) for section in sections]
-    removals = _json([_removal(r) for r in removed]) if request.debug else "null"
-    snapshot = _snapshot(head, texts, page.per_page)
-    # Sent without waiting for its outcome (read before the connection's next use): the page does not wait.
-    run(lambda conn: feed_db.record_feed(conn, record, snapshot, expires_at), in_transaction=False)
-    add_metrics([("FeedSaveLatency", MetricUnit.Milliseconds, (perf_counter() - stage) * 1000)])
     first = PagePosition(feed_id, request.user_id, 0, expires_at, page.scope)
     next_cursor = _next_cursor(first, len(sections), page, key)
     body = _document(head, texts[: page.per_page], _json(next_cursor), removals)
