@@ -9,9 +9,10 @@
 -- The recompute writes item_pairs and a full rebuild indexes its copies like the live table (pg_indexes): this
 -- waits for a run in progress and keeps the next ones out (they skip) until it commits, by the recompute's advisory
 -- lock (feedcore.db.scores.RECOMPUTE_LOCK_KEY). The build blocks no read; the DROP waits for the feed's reads in
--- progress, and those after it queue behind it until the commit: past 5 s the migration fails (the deploy rolls
--- back and can run again) rather than hold them up longer.
+-- progress, and those after it queue behind it until the commit: past 1 s (under the feed's 2 s statement timeout,
+-- past which a queued first page would be served degraded) the migration fails (the deploy rolls back and can run
+-- again) rather than hold them up longer.
 SELECT pg_advisory_xact_lock(7246201118);
-SET LOCAL lock_timeout = '5s';
+SET LOCAL lock_timeout = '1s';
 CREATE INDEX item_pairs_rank_read_idx ON item_pairs (item_id, score DESC, paired_item_id COLLATE "C");
 DROP INDEX item_pairs_rank_idx;

@@ -513,6 +513,28 @@ def test_a_first_page_is_logged_and_counted_once_its_recording_is_on_its_way(
     assert sent_when_logged == [True]
 
 
+def test_a_first_page_whose_recording_cannot_be_sent_is_still_logged_and_counted(
+    shopping_history: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def unsendable(*_: object) -> None:
+        raise psycopg.OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(feed_db, "record_feed", unsendable)
+    caplog.clear()
+    capsys.readouterr()
+    status, _, feed = get_feed("user-1", {"store_id": STORE})
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+
+    assert status == 200 and feed["degraded"] is True
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("feed ")] == [
+        "feed assembled", "feed degraded: a dependency is unavailable",
+    ]  # fmt: skip
+    assert any("FeedRankLatency" in blob and "FeedCandidates.buy_again" in blob for blob in metrics)
+
+
 def test_the_same_user_always_gets_the_same_variant(shopping_history: None) -> None:
     variants = {get_feed("user-1", {"store_id": STORE})[2]["variant"] for _ in range(5)}
     others = {get_feed(f"user-{n}", {"store_id": STORE})[2]["variant"] for n in range(40)}

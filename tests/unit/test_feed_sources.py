@@ -24,6 +24,7 @@ from feedcore.feed.config import (
     MAX_POOL,
     MAX_SECTION_SIZE,
     FeedConfig,
+    SectionConfig,
     default_ranking_config,
 )
 from feedcore.feed.pipeline import (
@@ -643,6 +644,23 @@ def test_a_store_level_section_of_candidate_signals_is_ranked_once_per_screening
     assert own["trending"][0] is not first["trending"][0]
     assert [astuple(r)[1:] for r in own["trending"]] == [astuple(r)[1:] for r in first["trending"]]
     assert [r.candidate.item_id for r in own["trending"]] == [r.candidate.item_id for r in first["trending"]]
+
+
+def test_one_shelfs_kept_rankings_follow_the_sections_weights_and_explanations() -> None:
+    shelf, sources = screened_shelf(), limits(sources={"trending"}, pool=6)
+    weightings = [{"trending": 1.0}, {"popularity": 1.0}, {"trending": 1.0, "popularity": 2.0}, {"popularity": -0.0}]
+    # -0.0 is read as 0.0: a weight the key cannot tell from 0.0 must not show as -0.0 in an explanation
+    configs = [SectionConfig(id="t", title="T", source="trending", weights=weights) for weights in weightings]
+    assert [dict(config.weights) for config in configs][-1] == {"popularity": 0.0}
+    assert math.copysign(1.0, configs[-1].weights["popularity"]) == 1.0
+    for _ in range(2):  # the second time from the kept rankings, on the same shelf
+        for config in configs:
+            spec = config.model_copy(update={"size": 6})
+            for explain in (True, False, True):
+                context = replace(context_of(), explain=explain)
+                chosen = select_sections(gather_candidates(shelf, user(), {}, sources), [spec], context)[0][0].items
+                kept = filter_sources(gather_candidates(shelf, user(), {}, sources), context)[0]["trending"]
+                assert [astuple(r) for r in chosen] == [astuple(r) for r in rank(kept, spec.weights, context)]
 
 
 def test_a_repacked_shelf_screens_its_candidates_again(monkeypatch: pytest.MonkeyPatch) -> None:

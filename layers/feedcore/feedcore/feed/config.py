@@ -59,7 +59,8 @@ class SectionConfig(_Config):
     def _weights_are_finite_and_not_negative(cls, weights: dict[str, float]) -> dict[str, float]:
         if any(not 0 <= weight < 1e6 for weight in weights.values()):
             raise ValueError("weights must be between 0 and 1e6")
-        return weights
+        # -0.0 read as 0.0 (equal, but not alike in an explanation): the feed keeps rankings by their weights
+        return {name: weight + 0.0 for name, weight in weights.items()}
 
     @model_validator(mode="after")
     def _model_source_names_its_model(self) -> SectionConfig:

@@ -150,9 +150,9 @@ SCREENINGS_KEPT = 4
 # candidates (no user's facts, no model score) they are the same for every request at the shelf, so a section that
 # weights only these ranks them once per screening (Screening.ranked); newness reads the clock, aisle_affinity the user.
 CANDIDATE_SIGNALS: frozenset[Signal] = frozenset({"bought_together", "trending", "popularity", "affinity", "model"})
-# The rankings a screening keeps: a section's weights with and without explanations (the popular section and the
-# popular backfill weight alike in the default config).
-RANKINGS_KEPT = 2
+# The rankings a screening keeps: two weightings of a source (experiment variants weighting it otherwise; the popular
+# section and the popular backfill weight alike in the default config), each with and without explanations.
+RANKINGS_KEPT = 4
 
 
 @dataclass(frozen=True)

@@ -163,10 +163,23 @@ def _first_page(
     texts = [_json(section) for section in sections]
     removals = _json([_removal(r) for r in removed]) if request.debug else "null"
     snapshot = _snapshot(head, texts, page.per_page)
-    # Sent without waiting for its outcome (read before the connection's next use): the page does not wait.
-    run(lambda conn: feed_db.record_feed(conn, record, snapshot, expires_at), in_transaction=False)
-    add_metrics([("FeedSaveLatency", MetricUnit.Milliseconds, (perf_counter() - stage) * 1000)])
-    # Counted and logged once the recording is on its way: the server stores it meanwhile.
+    try:
+        # Sent without waiting for its outcome (read before the connection's next use): the page does not wait.
+        run(lambda conn: feed_db.record_feed(conn, record, snapshot, expires_at), in_transaction=False)
+        add_metrics([("FeedSaveLatency", MetricUnit.Milliseconds, (perf_counter() - stage) * 1000)])
+    finally:  # counted and logged once the recording is on its way (the server stores it meanwhile), or failed
+        _record_assembled(record, query_ms, rank_ms, candidates, removed, sections)
+    first = PagePosition(feed_id, request.user_id, 0, expires_at, page.scope)
+    next_cursor = _next_cursor(first, len(sections), page, key)
+    body = _document(head, texts[: page.per_page], _json(next_cursor), removals)
+    return FeedPage(body, assignment.variant, fallback, sections[: page.per_page])
+
+
+def _record_assembled(
+    record: FeedRecord, query_ms: float, rank_ms: float, candidates: list[SourceCandidates], removed: list[Removal],
+    sections: list[dict],
+) -> None:  # fmt: skip
+    """A first page's stage latencies, candidates per source and removals per filter (metrics), and its log line."""
     per_source = {source.source: len(source.candidates) for source in candidates}
     per_filter = Counter(r.filter for r in removed)
     add_metrics([
@@ -179,18 +192,14 @@ def _first_page(
     logger.info(
         "feed assembled",
         extra={
-            "feed_id": feed_id,
-            "variant": assignment.variant,
-            "fallback": fallback,
+            "feed_id": record.feed_id,
+            "variant": record.variant,
+            "fallback": record.fallback,
             "candidates": per_source,
             "removed": per_filter,
             "sections": {section["id"]: len(section["items"]) for section in sections},
         },
     )
-    first = PagePosition(feed_id, request.user_id, 0, expires_at, page.scope)
-    next_cursor = _next_cursor(first, len(sections), page, key)
-    body = _document(head, texts[: page.per_page], _json(next_cursor), removals)
-    return FeedPage(body, assignment.variant, fallback, sections[: page.per_page])
 
 
 def _later_page(position: PagePosition, page: _PageRequest, key: bytes, now: datetime) -> FeedPage:

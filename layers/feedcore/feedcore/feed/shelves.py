@@ -42,7 +42,8 @@ _ACTIVE, CATALOG_CREATED_AT, CATALOG_AISLE = 6, 7, 4  # positions in a CatalogRo
 
 # The store-level candidate lists a shelf keeps (per source and pool, or number of new arrivals): three sources for
 # each of three ranking configs (experiment variants) with other pools. At the largest pool (500) with every
-# screening kept, a list and its screenings hold ~0.35 MB; at the sizes of the default config, ~10 KB.
+# screening kept, a list and its screenings hold ~0.35 MB, and each screening's kept rankings up to ~0.7 MB more
+# (four of ~116 KB, ~230 KB with explanations); at the sizes of the default config, ~10 KB and ~25 KB.
 STORE_CANDIDATES_KEPT = 9
 
 
