@@ -160,6 +160,8 @@ def test_openapi_document_lists_the_routes(demo: tuple[str, str]) -> None:
     base_url, _ = demo
     document = httpx.get(f"{base_url}/docs", params={"format": "json"}).json()
     assert {"/v1/events", "/v1/users/{user_id}/feed"} <= set(document["paths"])
+    assert "Problem" in document["components"]["schemas"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]  # as in openapi.json: no route uses it
 
 
 def test_a_burst_of_concurrent_requests_is_answered_in_full(demo: tuple[str, str]) -> None:

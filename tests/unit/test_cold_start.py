@@ -55,3 +55,17 @@ def test_the_feed_function_starts_without_the_aws_and_xray_sdks(environment: dic
 
 def test_in_lambda_the_tracer_still_records_with_the_xray_sdk() -> None:
     assert "aws_xray_sdk" in heavy_modules_loaded(LAMBDA_TASK_ROOT="/var/task")
+
+
+def test_the_feed_function_starts_without_building_the_problem_model() -> None:
+    """Problem (every error answer) is built on the first error answer: a page of the feed never needs it."""
+    check = f"""
+import importlib.util
+spec = importlib.util.spec_from_file_location("assemble_feed_app", {str(FEED_FUNCTION)!r})
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+from feedcore.api.models import Problem
+print(Problem.__pydantic_complete__)
+"""
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True)
+
+    assert result.stdout.strip().splitlines()[-1] == "False"

@@ -193,3 +193,48 @@ def test_the_user_erasure_validates_as_with_powertools_own_validation(monkeypatc
 
     assert [ours_answer for ours_answer, _ in answers] == [theirs for _, theirs in answers]
     assert [ours_answer["statusCode"] for ours_answer, _ in answers] == [200, 200, 422, 422]
+
+
+def _references(part: object) -> set[str]:
+    """The component schemas `part` of the document references."""
+    if isinstance(part, dict):
+        found = {part["$ref"].removeprefix("#/components/schemas/")} if "$ref" in part else set()
+        return found.union(*(_references(value) for value in part.values()))
+    if isinstance(part, list):
+        return set().union(*(_references(value) for value in part))
+    return set()
+
+
+def test_every_schema_the_document_publishes_is_used_by_a_route():
+    """Powertools adds its validation-error schemas (HTTPValidationError, ValidationError, ResponseValidationError)
+    though no route answers them: the document publishes only the schemas its routes reach."""
+    document = json.loads(openapi_document())
+    schemas = document["components"]["schemas"]
+    reached, pending = set(), _references(document["paths"])
+    while pending:
+        name = pending.pop()
+        reached.add(name)
+        pending |= _references(schemas[name]) - reached
+
+    assert set(schemas) == reached
+    assert {"Problem", "FieldError", "EventRejection", "Feed"} <= reached
+
+
+def test_the_problem_documents_optional_members_are_published_as_optional_not_nullable():
+    """The API leaves a member out rather than sending null (feedcore.api.problems.problem)."""
+    problem = json.loads(openapi_document())["components"]["schemas"]["Problem"]
+    optional = set(problem["properties"]) - set(problem["required"])
+
+    assert optional == {"errors", "rejections", "limit", "feed_id"}
+    for member in optional:
+        assert "null" not in json.dumps(problem["properties"][member]), member
+
+
+def test_the_headers_of_401_and_503_answers_are_published():
+    document = json.loads(openapi_document())
+    for (method, path), statuses in ERROR_STATUSES.items():
+        responses = document["paths"][path][method]["responses"]
+        assert set(responses["401"]["headers"]) == {"WWW-Authenticate"}
+        if "503" in statuses:
+            assert responses["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+        assert all("headers" not in responses[status] for status in statuses - {"401", "503"})

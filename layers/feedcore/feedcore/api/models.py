@@ -9,6 +9,7 @@ from itertools import repeat
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 MAX_LINES_PER_PURCHASE = 200
@@ -96,25 +97,26 @@ class EventRejection(Contract):
 
 
 class Problem(Contract):
-    """Every error answer: an RFC 9457 problem+json document, written by feedcore.api.problems (this model
-    publishes it)."""
+    """Every error answer: an RFC 9457 problem+json document. feedcore.api.problems writes each answer from this
+    model and publishes it in the OpenAPI document. The optional members are left out of an answer that has none,
+    never sent as null: they are published as optional, not nullable."""
 
-    model_config = ConfigDict(defer_build=True)  # read only for the OpenAPI document
+    model_config = ConfigDict(defer_build=True)  # built on the first error answer, not in the cold start
 
     type: str = Field(description="A URI naming the kind of problem")
     title: str = Field(description="The HTTP status phrase")
     status: int
     detail: str = Field(description="What went wrong, for a person to read")
-    errors: list[FieldError] | None = Field(
+    errors: list[FieldError] | SkipJsonSchema[None] = Field(
         default=None,
         description="The fields at fault, located as a client writes them (`events[3].items[0].quantity`): the "
         "first 10 of the request, or of each rejected event",
     )
-    rejections: list[EventRejection] | None = Field(
+    rejections: list[EventRejection] | SkipJsonSchema[None] = Field(
         default=None, description="422 to a batch in which no event is valid: each event's errors, by its index"
     )
-    limit: int | None = Field(default=None, description="413: the most the request may hold")
-    feed_id: str | None = Field(default=None, description="410: the feed whose snapshot expired")
+    limit: int | SkipJsonSchema[None] = Field(default=None, description="413: the most the request may hold")
+    feed_id: str | SkipJsonSchema[None] = Field(default=None, description="410: the feed whose snapshot expired")
 
 
 # --- feed -------------------------------------------------------------------------------------------

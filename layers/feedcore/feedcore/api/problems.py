@@ -43,30 +43,36 @@ RETRY_AFTER_SECONDS = 2
 ERASURE_RETRY_AFTER_SECONDS = 30
 
 
-def _problem_body(status: HTTPStatus, detail: str, **extra: Any) -> dict[str, Any]:
-    """The members of a problem+json document; `extra` adds members such as `errors`."""
-    return {
-        "type": f"https://feed-assembly.dev/problems/{status.phrase.lower().replace(' ', '-')}",
-        "title": status.phrase,
-        "status": status.value,
-        "detail": detail,
-        **extra,
-    }
-
-
-def problem(
-    status: HTTPStatus,
-    detail: str,
-    *,
-    errors: list[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> Response:
-    """A problem+json response."""
-    if errors is not None:
-        extra["errors"] = [error.model_dump() for error in errors]
-    body = json.dumps(_problem_body(status, detail, **extra))
+def problem(status: HTTPStatus, detail: str, *, headers: dict[str, str] | None = None, **members: Any) -> Response:
+    """A problem+json response: the Problem document (the model the OpenAPI document publishes) of `status`, with
+    `members` such as `errors`; the members not given are left out, not sent as null. Problem is built on the first
+    error answer, not at import (a share of the feed function's cold start)."""
+    document = Problem(
+        type=f"https://feed-assembly.dev/problems/{status.phrase.lower().replace(' ', '-')}",
+        title=status.phrase,
+        status=status.value,
+        detail=detail,
+        **members,
+    )
+    body = json.dumps(document.model_dump(mode="json", exclude_unset=True))
     return Response(status_code=status.value, content_type=PROBLEM_JSON, body=body, headers=headers)
+
+
+# The headers some error answers carry, as the OpenAPI document publishes them.
+_ERROR_HEADERS = {
+    HTTPStatus.UNAUTHORIZED: {
+        "WWW-Authenticate": {
+            "description": "`Bearer`: send a token of the API's user pool",
+            "schema": {"type": "string"},
+        },
+    },
+    HTTPStatus.SERVICE_UNAVAILABLE: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying the same request",
+            "schema": {"type": "integer"},
+        },
+    },
+}
 
 
 def route_responses(success: type[BaseModel], *errors: HTTPStatus) -> dict[int, dict[str, Any]]:
@@ -75,6 +81,8 @@ def route_responses(success: type[BaseModel], *errors: HTTPStatus) -> dict[int, 
     responses = {200: {"description": "Successful Response", "content": {JSON: {"model": success}}}}
     for status in errors:
         responses[status.value] = {"description": status.phrase, "content": {PROBLEM_JSON: {"model": Problem}}}
+        if status in _ERROR_HEADERS:
+            responses[status.value]["headers"] = _ERROR_HEADERS[status]
     return responses
 
 
@@ -101,9 +109,12 @@ def parse_json_body(body: str) -> Any:
 
 
 def _unsupported_media_type(app: ApiGatewayResolver) -> Response | None:
-    """A 415 when the request has a body that is not JSON (Powertools would read a form body as fields)."""
+    """A 415 when the request has a body that is not JSON and its route reads a body (Powertools would read a form
+    body as fields). A route without a body (a GET, a DELETE) ignores one: the request's other problems decide."""
     content_type = app.current_event.headers.get("content-type") or JSON
     if not app.current_event.body or content_type.split(";")[0].strip().lower() == JSON:
+        return None
+    if not app.context["_route"].dependant.body_params:
         return None
     return problem(
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -149,7 +160,7 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
             HTTPStatus.UNPROCESSABLE_ENTITY,
             str(exc),
             errors=exc.errors,
-            rejections=[rejection.model_dump(mode="json") for rejection in exc.rejections],
+            rejections=exc.rejections,
         )
 
     @app.exception_handler(InvalidCursor)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.http_resolver import HttpProxyEvent, HttpResolverLocal
@@ -18,6 +22,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from feedcore.api.authorization import USER_SECURITY, authorize
 from feedcore.api.problems import parse_json_body, register_problem_handlers
 from feedcore.settings import api_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 
 API_TITLE = "Feed Assembly API"
 API_VERSION = "1.0.0"
@@ -106,8 +113,37 @@ def lambda_resolver(*routers: Router) -> APIGatewayRestResolver:
     return app
 
 
+_SCHEMA_REFERENCE = re.compile(r'"\$ref":\s*"#/components/schemas/([^"]+)"')
+
+
+def _referenced_schemas(document: OpenAPI) -> set[str]:
+    """The names of the component schemas `document` uses: those its paths reference, and those these reference."""
+    schemas = document.components.schemas
+    outside = document.model_dump(mode="json", by_alias=True, exclude={"components": {"schemas"}})
+    pending = _SCHEMA_REFERENCE.findall(json.dumps(outside))
+    referenced: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name not in referenced:
+            referenced.add(name)
+            pending += _SCHEMA_REFERENCE.findall(schemas[name].model_dump_json(by_alias=True, exclude_none=True))
+    return referenced
+
+
 class _LocalResolver(HttpResolverLocal):
-    """HttpResolverLocal reading bodies like the Lambda resolvers do (it has no deserializer option)."""
+    """HttpResolverLocal reading bodies like the Lambda resolvers do (it has no deserializer option), whose OpenAPI
+    document publishes only the schemas its routes use."""
+
+    def get_openapi_schema(self, **options: Any) -> OpenAPI:
+        """Powertools' document without the validation-error schemas it adds whatever the routes answer
+        (HTTPValidationError, ValidationError, ResponseValidationError): every route publishes its errors as the
+        Problem document (feedcore.api.problems.route_responses)."""
+        document = super().get_openapi_schema(**options)
+        referenced = _referenced_schemas(document)
+        document.components.schemas = {
+            name: schema for name, schema in document.components.schemas.items() if name in referenced
+        }
+        return document
 
     def _to_proxy_event(self, event: dict) -> HttpProxyEvent:
         proxy_event = super()._to_proxy_event(event)
