@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from importlib.metadata import PathDistribution
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from .support import REPO_ROOT, TEMPLATE, describe, python312_dir, run, sam_env
 
@@ -53,6 +55,16 @@ def test_layer_holds_feedcore_and_its_dependencies(build_dir):
     # The binary wheels must be the Linux x86_64 / CPython 3.12 builds that Lambda can load.
     assert list((python / "psycopg_binary").glob("*.so"))
     assert list((python / "pydantic_core").glob("*cpython-312-x86_64-linux-gnu.so"))
+
+
+def test_the_layers_botocore_comes_with_the_boto3_released_for_it(build_dir):
+    """aws-xray-sdk brings botocore into the layer, and /opt/python comes before the runtime's packages: without its
+    own boto3, the layer would pair the runtime's boto3 with whatever botocore was newest at build time."""
+    python = build_dir / "FeedCoreLayer" / "python"
+    (botocore,) = [PathDistribution(path) for path in python.glob("botocore-*.dist-info")]
+    (boto3,) = [PathDistribution(path) for path in python.glob("boto3-*.dist-info")]
+    (wanted,) = [r for r in map(Requirement, boto3.requires or []) if r.name == "botocore" and not r.marker]
+    assert botocore.version in wanted.specifier, (boto3.version, botocore.version)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
