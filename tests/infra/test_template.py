@@ -243,8 +243,10 @@ def test_queue_consumer_reports_partial_failures_and_parks_poison_messages(templ
     redrive = resources[queue]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [queue.removesuffix("Queue") + "DeadLetterQueue", "Arn"]}
     assert redrive["maxReceiveCount"] >= 2
+    # Lambda's advice: six times the function's timeout, plus the time the mapping may spend gathering a batch.
     consumer_timeout = _effective(template, _functions(template)[consumer], "Timeout")
-    assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * consumer_timeout
+    batching_window = mapping.get("MaximumBatchingWindowInSeconds", 0)
+    assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * consumer_timeout + batching_window
 
 
 def test_the_scheduled_recompute_sends_shards_only_to_the_shard_queue_and_starts_with_its_settings(
