@@ -292,6 +292,20 @@ def test_a_deploy_that_changes_only_the_layer_moves_the_feeds_alias_to_a_new_ver
     assert versions[0] != versions[1], "a new layer leaves the feed's alias on the version with the old one"
 
 
+def test_no_usage_plan_without_a_method_that_requires_its_api_key(transformed):
+    """API Gateway applies a usage plan's throttle and quota only to methods that require an API key: a plan
+    beside methods that require none limits nobody (its key, unused, was not even an output)."""
+    plans = _resources(transformed, "AWS::ApiGateway::UsagePlan")
+    paths = transformed["Resources"]["FeedApi"]["Properties"]["Body"]["paths"]
+    key_methods = [
+        (path, method)
+        for path, spec_by_method in paths.items()
+        for method, spec in spec_by_method.items()
+        if any("api_key" in requirement for requirement in spec.get("security", []))
+    ]
+    assert not plans or key_methods, f"usage plans {sorted(plans)} apply to no method"
+
+
 def test_no_generated_role_grants_a_wildcard_action(transformed):
     for name, resource in _resources(transformed, "AWS::IAM::Role").items():
         policies = resource["Properties"].get("Policies", [])

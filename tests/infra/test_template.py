@@ -286,8 +286,6 @@ def test_api_is_traced_and_throttled(template):
     assert settings["ThrottlingRateLimit"] == {"Ref": "ApiRateLimit"}
     assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiBurstLimit"}
     assert settings["MetricsEnabled"] is True
-    plan = api["Auth"]["UsagePlan"]
-    assert plan["CreateUsagePlan"] == "PER_API" and plan["Throttle"]["RateLimit"] == {"Ref": "ApiRateLimit"}
 
 
 def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is_404(template):
