@@ -194,6 +194,9 @@ def test_database_is_private_encrypted_and_protected_in_production(template):
     # RDS generates the password and keeps it in Secrets Manager; the template never holds one.
     assert database["ManageMasterUserPassword"] is True
     assert "MasterUserPassword" not in database
+    # Operators see what runs without a way into the VPC (the CPU alarm's runbook), and its slow statements.
+    assert database["EnablePerformanceInsights"] == {"Fn::If": ["IsProduction", True, False]}
+    assert database["EnableCloudwatchLogsExports"] == ["postgresql"]
     subnet_group = template["Resources"][database["DBSubnetGroupName"]["Ref"]]["Properties"]
     assert subnet_group["SubnetIds"] == template["Globals"]["Function"]["VpcConfig"]["SubnetIds"]
     parameters = template["Resources"][database["DBParameterGroupName"]["Ref"]]["Properties"]
