@@ -291,6 +291,8 @@ def test_a_deploy_that_changes_only_the_layer_moves_the_feeds_alias_to_a_new_ver
         (version,) = [name for name, r in resources.items() if r["Type"] == "AWS::Lambda::Version"]
         alias = resources["AssembleFeedFunctionAliaslive"]["Properties"]
         assert alias["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+        # The superseded version goes once the update completes, its cached snapshot no longer billed.
+        assert resources[version]["DeletionPolicy"] == "Delete"
         versions.append(version)
     assert versions[0] != versions[1], "a new layer leaves the feed's alias on the version with the old one"
 
