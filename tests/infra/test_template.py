@@ -149,7 +149,8 @@ def test_function_names_its_service_and_connects_only_as_its_proxy_user(template
     # Only the recompute reads the model score files (under their prefix) and sends user shards; only the feed
     # its cursor key and its ranking config; only the schema migrations the functions' database users.
     others = [s for s in statements if s.get("Sid") != "ConnectToDatabaseProxy"]
-    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+    # What Lambda's polling of an SQS queue needs (AWSLambdaSQSQueueExecutionRole's actions, on one queue).
+    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
     allowed = {
         "IngestQueueFunction": consume,
         "RecomputeShardFunction": consume,
