@@ -199,6 +199,10 @@ def test_database_is_private_encrypted_and_protected_in_production(template):
     assert database["EnableCloudwatchLogsExports"] == ["postgresql"]
     subnet_group = template["Resources"][database["DBSubnetGroupName"]["Ref"]]["Properties"]
     assert subnet_group["SubnetIds"] == template["Globals"]["Function"]["VpcConfig"]["SubnetIds"]
+    # A pinned minor version stops being creatable about a year after its release (RDS stopped creating 16.8 in
+    # May 2026): the default names the major version, whose current default minor RDS picks.
+    assert database["EngineVersion"] == {"Ref": "DatabaseEngineVersion"}
+    assert template["Parameters"]["DatabaseEngineVersion"]["Default"] == "16"
     parameters = template["Resources"][database["DBParameterGroupName"]["Ref"]]["Properties"]
     assert (
         parameters["Family"] == "postgres16"
