@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -17,14 +18,23 @@ PROXY_SECURITY_GROUP = {"Ref": "ProxySecurityGroup"}
 DATABASE_SECURITY_GROUP = {"Ref": "DatabaseSecurityGroup"}
 
 
-@pytest.fixture(scope="module")
-def transformed(sam_cli) -> dict:
-    """template.yaml after the SAM transform (what CloudFormation deploys)."""
+def _translate(sam_cli, template: Path) -> dict:
+    """A template after the SAM transform (what CloudFormation deploys)."""
     python = sam_cli.parent / "python"
     script = os.path.join(os.path.dirname(__file__), "translate_template.py")
-    proc = run([str(python), script, str(TEMPLATE)], env=sam_env())
+    proc = run([str(python), script, str(template)], env=sam_env())
     assert proc.returncode == 0, describe(proc)
     return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def transformed(sam_cli) -> dict:
+    """template.yaml after the SAM transform."""
+    return _translate(sam_cli, TEMPLATE)
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 def _resources(template: dict, type_: str) -> dict[str, dict]:
@@ -184,8 +194,15 @@ def test_database_is_private_encrypted_and_protected_in_production(template):
     # RDS generates the password and keeps it in Secrets Manager; the template never holds one.
     assert database["ManageMasterUserPassword"] is True
     assert "MasterUserPassword" not in database
+    # Operators see what runs without a way into the VPC (the CPU alarm's runbook), and its slow statements.
+    assert database["EnablePerformanceInsights"] == {"Fn::If": ["IsProduction", True, False]}
+    assert database["EnableCloudwatchLogsExports"] == ["postgresql"]
     subnet_group = template["Resources"][database["DBSubnetGroupName"]["Ref"]]["Properties"]
     assert subnet_group["SubnetIds"] == template["Globals"]["Function"]["VpcConfig"]["SubnetIds"]
+    # A pinned minor version stops being creatable about a year after its release (RDS stopped creating 16.8 in
+    # May 2026): the default names the major version, whose current default minor RDS picks.
+    assert database["EngineVersion"] == {"Ref": "DatabaseEngineVersion"}
+    assert template["Parameters"]["DatabaseEngineVersion"]["Default"] == "16"
     parameters = template["Resources"][database["DBParameterGroupName"]["Ref"]]["Properties"]
     assert (
         parameters["Family"] == "postgres16"
@@ -229,6 +246,75 @@ def test_every_api_method_is_behind_the_cognito_authorizer(template, transformed
             assert spec.get("security") == [{"CognitoAuthorizer": []}], f"{method.upper()} {path} is open"
 
 
+def test_what_api_gateway_answers_itself_carries_the_cors_origin_as_deployed(transformed):
+    """SAM copies each gateway response's headers into the API's body, where CloudFormation resolves the origin."""
+    responses = transformed["Resources"]["FeedApi"]["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    assert {"UNAUTHORIZED", "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    origin = {"Fn::Sub": "'${CorsAllowOrigin}'"}
+    for name, response in responses.items():
+        assert response["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == origin, name
+
+
+# The AWS-managed policies SAM attaches that every function needs: its logs, its traces, its network interfaces.
+MANAGED_POLICIES = {
+    "service-role/AWSLambdaBasicExecutionRole",
+    "AWSXrayWriteOnlyAccess",
+    "service-role/AWSLambdaVPCAccessExecutionRole",
+}
+
+
+@pytest.mark.parametrize(
+    ("consumer", "queue"), [("IngestQueueFunction", "IngestQueue"), ("RecomputeShardFunction", "ScoreShardQueue")]
+)
+def test_a_queue_consumer_may_receive_and_delete_only_its_own_queues_messages(transformed, consumer, queue):
+    """SAM's SQS event would attach AWSLambdaSQSQueueExecutionRole (sqs:ReceiveMessage and sqs:DeleteMessage on
+    every queue of the account): the consumer's own policy names its queue instead."""
+    role = transformed["Resources"][f"{consumer}Role"]["Properties"]
+    assert {arn.partition(":policy/")[2] for arn in role["ManagedPolicyArns"]} == MANAGED_POLICIES
+    sqs = [
+        statement
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if any(action.startswith("sqs:") for action in _as_list(statement["Action"]))
+    ]
+    assert [statement["Resource"] for statement in sqs] == [{"Fn::GetAtt": [queue, "Arn"]}]
+    assert "sqs:ReceiveMessage" in sqs[0]["Action"] and "sqs:DeleteMessage" in sqs[0]["Action"]
+
+
+def test_a_deploy_that_changes_only_the_layer_moves_the_feeds_alias_to_a_new_version(sam_cli, tmp_path):
+    """The feed's code lives in the layer, and the API calls the `live` alias of a SnapStart version: a deploy of a
+    new layer (which also migrates the schema) must publish a version with it, or the API keeps serving the old
+    code. `sam package` names the uploaded layer after its content; two such names stand in for two builds."""
+    source = TEMPLATE.read_text()
+    assert source.count("ContentUri: layers/feedcore/") == 1
+    versions = []
+    for build in ("layer-a", "layer-b"):
+        packaged = tmp_path / f"{build}.yaml"
+        packaged.write_text(source.replace("ContentUri: layers/feedcore/", f"ContentUri: s3://bucket/{build}.zip"))
+        resources = _translate(sam_cli, packaged)["Resources"]
+        (version,) = [name for name, r in resources.items() if r["Type"] == "AWS::Lambda::Version"]
+        alias = resources["AssembleFeedFunctionAliaslive"]["Properties"]
+        assert alias["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+        # The superseded version goes once the update completes, its cached snapshot no longer billed.
+        assert resources[version]["DeletionPolicy"] == "Delete"
+        versions.append(version)
+    assert versions[0] != versions[1], "a new layer leaves the feed's alias on the version with the old one"
+
+
+def test_no_usage_plan_without_a_method_that_requires_its_api_key(transformed):
+    """API Gateway applies a usage plan's throttle and quota only to methods that require an API key: a plan
+    beside methods that require none limits nobody (its key, unused, was not even an output)."""
+    plans = _resources(transformed, "AWS::ApiGateway::UsagePlan")
+    paths = transformed["Resources"]["FeedApi"]["Properties"]["Body"]["paths"]
+    key_methods = [
+        (path, method)
+        for path, spec_by_method in paths.items()
+        for method, spec in spec_by_method.items()
+        if any("api_key" in requirement for requirement in spec.get("security", []))
+    ]
+    assert not plans or key_methods, f"usage plans {sorted(plans)} apply to no method"
+
+
 def test_no_generated_role_grants_a_wildcard_action(transformed):
     for name, resource in _resources(transformed, "AWS::IAM::Role").items():
         policies = resource["Properties"].get("Policies", [])
@@ -254,6 +340,7 @@ ALARMS = {
     ("AWS/ApiGateway", "5XXError"),
     ("AWS/ApiGateway", "Latency"),
     ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
     ("AWS/Lambda", "Errors"),
     ("AWS/Lambda", "Duration"),
     ("AWS/RDS", "CPUUtilization"),
@@ -276,11 +363,27 @@ def test_cloudwatch_may_publish_to_the_encrypted_alarm_topic(template):
 def test_the_proxy_reaches_secrets_manager_through_a_nat_when_the_stack_makes_no_endpoints(template):
     def egress(stack: dict) -> list:
         return [
-            rule["CidrIp"] for rule in stack["Resources"]["ProxySecurityGroup"]["Properties"]["SecurityGroupEgress"]
+            rule.get("CidrIp") or rule["DestinationSecurityGroupId"]
+            for rule in stack["Resources"]["ProxySecurityGroup"]["Properties"]["SecurityGroupEgress"]
         ]
 
-    assert egress(resolved(template)) == [{"Ref": "VpcCidr"}]
+    assert egress(resolved(template)) == [{"Ref": "EndpointSecurityGroup"}]
+    assert egress(resolved(template, **EXISTING_VPC)) == [{"Ref": "EndpointSecurityGroup"}]
     assert egress(resolved(template, **EXISTING_VPC, CreateVpcEndpoints="false")) == ["0.0.0.0/0"]
+
+
+@pytest.mark.parametrize("parameters", [{}, EXISTING_VPC], ids=["own VPC", "existing VPC"])
+def test_the_endpoints_admit_the_functions_and_the_proxy_by_security_group_not_by_address_range(template, parameters):
+    """In an existing VPC, VpcCidr is whatever the deployer left (its default, most likely): no rule may rely on
+    it, or the proxy cannot read its secrets and the functions reach no AWS API."""
+    stack = resolved(template, **parameters)
+    rules = _ingress_rules(stack, {"Ref": "EndpointSecurityGroup"})
+    assert sorted((r["SourceSecurityGroupId"]["Ref"], r["FromPort"], r["ToPort"]) for r in rules) == [
+        ("FunctionSecurityGroup", 443, 443),
+        ("ProxySecurityGroup", 443, 443),
+    ]
+    uses_of_vpc_cidr = [name for name, r in stack["Resources"].items() if '{"Ref": "VpcCidr"}' in json.dumps(r)]
+    assert uses_of_vpc_cidr == (["Vpc"] if not parameters else [])
 
 
 def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(template):
@@ -288,12 +391,22 @@ def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(templat
     assert {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()} == ALARMS
     for name, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
-    queues = {
-        a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-        for a in alarms.values()
-        if a["Properties"]["Namespace"] == "AWS/SQS"
-    }
-    assert queues == {"IngestDeadLetterQueue", "RecomputeDeadLetterQueue", "ScoreShardDeadLetterQueue"}
+
+    def queues(metric: str) -> set[str]:
+        return {
+            a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+            for a in alarms.values()
+            if (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) == ("AWS/SQS", metric)
+        }
+
+    assert queues("ApproximateNumberOfMessagesVisible") == {
+        "IngestDeadLetterQueue", "RecomputeDeadLetterQueue", "ScoreShardDeadLetterQueue"
+    }  # fmt: skip
+    # The producers' queue keeps a batch four days, then drops it: a stalled consumer must be noticed before.
+    assert queues("ApproximateAgeOfOldestMessage") == {"IngestQueue"}
+    backlog = alarms["IngestQueueBacklogAlarm"]["Properties"]
+    retention_s = template["Resources"]["IngestQueue"]["Properties"]["MessageRetentionPeriod"]
+    assert backlog["Threshold"] + backlog["Period"] * backlog["EvaluationPeriods"] < retention_s
     latency = alarms["FeedLatencyAlarm"]["Properties"]
     assert latency["ExtendedStatistic"] == "p99"
     assert {"Name": "Resource", "Value": "/v1/users/{user_id}/feed"} in latency["Dimensions"]

@@ -51,6 +51,18 @@ def _effective(template: dict, props: dict, key: str):
     return props.get(key, template.get("Globals", {}).get("Function", {}).get(key))
 
 
+def _queue_mapping(template: dict, function: str) -> dict:
+    """The properties of the one event source mapping that feeds `function` (declared as a resource, not as a SAM
+    SQS event: test_security.py says why), which must be its only trigger."""
+    assert not _functions(template)[function].get("Events"), f"{function}: SAM events besides its mapping"
+    (mapping,) = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and r["Properties"]["FunctionName"] == {"Ref": function}
+    ]
+    return mapping
+
+
 def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -137,7 +149,11 @@ def test_function_names_its_service_and_connects_only_as_its_proxy_user(template
     # Only the recompute reads the model score files (under their prefix) and sends user shards; only the feed
     # its cursor key and its ranking config; only the schema migrations the functions' database users.
     others = [s for s in statements if s.get("Sid") != "ConnectToDatabaseProxy"]
+    # What Lambda's polling of an SQS queue needs (AWSLambdaSQSQueueExecutionRole's actions, on one queue).
+    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
     allowed = {
+        "IngestQueueFunction": consume,
+        "RecomputeShardFunction": consume,
         "RecomputeScoresFunction": {"s3:ListBucket", "s3:GetObject", "sqs:SendMessage"},
         "AssembleFeedFunction": {
             "secretsmanager:GetSecretValue", "appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"
@@ -222,15 +238,16 @@ def test_only_api_functions_have_api_events(template):
 )
 def test_queue_consumer_reports_partial_failures_and_parks_poison_messages(template, consumer, queue):
     resources = template["Resources"]
-    (event,) = _functions(template)[consumer]["Events"].values()
-    assert event["Type"] == "SQS"
-    assert event["Properties"]["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}
-    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    mapping = _queue_mapping(template, consumer)
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     redrive = resources[queue]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [queue.removesuffix("Queue") + "DeadLetterQueue", "Arn"]}
     assert redrive["maxReceiveCount"] >= 2
+    # Lambda's advice: six times the function's timeout, plus the time the mapping may spend gathering a batch.
     consumer_timeout = _effective(template, _functions(template)[consumer], "Timeout")
-    assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * consumer_timeout
+    batching_window = mapping.get("MaximumBatchingWindowInSeconds", 0)
+    assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * consumer_timeout + batching_window
 
 
 def test_the_scheduled_recompute_sends_shards_only_to_the_shard_queue_and_starts_with_its_settings(
@@ -250,9 +267,9 @@ def test_the_scheduled_recompute_sends_shards_only_to_the_shard_queue_and_starts
     }  # fmt: skip
     assert scoring["RecomputeScoresFunction"] == scoring["RecomputeShardFunction"]
     # At most one consumer per shard: the shards of one chunk are what can run at once.
-    (event,) = functions["RecomputeShardFunction"]["Events"].values()
-    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RecomputeFanoutShards"}
-    assert event["Properties"]["BatchSize"] == 1
+    mapping = _queue_mapping(template, "RecomputeShardFunction")
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RecomputeFanoutShards"}
+    assert mapping["BatchSize"] == 1
     # The deployed values are valid settings, the resend interval longer than a shard may run.
     parameters = template["Parameters"]
     monkeypatch.setenv("SCORING_FANOUT_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/shards")
@@ -270,8 +287,6 @@ def test_api_is_traced_and_throttled(template):
     assert settings["ThrottlingRateLimit"] == {"Ref": "ApiRateLimit"}
     assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiBurstLimit"}
     assert settings["MetricsEnabled"] is True
-    plan = api["Auth"]["UsagePlan"]
-    assert plan["CreateUsagePlan"] == "PER_API" and plan["Throttle"]["RateLimit"] == {"Ref": "ApiRateLimit"}
 
 
 def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is_404(template):
@@ -281,8 +296,15 @@ def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is
         body = response["ResponseTemplates"]["application/json"]
         assert '"type":' in body and '"detail":' in body, name
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == 404
-    for name in ("MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"):
-        assert responses[name]["ResponseParameters"]["Headers"]["Content-Type"] == "'application/problem+json'"
+    cors_origin = {"Fn::Sub": "'${CorsAllowOrigin}'"}
+    assert template["Resources"]["FeedApi"]["Properties"]["Cors"]["AllowOrigin"] == cors_origin
+    for name, response in responses.items():
+        headers = response["ResponseParameters"]["Headers"]
+        assert headers["Content-Type"] == "'application/problem+json'", name
+        # Without the origin a browser hides the answer from the web app (a 401 looks like a network error).
+        assert headers["Access-Control-Allow-Origin"] == cors_origin, name
+    # The authorizer's 401 is the one clients see in the cloud: it names the scheme, as the functions' 401 does.
+    assert responses["UNAUTHORIZED"]["ResponseParameters"]["Headers"]["WWW-Authenticate"] == "'Bearer'"
 
 
 def test_layer_is_built_by_sam_with_python312(template):
@@ -291,6 +313,8 @@ def test_layer_is_built_by_sam_with_python312(template):
     assert Path(layer["Properties"]["ContentUri"]) == Path("layers/feedcore")
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    # Superseded versions are deleted after an update, not left to fill the region's code storage deploy by deploy.
+    assert layer["Properties"]["RetentionPolicy"] == "Delete"
     assert (REPO_ROOT / "layers/feedcore/requirements.txt").is_file()
 
 
@@ -311,6 +335,18 @@ def test_outputs(template):
         "RecomputeScoresFunctionArn",
         "FeedCoreLayerArn",
     } <= set(template["Outputs"])
+    outputs = {name: output["Value"] for name, output in template["Outputs"].items()}
+    # Producers in other accounts name the queue's ARN in their own policies.
+    assert outputs["IngestQueueArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    # A new ranking config is deployed by hand (README, Deploying): the operator needs the three AppConfig ids the
+    # feed function reads.
+    variables = _functions(template)["AssembleFeedFunction"]["Environment"]["Variables"]
+    for output, variable in [
+        ("RankingApplicationId", "FEED_APPCONFIG_APPLICATION"),
+        ("RankingEnvironmentId", "FEED_APPCONFIG_ENVIRONMENT"),
+        ("RankingProfileId", "FEED_APPCONFIG_PROFILE"),
+    ]:
+        assert outputs[output] == variables[variable], output
 
 
 def test_metrics_provider_parameter_matches_the_setting(template):

@@ -1,7 +1,8 @@
 """Print template.yaml after the SAM transform, as CloudFormation would receive it (JSON on stdout).
 
 Run by the tools virtualenv's interpreter (aws-sam-cli ships samtranslator), offline: local code paths are
-replaced by placeholder S3 URIs and the managed policies SAM attaches are named without calling IAM.
+replaced by placeholder S3 URIs (S3 URIs, as `sam package` writes them, are kept) and the managed policies SAM
+attaches are named without calling IAM.
 """
 
 import json
@@ -29,5 +30,5 @@ class _PolicyLoader:
         return MANAGED_POLICIES
 
 
-source = re.sub(r"(CodeUri|ContentUri): \S+", r"\1: s3://bucket/key", Path(sys.argv[1]).read_text())
+source = re.sub(r"(CodeUri|ContentUri): (?!s3://)\S+", r"\1: s3://bucket/key", Path(sys.argv[1]).read_text())
 json.dump(transform(yaml_parse(source), {}, _PolicyLoader()), sys.stdout)

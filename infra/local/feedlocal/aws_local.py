@@ -88,7 +88,7 @@ def create_local_resources(endpoint_url: str, database_url: str) -> LocalAws:
         region_name=REGION,
     )
     sqs = session.client("sqs", endpoint_url=endpoint_url)
-    queue, dead_letters = create_queue_with_dead_letters(sqs, "feed-ingest", max_receives=5, visibility_timeout_s=180)
+    queue, dead_letters = create_queue_with_dead_letters(sqs, "feed-ingest", max_receives=5, visibility_timeout_s=190)
     shards, shard_dead_letters = create_queue_with_dead_letters(
         sqs, "feed-score-shards", max_receives=5, visibility_timeout_s=720
     )
