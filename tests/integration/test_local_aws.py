@@ -105,8 +105,9 @@ def test_the_queues_park_what_keeps_failing_like_the_stack(
     url = getattr(local_aws, f"{queue}_queue_url")
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
-    stack_redrive = stack_template()["Resources"][stack_queue]["Properties"]["RedrivePolicy"]
-    assert redrive["maxReceiveCount"] == stack_redrive["maxReceiveCount"]
+    stack_queue_properties = stack_template()["Resources"][stack_queue]["Properties"]
+    assert redrive["maxReceiveCount"] == stack_queue_properties["RedrivePolicy"]["maxReceiveCount"]
+    assert attributes["VisibilityTimeout"] == str(stack_queue_properties["VisibilityTimeout"])
     assert redrive["deadLetterTargetArn"].endswith(f":{dead_letters}")
 
 
