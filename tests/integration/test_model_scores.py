@@ -55,6 +55,11 @@ def parquet(**columns: pa.Array | list) -> bytes:
     return buffer.getvalue()
 
 
+def corrupt_pages(file: bytes) -> bytes:
+    """A Parquet file whose footer is intact but whose first data page is garbage (a damaged upload)."""
+    return file[:200] + b"\xff" * 200 + file[400:]
+
+
 def batches_read(monkeypatch: pytest.MonkeyPatch, before_each: Callable[[int], None] = lambda n: None) -> list[int]:
     """The row counts of the batches the Parquet reader takes, in order (filled as it reads); `before_each` is
     called with a batch's index before the reader gets it."""
@@ -117,6 +122,17 @@ def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Con
 
     assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
+
+
+def test_a_csv_file_written_with_a_byte_order_mark_keeps_its_user_ids(s3, db: psycopg.Connection) -> None:
+    # As spreadsheet tools save "CSV UTF-8": read without its mark, the header's first column would not be user_id,
+    # and every row would become a score for everyone.
+    upload(s3, "picked_for_you/v1.csv", "\ufeffuser_id,item_id,score\nuser-1,milk,0.9\nuser-2,milk,0.4\n")
+
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert imported.rows == 2
+    assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9, ("user-2", "milk"): 0.4}
 
 
 def test_an_import_that_fails_still_lets_the_run_remove_expired_snapshots(
@@ -213,7 +229,9 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
         parquet(item_id=["milk", None], score=[1.0, 2.0]),
         parquet(item_id=["milk"], score=pa.array([None], pa.float64())),
         parquet(user_id=[7], item_id=["milk"], score=[1.0]),
+        parquet(item_id=["milk\n"], score=[1.0]),
         b"item_id,score\nmilk,1\n",
+        corrupt_pages(parquet(item_id=[f"item-{n}" for n in range(3000)], score=[1.0] * 3000)),
     ],
     ids=[
         "score-not-a-number",
@@ -223,7 +241,9 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
         "null-item-id",
         "null-score",
         "numeric-user-id",
+        "item-id-ending-in-a-newline",
         "not-parquet",
+        "corrupt-data-page",
     ],  # fmt: skip
 )
 def test_a_bad_parquet_file_is_refused_and_the_previous_version_kept(

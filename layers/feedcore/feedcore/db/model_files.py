@@ -70,12 +70,16 @@ def read_scores(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
 
 
 def _valid_row(user_id: str, item_id: str, score: float) -> bool:
-    return bool(_IDENTIFIER.match(item_id) and (not user_id or _IDENTIFIER.match(user_id)) and math.isfinite(score))
+    # fullmatch: `$` also matches before a final newline, which an id read from Parquet (not stripped) may end with.
+    return bool(
+        _IDENTIFIER.fullmatch(item_id) and (not user_id or _IDENTIFIER.fullmatch(user_id)) and math.isfinite(score)
+    )
 
 
 def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
     body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
-    reader = csv.DictReader(codecs.getreader("utf-8")(body))
+    # utf-8-sig: a byte order mark, as spreadsheet tools write one, is not part of the header's first name.
+    reader = csv.DictReader(codecs.getreader("utf-8-sig")(body))
     line = 1
     try:
         if not reader.fieldnames or not {"item_id", "score"} <= set(reader.fieldnames):
@@ -129,5 +133,5 @@ def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
                             f"{key}, row {row}: expected user_id?, item_id, finite score; got {user_id, item_id, score}"
                         )
                     yield user_id or "", item_id, float(score)
-        except pa.ArrowException as error:
+        except (pa.ArrowException, OSError) as error:  # a damaged page raises OSError ("Corrupt snappy …")
             raise InvalidModelFile(f"{key}: unreadable Parquet data ({error})") from error
