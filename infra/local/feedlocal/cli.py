@@ -16,6 +16,7 @@ import psycopg
 # Local runs log as one service; in Lambda each function sets its own name.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "feedctl")
 
+from feedcore.errors import DatabaseUnavailable  # noqa: E402
 from feedlocal import embedded  # noqa: E402
 
 DEMO_NEW_USER = "user-demo"
@@ -145,18 +146,24 @@ def cmd_bench_ingest(args: argparse.Namespace) -> None:
 
 def cmd_eval_instacart(args: argparse.Namespace) -> None:
     from feedlocal.embedded import scratch_database
-    from feedlocal.instacart import evaluate
+    from feedlocal.instacart import InvalidDataset, evaluate
 
     print(f"evaluating on {args.directory} (k={args.k}) in a scratch database", file=sys.stderr)
-    with scratch_database("feed_eval"):
-        result = evaluate(Path(args.directory), args.k, args.users)
+    try:
+        with scratch_database("feed_eval"):
+            result = evaluate(Path(args.directory), args.k, args.users)
+    except InvalidDataset as exc:
+        sys.exit(f"feedctl eval-instacart: {exc}")
     print(json.dumps(result), flush=True)
 
 
 def cmd_instacart_split(args: argparse.Namespace) -> None:
-    from feedlocal.instacart import split_flat_table
+    from feedlocal.instacart import InvalidDataset, split_flat_table
 
-    users = split_flat_table(Path(args.flat_csv), Path(args.out))
+    try:
+        users = split_flat_table(Path(args.flat_csv), Path(args.out))
+    except InvalidDataset as exc:
+        sys.exit(f"feedctl instacart-split: {exc}")
     print(f"wrote orders.csv and order_products__{{prior,train}}.csv for {users} users to {args.out}")
 
 
@@ -206,8 +213,8 @@ def cmd_bench_coldstart(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from feedcore.db.attribution import section_report
 
-    with _connect() as conn:
-        rows = section_report(conn, args.since, timedelta(hours=args.attribution_hours))
+    with psycopg.connect(embedded.ensure_usable_database(), autocommit=True) as conn:
+        rows = section_report(conn, args.since, args.attribution_hours)
     print(f"{'experiment / variant':<32} {'section':<20} {'impr.':>8} {'CTR':>7} {'ATC rate':>9} {'purch.':>7}")
     report = []
     for row in rows:
@@ -234,8 +241,25 @@ def _positive_int(text: str) -> int:
 
 
 def _timestamp(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 date or time, e.g. 2026-11-01, not {text!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# The longest attribution window a report takes: a year.
+MAX_ATTRIBUTION_HOURS = 8760
+
+
+def _attribution_window(text: str) -> timedelta:
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, not {text!r}") from None
+    if not 0 < hours <= MAX_ATTRIBUTION_HOURS:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_ATTRIBUTION_HOURS} hours, not {text}")
+    return timedelta(hours=hours)
 
 
 def cmd_openapi(args: argparse.Namespace) -> None:
@@ -361,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval-instacart", help="offline evaluation on files in the Instacart Market Basket Analysis format"
     )
     evaluation.add_argument("directory", help="folder with orders.csv, order_products__prior.csv, ..._train.csv")
-    evaluation.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
-    evaluation.add_argument("--users", type=int, default=None, help="evaluate at most this many users")
+    evaluation.add_argument("--k", type=_positive_int, default=10, help="recommendations per user (default 10)")
+    evaluation.add_argument("--users", type=_positive_int, default=None, help="evaluate at most this many users")
     evaluation.set_defaults(func=cmd_eval_instacart)
 
     split = commands.add_parser(
@@ -419,7 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--since", type=_timestamp, required=True, help="ISO date or time, e.g. 2026-11-01")
     report.add_argument(
-        "--attribution-hours", type=float, default=24, help="a purchase counts for a click or add this recent"
+        "--attribution-hours",
+        type=_attribution_window,
+        default=timedelta(hours=24),
+        help=f"a purchase counts for a click or add this recent (default 24, at most {MAX_ATTRIBUTION_HOURS})",
     )
     report.set_defaults(func=cmd_report)
 
@@ -455,3 +482,5 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except KeyboardInterrupt:
         sys.exit(130)
+    except (psycopg.OperationalError, DatabaseUnavailable) as exc:
+        sys.exit(f"feedctl {args.command}: the database is unavailable: {exc}")
