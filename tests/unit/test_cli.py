@@ -75,6 +75,15 @@ def test_the_recompute_bench_takes_its_new_events_apart_from_its_history() -> No
         ],
         (["eval-instacart", "data", "--k", "0"], "--k: must be at least 1, not 0"),
         (["eval-instacart", "data", "--users", "-1"], "--users: must be at least 1, not -1"),
+        (["seed", "--users", "-5"], "--users: must be at least 0, not -5"),
+        (["seed", "--stores", "0"], "--stores: must be at least 1, not 0"),
+        (["seed", "--days", "0"], "--days: must be at least 1, not 0"),
+        (["serve", "--port", "99999"], "--port: must be at most 65535, not 99999"),
+        (["instacart-synthetic", "out", "--users", "-3"], "--users: must be at least 1, not -3"),
+        (["bench", "ingest", "--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
+        (["bench", "ingest", "--workers", "0"], "--workers: must be at least 1, not 0"),
+        (["bench", "fanout", "--shards", "1"], "--shards: must be at least 2, not 1"),
+        (["bench", "coldstart", "--runs", "0"], "--runs: must be at least 1, not 0"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_refused_by_name(argv: list[str], error: str, capsys: pytest.CaptureFixture) -> None:
@@ -82,7 +91,8 @@ def test_bad_arguments_are_refused_by_name(argv: list[str], error: str, capsys: 
         build_parser().parse_args(argv)
 
     assert refused.value.code == 2
-    assert f"feedctl {argv[0]}: error: argument {error}" in capsys.readouterr().err
+    command = " ".join(argv[:2]) if argv[0] == "bench" else argv[0]
+    assert f"feedctl {command}: error: argument {error}" in capsys.readouterr().err
 
 
 def test_the_report_reads_the_attribution_window_in_hours() -> None:
@@ -108,3 +118,8 @@ def test_the_report_migrates_the_embedded_database_as_the_other_commands_do(monk
 
     with pytest.raises(SystemExit, match="feedctl report: the database is unavailable: .*/nonexistent"):
         main(["report", "--since", "2026-11-01"])
+
+
+def test_a_file_that_cannot_be_written_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"feedctl openapi: \[Errno 2\] No such file or directory: .*missing"):
+        main(["openapi", "--out", str(tmp_path / "missing" / "openapi.json")])
