@@ -60,6 +60,14 @@ def corrupt_pages(file: bytes) -> bytes:
     return file[:200] + b"\xff" * 200 + file[400:]
 
 
+def score_named_twice() -> bytes:
+    """A Parquet file with two columns named score (Arrow tables may repeat a name)."""
+    buffer = io.BytesIO()
+    columns = [pa.array(["milk"]), pa.array([1.0]), pa.array([2.0])]
+    pq.write_table(pa.Table.from_arrays(columns, names=["item_id", "score", "score"]), buffer)
+    return buffer.getvalue()
+
+
 def batches_read(monkeypatch: pytest.MonkeyPatch, before_each: Callable[[int], None] = lambda n: None) -> list[int]:
     """The row counts of the batches the Parquet reader takes, in order (filled as it reads); `before_each` is
     called with a batch's index before the reader gets it."""
@@ -111,9 +119,10 @@ def test_the_newest_file_of_each_model_is_swapped_in_once(s3, db: psycopg.Connec
         "user_id,item_id,score\nuser-1,milk,1\nuser-1,milk,2\n",
         b"item_id,score\nmilk,1\neggs,2\xe9\n",
         b"item_id,sc\xf6re\nmilk,1\n",
+        "item_id,score,score\nmilk,1,2\n",
     ],
     ids=["score-not-a-number", "bad-item-id", "wrong-header", "infinite-score", "repeated-pair", "latin-1-row",
-         "latin-1-header"],
+         "latin-1-header", "score-named-twice"],
 )  # fmt: skip
 def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Connection, bad_file: str | bytes) -> None:
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
@@ -232,6 +241,7 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
         parquet(item_id=["milk\n"], score=[1.0]),
         b"item_id,score\nmilk,1\n",
         corrupt_pages(parquet(item_id=[f"item-{n}" for n in range(3000)], score=[1.0] * 3000)),
+        score_named_twice(),
     ],
     ids=[
         "score-not-a-number",
@@ -244,6 +254,7 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
         "item-id-ending-in-a-newline",
         "not-parquet",
         "corrupt-data-page",
+        "score-named-twice",
     ],  # fmt: skip
 )
 def test_a_bad_parquet_file_is_refused_and_the_previous_version_kept(
