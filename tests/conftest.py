@@ -166,11 +166,14 @@ def load_function(name: str) -> ModuleType:
     return module
 
 
-def run_feedctl(database_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `feedctl ARGS` against the server of `database_url`; its exit status and output."""
+def run_feedctl(
+    database_url: str, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `feedctl ARGS` against the server of `database_url` (with `env` added to the environment); its exit
+    status and output."""
     return subprocess.run(
         [str(Path(sys.executable).parent / "feedctl"), *args],
-        env=os.environ | {"DATABASE_URL": database_url},
+        env=os.environ | {"DATABASE_URL": database_url} | (env or {}),
         capture_output=True,
         text=True,
         timeout=300,

@@ -23,7 +23,7 @@ from feedcore.db.connection import reset_cached_connection
 from feedcore.ingestion.privacy import delete_user
 from feedcore.scoring.models import import_model_scores
 from tests.aws_events import REGION, LambdaContext
-from tests.conftest import LOCK_WAIT_AT_MOST_S, load_function, wait_until_blocked_by
+from tests.conftest import LOCK_WAIT_AT_MOST_S, load_function, run_feedctl, wait_until_blocked_by
 from tests.factories import purchase, record
 
 recompute = load_function("recompute_scores")
@@ -158,6 +158,19 @@ def test_an_import_that_fails_still_lets_the_run_remove_expired_snapshots(
         recompute.lambda_handler({"mode": "incremental"}, LambdaContext(function_name="recompute_scores"))
 
     assert db.execute("SELECT count(*) FROM feed_snapshots").fetchone()[0] == 0
+
+
+def test_feedctl_recompute_with_a_bucket_it_cannot_reach_says_so_in_one_line(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    unreachable = {"MODEL_SCORES_BUCKET": BUCKET, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1",
+                   "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # fmt: skip
+
+    done = run_feedctl(database_url, "recompute", check=False, env=unreachable)
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("feedctl recompute: AWS: Could not connect to the endpoint")
+    assert "Traceback" not in done.stderr
 
 
 def test_the_scheduled_run_imports_after_recomputing(s3, db: psycopg.Connection) -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 
 # Local runs log as one service; in Lambda each function sets its own name.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "feedctl")
@@ -505,5 +506,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except (psycopg.OperationalError, DatabaseUnavailable) as exc:
         sys.exit(f"feedctl {args.command}: the database is unavailable: {exc}")
+    except (BotoCoreError, ClientError) as exc:  # e.g. MODEL_SCORES_BUCKET names no bucket, or AWS cannot be reached
+        sys.exit(f"feedctl {args.command}: AWS: {exc}")
     except OSError as exc:  # a file that cannot be read or written, a port that cannot be bound
         sys.exit(f"feedctl {args.command}: {exc}")
