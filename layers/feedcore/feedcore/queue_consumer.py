@@ -32,7 +32,7 @@ class LoggedBatchProcessor(BatchProcessor):
         # `record` is the parsed model, or Powertools' SQSRecord when the body did not parse.
         message_id = getattr(record, "messageId", None) or getattr(record, "message_id", None)
         error = exception[1]
-        if isinstance(error, ValidationError):
+        if isinstance(error, ValidationError) and error.title == self.model.__name__:  # the body, not a bug
             logger.warning(
                 f"queue message refused: its body is not the expected JSON; {_REDELIVERED}",
                 extra={"message_id": message_id,
