@@ -3,13 +3,14 @@ name and line, not a traceback."""
 
 from __future__ import annotations
 
+import csv
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from feedlocal.instacart import InvalidDataset, load, split_flat_table
+from feedlocal.instacart import FLAT_COLUMNS, InvalidDataset, load, split_flat_table
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "instacart_synthetic"
 
@@ -67,3 +68,18 @@ def test_a_flat_table_out_of_the_format_is_refused_naming_the_file_and_line(tmp_
 
     with pytest.raises(InvalidDataset, match=r"flat\.csv, line 3: invalid literal for int\(\) with base 10: 'second'"):
         split_flat_table(flat, tmp_path / "out")
+
+
+def test_a_flat_table_of_the_dataset_splits_back_into_the_same_histories(tmp_path: Path) -> None:
+    orders = {row["order_id"]: row for row in csv.DictReader((DATA / "orders.csv").open())}
+    flat = tmp_path / "flat.csv"
+    with flat.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FLAT_COLUMNS)
+        for name in ("order_products__prior.csv", "order_products__train.csv"):
+            for line in csv.DictReader((DATA / name).open()):
+                order = orders[line["order_id"]]
+                writer.writerow([*(order[c] for c in FLAT_COLUMNS[:6]), *(line[c] for c in FLAT_COLUMNS[6:])])
+
+    assert split_flat_table(flat, tmp_path / "split") == 60
+    assert load(tmp_path / "split") == load(DATA)
