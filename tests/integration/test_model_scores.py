@@ -144,6 +144,15 @@ def test_a_csv_file_written_with_a_byte_order_mark_keeps_its_user_ids(s3, db: ps
     assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9, ("user-2", "milk"): 0.4}
 
 
+def test_a_csv_header_spaced_like_its_values_keeps_its_user_ids(s3, db: psycopg.Connection) -> None:
+    # "item_id,score, user_id" read as it stands has no user_id column: every row would be a score for everyone.
+    upload(s3, "picked_for_you/v1.csv", "item_id,score, user_id\nmilk,0.9, user-1\n")
+
+    import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9}
+
+
 def test_an_import_that_fails_still_lets_the_run_remove_expired_snapshots(
     s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -90,6 +90,8 @@ def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
     reader = csv.DictReader(codecs.getreader("utf-8-sig")(body))
     line = 1
     try:
+        if reader.fieldnames:  # names spaced like the values ("user_id, item_id, score"), which are read stripped
+            reader.fieldnames = [name.strip() for name in reader.fieldnames]
         if not reader.fieldnames or not {"item_id", "score"} <= set(reader.fieldnames):
             raise InvalidModelFile(f"{key}: the header must name item_id and score (and optionally user_id)")
         _refuse_repeated_columns(key, reader.fieldnames)
