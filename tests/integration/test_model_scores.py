@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from time import monotonic, sleep
@@ -66,6 +67,13 @@ def score_named_twice() -> bytes:
     columns = [pa.array(["milk"]), pa.array([1.0]), pa.array([2.0])]
     pq.write_table(pa.Table.from_arrays(columns, names=["item_id", "score", "score"]), buffer)
     return buffer.getvalue()
+
+
+def string_column(value: bytes) -> pa.Array:
+    """A string column of one value holding `value` as it is, UTF-8 or not (as a writer that does not check makes
+    it: pa.array would refuse it)."""
+    offsets = pa.py_buffer(struct.pack("<2i", 0, len(value)))
+    return pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(value)])
 
 
 def batches_read(monkeypatch: pytest.MonkeyPatch, before_each: Callable[[int], None] = lambda n: None) -> list[int]:
@@ -264,6 +272,7 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
         b"item_id,score\nmilk,1\n",
         corrupt_pages(parquet(item_id=[f"item-{n}" for n in range(3000)], score=[1.0] * 3000)),
         score_named_twice(),
+        parquet(item_id=string_column(b"mi\xfflk"), score=[1.0]),
     ],
     ids=[
         "score-not-a-number",
@@ -277,6 +286,7 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
         "not-parquet",
         "corrupt-data-page",
         "score-named-twice",
+        "item-id-not-utf-8",
     ],  # fmt: skip
 )
 def test_a_bad_parquet_file_is_refused_and_the_previous_version_kept(

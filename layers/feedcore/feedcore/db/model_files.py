@@ -145,5 +145,7 @@ def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
                             f"{key}, row {row}: expected user_id?, item_id, finite score; got {user_id, item_id, score}"
                         )
                     yield user_id or "", item_id, float(score)
-        except (pa.ArrowException, OSError) as error:  # a damaged page raises OSError ("Corrupt snappy …")
+        # A damaged page raises OSError ("Corrupt snappy …"); a string column holding bytes that are not UTF-8,
+        # UnicodeDecodeError (Parquet writers need not check).
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
             raise InvalidModelFile(f"{key}: unreadable Parquet data ({error})") from error
