@@ -126,6 +126,31 @@ def eventbridge_scheduled_event(detail: dict[str, Any] | None = None) -> dict[st
     }
 
 
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    """What Lambda's SQS event source mapping delivers: one record per message body."""
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": "AQEB-receipt",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1795672800000",
+                    "SenderId": ACCOUNT,
+                    "ApproximateFirstReceiveTimestamp": "1795672800001",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "0" * 32,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:queue",
+                "awsRegion": REGION,
+            }
+            for body in bodies
+        ]
+    }
+
+
 def response_headers(response: dict[str, Any]) -> dict[str, str]:
     """The headers of a REST proxy response (Powertools answers with multiValueHeaders)."""
     return {name: values[-1] for name, values in response.get("multiValueHeaders", {}).items()} | response.get(

@@ -166,14 +166,21 @@ def load_function(name: str) -> ModuleType:
     return module
 
 
-def feedctl_json(database_url: str, *args: str) -> dict:
-    """Run `feedctl ARGS` against the server of `database_url`; the figures of its final JSON line."""
-    result = subprocess.run(
+def run_feedctl(
+    database_url: str, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `feedctl ARGS` against the server of `database_url` (with `env` added to the environment); its exit
+    status and output."""
+    return subprocess.run(
         [str(Path(sys.executable).parent / "feedctl"), *args],
-        env=os.environ | {"DATABASE_URL": database_url},
+        env=os.environ | {"DATABASE_URL": database_url} | (env or {}),
         capture_output=True,
         text=True,
         timeout=300,
-        check=True,
+        check=check,
     )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def feedctl_json(database_url: str, *args: str) -> dict:
+    """Run `feedctl ARGS` against the server of `database_url`; the figures of its final JSON line."""
+    return json.loads(run_feedctl(database_url, *args).stdout.strip().splitlines()[-1])

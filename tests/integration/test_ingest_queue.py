@@ -97,3 +97,61 @@ def test_database_outage_fails_the_message_and_redelivery_stores_it_once(
     assert answer["batchItemFailures"] == []
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2
     assert deliver(queues)[0] == []  # deleted after success
+
+
+def test_every_failed_message_is_logged_with_its_id_and_why(
+    queues: Queues, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    not_json = send(queues, "this is not json")
+    no_event_valid = send(queues, json.dumps({"events": [{"type": "zap"}]}))
+    too_many = send(queues, json.dumps({"events": [event("click", "user-1", item_id="milk")] * 501}))
+    partly_bad = send(queues, json.dumps({"events": [event("click", "user-2", item_id="milk"), {"type": "click"}]}))
+
+    _, answer = deliver(queues)
+
+    assert len(answer["batchItemFailures"]) == 4
+    logged = {r.message_id: r for r in caplog.records if r.getMessage().startswith("queue message")}
+    assert logged.keys() == {not_json, no_event_valid, too_many, partly_bad}
+    assert {r.levelname for r in logged.values()} == {"WARNING"}
+    assert [(e["field"], e["type"]) for e in logged[not_json].errors] == [("body", "json_invalid")]
+    assert "all 1 events were rejected" in logged[no_event_valid].getMessage()
+    assert logged[no_event_valid].rejections[0]["errors"][0]["field"] == "events[0].type"
+    assert "501 events; at most 500" in logged[too_many].getMessage()
+    assert "1 of 2 events rejected" in logged[partly_bad].getMessage()
+    assert [r["index"] for r in logged[partly_bad].rejections] == [1]
+
+
+def test_a_database_error_fails_only_its_message_which_is_logged_and_stored_once_redelivered(
+    queues: Queues, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The database refuses one user's events (as a failing constraint or trigger would) while the batch runs.
+    db.execute(
+        """
+        CREATE FUNCTION refuse_user_x() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.user_id = 'user-x' THEN RAISE EXCEPTION 'refused by the database'; END IF; RETURN NEW; END $$
+        """
+    )
+    db.execute("CREATE TRIGGER refuse_user_x BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_user_x()")
+    before = [event("click", "user-1", item_id="milk")]
+    failing = [event("click", "user-2", item_id="milk"), event("click", "user-x", item_id="milk")]
+    after = [event("click", "user-3", item_id="eggs")]
+    send(queues, json.dumps({"events": before}))
+    failing_id = send(queues, json.dumps({"events": failing}))
+    send(queues, json.dumps({"events": after}))
+
+    try:
+        _, answer = deliver(queues)
+    finally:
+        db.execute("DROP TRIGGER refuse_user_x ON events")
+        db.execute("DROP FUNCTION refuse_user_x()")
+
+    assert answer["batchItemFailures"] == [{"itemIdentifier": failing_id}]
+    stored = {row[0] for row in db.execute("SELECT user_id FROM events")}
+    assert stored == {"user-1", "user-3"}  # the failing message's transaction stored nothing of it
+    [logged] = [r for r in caplog.records if r.getMessage().startswith("queue message failed")]
+    assert logged.levelname == "ERROR" and logged.message_id == failing_id
+    assert "refused by the database" in str(logged.exc_info[1])
+
+    _, answer = deliver(queues)
+    assert answer["batchItemFailures"] == []
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from time import monotonic, sleep
@@ -23,7 +24,7 @@ from feedcore.db.connection import reset_cached_connection
 from feedcore.ingestion.privacy import delete_user
 from feedcore.scoring.models import import_model_scores
 from tests.aws_events import REGION, LambdaContext
-from tests.conftest import LOCK_WAIT_AT_MOST_S, load_function, wait_until_blocked_by
+from tests.conftest import LOCK_WAIT_AT_MOST_S, load_function, run_feedctl, wait_until_blocked_by
 from tests.factories import purchase, record
 
 recompute = load_function("recompute_scores")
@@ -53,6 +54,26 @@ def parquet(**columns: pa.Array | list) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(pa.table(columns), buffer)
     return buffer.getvalue()
+
+
+def corrupt_pages(file: bytes) -> bytes:
+    """A Parquet file whose footer is intact but whose first data page is garbage (a damaged upload)."""
+    return file[:200] + b"\xff" * 200 + file[400:]
+
+
+def score_named_twice() -> bytes:
+    """A Parquet file with two columns named score (Arrow tables may repeat a name)."""
+    buffer = io.BytesIO()
+    columns = [pa.array(["milk"]), pa.array([1.0]), pa.array([2.0])]
+    pq.write_table(pa.Table.from_arrays(columns, names=["item_id", "score", "score"]), buffer)
+    return buffer.getvalue()
+
+
+def string_column(value: bytes) -> pa.Array:
+    """A string column of one value holding `value` as it is, UTF-8 or not (as a writer that does not check makes
+    it: pa.array would refuse it)."""
+    offsets = pa.py_buffer(struct.pack("<2i", 0, len(value)))
+    return pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(value)])
 
 
 def batches_read(monkeypatch: pytest.MonkeyPatch, before_each: Callable[[int], None] = lambda n: None) -> list[int]:
@@ -106,9 +127,10 @@ def test_the_newest_file_of_each_model_is_swapped_in_once(s3, db: psycopg.Connec
         "user_id,item_id,score\nuser-1,milk,1\nuser-1,milk,2\n",
         b"item_id,score\nmilk,1\neggs,2\xe9\n",
         b"item_id,sc\xf6re\nmilk,1\n",
+        "item_id,score,score\nmilk,1,2\n",
     ],
     ids=["score-not-a-number", "bad-item-id", "wrong-header", "infinite-score", "repeated-pair", "latin-1-row",
-         "latin-1-header"],
+         "latin-1-header", "score-named-twice"],
 )  # fmt: skip
 def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Connection, bad_file: str | bytes) -> None:
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
@@ -117,6 +139,26 @@ def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Con
 
     assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
+
+
+def test_a_csv_file_written_with_a_byte_order_mark_keeps_its_user_ids(s3, db: psycopg.Connection) -> None:
+    # As spreadsheet tools save "CSV UTF-8": read without its mark, the header's first column would not be user_id,
+    # and every row would become a score for everyone.
+    upload(s3, "picked_for_you/v1.csv", "\ufeffuser_id,item_id,score\nuser-1,milk,0.9\nuser-2,milk,0.4\n")
+
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert imported.rows == 2
+    assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9, ("user-2", "milk"): 0.4}
+
+
+def test_a_csv_header_spaced_like_its_values_keeps_its_user_ids(s3, db: psycopg.Connection) -> None:
+    # "item_id,score, user_id" read as it stands has no user_id column: every row would be a score for everyone.
+    upload(s3, "picked_for_you/v1.csv", "item_id,score, user_id\nmilk,0.9, user-1\n")
+
+    import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9}
 
 
 def test_an_import_that_fails_still_lets_the_run_remove_expired_snapshots(
@@ -133,6 +175,19 @@ def test_an_import_that_fails_still_lets_the_run_remove_expired_snapshots(
         recompute.lambda_handler({"mode": "incremental"}, LambdaContext(function_name="recompute_scores"))
 
     assert db.execute("SELECT count(*) FROM feed_snapshots").fetchone()[0] == 0
+
+
+def test_feedctl_recompute_with_a_bucket_it_cannot_reach_says_so_in_one_line(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    unreachable = {"MODEL_SCORES_BUCKET": BUCKET, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1",
+                   "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # fmt: skip
+
+    done = run_feedctl(database_url, "recompute", check=False, env=unreachable)
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("feedctl recompute: AWS: Could not connect to the endpoint")
+    assert "Traceback" not in done.stderr
 
 
 def test_the_scheduled_run_imports_after_recomputing(s3, db: psycopg.Connection) -> None:
@@ -213,7 +268,11 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
         parquet(item_id=["milk", None], score=[1.0, 2.0]),
         parquet(item_id=["milk"], score=pa.array([None], pa.float64())),
         parquet(user_id=[7], item_id=["milk"], score=[1.0]),
+        parquet(item_id=["milk\n"], score=[1.0]),
         b"item_id,score\nmilk,1\n",
+        corrupt_pages(parquet(item_id=[f"item-{n}" for n in range(3000)], score=[1.0] * 3000)),
+        score_named_twice(),
+        parquet(item_id=string_column(b"mi\xfflk"), score=[1.0]),
     ],
     ids=[
         "score-not-a-number",
@@ -223,7 +282,11 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
         "null-item-id",
         "null-score",
         "numeric-user-id",
+        "item-id-ending-in-a-newline",
         "not-parquet",
+        "corrupt-data-page",
+        "score-named-twice",
+        "item-id-not-utf-8",
     ],  # fmt: skip
 )
 def test_a_bad_parquet_file_is_refused_and_the_previous_version_kept(

@@ -399,8 +399,8 @@ def test_without_a_queue_the_run_scores_an_open_chunks_shards_itself(
     assert_same_scores(fanned_out, decayed_scores(db, NOW))
 
 
-def test_a_malformed_shard_message_fails_alone_and_reaches_the_dead_letter_queue(
-    shard_queue_env: ShardQueue, db: psycopg.Connection
+def test_a_malformed_shard_message_fails_alone_is_logged_and_reaches_the_dead_letter_queue(
+    shard_queue_env: ShardQueue, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     bad = shard_queue_env.sqs.send_message(QueueUrl=shard_queue_env.url, MessageBody='{"chunk": 1}')["MessageId"]
     shard_queue_env.sqs.send_message(QueueUrl=shard_queue_env.url, MessageBody='{"chunk_id": 7, "shard": 0}')
@@ -412,3 +412,10 @@ def test_a_malformed_shard_message_fails_alone_and_reaches_the_dead_letter_queue
     assert answer["batchItemFailures"] == [{"itemIdentifier": bad}]  # a shard of no open chunk: nothing to do
     dead = shard_queue_env.sqs.receive_message(QueueUrl=shard_queue_env.dlq_url).get("Messages", [])
     assert [m["Body"] for m in dead] == ['{"chunk": 1}']
+    refusals = [r for r in caplog.records if r.getMessage().startswith("queue message refused")]
+    assert len(refusals) == MAX_RECEIVES and {r.message_id for r in refusals} == {bad}  # once a delivery
+    assert {(e["field"], e["type"]) for e in refusals[0].errors} == {
+        ("chunk", "extra_forbidden"),
+        ("chunk_id", "missing"),
+        ("shard", "missing"),
+    }

@@ -89,6 +89,15 @@ def test_keep_days_must_exceed_the_late_event_horizon(db: psycopg.Connection) ->
         feedctl(["retention", "--keep-days", "7"])
 
 
+@pytest.mark.parametrize("keep_days", [36_501, 800_000, 10**12])
+def test_keep_days_beyond_a_century_are_refused_by_name(db: psycopg.Connection, keep_days: int) -> None:
+    # 800,000 days ago is before year 1 (OverflowError); 10**12 does not fit a timedelta at all.
+    with pytest.raises(ValueError, match="keep-days must be at most 36500"):
+        load_function("recompute_scores").lambda_handler({"keep_days": keep_days}, LambdaContext())
+    with pytest.raises(SystemExit, match="keep-days must be at most 36500"):
+        feedctl(["retention", "--keep-days", str(keep_days)])
+
+
 def record_feed(db: psycopg.Connection, feed_id: str, created_at: datetime) -> None:
     db.execute(
         "INSERT INTO feeds (feed_id, user_id, store_id, variant, created_at) "

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from feedlocal import embedded
-from feedlocal.cli import build_parser
+from feedlocal.cli import build_parser, main
+from tests.conftest import run_feedctl
 
 
 def _commands(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.ArgumentParser]]:
@@ -56,3 +59,67 @@ def test_the_recompute_bench_takes_its_new_events_apart_from_its_history() -> No
     fixed = build_parser().parse_args(["bench", "recompute", "--events", "500000", "--new-events", "20000"])
     assert (fixed.events, fixed.new_events) == (500_000, 20_000)
     assert build_parser().parse_args(["bench", "recompute"]).new_events is None  # then 1 % of --events
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["report", "--since", "last week"], "--since: expected an ISO 8601 date or time, e.g. 2026-11-01, not "
+                                            "'last week'"),
+        (["report", "--since", "2026-11-01", "--attribution-hours", "x"], "--attribution-hours: expected a number "
+                                                                          "of hours, not 'x'"),
+        *[
+            (["report", "--since", "2026-11-01", "--attribution-hours", hours],
+             f"--attribution-hours: must be more than 0 and at most 8760 hours, not {hours}")
+            for hours in ("nan", "inf", "-5", "0", "1e12")
+        ],
+        (["eval-instacart", "data", "--k", "0"], "--k: must be at least 1, not 0"),
+        (["eval-instacart", "data", "--users", "-1"], "--users: must be at least 1, not -1"),
+        (["seed", "--users", "-5"], "--users: must be at least 0, not -5"),
+        (["seed", "--stores", "0"], "--stores: must be at least 1, not 0"),
+        (["seed", "--days", "0"], "--days: must be at least 1, not 0"),
+        (["serve", "--port", "99999"], "--port: must be at most 65535, not 99999"),
+        (["instacart-synthetic", "out", "--users", "-3"], "--users: must be at least 1, not -3"),
+        (["bench", "ingest", "--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
+        (["bench", "ingest", "--workers", "0"], "--workers: must be at least 1, not 0"),
+        (["bench", "fanout", "--shards", "1"], "--shards: must be at least 2, not 1"),
+        (["bench", "coldstart", "--runs", "0"], "--runs: must be at least 1, not 0"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_refused_by_name(argv: list[str], error: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(argv)
+
+    assert refused.value.code == 2
+    command = " ".join(argv[:2]) if argv[0] == "bench" else argv[0]
+    assert f"feedctl {command}: error: argument {error}" in capsys.readouterr().err
+
+
+def test_the_report_reads_the_attribution_window_in_hours() -> None:
+    args = build_parser().parse_args(["report", "--since", "2026-11-01", "--attribution-hours", "1.5"])
+    assert args.attribution_hours == timedelta(minutes=90)
+    assert build_parser().parse_args(["report", "--since", "2026-11-01"]).attribution_hours == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    "command", [["recompute"], ["retention", "--keep-days", "400"], ["report", "--since", "2026-11-01"]]
+)
+def test_an_unreachable_database_is_one_line_and_a_non_zero_exit(command: list[str], tmp_path: Path) -> None:
+    unreachable = f"postgresql:///feed?host={tmp_path}&connect_timeout=1"  # no server listens there
+    done = run_feedctl(unreachable, *command, check=False)
+
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"feedctl {command[0]}: the database is unavailable: ")
+    assert "Traceback" not in done.stderr
+
+
+def test_the_report_migrates_the_embedded_database_as_the_other_commands_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded, "ensure_usable_database", lambda: "postgresql:///feed?host=/nonexistent")
+
+    with pytest.raises(SystemExit, match="feedctl report: the database is unavailable: .*/nonexistent"):
+        main(["report", "--since", "2026-11-01"])
+
+
+def test_a_file_that_cannot_be_written_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"feedctl openapi: \[Errno 2\] No such file or directory: .*missing"):
+        main(["openapi", "--out", str(tmp_path / "missing" / "openapi.json")])

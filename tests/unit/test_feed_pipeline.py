@@ -278,6 +278,18 @@ def test_negative_model_scores_keep_their_order():
     assert [(r.candidate.item_id, r.score) for r in ranked] == [("b", 1.0), ("c", pytest.approx(4 / 8.9)), ("a", 0.0)]
 
 
+def test_model_scores_as_far_apart_as_floats_go_keep_their_order_and_finite_scores():
+    # A model file may hold any finite score; the span of these two is past the largest float.
+    models = [
+        candidate(n, source="model:m", source_score=score) for n, score in (("a", -1e308), ("b", 0.0), ("c", 1e308))
+    ]
+
+    ranked = rank(models, {"model": 1.0}, replace(CONTEXT, explain=True))
+
+    assert [(r.candidate.item_id, r.score) for r in ranked] == [("c", 1.0), ("b", 0.5), ("a", 0.0)]
+    assert [r.contributions for r in ranked] == [{"model": 1.0}, {"model": 0.5}, {"model": 0.0}]
+
+
 def test_a_model_section_ranks_by_its_own_model_not_the_best_of_all_models():
     # model_score is the best score over every model of the config; the section's own model says otherwise.
     models = [

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from feedcore import settings
-from feedcore.settings import DatabaseSettings, FeedSettings, IngestSettings
+from feedcore.settings import DatabaseSettings, FeedSettings, IngestSettings, ModelScoreSettings
 from tests.infra.support import stack_template
 
 SETTINGS_MODELS = [
@@ -76,14 +76,16 @@ def test_each_function_starts_with_the_environment_the_stack_gives_it(
 
 @pytest.mark.parametrize(
     ("variable", "value", "field"),
-    [("INGEST_MAX_EVENTS_PER_BATCH", "0", "max_events_per_batch"), ("DB_PORT", "port", "db_port")],
-)
+    [("INGEST_MAX_EVENTS_PER_BATCH", "0", "max_events_per_batch"), ("DB_PORT", "port", "db_port"),
+     ("MODEL_SCORES_PREFIX", "model-scores", "model_scores_prefix")],
+)  # fmt: skip
 def test_an_invalid_value_fails_naming_the_field(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
 ) -> None:
     monkeypatch.setenv(variable, value)
+    model = {"INGEST": IngestSettings, "DB": DatabaseSettings, "MODEL": ModelScoreSettings}[variable.split("_")[0]]
     with pytest.raises(ValidationError, match=field):
-        IngestSettings() if variable.startswith("INGEST_") else DatabaseSettings()
+        model()
 
 
 def test_secrets_stay_hidden_and_cross_field_rules_hold(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,14 +8,17 @@ import os
 import shlex
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 
 # Local runs log as one service; in Lambda each function sets its own name.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "feedctl")
 
+from feedcore.errors import DatabaseUnavailable  # noqa: E402
 from feedlocal import embedded  # noqa: E402
 
 DEMO_NEW_USER = "user-demo"
@@ -145,18 +148,24 @@ def cmd_bench_ingest(args: argparse.Namespace) -> None:
 
 def cmd_eval_instacart(args: argparse.Namespace) -> None:
     from feedlocal.embedded import scratch_database
-    from feedlocal.instacart import evaluate
+    from feedlocal.instacart import InvalidDataset, evaluate
 
     print(f"evaluating on {args.directory} (k={args.k}) in a scratch database", file=sys.stderr)
-    with scratch_database("feed_eval"):
-        result = evaluate(Path(args.directory), args.k, args.users)
+    try:
+        with scratch_database("feed_eval"):
+            result = evaluate(Path(args.directory), args.k, args.users)
+    except InvalidDataset as exc:
+        sys.exit(f"feedctl eval-instacart: {exc}")
     print(json.dumps(result), flush=True)
 
 
 def cmd_instacart_split(args: argparse.Namespace) -> None:
-    from feedlocal.instacart import split_flat_table
+    from feedlocal.instacart import InvalidDataset, split_flat_table
 
-    users = split_flat_table(Path(args.flat_csv), Path(args.out))
+    try:
+        users = split_flat_table(Path(args.flat_csv), Path(args.out))
+    except InvalidDataset as exc:
+        sys.exit(f"feedctl instacart-split: {exc}")
     print(f"wrote orders.csv and order_products__{{prior,train}}.csv for {users} users to {args.out}")
 
 
@@ -206,8 +215,8 @@ def cmd_bench_coldstart(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from feedcore.db.attribution import section_report
 
-    with _connect() as conn:
-        rows = section_report(conn, args.since, timedelta(hours=args.attribution_hours))
+    with psycopg.connect(embedded.ensure_usable_database(), autocommit=True) as conn:
+        rows = section_report(conn, args.since, args.attribution_hours)
     print(f"{'experiment / variant':<32} {'section':<20} {'impr.':>8} {'CTR':>7} {'ATC rate':>9} {'purch.':>7}")
     report = []
     for row in rows:
@@ -226,16 +235,45 @@ def _percent(share: float | None) -> str:
     return "-" if share is None else f"{share:.1%}"
 
 
-def _positive_int(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
-    return number
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` (to `high`), refused by name otherwise."""
+
+    def whole_number(text: str) -> int:
+        number = int(text)
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {number}")
+        if high is not None and number > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, not {number}")
+        return number
+
+    return whole_number
+
+
+_positive_int = _int_in(1)
+_count = _int_in(0)
+_port = _int_in(1, 65_535)
 
 
 def _timestamp(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 date or time, e.g. 2026-11-01, not {text!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# The longest attribution window a report takes: a year.
+MAX_ATTRIBUTION_HOURS = 8760
+
+
+def _attribution_window(text: str) -> timedelta:
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, not {text!r}") from None
+    if not 0 < hours <= MAX_ATTRIBUTION_HOURS:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_ATTRIBUTION_HOURS} hours, not {text}")
+    return timedelta(hours=hours)
 
 
 def cmd_openapi(args: argparse.Namespace) -> None:
@@ -312,14 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply pending schema migrations").set_defaults(func=cmd_migrate)
 
     def add_seed_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--users", type=int, default=200, help="shoppers to generate (default 200)")
-        p.add_argument("--stores", type=int, default=3, help="stores (default 3)")
-        p.add_argument("--days", type=int, default=120, help="days of shopping history (default 120)")
+        p.add_argument("--users", type=_count, default=200, help="shoppers to generate (default 200)")
+        p.add_argument("--stores", type=_positive_int, default=3, help="stores (default 3)")
+        p.add_argument("--days", type=_positive_int, default=120, help="days of shopping history (default 120)")
         p.add_argument("--seed", type=int, default=7, help="random seed; the same seed gives the same data")
 
     def add_serve_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=3000)
+        p.add_argument("--port", type=_port, default=3000)
 
     seed = commands.add_parser("seed", help="load a deterministic grocery dataset (idempotent)")
     add_seed_options(seed)
@@ -350,10 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="benchmark", required=True
     )
     bench_ingest = bench.add_parser("ingest", help="events/s through the ingest handler vs a raw COPY")
-    bench_ingest.add_argument("--events", type=int, default=200_000, help="events to load (default 200,000)")
-    bench_ingest.add_argument("--batch-size", type=int, default=500, help="events per request (default 500)")
+    bench_ingest.add_argument("--events", type=_positive_int, default=200_000, help="events to load (default 200,000)")
+    bench_ingest.add_argument("--batch-size", type=_positive_int, default=500, help="events per request (default 500)")
     bench_ingest.add_argument(
-        "--workers", type=int, default=2, help="concurrent senders, like warm Lambda containers (default 2)"
+        "--workers", type=_positive_int, default=2, help="concurrent senders, like warm Lambda containers (default 2)"
     )
     bench_ingest.set_defaults(func=cmd_bench_ingest)
 
@@ -361,8 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval-instacart", help="offline evaluation on files in the Instacart Market Basket Analysis format"
     )
     evaluation.add_argument("directory", help="folder with orders.csv, order_products__prior.csv, ..._train.csv")
-    evaluation.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
-    evaluation.add_argument("--users", type=int, default=None, help="evaluate at most this many users")
+    evaluation.add_argument("--k", type=_positive_int, default=10, help="recommendations per user (default 10)")
+    evaluation.add_argument("--users", type=_positive_int, default=None, help="evaluate at most this many users")
     evaluation.set_defaults(func=cmd_eval_instacart)
 
     split = commands.add_parser(
@@ -374,14 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     synthetic = commands.add_parser("instacart-synthetic", help="write a small synthetic dataset in that format")
     synthetic.add_argument("out")
-    synthetic.add_argument("--users", type=int, default=60)
+    synthetic.add_argument("--users", type=_positive_int, default=60)
     synthetic.add_argument("--seed", type=int, default=5)
     synthetic.set_defaults(func=cmd_instacart_synthetic)
 
     bench_recompute = bench.add_parser(
         "recompute", help="full rebuild vs an incremental run after 1 %% more events (or --new-events)"
     )
-    bench_recompute.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
+    bench_recompute.add_argument(
+        "--events", type=_positive_int, default=2_000_000, help="events of history (default 2M)"
+    )
     bench_recompute.add_argument(
         "--new-events",
         type=_positive_int,
@@ -392,17 +432,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench_recompute.set_defaults(func=cmd_bench_recompute)
 
     bench_fanout = bench.add_parser("fanout", help="a backlog in one invocation vs fanned out to user shards")
-    bench_fanout.add_argument("--events", type=int, default=400_000, help="events of history (default 400,000)")
-    bench_fanout.add_argument("--backlog", type=int, default=100_000, help="events of the backlog (default 100,000)")
-    bench_fanout.add_argument("--shards", type=int, default=4, help="user shards (default 4)")
+    bench_fanout.add_argument(
+        "--events", type=_positive_int, default=400_000, help="events of history (default 400,000)"
+    )
+    bench_fanout.add_argument(
+        "--backlog", type=_positive_int, default=100_000, help="events of the backlog (default 100,000)"
+    )
+    bench_fanout.add_argument("--shards", type=_int_in(2, 256), default=4, help="user shards (default 4, 2-256)")
     bench_fanout.set_defaults(func=cmd_bench_fanout)
 
     bench_feed = bench.add_parser("feed", help="feed latency through the handler vs a SELECT 1 round trip")
-    bench_feed.add_argument("--users", type=int, default=50_000, help="users (default 50,000)")
-    bench_feed.add_argument("--items", type=int, default=20_000, help="catalog items (default 20,000)")
-    bench_feed.add_argument("--stores", type=int, default=20, help="stores (default 20)")
-    bench_feed.add_argument("--events", type=int, default=2_000_000, help="events of history (default 2M)")
-    bench_feed.add_argument("--requests", type=int, default=2000, help="timed feed requests (default 2,000)")
+    bench_feed.add_argument("--users", type=_positive_int, default=50_000, help="users (default 50,000)")
+    bench_feed.add_argument("--items", type=_positive_int, default=20_000, help="catalog items (default 20,000)")
+    bench_feed.add_argument("--stores", type=_positive_int, default=20, help="stores (default 20)")
+    bench_feed.add_argument("--events", type=_positive_int, default=2_000_000, help="events of history (default 2M)")
+    bench_feed.add_argument("--requests", type=_positive_int, default=2000, help="timed feed requests (default 2,000)")
     bench_feed.add_argument(
         "--keep-database",
         metavar="NAME",
@@ -411,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_feed.set_defaults(func=cmd_bench_feed)
 
     bench_coldstart = bench.add_parser("coldstart", help="import-to-first-feed time of a fresh handler process")
-    bench_coldstart.add_argument("--runs", type=int, default=5, help="fresh interpreters to start (default 5)")
+    bench_coldstart.add_argument(
+        "--runs", type=_positive_int, default=5, help="fresh interpreters to start (default 5)"
+    )
     bench_coldstart.set_defaults(func=cmd_bench_coldstart)
 
     report = commands.add_parser(
@@ -419,7 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--since", type=_timestamp, required=True, help="ISO date or time, e.g. 2026-11-01")
     report.add_argument(
-        "--attribution-hours", type=float, default=24, help="a purchase counts for a click or add this recent"
+        "--attribution-hours",
+        type=_attribution_window,
+        default=timedelta(hours=24),
+        help=f"a purchase counts for a click or add this recent (default 24, at most {MAX_ATTRIBUTION_HOURS})",
     )
     report.set_defaults(func=cmd_report)
 
@@ -429,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     moto = commands.add_parser("moto", help="moto server mode with the stack's queues, bucket and database secret")
     moto.add_argument("--host", default="127.0.0.1")
-    moto.add_argument("--port", type=int, default=5000)
+    moto.add_argument("--port", type=_port, default=5000)
     moto.set_defaults(func=cmd_moto)
 
     sam_env = commands.add_parser("sam-env", help="write env.json for `sam local start-api --env-vars env.json`")
@@ -455,3 +504,9 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except KeyboardInterrupt:
         sys.exit(130)
+    except (psycopg.OperationalError, DatabaseUnavailable) as exc:
+        sys.exit(f"feedctl {args.command}: the database is unavailable: {exc}")
+    except (BotoCoreError, ClientError) as exc:  # e.g. MODEL_SCORES_BUCKET names no bucket, or AWS cannot be reached
+        sys.exit(f"feedctl {args.command}: AWS: {exc}")
+    except OSError as exc:  # a file that cannot be read or written, a port that cannot be bound
+        sys.exit(f"feedctl {args.command}: {exc}")

@@ -18,6 +18,7 @@ import heapq
 import math
 import os
 import random
+import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,6 +38,12 @@ STORE_ID = "instacart"
 UNIT_PRICE = Decimal("1.00")  # the files have no prices
 REPLAY_HORIZON_DAYS = 3650
 EVENT_NAMESPACE = uuid.UUID("6f1c1f3e-64c5-4d7e-9a55-3c1f7a0d2b11")
+# A user, order or product id of the files, which becomes an identifier of the API with a one-letter prefix.
+_FILE_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,63}")
+
+
+class InvalidDataset(ValueError):
+    """A file of the dataset is missing, not UTF-8 CSV, lacks a column, or has a value out of the format."""
 
 
 @dataclass
@@ -56,34 +63,63 @@ class UserHistory:
     train: Order
 
 
-def _rows(path: Path) -> Iterator[dict[str, str]]:
-    with path.open(newline="") as handle:
-        yield from csv.DictReader(handle)
+def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """The rows of a CSV file with at least `columns`, each with where it is ("<path>, line <n>") for errors;
+    raises InvalidDataset when the file is missing, not UTF-8 CSV or lacks a column, or a row lacks a value."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if missing := [column for column in columns if column not in (reader.fieldnames or ())]:
+                raise InvalidDataset(f"{path}: no column {', '.join(missing)} (expected {', '.join(columns)})")
+            for row in reader:
+                where = f"{path}, line {reader.line_num}"
+                if any(row[column] is None for column in columns):
+                    raise InvalidDataset(f"{where}: fewer values than columns")
+                yield where, row
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InvalidDataset(f"{path}: {error}") from error
+
+
+def _file_id(value: str, column: str, where: str) -> str:
+    if not _FILE_ID.fullmatch(value):
+        raise InvalidDataset(f"{where}: {column} {value[:80]!r} is not 1–63 letters, digits or _ . : -")
+    return value
+
+
+def _order(row: dict[str, str], where: str) -> Order:
+    """The order of a row of orders.csv; raises InvalidDataset for a value out of the format."""
+    order_id, user_id = _file_id(row["order_id"], "order_id", where), _file_id(row["user_id"], "user_id", where)
+    try:
+        number, hour = int(row["order_number"]), int(row["order_hour_of_day"])
+        days = float(row["days_since_prior_order"]) if row["days_since_prior_order"] else None
+    except ValueError as error:
+        raise InvalidDataset(f"{where}: {error}") from error
+    if not 0 <= hour <= 23 or (days is not None and not 0 <= days <= REPLAY_HORIZON_DAYS):
+        raise InvalidDataset(f"{where}: order_hour_of_day must be 0–23 and days_since_prior_order 0–3650 or empty")
+    return Order(order_id, user_id, number, hour, days)
 
 
 def load(directory: Path, max_users: int | None = None) -> tuple[list[UserHistory], dict[str, dict[str, str]]]:
-    """The users that have a `train` order (at most `max_users`, by user id) and the products file's rows."""
+    """The users that have a `train` order (at most `max_users`, by user id) and the products file's rows.
+    Raises InvalidDataset when a file is missing or out of the format."""
     orders: dict[str, Order] = {}
     train_users: set[str] = set()
     eval_set: dict[str, str] = {}
-    for row in _rows(directory / "orders.csv"):
+    columns = ("order_id", "user_id", "eval_set", "order_number", "order_hour_of_day", "days_since_prior_order")
+    for where, row in _rows(directory / "orders.csv", columns):
         if row["eval_set"] not in ("prior", "train"):
             continue  # the competition's `test` orders have no baskets
-        days = row["days_since_prior_order"]
-        orders[row["order_id"]] = Order(
-            row["order_id"], row["user_id"], int(row["order_number"]), int(row["order_hour_of_day"]),
-            float(days) if days else None,
-        )  # fmt: skip
+        orders[row["order_id"]] = _order(row, where)
         eval_set[row["order_id"]] = row["eval_set"]
         if row["eval_set"] == "train":
             train_users.add(row["user_id"])
     chosen = sorted(train_users, key=lambda u: (len(u), u))[:max_users] if max_users else train_users
     chosen = set(chosen)
     for name in ("order_products__prior.csv", "order_products__train.csv"):
-        for row in _rows(directory / name):
+        for where, row in _rows(directory / name, ("order_id", "product_id")):
             order = orders.get(row["order_id"])
             if order is not None and order.user_id in chosen:
-                order.products.append(row["product_id"])
+                order.products.append(_file_id(row["product_id"], "product_id", where))
     by_user: dict[str, list[Order]] = defaultdict(list)
     for order in orders.values():
         if order.user_id in chosen:
@@ -96,7 +132,9 @@ def load(directory: Path, max_users: int | None = None) -> tuple[list[UserHistor
         if train and train[0].products and prior:
             histories.append(UserHistory(user_id, prior, train[0]))
     products_file = directory / "products.csv"
-    products = {row["product_id"]: row for row in _rows(products_file)} if products_file.exists() else {}
+    products = {}
+    if products_file.exists():
+        products = {row["product_id"]: row for _, row in _rows(products_file, ("product_id",))}
     return histories, products
 
 
@@ -286,7 +324,7 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
 
     histories, products = load(directory, max_users)
     if not histories:
-        raise ValueError(f"no users with prior and train orders in {directory}")
+        raise InvalidDataset(f"no users with prior and train orders in {directory}")
     evaluated_at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     catalog = _catalog(histories, products)
 
@@ -305,7 +343,7 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
         for batch in progress(replay, -(-orders // 500), "replaying prior orders", "batches of 500"):
             result = ingest_batch(EventBatch.model_validate({"events": list(batch)}), now=evaluated_at)
             if result.rejected:
-                raise RuntimeError(f"replayed events were rejected: {result.rejections[:3]}")
+                raise InvalidDataset(f"replayed orders were rejected: {result.rejections[:3]}")
             stored += result.accepted
     recompute_scores(RecomputeRequest(mode="full"), now=evaluated_at)
 
@@ -389,13 +427,20 @@ def _catalog(histories: Sequence[UserHistory], products: dict[str, dict[str, str
 # --- data in this format -------------------------------------------------------------------------------
 
 
+FLAT_COLUMNS = ("order_id", "user_id", "order_number", "order_dow", "order_hour_of_day", "days_since_prior_order",
+                "product_id", "add_to_cart_order", "reordered")  # fmt: skip
+
+
 def split_flat_table(flat_csv: Path, out: Path) -> int:
     """Turn one table of order lines (orders joined with their products: order_id, user_id, order_number,
     order_dow, order_hour_of_day, days_since_prior_order, product_id, add_to_cart_order, reordered) into
-    the competition's files, holding out each user's last order as `train`. Returns the number of users."""
+    the competition's files, holding out each user's last order as `train`. Returns the number of users; raises
+    InvalidDataset when the table is missing or out of the format."""
     orders: dict[str, dict[str, str]] = {}
     lines: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for row in _rows(flat_csv):
+    for where, row in _rows(flat_csv, FLAT_COLUMNS):
+        _order(row, where)  # raises InvalidDataset when out of the format
+        _file_id(row["product_id"], "product_id", where)
         orders.setdefault(row["order_id"], row)
         lines[row["order_id"]].append(row)
     last_order: dict[str, tuple[int, str]] = {}

@@ -106,7 +106,9 @@ class ModelScoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     model_scores_bucket: str | None = Field(default=None, description="unset: no import")
-    model_scores_prefix: str = Field(default="model-scores/")
+    # Ends with "/" (or is empty): each model is the folder after it; without the slash no key names a model, and
+    # every import would silently find nothing.
+    model_scores_prefix: str = Field(default="model-scores/", pattern=r"^(.*/)?$")
 
 
 class FeedSettings(BaseSettings):

@@ -19,6 +19,8 @@ from typing import Any
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
 # File formats by extension.
 FORMATS = (".csv", ".parquet")
+# The columns a file's rows are read from (user_id optional).
+COLUMNS = ("user_id", "item_id", "score")
 # Parquet rows validated and handed on per batch: bounds memory whatever the file's size.
 PARQUET_BATCH_ROWS = 65_536
 # A Parquet file is spooled in memory up to this size, beyond it to the function's ephemeral storage (/tmp),
@@ -70,16 +72,29 @@ def read_scores(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
 
 
 def _valid_row(user_id: str, item_id: str, score: float) -> bool:
-    return bool(_IDENTIFIER.match(item_id) and (not user_id or _IDENTIFIER.match(user_id)) and math.isfinite(score))
+    # fullmatch: `$` also matches before a final newline, which an id read from Parquet (not stripped) may end with.
+    return bool(
+        _IDENTIFIER.fullmatch(item_id) and (not user_id or _IDENTIFIER.fullmatch(user_id)) and math.isfinite(score)
+    )
+
+
+def _refuse_repeated_columns(key: str, names: list[str]) -> None:
+    """A file naming user_id, item_id or score twice is ambiguous (and pyarrow finds no field by such a name)."""
+    if repeated := [name for name in COLUMNS if names.count(name) > 1]:
+        raise InvalidModelFile(f"{key}: the header names {', '.join(repeated)} more than once")
 
 
 def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
     body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
-    reader = csv.DictReader(codecs.getreader("utf-8")(body))
+    # utf-8-sig: a byte order mark, as spreadsheet tools write one, is not part of the header's first name.
+    reader = csv.DictReader(codecs.getreader("utf-8-sig")(body))
     line = 1
     try:
+        if reader.fieldnames:  # names spaced like the values ("user_id, item_id, score"), which are read stripped
+            reader.fieldnames = [name.strip() for name in reader.fieldnames]
         if not reader.fieldnames or not {"item_id", "score"} <= set(reader.fieldnames):
             raise InvalidModelFile(f"{key}: the header must name item_id and score (and optionally user_id)")
+        _refuse_repeated_columns(key, reader.fieldnames)
         for line, row in enumerate(reader, start=2):
             user_id, item_id = (row.get("user_id") or "").strip(), (row.get("item_id") or "").strip()
             try:
@@ -107,7 +122,8 @@ def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
         except (pa.ArrowException, OSError) as error:
             raise InvalidModelFile(f"{key}: not a Parquet file ({error})") from error
         schema = parquet.schema_arrow
-        columns = [name for name in ("user_id", "item_id", "score") if name in schema.names]
+        _refuse_repeated_columns(key, schema.names)
+        columns = [name for name in COLUMNS if name in schema.names]
         text = (pa.types.is_string, pa.types.is_large_string)
         if (
             "item_id" not in columns
@@ -129,5 +145,7 @@ def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
                             f"{key}, row {row}: expected user_id?, item_id, finite score; got {user_id, item_id, score}"
                         )
                     yield user_id or "", item_id, float(score)
-        except pa.ArrowException as error:
+        # A damaged page raises OSError ("Corrupt snappy …"); a string column holding bytes that are not UTF-8,
+        # UnicodeDecodeError (Parquet writers need not check).
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
             raise InvalidModelFile(f"{key}: unreadable Parquet data ({error})") from error

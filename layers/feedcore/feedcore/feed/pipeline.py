@@ -307,7 +307,10 @@ def _normalized(values: list[float], weight: float) -> list[float]:
     counts 0."""
     largest, smallest = max(values, default=0.0), min(values, default=0.0)
     if smallest < 0 and largest > smallest:
-        return [weight * ((value - smallest) / (largest - smallest)) for value in values]
+        span = largest - smallest
+        if span == math.inf:  # imported model scores may be any finite floats: halved (exactly), the span is finite
+            values, smallest, span = [value / 2 for value in values], smallest / 2, largest / 2 - smallest / 2
+        return [weight * ((value - smallest) / span) for value in values]
     if largest > 0:
         return [weight * (value / largest) for value in values]
     return [0.0] * len(values)

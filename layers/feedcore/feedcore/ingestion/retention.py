@@ -47,6 +47,9 @@ DROP_ATTEMPTS = 5
 DROP_RETRY_PAUSE_S = 1.0
 # 16 MB of a table a statement: ~300,000 event ids, well inside the statement timeout when every one is deleted.
 PURGE_BLOCKS = 2048
+# The most days a retention keeps (a century): beyond some 700,000 days the cutoff is before year 1, which no
+# date holds.
+MAX_KEEP_DAYS = 36_500
 
 
 class RetentionRequest(BaseModel):
@@ -80,6 +83,8 @@ def apply_retention(
     horizon = ingest_settings().late_event_horizon_days
     if keep_days <= horizon:
         raise ValueError(f"keep-days must exceed the late-event horizon ({horizon} days)")
+    if keep_days > MAX_KEEP_DAYS:
+        raise ValueError(f"keep-days must be at most {MAX_KEEP_DAYS} (0 in the stack keeps everything)")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_days)
     deadline = monotonic() + (time_budget_ms / 1000 if time_budget_ms is not None else float("inf"))
     result = RetentionResult()

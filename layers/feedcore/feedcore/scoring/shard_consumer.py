@@ -10,7 +10,6 @@ is still not done SCORING_FANOUT_RESEND_AFTER_S after the last one.
 from __future__ import annotations
 
 import psycopg
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, Json
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, Json
 from feedcore.db import shards as shards_db
 from feedcore.db.connection import bound_transaction, run
 from feedcore.observability import logger
+from feedcore.queue_consumer import LoggedBatchProcessor
 from feedcore.scoring.fanout import score_shard
 from feedcore.scoring.service import run_timeout_ms
 from feedcore.settings import scoring_settings
@@ -41,8 +41,9 @@ class ShardMessage(SqsRecordModel):
     body: Json[ShardTask]
 
 
-# Records that fail to parse are reported failed without reaching the handler (and end in the dead-letter queue).
-shard_processor = BatchProcessor(event_type=EventType.SQS, model=ShardMessage, raise_on_entire_batch_failure=False)
+# Records that fail to parse are reported failed without reaching the handler (and end in the dead-letter queue);
+# each failure is logged.
+shard_processor = LoggedBatchProcessor(ShardMessage)
 
 
 def score_shard_record(record: ShardMessage, lambda_context: LambdaContext) -> bool:

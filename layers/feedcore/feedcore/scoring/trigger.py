@@ -18,15 +18,15 @@ _SCHEDULED_TASK = TypeAdapter(RecomputeRequest | RetentionRequest)
 SAFETY_MARGIN_MS = 10_000
 
 
-def scheduled_task_from_event(event: dict[str, Any]) -> RecomputeRequest | RetentionRequest:
+def scheduled_task_from_event(event: Any) -> RecomputeRequest | RetentionRequest:
     """The task in a Scheduler input or an EventBridge event; raises ValidationError when malformed."""
-    if "detail-type" in event:
+    if isinstance(event, dict) and "detail-type" in event:  # Scheduler's input may be any JSON: 5 is refused too
         envelope = parse(event=event, model=EventBridgeModel)
         return _SCHEDULED_TASK.validate_python(envelope.detail or {})
     return _SCHEDULED_TASK.validate_python(event)
 
 
-def run_scheduled_task(event: dict[str, Any], remaining_ms: int) -> RecomputeResult | RetentionResult:
+def run_scheduled_task(event: Any, remaining_ms: int) -> RecomputeResult | RetentionResult:
     """Run the task the event asks for within the invocation's `remaining_ms`, less SAFETY_MARGIN_MS; its result.
     Raises ValidationError when the event is malformed."""
     task = scheduled_task_from_event(event)
