@@ -4,33 +4,16 @@ generates the resources: API methods and roles)."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from feedcore.observability import METRICS_NAMESPACE
 
-from .support import TEMPLATE, describe, resolved, run, sam_env
+from .support import TEMPLATE, resolved, translate
 
 FUNCTION_SECURITY_GROUP = {"Ref": "FunctionSecurityGroup"}
 PROXY_SECURITY_GROUP = {"Ref": "ProxySecurityGroup"}
 DATABASE_SECURITY_GROUP = {"Ref": "DatabaseSecurityGroup"}
-
-
-def _translate(sam_cli, template: Path) -> dict:
-    """A template after the SAM transform (what CloudFormation deploys)."""
-    python = sam_cli.parent / "python"
-    script = os.path.join(os.path.dirname(__file__), "translate_template.py")
-    proc = run([str(python), script, str(template)], env=sam_env())
-    assert proc.returncode == 0, describe(proc)
-    return json.loads(proc.stdout)
-
-
-@pytest.fixture(scope="module")
-def transformed(sam_cli) -> dict:
-    """template.yaml after the SAM transform."""
-    return _translate(sam_cli, TEMPLATE)
 
 
 def _as_list(value) -> list:
@@ -291,7 +274,7 @@ def test_a_deploy_that_changes_only_the_layer_moves_the_feeds_alias_to_a_new_ver
     for build in ("layer-a", "layer-b"):
         packaged = tmp_path / f"{build}.yaml"
         packaged.write_text(source.replace("ContentUri: layers/feedcore/", f"ContentUri: s3://bucket/{build}.zip"))
-        resources = _translate(sam_cli, packaged)["Resources"]
+        resources = translate(sam_cli, packaged)["Resources"]
         (version,) = [name for name, r in resources.items() if r["Type"] == "AWS::Lambda::Version"]
         alias = resources["AssembleFeedFunctionAliaslive"]["Properties"]
         assert alias["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
