@@ -32,8 +32,8 @@ from tests.conftest import load_function, scratch_database, use_database
 
 migrate_schema = load_function("migrate_schema")
 ALL_VERSIONS = ",".join(m.version for m in load_migrations(PACKAGED_MIGRATIONS))
-LAYER_V1 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:FeedCoreLayer:1"}
-LAYER_V2 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:FeedCoreLayer:2"}
+LAYER_V1 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:feed-feedcore:1"}
+LAYER_V2 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:feed-feedcore:2"}
 
 
 class ResponseRecorder(BaseHTTPRequestHandler):
