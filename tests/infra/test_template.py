@@ -360,6 +360,12 @@ def test_api_is_traced_and_throttled(template):
     assert settings["MetricsEnabled"] is True
 
 
+# The response headers a browser shows a script of another origin without Access-Control-Expose-Headers (Fetch).
+CORS_SAFELISTED_RESPONSE_HEADERS = {
+    "Cache-Control", "Content-Language", "Content-Length", "Content-Type", "Expires", "Last-Modified", "Pragma"
+}  # fmt: skip
+
+
 def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is_404(template):
     responses = template["Resources"]["FeedApi"]["Properties"]["GatewayResponses"]
     assert {"UNAUTHORIZED", "THROTTLED", "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
@@ -376,6 +382,13 @@ def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is
         assert headers["Access-Control-Allow-Origin"] == cors_origin, name
     # The authorizer's 401 is the one clients see in the cloud: it names the scheme, as the functions' 401 does.
     assert responses["UNAUTHORIZED"]["ResponseParameters"]["Headers"]["WWW-Authenticate"] == "'Bearer'"
+    # A web app of another origin reads a header that is not CORS-safelisted only when the answer exposes it.
+    for name, response in responses.items():
+        headers = response["ResponseParameters"]["Headers"]
+        exposed = headers.get("Access-Control-Expose-Headers", "''").strip("'").split(",")
+        cors = {h for h in headers if h.startswith("Access-Control-")}
+        unlisted = set(headers) - CORS_SAFELISTED_RESPONSE_HEADERS - cors
+        assert unlisted <= set(exposed), f"{name} hides {sorted(unlisted - set(exposed))} from a web app"
 
 
 def test_layer_is_built_by_sam_with_python312(template):
