@@ -330,10 +330,21 @@ ALARMS = {
     ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
     ("AWS/Lambda", "Errors"),
     ("AWS/Lambda", "Duration"),
+    ("AWS/Lambda", "Throttles"),
     ("AWS/RDS", "CPUUtilization"),
     ("AWS/RDS", "DatabaseConnections"),
+    ("AWS/RDS", "FreeStorageSpace"),
+    ("AWS/RDS", "FreeableMemory"),
     (METRICS_NAMESPACE, "RetentionIncomplete"),
 }
+
+
+def _alarm_metrics(alarm: dict) -> list[dict]:
+    """The metrics an alarm watches, as (Namespace, MetricName, Dimensions) dicts: its own, or those of its metric
+    math."""
+    if "Metrics" not in alarm:
+        return [alarm]
+    return [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
 
 
 def test_cloudwatch_may_publish_to_the_encrypted_alarm_topic(template):
@@ -375,15 +386,20 @@ def test_the_endpoints_admit_the_functions_and_the_proxy_by_security_group_not_b
 
 def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(template):
     alarms = _resources(template, "AWS::CloudWatch::Alarm")
-    assert {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()} == ALARMS
+    watched = {(m["Namespace"], m["MetricName"]) for a in alarms.values() for m in _alarm_metrics(a["Properties"])}
+    assert watched == ALARMS
     for name, alarm in alarms.items():
-        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert alarm["Properties"]["AlarmActions"] == alarm["Properties"]["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        # A metric math alarm compares the one series it returns.
+        returned = [q for q in alarm["Properties"].get("Metrics", []) if q.get("ReturnData", True)]
+        assert len(returned) == (1 if "Metrics" in alarm["Properties"] else 0), name
 
     def queues(metric: str) -> set[str]:
         return {
-            a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+            m["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
             for a in alarms.values()
-            if (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) == ("AWS/SQS", metric)
+            for m in _alarm_metrics(a["Properties"])
+            if (m["Namespace"], m["MetricName"]) == ("AWS/SQS", metric)
         }
 
     assert queues("ApproximateNumberOfMessagesVisible") == {
@@ -400,6 +416,29 @@ def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(templat
     # The recompute's "near its timeout" threshold is 80 % of the function's timeout.
     timeout_ms = template["Resources"]["RecomputeScoresFunction"]["Properties"]["Timeout"] * 1000
     assert alarms["RecomputeNearTimeoutAlarm"]["Properties"]["Threshold"] == 0.8 * timeout_ms
+    # Throttling refuses API callers and delays queue messages: watched on each function that answers requests or
+    # consumes a queue (the scheduled recompute's refusals reach its dead-letter queue's alarm).
+    throttled = {
+        m["Dimensions"][0]["Value"]["Ref"]
+        for a in alarms.values()
+        for m in _alarm_metrics(a["Properties"])
+        if m["MetricName"] == "Throttles"
+    }
+    assert throttled == {
+        "IngestEventsFunction", "AssembleFeedFunction", "IngestQueueFunction", "RecomputeShardFunction"
+    }  # fmt: skip
+    # The database's storage and memory, below thresholds of the deployer's (both depend on the instance's size).
+    for alarm, metric, parameter, unit in [
+        ("DatabaseFreeStorageAlarm", "FreeStorageSpace", "DatabaseFreeStorageAlarmGiB", 2**30),
+        ("DatabaseMemoryAlarm", "FreeableMemory", "DatabaseFreeableMemoryAlarmMiB", 2**20),
+    ]:
+        properties = alarms[alarm]["Properties"]
+        (watched_metric,) = _alarm_metrics(properties)
+        assert watched_metric["MetricName"] == metric
+        assert watched_metric["Dimensions"] == [{"Name": "DBInstanceIdentifier", "Value": {"Ref": "Database"}}]
+        (returned,) = [q for q in properties["Metrics"] if q.get("ReturnData", True)]
+        assert returned["Expression"] == f"{properties['Metrics'][0]['Id']} / {unit}"
+        assert (properties["Threshold"], properties["ComparisonOperator"]) == ({"Ref": parameter}, "LessThanThreshold")
 
 
 def test_an_unfinished_retention_alarms_where_its_metric_is_published(template):
