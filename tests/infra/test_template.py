@@ -12,7 +12,7 @@ import pytest
 
 from feedcore.api.resolvers import security_schemes
 from feedcore.feed.config import parse_ranking_config
-from feedcore.ingestion.retention import RetentionRequest
+from feedcore.ingestion.retention import MAX_KEEP_DAYS, RetentionRequest
 from feedcore.scoring.trigger import scheduled_task_from_event
 from feedcore.settings import FanoutSettings, FeedSettings, MetricsProvider
 from tests.conftest import load_function
@@ -279,6 +279,7 @@ def test_recompute_and_retention_run_on_eventbridge_scheduler_schedules(template
     keep_days = template["Parameters"]["EventRetentionDays"]["Default"]
     sent = retention["Input"]["Fn::Sub"].replace("${EventRetentionDays}", str(keep_days))
     assert scheduled_task_from_event(json.loads(sent)) == RetentionRequest(keep_days=400)
+    assert template["Parameters"]["EventRetentionDays"]["MaxValue"] == MAX_KEEP_DAYS  # the contract's bound
     assert retention["State"] == {"Fn::If": ["HasEventRetention", "ENABLED", "DISABLED"]}  # 0 keeps everything
     for schedule in (refresh, retention):
         assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
