@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 # Local runs log as one service; in Lambda each function sets its own name.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "feedctl")
 
-from feedcore.errors import DatabaseUnavailable  # noqa: E402
+from feedcore.errors import DatabaseUnavailable, ModelImportFailed  # noqa: E402
 from feedlocal import embedded  # noqa: E402
 
 DEMO_NEW_USER = "user-demo"
@@ -508,5 +508,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"feedctl {args.command}: the database is unavailable: {exc}")
     except (BotoCoreError, ClientError) as exc:  # e.g. MODEL_SCORES_BUCKET names no bucket, or AWS cannot be reached
         sys.exit(f"feedctl {args.command}: AWS: {exc}")
+    except ModelImportFailed as exc:  # the other models were imported
+        sys.exit(f"feedctl {args.command}: {exc}")
     except OSError as exc:  # a file that cannot be read or written, a port that cannot be bound
         sys.exit(f"feedctl {args.command}: {exc}")
