@@ -7,7 +7,8 @@ from feedcore.observability import logger, tracer
 from feedcore.schema import apply_schema
 
 
-@logger.inject_lambda_context(log_event=True)
+# Not log_event: CloudFormation's request holds a presigned URL that answers for the stack (feedcore.cloudformation).
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return answer_custom_resource(event, context.get_remaining_time_in_millis(), context.log_stream_name, apply_schema)

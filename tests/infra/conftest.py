@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import require_sam_cli, stack_template
+from .support import TEMPLATE, require_sam_cli, stack_template, translate
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +15,9 @@ def sam_cli() -> Path:
 @pytest.fixture(scope="session")
 def template() -> dict:
     return stack_template()
+
+
+@pytest.fixture(scope="session")
+def transformed(sam_cli) -> dict:
+    """template.yaml after the SAM transform."""
+    return translate(sam_cli, TEMPLATE)

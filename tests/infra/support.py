@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -66,6 +67,14 @@ def run(cmd: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedP
 
 def describe(proc: subprocess.CompletedProcess) -> str:
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+
+def translate(sam_cli: Path, template: Path) -> dict:
+    """A template after the SAM transform (what CloudFormation deploys)."""
+    script = Path(__file__).with_name("translate_template.py")
+    proc = run([str(sam_cli.parent / "python"), str(script), str(template)], env=sam_env())
+    assert proc.returncode == 0, describe(proc)
+    return json.loads(proc.stdout)
 
 
 def resolved(template: dict, **parameters: str) -> dict:

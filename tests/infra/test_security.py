@@ -4,33 +4,16 @@ generates the resources: API methods and roles)."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from feedcore.observability import METRICS_NAMESPACE
 
-from .support import TEMPLATE, describe, resolved, run, sam_env
+from .support import TEMPLATE, resolved, translate
 
 FUNCTION_SECURITY_GROUP = {"Ref": "FunctionSecurityGroup"}
 PROXY_SECURITY_GROUP = {"Ref": "ProxySecurityGroup"}
 DATABASE_SECURITY_GROUP = {"Ref": "DatabaseSecurityGroup"}
-
-
-def _translate(sam_cli, template: Path) -> dict:
-    """A template after the SAM transform (what CloudFormation deploys)."""
-    python = sam_cli.parent / "python"
-    script = os.path.join(os.path.dirname(__file__), "translate_template.py")
-    proc = run([str(python), script, str(template)], env=sam_env())
-    assert proc.returncode == 0, describe(proc)
-    return json.loads(proc.stdout)
-
-
-@pytest.fixture(scope="module")
-def transformed(sam_cli) -> dict:
-    """template.yaml after the SAM transform."""
-    return _translate(sam_cli, TEMPLATE)
 
 
 def _as_list(value) -> list:
@@ -291,7 +274,7 @@ def test_a_deploy_that_changes_only_the_layer_moves_the_feeds_alias_to_a_new_ver
     for build in ("layer-a", "layer-b"):
         packaged = tmp_path / f"{build}.yaml"
         packaged.write_text(source.replace("ContentUri: layers/feedcore/", f"ContentUri: s3://bucket/{build}.zip"))
-        resources = _translate(sam_cli, packaged)["Resources"]
+        resources = translate(sam_cli, packaged)["Resources"]
         (version,) = [name for name, r in resources.items() if r["Type"] == "AWS::Lambda::Version"]
         alias = resources["AssembleFeedFunctionAliaslive"]["Properties"]
         assert alias["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
@@ -333,7 +316,11 @@ def test_schema_migrations_run_on_deploy_once_the_proxy_has_its_target(template)
     assert migrations["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateSchemaFunction", "Arn"]}
     # A new layer version (which carries the migrations) makes CloudFormation send an Update.
     assert migrations["Properties"]["LayerVersion"] == {"Ref": "FeedCoreLayer"}
-    assert migrations["DependsOn"] == "DatabaseProxyTargetGroup"
+    assert "DatabaseProxyTargetGroup" in migrations["DependsOn"]
+    # CloudFormation waits for an answer as long as the function may run to give it, and not the default hour
+    # longer when it crashed without answering.
+    timeout_s = template["Resources"]["MigrateSchemaFunction"]["Properties"]["Timeout"]
+    assert timeout_s < migrations["Properties"]["ServiceTimeout"] <= timeout_s + 120
 
 
 ALARMS = {
@@ -343,10 +330,21 @@ ALARMS = {
     ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
     ("AWS/Lambda", "Errors"),
     ("AWS/Lambda", "Duration"),
+    ("AWS/Lambda", "Throttles"),
     ("AWS/RDS", "CPUUtilization"),
     ("AWS/RDS", "DatabaseConnections"),
+    ("AWS/RDS", "FreeStorageSpace"),
+    ("AWS/RDS", "FreeableMemory"),
     (METRICS_NAMESPACE, "RetentionIncomplete"),
 }
+
+
+def _alarm_metrics(alarm: dict) -> list[dict]:
+    """The metrics an alarm watches, as (Namespace, MetricName, Dimensions) dicts: its own, or those of its metric
+    math."""
+    if "Metrics" not in alarm:
+        return [alarm]
+    return [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
 
 
 def test_cloudwatch_may_publish_to_the_encrypted_alarm_topic(template):
@@ -388,15 +386,20 @@ def test_the_endpoints_admit_the_functions_and_the_proxy_by_security_group_not_b
 
 def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(template):
     alarms = _resources(template, "AWS::CloudWatch::Alarm")
-    assert {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()} == ALARMS
+    watched = {(m["Namespace"], m["MetricName"]) for a in alarms.values() for m in _alarm_metrics(a["Properties"])}
+    assert watched == ALARMS
     for name, alarm in alarms.items():
-        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert alarm["Properties"]["AlarmActions"] == alarm["Properties"]["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        # A metric math alarm compares the one series it returns.
+        returned = [q for q in alarm["Properties"].get("Metrics", []) if q.get("ReturnData", True)]
+        assert len(returned) == (1 if "Metrics" in alarm["Properties"] else 0), name
 
     def queues(metric: str) -> set[str]:
         return {
-            a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+            m["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
             for a in alarms.values()
-            if (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) == ("AWS/SQS", metric)
+            for m in _alarm_metrics(a["Properties"])
+            if (m["Namespace"], m["MetricName"]) == ("AWS/SQS", metric)
         }
 
     assert queues("ApproximateNumberOfMessagesVisible") == {
@@ -413,6 +416,29 @@ def test_alarms_cover_errors_latency_dead_letters_recompute_and_database(templat
     # The recompute's "near its timeout" threshold is 80 % of the function's timeout.
     timeout_ms = template["Resources"]["RecomputeScoresFunction"]["Properties"]["Timeout"] * 1000
     assert alarms["RecomputeNearTimeoutAlarm"]["Properties"]["Threshold"] == 0.8 * timeout_ms
+    # Throttling refuses API callers and delays queue messages: watched on each function that answers requests or
+    # consumes a queue (the scheduled recompute's refusals reach its dead-letter queue's alarm).
+    throttled = {
+        m["Dimensions"][0]["Value"]["Ref"]
+        for a in alarms.values()
+        for m in _alarm_metrics(a["Properties"])
+        if m["MetricName"] == "Throttles"
+    }
+    assert throttled == {
+        "IngestEventsFunction", "AssembleFeedFunction", "IngestQueueFunction", "RecomputeShardFunction"
+    }  # fmt: skip
+    # The database's storage and memory, below thresholds of the deployer's (both depend on the instance's size).
+    for alarm, metric, parameter, unit in [
+        ("DatabaseFreeStorageAlarm", "FreeStorageSpace", "DatabaseFreeStorageAlarmGiB", 2**30),
+        ("DatabaseMemoryAlarm", "FreeableMemory", "DatabaseFreeableMemoryAlarmMiB", 2**20),
+    ]:
+        properties = alarms[alarm]["Properties"]
+        (watched_metric,) = _alarm_metrics(properties)
+        assert watched_metric["MetricName"] == metric
+        assert watched_metric["Dimensions"] == [{"Name": "DBInstanceIdentifier", "Value": {"Ref": "Database"}}]
+        (returned,) = [q for q in properties["Metrics"] if q.get("ReturnData", True)]
+        assert returned["Expression"] == f"{properties['Metrics'][0]['Id']} / {unit}"
+        assert (properties["Threshold"], properties["ComparisonOperator"]) == ({"Ref": parameter}, "LessThanThreshold")
 
 
 def test_an_unfinished_retention_alarms_where_its_metric_is_published(template):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import get_args
@@ -11,7 +12,7 @@ import pytest
 
 from feedcore.api.resolvers import security_schemes
 from feedcore.feed.config import parse_ranking_config
-from feedcore.ingestion.retention import RetentionRequest
+from feedcore.ingestion.retention import MAX_KEEP_DAYS, RetentionRequest
 from feedcore.scoring.trigger import scheduled_task_from_event
 from feedcore.settings import FanoutSettings, FeedSettings, MetricsProvider
 from tests.conftest import load_function
@@ -185,16 +186,86 @@ def test_environment_names_the_proxy_and_iam_auth_never_a_password(template):
     assert not {"DB_PASSWORD", "DATABASE_URL", "DB_SECRET_ARN", "AUTH_DEV_TOKENS"} & every_variable
 
 
+def _log_group(resources: dict, function: str) -> str:
+    """The logical id of the stack's log group that `function` writes to: the one its LoggingConfig names, or the
+    one named like Lambda's default group (/aws/lambda/<function name>)."""
+    named = resources[function]["Properties"].get("LoggingConfig", {}).get("LogGroup")
+    if named is not None:
+        return named["Ref"]
+    (group,) = [
+        name
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Logs::LogGroup"
+        and r["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+    ]
+    return group
+
+
+def _prerequisites(resources: dict, name: str) -> set[str]:
+    """Every resource CloudFormation creates before `name`: its DependsOn, Ref, Fn::GetAtt and Fn::Sub references,
+    and theirs."""
+
+    def direct(node: object) -> set[str]:
+        if isinstance(node, list):
+            return set().union(*map(direct, node)) if node else set()
+        if not isinstance(node, dict):
+            return set()
+        found = set().union(*map(direct, node.values())) if node else set()
+        if isinstance(node.get("Ref"), str):
+            found.add(node["Ref"])
+        if isinstance(node.get("Fn::GetAtt"), list):
+            found.add(node["Fn::GetAtt"][0])
+        sub = node.get("Fn::Sub")
+        if sub is not None:
+            text = sub if isinstance(sub, str) else sub[0]
+            found |= {v.split(".")[0] for v in re.findall(r"\$\{([^!}][^}]*)\}", text)}
+        return found & set(resources)
+
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        resource = resources[todo.pop()]
+        for dependency in direct(resource.get("Properties", {})) | set(_as_list(resource.get("DependsOn", []))):
+            if dependency not in seen:
+                seen.add(dependency)
+                todo.append(dependency)
+    return seen
+
+
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_function_has_a_log_group_with_retention(template, name):
-    groups = [
-        r["Properties"]
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::Logs::LogGroup"
-        and r["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{name}}}"}
-    ]
-    assert len(groups) == 1, f"{name}: expected one /aws/lambda log group, found {len(groups)}"
-    assert groups[0]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    group = template["Resources"][_log_group(template["Resources"], name)]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_a_function_the_stack_runs_while_deploying_finds_its_log_group_made(transformed):
+    """Publishing a SnapStart version initializes the function, and a custom resource invokes its function, in the
+    deploy itself: if they log before CloudFormation has created the function's group, Lambda creates the group
+    (without retention) and the stack's create of it fails. Each must come after the group, which therefore cannot
+    be named after the function it follows."""
+    resources = transformed["Resources"]
+    versions = {
+        name: r["Properties"]["FunctionName"]["Ref"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Lambda::Version"
+    }
+    run_while_deploying = {
+        name: function for name, function in versions.items() if "SnapStart" in resources[function]["Properties"]
+    } | {
+        name: r["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+        for name, r in resources.items()
+        if r["Type"].startswith("Custom::")
+    }
+    assert set(run_while_deploying.values()) == {"AssembleFeedFunction", "MigrateSchemaFunction"}
+    for name, function in run_while_deploying.items():
+        assert _log_group(resources, function) in _prerequisites(resources, name), f"{name} may log before its group"
+
+
+def test_the_layer_is_named_after_the_stack(transformed):
+    """A layer name belongs to the account and region: two stacks there (staging and production) must not
+    publish their versions under one name."""
+    (layer,) = [r["Properties"] for r in transformed["Resources"].values() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    assert layer["LayerName"] == {"Fn::Sub": "${AWS::StackName}-feedcore"}
 
 
 def test_recompute_and_retention_run_on_eventbridge_scheduler_schedules(template):
@@ -208,6 +279,7 @@ def test_recompute_and_retention_run_on_eventbridge_scheduler_schedules(template
     keep_days = template["Parameters"]["EventRetentionDays"]["Default"]
     sent = retention["Input"]["Fn::Sub"].replace("${EventRetentionDays}", str(keep_days))
     assert scheduled_task_from_event(json.loads(sent)) == RetentionRequest(keep_days=400)
+    assert template["Parameters"]["EventRetentionDays"]["MaxValue"] == MAX_KEEP_DAYS  # the contract's bound
     assert retention["State"] == {"Fn::If": ["HasEventRetention", "ENABLED", "DISABLED"]}  # 0 keeps everything
     for schedule in (refresh, retention):
         assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
@@ -289,6 +361,12 @@ def test_api_is_traced_and_throttled(template):
     assert settings["MetricsEnabled"] is True
 
 
+# The response headers a browser shows a script of another origin without Access-Control-Expose-Headers (Fetch).
+CORS_SAFELISTED_RESPONSE_HEADERS = {
+    "Cache-Control", "Content-Language", "Content-Length", "Content-Type", "Expires", "Last-Modified", "Pragma"
+}  # fmt: skip
+
+
 def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is_404(template):
     responses = template["Resources"]["FeedApi"]["Properties"]["GatewayResponses"]
     assert {"UNAUTHORIZED", "THROTTLED", "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
@@ -305,6 +383,13 @@ def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is
         assert headers["Access-Control-Allow-Origin"] == cors_origin, name
     # The authorizer's 401 is the one clients see in the cloud: it names the scheme, as the functions' 401 does.
     assert responses["UNAUTHORIZED"]["ResponseParameters"]["Headers"]["WWW-Authenticate"] == "'Bearer'"
+    # A web app of another origin reads a header that is not CORS-safelisted only when the answer exposes it.
+    for name, response in responses.items():
+        headers = response["ResponseParameters"]["Headers"]
+        exposed = headers.get("Access-Control-Expose-Headers", "''").strip("'").split(",")
+        cors = {h for h in headers if h.startswith("Access-Control-")}
+        unlisted = set(headers) - CORS_SAFELISTED_RESPONSE_HEADERS - cors
+        assert unlisted <= set(exposed), f"{name} hides {sorted(unlisted - set(exposed))} from a web app"
 
 
 def test_layer_is_built_by_sam_with_python312(template):

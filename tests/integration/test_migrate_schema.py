@@ -32,8 +32,8 @@ from tests.conftest import load_function, scratch_database, use_database
 
 migrate_schema = load_function("migrate_schema")
 ALL_VERSIONS = ",".join(m.version for m in load_migrations(PACKAGED_MIGRATIONS))
-LAYER_V1 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:FeedCoreLayer:1"}
-LAYER_V2 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:FeedCoreLayer:2"}
+LAYER_V1 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:feed-feedcore:1"}
+LAYER_V2 = {"LayerVersion": "arn:aws:lambda:us-east-1:123456789012:layer:feed-feedcore:2"}
 
 
 class ResponseRecorder(BaseHTTPRequestHandler):
@@ -275,3 +275,19 @@ def test_create_and_update_make_each_functions_user_from_its_secret(response_url
         assert password_verifies(conn, f"feed_ingest_events_{suffix}", "rotated")
         for name, _, _ in members:
             conn.execute(f'DROP ROLE "{name}"')
+
+
+def test_the_logs_never_hold_the_presigned_response_url(response_url, caplog: pytest.LogCaptureFixture) -> None:
+    """Whoever holds the presigned ResponseURL can answer for the stack's request (a SUCCESS for a migration that
+    failed): the request is logged without it."""
+    url, answers = response_url
+    event = cloudformation_custom_resource_event(
+        "Delete", url, properties=LAYER_V1, physical_resource_id=SCHEMA_RESOURCE_ID
+    )
+
+    invoke(event)
+
+    assert the_answer(answers, event)["Status"] == "SUCCESS"
+    logged = "\n".join(str(vars(record)) for record in caplog.records)  # each message with its extra keys
+    assert "custom resource request" in logged and event["RequestId"] in logged
+    assert "X-Amz-Signature" not in logged

@@ -7,18 +7,21 @@ from time import monotonic, sleep
 
 import psycopg
 import pytest
+from moto import mock_aws
 from pydantic import ValidationError
 
 from feedcore import settings
 from feedcore.api.event_fast_path import event_structs
 from feedcore.api.event_models import EventBatch
 from feedcore.db import catalog as catalog_db
+from feedcore.db import model_files
 from feedcore.db import scores as scores_db
 from feedcore.db.connection import run
 from feedcore.db.events import store_events
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY, try_lock_recompute
 from feedcore.ingestion.service import ingest_batch
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
+from feedlocal.cli import main as feedctl
 from tests.aws_events import LambdaContext, eventbridge_scheduled_event
 from tests.conftest import load_function
 from tests.factories import EVENT, ITEMS, NOW, OTHER_STORE, STORE, create_catalog, event, purchase, record
@@ -868,3 +871,47 @@ def test_each_score_decays_with_the_half_life_its_setting_gives(
         assert later_over_earlier("SELECT item_id, basket_raw FROM item_baskets") == pytest.approx(2, rel=1e-9)
         pairs = "SELECT item_id, pair_raw FROM item_pairs WHERE paired_item_id IN ('eggs', 'bananas')"
         assert later_over_earlier(pairs) == pytest.approx(2, rel=1e-9)  # milk–eggs over coffee–bananas
+
+
+def test_a_bad_model_score_setting_stops_feedctl_recompute_in_one_line_before_it_scores(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",)))
+    monkeypatch.setenv("MODEL_SCORES_PREFIX", "model-scores")  # no slash: no key would name a model
+    settings.model_score_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            feedctl(["recompute"])
+    finally:
+        monkeypatch.delenv("MODEL_SCORES_PREFIX")
+        settings.model_score_settings.cache_clear()
+
+    assert stopped.value.code == "feedctl recompute: invalid settings: MODEL_SCORES_PREFIX: String should match " \
+                                "pattern '^(.*/)?$'"  # fmt: skip
+    assert db.execute("SELECT count(*) FROM score_runs").fetchone()[0] == 0
+
+
+def test_feedctl_recompute_says_the_scores_are_committed_when_only_the_model_import_failed(
+    db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",)))
+    monkeypatch.setenv("MODEL_SCORES_BUCKET", "no-such-bucket")  # S3 answers NoSuchBucket
+    settings.model_score_settings.cache_clear()
+    model_files._s3.cache_clear()  # the client is cached per container; make one inside moto
+    try:
+        with mock_aws(), pytest.raises(SystemExit) as stopped:
+            feedctl(["recompute"])
+    finally:
+        monkeypatch.delenv("MODEL_SCORES_BUCKET")
+        settings.model_score_settings.cache_clear()
+        model_files._s3.cache_clear()
+
+    assert str(stopped.value.code).startswith("feedctl recompute: AWS: An error occurred (NoSuchBucket)")
+    assert str(stopped.value.code).endswith(
+        "; the recompute before it ended and is committed (status completed, 1 events scored); only the model score "
+        "import failed"
+    )
+    assert "\n" not in str(stopped.value.code)
+    assert db.execute("SELECT count(*) FROM score_runs").fetchone()[0] == 1

@@ -13,6 +13,7 @@ from itertools import count
 
 import psycopg
 import pytest
+from pydantic import ValidationError
 
 from feedcore.db import events as events_db
 from feedcore.db.connection import run
@@ -85,17 +86,23 @@ def test_the_daily_schedule_applies_retention_through_the_recompute_function(db:
 def test_keep_days_must_exceed_the_late_event_horizon(db: psycopg.Connection) -> None:
     with pytest.raises(ValueError, match="late-event horizon"):
         apply_retention(30)
-    with pytest.raises(SystemExit, match="late-event horizon"):
+    with pytest.raises(
+        SystemExit, match=r"^feedctl retention: keep-days must exceed the late-event horizon \(30 days\)$"
+    ):
         feedctl(["retention", "--keep-days", "7"])
 
 
 @pytest.mark.parametrize("keep_days", [36_501, 800_000, 10**12])
-def test_keep_days_beyond_a_century_are_refused_by_name(db: psycopg.Connection, keep_days: int) -> None:
+def test_keep_days_beyond_a_century_are_refused_by_name(
+    db: psycopg.Connection, keep_days: int, capsys: pytest.CaptureFixture
+) -> None:
     # 800,000 days ago is before year 1 (OverflowError); 10**12 does not fit a timedelta at all.
-    with pytest.raises(ValueError, match="keep-days must be at most 36500"):
+    with pytest.raises(ValidationError, match="keep_days\n  Input should be less than or equal to 36500"):
         load_function("recompute_scores").lambda_handler({"keep_days": keep_days}, LambdaContext())
-    with pytest.raises(SystemExit, match="keep-days must be at most 36500"):
+    with pytest.raises(SystemExit) as refused:
         feedctl(["retention", "--keep-days", str(keep_days)])
+    assert refused.value.code == 2
+    assert f"argument --keep-days: must be at most 36500, not {keep_days}" in capsys.readouterr().err
 
 
 def record_feed(db: psycopg.Connection, feed_id: str, created_at: datetime) -> None:

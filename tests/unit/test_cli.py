@@ -13,6 +13,7 @@ import pytest
 from feedcore.errors import ModelImportFailed
 from feedlocal import embedded
 from feedlocal.cli import build_parser, main
+from feedlocal.instacart import InvalidDataset
 from tests.conftest import run_feedctl
 
 
@@ -77,6 +78,10 @@ def test_the_recompute_bench_takes_its_new_events_apart_from_its_history() -> No
         (["eval-instacart", "data", "--k", "0"], "--k: must be at least 1, not 0"),
         (["eval-instacart", "data", "--users", "-1"], "--users: must be at least 1, not -1"),
         (["seed", "--users", "-5"], "--users: must be at least 0, not -5"),
+        (["seed", "--users", "abc"], "--users: expected a whole number, not 'abc'"),
+        (["retention", "--keep-days", "0"], "--keep-days: must be at least 1, not 0"),
+        (["retention", "--keep-days", "36501"], "--keep-days: must be at most 36500, not 36501"),
+        (["retention", "--keep-days", "1e3"], "--keep-days: expected a whole number, not '1e3'"),
         (["seed", "--stores", "0"], "--stores: must be at least 1, not 0"),
         (["seed", "--days", "0"], "--days: must be at least 1, not 0"),
         (["serve", "--port", "99999"], "--port: must be at most 65535, not 99999"),
@@ -84,6 +89,7 @@ def test_the_recompute_bench_takes_its_new_events_apart_from_its_history() -> No
         (["bench", "ingest", "--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
         (["bench", "ingest", "--workers", "0"], "--workers: must be at least 1, not 0"),
         (["bench", "fanout", "--shards", "1"], "--shards: must be at least 2, not 1"),
+        (["bench", "fanout", "--shards", "257"], "--shards: must be at most 256, not 257"),
         (["bench", "coldstart", "--runs", "0"], "--runs: must be at least 1, not 0"),
     ],
 )  # fmt: skip
@@ -136,3 +142,17 @@ def test_a_failed_model_import_is_one_line_and_a_non_zero_exit(monkeypatch: pyte
 
     with pytest.raises(SystemExit, match="^feedctl recompute: model import failed: picked_for_you: ClientError: Acc"):
         main(["recompute"])
+
+
+def test_feedctl_debug_shows_the_traceback_of_an_error_otherwise_told_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flat = tmp_path / "flat.csv"
+    flat.write_text("order_id\n1\n")
+    split = ["instacart-split", str(flat), str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match=f"^feedctl instacart-split: {flat}: no column user_id, "):
+        main(split)
+
+    monkeypatch.setenv("FEEDCTL_DEBUG", "1")
+    with pytest.raises(InvalidDataset, match=f"^{flat}: no column user_id, "):
+        main(split)

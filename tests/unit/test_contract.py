@@ -53,7 +53,7 @@ def test_scheduler_input_and_eventbridge_rule_event_give_the_same_request():
 @pytest.mark.parametrize(
     "event",
     [{"mode": "nonsense"}, {"unexpected": 1}, eventbridge_scheduled_event({"mode": "nonsense"}), {"keep_days": 0},
-     {"mode": "full", "keep_days": 400}, 5, None, [], "full"],
+     {"keep_days": 36_501}, {"mode": "full", "keep_days": 400}, 5, None, [], "full"],
 )  # fmt: skip
 def test_malformed_scheduler_input_is_rejected(event):
     with pytest.raises(ValidationError):

@@ -11,8 +11,9 @@ from feedcore.api import catalog, feed
 from feedcore.api.catalog_models import UserDeletion
 from feedcore.api.models import EventRejection, FieldError, Problem
 from feedcore.api.problems import problem
-from feedcore.api.resolvers import lambda_resolver
+from feedcore.api.resolvers import lambda_resolver, openapi_document
 from feedcore.feed.service import FeedPage
+from feedcore.settings import api_settings
 from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, cognito_claims
 
 
@@ -94,3 +95,33 @@ def test_a_route_without_a_body_ignores_one(monkeypatch) -> None:
     erasure = lambda_resolver(catalog.router).resolve(_erasure_request("user-1"), LambdaContext())
 
     assert (page["statusCode"], erasure["statusCode"]) == (200, 200), (page["body"], erasure["body"])
+
+
+def test_a_web_app_of_the_allowed_origin_may_read_the_headers_the_answers_carry(monkeypatch) -> None:
+    """A browser shows a script of another origin only the CORS-safelisted headers of an answer and those it
+    exposes: without Access-Control-Expose-Headers the web app cannot read a 401's WWW-Authenticate or a 503's
+    Retry-After, which the OpenAPI document publishes."""
+    origin = "https://app.example.com"
+    monkeypatch.setenv("CORS_ALLOW_ORIGIN", origin)
+    api_settings.cache_clear()
+    try:
+        unauthenticated = api_gateway_rest_event(
+            "GET", "/v1/users/user-1/feed", resource="/v1/users/{user_id}/feed", path_parameters={"user_id": "user-1"},
+            query={"store_id": "store-1"}, headers={"Origin": origin},
+        )  # fmt: skip
+        response = lambda_resolver(feed.router).resolve(unauthenticated, LambdaContext())
+    finally:
+        api_settings.cache_clear()
+
+    headers = response["multiValueHeaders"]
+    assert (response["statusCode"], headers["Access-Control-Allow-Origin"]) == (401, [origin])
+    (exposed,) = headers.get("Access-Control-Expose-Headers", [""])
+    published = {
+        header
+        for path in json.loads(openapi_document())["paths"].values()
+        for operation in path.values()
+        for answer in operation["responses"].values()
+        for header in answer.get("headers", {})
+    }
+    assert published == {"WWW-Authenticate", "Retry-After"}
+    assert published <= set(exposed.split(","))

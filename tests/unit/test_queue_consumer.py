@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import BaseModel, Json
 
+from feedcore import queue_consumer
 from feedcore.queue_consumer import LoggedBatchProcessor
 from tests.aws_events import LambdaContext, sqs_event
 
@@ -42,3 +43,18 @@ def test_a_body_that_does_not_parse_is_refused_and_a_failure_inside_the_handler_
     assert [(e["field"], e["type"]) for e in logged[bad_body].errors] == [("size", "int_parsing")]
     assert logged[bug].levelname == "ERROR" and "unexpected error" in logged[bug].getMessage()
     assert logged[bug].exc_info is not None
+
+
+def test_a_failure_is_registered_before_it_is_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    def log_fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the log failed")
+
+    monkeypatch.setattr(queue_consumer.logger, "warning", log_fails)
+    event = sqs_event(json.dumps({"size": "one"}))
+    processor = LoggedBatchProcessor(TaskMessage)
+
+    with pytest.raises(RuntimeError, match="the log failed"):
+        process_partial_response(event=event, record_handler=lambda record: None, processor=processor,
+                                 context=LambdaContext())  # fmt: skip
+
+    assert processor.response() == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}

@@ -14,11 +14,15 @@ from pathlib import Path
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 # Local runs log as one service; in Lambda each function sets its own name.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "feedctl")
 
-from feedcore.errors import DatabaseUnavailable, ModelImportFailed  # noqa: E402
+from feedcore import settings  # noqa: E402
+from feedcore.errors import DatabaseUnavailable, InvalidArgument, ModelImportFailed  # noqa: E402
+from feedcore.ingestion.retention import MAX_KEEP_DAYS, apply_retention  # noqa: E402
 from feedlocal import embedded  # noqa: E402
 
 DEMO_NEW_USER = "user-demo"
@@ -122,12 +126,7 @@ Try it (in another terminal):
 
 def cmd_retention(args: argparse.Namespace) -> None:
     embedded.ensure_usable_database()
-    from feedcore.ingestion.retention import apply_retention
-
-    try:
-        result = apply_retention(args.keep_days)
-    except ValueError as exc:
-        sys.exit(f"feedctl retention: {exc}")
+    result = apply_retention(args.keep_days)
     dropped = result.dropped_partitions
     print(
         f"dropped {len(dropped)} event partitions"
@@ -148,24 +147,18 @@ def cmd_bench_ingest(args: argparse.Namespace) -> None:
 
 def cmd_eval_instacart(args: argparse.Namespace) -> None:
     from feedlocal.embedded import scratch_database
-    from feedlocal.instacart import InvalidDataset, evaluate
+    from feedlocal.instacart import evaluate
 
     print(f"evaluating on {args.directory} (k={args.k}) in a scratch database", file=sys.stderr)
-    try:
-        with scratch_database("feed_eval"):
-            result = evaluate(Path(args.directory), args.k, args.users)
-    except InvalidDataset as exc:
-        sys.exit(f"feedctl eval-instacart: {exc}")
+    with scratch_database("feed_eval"):
+        result = evaluate(Path(args.directory), args.k, args.users)
     print(json.dumps(result), flush=True)
 
 
 def cmd_instacart_split(args: argparse.Namespace) -> None:
-    from feedlocal.instacart import InvalidDataset, split_flat_table
+    from feedlocal.instacart import split_flat_table
 
-    try:
-        users = split_flat_table(Path(args.flat_csv), Path(args.out))
-    except InvalidDataset as exc:
-        sys.exit(f"feedctl instacart-split: {exc}")
+    users = split_flat_table(Path(args.flat_csv), Path(args.out))
     print(f"wrote orders.csv and order_products__{{prior,train}}.csv for {users} users to {args.out}")
 
 
@@ -239,7 +232,10 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number from `low` (to `high`), refused by name otherwise."""
 
     def whole_number(text: str) -> int:
-        number = int(text)
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
         if number < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, not {number}")
         if high is not None and number > high:
@@ -381,7 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     retention = commands.add_parser("retention", help="drop monthly event partitions older than --keep-days")
-    retention.add_argument("--keep-days", type=int, required=True, help="days of events to keep")
+    retention.add_argument(
+        "--keep-days",
+        type=_int_in(1, MAX_KEEP_DAYS),
+        required=True,
+        help=f"days of events to keep (more than the late-event horizon, at most {MAX_KEEP_DAYS})",
+    )
     retention.set_defaults(func=cmd_retention)
 
     bench = commands.add_parser("bench", help="benchmarks; each prints a final JSON line").add_subparsers(
@@ -438,7 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_fanout.add_argument(
         "--backlog", type=_positive_int, default=100_000, help="events of the backlog (default 100,000)"
     )
-    bench_fanout.add_argument("--shards", type=_int_in(2, 256), default=4, help="user shards (default 4, 2-256)")
+    bench_fanout.add_argument(
+        "--shards",
+        type=_int_in(settings.MIN_SHARDS, settings.MAX_SHARDS),
+        default=4,
+        help=f"user shards (default 4, {settings.MIN_SHARDS}-{settings.MAX_SHARDS})",
+    )
     bench_fanout.set_defaults(func=cmd_bench_fanout)
 
     bench_feed = bench.add_parser("feed", help="feed latency through the handler vs a SELECT 1 round trip")
@@ -499,16 +505,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run a command. An error an operator can act on ends it in one line and exit status 1 (with FEEDCTL_DEBUG=1,
+    in its traceback); any other error is a bug, and shows its traceback."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (psycopg.OperationalError, DatabaseUnavailable) as exc:
-        sys.exit(f"feedctl {args.command}: the database is unavailable: {exc}")
-    except (BotoCoreError, ClientError) as exc:  # e.g. MODEL_SCORES_BUCKET names no bucket, or AWS cannot be reached
-        sys.exit(f"feedctl {args.command}: AWS: {exc}")
-    except ModelImportFailed as exc:  # the other models were imported
-        sys.exit(f"feedctl {args.command}: {exc}")
-    except OSError as exc:  # a file that cannot be read or written, a port that cannot be bound
-        sys.exit(f"feedctl {args.command}: {exc}")
+    except Exception as exc:
+        problem = _operator_problem(exc)
+        if problem is None or os.environ.get("FEEDCTL_DEBUG") == "1":
+            raise
+        sys.exit(f"feedctl {args.command}: {problem}")
+
+
+def _operator_problem(exc: Exception) -> str | None:
+    """The line that says what went wrong, with the error's notes; None for an error that is not the operator's."""
+    if isinstance(exc, (psycopg.OperationalError, DatabaseUnavailable)):
+        problem = f"the database is unavailable: {exc}"
+    elif isinstance(exc, (BotoCoreError, ClientError)):  # e.g. MODEL_SCORES_BUCKET names no bucket, or no AWS
+        problem = f"AWS: {exc}"
+    elif isinstance(exc, ValidationError) and _is_settings(exc):
+        problem = "invalid settings: " + "; ".join(_setting_errors(exc))
+    # a dataset or argument out of range, a file, a port; models not imported (the others were)
+    elif isinstance(exc, (InvalidArgument, OSError, ModelImportFailed)):
+        problem = str(exc)
+    else:
+        return None
+    return "; ".join([problem, *getattr(exc, "__notes__", ())])
+
+
+def _is_settings(exc: ValidationError) -> bool:
+    """Whether the error is one of feedcore.settings' models (the environment), not of a bug's."""
+    model = getattr(settings, exc.title, None)
+    return isinstance(model, type) and issubclass(model, BaseSettings)
+
+
+def _setting_errors(exc: ValidationError) -> list[str]:
+    """Each error as "<ENVIRONMENT_VARIABLE>: <why>" (without the value: it may be a secret)."""
+    model = getattr(settings, exc.title)
+    prefix = model.model_config.get("env_prefix", "")
+    described = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"{prefix}{name}".upper() if name in model.model_fields else name  # else an alias, or none
+        described.append(f"{variable}: {error['msg']}" if variable else error["msg"])
+    return described

@@ -30,6 +30,11 @@ from itertools import batched
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from feedcore.api.catalog_models import CatalogItem
+from feedcore.api.models import IDENTIFIER_CHARACTERS, MAX_IDENTIFIER_LENGTH
+from feedcore.errors import InvalidArgument
 from feedcore.feed.config import RankingConfig
 from feedcore.feed.experiments import Assignment
 from feedlocal.progress import progress
@@ -37,12 +42,14 @@ from feedlocal.progress import progress
 STORE_ID = "instacart"
 UNIT_PRICE = Decimal("1.00")  # the files have no prices
 REPLAY_HORIZON_DAYS = 3650
+# add_to_cart_order of a flat table: far above any real basket (Instacart's largest holds 145 products).
+MAX_CART_POSITION = 10_000
 EVENT_NAMESPACE = uuid.UUID("6f1c1f3e-64c5-4d7e-9a55-3c1f7a0d2b11")
 # A user, order or product id of the files, which becomes an identifier of the API with a one-letter prefix.
-_FILE_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,63}")
+_FILE_ID = re.compile(rf"[{IDENTIFIER_CHARACTERS}]{{1,{MAX_IDENTIFIER_LENGTH - 1}}}")
 
 
-class InvalidDataset(ValueError):
+class InvalidDataset(InvalidArgument):
     """A file of the dataset is missing, not UTF-8 CSV, lacks a column, or has a value out of the format."""
 
 
@@ -63,63 +70,92 @@ class UserHistory:
     train: Order
 
 
-def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[str, dict[str, str]]]:
-    """The rows of a CSV file with at least `columns`, each with where it is ("<path>, line <n>") for errors;
-    raises InvalidDataset when the file is missing, not UTF-8 CSV or lacks a column, or a row lacks a value."""
+def _refused(path: Path, line: int, reason: str) -> InvalidDataset:
+    """The error for a row out of the format, naming where it is (built only then: rows are read by the million)."""
+    return InvalidDataset(f"{path}, line {line}: {reason}")
+
+
+def _rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of a CSV file with at least `columns`, each with its line number (for errors); raises
+    InvalidDataset when the file is missing, not UTF-8 CSV or lacks a column, or a row lacks a value."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            if missing := [column for column in columns if column not in (reader.fieldnames or ())]:
+            fieldnames = reader.fieldnames or ()
+            if missing := [column for column in columns if column not in fieldnames]:
                 raise InvalidDataset(f"{path}: no column {', '.join(missing)} (expected {', '.join(columns)})")
+            # A short row lacks the values of the last columns: it lacks one of `columns` exactly when it lacks
+            # the rightmost of them (the last place a column's name appears: that value is the one kept).
+            last = fieldnames[max(i for i, name in enumerate(fieldnames) if name in columns)]
             for row in reader:
-                where = f"{path}, line {reader.line_num}"
-                if any(row[column] is None for column in columns):
-                    raise InvalidDataset(f"{where}: fewer values than columns")
-                yield where, row
+                if row[last] is None:
+                    raise _refused(path, reader.line_num, "fewer values than columns")
+                yield reader.line_num, row
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InvalidDataset(f"{path}: {error}") from error
 
 
-def _file_id(value: str, column: str, where: str) -> str:
+def _file_id(value: str, column: str, path: Path, line: int) -> str:
     if not _FILE_ID.fullmatch(value):
-        raise InvalidDataset(f"{where}: {column} {value[:80]!r} is not 1–63 letters, digits or _ . : -")
+        raise _refused(path, line, f"{column} {value[:80]!r} is not 1–63 letters, digits or _ . : -")
     return value
 
 
-def _order(row: dict[str, str], where: str) -> Order:
+def _order(row: dict[str, str], path: Path, line: int) -> Order:
     """The order of a row of orders.csv; raises InvalidDataset for a value out of the format."""
-    order_id, user_id = _file_id(row["order_id"], "order_id", where), _file_id(row["user_id"], "user_id", where)
+    order_id = _file_id(row["order_id"], "order_id", path, line)
+    user_id = _file_id(row["user_id"], "user_id", path, line)
     try:
         number, hour = int(row["order_number"]), int(row["order_hour_of_day"])
         days = float(row["days_since_prior_order"]) if row["days_since_prior_order"] else None
     except ValueError as error:
-        raise InvalidDataset(f"{where}: {error}") from error
+        raise _refused(path, line, str(error)) from error
     if not 0 <= hour <= 23 or (days is not None and not 0 <= days <= REPLAY_HORIZON_DAYS):
-        raise InvalidDataset(f"{where}: order_hour_of_day must be 0–23 and days_since_prior_order 0–3650 or empty")
+        raise _refused(path, line, "order_hour_of_day must be 0–23 and days_since_prior_order 0–3650 or empty")
     return Order(order_id, user_id, number, hour, days)
 
 
-def load(directory: Path, max_users: int | None = None) -> tuple[list[UserHistory], dict[str, dict[str, str]]]:
-    """The users that have a `train` order (at most `max_users`, by user id) and the products file's rows.
-    Raises InvalidDataset when a file is missing or out of the format."""
+def _whole_number(value: str, column: str, low: int, high: int, path: Path, line: int) -> int | None:
+    """A whole number from `low` to `high` (written as one, or as a float with nothing after the point, as a
+    table exported through pandas has it), or None when empty; raises InvalidDataset otherwise."""
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (low <= number <= high and number.is_integer()):  # also refuses nan
+        raise _refused(path, line, f"{column} must be a whole number from {low} to {high} or empty, not {value[:80]!r}")
+    return int(number)
+
+
+def load(directory: Path, max_users: int | None = None) -> tuple[list[UserHistory], list[CatalogItem]]:
+    """The users that have a `train` order (at most `max_users`, by user id) and the catalog items of the products
+    they bought (named from products.csv when it is given). Raises InvalidDataset when a file is missing or out of
+    the format."""
     orders: dict[str, Order] = {}
     train_users: set[str] = set()
     eval_set: dict[str, str] = {}
     columns = ("order_id", "user_id", "eval_set", "order_number", "order_hour_of_day", "days_since_prior_order")
-    for where, row in _rows(directory / "orders.csv", columns):
+    path = directory / "orders.csv"
+    for line, row in _rows(path, columns):
         if row["eval_set"] not in ("prior", "train"):
             continue  # the competition's `test` orders have no baskets
-        orders[row["order_id"]] = _order(row, where)
+        orders[row["order_id"]] = _order(row, path, line)
         eval_set[row["order_id"]] = row["eval_set"]
         if row["eval_set"] == "train":
             train_users.add(row["user_id"])
     chosen = sorted(train_users, key=lambda u: (len(u), u))[:max_users] if max_users else train_users
     chosen = set(chosen)
+    checked: set[str] = set()  # product ids found well-formed: each is checked once, not once per order line
     for name in ("order_products__prior.csv", "order_products__train.csv"):
-        for where, row in _rows(directory / name, ("order_id", "product_id")):
+        path = directory / name
+        for line, row in _rows(path, ("order_id", "product_id")):
             order = orders.get(row["order_id"])
             if order is not None and order.user_id in chosen:
-                order.products.append(_file_id(row["product_id"], "product_id", where))
+                if (product := row["product_id"]) not in checked:
+                    checked.add(_file_id(product, "product_id", path, line))
+                order.products.append(product)
     by_user: dict[str, list[Order]] = defaultdict(list)
     for order in orders.values():
         if order.user_id in chosen:
@@ -131,11 +167,37 @@ def load(directory: Path, max_users: int | None = None) -> tuple[list[UserHistor
         prior = [o for o in user_orders if eval_set[o.order_id] == "prior" and o.products]
         if train and train[0].products and prior:
             histories.append(UserHistory(user_id, prior, train[0]))
-    products_file = directory / "products.csv"
-    products = {}
-    if products_file.exists():
-        products = {row["product_id"]: row for _, row in _rows(products_file, ("product_id",))}
-    return histories, products
+    bought = {p for h in histories for o in [*h.prior, h.train] for p in o.products}
+    catalog: dict[str, CatalogItem] = {}
+    path = directory / "products.csv"
+    if path.exists():
+        for line, row in _rows(path, ("product_id",)):
+            if row["product_id"] in bought:
+                catalog[row["product_id"]] = _catalog_item(row["product_id"], row, path, line)
+    for product in bought - catalog.keys():
+        catalog[product] = _catalog_item(product, {}, path, 0)
+    return histories, [catalog[product] for product in sorted(catalog, key=lambda p: (len(p), p))]
+
+
+# The columns of products.csv each field of a catalog item is made of.
+_PRODUCT_COLUMNS = {"name": "product_name", "department": "department_id", "aisle": "aisle_id"}
+
+
+def _catalog_item(product: str, row: dict[str, str], path: Path, line: int) -> CatalogItem:
+    """The catalog item of a product bought, from its row of products.csv (empty when it has none); raises
+    InvalidDataset when the row's values make no valid item."""
+    try:
+        return CatalogItem.model_validate({
+            "item_id": f"p{product}",
+            "name": (row.get("product_name") or f"Product {product}")[:200],
+            "department": f"department {row.get('department_id', 'unknown')}",
+            "aisle": f"aisle {row.get('aisle_id', 'unknown')}",
+            "price": UNIT_PRICE,
+        })  # fmt: skip
+    except ValidationError as error:  # only a row's values can be wrong: the product id was checked when read
+        first = error.errors(include_url=False)[0]
+        column = _PRODUCT_COLUMNS.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise _refused(path, line, f"{column} {row.get(column, '')[:80]!r}: {first['msg']}") from None
 
 
 def order_times(history: UserHistory, evaluated_at: datetime) -> dict[str, datetime]:
@@ -313,7 +375,7 @@ def user_half(user_id: str) -> str:
 
 def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str, Any]:
     """Replay, recompute, assemble and score; returns the metrics (the caller prints them as JSON)."""
-    from feedcore.api.catalog_models import CatalogItem, Store, StoreAvailability
+    from feedcore.api.catalog_models import Store, StoreAvailability
     from feedcore.api.event_models import EventBatch
     from feedcore.db import catalog as catalog_db
     from feedcore.db.connection import run
@@ -322,17 +384,16 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
     from feedcore.ingestion.service import ingest_batch
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
 
-    histories, products = load(directory, max_users)
+    histories, catalog = load(directory, max_users)
     if not histories:
         raise InvalidDataset(f"no users with prior and train orders in {directory}")
     evaluated_at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    catalog = _catalog(histories, products)
 
     def load_catalog(conn) -> None:
         catalog_db.upsert_stores(conn, [Store(store_id=STORE_ID, name="Instacart")])
-        catalog_db.upsert_items(conn, [CatalogItem.model_validate(item) for item in catalog])
+        catalog_db.upsert_items(conn, catalog)
         catalog_db.upsert_availability(
-            conn, [StoreAvailability(store_id=STORE_ID, item_id=item["item_id"]) for item in catalog]
+            conn, [StoreAvailability(store_id=STORE_ID, item_id=item.item_id) for item in catalog]
         )
 
     run(load_catalog)
@@ -408,22 +469,6 @@ def _late_event_horizon_days(days: int) -> Iterator[None]:
         ingest_settings.cache_clear()
 
 
-def _catalog(histories: Sequence[UserHistory], products: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
-    """Catalog items for every product bought (names, aisles and departments from products.csv if given)."""
-    seen = {p for h in histories for o in [*h.prior, h.train] for p in o.products}
-    items = []
-    for product in sorted(seen, key=lambda p: (len(p), p)):
-        row = products.get(product, {})
-        items.append({
-            "item_id": f"p{product}",
-            "name": (row.get("product_name") or f"Product {product}")[:200],
-            "department": f"department {row.get('department_id', 'unknown')}",
-            "aisle": f"aisle {row.get('aisle_id', 'unknown')}",
-            "price": UNIT_PRICE,
-        })  # fmt: skip
-    return items
-
-
 # --- data in this format -------------------------------------------------------------------------------
 
 
@@ -436,33 +481,30 @@ def split_flat_table(flat_csv: Path, out: Path) -> int:
     order_dow, order_hour_of_day, days_since_prior_order, product_id, add_to_cart_order, reordered) into
     the competition's files, holding out each user's last order as `train`. Returns the number of users; raises
     InvalidDataset when the table is missing or out of the format."""
-    orders: dict[str, dict[str, str]] = {}
-    lines: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for where, row in _rows(flat_csv, FLAT_COLUMNS):
-        _order(row, where)  # raises InvalidDataset when out of the format
-        _file_id(row["product_id"], "product_id", where)
-        orders.setdefault(row["order_id"], row)
-        lines[row["order_id"]].append(row)
-    last_order: dict[str, tuple[int, str]] = {}
-    for order_id, row in orders.items():
-        number = int(row["order_number"])
-        if number > last_order.get(row["user_id"], (0, ""))[0]:
-            last_order[row["user_id"]] = (number, order_id)
-    train = {order_id for _, order_id in last_order.values()}
+    orders: dict[str, tuple[Order, str]] = {}  # each order with its order_dow
+    order_lines: dict[str, list[tuple[str, int | None, int | None]]] = defaultdict(list)
+    for line, row in _rows(flat_csv, FLAT_COLUMNS):  # all read and checked before anything is written
+        order = _order(row, flat_csv, line)
+        product_id = _file_id(row["product_id"], "product_id", flat_csv, line)
+        position = _whole_number(row["add_to_cart_order"], "add_to_cart_order", 1, MAX_CART_POSITION, flat_csv, line)
+        reordered = _whole_number(row["reordered"], "reordered", 0, 1, flat_csv, line)
+        orders.setdefault(order.order_id, (order, row["order_dow"]))
+        order_lines[order.order_id].append((product_id, position, reordered))
+    last_order: dict[str, Order] = {}
+    for order, _ in orders.values():
+        last = last_order.get(order.user_id)
+        if last is None or order.number > last.number:
+            last_order[order.user_id] = order
+    train = {order.order_id for order in last_order.values()}
     out.mkdir(parents=True, exist_ok=True)
     _write(out / "orders.csv", ["order_id", "user_id", "eval_set", "order_number", "order_dow", "order_hour_of_day",
                                 "days_since_prior_order"],
-           ([o, r["user_id"], "train" if o in train else "prior", r["order_number"], r["order_dow"],
-             r["order_hour_of_day"], _days(r["days_since_prior_order"])] for o, r in orders.items()))  # fmt: skip
+           ([o.order_id, o.user_id, "train" if o.order_id in train else "prior", o.number, dow, o.hour,
+             "" if o.days_since_prior is None else int(o.days_since_prior)] for o, dow in orders.values()))  # fmt: skip
     for name, keep in (("order_products__prior.csv", False), ("order_products__train.csv", True)):
-        _write(out / name, ["order_id", "product_id", "add_to_cart_order", "reordered"],
-               ([o, line["product_id"], _days(line["add_to_cart_order"]), _days(line["reordered"])]
-                for o, order_lines in lines.items() if (o in train) == keep for line in order_lines))  # fmt: skip
+        _write(out / name, ["order_id", "product_id", "add_to_cart_order", "reordered"],  # None is written empty
+               ([o, *line] for o, lines in order_lines.items() if (o in train) == keep for line in lines))  # fmt: skip
     return len(last_order)
-
-
-def _days(value: str) -> str:
-    return str(int(float(value))) if value else ""
 
 
 def _write(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:

@@ -71,6 +71,8 @@ def answer_custom_resource(
             raise  # not from CloudFormation: there is nobody to answer
         logger.exception("malformed custom resource request")
         return _answer(event, "FAILED", event.get("PhysicalResourceId") or log_stream, f"bad request: {exc}", {})
+    # The request without its ResponseURL: a presigned URL lets whoever reads it answer for this request.
+    logger.info("custom resource request", extra={"request": request.model_dump(exclude={"response_url"})})
     # A failed Create has no resource yet; CloudFormation then sends a Delete for this id, which must succeed.
     physical_id = request.physical_resource_id or log_stream
     try:

@@ -56,6 +56,12 @@ class ConfigurationError(FeedError):
     """The deployment is misconfigured (no database, a malformed secret): not the caller's fault."""
 
 
+class InvalidArgument(FeedError, ValueError):
+    """An argument of a scheduled task or of an offline command is out of its range or format in a way its type
+    cannot say (a retention period within the late-event horizon, a dataset's file); the message says which and
+    where. Requests of the API are refused by their models and InvalidRequest instead."""
+
+
 class RequestTooLarge(FeedError):
     """A request carried more than one request may hold (events, items or bytes) in `field`."""
 

@@ -29,7 +29,9 @@ class LoggedBatchProcessor(BatchProcessor):
         super().__init__(event_type=EventType.SQS, model=model, raise_on_entire_batch_failure=False)
 
     def failure_handler(self, record: Any, exception: ExceptionInfo) -> FailureResponse:
-        # `record` is the parsed model, or Powertools' SQSRecord when the body did not parse.
+        # The failure is registered first: logging it cannot lose it. `record` is the parsed model, or Powertools'
+        # SQSRecord when the body did not parse.
+        failure = super().failure_handler(record, exception)
         message_id = getattr(record, "messageId", None) or getattr(record, "message_id", None)
         error = exception[1]
         if isinstance(error, ValidationError) and error.title == self.model.__name__:  # the body, not a bug
@@ -48,4 +50,4 @@ class LoggedBatchProcessor(BatchProcessor):
         else:
             logger.error(f"queue message failed: unexpected error; {_REDELIVERED}", exc_info=exception,
                          extra={"message_id": message_id})  # fmt: skip
-        return super().failure_handler(record, exception)
+        return failure

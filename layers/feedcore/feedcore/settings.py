@@ -82,13 +82,18 @@ class ScoringSettings(BaseSettings):
         return self
 
 
+# The user shards a fanned-out chunk may have (SCORING_FANOUT_SHARDS; `feedctl bench fanout --shards`).
+MIN_SHARDS = 2
+MAX_SHARDS = 256
+
+
 class FanoutSettings(BaseSettings):
     """When and how the recompute fans a chunk's per-user work out to shards consumed from an SQS queue."""
 
     model_config = SettingsConfigDict(env_prefix="SCORING_FANOUT_", extra="ignore")
 
     queue_url: str | None = Field(default=None, description="the shard queue; unset or empty: no fan-out")
-    shards: int = Field(default=4, ge=2, le=256, description="user shards per fanned-out chunk")
+    shards: int = Field(default=4, ge=MIN_SHARDS, le=MAX_SHARDS, description="user shards per fanned-out chunk")
     min_events: int = Field(default=50_000, ge=1, description="a chunk of fewer events is scored in one transaction")
     resend_after_s: int = Field(
         default=300, ge=1, description="a shard not done this long after its message is sent again"

@@ -41,9 +41,15 @@ def security_schemes() -> dict:
     }
 
 
+# Headers of the answers that a browser shows a web app of another origin only when named (those not CORS-safelisted).
+EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate"]
+
+
 def _cors() -> CORSConfig | None:
     origin = api_settings().cors_allow_origin
-    return CORSConfig(allow_origin=origin, allow_headers=["Authorization"]) if origin else None
+    if not origin:
+        return None
+    return CORSConfig(allow_origin=origin, allow_headers=["Authorization"], expose_headers=EXPOSED_HEADERS)
 
 
 # A route's parameter fields (each route's Dependant, made once) and whether each is a scalar.

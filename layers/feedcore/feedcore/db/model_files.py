@@ -15,8 +15,10 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from feedcore.api.models import IDENTIFIER_PATTERN
+
 # The same spelling the API accepts for identifiers.
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 # File formats by extension.
 FORMATS = (".csv", ".parquet")
 # The columns a file's rows are read from (user_id optional).

@@ -38,6 +38,7 @@ from feedcore.db import feed as feed_db
 from feedcore.db import retention as retention_db
 from feedcore.db.connection import run
 from feedcore.db.retention import PassTable, RetentionPass
+from feedcore.errors import InvalidArgument
 from feedcore.observability import logger, metrics
 from feedcore.settings import ingest_settings
 
@@ -48,7 +49,7 @@ DROP_RETRY_PAUSE_S = 1.0
 # 16 MB of a table a statement: ~300,000 event ids, well inside the statement timeout when every one is deleted.
 PURGE_BLOCKS = 2048
 # The most days a retention keeps (a century): beyond some 700,000 days the cutoff is before year 1, which no
-# date holds.
+# date holds. template.yaml's EventRetentionDays has it as its MaxValue, `feedctl retention --keep-days` as its bound.
 MAX_KEEP_DAYS = 36_500
 
 
@@ -57,7 +58,7 @@ class RetentionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    keep_days: int = Field(gt=0)
+    keep_days: int = Field(gt=0, le=MAX_KEEP_DAYS)
 
 
 class RetentionResult(BaseModel):
@@ -77,14 +78,12 @@ def apply_retention(
     """Drop the event partitions that end more than `keep_days` ago, with their event_ids, and delete the
     records of feeds served before then; stop early, between two statements, when `time_budget_ms` runs out.
 
-    `keep_days` must exceed the late-event horizon: a retried event older than the kept data would
-    otherwise no longer be recognized as a duplicate.
+    `keep_days` (at most MAX_KEEP_DAYS, as RetentionRequest has it) must exceed the late-event horizon, else
+    InvalidArgument: a retried event older than the kept data would no longer be recognized as a duplicate.
     """
     horizon = ingest_settings().late_event_horizon_days
     if keep_days <= horizon:
-        raise ValueError(f"keep-days must exceed the late-event horizon ({horizon} days)")
-    if keep_days > MAX_KEEP_DAYS:
-        raise ValueError(f"keep-days must be at most {MAX_KEEP_DAYS} (0 in the stack keeps everything)")
+        raise InvalidArgument(f"keep-days must exceed the late-event horizon ({horizon} days)")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_days)
     deadline = monotonic() + (time_budget_ms / 1000 if time_budget_ms is not None else float("inf"))
     result = RetentionResult()

@@ -228,12 +228,21 @@ def _pack_share_apart(store_ids: list[str], timeout_ms: int) -> int:
 
 def refresh_scores(request: RecomputeRequest, *, time_budget_ms: int | None = None) -> RecomputeResult:
     """What the schedule runs: the recompute, the import of new model score files (when configured), and
-    the removal of expired feed snapshots."""
+    the removal of expired feed snapshots. The import's settings are read first: a bad one (ValidationError) stops
+    the run before it recomputes, not after."""
+    import_settings = model_score_settings()
     try:
         result = recompute_scores(request, time_budget_ms=time_budget_ms)
         left_ms = None if time_budget_ms is None else int(time_budget_ms - result.duration_ms)
         timeout_ms = run_timeout_ms(scoring_settings().recompute_statement_timeout_ms, left_ms)
-        imported = import_model_scores(model_score_settings(), timeout_ms)
+        try:
+            imported = import_model_scores(import_settings, timeout_ms)
+        except Exception as error:  # tell whoever reads it that a rerun would not redo the scores
+            error.add_note(
+                f"the recompute before it ended and is committed (status {result.status}, {result.events_scored} "
+                "events scored); only the model score import failed"
+            )
+            raise
     finally:  # a run or an import that fails (packing the shelves, S3) must not leave expired snapshots behind
         expired = run(lambda conn: feed_db.delete_expired_snapshots(conn, datetime.now(UTC)))
     return result.model_copy(update={"models_imported": [i.model for i in imported], "feed_snapshots_expired": expired})
