@@ -40,7 +40,7 @@ DATA_TABLES = (
     "user_item_affinity, user_category_affinity, user_orders, item_popularity, "
     "score_runs, score_state, pair_score_state, score_chunks, score_shards, "
     "item_baskets, item_pair_counts, item_pairs, item_reorders, item_reorders_packed, shelf_positions, "
-    "model_scores, model_versions, user_erasures, "
+    "model_scores, model_versions, model_refusals, user_erasures, "
     "store_availability, store_shelves, items, stores, users, retention_passes"
 )
 

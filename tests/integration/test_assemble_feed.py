@@ -25,6 +25,7 @@ from feedcore.db import connection as db_connection
 from feedcore.db import feed as feed_db
 from feedcore.db.connection import confirm_sent, run
 from feedcore.errors import DatabaseUnavailable
+from feedcore.feed import cursors
 from feedcore.feed import service as feed_service
 from feedcore.feed.config import default_ranking_config
 from feedcore.feed.experiments import Assignment
@@ -41,7 +42,7 @@ from tests.conftest import (
     use_database,
     wait_until_blocked_by,
 )
-from tests.factories import NOW, STORE, create_catalog, event, purchase, record
+from tests.factories import ITEMS, NOW, STORE, create_catalog, event, purchase, record
 
 assemble = load_function("assemble_feed")
 
@@ -350,6 +351,23 @@ def test_excluded_tags_are_left_out(shopping_history: None) -> None:
     assert "wine" in removed_by(feed, "excluded_tags")
 
 
+@pytest.mark.parametrize(
+    ("catalog_tag", "excluded"), [("Alcohol", "alcohol"), ("alcohol", "ALCOHOL"), ("ALCOHOL", "Alcohol")]
+)
+def test_tags_are_case_insensitive_from_the_catalog_to_exclude_tags(
+    shopping_history: None, catalog_tag: str, excluded: str
+) -> None:
+    (wine,) = (item for item in ITEMS if item.item_id == "wine")
+    retagged = CatalogItem.model_validate(wine.model_dump() | {"tags": [catalog_tag]})
+    run(lambda conn: catalog_db.upsert_items(conn, [retagged]))
+
+    query = {"store_id": STORE, "limit": "30", "exclude_tags": excluded, "debug": "true"}
+    _, _, feed = get_feed("someone-new", query)
+
+    assert "wine" not in shown(feed)
+    assert "wine" in removed_by(feed, "excluded_tags")
+
+
 def test_a_new_user_gets_trending_and_popular_items(shopping_history: None) -> None:
     status, _, feed = get_feed("someone-new", {"store_id": STORE, "limit": "30"})
 
@@ -452,6 +470,17 @@ def test_a_tampered_cursor_gets_400_naming_the_cursor(shopping_history: None) ->
     status, _, body = get_feed("user-2", {"store_id": STORE, "cursor": cursor})  # someone else's cursor
     assert status == 400
     assert "another user" in body["detail"]
+
+
+def test_a_cursor_signed_with_the_development_key_around_no_position_gets_400_naming_the_cursor(
+    shopping_history: None,
+) -> None:
+    payload = b'{"f":"x"}'  # anyone can sign this with the public local development key
+    cursor = f"{cursors._b64(payload)}.{cursors._b64(cursors._mac(cursors.cursor_key(), payload))}"
+    status, headers, body = get_feed("user-1", {"store_id": STORE, "cursor": cursor})
+    assert status == 400
+    assert headers["Content-Type"] == "application/problem+json"
+    assert body["errors"][0]["field"] == "cursor"
 
 
 def test_an_expired_snapshot_gets_410(shopping_history: None, db: psycopg.Connection) -> None:

@@ -60,6 +60,13 @@ def test_items_are_inserted_then_updated(db: psycopg.Connection) -> None:
     assert rows == [("eggs", 3.49, True, []), ("milk", 2.99, False, ["organic"])]
 
 
+def test_tags_are_stored_in_lower_case(db: psycopg.Connection) -> None:
+    # so that the feed's exclude_tags, lowered too, leaves them out whatever case either was written in
+    assert put_items([MILK | {"tags": ["Organic", "GLUTEN-free", "local_2"]}])[0] == 200
+
+    assert db.execute("SELECT tags FROM items").fetchone() == (["organic", "gluten-free", "local_2"],)
+
+
 @pytest.mark.parametrize(
     ("items", "field"),
     [

@@ -169,6 +169,7 @@ def test_recompute_full_and_incremental_model_import_and_retention_as_recompute_
     record(purchase("user-1", items=("milk", "eggs")), purchase("user-2", items=("milk", "eggs")))
     before = {table: privileges(db, table) for table in SCORE_TABLES}
     upload(s3, "picked_for_you/v1.csv", "user_id,item_id,score\nuser-1,coffee,0.9\n,milk,0.2\n")
+    upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,high\n")  # refused, and remembered
     ancient = events_db.month_of(NOW - timedelta(days=500))
     events_db.ensure_event_partitions(db, [ancient])
 
@@ -190,6 +191,7 @@ def test_recompute_full_and_incremental_model_import_and_retention_as_recompute_
     assert before["user_item_affinity"][0] == "feed_recompute_scores"
     assert db.execute("SELECT pair_count FROM item_pair_counts").fetchall() == [(3,)]
     assert db.execute("SELECT count(*) FROM model_scores").fetchone() == (2,)
+    assert db.execute("SELECT model FROM model_refusals").fetchall() == [("item_quality",)]
 
 
 def test_fanned_out_shards_are_scored_as_recompute_shards(as_function, db, shard_queue_env: ShardQueue) -> None:  # noqa: F811

@@ -511,3 +511,23 @@ def test_a_connection_is_not_retried_when_the_pause_and_the_attempt_would_leave_
         assert len(attempts) == 2
     finally:
         settings.database_settings.cache_clear()
+
+
+def test_catalog_tags_written_before_0114_are_lowered_and_the_catalog_version_moves(
+    empty_database: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0114", tmp_path)
+        conn.execute(
+            "INSERT INTO items (item_id, name, department, aisle, price, tags) VALUES"
+            " ('wine', 'Wine', 'Beer & Wine', 'Red', 9, '{Alcohol,organic,GLUTEN-free}'),"
+            " ('milk', 'Milk', 'Dairy', 'Milk', 2, '{organic}'), ('tea', 'Tea', 'Pantry', 'Tea', 4, '{}')"
+        )
+        (version,) = conn.execute("SELECT version FROM catalog_state").fetchone()
+
+        assert "0114" in migrate(conn, MIGRATIONS_DIR)
+
+        assert conn.execute("SELECT item_id, tags FROM items ORDER BY item_id").fetchall() == [
+            ("milk", ["organic"]), ("tea", []), ("wine", ["alcohol", "organic", "gluten-free"])
+        ]  # fmt: skip
+        assert conn.execute("SELECT version FROM catalog_state").fetchone()[0] != version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import struct
 import threading
@@ -21,6 +22,7 @@ from feedcore import settings
 from feedcore.db import model_files
 from feedcore.db import models as models_db
 from feedcore.db.connection import reset_cached_connection
+from feedcore.errors import ModelImportFailed
 from feedcore.ingestion.privacy import delete_user
 from feedcore.scoring.models import import_model_scores
 from tests.aws_events import REGION, LambdaContext
@@ -92,6 +94,13 @@ def batches_read(monkeypatch: pytest.MonkeyPatch, before_each: Callable[[int], N
     return taken
 
 
+def add_expired_snapshot(conn: psycopg.Connection) -> None:
+    conn.execute(
+        "INSERT INTO feed_snapshots (feed_id, user_id, expires_at, sections) "
+        "VALUES ('f-expired', 'user-1', now() - interval '1 second', '[]')"
+    )
+
+
 def scores(conn: psycopg.Connection, model: str) -> dict[tuple[str, str], float]:
     rows = conn.execute("SELECT user_id, item_id, score FROM model_scores WHERE model = %s", (model,)).fetchall()
     return {(user, item): score for user, item, score in rows}
@@ -141,6 +150,130 @@ def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Con
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
 
 
+def test_a_refused_file_is_remembered_and_not_read_again_until_a_newer_one_comes(
+    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = []
+    read_scores = model_files.read_scores
+    monkeypatch.setattr(model_files, "read_scores", lambda bucket, key: read.append(key) or read_scores(bucket, key))
+    upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,high\n")
+
+    assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
+    assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
+    assert read == ["model-scores/item_quality/v1.csv"]  # refused once, then known
+    assert db.execute("SELECT model, source FROM model_refusals").fetchall() == [
+        ("item_quality", "model-scores/item_quality/v1.csv")
+    ]
+
+    upload(s3, "item_quality/v2.csv", "item_id,score\nmilk,3.5\n")
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+    assert imported.source == "model-scores/item_quality/v2.csv"
+    assert scores(db, "item_quality") == {("", "milk"): 3.5}
+
+
+def test_one_models_failure_leaves_the_others_imported_and_fails_the_run_at_the_end(
+    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_expired_snapshot(db)
+    upload(s3, "a_unreadable/v1.csv", "item_id,score\nmilk,1\n")  # named first, and smallest
+    upload(s3, "b_refused/v1.csv", "item_id,score\nmilk,high\n")
+    upload(s3, "c_fine/v1.csv", "item_id,score\nmilk,3.5\neggs,1.5\n")
+    read_scores = model_files.read_scores
+
+    def denied_for_a(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
+        if key.startswith("model-scores/a_unreadable/"):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+        return read_scores(bucket, key)
+
+    monkeypatch.setattr(model_files, "read_scores", denied_for_a)
+    added = []
+    monkeypatch.setattr(
+        "feedcore.scoring.models.metrics.add_metric", lambda name, unit, value: added.append((name, value))
+    )
+
+    with pytest.raises(ModelImportFailed, match="a_unreadable: ClientError") as failed:
+        recompute.lambda_handler({"mode": "incremental"}, LambdaContext(function_name="recompute_scores"))
+
+    assert set(failed.value.failures) == {"a_unreadable"}  # a refused file is not a failure of the run
+    assert scores(db, "c_fine") == {("", "milk"): 3.5, ("", "eggs"): 1.5}
+    assert scores(db, "a_unreadable") == {}
+    assert sorted(m for m in added if m[0].startswith("Model")) == [("ModelFileRefused", 1), ("ModelImportFailed", 1)]
+    assert db.execute("SELECT count(*) FROM feed_snapshots").fetchone()[0] == 0
+
+    monkeypatch.setattr(model_files, "read_scores", read_scores)  # S3 answers again: the next run imports it
+    assert [i.model for i in import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)] == [
+        "a_unreadable"
+    ]
+
+
+def test_an_import_that_times_out_for_one_model_leaves_the_others_imported(
+    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload(s3, "a_slow/v1.csv", "item_id,score\nmilk,1\n")
+    upload(s3, "b_fine/v1.csv", "item_id,score\nmilk,3.5\n")
+    replace_scores = models_db.replace_scores
+
+    def slow_for_a(conn: psycopg.Connection, model: str, *args: object) -> models_db.ReplacedScores:
+        if model == "a_slow":
+            conn.execute("SELECT pg_sleep(5)")  # past the import's statement timeout: a file too large for it
+        return replace_scores(conn, model, *args)
+
+    monkeypatch.setattr(models_db, "replace_scores", slow_for_a)
+
+    with pytest.raises(ModelImportFailed, match="a_slow: DatabaseUnavailable: .*statement timeout"):
+        import_model_scores(settings.model_score_settings(), 1_000)
+
+    assert scores(db, "b_fine") == {("", "milk"): 3.5}
+    assert scores(db, "a_slow") == {}
+
+
+def test_the_smallest_files_are_imported_first_so_one_too_large_for_the_time_left_keeps_none_out(s3) -> None:
+    upload(s3, "a_large/v1.csv", "item_id,score\n" + "".join(f"item-{i},1\n" for i in range(1000)))
+    upload(s3, "b_small/v1.csv", "item_id,score\nmilk,1\n")
+    upload(s3, "c_small/v1.csv", "item_id,score\neggs,1\n")
+
+    newest = model_files.newest_files(BUCKET, "model-scores/")
+
+    assert [f.model for f in newest] == ["b_small", "c_small", "a_large"]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "unknown"),
+    [
+        ("v1.csv", "userid,item_id,score\nuser-1,milk,1\n", "'userid'"),
+        ("v1.csv", "user_id,item_id,score,\nuser-1,milk,1,\n", "''"),  # a trailing comma: an unnamed column
+        ("v1.parquet", parquet(userid=["user-1"], item_id=["milk"], score=[1.0]), "'userid'"),
+        ("v1.parquet", parquet(item_id=["milk"], score=[1.0], weight=[2.0], rank=[1]), "'weight', 'rank'"),
+    ],
+    ids=["csv-misspelt-user-id", "csv-unnamed", "parquet-misspelt-user-id", "parquet-two-extra"],
+)
+def test_a_file_with_an_unknown_column_is_refused_naming_it(
+    s3, db: psycopg.Connection, name: str, body: str | bytes, unknown: str
+) -> None:
+    # Ignored, a misspelt user_id column would make every per-user row a score for everyone.
+    upload(s3, f"picked_for_you/{name}", body)
+
+    with pytest.raises(model_files.InvalidModelFile, match=f"unknown columns {unknown};"):
+        list(model_files.read_scores(BUCKET, f"model-scores/picked_for_you/{name}"))
+    assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
+    assert scores(db, "picked_for_you") == {}
+
+
+def test_a_parquet_file_written_by_pandas_with_its_index_is_imported(s3, db: psycopg.Connection) -> None:
+    # pandas.DataFrame.to_parquet stores an index that is not 0..n-1 (rows filtered, say) as a column it names in
+    # the file's metadata.
+    table = pa.table({"user_id": ["user-1"], "item_id": ["milk"], "score": [0.9], "__index_level_0__": [7]})
+    pandas_metadata = {"index_columns": ["__index_level_0__"], "columns": [], "column_indexes": []}
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({"pandas": json.dumps(pandas_metadata)}), buffer)
+    upload(s3, "picked_for_you/v1.parquet", buffer.getvalue())
+
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert imported.rows == 1
+    assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9}
+
+
 def test_a_csv_file_written_with_a_byte_order_mark_keeps_its_user_ids(s3, db: psycopg.Connection) -> None:
     # As spreadsheet tools save "CSV UTF-8": read without its mark, the header's first column would not be user_id,
     # and every row would become a score for everyone.
@@ -164,10 +297,7 @@ def test_a_csv_header_spaced_like_its_values_keeps_its_user_ids(s3, db: psycopg.
 def test_an_import_that_fails_still_lets_the_run_remove_expired_snapshots(
     s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db.execute(
-        "INSERT INTO feed_snapshots (feed_id, user_id, expires_at, sections) "
-        "VALUES ('f-expired', 'user-1', now() - interval '1 second', '[]')"
-    )
+    add_expired_snapshot(db)
     monkeypatch.setenv("MODEL_SCORES_BUCKET", "no-such-bucket")  # S3 answers NoSuchBucket
     settings.model_score_settings.cache_clear()
 
@@ -241,17 +371,17 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
 ) -> None:
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
     limits = []
-    current_version = models_db.current_version
+    known_versions = models_db.known_versions
 
-    def read_limits_then_version(conn: psycopg.Connection, model: str) -> object:
+    def read_limits_then_versions(conn: psycopg.Connection, model: str) -> object:
         limits.append(
             conn.execute(
                 "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')"
             ).fetchone()
         )
-        return current_version(conn, model)
+        return known_versions(conn, model)
 
-    monkeypatch.setattr(models_db, "current_version", read_limits_then_version)
+    monkeypatch.setattr(models_db, "known_versions", read_limits_then_versions)
     (imported,) = import_model_scores(settings.model_score_settings(), 5_000)
 
     assert imported.rows == 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from feedcore.errors import ModelImportFailed
 from feedlocal import embedded
 from feedlocal.cli import build_parser, main
 from feedlocal.instacart import InvalidDataset
@@ -129,6 +130,18 @@ def test_the_report_migrates_the_embedded_database_as_the_other_commands_do(monk
 def test_a_file_that_cannot_be_written_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"feedctl openapi: \[Errno 2\] No such file or directory: .*missing"):
         main(["openapi", "--out", str(tmp_path / "missing" / "openapi.json")])
+
+
+def test_a_failed_model_import_is_one_line_and_a_non_zero_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from feedlocal import cli
+
+    def failing(args: argparse.Namespace) -> None:
+        raise ModelImportFailed({"picked_for_you": "ClientError: Access Denied"})
+
+    monkeypatch.setattr(cli, "cmd_recompute", failing)
+
+    with pytest.raises(SystemExit, match="^feedctl recompute: model import failed: picked_for_you: ClientError: Acc"):
+        main(["recompute"])
 
 
 def test_feedctl_debug_shows_the_traceback_of_an_error_otherwise_told_in_one_line(

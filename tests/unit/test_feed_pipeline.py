@@ -12,6 +12,7 @@ from pydantic_core import to_json
 
 from feedcore.db.feed import Candidate
 from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
+from feedcore.feed import cursors
 from feedcore.feed import service as feed_service
 from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_config, parse_ranking_config
 from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
@@ -412,6 +413,34 @@ def test_a_cursor_round_trips_to_the_same_position():
 def test_a_tampered_cursor_is_invalid(tamper):
     with pytest.raises(InvalidCursor):
         decode_cursor(tamper(encode_cursor(position(), KEY)), KEY, "u1", SCOPE, NOW)
+
+
+def signed(payload: bytes) -> str:
+    """A cursor signed with KEY around any payload, as anyone holding the (public) development key can make."""
+    return f"{cursors._b64(payload)}.{cursors._b64(cursors._mac(KEY, payload))}"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'"text"',
+        b"{}",
+        b'{"f":"f1","u":"u1","o":4,"e":1900000000}',
+        b'{"f":"f1","u":"u1","o":"4","e":1900000000,"s":"store-a|"}',
+        b'{"f":"f1","u":"u1","o":-1,"e":1900000000,"s":"store-a|"}',
+        b'{"f":"f1","u":"u1","o":true,"e":1900000000,"s":"store-a|"}',
+        b'{"f":1,"u":"u1","o":4,"e":1900000000,"s":"store-a|"}',
+        b'{"f":"f1","u":"u1","o":4,"e":"soon","s":"store-a|"}',
+        b'{"f":"f1","u":"u1","o":4,"e":1e400,"s":"store-a|"}',
+        b'{"f":"f1","u":"u1","o":4,"e":99999999999999999999,"s":"store-a|"}',
+    ],
+)
+def test_a_validly_signed_cursor_that_holds_no_position_is_invalid(payload):
+    with pytest.raises(InvalidCursor, match="holds no page position"):
+        decode_cursor(signed(payload), KEY, "u1", SCOPE, NOW)
 
 
 def test_a_cursor_signed_with_another_key_or_for_another_user_or_scope_is_invalid():

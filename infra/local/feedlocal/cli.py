@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "feedctl")
 
 from feedcore import settings  # noqa: E402
-from feedcore.errors import DatabaseUnavailable, InvalidArgument  # noqa: E402
+from feedcore.errors import DatabaseUnavailable, InvalidArgument, ModelImportFailed  # noqa: E402
 from feedcore.ingestion.retention import MAX_KEEP_DAYS, apply_retention  # noqa: E402
 from feedlocal import embedded  # noqa: E402
 
@@ -527,7 +527,8 @@ def _operator_problem(exc: Exception) -> str | None:
         problem = f"AWS: {exc}"
     elif isinstance(exc, ValidationError) and _is_settings(exc):
         problem = "invalid settings: " + "; ".join(_setting_errors(exc))
-    elif isinstance(exc, (InvalidArgument, OSError)):  # a dataset or argument out of range, a file, a port
+    # a dataset or argument out of range, a file, a port; models not imported (the others were)
+    elif isinstance(exc, (InvalidArgument, OSError, ModelImportFailed)):
         problem = str(exc)
     else:
         return None

@@ -35,6 +35,15 @@ class ErasureBusy(DatabaseUnavailable):
         )
 
 
+class ModelImportFailed(FeedError):
+    """The newest file of one or more models could not be imported (S3, the database, the time budget; not a
+    refused file): the other models were imported, and these keep their previous version until a later run."""
+
+    def __init__(self, failures: dict[str, str]):
+        self.failures = failures  # model: what failed
+        super().__init__("model import failed: " + "; ".join(f"{m}: {reason}" for m, reason in failures.items()))
+
+
 class Unauthenticated(FeedError):
     """The request carries no verified identity."""
 

@@ -53,7 +53,7 @@ def get_feed(
         Query(
             max_length=400,
             pattern=f"^{TAG_PATTERN}(,{TAG_PATTERN})*$",
-            description="Comma-separated catalog tags to leave out, e.g. `alcohol,tobacco`",
+            description="Comma-separated catalog tags to leave out, in any case, e.g. `alcohol,tobacco`",
         ),
     ] = None,  # fmt: skip
     debug: Annotated[bool, Query(description="Add each item's score breakdown and the removed candidates")] = False,
@@ -64,7 +64,8 @@ def get_feed(
             store_id=store_id,
             page_sections=limit,
             cursor=cursor,
-            exclude_tags=frozenset(exclude_tags.split(",")) if exclude_tags else frozenset(),
+            # lowered as catalog tags are stored: `Alcohol` excludes `alcohol`
+            exclude_tags=frozenset(exclude_tags.lower().split(",")) if exclude_tags else frozenset(),
             debug=debug,
         )
     )

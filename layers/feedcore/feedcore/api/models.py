@@ -66,9 +66,10 @@ def _no_nul(value: str) -> str:
 # Free text (PostgreSQL cannot store NUL): names, catalog labels.
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
 Label = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
-# Catalog tags in the alphabet of the feed's comma-separated `exclude_tags`, so every tag can be excluded.
+# Catalog tags in the alphabet of the feed's comma-separated `exclude_tags`, so every tag can be excluded. Tags are
+# case-insensitive: stored in lower case (migration 0114 lowered older ones), and the feed lowers `exclude_tags`.
 TAG_PATTERN = r"[A-Za-z0-9_\-]+"
-Tag = Annotated[str, Field(min_length=1, max_length=40, pattern=f"^{TAG_PATTERN}$")]
+Tag = Annotated[str, Field(min_length=1, max_length=40, pattern=f"^{TAG_PATTERN}$"), AfterValidator(str.lower)]
 
 
 REPEATED_ITEM_ERROR = ("repeated_item", "item {item_id} appears more than once; send it once")

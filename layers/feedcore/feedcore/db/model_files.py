@@ -35,6 +35,7 @@ class ModelFile:
     model: str
     key: str
     modified_at: datetime
+    size: int  # bytes
 
 
 class InvalidModelFile(ValueError):
@@ -50,19 +51,20 @@ def _s3() -> Any:
 
 
 def newest_files(bucket: str, prefix: str) -> list[ModelFile]:
-    """The newest score file (CSV or Parquet) under each model's folder."""
+    """The newest score file (CSV or Parquet) under each model's folder, the smallest first: a file too large for
+    the time left (imported last) does not keep the others out."""
     newest: dict[str, ModelFile] = {}
     for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for entry in page.get("Contents", []):
             model, _, name = entry["Key"][len(prefix) :].partition("/")
             if not name.endswith(FORMATS) or not model:
                 continue
-            candidate = ModelFile(model, entry["Key"], entry["LastModified"])
+            candidate = ModelFile(model, entry["Key"], entry["LastModified"], entry["Size"])
             # Newest by modification time; a tie goes to the later name (files named by date or version).
             current = newest.get(model)
             if current is None or (candidate.modified_at, candidate.key) > (current.modified_at, current.key):
                 newest[model] = candidate
-    return sorted(newest.values(), key=lambda f: f.model)
+    return sorted(newest.values(), key=lambda f: (f.size, f.model))
 
 
 def read_scores(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
@@ -80,8 +82,14 @@ def _valid_row(user_id: str, item_id: str, score: float) -> bool:
     )
 
 
-def _refuse_repeated_columns(key: str, names: list[str]) -> None:
-    """A file naming user_id, item_id or score twice is ambiguous (and pyarrow finds no field by such a name)."""
+def _refuse_unknown_or_repeated_columns(key: str, names: list[str], ignored: frozenset[str] = frozenset()) -> None:
+    """A column other than user_id, item_id and score is refused: a misspelt one (`userid`) would otherwise turn
+    per-user rows into item-level scores. Naming one twice is ambiguous (and pyarrow finds no field by such a name).
+    `ignored`: columns a writer adds on its own (pandas' index)."""
+    if unknown := [name for name in names if name not in COLUMNS and name not in ignored]:
+        raise InvalidModelFile(
+            f"{key}: unknown columns {', '.join(map(repr, unknown))}; expected user_id (optional), item_id, score"
+        )
     if repeated := [name for name in COLUMNS if names.count(name) > 1]:
         raise InvalidModelFile(f"{key}: the header names {', '.join(repeated)} more than once")
 
@@ -96,7 +104,7 @@ def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
             reader.fieldnames = [name.strip() for name in reader.fieldnames]
         if not reader.fieldnames or not {"item_id", "score"} <= set(reader.fieldnames):
             raise InvalidModelFile(f"{key}: the header must name item_id and score (and optionally user_id)")
-        _refuse_repeated_columns(key, reader.fieldnames)
+        _refuse_unknown_or_repeated_columns(key, reader.fieldnames)
         for line, row in enumerate(reader, start=2):
             user_id, item_id = (row.get("user_id") or "").strip(), (row.get("item_id") or "").strip()
             try:
@@ -124,7 +132,11 @@ def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
         except (pa.ArrowException, OSError) as error:
             raise InvalidModelFile(f"{key}: not a Parquet file ({error})") from error
         schema = parquet.schema_arrow
-        _refuse_repeated_columns(key, schema.names)
+        # pandas writes a DataFrame's index (one not 0..n-1, say after filtering) as columns its metadata names.
+        index_columns = frozenset(
+            c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)
+        )
+        _refuse_unknown_or_repeated_columns(key, schema.names, index_columns)
         columns = [name for name in COLUMNS if name in schema.names]
         text = (pa.types.is_string, pa.types.is_large_string)
         if (

@@ -22,10 +22,29 @@ WHERE m.model = %(model)s AND m.user_id = e.user_id
 """
 
 
-def current_version(conn: psycopg.Connection, model: str) -> tuple[str, datetime] | None:
-    """The source (S3 key) and modification time of the model's imported version, if any."""
-    row = conn.execute("SELECT source, modified_at FROM model_versions WHERE model = %s", (model,)).fetchone()
-    return (row[0], row[1]) if row else None
+def known_versions(conn: psycopg.Connection, model: str) -> set[tuple[str, datetime]]:
+    """The source (S3 key) and modification time of the model's imported version and of the file last refused,
+    if any: a file that is either needs no import."""
+    rows = conn.execute(
+        """
+        SELECT source, modified_at FROM model_versions WHERE model = %(model)s
+        UNION ALL SELECT source, modified_at FROM model_refusals WHERE model = %(model)s
+        """,
+        {"model": model},
+    ).fetchall()
+    return {(source, modified_at) for source, modified_at in rows}
+
+
+def remember_refusal(conn: psycopg.Connection, model: str, source: str, modified_at: datetime) -> None:
+    """Record that the model's file (S3 key, modification time) was refused, so that it is not read again."""
+    conn.execute(
+        """
+        INSERT INTO model_refusals (model, source, modified_at) VALUES (%s, %s, %s)
+        ON CONFLICT (model) DO UPDATE SET source = excluded.source, modified_at = excluded.modified_at,
+            refused_at = now()
+        """,
+        (model, source, modified_at),
+    )
 
 
 def lock_erasures(conn: psycopg.Connection) -> None:

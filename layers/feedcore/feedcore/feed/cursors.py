@@ -80,14 +80,27 @@ def decode_cursor(cursor: str, key: bytes, user_id: str, scope: str, now: dateti
         raise InvalidCursor("is malformed; pass next_cursor exactly as received") from None
     if not hmac.compare_digest(mac, _mac(key, payload)):
         raise InvalidCursor("does not carry a valid signature; pass next_cursor exactly as received")
-    fields = json.loads(payload)
-    position = PagePosition(
-        feed_id=fields["f"],
-        user_id=fields["u"],
-        offset=fields["o"],
-        expires_at=datetime.fromtimestamp(fields["e"], UTC),
-        scope=fields["s"],
-    )
+    try:  # signed yet not a position: made with a key that signs any text (the public local development key)
+        fields = json.loads(payload)
+        feed_id, cursor_user_id, offset, expires, cursor_scope = (fields[name] for name in "fuoes")
+        if not (
+            isinstance(feed_id, str)
+            and isinstance(cursor_user_id, str)
+            and type(offset) is int
+            and offset >= 0
+            and type(expires) is int
+            and isinstance(cursor_scope, str)
+        ):
+            raise TypeError(fields)
+        position = PagePosition(
+            feed_id=feed_id,
+            user_id=cursor_user_id,
+            offset=offset,
+            expires_at=datetime.fromtimestamp(expires, UTC),
+            scope=cursor_scope,
+        )
+    except (ValueError, TypeError, KeyError, OverflowError, OSError):  # ValueError: also JSON and UTF-8 errors
+        raise InvalidCursor("holds no page position; pass next_cursor exactly as received") from None
     if position.user_id != user_id:
         raise InvalidCursor("belongs to another user's feed")
     if position.scope != scope:

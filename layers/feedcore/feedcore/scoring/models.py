@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from feedcore.db import model_files
 from feedcore.db import models as models_db
 from feedcore.db.connection import bound_transaction, run
+from feedcore.errors import ModelImportFailed
 from feedcore.observability import logger, metrics
 from feedcore.settings import ModelScoreSettings
 
@@ -21,19 +22,22 @@ class ModelImport(BaseModel):
 
 
 def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[ModelImport]:
-    """Import every model whose newest file differs from the imported version; others stay as they are.
-    Each model's swap is one transaction whose statements get `timeout_ms`.
+    """Import every model whose newest file is neither its imported version nor the file last refused; others stay
+    as they are. Each model's swap is one transaction whose statements get `timeout_ms`.
 
-    A file with a bad row is refused whole (the model keeps its previous version) and logged.
+    A file with a bad row is refused whole (the model keeps its previous version), logged and remembered, so that
+    it is not read again. Any other failure of a model (S3, the database, its timeout) is logged and the other
+    models are imported; then ModelImportFailed names the failed ones, so that the run fails (and alarms).
     """
     if not settings.model_scores_bucket:
         return []
     imported = []
+    failures: dict[str, str] = {}
     for file in model_files.newest_files(settings.model_scores_bucket, settings.model_scores_prefix):
 
         def swap(conn: psycopg.Connection, file: model_files.ModelFile = file) -> ModelImport | None:
             bound_transaction(conn, timeout_ms)  # a large file outlasts a request's timeout
-            if models_db.current_version(conn, file.model) == (file.key, file.modified_at):
+            if (file.key, file.modified_at) in models_db.known_versions(conn, file.model):
                 return None
             rows = model_files.read_scores(settings.model_scores_bucket, file.key)
             replaced = models_db.replace_scores(conn, file.model, file.key, file.modified_at, rows)
@@ -46,8 +50,16 @@ def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[M
         except model_files.InvalidModelFile:
             logger.exception("model file refused", extra={"model": file.model, "key": file.key})
             metrics.add_metric(name="ModelFileRefused", unit=MetricUnit.Count, value=1)
+            run(lambda conn, file=file: models_db.remember_refusal(conn, file.model, file.key, file.modified_at))
+            continue
+        except Exception as error:  # one model's S3 read, lock wait or timeout must not keep the others out
+            logger.exception("model import failed", extra={"model": file.model, "key": file.key})
+            metrics.add_metric(name="ModelImportFailed", unit=MetricUnit.Count, value=1)
+            failures[file.model] = f"{type(error).__name__}: {error}"
             continue
         if result is not None:
             logger.info("model scores imported", extra=result.model_dump())
             imported.append(result)
+    if failures:
+        raise ModelImportFailed(failures)
     return imported
