@@ -531,3 +531,18 @@ def test_catalog_tags_written_before_0114_are_lowered_and_the_catalog_version_mo
             ("milk", ["organic"]), ("tea", []), ("wine", ["alcohol", "organic", "gluten-free"])
         ]  # fmt: skip
         assert conn.execute("SELECT version FROM catalog_state").fetchone()[0] != version
+
+
+def test_catalog_tags_in_lower_case_leave_the_catalog_version_alone(empty_database: str, tmp_path: Path) -> None:
+    # A moved version would send every container to stock each store from its rows until the next repack.
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0114", tmp_path)
+        conn.execute(
+            "INSERT INTO items (item_id, name, department, aisle, price, tags) VALUES"
+            " ('wine', 'Wine', 'Beer & Wine', 'Red', 9, '{alcohol,organic}'), ('tea', 'Tea', 'Pantry', 'Tea', 4, '{}')"
+        )
+        (version,) = conn.execute("SELECT version FROM catalog_state").fetchone()
+
+        assert "0114" in migrate(conn, MIGRATIONS_DIR)
+
+        assert conn.execute("SELECT version FROM catalog_state").fetchone()[0] == version

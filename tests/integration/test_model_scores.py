@@ -206,6 +206,27 @@ def test_one_models_failure_leaves_the_others_imported_and_fails_the_run_at_the_
     ]
 
 
+def test_a_refusal_that_cannot_be_remembered_leaves_the_others_imported_and_fails_the_run(
+    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload(s3, "a_refused/v1.csv", "item_id,score\nmilk,high\n")
+    upload(s3, "b_fine/v1.csv", "item_id,score\nmilk,3.5\neggs,1.5\n")
+
+    def unreachable(*args: object) -> None:
+        raise psycopg.OperationalError("the server closed the connection")
+
+    remember_refusal = models_db.remember_refusal
+    monkeypatch.setattr(models_db, "remember_refusal", unreachable)
+
+    with pytest.raises(ModelImportFailed, match="a_refused: DatabaseUnavailable") as failed:
+        import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert set(failed.value.failures) == {"a_refused"}
+    assert scores(db, "b_fine") == {("", "milk"): 3.5, ("", "eggs"): 1.5}
+    monkeypatch.setattr(models_db, "remember_refusal", remember_refusal)  # the next run refuses it again
+    assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
+
+
 def test_an_import_that_times_out_for_one_model_leaves_the_others_imported(
     s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -390,8 +390,17 @@ def test_sections_follow_the_declared_order_and_never_repeat_an_item():
 # --- cursors ----------------------------------------------------------------------------------------
 
 
+FEED_ID = "5f0c6a3e9b2d4e7f8a1b2c3d4e5f6a7b"  # as the service makes them: uuid4().hex
+
+
 def position(**fields) -> PagePosition:
-    defaults = {"feed_id": "f1", "user_id": "u1", "offset": 4, "expires_at": NOW + timedelta(minutes=5), "scope": SCOPE}
+    defaults = {
+        "feed_id": FEED_ID,
+        "user_id": "u1",
+        "offset": 4,
+        "expires_at": NOW + timedelta(minutes=5),
+        "scope": SCOPE,
+    }
     return PagePosition(**(defaults | fields))
 
 
@@ -428,14 +437,18 @@ def signed(payload: bytes) -> str:
         b"[]",
         b'"text"',
         b"{}",
-        b'{"f":"f1","u":"u1","o":4,"e":1900000000}',
-        b'{"f":"f1","u":"u1","o":"4","e":1900000000,"s":"store-a|"}',
-        b'{"f":"f1","u":"u1","o":-1,"e":1900000000,"s":"store-a|"}',
-        b'{"f":"f1","u":"u1","o":true,"e":1900000000,"s":"store-a|"}',
+        b'{"f":"5f0c6a3e9b2d4e7f8a1b2c3d4e5f6a7b","u":"u1","o":4,"e":1900000000}',
+        b'{"f":"5f0c6a3e9b2d4e7f8a1b2c3d4e5f6a7b","u":"u1","o":"4","e":1900000000,"s":"store-a|"}',
+        b'{"f":"5f0c6a3e9b2d4e7f8a1b2c3d4e5f6a7b","u":"u1","o":-1,"e":1900000000,"s":"store-a|"}',
+        b'{"f":"5f0c6a3e9b2d4e7f8a1b2c3d4e5f6a7b","u":"u1","o":true,"e":1900000000,"s":"store-a|"}',
         b'{"f":1,"u":"u1","o":4,"e":1900000000,"s":"store-a|"}',
-        b'{"f":"f1","u":"u1","o":4,"e":"soon","s":"store-a|"}',
-        b'{"f":"f1","u":"u1","o":4,"e":1e400,"s":"store-a|"}',
-        b'{"f":"f1","u":"u1","o":4,"e":99999999999999999999,"s":"store-a|"}',
+        # the feed id reaches a query: only what the service issues (uuid4().hex), no NUL or lone surrogate
+        b'{"f":"f1","u":"u1","o":4,"e":1900000000,"s":"store-a|"}',
+        b'{"f":"\\u0000","u":"u1","o":4,"e":1900000000,"s":"store-a|"}',
+        b'{"f":"\\ud800","u":"u1","o":4,"e":1900000000,"s":"store-a|"}',
+        b'{"f":"5f0c6a3e9b2d4e7f8a1b2c3d4e5f6a7b","u":"u1","o":4,"e":"soon","s":"store-a|"}',
+        b'{"f":"5f0c6a3e9b2d4e7f8a1b2c3d4e5f6a7b","u":"u1","o":4,"e":1e400,"s":"store-a|"}',
+        b'{"f":"5f0c6a3e9b2d4e7f8a1b2c3d4e5f6a7b","u":"u1","o":4,"e":99999999999999999999,"s":"store-a|"}',
     ],
 )
 def test_a_validly_signed_cursor_that_holds_no_position_is_invalid(payload):

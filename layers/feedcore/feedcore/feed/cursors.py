@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,6 +15,8 @@ from feedcore.settings import feed_settings
 
 # Bytes of the HMAC-SHA256 kept in a cursor: 128 bits cannot be guessed.
 _MAC_BYTES = 16
+# A feed id as the service makes it (uuid4().hex): the one part of a cursor that reaches a query unchecked otherwise.
+_FEED_ID = re.compile("[0-9a-f]{32}")
 # Signs cursors of local runs only: settings refuse to start in Lambda without a configured key.
 _LOCAL_DEVELOPMENT_KEY = b"feedctl local development only"
 # Seconds a container keeps the key read from Secrets Manager: a rotated key is in use everywhere within them.
@@ -85,6 +88,7 @@ def decode_cursor(cursor: str, key: bytes, user_id: str, scope: str, now: dateti
         feed_id, cursor_user_id, offset, expires, cursor_scope = (fields[name] for name in "fuoes")
         if not (
             isinstance(feed_id, str)
+            and _FEED_ID.fullmatch(feed_id)
             and isinstance(cursor_user_id, str)
             and type(offset) is int
             and offset >= 0

@@ -46,12 +46,13 @@ def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[M
             )
 
         try:
-            result = run(swap)
-        except model_files.InvalidModelFile:
-            logger.exception("model file refused", extra={"model": file.model, "key": file.key})
-            metrics.add_metric(name="ModelFileRefused", unit=MetricUnit.Count, value=1)
-            run(lambda conn, file=file: models_db.remember_refusal(conn, file.model, file.key, file.modified_at))
-            continue
+            try:
+                result = run(swap)
+            except model_files.InvalidModelFile:
+                logger.exception("model file refused", extra={"model": file.model, "key": file.key})
+                metrics.add_metric(name="ModelFileRefused", unit=MetricUnit.Count, value=1)
+                run(lambda conn, file=file: models_db.remember_refusal(conn, file.model, file.key, file.modified_at))
+                continue
         except Exception as error:  # one model's S3 read, lock wait or timeout must not keep the others out
             logger.exception("model import failed", extra={"model": file.model, "key": file.key})
             metrics.add_metric(name="ModelImportFailed", unit=MetricUnit.Count, value=1)
