@@ -7,7 +7,7 @@ import json
 import pytest
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
-from pydantic import BaseModel, Json
+from pydantic import BaseModel, Json, ValidationError
 
 from feedcore import queue_consumer
 from feedcore.queue_consumer import LoggedBatchProcessor
@@ -42,7 +42,7 @@ def test_a_body_that_does_not_parse_is_refused_and_a_failure_inside_the_handler_
     assert logged[bad_body].levelname == "WARNING" and logged[bad_body].getMessage().startswith("queue message refused")
     assert [(e["field"], e["type"]) for e in logged[bad_body].errors] == [("size", "int_parsing")]
     assert logged[bug].levelname == "ERROR" and "unexpected error" in logged[bug].getMessage()
-    assert logged[bug].exc_info is not None
+    assert logged[bug].exc_info[0] is ValidationError  # the traceback of the bug itself
 
 
 def test_a_failure_is_registered_before_it_is_logged(monkeypatch: pytest.MonkeyPatch) -> None:
