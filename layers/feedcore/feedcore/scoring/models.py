@@ -34,25 +34,8 @@ def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[M
     imported = []
     failures: dict[str, str] = {}
     for file in model_files.newest_files(settings.model_scores_bucket, settings.model_scores_prefix):
-
-        def swap(conn: psycopg.Connection, file: model_files.ModelFile = file) -> ModelImport | None:
-            bound_transaction(conn, timeout_ms)  # a large file outlasts a request's timeout
-            if (file.key, file.modified_at) in models_db.known_versions(conn, file.model):
-                return None
-            rows = model_files.read_scores(settings.model_scores_bucket, file.key)
-            replaced = models_db.replace_scores(conn, file.model, file.key, file.modified_at, rows)
-            return ModelImport(
-                model=file.model, source=file.key, rows=replaced.rows, erased_user_rows=replaced.erased_user_rows
-            )
-
         try:
-            try:
-                result = run(swap)
-            except model_files.InvalidModelFile:
-                logger.exception("model file refused", extra={"model": file.model, "key": file.key})
-                metrics.add_metric(name="ModelFileRefused", unit=MetricUnit.Count, value=1)
-                run(lambda conn, file=file: models_db.remember_refusal(conn, file.model, file.key, file.modified_at))
-                continue
+            result = _import_model(settings.model_scores_bucket, file, timeout_ms)
         except Exception as error:  # one model's S3 read, lock wait or timeout must not keep the others out
             logger.exception("model import failed", extra={"model": file.model, "key": file.key})
             metrics.add_metric(name="ModelImportFailed", unit=MetricUnit.Count, value=1)
@@ -64,3 +47,25 @@ def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[M
     if failures:
         raise ModelImportFailed(failures)
     return imported
+
+
+def _import_model(bucket: str, file: model_files.ModelFile, timeout_ms: int) -> ModelImport | None:
+    """Swap in `file` for its model; None when it is the imported or the refused version, or is refused now."""
+
+    def swap(conn: psycopg.Connection) -> ModelImport | None:
+        bound_transaction(conn, timeout_ms)  # a large file outlasts a request's timeout
+        if (file.key, file.modified_at) in models_db.known_versions(conn, file.model):
+            return None
+        rows = model_files.read_scores(bucket, file.key)
+        replaced = models_db.replace_scores(conn, file.model, file.key, file.modified_at, rows)
+        return ModelImport(
+            model=file.model, source=file.key, rows=replaced.rows, erased_user_rows=replaced.erased_user_rows
+        )
+
+    try:
+        return run(swap)
+    except model_files.InvalidModelFile:
+        logger.exception("model file refused", extra={"model": file.model, "key": file.key})
+        metrics.add_metric(name="ModelFileRefused", unit=MetricUnit.Count, value=1)
+        run(lambda conn: models_db.remember_refusal(conn, file.model, file.key, file.modified_at))
+        return None
