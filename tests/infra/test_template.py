@@ -434,6 +434,17 @@ def test_outputs(template):
         assert outputs[output] == variables[variable], output
 
 
+def test_the_cursor_key_can_be_rotated_by_hand_without_breaking_pages_in_flight(template):
+    """The README's rotation is a put-secret-value on CursorSecretArn: the feed verifies cursors with the secret's
+    AWSCURRENT and AWSPREVIOUS versions, so it may read any version, and the key is the secret's whole text."""
+    secret = template["Resources"]["CursorSecret"]["Properties"]
+    assert template["Outputs"]["CursorSecretArn"]["Value"] == {"Ref": "CursorSecret"}
+    assert not {"SecretStringTemplate", "GenerateStringKey"} & set(secret["GenerateSecretString"])
+    statements = _functions(template)["AssembleFeedFunction"]["Policies"][0]["Statement"]
+    (read,) = [s for s in statements if s["Resource"] == {"Ref": "CursorSecret"}]
+    assert read["Action"] == "secretsmanager:GetSecretValue" and "Condition" not in read
+
+
 def test_metrics_provider_parameter_matches_the_setting(template):
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["METRICS_PROVIDER"] == {"Ref": "MetricsProvider"}
