@@ -17,7 +17,7 @@ from feedcore.scoring.trigger import scheduled_task_from_event
 from feedcore.settings import FanoutSettings, FeedSettings, MetricsProvider
 from tests.conftest import load_function
 
-from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, run, sam_env
+from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, resolved, run, sam_env
 
 LAYER = {"Ref": "FeedCoreLayer"}
 # Logical id -> (the folder under functions/, the function's POWERTOOLS_SERVICE_NAME).
@@ -112,6 +112,40 @@ def test_sam_validate_lint_passes():
 
 def test_the_functions_exist(template):
     assert set(_functions(template)) == set(FUNCTIONS)
+
+
+def test_the_database_log_expires_and_its_group_exists_before_the_instance_exports_to_it(template):
+    stack = resolved(template, DatabaseInstanceName="feed-prod")
+    resources = stack["Resources"]
+    database = resources["Database"]["Properties"]
+    (group,) = [
+        name for name, r in resources.items() if name.startswith("Database") and r["Type"] == "AWS::Logs::LogGroup"
+    ]
+
+    assert database["DBInstanceIdentifier"] == {"Ref": "DatabaseInstanceName"}
+    assert database["EnableCloudwatchLogsExports"] == ["postgresql"]
+    assert resources[group]["Properties"] == {
+        "LogGroupName": {"Fn::Sub": "/aws/rds/instance/${DatabaseInstanceName}/postgresql"},
+        "RetentionInDays": {"Ref": "LogRetentionDays"},
+    }
+    # RDS creates the group at the instance's first log line if it is not there yet (without expiry), and
+    # CloudFormation could then not create it: the group comes first.
+    assert group in _prerequisites(resources, "Database")
+
+
+def test_a_stack_whose_database_cloudformation_named_keeps_it(template):
+    """Naming an instance CloudFormation named replaces it with an empty one: such a stack passes GENERATED, and a
+    stack that passes nothing is refused before anything changes (the parameter has no default)."""
+    parameter = template["Parameters"]["DatabaseInstanceName"]
+    stack = resolved(template, DatabaseInstanceName="GENERATED")
+
+    assert "Default" not in parameter
+    assert "DBInstanceIdentifier" not in stack["Resources"]["Database"]["Properties"]
+    assert not any(r["Type"] == "AWS::Logs::LogGroup" and "rds" in json.dumps(r) for r in stack["Resources"].values())
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert all(pattern.fullmatch(name) for name in ("GENERATED", "feed-prod", "f", "feed-2-eu"))
+    # RDS refuses these (it would lower-case an upper-case name, and the log group would then be another)
+    assert not any(pattern.fullmatch(name) for name in ("", "Feed", "feed--prod", "feed-", "1feed", "generated-"))
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
