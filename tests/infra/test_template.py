@@ -426,6 +426,50 @@ def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is
         assert unlisted <= set(exposed), f"{name} hides {sorted(unlisted - set(exposed))} from a web app"
 
 
+def test_no_web_acl_unless_asked_for_waf_bills_it(template):
+    resources = resolved(template)["Resources"]
+
+    assert not any(r["Type"].startswith("AWS::WAFv2::") for r in resources.values())
+
+
+def test_the_web_acl_answers_an_address_over_its_rate_with_the_gateways_problem_429(template):
+    resources = resolved(template, CreateApiWebAcl="true")["Resources"]
+    acl = resources["ApiWebAcl"]["Properties"]
+    (rule,) = acl["Rules"]
+    rate = rule["Statement"]["RateBasedStatement"]
+    response = rule["Action"]["Block"]["CustomResponse"]
+    body = acl["CustomResponseBodies"][response["CustomResponseBodyKey"]]
+    headers = {h["Name"]: h["Value"] for h in response["ResponseHeaders"]}
+    throttled = template["Resources"]["FeedApi"]["Properties"]["GatewayResponses"]["THROTTLED"]
+
+    assert acl["Scope"] == "REGIONAL" and acl["DefaultAction"] == {"Allow": {}}
+    assert rate["AggregateKeyType"] == "IP" and rate["Limit"] == {"Ref": "ApiRateLimitPerIp"}
+    assert response["ResponseCode"] == 429
+    # The problem document API Gateway's own 429 carries (WAF sends it as application/json: it sets no other type).
+    assert body["ContentType"] == "APPLICATION_JSON"
+    problem = json.loads(body["Content"])
+    assert {k: problem[k] for k in ("type", "title", "status")} == {
+        k: json.loads(throttled["ResponseTemplates"]["application/json"])[k] for k in ("type", "title", "status")
+    }
+    # WAF's answer takes precedence over the gateway's: it carries the origin and exposes what is not safelisted.
+    assert headers["Access-Control-Allow-Origin"] == {"Ref": "CorsAllowOrigin"}
+    unlisted = set(headers) - CORS_SAFELISTED_RESPONSE_HEADERS - {h for h in headers if h.startswith("Access-Control-")}
+    assert unlisted == {"Retry-After"} <= set(headers["Access-Control-Expose-Headers"].split(","))
+    assert int(template["Parameters"]["ApiRateLimitPerIp"]["Default"]) >= 1000  # room for users behind one address
+
+
+def test_the_web_acl_guards_the_apis_stage(transformed):
+    association = transformed["Resources"]["ApiWebAclAssociation"]
+
+    assert association["Condition"] == "HasApiWebAcl"
+    assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": ["ApiWebAcl", "Arn"]}
+    # The stage resource by reference: the association waits for it.
+    assert association["Properties"]["ResourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${FeedApi}/stages/${FeedApiStage}"
+    }
+    assert transformed["Resources"]["FeedApiStage"]["Type"] == "AWS::ApiGateway::Stage"
+
+
 def test_layer_is_built_by_sam_with_python312(template):
     layer = template["Resources"]["FeedCoreLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
