@@ -17,7 +17,7 @@ from feedcore.scoring.trigger import scheduled_task_from_event
 from feedcore.settings import FanoutSettings, FeedSettings, MetricsProvider
 from tests.conftest import load_function
 
-from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, run, sam_env
+from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, resolved, run, sam_env
 
 LAYER = {"Ref": "FeedCoreLayer"}
 # Logical id -> (the folder under functions/, the function's POWERTOOLS_SERVICE_NAME).
@@ -112,6 +112,40 @@ def test_sam_validate_lint_passes():
 
 def test_the_functions_exist(template):
     assert set(_functions(template)) == set(FUNCTIONS)
+
+
+def test_the_database_log_expires_and_its_group_exists_before_the_instance_exports_to_it(template):
+    stack = resolved(template, DatabaseInstanceName="feed-prod")
+    resources = stack["Resources"]
+    database = resources["Database"]["Properties"]
+    (group,) = [
+        name for name, r in resources.items() if name.startswith("Database") and r["Type"] == "AWS::Logs::LogGroup"
+    ]
+
+    assert database["DBInstanceIdentifier"] == {"Ref": "DatabaseInstanceName"}
+    assert database["EnableCloudwatchLogsExports"] == ["postgresql"]
+    assert resources[group]["Properties"] == {
+        "LogGroupName": {"Fn::Sub": "/aws/rds/instance/${DatabaseInstanceName}/postgresql"},
+        "RetentionInDays": {"Ref": "LogRetentionDays"},
+    }
+    # RDS creates the group at the instance's first log line if it is not there yet (without expiry), and
+    # CloudFormation could then not create it: the group comes first.
+    assert group in _prerequisites(resources, "Database")
+
+
+def test_a_stack_whose_database_cloudformation_named_keeps_it(template):
+    """Naming an instance CloudFormation named replaces it with an empty one: such a stack passes GENERATED, and a
+    stack that passes nothing is refused before anything changes (the parameter has no default)."""
+    parameter = template["Parameters"]["DatabaseInstanceName"]
+    stack = resolved(template, DatabaseInstanceName="GENERATED")
+
+    assert "Default" not in parameter
+    assert "DBInstanceIdentifier" not in stack["Resources"]["Database"]["Properties"]
+    assert not any(r["Type"] == "AWS::Logs::LogGroup" and "rds" in json.dumps(r) for r in stack["Resources"].values())
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert all(pattern.fullmatch(name) for name in ("GENERATED", "feed-prod", "f", "feed-2-eu"))
+    # RDS refuses these (it would lower-case an upper-case name, and the log group would then be another)
+    assert not any(pattern.fullmatch(name) for name in ("", "Feed", "feed--prod", "feed-", "1feed", "generated-"))
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
@@ -392,6 +426,50 @@ def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is
         assert unlisted <= set(exposed), f"{name} hides {sorted(unlisted - set(exposed))} from a web app"
 
 
+def test_no_web_acl_unless_asked_for_waf_bills_it(template):
+    resources = resolved(template)["Resources"]
+
+    assert not any(r["Type"].startswith("AWS::WAFv2::") for r in resources.values())
+
+
+def test_the_web_acl_answers_an_address_over_its_rate_with_the_gateways_problem_429(template):
+    resources = resolved(template, CreateApiWebAcl="true")["Resources"]
+    acl = resources["ApiWebAcl"]["Properties"]
+    (rule,) = acl["Rules"]
+    rate = rule["Statement"]["RateBasedStatement"]
+    response = rule["Action"]["Block"]["CustomResponse"]
+    body = acl["CustomResponseBodies"][response["CustomResponseBodyKey"]]
+    headers = {h["Name"]: h["Value"] for h in response["ResponseHeaders"]}
+    throttled = template["Resources"]["FeedApi"]["Properties"]["GatewayResponses"]["THROTTLED"]
+
+    assert acl["Scope"] == "REGIONAL" and acl["DefaultAction"] == {"Allow": {}}
+    assert rate["AggregateKeyType"] == "IP" and rate["Limit"] == {"Ref": "ApiRateLimitPerIp"}
+    assert response["ResponseCode"] == 429
+    # The problem document API Gateway's own 429 carries (WAF sends it as application/json: it sets no other type).
+    assert body["ContentType"] == "APPLICATION_JSON"
+    problem = json.loads(body["Content"])
+    assert {k: problem[k] for k in ("type", "title", "status")} == {
+        k: json.loads(throttled["ResponseTemplates"]["application/json"])[k] for k in ("type", "title", "status")
+    }
+    # WAF's answer takes precedence over the gateway's: it carries the origin and exposes what is not safelisted.
+    assert headers["Access-Control-Allow-Origin"] == {"Ref": "CorsAllowOrigin"}
+    unlisted = set(headers) - CORS_SAFELISTED_RESPONSE_HEADERS - {h for h in headers if h.startswith("Access-Control-")}
+    assert unlisted == {"Retry-After"} <= set(headers["Access-Control-Expose-Headers"].split(","))
+    assert int(template["Parameters"]["ApiRateLimitPerIp"]["Default"]) >= 1000  # room for users behind one address
+
+
+def test_the_web_acl_guards_the_apis_stage(transformed):
+    association = transformed["Resources"]["ApiWebAclAssociation"]
+
+    assert association["Condition"] == "HasApiWebAcl"
+    assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": ["ApiWebAcl", "Arn"]}
+    # The stage resource by reference: the association waits for it.
+    assert association["Properties"]["ResourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${FeedApi}/stages/${FeedApiStage}"
+    }
+    assert transformed["Resources"]["FeedApiStage"]["Type"] == "AWS::ApiGateway::Stage"
+
+
 def test_layer_is_built_by_sam_with_python312(template):
     layer = template["Resources"]["FeedCoreLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
@@ -432,6 +510,17 @@ def test_outputs(template):
         ("RankingProfileId", "FEED_APPCONFIG_PROFILE"),
     ]:
         assert outputs[output] == variables[variable], output
+
+
+def test_the_cursor_key_can_be_rotated_by_hand_without_breaking_pages_in_flight(template):
+    """The README's rotation is a put-secret-value on CursorSecretArn: the feed verifies cursors with the secret's
+    AWSCURRENT and AWSPREVIOUS versions, so it may read any version, and the key is the secret's whole text."""
+    secret = template["Resources"]["CursorSecret"]["Properties"]
+    assert template["Outputs"]["CursorSecretArn"]["Value"] == {"Ref": "CursorSecret"}
+    assert not {"SecretStringTemplate", "GenerateStringKey"} & set(secret["GenerateSecretString"])
+    statements = _functions(template)["AssembleFeedFunction"]["Policies"][0]["Statement"]
+    (read,) = [s for s in statements if s["Resource"] == {"Ref": "CursorSecret"}]
+    assert read["Action"] == "secretsmanager:GetSecretValue" and "Condition" not in read
 
 
 def test_metrics_provider_parameter_matches_the_setting(template):

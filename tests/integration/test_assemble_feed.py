@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import boto3
 import psycopg
 import pytest
 from moto import mock_aws
@@ -476,7 +477,7 @@ def test_a_cursor_signed_with_the_development_key_around_no_position_gets_400_na
     shopping_history: None,
 ) -> None:
     payload = b'{"f":"x"}'  # anyone can sign this with the public local development key
-    cursor = f"{cursors._b64(payload)}.{cursors._b64(cursors._mac(cursors.cursor_key(), payload))}"
+    cursor = f"{cursors._b64(payload)}.{cursors._b64(cursors._mac(cursors._LOCAL_DEVELOPMENT_KEYS.signing, payload))}"
     status, headers, body = get_feed("user-1", {"store_id": STORE, "cursor": cursor})
     assert status == 400
     assert headers["Content-Type"] == "application/problem+json"
@@ -911,6 +912,37 @@ def test_later_pages_carry_score_breakdowns_only_when_asked(shopping_history: No
     assert all(item["debug"] is None for section in plain["sections"] for item in section["items"])
     assert all(item["debug"] for section in detailed["sections"] for item in section["items"])
     assert plain["removed"] is None and detailed["removed"] is None  # removals belong to the first page
+
+
+def test_a_page_in_flight_survives_a_rotation_of_the_cursor_key_and_a_foreign_key_gets_400(
+    shopping_history: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cursors, "_keys_read", {})
+    with mock_aws():
+        secrets = boto3.client("secretsmanager", region_name="us-east-1")
+        secret_arn = secrets.create_secret(Name="cursor-key", SecretString="the key before")["ARN"]
+        monkeypatch.setenv("FEED_CURSOR_SECRET_ARN", secret_arn)
+        settings.feed_settings.cache_clear()
+        try:
+            _, _, first = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+            secrets.put_secret_value(SecretId=secret_arn, SecretString="the key after")  # the README's rotation
+            monkeypatch.setattr(cursors, "_keys_read", {})  # the next page lands on a container started since
+            status, _, second = get_feed("user-1", {"store_id": STORE, "cursor": first["next_cursor"]})
+            # and on one started once the new key signs, where the old key only verifies
+            monkeypatch.setattr(cursors, "_keys_read", {})
+            monkeypatch.setattr(cursors, "_NEW_KEY_SIGNS_AFTER", timedelta(0))
+            status_later, _, later = get_feed("user-1", {"store_id": STORE, "cursor": first["next_cursor"]})
+            payload = first["next_cursor"].split(".")[0]
+            foreign = f"{payload}.{cursors._b64(cursors._mac(b'a key the secret never held', cursors._unb64(payload)))}"
+            refused, headers, problem = get_feed("user-1", {"store_id": STORE, "cursor": foreign})
+        finally:
+            monkeypatch.delenv("FEED_CURSOR_SECRET_ARN")
+            settings.feed_settings.cache_clear()
+
+    assert status == 200 and second["feed_id"] == first["feed_id"] and second["sections"]
+    assert status_later == 200 and later == second
+    assert refused == 400 and headers["Content-Type"] == "application/problem+json"
+    assert problem["errors"][0]["field"] == "cursor"
 
 
 def test_an_unreadable_cursor_secret_gives_a_degraded_200_and_writes_nothing(

@@ -15,7 +15,7 @@ from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
 from feedcore.feed import cursors
 from feedcore.feed import service as feed_service
 from feedcore.feed.config import ALL_FILTERS, SectionConfig, default_ranking_config, parse_ranking_config
-from feedcore.feed.cursors import PagePosition, decode_cursor, encode_cursor
+from feedcore.feed.cursors import CursorKeys, PagePosition, decode_cursor, encode_cursor
 from feedcore.feed.experiments import assign, bucket
 from feedcore.feed.pipeline import (
     FILTERS,
@@ -37,6 +37,7 @@ CONTEXT = RankingContext(
     just_purchased_max_due=0.5, just_purchased_min_rebuy_rate=0.5, excluded_tags=frozenset({"alcohol"}),
 )  # fmt: skip
 KEY = b"test key"
+KEYS = CursorKeys(KEY)
 SCOPE = "store-a|alcohol"
 
 
@@ -405,7 +406,13 @@ def position(**fields) -> PagePosition:
 
 
 def test_a_cursor_round_trips_to_the_same_position():
-    assert decode_cursor(encode_cursor(position(), KEY), KEY, "u1", SCOPE, NOW) == position()
+    assert decode_cursor(encode_cursor(position(), KEY), KEYS, "u1", SCOPE, NOW) == position()
+
+
+def test_a_cursor_signed_with_the_other_key_of_a_rotation_round_trips():
+    rotating = CursorKeys(b"new key", (KEY,))
+
+    assert decode_cursor(encode_cursor(position(), KEY), rotating, "u1", SCOPE, NOW) == position()
 
 
 @pytest.mark.parametrize(
@@ -421,7 +428,7 @@ def test_a_cursor_round_trips_to_the_same_position():
 )
 def test_a_tampered_cursor_is_invalid(tamper):
     with pytest.raises(InvalidCursor):
-        decode_cursor(tamper(encode_cursor(position(), KEY)), KEY, "u1", SCOPE, NOW)
+        decode_cursor(tamper(encode_cursor(position(), KEY)), KEYS, "u1", SCOPE, NOW)
 
 
 def signed(payload: bytes) -> str:
@@ -453,21 +460,23 @@ def signed(payload: bytes) -> str:
 )
 def test_a_validly_signed_cursor_that_holds_no_position_is_invalid(payload):
     with pytest.raises(InvalidCursor, match="holds no page position"):
-        decode_cursor(signed(payload), KEY, "u1", SCOPE, NOW)
+        decode_cursor(signed(payload), KEYS, "u1", SCOPE, NOW)
 
 
 def test_a_cursor_signed_with_another_key_or_for_another_user_or_scope_is_invalid():
     with pytest.raises(InvalidCursor):
-        decode_cursor(encode_cursor(position(), b"other key"), KEY, "u1", SCOPE, NOW)
+        decode_cursor(encode_cursor(position(), b"other key"), KEYS, "u1", SCOPE, NOW)
+    with pytest.raises(InvalidCursor):  # nor with a key that only verifies (the other of a rotation's two)
+        decode_cursor(encode_cursor(position(), b"other key"), CursorKeys(KEY, (b"previous key",)), "u1", SCOPE, NOW)
     with pytest.raises(InvalidCursor, match="another user"):
-        decode_cursor(encode_cursor(position(), KEY), KEY, "u2", SCOPE, NOW)
+        decode_cursor(encode_cursor(position(), KEY), KEYS, "u2", SCOPE, NOW)
     with pytest.raises(InvalidCursor, match="another store_id or exclude_tags"):
-        decode_cursor(encode_cursor(position(), KEY), KEY, "u1", "store-b|alcohol", NOW)
+        decode_cursor(encode_cursor(position(), KEY), KEYS, "u1", "store-b|alcohol", NOW)
 
 
 def test_an_expired_cursor_is_gone():
     with pytest.raises(FeedExpired):
-        decode_cursor(encode_cursor(position(expires_at=NOW - timedelta(seconds=1)), KEY), KEY, "u1", SCOPE, NOW)
+        decode_cursor(encode_cursor(position(expires_at=NOW - timedelta(seconds=1)), KEY), KEYS, "u1", SCOPE, NOW)
 
 
 # --- config and experiments -------------------------------------------------------------------------

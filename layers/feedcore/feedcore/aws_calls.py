@@ -1,12 +1,15 @@
-"""The request path's calls to AWS, through Powertools: a secret's text from Secrets Manager (the cursor key) and
-a configuration profile from AppConfig (the ranking config). Short timeouts and one retry, so a slow endpoint
-costs a request about a second, never the Lambda's whole timeout. The callers decide how long a value is cached.
+"""The request path's calls to AWS: a secret's versions from Secrets Manager (the cursor keys) and a
+configuration profile from AppConfig (the ranking config, through Powertools). Short timeouts and one retry, so a
+slow endpoint costs a request about a second, never the Lambda's whole timeout. The callers decide how long a value
+is cached.
 
 botocore and the Powertools utilities are imported on first use: a function starts without them (cold start).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -21,21 +24,45 @@ def _request_path_calls():
 
 
 @lru_cache(maxsize=1)
-def _secrets():
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+def _secrets_manager():
+    import boto3
 
-    return SecretsProvider(boto_config=_request_path_calls())
+    return boto3.client("secretsmanager", config=_request_path_calls())
 
 
-def secret_text(secret_arn: str, what: str, *, max_age_s: int) -> str:
-    """The text of the Secrets Manager secret `secret_arn`, fetched again after `max_age_s`; `what` names it in
-    errors. Raises ConfigurationError when it cannot be read."""
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+@dataclass(frozen=True)
+class SecretVersion:
+    text: str
+    created: datetime  # when this version was stored (a rotation's put-secret-value)
+
+
+def secret_versions(secret_arn: str, what: str) -> tuple[SecretVersion, SecretVersion | None]:
+    """The current and the previous version of the Secrets Manager secret `secret_arn` (its AWSCURRENT and
+    AWSPREVIOUS labels; no previous before the first rotation), read now: the caller caches them. `what` names
+    the secret in errors. Raises ConfigurationError when the secret cannot be read.
+
+    Not through Powertools' SecretsProvider: its cache is keyed by the secret's name alone, whatever the version
+    asked, and it caches no answer for a label that no version holds, so AWSPREVIOUS would be read on every call
+    until the first rotation."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    def read(stage: str) -> SecretVersion:
+        value = _secrets_manager().get_secret_value(SecretId=secret_arn, VersionStage=stage)
+        if "SecretString" not in value:
+            raise ConfigurationError(f"{what} holds binary data, not text")
+        return SecretVersion(value["SecretString"], value["CreatedDate"])
 
     try:
-        return str(_secrets().get(secret_arn, max_age=max_age_s))
-    except GetParameterError as exc:
+        current = read("AWSCURRENT")
+        try:
+            previous: SecretVersion | None = read("AWSPREVIOUS")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            previous = None  # the secret was just read: it is the label that no version holds yet
+    except (BotoCoreError, ClientError) as exc:
         raise ConfigurationError(f"cannot read {what}: {exc}") from exc
+    return current, previous
 
 
 @lru_cache(maxsize=1)

@@ -7,9 +7,9 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from feedcore.aws_calls import secret_text
+from feedcore.aws_calls import secret_versions
 from feedcore.errors import FeedExpired, InvalidCursor
 from feedcore.settings import feed_settings
 
@@ -17,10 +17,11 @@ from feedcore.settings import feed_settings
 _MAC_BYTES = 16
 # A feed id as the service makes it (uuid4().hex): the one part of a cursor that reaches a query unchecked otherwise.
 _FEED_ID = re.compile("[0-9a-f]{32}")
-# Signs cursors of local runs only: settings refuse to start in Lambda without a configured key.
-_LOCAL_DEVELOPMENT_KEY = b"feedctl local development only"
-# Seconds a container keeps the key read from Secrets Manager: a rotated key is in use everywhere within them.
-_CURSOR_SECRET_MAX_AGE_S = 300
+# How long a container keeps the keys read from Secrets Manager: every container knows a new key within it.
+_CURSOR_SECRET_MAX_AGE = timedelta(seconds=300)
+# A new key signs only once every container knows it (it verifies at once): so long after it was stored, which is
+# the containers' cache and a margin for clocks. Until then the previous key signs.
+_NEW_KEY_SIGNS_AFTER = _CURSOR_SECRET_MAX_AGE + timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,55 @@ def request_scope(store_id: str, exclude_tags: frozenset[str]) -> str:
     return f"{store_id}|{','.join(sorted(exclude_tags))}"
 
 
-def cursor_key() -> bytes:
-    """The HMAC key of cursors: FEED_CURSOR_SECRET, the secret FEED_CURSOR_SECRET_ARN names, or the local
-    development key. Raises ConfigurationError when the secret cannot be read."""
+@dataclass(frozen=True)
+class CursorKeys:
+    """`signing` signs new cursors; a cursor verifies with it or one of `also_verifying` (across a rotation of the
+    key, the other of the current and the previous key)."""
+
+    signing: bytes
+    also_verifying: tuple[bytes, ...] = ()
+
+
+# Signs cursors of local runs only: settings refuse to start in Lambda without a configured key.
+_LOCAL_DEVELOPMENT_KEYS = CursorKeys(b"feedctl local development only")
+
+
+@dataclass(frozen=True)
+class _KeysRead:
+    keys: CursorKeys
+    read_again_at: datetime
+
+
+# The keys read from Secrets Manager, by secret ARN.
+_keys_read: dict[str, _KeysRead] = {}
+
+
+def cursor_keys(now: datetime) -> CursorKeys:
+    """The HMAC keys of cursors at `now`: FEED_CURSOR_SECRET, the current and previous versions of the secret
+    FEED_CURSOR_SECRET_ARN names (read again every 5 minutes), or the local development key. Raises
+    ConfigurationError when the secret cannot be read."""
     settings = feed_settings()
     if settings.cursor_secret is not None:
-        return settings.cursor_secret.get_secret_value().encode()
+        return CursorKeys(settings.cursor_secret.get_secret_value().encode())
     if settings.cursor_secret_arn is None:
-        return _LOCAL_DEVELOPMENT_KEY
-    return secret_text(settings.cursor_secret_arn, "the cursor secret", max_age_s=_CURSOR_SECRET_MAX_AGE_S).encode()
+        return _LOCAL_DEVELOPMENT_KEYS
+    read = _keys_read.get(settings.cursor_secret_arn)
+    if read is None or now >= read.read_again_at:
+        read = _keys_read[settings.cursor_secret_arn] = _read_keys(settings.cursor_secret_arn, now)
+    return read.keys
+
+
+def _read_keys(secret_arn: str, now: datetime) -> _KeysRead:
+    """The secret's keys: the current one verifies at once, and signs once every container knows it (until then
+    the previous key signs, and the keys are read again when the current one starts signing)."""
+    current, previous = secret_versions(secret_arn, "the cursor secret")
+    read_again_at = now + _CURSOR_SECRET_MAX_AGE
+    signs_from = current.created + _NEW_KEY_SIGNS_AFTER
+    if previous is None:
+        return _KeysRead(CursorKeys(current.text.encode()), read_again_at)
+    if now >= signs_from:
+        return _KeysRead(CursorKeys(current.text.encode(), (previous.text.encode(),)), read_again_at)
+    return _KeysRead(CursorKeys(previous.text.encode(), (current.text.encode(),)), min(read_again_at, signs_from))
 
 
 def _b64(data: bytes) -> str:
@@ -70,7 +111,7 @@ def encode_cursor(position: PagePosition, key: bytes) -> str:
     return f"{_b64(payload)}.{_b64(_mac(key, payload))}"
 
 
-def decode_cursor(cursor: str, key: bytes, user_id: str, scope: str, now: datetime) -> PagePosition:
+def decode_cursor(cursor: str, keys: CursorKeys, user_id: str, scope: str, now: datetime) -> PagePosition:
     """The position a cursor from encode_cursor holds.
 
     Raises InvalidCursor when it was altered, forged, issued to another user or for another store or
@@ -81,7 +122,9 @@ def decode_cursor(cursor: str, key: bytes, user_id: str, scope: str, now: dateti
         payload, mac = _unb64(encoded_payload), _unb64(encoded_mac)
     except ValueError:  # also binascii.Error
         raise InvalidCursor("is malformed; pass next_cursor exactly as received") from None
-    if not hmac.compare_digest(mac, _mac(key, payload)):
+    if not hmac.compare_digest(mac, _mac(keys.signing, payload)) and not any(
+        hmac.compare_digest(mac, _mac(key, payload)) for key in keys.also_verifying
+    ):
         raise InvalidCursor("does not carry a valid signature; pass next_cursor exactly as received")
     try:  # signed yet not a position: made with a key that signs any text (the public local development key)
         fields = json.loads(payload)

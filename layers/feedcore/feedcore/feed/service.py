@@ -19,7 +19,7 @@ from feedcore.db.connection import run, unconfirmed_wait_s
 from feedcore.db.feed import FeedRecord, UserRows, UserRowsQuery
 from feedcore.errors import ConfigurationError, DatabaseUnavailable, FeedExpired
 from feedcore.feed.config import FeedConfig
-from feedcore.feed.cursors import PagePosition, cursor_key, decode_cursor, encode_cursor, request_scope
+from feedcore.feed.cursors import PagePosition, cursor_keys, decode_cursor, encode_cursor, request_scope
 from feedcore.feed.experiments import Assignment, assign, ranking_config
 from feedcore.feed.pipeline import (
     POPULAR_SOURCE,
@@ -92,13 +92,13 @@ def assemble_feed(
         debug=request.debug,
     )
     try:
-        key = cursor_key()  # before any database work: without it no page can be served with a cursor
+        keys = cursor_keys(as_of)  # before any database work: without them no page can be served with a cursor
         if request.cursor is not None:
-            position = decode_cursor(request.cursor, key, request.user_id, page.scope, as_of)
-            feed = _later_page(position, page, key, as_of)
+            position = decode_cursor(request.cursor, keys, request.user_id, page.scope, as_of)
+            feed = _later_page(position, page, keys.signing, as_of)
         else:
             variant = assignment or assign(ranking_config(), request.user_id)
-            feed = _first_page(request, page, key, as_of, variant)
+            feed = _first_page(request, page, keys.signing, as_of, variant)
     except (DatabaseUnavailable, ConfigurationError) as exc:
         logger.warning("feed degraded: a dependency is unavailable", extra={"error": str(exc)})
         feed = _degraded(request, as_of)
