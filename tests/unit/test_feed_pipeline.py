@@ -491,6 +491,11 @@ def test_the_packaged_config_is_valid_and_its_variants_reorder_sections():
     assert sorted(control) == sorted(treatment)
 
 
+def rename_control(document: dict, name: str) -> None:
+    variants = document["experiment"]["variants"]
+    variants[name] = variants.pop("control")
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -500,8 +505,23 @@ def test_the_packaged_config_is_valid_and_its_variants_reorder_sections():
         (lambda d: d["base"]["sections"][0].update(weights={"magic": 1.0}), "weights"),
         (lambda d: d["base"]["sections"].append(d["base"]["sections"][0]), "unique"),
         (lambda d: d["experiment"]["variants"]["control"].update(overrides={"sections": []}), "sections"),
+        # A variant's name is a metric dimension (CloudWatch drops a record with an empty one or one over 1,024
+        # characters, and with it the variant's FeedServed count), a response field and a report row.
+        (lambda d: rename_control(d, ""), "variants"),
+        (lambda d: rename_control(d, "c" * 2000), "variants"),
+        (lambda d: rename_control(d, "Control A"), "variants"),
     ],
-    ids=["traffic", "unknown-section", "model-without-name", "unknown-signal", "duplicate-id", "bad-override"],
+    ids=[
+        "traffic",
+        "unknown-section",
+        "model-without-name",
+        "unknown-signal",
+        "duplicate-id",
+        "bad-override",
+        "empty-variant-name",
+        "long-variant-name",
+        "variant-name-with-a-space",
+    ],  # fmt: skip
 )
 def test_an_invalid_config_is_refused_naming_the_problem(change, message):
     document = default_ranking_config().model_dump()

@@ -28,6 +28,9 @@ Signal = Literal[
 Filter = Literal["inactive", "unavailable", "hidden", "excluded_tags", "just_purchased", "in_cart"]
 ALL_FILTERS: tuple[Filter, ...] = ("inactive", "unavailable", "hidden", "excluded_tags", "just_purchased", "in_cart")
 SectionId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
+# An experiment's or variant's name: also a metric dimension value (non-empty, at most 1,024 characters in EMF), a
+# response field and a row of the report.
+ExperimentName = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_\-]*$")]
 MAX_SECTION_SIZE = 50
 MAX_CANDIDATES_PER_SLOT = 10
 # The most items a source reads of a ranked list (the largest section's size × candidates_per_slot): a packed
@@ -126,8 +129,8 @@ class Variant(_Config):
 
 
 class Experiment(_Config):
-    name: str = Field(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_\-]*$")
-    variants: dict[str, Variant] = Field(min_length=1)
+    name: ExperimentName
+    variants: dict[ExperimentName, Variant] = Field(min_length=1)
 
     @field_validator("variants")
     @classmethod
