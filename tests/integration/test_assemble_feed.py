@@ -38,6 +38,7 @@ from feedlocal.embedded import embedded_server, migrate_database
 from tests.aws_events import LambdaContext, api_gateway_rest_event, cognito_claims, response_headers
 from tests.conftest import (
     SILENCE_AT_MOST_S,
+    SlowServer,
     load_function,
     silent_server,
     use_database,
@@ -634,6 +635,35 @@ def test_a_database_that_stops_answering_gives_a_degraded_feed_within_its_bound(
     assert "no answer from the database within 1.2 s" in degraded.error
     assert 1.2 <= elapsed < SILENCE_AT_MOST_S
     assert get_feed("user-1", {"store_id": STORE})[2]["degraded"] is False  # on a new connection
+
+
+def test_a_database_slow_at_every_answer_gives_a_degraded_feed_within_the_bound_of_one_answer(
+    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every answer comes within the client's bound of an answer (0.5 + 1 s), but a page waits for several: the
+    # previous page's recording, the store's shelf (checked on every request here) and the user's rows.
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "500")
+    monkeypatch.setenv("FEED_STORE_SHELF_TTL_S", "0")
+    slow = SlowServer(database_url)
+    try:
+        use_database(slow.url)
+        get_feed("someone-new", {"store_id": STORE, "limit": "30"})  # the container caches popular items
+        slow.delay_s = 0.9
+        caplog.clear()
+        started = time.perf_counter()
+        status, _, feed = get_feed("user-1", {"store_id": STORE})
+        elapsed = time.perf_counter() - started
+        slow.delay_s = 0
+        recovered = get_feed("user-1", {"store_id": STORE})[2]
+    finally:
+        slow.close()
+        use_database(database_url)
+
+    assert elapsed < 1.5 + 0.9, elapsed  # the bound, and the one answer it may still wait for in closing
+    assert status == 200 and feed["degraded"] is True and feed["fallback"] == "cached_popular"
+    [degraded] = [r for r in caplog.records if r.getMessage() == "feed degraded: a dependency is unavailable"]
+    assert "no answer from the database within" in degraded.error
+    assert recovered["degraded"] is False and sections(recovered)["buy_again"] == ["milk", "coffee"]
 
 
 def test_a_first_page_does_not_wait_for_its_recording_and_the_next_page_on_the_container_finds_it(
