@@ -505,6 +505,8 @@ def rename_control(document: dict, name: str) -> None:
         (lambda d: d["base"]["sections"][0].update(weights={"magic": 1.0}), "weights"),
         (lambda d: d["base"]["sections"].append(d["base"]["sections"][0]), "unique"),
         (lambda d: d["experiment"]["variants"]["control"].update(overrides={"sections": []}), "sections"),
+        # Every weight 0 would rank the section's items by id: a section is hidden by leaving it out of the order.
+        (lambda d: d["base"]["sections"][0].update(weights={"buy_again": 0.0, "affinity": 0.0}), "weight above 0"),
         # A variant's name is a metric dimension (CloudWatch drops a record with an empty one or one over 1,024
         # characters, and with it the variant's FeedServed count), a response field and a report row.
         (lambda d: rename_control(d, ""), "variants"),
@@ -518,6 +520,7 @@ def rename_control(document: dict, name: str) -> None:
         "unknown-signal",
         "duplicate-id",
         "bad-override",
+        "all-weights-zero",
         "empty-variant-name",
         "long-variant-name",
         "variant-name-with-a-space",

@@ -62,6 +62,8 @@ class SectionConfig(_Config):
     def _weights_are_finite_and_not_negative(cls, weights: dict[str, float]) -> dict[str, float]:
         if any(not 0 <= weight < 1e6 for weight in weights.values()):
             raise ValueError("weights must be between 0 and 1e6")
+        if not any(weights.values()):  # every score 0: the section's items would come in item id order
+            raise ValueError("a section needs a weight above 0 (to hide a section, leave it out of section_order)")
         # -0.0 read as 0.0 (equal, but not alike in an explanation): the feed keeps rankings by their weights
         return {name: weight + 0.0 for name, weight in weights.items()}
 
