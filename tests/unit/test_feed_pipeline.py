@@ -505,6 +505,13 @@ def rename_control(document: dict, name: str) -> None:
         (lambda d: d["base"]["sections"][0].update(weights={"magic": 1.0}), "weights"),
         (lambda d: d["base"]["sections"].append(d["base"]["sections"][0]), "unique"),
         (lambda d: d["experiment"]["variants"]["control"].update(overrides={"sections": []}), "sections"),
+        # What the API promises of every feed (README): active items the store sells, none the user hid, none with a
+        # tag the request excludes. A config orders those filters and chooses the others.
+        (lambda d: d["base"].update(filters=["just_purchased", "in_cart"]), "filters must include"),
+        (
+            lambda d: d["experiment"]["variants"]["control"].update(overrides={"filters": ["inactive", "unavailable"]}),
+            "filters must include",
+        ),
         # Every weight 0 would rank the section's items by id: a section is hidden by leaving it out of the order.
         (lambda d: d["base"]["sections"][0].update(weights={"buy_again": 0.0, "affinity": 0.0}), "weight above 0"),
         # A variant's name is a metric dimension (CloudWatch drops a record with an empty one or one over 1,024
@@ -520,6 +527,8 @@ def rename_control(document: dict, name: str) -> None:
         "unknown-signal",
         "duplicate-id",
         "bad-override",
+        "filters-without-the-promised-ones",
+        "variant-dropping-promised-filters",
         "all-weights-zero",
         "empty-variant-name",
         "long-variant-name",

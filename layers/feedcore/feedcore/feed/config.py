@@ -27,6 +27,9 @@ Signal = Literal[
 # The filters every candidate passes, in the order they are tried (the first that applies removes it).
 Filter = Literal["inactive", "unavailable", "hidden", "excluded_tags", "just_purchased", "in_cart"]
 ALL_FILTERS: tuple[Filter, ...] = ("inactive", "unavailable", "hidden", "excluded_tags", "just_purchased", "in_cart")
+# What the API promises of every feed, whatever its config: active items the store sells, none the user hid, none
+# with a tag the request excludes. A config orders these and chooses the others.
+PROMISED_FILTERS: frozenset[Filter] = frozenset({"inactive", "unavailable", "hidden", "excluded_tags"})
 SectionId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
 # An experiment's or variant's name: also a metric dimension value (non-empty, at most 1,024 characters in EMF), a
 # response field and a row of the report.
@@ -102,6 +105,13 @@ class FeedConfig(_Config):
         if len(ids) != len(set(ids)):
             raise ValueError("section ids must be unique")
         return sections
+
+    @field_validator("filters")
+    @classmethod
+    def _promised_filters_apply(cls, filters: list[Filter]) -> list[Filter]:
+        if missing := PROMISED_FILTERS.difference(filters):
+            raise ValueError(f"filters must include {sorted(missing)}: the API promises them of every feed")
+        return filters
 
     @model_validator(mode="after")
     def _order_names_known_sections(self) -> FeedConfig:
