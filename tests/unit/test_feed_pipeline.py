@@ -501,6 +501,7 @@ def rename_control(document: dict, name: str) -> None:
     [
         (lambda d: d["experiment"]["variants"]["control"].update(traffic=10), "add up to 100"),
         (lambda d: d["base"].update(section_order=["buy_again", "nope"]), "section_order"),
+        (lambda d: d["experiment"]["variants"]["control"].update(overrides={"section_order": []}), "section_order"),
         (lambda d: d["base"]["sections"][0].update(source="model"), "model"),
         (lambda d: d["base"]["sections"][0].update(weights={"magic": 1.0}), "weights"),
         (lambda d: d["base"]["sections"].append(d["base"]["sections"][0]), "unique"),
@@ -523,6 +524,7 @@ def rename_control(document: dict, name: str) -> None:
     ids=[
         "traffic",
         "unknown-section",
+        "no-section-shown",
         "model-without-name",
         "unknown-signal",
         "duplicate-id",

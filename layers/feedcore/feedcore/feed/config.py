@@ -82,7 +82,9 @@ class FeedConfig(_Config):
 
     sections: list[SectionConfig] = Field(min_length=1, max_length=30)
     section_order: list[SectionId] | None = Field(
-        default=None, description="display order by id (sections left out are not shown); default: as listed"
+        default=None,
+        min_length=1,  # none would serve every user of the variant an empty feed
+        description="display order by id (sections left out are not shown); default: as listed",
     )
     filters: list[Filter] = Field(default=list(ALL_FILTERS))
     candidates_per_slot: int = Field(
