@@ -29,7 +29,7 @@ from feedcore.errors import DatabaseUnavailable
 from feedcore.feed import cursors
 from feedcore.feed import service as feed_service
 from feedcore.feed.config import default_ranking_config
-from feedcore.feed.experiments import Assignment
+from feedcore.feed.experiments import Assignment, assign
 from feedcore.feed.service import FeedRequest, assemble_feed
 from feedcore.ingestion.privacy import delete_user
 from feedcore.ingestion.retention import apply_retention
@@ -38,6 +38,7 @@ from feedlocal.embedded import embedded_server, migrate_database
 from tests.aws_events import LambdaContext, api_gateway_rest_event, cognito_claims, response_headers
 from tests.conftest import (
     SILENCE_AT_MOST_S,
+    SlowServer,
     load_function,
     silent_server,
     use_database,
@@ -636,6 +637,35 @@ def test_a_database_that_stops_answering_gives_a_degraded_feed_within_its_bound(
     assert get_feed("user-1", {"store_id": STORE})[2]["degraded"] is False  # on a new connection
 
 
+def test_a_database_slow_at_every_answer_gives_a_degraded_feed_within_the_bound_of_one_answer(
+    shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every answer comes within the client's bound of an answer (0.5 + 1 s), but a page waits for several: the
+    # previous page's recording, the store's shelf (checked on every request here) and the user's rows.
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "500")
+    monkeypatch.setenv("FEED_STORE_SHELF_TTL_S", "0")
+    slow = SlowServer(database_url)
+    try:
+        use_database(slow.url)
+        get_feed("someone-new", {"store_id": STORE, "limit": "30"})  # the container caches popular items
+        slow.delay_s = 0.9
+        caplog.clear()
+        started = time.perf_counter()
+        status, _, feed = get_feed("user-1", {"store_id": STORE})
+        elapsed = time.perf_counter() - started
+        slow.delay_s = 0
+        recovered = get_feed("user-1", {"store_id": STORE})[2]
+    finally:
+        slow.close()
+        use_database(database_url)
+
+    assert elapsed < 1.5 + 0.9, elapsed  # the bound, and the one answer it may still wait for in closing
+    assert status == 200 and feed["degraded"] is True and feed["fallback"] == "cached_popular"
+    [degraded] = [r for r in caplog.records if r.getMessage() == "feed degraded: a dependency is unavailable"]
+    assert "no answer from the database within" in degraded.error
+    assert recovered["degraded"] is False and sections(recovered)["buy_again"] == ["milk", "coffee"]
+
+
 def test_a_first_page_does_not_wait_for_its_recording_and_the_next_page_on_the_container_finds_it(
     shopping_history: None, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1189,6 +1219,43 @@ def test_goes_well_with_is_seeded_by_a_purchase_just_made_without_a_cart(db: psy
     assert [item["item_id"] for item in goes_well_with["items"]] == ["milk", "bananas"]  # by cosine: 4/√36 > 3/√27
     assert {item["reason"] for item in goes_well_with["items"]} == {"Goes well with Ground Coffee 12 oz"}
     assert feed["fallback"] is None
+
+
+@pytest.mark.parametrize(
+    "content", ['{"base": {"sections": []}}', "not json", None], ids=["invalid", "not-json", "missing"]
+)
+def test_an_unusable_ranking_config_file_is_logged_and_counted_and_the_packaged_config_serves(
+    shopping_history: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    content: str | None,
+) -> None:
+    # As with AppConfig: a bad config document must not take the feed down (before: every page degraded, empty on
+    # a container that had not served the store yet, and logged as "a dependency is unavailable").
+    path = tmp_path / "ranking.json"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("FEED_RANKING_CONFIG_FILE", str(path))
+    settings.feed_settings.cache_clear()
+    try:
+        caplog.clear()
+        capsys.readouterr()
+        status, _, feed = get_feed("user-1", {"store_id": STORE, "limit": "30"})
+        emitted = capsys.readouterr().out
+    finally:
+        monkeypatch.delenv("FEED_RANKING_CONFIG_FILE")
+        settings.feed_settings.cache_clear()
+
+    assert status == 200 and feed["degraded"] is False
+    packaged = assign(default_ranking_config(), "user-1")
+    assert (feed["experiment"], feed["variant"]) == (packaged.experiment, packaged.variant)
+    assert sections(feed)["buy_again"] == ["milk", "coffee"]
+    (logged,) = [r for r in caplog.records if r.getMessage().startswith("ranking config")]
+    assert logged.levelno == logging.ERROR and str(path) in logged.error
+    metrics = [json.loads(line) for line in emitted.splitlines() if line.startswith('{"_aws"')]
+    assert [blob["RankingConfigErrors"] for blob in metrics if "RankingConfigErrors" in blob] == [[1.0]]
 
 
 def test_a_ranking_config_file_declares_sections_their_caps_and_order(

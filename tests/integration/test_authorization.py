@@ -107,7 +107,7 @@ def test_a_foreign_event_that_is_otherwise_invalid_is_still_refused(db: psycopg.
 
 MILK = {"item_id": "milk", "name": "Whole Milk 1 gal", "department": "Dairy & Eggs", "aisle": "Milk",
         "brand": "Dairy Farm", "price": 3.49, "tags": []}  # fmt: skip
-# Valid requests (the request's validation runs before the authorization middleware).
+# Valid requests, so that the admin group's goes through.
 ADMIN_ROUTES = [
     ("PUT", "/v1/items", "/v1/items", {"items": [MILK]}, {}),
     ("PUT", "/v1/stores/store-a/availability", "/v1/stores/{store_id}/availability",
@@ -128,6 +128,39 @@ def test_admin_routes_refuse_users_outside_the_admin_group(
     assert call(ingest, method, path, resource, in_another_group, body=body, **path_parameters)[0] == 403
     # The same request from the admin group goes through.
     assert call(ingest, method, path, resource, SERVICE_CLAIMS, body=body, **path_parameters)[0] == 200
+
+
+# Invalid requests of each admin route: a bad body, or a bad path parameter for the erasure.
+INVALID_ADMIN_REQUESTS = [
+    ("PUT", "/v1/items", "/v1/items", {"items": [MILK | {"price": "free"}]}, {}),
+    ("PUT", "/v1/stores/store-a/availability", "/v1/stores/{store_id}/availability", {"items": "all"},
+     {"store_id": "store-a"}),
+    ("DELETE", "/v1/users/-alice", "/v1/users/{user_id}", None, {"user_id": "-alice"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "resource", "body", "path_parameters"), INVALID_ADMIN_REQUESTS, ids=["items", "availability",
+    "erasure"]
+)  # fmt: skip
+def test_a_caller_who_may_not_use_an_admin_route_is_refused_before_the_request_is_validated(
+    db: psycopg.Connection, method, path, resource, body, path_parameters
+) -> None:
+    # A 422 would describe the admin contract to anyone, and have the function validate their body first.
+    refused = call(ingest, method, path, resource, ALICE, body=body, **path_parameters)
+    unauthenticated = call(ingest, method, path, resource, None, body=body, **path_parameters)
+
+    assert_problem(*refused, 403)
+    assert_problem(*unauthenticated, 401)
+    assert call(ingest, method, path, resource, SERVICE_CLAIMS, body=body, **path_parameters)[0] == 422
+
+
+def test_another_users_feed_is_refused_before_its_query_is_validated(db: psycopg.Connection) -> None:
+    path, resource = f"/v1/users/{BOB}/feed", "/v1/users/{user_id}/feed"
+    query = {"store_id": STORE, "limit": "many"}
+
+    assert_problem(*call(assemble, "GET", path, resource, ALICE, query=query, user_id=BOB), 403)
+    assert call(assemble, "GET", path, resource, cognito_claims(BOB), query=query, user_id=BOB)[0] == 422
 
 
 def test_admin_routes_accept_the_admin_group(db: psycopg.Connection) -> None:

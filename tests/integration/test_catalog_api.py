@@ -384,3 +384,36 @@ def test_bad_input_to_an_admin_route_gets_a_problem_json_4xx_and_changes_nothing
     after = db.execute("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM store_availability)").fetchone()
     assert after == before
     assert db.execute("SELECT count(*) FROM stores WHERE store_id = 'store-9'").fetchone() == (0,)
+
+
+def test_a_feed_served_while_its_user_is_erased_is_not_recorded_after_the_erasure(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs")))
+    recompute_scores(RecomputeRequest())
+    erasures: list[object] = []
+    with psycopg.connect(database_url) as blocker:
+        # The erasure has deleted the user's feeds and waits (here: for the user's profile row) when a page of the
+        # user's feed, read before the erasure commits, is recorded.
+        blocker.execute("SELECT FROM users WHERE user_id = 'user-1' FOR UPDATE")
+        erasure = threading.Thread(target=lambda: erasures.append(delete_user("user-1")))
+        erasure.start()
+        wait_until_blocked_by(blocker)
+        status, _, feed = get_feed("user-1", {"store_id": STORE, "limit": "1"})
+    erasure.join()
+
+    def recorded() -> tuple[int, int]:
+        confirm_sent()  # the last recording's outcome is in
+        return db.execute(
+            "SELECT (SELECT count(*) FROM feeds WHERE user_id = 'user-1'),"
+            " (SELECT count(*) FROM feed_snapshots WHERE user_id = 'user-1')"
+        ).fetchone()
+
+    assert status == 200 and feed["sections"] and erasures[0].events_deleted == 1
+    assert recorded() == (0, 0)
+    # The user's pages are served after the erasure, and recorded from a minute after its start (migration 0121).
+    assert get_feed("user-1", {"store_id": STORE, "limit": "1"})[2]["next_cursor"] and recorded() == (0, 0)
+    db.execute("UPDATE user_erasures SET erased_at = erased_at - interval '61 seconds'")
+    get_feed("user-1", {"store_id": STORE, "limit": "1"})
+    assert recorded() == (1, 1)

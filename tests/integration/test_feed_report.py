@@ -84,3 +84,22 @@ def test_events_naming_another_users_feed_count_as_unknown(
 
     (row,) = section_report(db, NOW - timedelta(hours=1), timedelta(hours=24))
     assert (row.variant, row.experiment, row.impressions) == ("unknown", None, 1)
+
+
+def test_a_click_with_a_feed_id_but_no_section_is_reported_under_an_unknown_section(
+    served_feeds: tuple[dict, dict], db: psycopg.Connection, database_url: str
+) -> None:
+    # The contract lets a click carry any of feed_id, section and position; one with only the feed_id (a client
+    # that split its tracking token badly) must not break the report.
+    mine, _ = served_feeds
+    first = mine["sections"][0]["items"][0]
+    feed_id = first["tracking"].split(":")[0]
+    record(
+        event("click", "user-1", item_id=first["item_id"], feed_id=feed_id, at=NOW - timedelta(minutes=20)),
+        purchase("user-1", items=(first["item_id"],), at=NOW - timedelta(minutes=10)),
+    )
+
+    report = feedctl_json(database_url, "report", "--since", (NOW - timedelta(hours=1)).isoformat())
+
+    ((row),) = report["sections"]
+    assert (row["variant"], row["section"], row["clicks"], row["purchases"]) == (mine["variant"], "unknown", 1, 1)

@@ -3,23 +3,27 @@ those of packing every store in one transaction, byte for byte, and every store 
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 
-from feedcore.api.catalog_models import CatalogItem, Store
+from feedcore.api.catalog_models import CatalogItem, Store, StoreAvailability
 from feedcore.db import catalog as catalog_db
 from feedcore.db import feed as feed_db
 from feedcore.feed.config import MAX_POOL
 from feedcore.feed.shelves import stock_catalog, stock_shelf, unpack_shelf
 from feedcore.scoring import service
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
-from tests.factories import OTHER_STORE, STORE, create_catalog, purchase, record
+from tests.conftest import wait_until_blocked_by
+from tests.factories import ITEMS, OTHER_STORE, STORE, create_catalog, purchase, record
 
 PACKED_COLUMNS = ("store_known", "catalog_version", "stale", "available", "prices", "popularity", "trending",
                   "trending_items", "popular_items", "aisle_items", "aisle_sizes")  # fmt: skip
 SCORES = [PACKED_COLUMNS.index(c) for c in ("popularity", "trending", "trending_items", "popular_items", "aisle_items",
                                             "aisle_sizes")]  # fmt: skip
 PRICES = PACKED_COLUMNS.index("prices")
+AVAILABLE = PACKED_COLUMNS.index("available")
 MORE_STORES = ("store-c", "store-d", "store-e")
 
 
@@ -184,3 +188,31 @@ def test_a_shelfs_ranked_lists_keep_the_first_items_a_source_can_read(db: psycop
         stocked = stock_shelf(catalog, feed_db.store_rows(db, store_id))
         assert (stocked.trending_items, stocked.popular_items, stocked.aisles) == (
             shelf.trending_items, shelf.popular_items, shelf.aisles)  # fmt: skip
+
+
+def test_an_availability_change_committed_while_a_run_packs_its_store_whole_stays_in_the_pack(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("eggs", "milk")))
+    recompute_scores(RecomputeRequest())
+    # A catalog write: every pack is over an older catalog now, so the next run packs every store whole.
+    milk = next(item for item in ITEMS if item.item_id == "milk")
+    catalog_db.upsert_items(db, [milk.model_copy(update={"price": 3.79})])
+
+    run_ended = threading.Event()
+    with psycopg.connect(database_url) as route:
+        # The availability route's transaction (feedcore.ingestion.catalog.update_availability): milk is sold out.
+        catalog_db.ensure_store(route, STORE, None)
+        catalog_db.upsert_availability(route, [StoreAvailability(store_id=STORE, item_id="milk", available=False)])
+        # A run starts packing meanwhile, and comes to the store while the route has not committed.
+        threading.Thread(target=lambda: (recompute_scores(RecomputeRequest()), run_ended.set())).start()
+        wait_until_blocked_by(route)
+        feed_db.pack_store_shelves(route, [STORE])
+    assert run_ended.wait(30)
+    sold_by_the_run = _packs(db)[STORE][AVAILABLE]
+    recompute_scores(RecomputeRequest())  # repacks only the scores of a current pack
+    sold_after_the_next_run = _packs(db)[STORE][AVAILABLE]
+    feed_db.pack_store_shelves(db, [STORE])  # what the store's rows say
+
+    assert sold_by_the_run == sold_after_the_next_run == _packs(db)[STORE][AVAILABLE]

@@ -491,17 +491,51 @@ def test_the_packaged_config_is_valid_and_its_variants_reorder_sections():
     assert sorted(control) == sorted(treatment)
 
 
+def rename_control(document: dict, name: str) -> None:
+    variants = document["experiment"]["variants"]
+    variants[name] = variants.pop("control")
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda d: d["experiment"]["variants"]["control"].update(traffic=10), "add up to 100"),
         (lambda d: d["base"].update(section_order=["buy_again", "nope"]), "section_order"),
+        (lambda d: d["experiment"]["variants"]["control"].update(overrides={"section_order": []}), "section_order"),
         (lambda d: d["base"]["sections"][0].update(source="model"), "model"),
         (lambda d: d["base"]["sections"][0].update(weights={"magic": 1.0}), "weights"),
         (lambda d: d["base"]["sections"].append(d["base"]["sections"][0]), "unique"),
         (lambda d: d["experiment"]["variants"]["control"].update(overrides={"sections": []}), "sections"),
+        # What the API promises of every feed (README): active items the store sells, none the user hid, none with a
+        # tag the request excludes. A config orders those filters and chooses the others.
+        (lambda d: d["base"].update(filters=["just_purchased", "in_cart"]), "filters must include"),
+        (
+            lambda d: d["experiment"]["variants"]["control"].update(overrides={"filters": ["inactive", "unavailable"]}),
+            "filters must include",
+        ),
+        # Every weight 0 would rank the section's items by id: a section is hidden by leaving it out of the order.
+        (lambda d: d["base"]["sections"][0].update(weights={"buy_again": 0.0, "affinity": 0.0}), "weight above 0"),
+        # A variant's name is a metric dimension (CloudWatch drops a record with an empty one or one over 1,024
+        # characters, and with it the variant's FeedServed count), a response field and a report row.
+        (lambda d: rename_control(d, ""), "variants"),
+        (lambda d: rename_control(d, "c" * 2000), "variants"),
+        (lambda d: rename_control(d, "Control A"), "variants"),
     ],
-    ids=["traffic", "unknown-section", "model-without-name", "unknown-signal", "duplicate-id", "bad-override"],
+    ids=[
+        "traffic",
+        "unknown-section",
+        "no-section-shown",
+        "model-without-name",
+        "unknown-signal",
+        "duplicate-id",
+        "bad-override",
+        "filters-without-the-promised-ones",
+        "variant-dropping-promised-filters",
+        "all-weights-zero",
+        "empty-variant-name",
+        "long-variant-name",
+        "variant-name-with-a-space",
+    ],  # fmt: skip
 )
 def test_an_invalid_config_is_refused_naming_the_problem(change, message):
     document = default_ranking_config().model_dump()

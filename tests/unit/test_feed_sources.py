@@ -648,10 +648,11 @@ def test_a_store_level_section_of_candidate_signals_is_ranked_once_per_screening
 
 def test_one_shelfs_kept_rankings_follow_the_sections_weights_and_explanations() -> None:
     shelf, sources = screened_shelf(), limits(sources={"trending"}, pool=6)
-    weightings = [{"trending": 1.0}, {"popularity": 1.0}, {"trending": 1.0, "popularity": 2.0}, {"popularity": -0.0}]
+    weightings = [{"trending": 1.0}, {"popularity": 1.0}, {"trending": 1.0, "popularity": 2.0},
+                  {"trending": 1.0, "popularity": -0.0}]  # fmt: skip
     # -0.0 is read as 0.0: a weight the key cannot tell from 0.0 must not show as -0.0 in an explanation
     configs = [SectionConfig(id="t", title="T", source="trending", weights=weights) for weights in weightings]
-    assert [dict(config.weights) for config in configs][-1] == {"popularity": 0.0}
+    assert [dict(config.weights) for config in configs][-1] == {"trending": 1.0, "popularity": 0.0}
     assert math.copysign(1.0, configs[-1].weights["popularity"]) == 1.0
     for _ in range(2):  # the second time from the kept rankings, on the same shelf
         for config in configs:

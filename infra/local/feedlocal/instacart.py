@@ -379,7 +379,7 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
     from feedcore.api.event_models import EventBatch
     from feedcore.db import catalog as catalog_db
     from feedcore.db.connection import run
-    from feedcore.feed.experiments import ranking_config
+    from feedcore.feed.experiments import configured_ranking_config
     from feedcore.feed.service import FeedRequest, assemble_feed
     from feedcore.ingestion.service import ingest_batch
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
@@ -412,7 +412,7 @@ def evaluate(directory: Path, k: int, max_users: int | None = None) -> dict[str,
     users = Counter(user_half(h.user_id) for h in histories)
     global_top = g_topfreq(histories, k)
     tifu_top = tifu_knn(histories, k)
-    assignment = evaluation_assignment(ranking_config(), k)
+    assignment = evaluation_assignment(configured_ranking_config(), k)
     for history in progress(histories, len(histories), "assembling feeds", "users"):
         basket = set(history.train.products)
         request = FeedRequest(

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 ADMIN_SECURITY = [{"admin": []}]
 USER_SECURITY = [{"user": []}]
 DEV_TOKEN_PREFIX = "dev:"
+# In a request's resolver context once `authorize` has let it through.
+_AUTHORIZED = "_authorized"
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,17 @@ def require_user(caller: Caller, user_id: str) -> None:
 
 def authorize(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Response:
     """Resolver middleware: the route-level rules (admin routes; a user's own path). Every route of the API
-    needs a caller; pages outside the API's schema (Swagger UI) do not."""
+    needs a caller; pages outside the API's schema (Swagger UI) do not. The request validation of the resolvers
+    (feedcore.api.resolvers), which Powertools runs before any resolver middleware, calls it first; as the
+    resolver's middleware it checks the routes that validate their input themselves (POST /v1/events)."""
     route = app.context.get("_route")
     # CORS preflights carry no token (API Gateway answers them itself in the cloud).
-    if route is None or not route.include_in_schema or app.current_event.http_method == "OPTIONS":
+    if (
+        route is None
+        or not route.include_in_schema
+        or app.current_event.http_method == "OPTIONS"
+        or app.context.get(_AUTHORIZED)
+    ):
         return next_middleware(app)
     caller = caller_of(app.current_event)
     if route.security == ADMIN_SECURITY:
@@ -94,6 +103,7 @@ def authorize(app: ApiGatewayResolver, next_middleware: NextMiddleware) -> Respo
             raise Forbidden("this route needs an admin identity")
     elif (user_id := app.context.get("_route_args", {}).get("user_id")) is not None:
         require_user(caller, user_id)
+    app.append_context(**{_AUTHORIZED: True})  # the resolver clears its context after each request
     return next_middleware(app)
 
 

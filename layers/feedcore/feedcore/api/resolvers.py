@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
@@ -80,6 +81,11 @@ class _RequestValidation(OpenAPIRequestValidationMiddleware):
     (tests/unit/test_openapi.py compares both)."""
 
     def handler(self, app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+        # The caller first: one who may not use the route gets its 401 or 403 whatever the request holds (a 422
+        # would describe the route's contract to them), and nothing of the request is validated for them.
+        return authorize(app, partial(self._validate, next_middleware=next_middleware))
+
+    def _validate(self, app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
         dependant = app.context["_route"].dependant
         if dependant.header_params or dependant.cookie_params or dependant.body_params:
             return super().handler(app, next_middleware)

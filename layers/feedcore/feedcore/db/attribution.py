@@ -11,7 +11,8 @@ from psycopg.rows import class_row
 # Impressions, clicks and adds to cart count where their tracking fields say. A purchase line counts for the
 # section of the same user's latest tracked click or add to cart of that item within the attribution window
 # before the purchase (last touch). Feeds are matched to their experiment variant through `feeds`, only for
-# events of the user the feed was served to (clients send feed_id; another user's is counted as unknown).
+# events of the user the feed was served to (clients send feed_id; another user's is counted as unknown). A click or
+# add to cart may carry a feed_id without its section (the contract makes each part optional): section 'unknown'.
 _SECTION_REPORT = """
 WITH tracked AS (
     SELECT event_type, feed_id, section, user_id, item_id, occurred_at
@@ -46,19 +47,20 @@ counts AS (
     UNION ALL
     SELECT feed_id, section, user_id, 0, 0, 0, count(*) FROM attributed GROUP BY feed_id, section, user_id
 )
-SELECT f.experiment, coalesce(f.variant, 'unknown') AS variant, c.section,
+SELECT f.experiment, coalesce(f.variant, 'unknown') AS variant, coalesce(c.section, 'unknown') AS section,
        sum(c.impressions)::bigint AS impressions, sum(c.clicks)::bigint AS clicks,
        sum(c.add_to_carts)::bigint AS add_to_carts, sum(c.purchases)::bigint AS purchases
 FROM counts c
 LEFT JOIN feeds f ON f.feed_id = c.feed_id AND f.user_id = c.user_id  -- a feed_id sent by another user: unknown
-GROUP BY f.experiment, coalesce(f.variant, 'unknown'), c.section
-ORDER BY f.experiment NULLS FIRST, variant, c.section
+GROUP BY f.experiment, coalesce(f.variant, 'unknown'), coalesce(c.section, 'unknown')
+ORDER BY f.experiment NULLS FIRST, variant, section
 """
 
 
 @dataclass(frozen=True)
 class SectionStats:
-    """What one section of one experiment variant earned (variant 'unknown': feeds no longer recorded)."""
+    """What one section of one experiment variant earned (variant 'unknown': feeds no longer recorded, or another
+    user's; section 'unknown': events that named a feed but no section)."""
 
     experiment: str | None
     variant: str

@@ -40,23 +40,46 @@ UNCONFIRMED_GRACE_S = 1.0
 
 class BoundedConnection(psycopg.Connection):
     """A connection whose every wait for the server ends after `answer_within_s` seconds, and by `answer_by`
-    (a `monotonic()` time) when set: then it is closed and psycopg.OperationalError raised. `answer_within_s`
-    is set from the statement timeout it is made with, and for a transaction that sets its own
-    (`bound_transaction`); `answer_by` by a caller with a deadline for several statements."""
+    (a `monotonic()` time) when set, and by the deadline of the request its thread serves (`answers_by`): then it
+    is closed and psycopg.OperationalError raised. `answer_within_s` is set from the statement timeout it is made
+    with, and for a transaction that sets its own (`bound_transaction`); `answer_by` by a caller with a deadline
+    for several statements."""
 
     answer_within_s: float | None = None
     answer_by: float | None = None
 
     def wait(self, gen, interval: float = 0.1, timeout: float | None = None):  # noqa: ANN001, ANN201 (psycopg's)
         bound = self.answer_within_s if timeout is None else timeout
-        if self.answer_by is not None:
-            left = max(self.answer_by - monotonic(), 0.0)
+        if (answer_by := _earliest(self.answer_by, _request_deadline())) is not None:
+            left = max(answer_by - monotonic(), 0.0)
             bound = left if bound is None else min(bound, left)
         try:
             return super().wait(gen, interval, bound)
         except psycopg.errors._WaitTimeout as exc:  # psycopg's own, raised only for the timeout given here
             self.close()  # a statement may still be running: nothing else can follow it on this connection
             raise psycopg.OperationalError(f"no answer from the database within {bound:.1f} s") from exc
+
+
+def _earliest(*moments: float | None) -> float | None:
+    return min((moment for moment in moments if moment is not None), default=None)
+
+
+def _request_deadline() -> float | None:
+    return getattr(_cache, "request_deadline", None)
+
+
+@contextmanager
+def answers_by(deadline: float) -> Iterator[None]:
+    """Within the block, this thread's waits for the database — answers on its connections, the outcome of a
+    statement sent without waiting — end by `deadline` (a `monotonic()` time), however many there are: the budget of
+    a request that needs several answers, each within its own bound. A wait cut short closes its connection, and
+    the request gets what the database being unavailable gives (a degraded feed). Connecting keeps its own
+    timeout (DB_CONNECT_TIMEOUT_S)."""
+    _cache.request_deadline = deadline
+    try:
+        yield
+    finally:
+        _cache.request_deadline = None
 
 
 def answer_bound_s(statement_timeout_ms: int) -> float:
@@ -293,7 +316,7 @@ def confirm_sent() -> None:
     pgconn = unconfirmed.conn.pgconn
     errors = []
     try:
-        deadline = monotonic() + unconfirmed.wait_s
+        deadline = _earliest(monotonic() + unconfirmed.wait_s, _request_deadline())
         pgconn.consume_input()
         while pgconn.is_busy():
             _wait_for(pgconn, select.POLLIN, deadline - monotonic())

@@ -371,6 +371,17 @@ def feed_snapshot(conn: psycopg.Connection, feed_id: str, user_id: str, now: dat
     return FeedSnapshot(*row) if row else None
 
 
+# The class of the advisory lock of a user's, keyed by the user id's hash, that an erasure holds while it deletes and
+# a feed's recording takes shared (migration 0121's record_feed).
+FEED_RECORDING_LOCK_CLASS = 724_620_122
+
+
+def lock_out_feed_recordings(conn: psycopg.Connection, user_id: str) -> None:
+    """Wait for a recording of the user's feed under way, and hold back the next ones until this transaction ends:
+    a feed made before it ends is then not recorded (migration 0121)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (FEED_RECORDING_LOCK_CLASS, user_id))
+
+
 def delete_user_feeds(conn: psycopg.Connection, user_id: str) -> int:
     """Delete the user's feed records and snapshots; returns how many feeds."""
     conn.execute("DELETE FROM feed_snapshots WHERE user_id = %s", (user_id,))

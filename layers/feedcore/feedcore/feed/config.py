@@ -27,7 +27,13 @@ Signal = Literal[
 # The filters every candidate passes, in the order they are tried (the first that applies removes it).
 Filter = Literal["inactive", "unavailable", "hidden", "excluded_tags", "just_purchased", "in_cart"]
 ALL_FILTERS: tuple[Filter, ...] = ("inactive", "unavailable", "hidden", "excluded_tags", "just_purchased", "in_cart")
+# What the API promises of every feed, whatever its config: active items the store sells, none the user hid, none
+# with a tag the request excludes. A config orders these and chooses the others.
+PROMISED_FILTERS: frozenset[Filter] = frozenset({"inactive", "unavailable", "hidden", "excluded_tags"})
 SectionId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
+# An experiment's or variant's name: also a metric dimension value (non-empty, at most 1,024 characters in EMF), a
+# response field and a row of the report.
+ExperimentName = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_\-]*$")]
 MAX_SECTION_SIZE = 50
 MAX_CANDIDATES_PER_SLOT = 10
 # The most items a source reads of a ranked list (the largest section's size × candidates_per_slot): a packed
@@ -59,6 +65,8 @@ class SectionConfig(_Config):
     def _weights_are_finite_and_not_negative(cls, weights: dict[str, float]) -> dict[str, float]:
         if any(not 0 <= weight < 1e6 for weight in weights.values()):
             raise ValueError("weights must be between 0 and 1e6")
+        if not any(weights.values()):  # every score 0: the section's items would come in item id order
+            raise ValueError("a section needs a weight above 0 (to hide a section, leave it out of section_order)")
         # -0.0 read as 0.0 (equal, but not alike in an explanation): the feed keeps rankings by their weights
         return {name: weight + 0.0 for name, weight in weights.items()}
 
@@ -74,7 +82,9 @@ class FeedConfig(_Config):
 
     sections: list[SectionConfig] = Field(min_length=1, max_length=30)
     section_order: list[SectionId] | None = Field(
-        default=None, description="display order by id (sections left out are not shown); default: as listed"
+        default=None,
+        min_length=1,  # none would serve every user of the variant an empty feed
+        description="display order by id (sections left out are not shown); default: as listed",
     )
     filters: list[Filter] = Field(default=list(ALL_FILTERS))
     candidates_per_slot: int = Field(
@@ -97,6 +107,13 @@ class FeedConfig(_Config):
         if len(ids) != len(set(ids)):
             raise ValueError("section ids must be unique")
         return sections
+
+    @field_validator("filters")
+    @classmethod
+    def _promised_filters_apply(cls, filters: list[Filter]) -> list[Filter]:
+        if missing := PROMISED_FILTERS.difference(filters):
+            raise ValueError(f"filters must include {sorted(missing)}: the API promises them of every feed")
+        return filters
 
     @model_validator(mode="after")
     def _order_names_known_sections(self) -> FeedConfig:
@@ -126,8 +143,8 @@ class Variant(_Config):
 
 
 class Experiment(_Config):
-    name: str = Field(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_\-]*$")
-    variants: dict[str, Variant] = Field(min_length=1)
+    name: ExperimentName
+    variants: dict[ExperimentName, Variant] = Field(min_length=1)
 
     @field_validator("variants")
     @classmethod

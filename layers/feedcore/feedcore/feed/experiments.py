@@ -57,6 +57,15 @@ def assign(ranking: RankingConfig, user_id: str) -> Assignment:
 _parsed: dict[str, Any] = {}
 
 
+def _unusable(origin: str, exc: ConfigurationError) -> None:
+    """Say that the config document of `origin` cannot be used (an error log line and RankingConfigErrors)."""
+    logger.error(
+        f"ranking config from {origin} unusable; keeping the last good one (or the packaged default)",
+        extra={"error": str(exc)},
+    )
+    metrics.add_metric(name="RankingConfigErrors", unit=MetricUnit.Count, value=1)
+
+
 def _from_appconfig(settings: FeedSettings) -> RankingConfig:
     """The config profile in AppConfig, fetched through Powertools (cached for max_age seconds) and parsed
     again only when its content changes. If AppConfig cannot be read or holds an invalid config, the feed
@@ -70,17 +79,27 @@ def _from_appconfig(settings: FeedSettings) -> RankingConfig:
         if _parsed.get("document") != document:
             _parsed.update(document=document, config=parse_ranking_config(document, "AppConfig"))
     except ConfigurationError as exc:
-        logger.error("ranking config from AppConfig unusable; keeping the last good one", extra={"error": str(exc)})
-        metrics.add_metric(name="RankingConfigErrors", unit=MetricUnit.Count, value=1)
+        _unusable("AppConfig", exc)
     return _parsed.get("config") or default_ranking_config()
 
 
+def configured_ranking_config() -> RankingConfig:
+    """FEED_RANKING_CONFIG_FILE's config, else the packaged default; ConfigurationError when the file cannot be read
+    or holds an invalid config (what the offline evaluation reads: it must judge the config it was given)."""
+    path = feed_settings().ranking_config_file
+    return ranking_config_from_file(path) if path is not None else default_ranking_config()
+
+
 def ranking_config() -> RankingConfig:
-    """The ranking config in force: AppConfig when configured, else FEED_RANKING_CONFIG_FILE, else the
-    packaged default."""
+    """The ranking config the feed serves with: AppConfig when configured, else FEED_RANKING_CONFIG_FILE, else the
+    packaged default. A file that cannot be read or holds an invalid config is said (as AppConfig's is) and the
+    packaged default serves meanwhile (the file is read again on the next request): a bad config must not take
+    the feed down."""
     settings = feed_settings()
     if settings.appconfig_application:
         return _from_appconfig(settings)
-    if settings.ranking_config_file is not None:
-        return ranking_config_from_file(settings.ranking_config_file)
-    return default_ranking_config()
+    try:
+        return configured_ranking_config()
+    except ConfigurationError as exc:
+        _unusable("FEED_RANKING_CONFIG_FILE", exc)
+        return default_ranking_config()

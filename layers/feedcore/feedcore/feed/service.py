@@ -7,7 +7,7 @@ import weakref
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from time import perf_counter, sleep
+from time import monotonic, perf_counter, sleep
 
 import msgspec
 from aws_lambda_powertools.metrics import MetricUnit
@@ -15,7 +15,7 @@ from psycopg import Connection
 
 from feedcore.api.models import Fallback
 from feedcore.db import feed as feed_db
-from feedcore.db.connection import run, unconfirmed_wait_s
+from feedcore.db.connection import answers_by, run, unconfirmed_wait_s
 from feedcore.db.feed import FeedRecord, UserRows, UserRowsQuery
 from feedcore.errors import ConfigurationError, DatabaseUnavailable, FeedExpired
 from feedcore.feed.config import FeedConfig
@@ -92,13 +92,16 @@ def assemble_feed(
         debug=request.debug,
     )
     try:
-        keys = cursor_keys(as_of)  # before any database work: without them no page can be served with a cursor
-        if request.cursor is not None:
-            position = decode_cursor(request.cursor, keys, request.user_id, page.scope, as_of)
-            feed = _later_page(position, page, keys.signing, as_of)
-        else:
-            variant = assignment or assign(ranking_config(), request.user_id)
-            feed = _first_page(request, page, keys.signing, as_of, variant)
+        # The page's waits for the database, however many, take at most what one answer may (the statement timeout
+        # and a grace): a database slow at every answer gives a degraded page within it, not a bound per answer.
+        with answers_by(monotonic() + unconfirmed_wait_s()):
+            keys = cursor_keys(as_of)  # before any database work: without them no page can be served with a cursor
+            if request.cursor is not None:
+                position = decode_cursor(request.cursor, keys, request.user_id, page.scope, as_of)
+                feed = _later_page(position, page, keys.signing, as_of)
+            else:
+                variant = assignment or assign(ranking_config(), request.user_id)
+                feed = _first_page(request, page, keys.signing, as_of, variant)
     except (DatabaseUnavailable, ConfigurationError) as exc:
         logger.warning("feed degraded: a dependency is unavailable", extra={"error": str(exc)})
         feed = _degraded(request, as_of)

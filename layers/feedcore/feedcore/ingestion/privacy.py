@@ -28,7 +28,8 @@ def delete_user(user_id: str) -> UserDeletion:
     it gives up and raises ErasureBusy, having deleted nothing.
 
     The erasure is remembered (the user id and its time): a model score file written before it, or listing
-    the user while they have sent no event since, is imported without the user's rows.
+    the user while they have sent no event since, is imported without the user's rows; and a page of the user's
+    feed made before it committed (or within a minute of its start) is not recorded after it (migration 0121).
 
     Aggregates the user contributed to (store popularity, trending) hold no personal data; the user's part
     leaves them at the next full rebuild. Events of the user committed after the erasure are stored as usual.
@@ -52,6 +53,8 @@ def delete_user(user_id: str) -> UserDeletion:
         except LockWaitTimedOut as exc:
             raise ErasureBusy(wait_ms) from exc
         bound_transaction(conn, database_settings().db_statement_timeout_ms)
+        # A page of the user's feed read before this commits is not recorded after it (its recording waits for this).
+        feed_db.lock_out_feed_recordings(conn, user_id)
         events_deleted = events_db.delete_user_events(conn, user_id)
         scores_deleted = scores_db.delete_user_scores(conn, user_id)
         feed_db.delete_user_feeds(conn, user_id)
