@@ -1,7 +1,8 @@
 """The request path's calls to AWS: a secret's versions from Secrets Manager (the cursor keys) and a
 configuration profile from AppConfig (the ranking config, through Powertools). Short timeouts and two attempts in all
-(one retry), so an unreachable endpoint costs a call at most about three seconds (two one-second timeouts and the
-retry's backoff), never the Lambda's whole timeout. The callers decide how long a value, or a failure, is cached.
+(one retry), so an endpoint that does not answer costs a call about two seconds (two one-second timeouts; the
+standard mode's backoff before the retry is at most 50 ms, 1 s after throttling), never the Lambda's whole timeout.
+The callers decide how long a value, or a failure, is cached.
 
 botocore and the Powertools utilities are imported on first use: a function starts without them (cold start).
 """

@@ -24,7 +24,7 @@ _CURSOR_SECRET_MAX_AGE = timedelta(seconds=300)
 # the containers' cache and a margin for clocks. Until then the previous key signs.
 _NEW_KEY_SIGNS_AFTER = _CURSOR_SECRET_MAX_AGE + timedelta(seconds=60)
 # After a failed read the secret is read again only so long after, so that the requests in between do not each wait
-# for Secrets Manager's timeouts (about 3 s when it cannot be reached).
+# for Secrets Manager's timeouts (about 2 s when it does not answer).
 _CURSOR_SECRET_RETRY = timedelta(seconds=30)
 _CURSOR_SECRET = "the cursor secret"
 
