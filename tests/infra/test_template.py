@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
 from feedcore.api.resolvers import security_schemes
 from feedcore.feed.config import parse_ranking_config
@@ -424,6 +425,41 @@ def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is
         cors = {h for h in headers if h.startswith("Access-Control-")}
         unlisted = set(headers) - CORS_SAFELISTED_RESPONSE_HEADERS - cors
         assert unlisted <= set(exposed), f"{name} hides {sorted(unlisted - set(exposed))} from a web app"
+
+
+def test_the_database_log_outlives_the_stack_as_the_databases_final_snapshot_does(template):
+    resources = resolved(template, DatabaseInstanceName="feed-prod")["Resources"]
+
+    assert resources["Database"]["DeletionPolicy"] == resources["Database"]["UpdateReplacePolicy"] == "Snapshot"
+    assert resources["DatabaseLogGroup"]["DeletionPolicy"] == "Retain"
+    assert resources["DatabaseLogGroup"]["UpdateReplacePolicy"] == "Retain"
+
+
+def _waf_counts(statement: dict, method: str) -> bool:
+    """Whether a WAF statement matches a request of `method` (the statements a rate rule's scope-down uses)."""
+    if "NotStatement" in statement:
+        return not _waf_counts(statement["NotStatement"]["Statement"], method)
+    match = statement["ByteMatchStatement"]
+    assert match["FieldToMatch"] == {"Method": {}} and match["TextTransformations"] == [{"Priority": 0, "Type": "NONE"}]
+    assert match["PositionalConstraint"] == "EXACTLY"
+    return method == match["SearchString"]
+
+
+def test_the_web_acls_rate_rule_neither_counts_nor_blocks_cors_preflights(transformed):
+    (rule,) = transformed["Resources"]["ApiWebAcl"]["Properties"]["Rules"]
+    scope = rule["Statement"]["RateBasedStatement"]["ScopeDownStatement"]
+
+    # A 429 to a preflight lacks Access-Control-Allow-Methods/Headers: the browser shows a CORS error instead.
+    assert not _waf_counts(scope, "OPTIONS")
+    assert all(_waf_counts(scope, method) for method in ("GET", "POST", "PUT", "DELETE"))
+
+
+def test_the_per_address_rate_takes_what_waf_takes(template):
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::WAFv2::WebACL").schema
+    rate_limit = schema["definitions"]["RateLimit"]
+    parameter = template["Parameters"]["ApiRateLimitPerIp"]
+
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (rate_limit["minimum"], rate_limit["maximum"])
 
 
 def test_no_web_acl_unless_asked_for_waf_bills_it(template):

@@ -947,6 +947,7 @@ def test_later_pages_carry_score_breakdowns_only_when_asked(shopping_history: No
 def test_a_page_in_flight_survives_a_rotation_of_the_cursor_key_and_a_foreign_key_gets_400(
     shopping_history: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("FEED_CURSOR_SECRET", raising=False)  # a key set here would sign instead of the secret's
     monkeypatch.setattr(cursors, "_keys_read", {})
     with mock_aws():
         secrets = boto3.client("secretsmanager", region_name="us-east-1")
@@ -962,13 +963,17 @@ def test_a_page_in_flight_survives_a_rotation_of_the_cursor_key_and_a_foreign_ke
             monkeypatch.setattr(cursors, "_keys_read", {})
             monkeypatch.setattr(cursors, "_NEW_KEY_SIGNS_AFTER", timedelta(0))
             status_later, _, later = get_feed("user-1", {"store_id": STORE, "cursor": first["next_cursor"]})
-            payload = first["next_cursor"].split(".")[0]
+            keys_read_later = cursors._keys_read[secret_arn].keys
+            payload, mac = first["next_cursor"].split(".")
             foreign = f"{payload}.{cursors._b64(cursors._mac(b'a key the secret never held', cursors._unb64(payload)))}"
             refused, headers, problem = get_feed("user-1", {"store_id": STORE, "cursor": foreign})
         finally:
             monkeypatch.delenv("FEED_CURSOR_SECRET_ARN")
             settings.feed_settings.cache_clear()
 
+    # the keys came from the secret
+    assert mac == cursors._b64(cursors._mac(b"the key before", cursors._unb64(payload)))
+    assert keys_read_later == cursors.CursorKeys(b"the key after", (b"the key before",))
     assert status == 200 and second["feed_id"] == first["feed_id"] and second["sections"]
     assert status_later == 200 and later == second
     assert refused == 400 and headers["Content-Type"] == "application/problem+json"
@@ -979,6 +984,8 @@ def test_an_unreadable_cursor_secret_gives_a_degraded_200_and_writes_nothing(
     shopping_history: None, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     get_feed("someone-new", {"store_id": STORE})  # the container caches the store's popular items
+    monkeypatch.delenv("FEED_CURSOR_SECRET", raising=False)
+    monkeypatch.setattr(cursors, "_keys_read", {})
     monkeypatch.setenv("FEED_CURSOR_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing")
     settings.feed_settings.cache_clear()
     try:

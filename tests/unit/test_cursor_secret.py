@@ -8,9 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
+from moto.core.botocore_stubber import MockRawResponse
 
-from feedcore import settings
+from feedcore import aws_calls, settings
 from feedcore.errors import ConfigurationError, InvalidCursor
 from feedcore.feed import cursors
 from feedcore.feed.cursors import CursorKeys, PagePosition, cursor_keys, decode_cursor, encode_cursor
@@ -103,11 +106,19 @@ def test_a_key_two_rotations_old_no_longer_verifies(cursor_secret_arn: str) -> N
 def test_the_keys_are_read_once_per_five_minutes_not_per_request(cursor_secret_arn: str) -> None:
     read_at = datetime.now(UTC)
     keys = cursor_keys(read_at)
-    secrets_manager().delete_secret(SecretId=cursor_secret_arn, ForceDeleteWithoutRecovery=True)
+    rotate(cursor_secret_arn, "second key")
 
-    assert cursor_keys(read_at + timedelta(seconds=299)) == keys  # no call: the secret is gone
-    with pytest.raises(ConfigurationError, match="cannot read the cursor secret"):
-        cursor_keys(read_at + timedelta(seconds=300))
+    assert cursor_keys(read_at + timedelta(seconds=299)) == keys  # not read again: the new key is unknown
+    assert cursor_keys(read_at + timedelta(seconds=300)).also_verifying == (b"second key",)
+
+
+def test_a_new_key_signs_only_a_minute_after_every_container_has_read_it_for_clocks_that_differ(
+    cursor_secret_arn: str,
+) -> None:
+    rotated = rotate(cursor_secret_arn, "second key")
+
+    # 330 s after the rotation every container has read the new key (within 300 s), by its own clock
+    assert cursor_keys(rotated + timedelta(seconds=330)).signing == b"first key"
 
 
 def test_a_container_reads_the_keys_again_when_the_new_key_starts_signing(cursor_secret_arn: str) -> None:
@@ -122,3 +133,97 @@ def test_an_unreadable_cursor_secret_is_a_configuration_error(cursor_secret_arn:
 
     with pytest.raises(ConfigurationError, match="cannot read the cursor secret"):
         cursor_keys(datetime.now(UTC))
+
+
+class SecretsManagerOutage:
+    """Stands between the service's Secrets Manager client and moto: while `failing`, the calls fail (as when the
+    endpoint cannot be reached, or with AccessDenied for `denied_stage`); counts the attempts made meanwhile."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.denied_stage: str | None = None
+        self.attempts = 0
+
+    def __call__(self, request: AWSPreparedRequest, **_: object) -> AWSResponse | None:
+        if self.denied_stage is not None and self.denied_stage.encode() in request.body:
+            body = b'{"__type": "AccessDeniedException", "message": "not authorized"}'
+            return AWSResponse(request.url, 400, {}, MockRawResponse(body))
+        if not self.failing:
+            return None
+        self.attempts += 1
+        raise EndpointConnectionError(endpoint_url=request.url)
+
+
+@pytest.fixture
+def outage(cursor_secret_arn: str) -> Iterator[SecretsManagerOutage]:
+    outage = SecretsManagerOutage()
+    aws_calls._secrets_manager.cache_clear()
+    aws_calls._secrets_manager().meta.events.register_first("before-send.secrets-manager.GetSecretValue", outage)
+    yield outage
+    aws_calls._secrets_manager.cache_clear()
+
+
+def test_an_unreachable_secrets_manager_is_tried_twice_per_read(outage: SecretsManagerOutage) -> None:
+    outage.failing = True
+
+    with pytest.raises(ConfigurationError, match="cannot read the cursor secret"):
+        cursor_keys(datetime.now(UTC))
+    assert outage.attempts == 2  # one retry: each attempt may wait a second for the endpoint
+
+
+def test_a_container_that_never_read_the_keys_tries_again_30_s_after_a_failure_not_on_each_request(
+    outage: SecretsManagerOutage,
+) -> None:
+    failed_at = datetime.now(UTC)
+    outage.failing = True
+    with pytest.raises(ConfigurationError):
+        cursor_keys(failed_at)
+
+    with pytest.raises(ConfigurationError, match="cannot read the cursor secret"):
+        cursor_keys(failed_at + timedelta(seconds=29))  # the feed is degraded at once
+    assert outage.attempts == 2
+    outage.failing = False
+    assert cursor_keys(failed_at + timedelta(seconds=30)) == CursorKeys(b"first key")
+
+
+def test_when_the_secret_cannot_be_read_again_the_keys_read_before_serve_for_a_cursors_life(
+    outage: SecretsManagerOutage, caplog: pytest.LogCaptureFixture
+) -> None:
+    read_at = datetime.now(UTC)
+    keys = cursor_keys(read_at)
+    due_at = read_at + timedelta(seconds=300)
+    outage.failing = True
+
+    assert cursor_keys(due_at) == keys
+    assert "the keys read before serve on" in caplog.text
+    assert cursor_keys(due_at + timedelta(seconds=29)) == keys and outage.attempts == 2
+    assert cursor_keys(due_at + timedelta(seconds=30)) == keys and outage.attempts == 4
+    snapshot_ttl = timedelta(seconds=settings.feed_settings().snapshot_ttl_s)
+    assert cursor_keys(due_at + snapshot_ttl - timedelta(seconds=1)) == keys
+    with pytest.raises(ConfigurationError, match="cannot read the cursor secret"):
+        cursor_keys(due_at + snapshot_ttl)
+    outage.failing = False
+    assert cursor_keys(due_at + snapshot_ttl + timedelta(seconds=30)) == keys  # read again
+
+
+def test_an_unreadable_previous_key_leaves_a_current_key_that_signs_alone_and_is_read_again_soon(
+    cursor_secret_arn: str, outage: SecretsManagerOutage, caplog: pytest.LogCaptureFixture
+) -> None:
+    rotated = rotate(cursor_secret_arn, "second key")
+    outage.denied_stage = "AWSPREVIOUS"
+    now = rotated + timedelta(seconds=370)  # the new key signs
+
+    assert cursor_keys(now) == CursorKeys(b"second key")
+    assert "cannot read the previous cursor key" in caplog.text
+    outage.denied_stage = None
+    assert cursor_keys(now + timedelta(seconds=30)) == CursorKeys(b"second key", (b"first key",))
+
+
+def test_an_unreadable_previous_key_while_it_still_signs_is_a_configuration_error(
+    cursor_secret_arn: str, outage: SecretsManagerOutage
+) -> None:
+    rotated = rotate(cursor_secret_arn, "second key")
+    outage.denied_stage = "AWSPREVIOUS"
+
+    with pytest.raises(ConfigurationError, match="AccessDenied"):
+        cursor_keys(rotated + timedelta(seconds=100))

@@ -1,7 +1,8 @@
 """The request path's calls to AWS: a secret's versions from Secrets Manager (the cursor keys) and a
-configuration profile from AppConfig (the ranking config, through Powertools). Short timeouts and one retry, so a
-slow endpoint costs a request about a second, never the Lambda's whole timeout. The callers decide how long a value
-is cached.
+configuration profile from AppConfig (the ranking config, through Powertools). Short timeouts and two attempts in all
+(one retry), so an endpoint that does not answer costs a call about two seconds (two one-second timeouts; the
+standard mode's backoff before the retry is at most 50 ms, 1 s after throttling), never the Lambda's whole timeout.
+The callers decide how long a value, or a failure, is cached.
 
 botocore and the Powertools utilities are imported on first use: a function starts without them (cold start).
 """
@@ -20,7 +21,8 @@ from feedcore.errors import ConfigurationError
 def _request_path_calls():
     from botocore.config import Config
 
-    return Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 2})
+    # total_max_attempts counts the first attempt; max_attempts would count retries only (three attempts).
+    return Config(connect_timeout=1, read_timeout=1, retries={"total_max_attempts": 2, "mode": "standard"})
 
 
 @lru_cache(maxsize=1)
@@ -36,33 +38,28 @@ class SecretVersion:
     created: datetime  # when this version was stored (a rotation's put-secret-value)
 
 
-def secret_versions(secret_arn: str, what: str) -> tuple[SecretVersion, SecretVersion | None]:
-    """The current and the previous version of the Secrets Manager secret `secret_arn` (its AWSCURRENT and
-    AWSPREVIOUS labels; no previous before the first rotation), read now: the caller caches them. `what` names
-    the secret in errors. Raises ConfigurationError when the secret cannot be read.
+def secret_version(secret_arn: str, stage: str, what: str) -> SecretVersion | None:
+    """The version of the Secrets Manager secret `secret_arn` that holds the label `stage` (AWSCURRENT,
+    AWSPREVIOUS), read now: the caller caches it. None when no version holds the label (AWSPREVIOUS before the
+    first rotation) or there is no such secret. `what` names the secret in errors. Raises ConfigurationError when
+    the secret cannot be read.
 
     Not through Powertools' SecretsProvider: its cache is keyed by the secret's name alone, whatever the version
     asked, and it caches no answer for a label that no version holds, so AWSPREVIOUS would be read on every call
     until the first rotation."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    def read(stage: str) -> SecretVersion:
-        value = _secrets_manager().get_secret_value(SecretId=secret_arn, VersionStage=stage)
-        if "SecretString" not in value:
-            raise ConfigurationError(f"{what} holds binary data, not text")
-        return SecretVersion(value["SecretString"], value["CreatedDate"])
-
     try:
-        current = read("AWSCURRENT")
-        try:
-            previous: SecretVersion | None = read("AWSPREVIOUS")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
-            previous = None  # the secret was just read: it is the label that no version holds yet
-    except (BotoCoreError, ClientError) as exc:
-        raise ConfigurationError(f"cannot read {what}: {exc}") from exc
-    return current, previous
+        value = _secrets_manager().get_secret_value(SecretId=secret_arn, VersionStage=stage)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return None
+        raise ConfigurationError(f"cannot read {what} ({stage}): {exc}") from exc
+    except BotoCoreError as exc:
+        raise ConfigurationError(f"cannot read {what} ({stage}): {exc}") from exc
+    if "SecretString" not in value:
+        raise ConfigurationError(f"{what} holds binary data, not text")
+    return SecretVersion(value["SecretString"], value["CreatedDate"])
 
 
 @lru_cache(maxsize=1)

@@ -9,8 +9,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from feedcore.aws_calls import secret_versions
-from feedcore.errors import FeedExpired, InvalidCursor
+from feedcore.aws_calls import secret_version
+from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
+from feedcore.observability import logger
 from feedcore.settings import feed_settings
 
 # Bytes of the HMAC-SHA256 kept in a cursor: 128 bits cannot be guessed.
@@ -22,6 +23,10 @@ _CURSOR_SECRET_MAX_AGE = timedelta(seconds=300)
 # A new key signs only once every container knows it (it verifies at once): so long after it was stored, which is
 # the containers' cache and a margin for clocks. Until then the previous key signs.
 _NEW_KEY_SIGNS_AFTER = _CURSOR_SECRET_MAX_AGE + timedelta(seconds=60)
+# After a failed read the secret is read again only so long after, so that the requests in between do not each wait
+# for Secrets Manager's timeouts (about 2 s when it does not answer).
+_CURSOR_SECRET_RETRY = timedelta(seconds=30)
+_CURSOR_SECRET = "the cursor secret"
 
 
 @dataclass(frozen=True)
@@ -54,18 +59,26 @@ _LOCAL_DEVELOPMENT_KEYS = CursorKeys(b"feedctl local development only")
 
 @dataclass(frozen=True)
 class _KeysRead:
-    keys: CursorKeys
+    """What a container knows of the secret: the `keys` last read (None before a read succeeds), and when to read it
+    again. After a failed read (`failure`, its message), the keys serve on until `held_until`; then the failure
+    is raised."""
+
+    keys: CursorKeys | None
     read_again_at: datetime
+    failure: str | None = None
+    held_until: datetime | None = None
 
 
-# The keys read from Secrets Manager, by secret ARN.
+# What each container knows of the secrets, by secret ARN.
 _keys_read: dict[str, _KeysRead] = {}
 
 
 def cursor_keys(now: datetime) -> CursorKeys:
     """The HMAC keys of cursors at `now`: FEED_CURSOR_SECRET, the current and previous versions of the secret
     FEED_CURSOR_SECRET_ARN names (read again every 5 minutes), or the local development key. Raises
-    ConfigurationError when the secret cannot be read."""
+    ConfigurationError when the secret cannot be read and no keys read before may serve: none were read, or reads
+    have failed for FEED_SNAPSHOT_TTL_S since they were due. After a failed read the secret is read again 30 s
+    later, not on each request."""
     settings = feed_settings()
     if settings.cursor_secret is not None:
         return CursorKeys(settings.cursor_secret.get_secret_value().encode())
@@ -73,16 +86,51 @@ def cursor_keys(now: datetime) -> CursorKeys:
         return _LOCAL_DEVELOPMENT_KEYS
     read = _keys_read.get(settings.cursor_secret_arn)
     if read is None or now >= read.read_again_at:
-        read = _keys_read[settings.cursor_secret_arn] = _read_keys(settings.cursor_secret_arn, now)
-    return read.keys
+        held_for = timedelta(seconds=settings.snapshot_ttl_s)
+        read = _keys_read[settings.cursor_secret_arn] = _read_again(settings.cursor_secret_arn, read, held_for, now)
+    if read.keys is not None and (read.held_until is None or now < read.held_until):
+        return read.keys
+    raise ConfigurationError(read.failure)
+
+
+def _read_again(secret_arn: str, held: _KeysRead | None, held_for: timedelta, now: datetime) -> _KeysRead:
+    """The secret's keys read now or, when that fails, the keys `held` from before while they may serve: for
+    `held_for` since they were due to be read again. Cursors signed with a key this container has not read fail
+    here meanwhile, so the bound is that of a cursor's life."""
+    try:
+        return _read_keys(secret_arn, now)
+    except ConfigurationError as exc:
+        retry_at = now + _CURSOR_SECRET_RETRY
+        if held is None or held.keys is None:
+            return _KeysRead(None, retry_at, str(exc))
+        held_until = held.held_until or held.read_again_at + held_for
+        if now < held_until:
+            logger.warning(
+                "cannot read the cursor secret; the keys read before serve on",
+                extra={"error": str(exc), "held_until": held_until.isoformat()},
+            )
+        return _KeysRead(held.keys, retry_at, str(exc), held_until)
 
 
 def _read_keys(secret_arn: str, now: datetime) -> _KeysRead:
     """The secret's keys: the current one verifies at once, and signs once every container knows it (until then
-    the previous key signs, and the keys are read again when the current one starts signing)."""
-    current, previous = secret_versions(secret_arn, "the cursor secret")
+    the previous key signs, and the keys are read again when the current one starts signing). Raises
+    ConfigurationError when they cannot be read."""
+    current = secret_version(secret_arn, "AWSCURRENT", _CURSOR_SECRET)
+    if current is None:
+        raise ConfigurationError(f"cannot read {_CURSOR_SECRET}: no such secret, or no current version")
     read_again_at = now + _CURSOR_SECRET_MAX_AGE
     signs_from = current.created + _NEW_KEY_SIGNS_AFTER
+    try:
+        previous = secret_version(secret_arn, "AWSPREVIOUS", _CURSOR_SECRET)
+    except ConfigurationError as exc:
+        if now < signs_from:
+            raise  # the previous key still signs
+        # Cursors signed with the previous key fail here until it is read: so again soon.
+        logger.warning(
+            "cannot read the previous cursor key; the current one alone signs and verifies", extra={"error": str(exc)}
+        )
+        return _KeysRead(CursorKeys(current.text.encode()), now + _CURSOR_SECRET_RETRY)
     if previous is None:
         return _KeysRead(CursorKeys(current.text.encode()), read_again_at)
     if now >= signs_from:
