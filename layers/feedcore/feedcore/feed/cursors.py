@@ -6,8 +6,9 @@ import base64
 import hmac
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from msgspec import Struct
 
 from feedcore.aws_calls import secret_text
 from feedcore.errors import FeedExpired, InvalidCursor
@@ -23,8 +24,7 @@ _LOCAL_DEVELOPMENT_KEY = b"feedctl local development only"
 _CURSOR_SECRET_MAX_AGE_S = 300
 
 
-@dataclass(frozen=True)
-class PagePosition:
+class PagePosition(Struct, frozen=True):
     """Where the next page of a feed starts."""
 
     feed_id: str
