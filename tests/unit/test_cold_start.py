@@ -1,7 +1,7 @@
 """What a fresh feed function loads at start: the X-Ray SDK (whose recorder builds botocore clients) only
 where the Tracer records subsegments, and never the AWS SDK's clients, the OpenAPI models, which only the
 OpenAPI document needs, or the events' and the catalog's contract models, which only the other functions need;
-no model it does not read at start is built and no dataclass made.
+no model it does not read at start is built, no dataclass made, and the collector is left on.
 Each case imports functions/<function>/app.py in a fresh interpreter."""
 
 from __future__ import annotations
@@ -94,3 +94,12 @@ def test_the_feed_function_makes_no_dataclass_at_start() -> None:
     )
 
     assert after_import("assemble_feed", dataclasses_made) == []
+
+
+@pytest.mark.parametrize("function", ["assemble_feed", "ingest_events"])
+def test_a_function_starts_with_the_collector_on_and_what_it_loaded_frozen(function: str) -> None:
+    """The handlers load with the collector off (a share of the cold start), then freeze what they loaded and turn
+    it back on: a container that never collected would keep every reference cycle its requests leave."""
+    enabled, frozen = after_import(function, "[gc.isenabled(), gc.get_freeze_count()]")
+
+    assert enabled and frozen > 10_000
