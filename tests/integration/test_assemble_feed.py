@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -17,6 +16,7 @@ import boto3
 import psycopg
 import pytest
 from moto import mock_aws
+from msgspec import structs
 
 from feedcore import settings
 from feedcore.api.catalog_models import CatalogItem, StoreAvailability
@@ -1028,11 +1028,11 @@ def test_the_users_item_rows_carry_the_reorder_counts_of_bought_items_only(db: p
     query = feed_db.UserRowsQuery("user-1", (), False, 20, 200, NOW - timedelta(hours=6))
 
     rows = feed_db.user_rows(db, query)
-    own = feed_db.user_rows(db, dataclasses.replace(query, reorders=False))  # the shelf has the counts
+    own = feed_db.user_rows(db, structs.replace(query, reorders=False))  # the shelf has the counts
 
     assert (rows.items["milk"].purchase_count, rows.items["eggs"].purchase_count) == (2, 0)
     assert rows.reorders == {"milk": (3, 2)}
-    assert own.reorders == {} and dataclasses.replace(own, reorders=rows.reorders) == rows  # the same rows otherwise
+    assert own.reorders == {} and structs.replace(own, reorders=rows.reorders) == rows  # the same rows otherwise
 
 
 def test_the_users_rows_are_read_on_the_connection_given_whichever_was_used_before(

@@ -8,11 +8,12 @@ import sys
 import threading
 from array import array
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import permutations
 
 import pytest
+from msgspec.structs import astuple, replace
 from pydantic import ValidationError
 
 from feedcore.db.feed import Candidate, CatalogRow, ShelfPack, StoreRows, UserItemRow, UserRows

@@ -9,10 +9,11 @@ botocore and the Powertools utilities are imported on first use: a function star
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+
+from msgspec import Struct
 
 from feedcore.errors import ConfigurationError
 
@@ -32,8 +33,7 @@ def _secrets_manager():
     return boto3.client("secretsmanager", config=_request_path_calls())
 
 
-@dataclass(frozen=True)
-class SecretVersion:
+class SecretVersion(Struct, frozen=True):
     text: str
     created: datetime  # when this version was stored (a rotation's put-secret-value)
 

@@ -7,10 +7,29 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
-class DatabaseSettings(BaseSettings):
+class EnvironmentSettings(BaseSettings):
+    """A settings model read from the environment alone, its validation built when it is first read: a function
+    reads only some of the models, and building the others would lengthen its cold start. The service configures
+    no `.env` file and no secrets directory, whose sources would repeat the environment's work for each field."""
+
+    model_config = SettingsConfigDict(defer_build=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings
+
+
+class DatabaseSettings(EnvironmentSettings):
     """Where the database is and how to log in, in order of precedence: a URL (locally); RDS Proxy with IAM
     authentication (the stack); a Secrets Manager secret in the RDS JSON format (an existing database)."""
 
@@ -42,7 +61,7 @@ class DatabaseSettings(BaseSettings):
         return self
 
 
-class ScoringSettings(BaseSettings):
+class ScoringSettings(EnvironmentSettings):
     """Weights, half-lives and limits of the scheduled score recomputation."""
 
     model_config = SettingsConfigDict(env_prefix="SCORING_", extra="ignore")
@@ -87,7 +106,7 @@ MIN_SHARDS = 2
 MAX_SHARDS = 256
 
 
-class FanoutSettings(BaseSettings):
+class FanoutSettings(EnvironmentSettings):
     """When and how the recompute fans a chunk's per-user work out to shards consumed from an SQS queue."""
 
     model_config = SettingsConfigDict(env_prefix="SCORING_FANOUT_", extra="ignore")
@@ -105,7 +124,7 @@ class FanoutSettings(BaseSettings):
         return bool(self.queue_url)
 
 
-class ModelScoreSettings(BaseSettings):
+class ModelScoreSettings(EnvironmentSettings):
     """Where ML engineers drop model scores: s3://<bucket>/<prefix><model>/<file>.csv or .parquet."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
@@ -116,7 +135,7 @@ class ModelScoreSettings(BaseSettings):
     model_scores_prefix: str = Field(default="model-scores/", pattern=r"^(.*/)?$")
 
 
-class FeedSettings(BaseSettings):
+class FeedSettings(EnvironmentSettings):
     """Where the ranking config comes from, paging, real-time signals and the buy-again timing."""
 
     model_config = SettingsConfigDict(env_prefix="FEED_", extra="ignore")
@@ -147,7 +166,7 @@ class FeedSettings(BaseSettings):
         return self
 
 
-class IngestSettings(BaseSettings):
+class IngestSettings(EnvironmentSettings):
     """Limits of the ingestion and catalog endpoints."""
 
     model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
@@ -168,7 +187,7 @@ class IngestSettings(BaseSettings):
 MetricsProvider = Literal["cloudwatch", "datadog"]
 
 
-class ObservabilitySettings(BaseSettings):
+class ObservabilitySettings(EnvironmentSettings):
     """Where metrics go, and whether the X-Ray SDK records subsegments."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
@@ -185,7 +204,7 @@ class ObservabilitySettings(BaseSettings):
         return self.lambda_task_root is not None and not self.sam_local and not self.trace_disabled
 
 
-class AuthSettings(BaseSettings):
+class AuthSettings(EnvironmentSettings):
     """Who may call what (feedcore.api.authorization)."""
 
     model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore")
@@ -203,7 +222,7 @@ class AuthSettings(BaseSettings):
         return self
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(EnvironmentSettings):
     """How the API answers browsers."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")

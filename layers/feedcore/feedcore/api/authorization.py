@@ -15,13 +15,13 @@ feedcore.api.problems maps to responses.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
+from msgspec import Struct
 
 from feedcore.errors import Forbidden, Unauthenticated
 from feedcore.settings import auth_settings
@@ -38,8 +38,7 @@ DEV_TOKEN_PREFIX = "dev:"
 _AUTHORIZED = "_authorized"
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(Struct, frozen=True):
     """The verified identity behind a request."""
 
     subject: str

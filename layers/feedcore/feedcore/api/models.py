@@ -128,12 +128,16 @@ class Problem(Contract):
 
 
 # --- feed -------------------------------------------------------------------------------------------
+# The feed service writes the page's JSON itself (feedcore.feed.service): these models publish it in the OpenAPI
+# document, each built when first read (the route's responses on its first request, the document, tests).
 
 Fallback = Literal["new_user", "global", "cached_popular"]
 
 
 class ItemDebug(Contract):
     """Why the item ranks where it does (with `debug=true`)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     source: str = Field(description="The candidate source that proposed it")
     score: float = Field(description="Its score in the section: the sum of the contributions")
@@ -142,6 +146,8 @@ class ItemDebug(Contract):
 
 
 class FeedItem(Contract):
+    model_config = ConfigDict(defer_build=True)
+
     item_id: str
     name: str
     brand: str | None
@@ -157,18 +163,24 @@ class FeedItem(Contract):
 
 
 class FeedSection(Contract):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     title: str
     items: list[FeedItem]
 
 
 class RemovedCandidate(Contract):
+    model_config = ConfigDict(defer_build=True)
+
     item_id: str
     source: str
     filter: str = Field(description="The filter that removed it")
 
 
 class Feed(Contract):
+    model_config = ConfigDict(defer_build=True)
+
     feed_id: str = Field(description="Identifies this feed; events about its items carry it")
     user_id: str
     store_id: str

@@ -17,12 +17,12 @@ import select
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
 from time import monotonic
 
 import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
+from msgspec import Struct
 from psycopg import pq, sql
 from psycopg._queries import PostgresQuery
 from psycopg.adapt import Transformer
@@ -257,8 +257,7 @@ def forget_cached_connection() -> None:
     _rds_client.cache_clear()
 
 
-@dataclass(frozen=True)
-class _Unconfirmed:
+class _Unconfirmed(Struct, frozen=True):
     """A statement sent on the cached connection whose outcome is not read yet."""
 
     conn: psycopg.Connection

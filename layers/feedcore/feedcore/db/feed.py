@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
 import psycopg
+from msgspec import Struct, field, structs
 
 from feedcore.db import connection
 
@@ -81,9 +81,8 @@ SELECT record_feed(
 CatalogRow = tuple[str, str, str | None, str, str, list[str], bool, datetime, float]
 
 
-@dataclass(slots=True)  # not frozen: that sets each field through object.__setattr__, twice the cost per candidate
-class Candidate:
-    """An item a source proposes, with every fact the filters and the scoring read (treat it as immutable).
+class Candidate(Struct, frozen=True):
+    """An item a source proposes, with every fact the filters and the scoring read.
 
     Scores are as stored: epoch-relative raw values (see the scoring migration), comparable between items
     of one request. `available` is None when the store is unknown (no availability to check). The
@@ -129,8 +128,7 @@ def catalog(conn: psycopg.Connection) -> tuple[int, list[CatalogRow]]:
         return version, cursor.execute(_CATALOG).fetchall()
 
 
-@dataclass(frozen=True)
-class ShelfPack:
+class ShelfPack(Struct, frozen=True):
     """A store's packed shelf as read (see migration 0040): whether the catalog knows the store, the catalog's
     current version, and the pack's — absent (`packed_at` None) when the store has none. The packed values
     (network byte order) are None when the pack is the one the reader said it holds (`changed` false)."""
@@ -197,8 +195,7 @@ def item_model_scores(conn: psycopg.Connection, models: Sequence[str]) -> list[t
         return cursor.execute(_ITEM_MODEL_SCORES, {"models": list(models)}).fetchall()
 
 
-@dataclass(frozen=True)
-class StoreRows:
+class StoreRows(Struct, frozen=True):
     """A store as read from its rows: whether the catalog knows it, its availability and shelf prices (None
     when it is unknown), and its popularity (over all stores when it is unknown)."""
 
@@ -217,8 +214,7 @@ def store_rows(conn: psycopg.Connection, store_id: str) -> StoreRows:
     return StoreRows(known, availability, popularity)
 
 
-@dataclass(frozen=True)
-class UserRowsQuery:
+class UserRowsQuery(Struct, frozen=True):
     """What the per-request read needs: whose rows, which models, whether goes-well-with is shown, how many, and
     whether the reorder counts of the items the user bought are read with them (the shelf has none)."""
 
@@ -253,8 +249,7 @@ _REORDERS = slice(9, 11)
 _user_item_row = UserItemRow._make
 
 
-@dataclass
-class UserRows:
+class UserRows(Struct):
     """The user's own rows, by kind (see feed_user_item_rows)."""
 
     items: dict[str, UserItemRow]
@@ -326,8 +321,7 @@ def _without_reorders(row: tuple, reorders: dict[str, tuple[int, int]]) -> tuple
     return row[: _REORDERS.start] + row[_REORDERS.stop :]
 
 
-@dataclass(frozen=True)
-class FeedRecord:
+class FeedRecord(Struct, frozen=True):
     """An assembled feed as attribution needs it."""
 
     feed_id: str
@@ -346,7 +340,7 @@ def record_feed(conn: psycopg.Connection, feed: FeedRecord, sections: str, expir
     connection.send_without_waiting(
         conn,
         _SAVE_FEED,
-        {**feed.__dict__, "expires_at": expires_at, "sections": sections},
+        {**structs.asdict(feed), "expires_at": expires_at, "sections": sections},
         what="recording the feed",
         context={"feed_id": feed.feed_id},
         failure_metric="FeedRecordingFailed",

@@ -6,8 +6,9 @@ import base64
 import hmac
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from msgspec import Struct
 
 from feedcore.aws_calls import secret_version
 from feedcore.errors import ConfigurationError, FeedExpired, InvalidCursor
@@ -29,8 +30,7 @@ _CURSOR_SECRET_RETRY = timedelta(seconds=30)
 _CURSOR_SECRET = "the cursor secret"
 
 
-@dataclass(frozen=True)
-class PagePosition:
+class PagePosition(Struct, frozen=True):
     """Where the next page of a feed starts."""
 
     feed_id: str
@@ -44,8 +44,7 @@ def request_scope(store_id: str, exclude_tags: frozenset[str]) -> str:
     return f"{store_id}|{','.join(sorted(exclude_tags))}"
 
 
-@dataclass(frozen=True)
-class CursorKeys:
+class CursorKeys(Struct, frozen=True):
     """`signing` signs new cursors; a cursor verifies with it or one of `also_verifying` (across a rotation of the
     key, the other of the current and the previous key)."""
 
@@ -57,8 +56,7 @@ class CursorKeys:
 _LOCAL_DEVELOPMENT_KEYS = CursorKeys(b"feedctl local development only")
 
 
-@dataclass(frozen=True)
-class _KeysRead:
+class _KeysRead(Struct, frozen=True):
     """What a container knows of the secret: the `keys` last read (None before a read succeeds), and when to read it
     again. After a failed read (`failure`, its message), the keys serve on until `held_until`; then the failure
     is raised."""

@@ -4,10 +4,10 @@ deterministic assignment of users to the running experiment's variants."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from msgspec import Struct
 
 from feedcore.aws_calls import appconfig_document
 from feedcore.errors import ConfigurationError
@@ -25,8 +25,7 @@ from feedcore.settings import FeedSettings, feed_settings
 BASE_VARIANT = "base"
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(Struct, frozen=True):
     """The config a user's feed is built with, and the experiment variant that chose it."""
 
     experiment: str | None

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
+
+from msgspec import Struct, field
 
 from feedcore.db.feed import Candidate
 from feedcore.feed.config import Filter, SectionConfig, Signal
@@ -25,8 +26,7 @@ NEWNESS_HALF_LIFE = timedelta(days=7)
 POPULAR_SOURCE = "popular"
 
 
-@dataclass(frozen=True)
-class RankingContext:
+class RankingContext(Struct, frozen=True):
     """What the pipeline needs besides the candidates."""
 
     now: datetime
@@ -92,8 +92,7 @@ FILTERS: dict[Filter, Callable[[Candidate, RankingContext], bool]] = {
 }
 
 
-@dataclass(slots=True)  # not frozen: see Candidate (treat it as immutable)
-class Removal:
+class Removal(Struct, frozen=True):
     item_id: str
     source: str
     filter: Filter
@@ -155,8 +154,7 @@ CANDIDATE_SIGNALS: frozenset[Signal] = frozenset({"bought_together", "trending",
 RANKINGS_KEPT = 4
 
 
-@dataclass(frozen=True)
-class Screening:
+class Screening(Struct, frozen=True, dict=True):  # dict: room for `rankings`
     """A store-level source's candidates through the store-level filters: those kept, the removals, and per
     candidate its removal or None (in the candidates' order); and the kept ones as ranked (made as first asked for,
     at most RANKINGS_KEPT)."""
@@ -164,9 +162,11 @@ class Screening:
     kept: tuple[Candidate, ...]
     removed: tuple[Removal, ...]
     removals: tuple[Removal | None, ...]
-    rankings: RecentlyUsed[tuple[tuple[tuple[Signal, float], ...], bool], tuple[Ranked, ...]] = field(
-        default_factory=lambda: RecentlyUsed(RANKINGS_KEPT), compare=False, repr=False
-    )
+
+    @cached_property
+    def rankings(self) -> RecentlyUsed[tuple[tuple[tuple[Signal, float], ...], bool], tuple[Ranked, ...]]:
+        """The rankings made (see StoreShelf.candidates)."""
+        return RecentlyUsed(RANKINGS_KEPT)
 
     def ranked(self, weights: dict[Signal, float], context: RankingContext) -> tuple[Ranked, ...]:
         """The kept candidates as `rank` orders them with `weights`, all of them CANDIDATE_SIGNALS (so the context
@@ -176,16 +176,17 @@ class Screening:
         )
 
 
-@dataclass(frozen=True)
-class StoreCandidates:
+class StoreCandidates(Struct, frozen=True, dict=True):  # dict: room for `screenings`
     """A store-level source's candidates at a store, for no user in particular (no history, no recent events, no
     model score), in catalog order, and their screenings (made as first asked for, at most SCREENINGS_KEPT)."""
 
     candidates: tuple[Candidate, ...]  # a tuple: what a request adds to its own list cannot reach the shelf's
     item_ids: frozenset[str]
-    screenings: RecentlyUsed[tuple[tuple[Filter, ...], frozenset[str]], Screening] = field(
-        default_factory=lambda: RecentlyUsed(SCREENINGS_KEPT), compare=False, repr=False
-    )
+
+    @cached_property
+    def screenings(self) -> RecentlyUsed[tuple[tuple[Filter, ...], frozenset[str]], Screening]:
+        """The screenings made (see StoreShelf.candidates)."""
+        return RecentlyUsed(SCREENINGS_KEPT)
 
     def screened(self, context: RankingContext) -> Screening:
         """The candidates through the context's store-level filters (in its order) and its excluded tags (when it
@@ -206,8 +207,7 @@ class StoreCandidates:
         return self.screenings.get((filters, excluded), screen)
 
 
-@dataclass(frozen=True)
-class SourceCandidates:
+class SourceCandidates(Struct, frozen=True):
     """A source's candidates for one request, in catalog order. For a store-level source, `shared` is the shelf's
     own: `candidates` holds its objects, but for items made again with the user's facts."""
 
@@ -290,8 +290,7 @@ SIGNALS: dict[Signal, Callable[[Sequence[Candidate], RankingContext], list[float
 }
 
 
-@dataclass(slots=True)  # not frozen: see Candidate (treat it as immutable)
-class Ranked:
+class Ranked(Struct, frozen=True):
     """A candidate with its section score and what each weighted signal contributed to it (empty when the
     context does not explain)."""
 
@@ -345,8 +344,7 @@ def ranking(candidates: Sequence[Candidate], weights: dict[Signal, float], conte
 # --- selection --------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Caps:
+class _Caps(Struct):
     spec: SectionConfig
     # taken per aisle and per brand (dicts read with get: a Counter's missing key costs a Python call)
     aisles: dict[str, int] = field(default_factory=dict)
@@ -402,8 +400,7 @@ def source_key(spec: SectionConfig) -> str:
     return f"model:{spec.model}" if spec.source == "model" else spec.source
 
 
-@dataclass(frozen=True)
-class SelectedSection:
+class SelectedSection(Struct, frozen=True):
     spec: SectionConfig
     items: list[Ranked]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from msgspec import Struct
 
 # Keeps the due-ness ratio finite for same-day repurchases and first purchases.
 _ONE_DAY = timedelta(days=1).total_seconds()
 
 
-@dataclass(frozen=True)
-class BuyAgainParams:
+class BuyAgainParams(Struct, frozen=True):
     """How much the replenishment timing counts next to the decayed purchase frequency."""
 
     due_weight: float = 0.5

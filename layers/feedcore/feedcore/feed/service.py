@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from time import monotonic, perf_counter, sleep
 
 import msgspec
 from aws_lambda_powertools.metrics import MetricUnit
+from msgspec import Struct
 from psycopg import Connection
 
 from feedcore.api.models import Fallback
@@ -49,8 +49,7 @@ _shelves = ShelfCache()
 _SNAPSHOT_FIRST_RECHECK_S = 0.02
 
 
-@dataclass(frozen=True)
-class FeedRequest:
+class FeedRequest(Struct, frozen=True):
     """A feed page request: the first page without `cursor`, a later one with it."""
 
     user_id: str
@@ -61,8 +60,7 @@ class FeedRequest:
     debug: bool = False
 
 
-@dataclass(frozen=True)
-class FeedPage:
+class FeedPage(Struct, frozen=True):
     """A page as served: `body` is its JSON document, the contract's Feed (feedcore.api.models), written once
     here rather than built as models and serialized by the route; `sections` are this page's sections as in
     it (dicts of the contract's fields)."""
@@ -114,8 +112,7 @@ def forget_store_shelves() -> None:
     _shelves.clear()
 
 
-@dataclass(frozen=True)
-class _PageRequest:
+class _PageRequest(Struct, frozen=True):
     per_page: int  # sections
     scope: str  # the store and excluded tags the feed was ranked for (see request_scope)
     debug: bool

@@ -24,12 +24,15 @@ import sys
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 from operator import itemgetter
 from threading import Lock
 from time import monotonic
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from feedcore.db.feed import CatalogRow, ShelfPack, StoreRows
 from feedcore.feed.config import MAX_POOL
@@ -72,8 +75,7 @@ class RecentlyUsed[K, V]:
         return len(self._values)
 
 
-@dataclass(frozen=True)
-class Catalog:
+class Catalog(Struct, frozen=True):
     """Every catalog item, by position (item_id order); new arrivals ranked once per load."""
 
     version: int  # catalog_state.version when read
@@ -89,8 +91,7 @@ def stock_catalog(version: int, rows: list[CatalogRow]) -> Catalog:
     return Catalog(version, rows, positions, newest_first)
 
 
-@dataclass(frozen=True)
-class StoreShelf:
+class StoreShelf(Struct, frozen=True, dict=True, weakref=True):  # dict: room for `candidates`; weakref: feed.service
     """A store as the feed sees it, by catalog position. Ranked lists hold positions, best first."""
 
     catalog: Catalog
@@ -110,11 +111,14 @@ class StoreShelf:
     # when the shelf was read; None when none were packed over its catalog or the shelf was stocked from the rows
     item_orders: array | None = None
     item_buyers: array | None = None
-    # the candidates of the sources the same for every user, made as first asked for, and their screenings by the
-    # store-level filters (feedcore.feed.sources.store_candidates)
-    candidates: RecentlyUsed[tuple[str, int], StoreCandidates] = field(
-        default_factory=lambda: RecentlyUsed(STORE_CANDIDATES_KEPT), init=False, compare=False, repr=False
-    )
+
+    @cached_property
+    def candidates(self) -> RecentlyUsed[tuple[str, int], StoreCandidates]:
+        """The candidates of the sources the same for every user, made as first asked for, and their screenings by
+        the store-level filters (feedcore.feed.sources.store_candidates). Not a field: a shelf made by `replace`
+        starts its own, and equality and repr leave it out (two threads of the local server asking first at once may
+        each make one: either is kept, as with RecentlyUsed's values)."""
+        return RecentlyUsed(STORE_CANDIDATES_KEPT)
 
 
 def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
@@ -151,8 +155,7 @@ def stock_shelf(catalog: Catalog, rows: StoreRows) -> StoreShelf:
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class ReorderCounts:
+class ReorderCounts(Struct, frozen=True):
     """The items' reorder counts as unpacked (by catalog position), and when they were packed."""
 
     packed_at: datetime | None
@@ -206,8 +209,7 @@ def _numbers(typecode: str, packed: bytes | None) -> array:
     return numbers
 
 
-@dataclass(frozen=True)
-class ShelfReader:
+class ShelfReader(Struct, frozen=True):
     """How the cache reads: the catalog (version, rows), a store's pack (given the packed_at of the one held and
     of the reorder counts held), a store's rows (no current pack), the item-level scores of the models."""
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
+
+from msgspec import Struct
 
 from feedcore.db.feed import Candidate, UserItemRow, UserRows
 from feedcore.feed.pipeline import SourceCandidates, StoreCandidates
@@ -20,8 +21,7 @@ _NO_RECENT_EVENTS = (None, None, None, False)
 _AFFINITY_RAW = UserItemRow._fields.index("affinity_raw")  # in a row of user.items
 
 
-@dataclass(frozen=True)
-class SourceLimits:
+class SourceLimits(Struct, frozen=True):
     """Which sources are read and how many candidates each gives."""
 
     sources: frozenset[str]  # source names; model sections as "model"
