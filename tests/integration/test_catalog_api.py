@@ -417,3 +417,29 @@ def test_a_feed_served_while_its_user_is_erased_is_not_recorded_after_the_erasur
     db.execute("UPDATE user_erasures SET erased_at = erased_at - interval '61 seconds'")
     get_feed("user-1", {"store_id": STORE, "limit": "1"})
     assert recorded() == (1, 1)
+
+
+def test_a_feed_recording_during_its_users_erasure_holds_back_no_page_of_the_container(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    create_catalog(db)
+    record(purchase("user-1", items=("milk", "eggs")), purchase("user-2", items=("milk", "eggs")))
+    recompute_scores(RecomputeRequest())
+    with psycopg.connect(database_url) as blocker:
+        # The erasure holds user-1's lock (and waits for the user's profile row) while a page of user-1 is served and
+        # its recording sent; the next request on the container, another user's, reads that recording's outcome first.
+        blocker.execute("SELECT FROM users WHERE user_id = 'user-1' FOR UPDATE")
+        erasure = threading.Thread(target=delete_user, args=("user-1",))
+        erasure.start()
+        wait_until_blocked_by(blocker)
+        get_feed("user-1", {"store_id": STORE, "limit": "1"})
+        started = time.perf_counter()
+        status, _, other = get_feed("user-2", {"store_id": STORE, "limit": "1"})
+        elapsed = time.perf_counter() - started
+    erasure.join()
+    confirm_sent()
+
+    # Before, the recording waited for the erasure until the statement timeout ended it (2 s), and the next page
+    # waited for the recording (1.99 s).
+    assert status == 200 and other["degraded"] is False and elapsed < 1, elapsed
+    assert db.execute("SELECT user_id FROM feeds").fetchall() == [("user-2",)]  # user-1's page: not recorded

@@ -265,7 +265,7 @@ class _Unconfirmed:
     what: str  # for the log: what the statement does
     context: dict[str, str]  # for the log: e.g. the feed's id
     failure_metric: str  # counted when it failed or its outcome was lost
-    wait_s: float  # how long its outcome may take
+    answer_by: float  # the `monotonic()` time by which it has surely ended, committed or not
 
 
 def send_without_waiting(
@@ -296,7 +296,7 @@ def send_without_waiting(
     except TimeoutError as exc:
         conn.close()  # part of a statement may have left: nothing else can follow it on this connection
         raise psycopg.OperationalError(f"cannot send the statement: {exc}") from exc
-    _cache.unconfirmed = _Unconfirmed(conn, what, context, failure_metric, unconfirmed_wait_s())
+    _cache.unconfirmed = _Unconfirmed(conn, what, context, failure_metric, monotonic() + unconfirmed_wait_s())
 
 
 def unconfirmed_wait_s() -> float:
@@ -316,7 +316,7 @@ def confirm_sent() -> None:
     pgconn = unconfirmed.conn.pgconn
     errors = []
     try:
-        deadline = _earliest(monotonic() + unconfirmed.wait_s, _request_deadline())
+        deadline = _earliest(unconfirmed.answer_by, _request_deadline())
         pgconn.consume_input()
         while pgconn.is_busy():
             _wait_for(pgconn, select.POLLIN, deadline - monotonic())
