@@ -28,6 +28,9 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION user_erased_since(text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION user_erased_since(text, timestamptz) TO feed_assemble_feed;
+-- The erasure sets its time itself (clock_timestamp(), not the column's default, the transaction's start); a grant
+-- that stays with the table, which nothing rebuilds.
+GRANT INSERT (erased_at) ON user_erasures TO feed_ingest_events;
 
 CREATE OR REPLACE FUNCTION record_feed(
     p_feed_id text, p_user_id text, p_store_id text, p_experiment text, p_variant text, p_fallback text,
