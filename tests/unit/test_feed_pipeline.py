@@ -520,6 +520,11 @@ def rename_control(document: dict, name: str) -> None:
         (lambda d: rename_control(d, ""), "variants"),
         (lambda d: rename_control(d, "c" * 2000), "variants"),
         (lambda d: rename_control(d, "Control A"), "variants"),
+        # Names the service gives things of its own: the report's bucket of events naming no section or no feed it can
+        # match, and the variant of degraded pages (FeedServed's dimension).
+        (lambda d: d["base"]["sections"].append(d["base"]["sections"][0] | {"id": "unknown"}), "'unknown' is reserved"),
+        (lambda d: rename_control(d, "degraded"), "'degraded' is reserved"),
+        (lambda d: rename_control(d, "unknown"), "'unknown' is reserved"),
     ],
     ids=[
         "traffic",
@@ -535,6 +540,9 @@ def rename_control(document: dict, name: str) -> None:
         "empty-variant-name",
         "long-variant-name",
         "variant-name-with-a-space",
+        "section-named-unknown",
+        "variant-named-degraded",
+        "variant-named-unknown",
     ],  # fmt: skip
 )
 def test_an_invalid_config_is_refused_naming_the_problem(change, message):
