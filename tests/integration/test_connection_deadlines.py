@@ -32,3 +32,25 @@ def test_a_statement_a_deadline_cuts_short_is_cancelled_on_the_server(
         sleep(0.02)
 
     assert not running()
+
+
+def test_a_deadline_within_anothers_block_neither_extends_nor_ends_the_outer_one(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "30000")
+    use_database(database_url)
+
+    def sleep_1_s(conn: psycopg.Connection) -> None:
+        conn.execute("SELECT pg_sleep(1)")
+
+    # A later deadline within: the outer one still holds.
+    with answers_by(monotonic() + 0.3), answers_by(monotonic() + 10), pytest.raises(DatabaseUnavailable):
+        run(sleep_1_s, in_transaction=False)
+    # After the inner block: the outer one again (before: none at all).
+    with answers_by(monotonic() + 0.3):
+        with answers_by(monotonic() + 10):
+            pass
+        started = monotonic()
+        with pytest.raises(DatabaseUnavailable):
+            run(sleep_1_s, in_transaction=False)
+        assert monotonic() - started < 0.5

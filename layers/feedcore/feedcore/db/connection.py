@@ -93,12 +93,13 @@ def answers_by(deadline: float) -> Iterator[None]:
     a request that needs several answers, each within its own bound. A wait cut short cancels its statement (it
     would run on to its statement timeout otherwise) and closes its connection, and the request gets what the
     database being unavailable gives (a degraded feed). Connecting keeps its own
-    timeout (DB_CONNECT_TIMEOUT_S)."""
-    _cache.request_deadline = deadline
+    timeout (DB_CONNECT_TIMEOUT_S). Within a block of its own, the earlier deadline holds; the outer one again after."""
+    outer = _request_deadline()
+    _cache.request_deadline = _earliest(deadline, outer)
     try:
         yield
     finally:
-        _cache.request_deadline = None
+        _cache.request_deadline = outer
 
 
 def answer_bound_s(statement_timeout_ms: int) -> float:
