@@ -513,6 +513,7 @@ def rename_control(document: dict, name: str) -> None:
             lambda d: d["experiment"]["variants"]["control"].update(overrides={"filters": ["inactive", "unavailable"]}),
             "filters must include",
         ),
+        (lambda d: d["base"].update(filters=[*d["base"]["filters"], "hidden"]), "at most once"),
         # Every weight 0 would rank the section's items by id: a section is hidden by leaving it out of the order.
         (lambda d: d["base"]["sections"][0].update(weights={"buy_again": 0.0, "affinity": 0.0}), "weight above 0"),
         # A variant's name is a metric dimension (CloudWatch drops a record with an empty one or one over 1,024
@@ -536,6 +537,7 @@ def rename_control(document: dict, name: str) -> None:
         "bad-override",
         "filters-without-the-promised-ones",
         "variant-dropping-promised-filters",
+        "filter-named-twice",
         "all-weights-zero",
         "empty-variant-name",
         "long-variant-name",

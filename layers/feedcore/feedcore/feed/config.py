@@ -133,9 +133,11 @@ class FeedConfig(_Config):
 
     @field_validator("filters")
     @classmethod
-    def _promised_filters_apply(cls, filters: list[Filter]) -> list[Filter]:
+    def _promised_filters_apply_once(cls, filters: list[Filter]) -> list[Filter]:
         if missing := PROMISED_FILTERS.difference(filters):
             raise ValueError(f"filters must include {sorted(missing)}: the API promises them of every feed")
+        if len(set(filters)) != len(filters):  # a second entry would only try the filter again (a mistake's sign)
+            raise ValueError("filters must name each filter at most once")
         return filters
 
     @model_validator(mode="after")
