@@ -4,13 +4,15 @@
 -- meanwhile, read before the erasure committed, had its feed record and snapshot inserted after the erasure's
 -- deletes, and they stayed (the record for the feeds' retention, 400 days by default; tested:
 -- tests/integration/test_catalog_api.py). Now an erasure holds a lock of its user's (advisory, keyed by the user id's
--- hash) while it deletes, until it commits, and the recording takes it shared: it waits for an erasure deleting, or
--- the erasure waits for it (one statement) and then deletes what it wrote. Once it has the lock, it records nothing
--- for a user erased after a minute before the feed was made: an erasure's timestamp is its transaction's start, and
--- an erasure waits at most INGEST_ERASURE_WAIT_MS for the score runs and model imports before deleting, so any page
--- read before an erasure committed is left out (a page of that user a minute later is recorded again). A feed not
--- recorded has no next pages (410). Code from before this migration calls the same function; its erasures take no
--- such lock, as before.
+-- hash) while it deletes, until it commits, and the recording tries to take it shared: when an erasure of the user is
+-- under way (it holds the lock or waits for it), the recording records nothing, at once — it must not wait: the next
+-- request on its container, any user's, reads its outcome first (connection.confirm_sent) within its own deadline;
+-- otherwise the erasure waits for it (one statement) and then deletes what it wrote. Once it has the lock, it
+-- records nothing for a user erased after a minute before the feed was made: an erasure's timestamp is taken at its
+-- last statement (clock_timestamp(), feedcore.db.models.remember_erasure), a round trip before its commit, so any
+-- page read before an erasure committed is left out (a page of that user a minute later is recorded again). A feed
+-- not recorded has no next pages (410). Code from before this migration calls the same function; its erasures take
+-- no such lock, as before.
 
 -- Whether the user was erased after `p_since`: the one fact of user_erasures a recording needs (the feed's role reads
 -- nothing of the table). It runs as the owner, with only pg_catalog on its search path and every name qualified, as
@@ -26,6 +28,9 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION user_erased_since(text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION user_erased_since(text, timestamptz) TO feed_assemble_feed;
+-- The erasure sets its time itself (clock_timestamp(), not the column's default, the transaction's start); a grant
+-- that stays with the table, which nothing rebuilds.
+GRANT INSERT (erased_at) ON user_erasures TO feed_ingest_events;
 
 CREATE OR REPLACE FUNCTION record_feed(
     p_feed_id text, p_user_id text, p_store_id text, p_experiment text, p_variant text, p_fallback text,
@@ -36,8 +41,11 @@ AS $$
 BEGIN
     -- a crash can lose the feeds recorded in the last moments; their snapshots (UNLOGGED) are lost with it anyway
     PERFORM set_config('synchronous_commit', 'off', true);
-    -- feedcore.db.feed.FEED_RECORDING_LOCK_CLASS; a statement of its own, so that the next one sees the erasure
-    PERFORM pg_advisory_xact_lock_shared(724620122, hashtext(p_user_id));
+    -- feedcore.db.feed.FEED_RECORDING_LOCK_CLASS; not taken, the user's erasure is under way. A statement of its
+    -- own, so that the next one (a new snapshot) sees an erasure committed before the lock was taken.
+    IF NOT pg_try_advisory_xact_lock_shared(724620122, hashtext(p_user_id)) THEN
+        RETURN;
+    END IF;
     IF user_erased_since(p_user_id, p_created_at - interval '1 minute') THEN
         RETURN;
     END IF;

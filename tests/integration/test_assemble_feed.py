@@ -1261,6 +1261,7 @@ def test_an_unusable_ranking_config_file_is_logged_and_counted_and_the_packaged_
     assert sections(feed)["buy_again"] == ["milk", "coffee"]
     (logged,) = [r for r in caplog.records if r.getMessage().startswith("ranking config")]
     assert logged.levelno == logging.ERROR and str(path) in logged.error
+    assert logged.getMessage().endswith("unusable; serving the packaged default")  # not "the last good one": none kept
     metrics = [json.loads(line) for line in emitted.splitlines() if line.startswith('{"_aws"')]
     assert [blob["RankingConfigErrors"] for blob in metrics if "RankingConfigErrors" in blob] == [[1.0]]
 

@@ -513,6 +513,7 @@ def rename_control(document: dict, name: str) -> None:
             lambda d: d["experiment"]["variants"]["control"].update(overrides={"filters": ["inactive", "unavailable"]}),
             "filters must include",
         ),
+        (lambda d: d["base"].update(filters=[*d["base"]["filters"], "hidden"]), "at most once"),
         # Every weight 0 would rank the section's items by id: a section is hidden by leaving it out of the order.
         (lambda d: d["base"]["sections"][0].update(weights={"buy_again": 0.0, "affinity": 0.0}), "weight above 0"),
         # A variant's name is a metric dimension (CloudWatch drops a record with an empty one or one over 1,024
@@ -520,6 +521,11 @@ def rename_control(document: dict, name: str) -> None:
         (lambda d: rename_control(d, ""), "variants"),
         (lambda d: rename_control(d, "c" * 2000), "variants"),
         (lambda d: rename_control(d, "Control A"), "variants"),
+        # Names the service gives things of its own: the report's bucket of events naming no section or no feed it can
+        # match, and the variant of degraded pages (FeedServed's dimension).
+        (lambda d: d["base"]["sections"].append(d["base"]["sections"][0] | {"id": "unknown"}), "'unknown' is reserved"),
+        (lambda d: rename_control(d, "degraded"), "'degraded' is reserved"),
+        (lambda d: rename_control(d, "unknown"), "'unknown' is reserved"),
     ],
     ids=[
         "traffic",
@@ -531,10 +537,14 @@ def rename_control(document: dict, name: str) -> None:
         "bad-override",
         "filters-without-the-promised-ones",
         "variant-dropping-promised-filters",
+        "filter-named-twice",
         "all-weights-zero",
         "empty-variant-name",
         "long-variant-name",
         "variant-name-with-a-space",
+        "section-named-unknown",
+        "variant-named-degraded",
+        "variant-named-unknown",
     ],  # fmt: skip
 )
 def test_an_invalid_config_is_refused_naming_the_problem(change, message):

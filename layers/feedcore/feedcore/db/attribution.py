@@ -8,6 +8,10 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg.rows import class_row
 
+# The report's variant of events whose feed it cannot match (no longer recorded, or another user's), and its section
+# of events that name no section: a ranking config names no variant and no section so (feedcore.feed.config).
+UNKNOWN = "unknown"
+
 # Impressions, clicks and adds to cart count where their tracking fields say. A purchase line counts for the
 # section of the same user's latest tracked click or add to cart of that item within the attribution window
 # before the purchase (last touch). Feeds are matched to their experiment variant through `feeds`, only for
@@ -47,12 +51,12 @@ counts AS (
     UNION ALL
     SELECT feed_id, section, user_id, 0, 0, 0, count(*) FROM attributed GROUP BY feed_id, section, user_id
 )
-SELECT f.experiment, coalesce(f.variant, 'unknown') AS variant, coalesce(c.section, 'unknown') AS section,
+SELECT f.experiment, coalesce(f.variant, %(unknown)s) AS variant, coalesce(c.section, %(unknown)s) AS section,
        sum(c.impressions)::bigint AS impressions, sum(c.clicks)::bigint AS clicks,
        sum(c.add_to_carts)::bigint AS add_to_carts, sum(c.purchases)::bigint AS purchases
 FROM counts c
 LEFT JOIN feeds f ON f.feed_id = c.feed_id AND f.user_id = c.user_id  -- a feed_id sent by another user: unknown
-GROUP BY f.experiment, coalesce(f.variant, 'unknown'), coalesce(c.section, 'unknown')
+GROUP BY 1, 2, 3
 ORDER BY f.experiment NULLS FIRST, variant, section
 """
 
@@ -75,4 +79,6 @@ def section_report(conn: psycopg.Connection, since: datetime, window: timedelta)
     """Per experiment variant and section: impressions, clicks and adds to cart since `since`, and purchase
     lines attributed to them (last touch within `window`)."""
     with conn.cursor(row_factory=class_row(SectionStats)) as cur:
-        return cur.execute(_SECTION_REPORT, {"since": since, "window_s": window.total_seconds()}).fetchall()
+        return cur.execute(
+            _SECTION_REPORT, {"since": since, "window_s": window.total_seconds(), "unknown": UNKNOWN}
+        ).fetchall()

@@ -36,6 +36,9 @@ _cache = threading.local()
 # How long past the statement timeout an answer is awaited before the connection is given up as lost (the
 # server ends the statement at its timeout; this covers the network).
 UNCONFIRMED_GRACE_S = 1.0
+# How long a request waits, past its deadline, for the server to take the cancel of a statement it no longer awaits
+# (a connection of its own, a TCP and TLS handshake away: ~1.5 ms locally over a Unix socket, 2026-11-28).
+CANCEL_WITHIN_S = 0.2
 
 
 class BoundedConnection(psycopg.Connection):
@@ -50,14 +53,29 @@ class BoundedConnection(psycopg.Connection):
 
     def wait(self, gen, interval: float = 0.1, timeout: float | None = None):  # noqa: ANN001, ANN201 (psycopg's)
         bound = self.answer_within_s if timeout is None else timeout
+        by_deadline = False  # whether a deadline bounds this wait more than the answer's own bound
         if (answer_by := _earliest(self.answer_by, _request_deadline())) is not None:
             left = max(answer_by - monotonic(), 0.0)
-            bound = left if bound is None else min(bound, left)
+            if bound is None or left < bound:
+                bound, by_deadline = left, True
         try:
             return super().wait(gen, interval, bound)
         except psycopg.errors._WaitTimeout as exc:  # psycopg's own, raised only for the timeout given here
+            if by_deadline:  # the statement may run on up to its statement timeout, for nobody
+                self._cancel_statement()
             self.close()  # a statement may still be running: nothing else can follow it on this connection
             raise psycopg.OperationalError(f"no answer from the database within {bound:.1f} s") from exc
+
+    def _cancel_statement(self) -> None:
+        """Ask the server to end the statement running on this connection, waiting CANCEL_WITHIN_S at most. Closing
+        the connection does not end it: a server notices a closed socket only when it next reads or writes it. Not
+        through RDS Proxy, which gives no cancel key (its clients cannot cancel: the statement ends at its timeout)."""
+        if not self.pgconn.backend_pid:
+            return
+        try:
+            self.cancel_safe(timeout=CANCEL_WITHIN_S)
+        except psycopg.Error as exc:  # the cancel's own connection failed or timed out: the statement runs on
+            logger.warning("could not cancel a statement nobody waits for", extra={"error": str(exc)})
 
 
 def _earliest(*moments: float | None) -> float | None:
@@ -72,14 +90,16 @@ def _request_deadline() -> float | None:
 def answers_by(deadline: float) -> Iterator[None]:
     """Within the block, this thread's waits for the database — answers on its connections, the outcome of a
     statement sent without waiting — end by `deadline` (a `monotonic()` time), however many there are: the budget of
-    a request that needs several answers, each within its own bound. A wait cut short closes its connection, and
-    the request gets what the database being unavailable gives (a degraded feed). Connecting keeps its own
-    timeout (DB_CONNECT_TIMEOUT_S)."""
-    _cache.request_deadline = deadline
+    a request that needs several answers, each within its own bound. A wait cut short cancels its statement (it
+    would run on to its statement timeout otherwise) and closes its connection, and the request gets what the
+    database being unavailable gives (a degraded feed). Connecting keeps its own
+    timeout (DB_CONNECT_TIMEOUT_S). Within a block of its own, the earlier deadline holds; the outer one again after."""
+    outer = _request_deadline()
+    _cache.request_deadline = _earliest(deadline, outer)
     try:
         yield
     finally:
-        _cache.request_deadline = None
+        _cache.request_deadline = outer
 
 
 def answer_bound_s(statement_timeout_ms: int) -> float:
@@ -264,7 +284,7 @@ class _Unconfirmed(Struct, frozen=True):
     what: str  # for the log: what the statement does
     context: dict[str, str]  # for the log: e.g. the feed's id
     failure_metric: str  # counted when it failed or its outcome was lost
-    wait_s: float  # how long its outcome may take
+    answer_by: float  # the `monotonic()` time by which it has surely ended, committed or not
 
 
 def send_without_waiting(
@@ -295,7 +315,7 @@ def send_without_waiting(
     except TimeoutError as exc:
         conn.close()  # part of a statement may have left: nothing else can follow it on this connection
         raise psycopg.OperationalError(f"cannot send the statement: {exc}") from exc
-    _cache.unconfirmed = _Unconfirmed(conn, what, context, failure_metric, unconfirmed_wait_s())
+    _cache.unconfirmed = _Unconfirmed(conn, what, context, failure_metric, monotonic() + unconfirmed_wait_s())
 
 
 def unconfirmed_wait_s() -> float:
@@ -315,7 +335,7 @@ def confirm_sent() -> None:
     pgconn = unconfirmed.conn.pgconn
     errors = []
     try:
-        deadline = _earliest(monotonic() + unconfirmed.wait_s, _request_deadline())
+        deadline = _earliest(unconfirmed.answer_by, _request_deadline())
         pgconn.consume_input()
         while pgconn.is_busy():
             _wait_for(pgconn, select.POLLIN, deadline - monotonic())

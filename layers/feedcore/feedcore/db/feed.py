@@ -366,13 +366,13 @@ def feed_snapshot(conn: psycopg.Connection, feed_id: str, user_id: str, now: dat
 
 
 # The class of the advisory lock of a user's, keyed by the user id's hash, that an erasure holds while it deletes and
-# a feed's recording takes shared (migration 0121's record_feed).
+# a feed's recording tries to take shared, recording nothing when it cannot (migration 0121's record_feed).
 FEED_RECORDING_LOCK_CLASS = 724_620_122
 
 
 def lock_out_feed_recordings(conn: psycopg.Connection, user_id: str) -> None:
-    """Wait for a recording of the user's feed under way, and hold back the next ones until this transaction ends:
-    a feed made before it ends is then not recorded (migration 0121)."""
+    """Wait for a recording of the user's feed under way, and have the next ones record nothing until this
+    transaction ends (migration 0121)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (FEED_RECORDING_LOCK_CLASS, user_id))
 
 

@@ -54,9 +54,16 @@ def lock_erasures(conn: psycopg.Connection) -> None:
 
 
 def remember_erasure(conn: psycopg.Connection, user_id: str) -> None:
-    """Record that the user was erased now, so that model files written before cannot bring their rows back."""
+    """Record that the user was erased now, so that model files written before cannot bring their rows back, and
+    feeds made before are not recorded (migration 0121). The erasure's last statement before its commit: its time
+    is this statement's (clock_timestamp()), not the transaction's start, which may be minutes before the commit
+    (an erasure's deletes may each take the statement timeout), out of 0121's one-minute window; for the model
+    import, a later time only leaves out the rows of more files (those written while the erasure ran)."""
     conn.execute(
-        "INSERT INTO user_erasures (user_id) VALUES (%s) ON CONFLICT (user_id) DO UPDATE SET erased_at = now()",
+        """
+        INSERT INTO user_erasures (user_id, erased_at) VALUES (%s, clock_timestamp())
+        ON CONFLICT (user_id) DO UPDATE SET erased_at = clock_timestamp()
+        """,
         (user_id,),
     )
 

@@ -12,8 +12,9 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from feedcore.db.attribution import UNKNOWN
 from feedcore.errors import ConfigurationError
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("ranking.json")
@@ -30,10 +31,32 @@ ALL_FILTERS: tuple[Filter, ...] = ("inactive", "unavailable", "hidden", "exclude
 # What the API promises of every feed, whatever its config: active items the store sells, none the user hid, none
 # with a tag the request excludes. A config orders these and chooses the others.
 PROMISED_FILTERS: frozenset[Filter] = frozenset({"inactive", "unavailable", "hidden", "excluded_tags"})
+# The variant of a degraded page (the Feed's `variant`, FeedServed's dimension): no config's.
+DEGRADED_VARIANT = "degraded"
+
+
+def _not_reserved(reserved: dict[str, str]) -> AfterValidator:
+    """Refuses the names in `reserved` (name → what the service means by it)."""
+
+    def check(name: str) -> str:
+        if name in reserved:
+            raise ValueError(f"{name!r} is reserved: {reserved[name]}")
+        return name
+
+    return AfterValidator(check)
+
+
 SectionId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
 # An experiment's or variant's name: also a metric dimension value (non-empty, at most 1,024 characters in EMF), a
 # response field and a row of the report.
 ExperimentName = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_\-]*$")]
+VariantName = Annotated[
+    ExperimentName,
+    _not_reserved({
+        DEGRADED_VARIANT: "the variant of degraded pages",
+        UNKNOWN: "the report's variant of events whose feed it cannot match",
+    }),
+]  # fmt: skip
 MAX_SECTION_SIZE = 50
 MAX_CANDIDATES_PER_SLOT = 10
 # The most items a source reads of a ranked list (the largest section's size × candidates_per_slot): a packed
@@ -48,7 +71,7 @@ class _Config(BaseModel):
 class SectionConfig(_Config):
     """One section of the feed, declared from components."""
 
-    id: SectionId
+    id: Annotated[SectionId, _not_reserved({UNKNOWN: "the report's section of events that name no section"})]
     title: str = Field(min_length=1, max_length=80)
     source: Source
     model: str | None = Field(default=None, description="the imported model whose scores feed source 'model'")
@@ -110,9 +133,11 @@ class FeedConfig(_Config):
 
     @field_validator("filters")
     @classmethod
-    def _promised_filters_apply(cls, filters: list[Filter]) -> list[Filter]:
+    def _promised_filters_apply_once(cls, filters: list[Filter]) -> list[Filter]:
         if missing := PROMISED_FILTERS.difference(filters):
             raise ValueError(f"filters must include {sorted(missing)}: the API promises them of every feed")
+        if len(set(filters)) != len(filters):  # a second entry would only try the filter again (a mistake's sign)
+            raise ValueError("filters must name each filter at most once")
         return filters
 
     @model_validator(mode="after")
@@ -144,7 +169,7 @@ class Variant(_Config):
 
 class Experiment(_Config):
     name: ExperimentName
-    variants: dict[ExperimentName, Variant] = Field(min_length=1)
+    variants: dict[VariantName, Variant] = Field(min_length=1)
 
     @field_validator("variants")
     @classmethod

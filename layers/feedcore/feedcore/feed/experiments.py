@@ -56,12 +56,10 @@ def assign(ranking: RankingConfig, user_id: str) -> Assignment:
 _parsed: dict[str, Any] = {}
 
 
-def _unusable(origin: str, exc: ConfigurationError) -> None:
-    """Say that the config document of `origin` cannot be used (an error log line and RankingConfigErrors)."""
-    logger.error(
-        f"ranking config from {origin} unusable; keeping the last good one (or the packaged default)",
-        extra={"error": str(exc)},
-    )
+def _unusable(origin: str, exc: ConfigurationError, serving: str) -> None:
+    """Say that the config document of `origin` cannot be used and which config `serving` says serves instead (an
+    error log line and RankingConfigErrors)."""
+    logger.error(f"ranking config from {origin} unusable; {serving}", extra={"error": str(exc)})
     metrics.add_metric(name="RankingConfigErrors", unit=MetricUnit.Count, value=1)
 
 
@@ -78,7 +76,7 @@ def _from_appconfig(settings: FeedSettings) -> RankingConfig:
         if _parsed.get("document") != document:
             _parsed.update(document=document, config=parse_ranking_config(document, "AppConfig"))
     except ConfigurationError as exc:
-        _unusable("AppConfig", exc)
+        _unusable("AppConfig", exc, "keeping the last good one (or the packaged default)")
     return _parsed.get("config") or default_ranking_config()
 
 
@@ -100,5 +98,5 @@ def ranking_config() -> RankingConfig:
     try:
         return configured_ranking_config()
     except ConfigurationError as exc:
-        _unusable("FEED_RANKING_CONFIG_FILE", exc)
+        _unusable("FEED_RANKING_CONFIG_FILE", exc, "serving the packaged default")
         return default_ranking_config()

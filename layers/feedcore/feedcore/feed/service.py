@@ -18,7 +18,7 @@ from feedcore.db import feed as feed_db
 from feedcore.db.connection import answers_by, run, unconfirmed_wait_s
 from feedcore.db.feed import FeedRecord, UserRows, UserRowsQuery
 from feedcore.errors import ConfigurationError, DatabaseUnavailable, FeedExpired
-from feedcore.feed.config import FeedConfig
+from feedcore.feed.config import DEGRADED_VARIANT, FeedConfig
 from feedcore.feed.cursors import PagePosition, cursor_keys, decode_cursor, encode_cursor, request_scope
 from feedcore.feed.experiments import Assignment, assign, ranking_config
 from feedcore.feed.pipeline import (
@@ -268,7 +268,7 @@ def _degraded(request: FeedRequest, now: datetime) -> FeedPage:
         if request.exclude_tags.isdisjoint(ranked.candidate.tags)
     ]
     sections = [_section(POPULAR_SOURCE, "Popular at your store", popular, feed_id, False)] if popular else []
-    record = FeedRecord(feed_id, request.user_id, request.store_id, None, "degraded", "cached_popular", now)
+    record = FeedRecord(feed_id, request.user_id, request.store_id, None, DEGRADED_VARIANT, "cached_popular", now)
     body = _document(_head(record, degraded=True), [_json(section) for section in sections], "null", "null")
     return FeedPage(body, record.variant, "cached_popular", sections)
 

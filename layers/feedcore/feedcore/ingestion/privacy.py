@@ -29,7 +29,7 @@ def delete_user(user_id: str) -> UserDeletion:
 
     The erasure is remembered (the user id and its time): a model score file written before it, or listing
     the user while they have sent no event since, is imported without the user's rows; and a page of the user's
-    feed made before it committed (or within a minute of its start) is not recorded after it (migration 0121).
+    feed made before it committed (or within a minute after) is not recorded after it (migration 0121).
 
     Aggregates the user contributed to (store popularity, trending) hold no personal data; the user's part
     leaves them at the next full rebuild. Events of the user committed after the erasure are stored as usual.
@@ -59,7 +59,7 @@ def delete_user(user_id: str) -> UserDeletion:
         scores_deleted = scores_db.delete_user_scores(conn, user_id)
         feed_db.delete_user_feeds(conn, user_id)
         catalog_db.delete_user(conn, user_id)
-        models_db.remember_erasure(conn, user_id)
+        models_db.remember_erasure(conn, user_id)  # last: its time is the commit's, within a round trip
         return UserDeletion(user_id=user_id, events_deleted=events_deleted, scores_deleted=scores_deleted)
 
     deletion = run(erase)
