@@ -206,6 +206,8 @@ def cmd_bench_coldstart(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from msgspec import structs
+
     from feedcore.db.attribution import section_report
 
     with psycopg.connect(embedded.ensure_usable_database(), autocommit=True) as conn:
@@ -220,7 +222,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             f"{label:<32} {row.section:<20} {row.impressions:>8} {_percent(ctr):>7} {_percent(atc):>9} "
             f"{row.purchases:>7}"
         )
-        report.append(row.__dict__ | {"ctr": ctr, "add_to_cart_rate": atc})
+        report.append(structs.asdict(row) | {"ctr": ctr, "add_to_cart_rate": atc})
     print(json.dumps({"since": args.since.isoformat(), "sections": report}))
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
+from msgspec import Struct
 from psycopg.rows import class_row
 
 # The report's variant of events whose feed it cannot match (no longer recorded, or another user's), and its section
@@ -61,8 +61,7 @@ ORDER BY f.experiment NULLS FIRST, variant, section
 """
 
 
-@dataclass(frozen=True)
-class SectionStats:
+class SectionStats(Struct, frozen=True):
     """What one section of one experiment variant earned (variant 'unknown': feeds no longer recorded, or another
     user's; section 'unknown': events that named a feed but no section)."""
 
