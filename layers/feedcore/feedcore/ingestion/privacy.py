@@ -53,7 +53,8 @@ def delete_user(user_id: str) -> UserDeletion:
         except LockWaitTimedOut as exc:
             raise ErasureBusy(wait_ms) from exc
         bound_transaction(conn, database_settings().db_statement_timeout_ms)
-        # A page of the user's feed read before this commits is not recorded after it (its recording waits for this).
+        # A page of the user's feed read before this commits is not recorded after it (its recording, finding this
+        # lock held, records nothing; one under way is waited for here).
         feed_db.lock_out_feed_recordings(conn, user_id)
         events_deleted = events_db.delete_user_events(conn, user_id)
         scores_deleted = scores_db.delete_user_scores(conn, user_id)
