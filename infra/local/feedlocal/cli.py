@@ -360,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
         users, stores, days = _int_in(0, MAX_SEED_USERS), _int_in(1, MAX_SEED_STORES), _int_in(1, MAX_SEED_DAYS)
         p.add_argument("--users", type=users, default=200, help=f"shoppers (default 200, at most {MAX_SEED_USERS:,})")
         p.add_argument("--stores", type=stores, default=3, help=f"stores (default 3, at most {MAX_SEED_STORES:,})")
-        p.add_argument("--days", type=days, default=120, help=f"days (default 120, at most {MAX_SEED_DAYS:,})")
+        history = f"days of shopping history (default 120, at most {MAX_SEED_DAYS:,})"
+        p.add_argument("--days", type=days, default=120, help=history)
         p.add_argument("--seed", type=int, default=7, help="random seed; the same seed gives the same data")
 
     def add_serve_options(p: argparse.ArgumentParser) -> None:
