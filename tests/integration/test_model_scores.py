@@ -137,9 +137,10 @@ def test_the_newest_file_of_each_model_is_swapped_in_once(s3, db: psycopg.Connec
         b"item_id,score\nmilk,1\neggs,2\xe9\n",
         b"item_id,sc\xf6re\nmilk,1\n",
         "item_id,score,score\nmilk,1,2\n",
+        "user_id,item_id,score\nuser-1,eggs,2\nuser-1,milk,1,5\n",
     ],
     ids=["score-not-a-number", "bad-item-id", "wrong-header", "infinite-score", "repeated-pair", "latin-1-row",
-         "latin-1-header", "score-named-twice"],
+         "latin-1-header", "score-named-twice", "decimal-comma"],
 )  # fmt: skip
 def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Connection, bad_file: str | bytes) -> None:
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")

@@ -106,6 +106,8 @@ def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
             raise InvalidModelFile(f"{key}: the header must name item_id and score (and optionally user_id)")
         _refuse_unknown_or_repeated_columns(key, reader.fieldnames)
         for line, row in enumerate(reader, start=2):
+            if None in row:  # fields past the header's: a decimal comma (`milk,1,5`) would be read as a score of 1
+                raise InvalidModelFile(f"{key}, line {line}: more fields than the header names; got {row}")
             user_id, item_id = (row.get("user_id") or "").strip(), (row.get("item_id") or "").strip()
             try:
                 score = float(row.get("score") or "nan")
