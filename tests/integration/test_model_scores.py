@@ -296,6 +296,19 @@ def test_a_parquet_file_written_by_pandas_with_its_index_is_imported(s3, db: psy
     assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9}
 
 
+def test_a_parquet_file_of_categorical_or_string_view_ids_is_imported(s3, db: psycopg.Connection) -> None:
+    # pandas writes a column of dtype "category" as a dictionary of its strings (user ids repeat: a natural
+    # categorical); Arrow's string_view is text too. Both were refused as not string.
+    user_ids = pa.array(["user-1", "user-1", None]).dictionary_encode()
+    item_ids = pa.array(["milk", "eggs", "milk"], pa.string_view())
+    upload(s3, "picked_for_you/v1.parquet", parquet(user_id=user_ids, item_id=item_ids, score=[0.9, 0.5, 0.1]))
+
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert imported.rows == 3
+    assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9, ("user-1", "eggs"): 0.5, ("", "milk"): 0.1}
+
+
 def test_a_csv_file_written_with_a_byte_order_mark_keeps_its_user_ids(s3, db: psycopg.Connection) -> None:
     # As spreadsheet tools save "CSV UTF-8": read without its mark, the header's first column would not be user_id,
     # and every row would become a score for everyone.

@@ -140,12 +140,18 @@ def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
         )
         _refuse_unknown_or_repeated_columns(key, schema.names, index_columns)
         columns = [name for name in COLUMNS if name in schema.names]
-        text = (pa.types.is_string, pa.types.is_large_string)
+
+        def is_text(name: str) -> bool:
+            kind = schema.field(name).type
+            if pa.types.is_dictionary(kind):  # pandas writes a categorical column as a dictionary of its strings
+                kind = kind.value_type
+            return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
         if (
             "item_id" not in columns
             or "score" not in columns
-            or not any(is_text(schema.field("item_id").type) for is_text in text)
-            or ("user_id" in columns and not any(is_text(schema.field("user_id").type) for is_text in text))
+            or not is_text("item_id")
+            or ("user_id" in columns and not is_text("user_id"))
             or not (pa.types.is_floating(schema.field("score").type) or pa.types.is_integer(schema.field("score").type))
         ):
             raise InvalidModelFile(f"{key}: expected string item_id, numeric score, optional string user_id; {schema}")
