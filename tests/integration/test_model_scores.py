@@ -151,6 +151,17 @@ def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Con
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
 
 
+def test_a_refusal_names_the_line_of_the_file_that_holds_the_bad_row(
+    s3, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Counted by rows, blank lines (and line breaks inside quotes) were left out: this row was called line 3.
+    upload(s3, "item_quality/v1.csv", 'item_id,score\n\n"milk",1\n\neggs,high\n')
+
+    assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
+    [refused] = [r for r in caplog.records if r.getMessage() == "model file refused"]
+    assert "item_quality/v1.csv, line 5: expected user_id?, item_id, finite score" in str(refused.exc_info[1])
+
+
 def test_a_refused_file_is_remembered_and_not_read_again_until_a_newer_one_comes(
     s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
