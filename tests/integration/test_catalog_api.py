@@ -183,6 +183,31 @@ def test_an_erasure_waits_for_a_running_score_run_longer_than_a_request_then_ans
     assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-1'").fetchone()[0] == 0
 
 
+def test_the_erasure_of_a_user_whose_events_take_longer_than_a_statement_timeout_to_delete_succeeds(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user of millions of events takes seconds to delete (2,000,000 events, 3 s, past the stack's 2 s statement
+    # timeout); bound by the statement timeout, their erasure answered 503 at every retry. A trigger stands in for
+    # the slow delete.
+    record(*[event("impression", "heavy", item_id="milk", feed_id="f1", section="trending", position=n)
+             for n in range(3)])  # fmt: skip
+    db.execute(
+        "CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"
+    )
+    db.execute("CREATE TRIGGER slow_delete BEFORE DELETE ON events FOR EACH STATEMENT EXECUTE FUNCTION slow_delete()")
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
+    use_database(database_url)
+    try:
+        status, _, deletion = call("DELETE", "/v1/users/heavy", "/v1/users/{user_id}", user_id="heavy")
+    finally:
+        db.execute("DROP TRIGGER slow_delete ON events")
+        db.execute("DROP FUNCTION slow_delete()")
+
+    assert (status, deletion.get("events_deleted")) == (200, 3), deletion
+    assert db.execute("SELECT count(*) FROM events WHERE user_id = 'heavy'").fetchone() == (0,)
+
+
 @pytest.mark.parametrize("held_lock", [RECOMPUTE_LOCK_KEY, ERASURE_LOCK_KEY], ids=["score-run", "model-import"])
 def test_an_erasure_kept_waiting_past_its_limit_raises_erasure_busy_and_deletes_nothing(
     db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch, held_lock: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,8 +13,8 @@ import pytest
 from moto import mock_aws
 
 from feedlocal.aws_local import create_queue_with_dead_letters, deliver_queue_batch
-from tests.aws_events import REGION
-from tests.conftest import load_function, use_database
+from tests.aws_events import REGION, LambdaContext, sqs_event
+from tests.conftest import SlowServer, load_function, use_database
 from tests.factories import event, purchase
 
 ingest = load_function("ingest_events")
@@ -97,6 +98,42 @@ def test_database_outage_fails_the_message_and_redelivery_stores_it_once(
     assert answer["batchItemFailures"] == []
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2
     assert deliver(queues)[0] == []  # deleted after success
+
+
+class CountingDown(LambdaContext):
+    """A Lambda context whose remaining time runs down from `seconds`, as the invocation's does."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(function_name="ingest_queue")
+        self.deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+def test_a_database_that_does_not_answer_still_gets_every_message_reported_within_the_invocation(
+    db: psycopg.Connection, database_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each message waits the connect timeout (1 s here, 5 s in the stack): ten of them outlasted the invocation,
+    # which timed out without answering. Now the ones it has no time for are reported untried.
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT_S", "1")
+    silent = SlowServer(database_url)
+    silent.delay_s = 5
+    bodies = [json.dumps({"events": [event("click", f"user-{n}", item_id="milk")]}) for n in range(10)]
+    request = sqs_event(*bodies)
+    try:
+        use_database(silent.url)
+        started = time.monotonic()
+        answer = ingest.queue_handler(request, CountingDown(4))
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+        use_database(database_url)
+
+    assert elapsed < 4, elapsed
+    assert {f["itemIdentifier"] for f in answer["batchItemFailures"]} == {r["messageId"] for r in request["Records"]}
+    untried = [r for r in caplog.records if "not tried" in r.getMessage()]
+    assert 1 <= len(untried) <= 9 and {r.levelname for r in untried} == {"WARNING"}  # the first is always tried
 
 
 def test_every_failed_message_is_logged_with_its_id_and_why(

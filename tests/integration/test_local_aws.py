@@ -203,3 +203,16 @@ def test_sam_env_covers_every_function_with_settings_that_validate() -> None:
             patch.setenv(name, value)
         feed = FeedSettings()
     assert feed.cursor_secret is not None and not feed.cursor_secret_arn and not feed.appconfig_application
+
+
+def test_feedctl_moto_on_a_port_in_use_says_so_in_one_line_instead_of_waiting_forever() -> None:
+    # moto's threaded server waited forever for a server thread that had failed to bind.
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "feedctl"), "moto", "--port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"feedctl moto: cannot serve moto on 127.0.0.1:{port}: Address already in use")

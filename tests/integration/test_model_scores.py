@@ -137,9 +137,10 @@ def test_the_newest_file_of_each_model_is_swapped_in_once(s3, db: psycopg.Connec
         b"item_id,score\nmilk,1\neggs,2\xe9\n",
         b"item_id,sc\xf6re\nmilk,1\n",
         "item_id,score,score\nmilk,1,2\n",
+        "user_id,item_id,score\nuser-1,eggs,2\nuser-1,milk,1,5\n",
     ],
     ids=["score-not-a-number", "bad-item-id", "wrong-header", "infinite-score", "repeated-pair", "latin-1-row",
-         "latin-1-header", "score-named-twice"],
+         "latin-1-header", "score-named-twice", "decimal-comma"],
 )  # fmt: skip
 def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Connection, bad_file: str | bytes) -> None:
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
@@ -148,6 +149,17 @@ def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Con
 
     assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
+
+
+def test_a_refusal_names_the_line_of_the_file_that_holds_the_bad_row(
+    s3, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Counted by rows, blank lines (and line breaks inside quotes) were left out: this row was called line 3.
+    upload(s3, "item_quality/v1.csv", 'item_id,score\n\n"milk",1\n\neggs,high\n')
+
+    assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
+    [refused] = [r for r in caplog.records if r.getMessage() == "model file refused"]
+    assert "item_quality/v1.csv, line 5: expected user_id?, item_id, finite score" in str(refused.exc_info[1])
 
 
 def test_a_refused_file_is_remembered_and_not_read_again_until_a_newer_one_comes(
@@ -293,6 +305,19 @@ def test_a_parquet_file_written_by_pandas_with_its_index_is_imported(s3, db: psy
 
     assert imported.rows == 1
     assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9}
+
+
+def test_a_parquet_file_of_categorical_or_string_view_ids_is_imported(s3, db: psycopg.Connection) -> None:
+    # pandas writes a column of dtype "category" as a dictionary of its strings (user ids repeat: a natural
+    # categorical); Arrow's string_view is text too. Both were refused as not string.
+    user_ids = pa.array(["user-1", "user-1", None]).dictionary_encode()
+    item_ids = pa.array(["milk", "eggs", "milk"], pa.string_view())
+    upload(s3, "picked_for_you/v1.parquet", parquet(user_id=user_ids, item_id=item_ids, score=[0.9, 0.5, 0.1]))
+
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert imported.rows == 3
+    assert scores(db, "picked_for_you") == {("user-1", "milk"): 0.9, ("user-1", "eggs"): 0.5, ("", "milk"): 0.1}
 
 
 def test_a_csv_file_written_with_a_byte_order_mark_keeps_its_user_ids(s3, db: psycopg.Connection) -> None:

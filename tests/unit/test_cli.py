@@ -84,6 +84,9 @@ def test_the_recompute_bench_takes_its_new_events_apart_from_its_history() -> No
         (["retention", "--keep-days", "1e3"], "--keep-days: expected a whole number, not '1e3'"),
         (["seed", "--stores", "0"], "--stores: must be at least 1, not 0"),
         (["seed", "--days", "0"], "--days: must be at least 1, not 0"),
+        (["seed", "--days", "999999999"], "--days: must be at most 3650, not 999999999"),  # was an OverflowError
+        (["demo", "--stores", "999999999999"], "--stores: must be at most 1000, not 999999999999"),  # ran for hours
+        (["seed", "--users", "100000001"], "--users: must be at most 100000, not 100000001"),
         (["serve", "--port", "99999"], "--port: must be at most 65535, not 99999"),
         (["instacart-synthetic", "out", "--users", "-3"], "--users: must be at least 1, not -3"),
         (["bench", "ingest", "--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
@@ -156,3 +159,19 @@ def test_feedctl_debug_shows_the_traceback_of_an_error_otherwise_told_in_one_lin
     monkeypatch.setenv("FEEDCTL_DEBUG", "1")
     with pytest.raises(InvalidDataset, match=f"^{flat}: no column user_id, "):
         main(split)
+
+
+def test_an_ingest_bench_of_batches_the_handler_refuses_is_one_line_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Batches past the limit were answered 413 by the handler, and the bench ended in a worker's traceback; a batch
+    # size of 10**8 made that many warm-up events first, for hours.
+    from feedlocal import bench
+
+    def never(*args: object) -> None:
+        raise AssertionError("the bench ran")
+
+    monkeypatch.setattr(bench, "bench_ingest", never)
+
+    with pytest.raises(SystemExit, match=r"^feedctl bench: --batch-size 501: a batch holds at most 500 events "):
+        main(["bench", "ingest", "--events", "1", "--batch-size", "501"])

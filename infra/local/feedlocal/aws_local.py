@@ -8,6 +8,7 @@ model score files are listed and read from S3, event batches wait in an SQS queu
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,12 @@ class LocalAws:
 
 
 def start_moto_server(host: str, port: int) -> ThreadedMotoServer:
+    """moto's server on `host:port`, started; OSError when it cannot listen there. ThreadedMotoServer would wait
+    forever for a server whose thread failed to bind (a port in use, a host that does not resolve)."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        raise OSError(f"cannot serve moto on {host}:{port}: {exc.strerror or exc}") from exc
     server = ThreadedMotoServer(ip_address=host, port=port)
     server.start()
     return server

@@ -138,6 +138,10 @@ def cmd_retention(args: argparse.Namespace) -> None:
 def cmd_bench_ingest(args: argparse.Namespace) -> None:
     from feedlocal.bench import bench_ingest, print_result
 
+    limit = settings.ingest_settings().max_events_per_batch  # the handler answers 413 past it
+    if args.batch_size > limit:
+        raise InvalidArgument(f"--batch-size {args.batch_size}: a batch holds at most {limit} events "
+                              "(INGEST_MAX_EVENTS_PER_BATCH)")  # fmt: skip
     print(
         f"ingest benchmark: {args.events} events in batches of {args.batch_size}, {args.workers} workers",
         file=sys.stderr,
@@ -248,8 +252,13 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
 
 
 _positive_int = _int_in(1)
-_count = _int_in(0)
 _port = _int_in(1, 65_535)
+# The demo dataset's bounds, against a typo: each alone takes minutes at most to generate and load (100,000 users
+# make ~10M events; 3,650 days ~600,000 for 200 users; 1,000 stores 341,000 availability rows), where a number
+# far past them ran for hours, and a history reaching back past year 1 cannot be dated (an OverflowError).
+MAX_SEED_USERS = 100_000
+MAX_SEED_STORES = 1_000
+MAX_SEED_DAYS = 3_650
 
 
 def _timestamp(text: str) -> datetime:
@@ -348,9 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply pending schema migrations").set_defaults(func=cmd_migrate)
 
     def add_seed_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--users", type=_count, default=200, help="shoppers to generate (default 200)")
-        p.add_argument("--stores", type=_positive_int, default=3, help="stores (default 3)")
-        p.add_argument("--days", type=_positive_int, default=120, help="days of shopping history (default 120)")
+        users, stores, days = _int_in(0, MAX_SEED_USERS), _int_in(1, MAX_SEED_STORES), _int_in(1, MAX_SEED_DAYS)
+        p.add_argument("--users", type=users, default=200, help=f"shoppers (default 200, at most {MAX_SEED_USERS:,})")
+        p.add_argument("--stores", type=stores, default=3, help=f"stores (default 3, at most {MAX_SEED_STORES:,})")
+        history = f"days of shopping history (default 120, at most {MAX_SEED_DAYS:,})"
+        p.add_argument("--days", type=days, default=120, help=history)
         p.add_argument("--seed", type=int, default=7, help="random seed; the same seed gives the same data")
 
     def add_serve_options(p: argparse.ArgumentParser) -> None:

@@ -2,7 +2,8 @@
 configuration profile from AppConfig (the ranking config, through Powertools). Short timeouts and two attempts in all
 (one retry), so an endpoint that does not answer costs a call about two seconds (two one-second timeouts; the
 standard mode's backoff before the retry is at most 50 ms, 1 s after throttling), never the Lambda's whole timeout.
-The callers decide how long a value, or a failure, is cached.
+The callers decide how long a value, or a failure, is cached. `client_config` is every service client's retry
+configuration (the shard queue's too).
 
 botocore and the Powertools utilities are imported on first use: a function starts without them (cold start).
 """
@@ -18,12 +19,21 @@ from msgspec import Struct
 from feedcore.errors import ConfigurationError
 
 
-@lru_cache(maxsize=1)
-def _request_path_calls():
+def client_config(*, connect_timeout_s: float, read_timeout_s: float, attempts: int):
+    """The botocore configuration of a service client: its timeouts, and `attempts` in all in the standard retry
+    mode (total_max_attempts counts the first attempt; the legacy `max_attempts` counts retries only, so 3 there
+    is four attempts)."""
     from botocore.config import Config
 
-    # total_max_attempts counts the first attempt; max_attempts would count retries only (three attempts).
-    return Config(connect_timeout=1, read_timeout=1, retries={"total_max_attempts": 2, "mode": "standard"})
+    return Config(
+        connect_timeout=connect_timeout_s, read_timeout=read_timeout_s,
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _request_path_calls():
+    return client_config(connect_timeout_s=1, read_timeout_s=1, attempts=2)
 
 
 @lru_cache(maxsize=1)

@@ -179,6 +179,11 @@ class IngestSettings(EnvironmentSettings):
     erasure_wait_ms: int = Field(
         default=5000, ge=100, le=8000, description="how long an erasure waits for a running score run, then 503"
     )
+    erasure_timeout_ms: int = Field(
+        default=8000, ge=1000, le=9000,
+        description="an erasure's waits and deletes together (the function times out at 10 s); its deletes get what "
+        "the waits leave, at least the statement timeout",
+    )  # fmt: skip
     catalog_item_cache_size: int = Field(
         default=200_000, ge=0, le=5_000_000, description="catalog item ids a container remembers as existing"
     )

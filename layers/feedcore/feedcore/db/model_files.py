@@ -98,14 +98,16 @@ def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
     body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
     # utf-8-sig: a byte order mark, as spreadsheet tools write one, is not part of the header's first name.
     reader = csv.DictReader(codecs.getreader("utf-8-sig")(body))
-    line = 1
     try:
         if reader.fieldnames:  # names spaced like the values ("user_id, item_id, score"), which are read stripped
             reader.fieldnames = [name.strip() for name in reader.fieldnames]
         if not reader.fieldnames or not {"item_id", "score"} <= set(reader.fieldnames):
             raise InvalidModelFile(f"{key}: the header must name item_id and score (and optionally user_id)")
         _refuse_unknown_or_repeated_columns(key, reader.fieldnames)
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
+            line = reader.line_num  # the line the row ends on (a count of rows would skip blank lines)
+            if None in row:  # fields past the header's: a decimal comma (`milk,1,5`) would be read as a score of 1
+                raise InvalidModelFile(f"{key}, line {line}: more fields than the header names; got {row}")
             user_id, item_id = (row.get("user_id") or "").strip(), (row.get("item_id") or "").strip()
             try:
                 score = float(row.get("score") or "nan")
@@ -115,7 +117,7 @@ def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
                 raise InvalidModelFile(f"{key}, line {line}: expected user_id?, item_id, finite score; got {row}")
             yield user_id, item_id, score
     except (UnicodeDecodeError, csv.Error) as error:
-        raise InvalidModelFile(f"{key}, after line {line}: not UTF-8 CSV ({error})") from error
+        raise InvalidModelFile(f"{key}, after line {reader.line_num}: not UTF-8 CSV ({error})") from error
 
 
 def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
@@ -138,12 +140,18 @@ def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
         )
         _refuse_unknown_or_repeated_columns(key, schema.names, index_columns)
         columns = [name for name in COLUMNS if name in schema.names]
-        text = (pa.types.is_string, pa.types.is_large_string)
+
+        def is_text(name: str) -> bool:
+            kind = schema.field(name).type
+            if pa.types.is_dictionary(kind):  # pandas writes a categorical column as a dictionary of its strings
+                kind = kind.value_type
+            return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
         if (
             "item_id" not in columns
             or "score" not in columns
-            or not any(is_text(schema.field("item_id").type) for is_text in text)
-            or ("user_id" in columns and not any(is_text(schema.field("user_id").type) for is_text in text))
+            or not is_text("item_id")
+            or ("user_id" in columns and not is_text("user_id"))
             or not (pa.types.is_floating(schema.field("score").type) or pa.types.is_integer(schema.field("score").type))
         ):
             raise InvalidModelFile(f"{key}: expected string item_id, numeric score, optional string user_id; {schema}")

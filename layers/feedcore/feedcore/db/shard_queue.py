@@ -6,6 +6,8 @@ import json
 from functools import cache
 from typing import Any
 
+from feedcore.aws_calls import client_config
+
 # SQS takes at most ten messages per SendMessageBatch call.
 SEND_BATCH_MESSAGES = 10
 
@@ -13,10 +15,9 @@ SEND_BATCH_MESSAGES = 10
 @cache
 def _sqs() -> Any:
     import boto3
-    from botocore.config import Config
 
-    # The coordinator waits for nothing else meanwhile: short timeouts, a few retries.
-    return boto3.client("sqs", config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3}))
+    # The coordinator waits for nothing else meanwhile: short timeouts, three attempts in all.
+    return boto3.client("sqs", config=client_config(connect_timeout_s=2, read_timeout_s=5, attempts=3))
 
 
 class ShardMessagesNotSent(Exception):
