@@ -361,6 +361,7 @@ def test_an_rds_like_master_user_migrates_creates_the_users_and_the_recompute_re
             master.execute("CREATE ROLE rds_iam NOLOGIN")  # RDS has it; its master may grant it (here: ADMIN)
             ensure_login_user(master, LoginUser("recompute_scores", "feed_recompute_scores"))
             ensure_login_user(master, LoginUser("assemble_feed", "feed_assemble_feed"))
+            ensure_login_user(master, LoginUser("assemble_feed", "feed_assemble_feed"))  # every deploy: again
             use_database(master_url)
             create_catalog(master)
             record(purchase("user-1", items=("milk", "eggs")))
