@@ -187,6 +187,20 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def rds_iam(database_url: str) -> Iterator[str]:
+    """RDS for PostgreSQL's role whose members log in with IAM tokens (feedcore.db.roles), which a plain server
+    lacks: made on the test server unless it has it, and dropped after the session if made here."""
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        made = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam'").fetchone() is None
+        if made:
+            admin.execute("CREATE ROLE rds_iam NOLOGIN")
+    yield "rds_iam"
+    if made:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("DROP ROLE rds_iam")
+
+
 @pytest.fixture(autouse=True)
 def empty_metric_set() -> None:
     """Each test starts with the service's metric set empty: what a test adds by calling a service outside a

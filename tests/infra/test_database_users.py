@@ -1,5 +1,7 @@
 """template.yaml: each function logs in to the database as a user of its own, member of its function's role
-(migration 0061), through RDS Proxy with an IAM token; only the schema migrations log in as the master user."""
+(migration 0061), with IAM end to end: an IAM token of the function's role at RDS Proxy, and one of the proxy's
+role at the database; no function user has a password or a secret. Only the schema migrations log in as the
+master user, to the instance itself, with the password RDS keeps and rotates."""
 
 from __future__ import annotations
 
@@ -22,18 +24,7 @@ FUNCTION_USERS = {
     "RecomputeShardFunction": ("recompute_shards", "feed_recompute_shards"),
 }
 MIGRATOR = "MigrateSchemaFunction"
-
-
-def _user_secrets(template: dict) -> dict[str, str]:
-    """Database user name -> the logical id of the generated secret holding it."""
-    found = {}
-    for name, resource in template["Resources"].items():
-        generate = resource.get("Properties", {}).get("GenerateSecretString", {})
-        if resource["Type"] == "AWS::SecretsManager::Secret" and generate.get("GenerateStringKey") == "password":
-            username = re.fullmatch(r'\{"username": "([a-z_]+)"\}', generate["SecretStringTemplate"])
-            assert username, f"{name}: a database secret names its user and nothing else"
-            found[username[1]] = name
-    return found
+MASTER_SECRET = {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
 
 
 def _proxy_user_arn(user: str | dict) -> dict:
@@ -43,6 +34,31 @@ def _proxy_user_arn(user: str | dict) -> dict:
             {"ProxyId": {"Fn::Select": [6, {"Fn::Split": [":", {"Fn::GetAtt": ["DatabaseProxy", "DBProxyArn"]}]}]}},
         ]
     }
+
+
+def _settings_at_start(template: dict, name: str) -> DatabaseSettings:
+    """The function's database settings as it starts: what the template resolves at deploy time stands as a
+    placeholder (and no DATABASE_URL, which the test session may have exported, as none is deployed)."""
+    variables = (
+        template["Globals"]["Function"]["Environment"]["Variables"]
+        | (_functions(template)[name]["Environment"]["Variables"])
+    )
+    resolved = {"DB_NAME": "feed", "DB_STATEMENT_TIMEOUT_MS": "2000", "DATABASE_URL": None}
+    resolved |= {key: f"{key.lower()}.example" for key in ("DB_HOST", "DB_SECRET_ARN") if key in variables}
+    resolved |= {"DB_PORT": "5432"}
+    return DatabaseSettings.model_validate({key.lower(): value for key, value in (variables | resolved).items()})
+
+
+def _database_users_the_proxy_may_log_in_as(template: dict) -> list[str]:
+    prefix = "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:${Database.DbiResourceId}/"
+    role = template["Resources"]["DatabaseProxyRole"]["Properties"]
+    (statement,) = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    assert statement["Effect"] == "Allow" and statement["Action"] == "rds-db:connect"
+    users = []
+    for arn in _as_list(statement["Resource"]):
+        assert arn["Fn::Sub"].startswith(prefix), arn  # the instance's users, not another database's
+        users.append(arn["Fn::Sub"].removeprefix(prefix))
+    return users
 
 
 def test_the_roles_are_those_the_migration_creates():
@@ -55,8 +71,15 @@ def test_the_roles_are_those_the_migration_creates():
 def test_each_function_logs_in_as_a_user_of_its_own_and_only_the_migrations_as_the_master(template):
     assert "DB_USER" not in template["Globals"]["Function"]["Environment"]["Variables"]
     functions = _functions(template)
-    users = {name: functions[name]["Environment"]["Variables"]["DB_USER"] for name in functions}
-    assert users == {name: user for name, (user, _) in FUNCTION_USERS.items()} | {MIGRATOR: {"Ref": "DatabaseUsername"}}
+    users = {name: props["Environment"]["Variables"].get("DB_USER") for name, props in functions.items()}
+    assert users == {name: user for name, (user, _) in FUNCTION_USERS.items()} | {MIGRATOR: None}
+    # The migrations: the instance itself, as the user RDS's secret names, with its password.
+    migrator = _functions(template)[MIGRATOR]["Environment"]["Variables"]
+    assert migrator["DB_SECRET_ARN"] == MASTER_SECRET
+    assert migrator["DB_HOST"] == {"Fn::GetAtt": ["Database", "Endpoint.Address"]}
+    assert "DB_PORT" not in migrator  # the Globals' 5432: the proxy's port, and the instance's (its default)
+    settings = _settings_at_start(template, MIGRATOR)
+    assert not settings.through_rds_proxy and settings.db_secret_arn == "db_secret_arn.example"
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTION_USERS))
@@ -64,56 +87,59 @@ def test_a_functions_iam_token_is_good_for_its_own_user_alone(template, name):
     user, _ = FUNCTION_USERS[name]
     connects = [s for where, s in _policy_statements(template) if where == name and s["Action"] == "rds-db:connect"]
     assert [statement["Resource"] for statement in connects] == [_proxy_user_arn(user)]
-    variables = (
-        template["Globals"]["Function"]["Environment"]["Variables"]
-        | (_functions(template)[name]["Environment"]["Variables"])
-    )
-    # As the function starts: what the template resolves at deploy time stands as a placeholder (and no
-    # DATABASE_URL, which the test session may have exported, as none is deployed).
-    resolved = {"DB_HOST": "proxy.example", "DB_NAME": "feed", "DB_STATEMENT_TIMEOUT_MS": "2000", "DATABASE_URL": None}
-    settings = DatabaseSettings.model_validate({key.lower(): value for key, value in (variables | resolved).items()})
+    settings = _settings_at_start(template, name)
     assert settings.through_rds_proxy and settings.db_user == user
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTION_USERS))
-def test_each_user_is_a_generated_secret_the_proxy_logs_in_with_behind_iam(template, name):
-    user, _ = FUNCTION_USERS[name]
-    secret = {"Ref": _user_secrets(template)[user]}
+def test_the_proxy_logs_in_to_the_database_with_iam_as_the_functions_users_alone(template):
     proxy = template["Resources"]["DatabaseProxy"]["Properties"]
-    (auth,) = [entry for entry in proxy["Auth"] if entry["SecretArn"] == secret]
-    assert (auth["AuthScheme"], auth["IAMAuth"]) == ("SECRETS", "REQUIRED")
-    proxy_role = template["Resources"]["DatabaseProxyRole"]["Properties"]
-    (reads,) = [s for p in proxy_role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    assert reads["Action"] == "secretsmanager:GetSecretValue" and secret in _as_list(reads["Resource"])
+    assert proxy["DefaultAuthScheme"] == "IAM_AUTH" and proxy["RequireTLS"] is True
+    assert "Auth" not in proxy  # no secret: nothing for the proxy to read, nothing to rotate
+    assert template["Resources"]["Database"]["Properties"]["EnableIAMDatabaseAuthentication"] is True
+    # Not the master: its password is its only way in, so a lost IAM path cannot lock it out.
+    assert sorted(_database_users_the_proxy_may_log_in_as(template)) == sorted(u for u, _ in FUNCTION_USERS.values())
 
 
 def test_the_schema_resource_creates_each_user_with_its_functions_role(template):
-    secrets = _user_secrets(template)
     login_users = template["Resources"]["SchemaMigrations"]["Properties"]["LoginUsers"]
-    assert sorted((spec["SecretArn"]["Ref"], spec["Role"]) for spec in login_users) == sorted(
-        (secrets[user], role) for user, role in FUNCTION_USERS.values()
-    )
-    # The proxy knows no user the stack does not create, and the master.
-    auth = template["Resources"]["DatabaseProxy"]["Properties"]["Auth"]
-    assert [entry["SecretArn"] for entry in auth] == [
-        {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]},
-        *(spec["SecretArn"] for spec in login_users),
-    ]
+    assert sorted((spec["Username"], spec["Role"]) for spec in login_users) == sorted(FUNCTION_USERS.values())
 
 
-def test_only_the_schema_migrations_read_the_users_passwords(template):
-    user_secrets = [{"Ref": secret} for secret in _user_secrets(template).values()]
-    readers = {
-        where: _as_list(s["Resource"])
+def test_no_function_user_has_a_secret_and_only_the_migrations_read_the_masters(template):
+    secrets = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"]
+    assert secrets == ["CursorSecret"]
+    readers = [
+        where
         for where, s in _policy_statements(template)
-        if "secretsmanager:GetSecretValue" in _as_list(s["Action"])
-        and any(resource in user_secrets for resource in _as_list(s["Resource"]))
-    }
-    assert sorted(readers) == ["DatabaseProxyRole", MIGRATOR]
-    assert sorted(readers[MIGRATOR], key=str) == sorted(user_secrets, key=str)
+        if "secretsmanager:GetSecretValue" in _as_list(s["Action"]) and MASTER_SECRET in _as_list(s["Resource"])
+    ]
+    assert readers == [MIGRATOR]
+
+
+def test_the_users_get_rds_iam_once_the_proxy_logs_in_with_iam(template):
+    """Updating a stack from before: a member of rds_iam can no longer log in with a password, which the proxy did
+    until its own update."""
+    assert "DatabaseProxy" in _as_list(template["Resources"]["SchemaMigrations"]["DependsOn"])
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTION_USERS))
 def test_a_function_is_created_or_updated_only_once_its_user_exists(template, name):
     depends_on = template["Resources"][name].get("DependsOn", [])
     assert "SchemaMigrations" in _as_list(depends_on)
+
+
+def test_sam_keeps_the_globals_proxy_settings_from_the_migrations_alone(transformed):
+    """SAM merges a function's variables into the Globals' (the function's win): the migrations' must replace the
+    proxy's host and IAM login, or they would present the proxy the master's password."""
+    functions = {n: r for n, r in transformed["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+    assert sorted(functions) == sorted([*FUNCTION_USERS, MIGRATOR])
+    for name, resource in functions.items():
+        variables = resource["Properties"]["Environment"]["Variables"]
+        if name == MIGRATOR:
+            assert variables["DB_IAM_AUTH"] == "false"
+            assert variables["DB_HOST"] == {"Fn::GetAtt": ["Database", "Endpoint.Address"]}
+            assert variables["DB_SECRET_ARN"] == MASTER_SECRET and "DB_USER" not in variables
+        else:
+            assert variables["DB_IAM_AUTH"] == "true", name
+            assert variables["DB_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}, name
+            assert "DB_SECRET_ARN" not in variables, name

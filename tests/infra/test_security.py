@@ -14,6 +14,7 @@ from .support import TEMPLATE, resolved, translate
 FUNCTION_SECURITY_GROUP = {"Ref": "FunctionSecurityGroup"}
 PROXY_SECURITY_GROUP = {"Ref": "ProxySecurityGroup"}
 DATABASE_SECURITY_GROUP = {"Ref": "DatabaseSecurityGroup"}
+MIGRATION_SECURITY_GROUP = {"Ref": "MigrationSecurityGroup"}
 
 
 def _as_list(value) -> list:
@@ -24,16 +25,35 @@ def _resources(template: dict, type_: str) -> dict[str, dict]:
     return {name: r for name, r in template["Resources"].items() if r["Type"] == type_}
 
 
-def _ingress_rules(template: dict, group: dict) -> list[dict]:
-    """Every ingress rule of a security group: inline ones and AWS::EC2::SecurityGroupIngress resources."""
+def _rules(template: dict, group: dict, direction: str) -> list[dict]:
+    """Every rule of a security group in `direction` (Ingress, Egress): inline ones and AWS::EC2::SecurityGroup<
+    direction> resources."""
     name = group["Ref"]
-    rules = list(template["Resources"][name]["Properties"].get("SecurityGroupIngress", []))
+    rules = list(template["Resources"][name]["Properties"].get(f"SecurityGroup{direction}", []))
     rules += [
         r["Properties"]
-        for r in _resources(template, "AWS::EC2::SecurityGroupIngress").values()
+        for r in _resources(template, f"AWS::EC2::SecurityGroup{direction}").values()
         if r["Properties"]["GroupId"] == group
     ]
     return rules
+
+
+def _ingress_rules(template: dict, group: dict) -> list[dict]:
+    return _rules(template, group, "Ingress")
+
+
+def _egress_rules(template: dict, group: dict) -> list[dict]:
+    return _rules(template, group, "Egress")
+
+
+def _security_groups(resource: dict) -> list:
+    """The security groups a resource runs in (a function's VpcConfig, a proxy's or an instance's groups)."""
+    props = resource.get("Properties", {})
+    return (
+        props.get("VpcConfig", {}).get("SecurityGroupIds", [])
+        + props.get("VpcSecurityGroupIds", [])
+        + props.get("VPCSecurityGroups", [])
+    )
 
 
 def test_every_function_runs_in_the_private_subnets_with_its_own_security_group(template):
@@ -49,7 +69,20 @@ def test_every_function_runs_in_the_private_subnets_with_its_own_security_group(
         json.dumps({"Fn::Select": [i, {"Fn::GetAZs": ""}]}) for i in (0, 1)
     }
     for name, function in _resources(template, "AWS::Serverless::Function").items():
-        assert "VpcConfig" not in function["Properties"], f"{name} overrides the private VpcConfig"
+        if name == "MigrateSchemaFunction":  # and the group that reaches the database (SAM's output: below)
+            assert function["Properties"]["VpcConfig"] == {"SecurityGroupIds": [MIGRATION_SECURITY_GROUP]}
+        else:
+            assert "VpcConfig" not in function["Properties"], f"{name} overrides the private VpcConfig"
+
+
+def test_sam_gives_the_migrations_the_functions_subnets_and_group_and_the_databases(template, transformed):
+    """SAM adds a function's list of groups to the Globals' (and a list would replace the Globals' subnets)."""
+    vpc_config = template["Globals"]["Function"]["VpcConfig"]
+    for name, function in _resources(transformed, "AWS::Lambda::Function").items():
+        config = function["Properties"]["VpcConfig"]
+        assert config["SubnetIds"] == vpc_config["SubnetIds"], name
+        groups = [FUNCTION_SECURITY_GROUP] + ([MIGRATION_SECURITY_GROUP] if name == "MigrateSchemaFunction" else [])
+        assert config["SecurityGroupIds"] == groups, name
 
 
 def test_the_network_has_no_way_to_the_internet(template):
@@ -151,15 +184,23 @@ def test_the_named_producers_may_send_to_the_ingestion_queue_only(template):
     ]
 
 
-def test_only_the_functions_reach_the_proxy_and_only_the_proxy_reaches_the_database(template):
+def test_only_the_functions_reach_the_proxy_and_only_the_proxy_and_the_migrations_reach_the_database(template):
     assert [
         (r["SourceSecurityGroupId"], r["FromPort"], r["ToPort"]) for r in _ingress_rules(template, PROXY_SECURITY_GROUP)
     ] == [(FUNCTION_SECURITY_GROUP, 5432, 5432)]
     assert [
         (r["SourceSecurityGroupId"], r["FromPort"], r["ToPort"])
         for r in _ingress_rules(template, DATABASE_SECURITY_GROUP)
-    ] == [(PROXY_SECURITY_GROUP, 5432, 5432)]
+    ] == [(PROXY_SECURITY_GROUP, 5432, 5432), (MIGRATION_SECURITY_GROUP, 5432, 5432)]
     assert _ingress_rules(template, FUNCTION_SECURITY_GROUP) == []
+    assert _ingress_rules(template, MIGRATION_SECURITY_GROUP) == []
+    # The migrations' group is theirs alone (it is the one way to the database that does not pass the proxy).
+    users = [name for name, r in template["Resources"].items() if MIGRATION_SECURITY_GROUP in _security_groups(r)]
+    assert users == ["MigrateSchemaFunction"]
+    egress = _egress_rules(template, MIGRATION_SECURITY_GROUP)
+    assert [(r["DestinationSecurityGroupId"], r["FromPort"], r["ToPort"]) for r in egress] == [
+        (DATABASE_SECURITY_GROUP, 5432, 5432)
+    ]
     database = template["Resources"]["Database"]["Properties"]
     assert database["VPCSecurityGroups"] == [DATABASE_SECURITY_GROUP]
     assert template["Resources"]["DatabaseProxy"]["Properties"]["VpcSecurityGroupIds"] == [PROXY_SECURITY_GROUP]
@@ -197,10 +238,8 @@ def test_database_is_private_encrypted_and_protected_in_production(template):
 def test_proxy_requires_tls_and_iam_authentication(template):
     proxy = template["Resources"]["DatabaseProxy"]["Properties"]
     assert proxy["RequireTLS"] is True
-    # The master user (schema migrations) and the functions' users (test_database_users.py), all behind IAM.
-    master, *_ = proxy["Auth"]
-    assert master["SecretArn"] == {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
-    assert all(auth["IAMAuth"] == "REQUIRED" for auth in proxy["Auth"])
+    # IAM end to end, for clients and for the proxy's own logins (which users: test_database_users.py).
+    assert proxy["DefaultAuthScheme"] == "IAM_AUTH" and "Auth" not in proxy
     target = template["Resources"]["DatabaseProxyTargetGroup"]["Properties"]
     assert target["DBInstanceIdentifiers"] == [{"Ref": "Database"}]
     # Clients send no startup options through the proxy (feedcore.db.connection); the proxy sets the timeout.
@@ -310,13 +349,13 @@ def test_no_generated_role_grants_a_wildcard_action(transformed):
                 assert not [a for a in actions if a == "*" or a.endswith(":*")], f"{name}: {actions}"
 
 
-def test_schema_migrations_run_on_deploy_once_the_proxy_has_its_target(template):
+def test_schema_migrations_run_on_deploy_after_the_proxy(template):
     migrations = template["Resources"]["SchemaMigrations"]
     assert migrations["Type"] == "Custom::SchemaMigrations"
     assert migrations["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateSchemaFunction", "Arn"]}
     # A new layer version (which carries the migrations) makes CloudFormation send an Update.
     assert migrations["Properties"]["LayerVersion"] == {"Ref": "FeedCoreLayer"}
-    assert "DatabaseProxyTargetGroup" in migrations["DependsOn"]
+    assert "DatabaseProxy" in migrations["DependsOn"]
     # CloudFormation waits for an answer as long as the function may run to give it, and not the default hour
     # longer when it crashed without answering.
     timeout_s = template["Resources"]["MigrateSchemaFunction"]["Properties"]["Timeout"]
@@ -358,27 +397,31 @@ def test_cloudwatch_may_publish_to_the_encrypted_alarm_topic(template):
     assert set(cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
 
 
-def test_the_proxy_reaches_secrets_manager_through_a_nat_when_the_stack_makes_no_endpoints(template):
-    def egress(stack: dict) -> list:
-        return [
-            rule.get("CidrIp") or rule["DestinationSecurityGroupId"]
-            for rule in stack["Resources"]["ProxySecurityGroup"]["Properties"]["SecurityGroupEgress"]
-        ]
+NO_EGRESS = {"IpProtocol": "icmp", "FromPort": 252, "ToPort": 86, "CidrIp": "127.0.0.1/32"}
 
-    assert egress(resolved(template)) == [{"Ref": "EndpointSecurityGroup"}]
-    assert egress(resolved(template, **EXISTING_VPC)) == [{"Ref": "EndpointSecurityGroup"}]
-    assert egress(resolved(template, **EXISTING_VPC, CreateVpcEndpoints="false")) == ["0.0.0.0/0"]
+
+@pytest.mark.parametrize(
+    "parameters", [{}, EXISTING_VPC, EXISTING_VPC | {"CreateVpcEndpoints": "false"}], ids=["own", "existing", "no-ep"]
+)
+def test_the_proxy_sends_to_the_database_alone_and_reads_no_secret(template, parameters):
+    """Its logins are IAM tokens of its role: no Secrets Manager, through an endpoint or a NAT. An inline rule that
+    matches nothing stands for none: a group without inline egress gets CloudFormation's allow-all."""
+    stack = resolved(template, **parameters)
+    rules = _egress_rules(stack, PROXY_SECURITY_GROUP)
+    assert [{k: r[k] for k in NO_EGRESS} for r in rules if "CidrIp" in r] == [NO_EGRESS]
+    assert [(r["DestinationSecurityGroupId"], r["FromPort"], r["ToPort"]) for r in rules if "CidrIp" not in r] == [
+        (DATABASE_SECURITY_GROUP, 5432, 5432)
+    ]
 
 
 @pytest.mark.parametrize("parameters", [{}, EXISTING_VPC], ids=["own VPC", "existing VPC"])
-def test_the_endpoints_admit_the_functions_and_the_proxy_by_security_group_not_by_address_range(template, parameters):
+def test_the_endpoints_admit_the_functions_by_security_group_not_by_address_range(template, parameters):
     """In an existing VPC, VpcCidr is whatever the deployer left (its default, most likely): no rule may rely on
-    it, or the proxy cannot read its secrets and the functions reach no AWS API."""
+    it, or the functions reach no AWS API."""
     stack = resolved(template, **parameters)
     rules = _ingress_rules(stack, {"Ref": "EndpointSecurityGroup"})
     assert sorted((r["SourceSecurityGroupId"]["Ref"], r["FromPort"], r["ToPort"]) for r in rules) == [
         ("FunctionSecurityGroup", 443, 443),
-        ("ProxySecurityGroup", 443, 443),
     ]
     uses_of_vpc_cidr = [name for name, r in stack["Resources"].items() if '{"Ref": "VpcCidr"}' in json.dumps(r)]
     assert uses_of_vpc_cidr == (["Vpc"] if not parameters else [])

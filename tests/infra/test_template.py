@@ -178,12 +178,16 @@ def test_function_names_its_service_and_connects_only_as_its_proxy_user(template
     props = _functions(template)[name]
     assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == FUNCTIONS[name][1]
     statements = [s for where, s in _policy_statements(template) if where == name]
-    (connect,) = [s for s in statements if s.get("Sid") == "ConnectToDatabaseProxy"]
-    assert connect["Effect"] == "Allow" and connect["Action"] == "rds-db:connect"
-    user_arn, proxy_id = connect["Resource"]["Fn::Sub"]
-    assert proxy_id == PROXY_ID and user_arn.startswith(PROXY_DB_USERS)  # which user: test_database_users.py
+    connects = [s for s in statements if s.get("Sid") == "ConnectToDatabaseProxy"]
+    # The schema migrations log in to the instance with the master's password, not through the proxy.
+    assert len(connects) == (0 if name == "MigrateSchemaFunction" else 1)
+    for connect in connects:
+        assert connect["Effect"] == "Allow" and connect["Action"] == "rds-db:connect"
+        user_arn, proxy_id = connect["Resource"]["Fn::Sub"]
+        assert proxy_id == PROXY_ID and user_arn.startswith(PROXY_DB_USERS)  # which user: test_database_users.py
+    assert not [s for s in statements if "rds-db:connect" in _as_list(s["Action"]) and s not in connects]
     # Only the recompute reads the model score files (under their prefix) and sends user shards; only the feed
-    # its cursor key and its ranking config; only the schema migrations the functions' database users.
+    # its cursor key and its ranking config; only the schema migrations the master's secret.
     others = [s for s in statements if s.get("Sid") != "ConnectToDatabaseProxy"]
     # What Lambda's polling of an SQS queue needs (AWSLambdaSQSQueueExecutionRole's actions, on one queue).
     consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
@@ -214,11 +218,16 @@ def test_environment_names_the_proxy_and_iam_auth_never_a_password(template):
     assert variables["DB_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}
     assert variables["DB_IAM_AUTH"] == "true"
     assert variables["DB_STATEMENT_TIMEOUT_MS"] == {"Ref": "DbStatementTimeoutMs"}
+    functions = _functions(template)
     every_variable = set(variables).union(
-        *(props.get("Environment", {}).get("Variables", {}) for props in _functions(template).values())
+        *(props.get("Environment", {}).get("Variables", {}) for props in functions.values())
     )
     # AUTH_DEV_TOKENS makes the functions trust unsigned local tokens: never in a deployed stack.
-    assert not {"DB_PASSWORD", "DATABASE_URL", "DB_SECRET_ARN", "AUTH_DEV_TOKENS"} & every_variable
+    assert not {"DB_PASSWORD", "DATABASE_URL", "AUTH_DEV_TOKENS"} & every_variable
+    # A secret of database credentials: the master's, to the schema migrations alone (test_database_users.py).
+    readers = [name for name, props in functions.items() if "DB_SECRET_ARN" in props["Environment"]["Variables"]]
+    assert readers == ["MigrateSchemaFunction"]
+    assert functions["MigrateSchemaFunction"]["Environment"]["Variables"]["DB_IAM_AUTH"] == "false"
 
 
 def _log_group(resources: dict, function: str) -> str:

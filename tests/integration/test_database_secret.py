@@ -11,7 +11,8 @@ from moto import mock_aws
 from psycopg.conninfo import conninfo_to_dict
 
 from feedcore import settings
-from feedcore.db.connection import reset_cached_connection
+from feedcore.db.connection import connect, reset_cached_connection
+from feedcore.errors import ConfigurationError
 from tests.aws_events import LambdaContext, api_gateway_rest_event, cognito_claims
 from tests.conftest import load_function
 from tests.factories import purchase
@@ -72,3 +73,41 @@ def test_unreadable_secret_is_a_retryable_503(database_secret: str, monkeypatch:
 
     assert response["statusCode"] == 503
     assert json.loads(response["body"])["status"] == 503
+
+
+@pytest.fixture
+def master_user_secret(db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch):
+    """The secret RDS keeps for the master user (ManageMasterUserPassword): its name and password alone; the
+    instance is DB_HOST, DB_PORT and DB_NAME, as the stack gives the schema migrations."""
+    parts = conninfo_to_dict(database_url)
+    with mock_aws():
+        secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="rds!db-0123abcd",
+            SecretString=json.dumps(
+                {"username": parts.get("user") or "postgres", "password": parts.get("password") or ""}
+            ),
+        )
+        monkeypatch.delenv("DATABASE_URL")
+        monkeypatch.setenv("DB_SECRET_ARN", secret["ARN"])
+        monkeypatch.setenv("DB_IAM_AUTH", "false")
+        monkeypatch.delenv("DB_HOST", raising=False)
+        monkeypatch.setenv("DB_NAME", parts["dbname"])
+        monkeypatch.setenv("DB_PORT", str(parts.get("port") or 5432))
+        settings.database_settings.cache_clear()
+        reset_cached_connection()
+        yield parts
+    settings.database_settings.cache_clear()
+    reset_cached_connection()
+
+
+def test_a_secret_naming_no_instance_connects_to_db_host(master_user_secret: dict, monkeypatch) -> None:
+    monkeypatch.setenv("DB_HOST", master_user_secret["host"])
+    settings.database_settings.cache_clear()
+
+    with connect() as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == (master_user_secret["dbname"],)
+
+
+def test_a_secret_naming_no_instance_without_db_host_is_a_configuration_error(master_user_secret: dict) -> None:
+    with pytest.raises(ConfigurationError, match="lacks 'host', and DB_HOST is not set"):
+        connect()

@@ -4,7 +4,6 @@ work end to end with exactly those privileges, and each role is refused what its
 from __future__ import annotations
 
 import json
-import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,6 @@ from tests.aws_events import (
 )
 from tests.conftest import load_function, use_database
 from tests.factories import NOW, STORE, create_catalog, event, purchase, record
-from tests.integration.test_migrate_schema import password_verifies
 from tests.integration.test_model_scores import BUCKET, s3, upload  # noqa: F401 (the s3 fixture)
 from tests.integration.test_recompute_fanout import SHARDS, ShardQueue, shard_queue_env  # noqa: F401 (fixture)
 
@@ -45,13 +43,14 @@ recompute = load_function("recompute_scores")
 
 
 @pytest.fixture(scope="module")
-def function_users(database_url: str) -> Iterator[dict[str, str]]:
-    """A login user per function role, made as the stack makes them (feedcore.db.roles); their URLs by role."""
+def function_users(database_url: str, rds_iam: str) -> Iterator[dict[str, str]]:
+    """A login user per function role, made as the stack makes them (feedcore.db.roles); their URLs by role (the
+    test server lets them in without the IAM token RDS would ask for)."""
     suffix = uuid.uuid4().hex[:6]
     users = {role: f"{role.removeprefix('feed_')}_{suffix}" for role in FUNCTION_ROLES}
     with psycopg.connect(database_url, autocommit=True) as admin:
         for role, name in users.items():
-            ensure_login_user(admin, LoginUser(name, secrets.token_urlsafe(), role))
+            ensure_login_user(admin, LoginUser(name, role))
     yield {role: make_conninfo(database_url, user=name) for role, name in users.items()}
     with psycopg.connect(database_url, autocommit=True) as admin:
         for name in users.values():
@@ -342,9 +341,9 @@ def test_a_grant_made_during_a_full_rebuild_is_kept_by_its_swap(
 def test_an_rds_like_master_user_migrates_creates_the_users_and_the_recompute_rebuilds(
     tmp_path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
-    """On RDS the migrating user is no superuser: it can create roles (CREATEROLE) and holds pg_monitor
-    (through rds_superuser). A server of its own, so that the function roles are created by that user, as in a
-    new stack."""
+    """On RDS the migrating user is no superuser: it can create roles (CREATEROLE), holds pg_monitor (through
+    rds_superuser) and may grant rds_iam. A server of its own, so that the function roles are created by that
+    user, as in a new stack."""
     server = embedded_server(tmp_path / "pgdata", on_exit="delete")
     try:
         with psycopg.connect(server.get_uri(), autocommit=True) as superuser:
@@ -355,8 +354,14 @@ def test_an_rds_like_master_user_migrates_creates_the_users_and_the_recompute_re
         with psycopg.connect(master_url, autocommit=True) as master:
             migrate(master, MIGRATIONS_DIR)
             migrate(master, MIGRATIONS_DIR)  # every deploy: the grants again
-            ensure_login_user(master, LoginUser("recompute_scores", secrets.token_urlsafe(), "feed_recompute_scores"))
-            ensure_login_user(master, LoginUser("assemble_feed", secrets.token_urlsafe(), "feed_assemble_feed"))
+            # Not RDS: no IAM logins, so no user is made.
+            with pytest.raises(ConfigurationError, match="rds_iam"):
+                ensure_login_user(master, LoginUser("assemble_feed", "feed_assemble_feed"))
+            assert master.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'assemble_feed'").fetchone() == (0,)
+            master.execute("CREATE ROLE rds_iam NOLOGIN")  # RDS has it; its master may grant it (here: ADMIN)
+            ensure_login_user(master, LoginUser("recompute_scores", "feed_recompute_scores"))
+            ensure_login_user(master, LoginUser("assemble_feed", "feed_assemble_feed"))
+            ensure_login_user(master, LoginUser("assemble_feed", "feed_assemble_feed"))  # every deploy: again
             use_database(master_url)
             create_catalog(master)
             record(purchase("user-1", items=("milk", "eggs")))
@@ -379,22 +384,29 @@ def test_an_rds_like_master_user_migrates_creates_the_users_and_the_recompute_re
         server.cleanup()
 
 
-def test_a_login_user_keeps_a_scram_verifier_of_its_password(db: psycopg.Connection) -> None:
-    name = f"verifier_{uuid.uuid4().hex[:6]}"
-    ensure_login_user(db, LoginUser(name, "correct horse battery staple", "feed_assemble_feed"))
+def test_a_login_user_has_no_password_and_logs_in_with_iam_alone(db: psycopg.Connection, rds_iam: str) -> None:
+    made, kept = (f"{what}_{uuid.uuid4().hex[:6]}" for what in ("made", "kept"))
+    db.execute(f"CREATE ROLE {kept} LOGIN PASSWORD 'from-its-old-secret'")  # as a stack from before made it
     try:
-        assert password_verifies(db, name, "correct horse battery staple")
-        assert not password_verifies(db, name, "correct horse battery stable")
+        for name in (made, kept):
+            ensure_login_user(db, LoginUser(name, "feed_assemble_feed"))
+            ensure_login_user(db, LoginUser(name, "feed_assemble_feed"))  # every deploy
+            assert db.execute(
+                "SELECT rolcanlogin, rolpassword IS NULL, pg_has_role(oid, 'rds_iam', 'MEMBER'), "
+                "pg_has_role(oid, 'feed_assemble_feed', 'MEMBER') FROM pg_authid WHERE rolname = %s",
+                (name,),
+            ).fetchone() == (True, True, True, True)
     finally:
-        db.execute(f"DROP ROLE {name}")
+        for name in (made, kept):
+            db.execute(f"DROP ROLE IF EXISTS {name}")
 
 
-def test_a_login_user_is_only_ever_given_a_functions_role(db: psycopg.Connection) -> None:
+def test_a_login_user_is_only_ever_given_a_functions_role(db: psycopg.Connection, rds_iam: str) -> None:
     (admin,) = db.execute("SELECT current_user").fetchone()
     with pytest.raises(ConfigurationError, match="not a function's database role"):
-        ensure_login_user(db, LoginUser(f"intruder_{uuid.uuid4().hex[:6]}", "pw", "pg_read_all_data"))
+        ensure_login_user(db, LoginUser(f"intruder_{uuid.uuid4().hex[:6]}", "pg_read_all_data"))
     with pytest.raises(ConfigurationError, match="administers the database"):
-        ensure_login_user(db, LoginUser(admin, "pw", "feed_assemble_feed"))
+        ensure_login_user(db, LoginUser(admin, "feed_assemble_feed"))
 
 
 def test_the_recompute_sees_when_other_users_transactions_started_and_not_their_statements(

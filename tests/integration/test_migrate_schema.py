@@ -6,9 +6,6 @@ presigned S3 ResponseURL; migrations run against a fresh database on the real te
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -17,11 +14,8 @@ from collections.abc import Iterator
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
 import psycopg
 import pytest
-from aws_lambda_powertools.utilities import parameters
-from moto import mock_aws
 from psycopg.conninfo import make_conninfo
 
 from feedcore.cloudformation import ANSWER_MARGIN_MS
@@ -219,62 +213,57 @@ def test_malformed_request_is_answered_failed(response_url) -> None:
     assert answer["Status"] == "FAILED" and "RequestType" in answer["Reason"]
 
 
-def password_verifies(conn: psycopg.Connection, user: str, password: str) -> bool:
-    """Whether the SCRAM-SHA-256 verifier the server keeps for `user` is that of `password` (RFC 5802, 7677),
-    computed here independently of libpq."""
-    (stored,) = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (user,)).fetchone()
-    iterations, salt = stored.split("$")[1].split(":")
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
-    stored_key = hashlib.sha256(hmac.digest(salted, b"Client Key", "sha256")).digest()
-    server_key = hmac.digest(salted, b"Server Key", "sha256")
-    keys = f"{base64.b64encode(stored_key).decode()}:{base64.b64encode(server_key).decode()}"
-    return stored == f"SCRAM-SHA-256${iterations}:{salt}${keys}"
-
-
-def test_create_and_update_make_each_functions_user_from_its_secret(response_url, empty_database) -> None:
+def test_create_and_update_make_each_functions_user_an_iam_login_of_its_role(
+    response_url, empty_database, rds_iam
+) -> None:
     url, answers = response_url
     suffix = uuid.uuid4().hex[:6]
-    with mock_aws():
-        # Powertools keeps its Secrets Manager client per process; an earlier test's may point elsewhere.
-        parameters.clear_caches()
-        secretsmanager = boto3.client("secretsmanager", region_name="us-east-1")
-        login_users = []
-        for role in ("feed_ingest_events", "feed_assemble_feed"):
-            secret = secretsmanager.create_secret(
-                Name=role, SecretString=json.dumps({"username": f"{role}_{suffix}", "password": f"{role}-1"})
-            )
-            login_users.append({"Role": role, "SecretArn": secret["ARN"]})
-        create = cloudformation_custom_resource_event("Create", url, properties=LAYER_V1 | {"LoginUsers": login_users})
-        invoke(create)
-        created = the_answer(answers, create)
-        answers.clear()
-        # The secret's password changes (an operator rotated it): the next deploy sets it again.
-        secretsmanager.put_secret_value(
-            SecretId="feed_ingest_events",
-            SecretString=json.dumps({"username": f"feed_ingest_events_{suffix}", "password": "rotated"}),
-        )
-        update = cloudformation_custom_resource_event(
-            "Update", url, properties=LAYER_V2 | {"LoginUsers": login_users},
-            old_properties=LAYER_V1 | {"LoginUsers": login_users}, physical_resource_id=SCHEMA_RESOURCE_ID,
-        )  # fmt: skip
-        invoke(update)
-        updated = the_answer(answers, update)
+    users = {role: f"{role}_{suffix}" for role in ("feed_ingest_events", "feed_assemble_feed")}
+    login_users = [{"Role": role, "Username": user} for role, user in users.items()]
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        # As a stack from before made it: a password, which the proxy logged in with.
+        conn.execute(f"CREATE ROLE feed_ingest_events_{suffix} LOGIN PASSWORD 'from-its-secret'")
+    create = cloudformation_custom_resource_event("Create", url, properties=LAYER_V1 | {"LoginUsers": login_users})
+    invoke(create)
+    created = the_answer(answers, create)
+    answers.clear()
+    update = cloudformation_custom_resource_event(
+        "Update", url, properties=LAYER_V2 | {"LoginUsers": login_users},
+        old_properties=LAYER_V1 | {"LoginUsers": login_users}, physical_resource_id=SCHEMA_RESOURCE_ID,
+    )  # fmt: skip
+    invoke(update)
+    updated = the_answer(answers, update)
 
     assert (created["Status"], updated["Status"]) == ("SUCCESS", "SUCCESS"), (created["Reason"], updated["Reason"])
-    with psycopg.connect(empty_database) as conn:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
         members = conn.execute(
-            "SELECT r.rolname, g.rolname, r.rolcanlogin FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
-            "JOIN pg_roles g ON g.oid = m.roleid WHERE r.rolname LIKE %s ORDER BY 1",
+            "SELECT r.rolname, g.rolname, r.rolcanlogin, a.rolpassword IS NULL FROM pg_auth_members m "
+            "JOIN pg_roles r ON r.oid = m.member JOIN pg_authid a ON a.oid = r.oid JOIN pg_roles g ON g.oid = m.roleid "
+            "WHERE r.rolname LIKE %s ORDER BY 1, 2",
             (f"%_{suffix}",),
         ).fetchall()
         assert members == [
-            (f"feed_assemble_feed_{suffix}", "feed_assemble_feed", True),
-            (f"feed_ingest_events_{suffix}", "feed_ingest_events", True),
+            (users["feed_assemble_feed"], "feed_assemble_feed", True, True),
+            (users["feed_assemble_feed"], "rds_iam", True, True),
+            (users["feed_ingest_events"], "feed_ingest_events", True, True),
+            (users["feed_ingest_events"], "rds_iam", True, True),
         ]
-        assert password_verifies(conn, f"feed_assemble_feed_{suffix}", "feed_assemble_feed-1")
-        assert password_verifies(conn, f"feed_ingest_events_{suffix}", "rotated")
-        for name, _, _ in members:
-            conn.execute(f'DROP ROLE "{name}"')
+        for user in users.values():
+            conn.execute(f'DROP ROLE "{user}"')
+
+
+def test_a_login_user_named_as_before_by_its_secret_is_refused(response_url, db) -> None:
+    """The properties of a stack from before (a secret per user): answered FAILED, naming the field, not guessed."""
+    url, answers = response_url
+    login_users = [{"Role": "feed_assemble_feed", "SecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:x"}]
+    event = cloudformation_custom_resource_event(
+        "Update", url, properties=LAYER_V1 | {"LoginUsers": login_users}, physical_resource_id=SCHEMA_RESOURCE_ID
+    )
+
+    invoke(event)
+
+    answer = the_answer(answers, event)
+    assert answer["Status"] == "FAILED" and "Username" in answer["Reason"], answer["Reason"]
 
 
 def test_the_logs_never_hold_the_presigned_response_url(response_url, caplog: pytest.LogCaptureFixture) -> None:

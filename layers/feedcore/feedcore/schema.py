@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from feedcore.cloudformation import CustomResourceRequest, CustomResourceResult
 from feedcore.db.migrations import migrate_when_reachable
-from feedcore.db.roles import login_user_from_secret
+from feedcore.db.roles import LoginUser
 
 # One schema per stack: the id never changes, so an Update never looks like a replacement to CloudFormation
 # (which would then send a Delete for the "old" schema).
@@ -14,13 +14,13 @@ SCHEMA_RESOURCE_ID = "feed-assembly-schema"
 
 
 class LoginUserSpec(BaseModel):
-    """A function's login user as the template names it: the secret holding its name and password, and the
-    group role (migration 0061) it is given."""
+    """A function's login user as the template names it: its name (the function's DB_USER) and the group role
+    (migration 0061) it is given."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     role: str = Field(alias="Role")
-    secret_arn: str = Field(alias="SecretArn")
+    username: str = Field(alias="Username", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class SchemaProperties(BaseModel):
@@ -34,12 +34,12 @@ class SchemaProperties(BaseModel):
 
 def apply_schema(request: CustomResourceRequest, time_budget_ms: int) -> CustomResourceResult:
     """Create and Update apply the pending migrations (reported in `Applied`) and create the functions' login
-    users from their secrets (or set their passwords again); Delete changes nothing: the schema, its roles and
-    its data outlive the resource (the database itself keeps a final snapshot)."""
+    users (or give them their roles again); Delete changes nothing: the schema, its roles and its data outlive
+    the resource (the database itself keeps a final snapshot)."""
     if request.request_type == "Delete":
         return CustomResourceResult(physical_resource_id=request.physical_resource_id or SCHEMA_RESOURCE_ID)
     properties = SchemaProperties.model_validate(request.resource_properties)
-    login_users = [login_user_from_secret(spec.secret_arn, spec.role) for spec in properties.login_users]
+    login_users = [LoginUser(username=spec.username, role=spec.role) for spec in properties.login_users]
     applied = migrate_when_reachable(time_budget_ms, login_users=login_users)
     return CustomResourceResult(
         physical_resource_id=SCHEMA_RESOURCE_ID, data={"Applied": ",".join(applied) if applied else "none"}

@@ -37,15 +37,20 @@ class DatabaseSettings(EnvironmentSettings):
 
     database_url: SecretStr | None = Field(default=None, description="libpq URL; wins over everything else")
     db_iam_auth: bool = Field(default=False, description="through RDS Proxy with an IAM token (rds-db:connect)")
-    db_host: str | None = Field(default=None, description="host of the proxy or database (with DB_IAM_AUTH)")
+    db_host: str | None = Field(
+        default=None,
+        description="host of the proxy (with DB_IAM_AUTH) or of the database (with a DB_SECRET_ARN naming none)",
+    )
     db_port: int = Field(default=5432, ge=1, le=65535)
-    db_name: str | None = Field(default=None, description="database name (with DB_IAM_AUTH)")
+    db_name: str | None = Field(default=None, description="database name (with DB_IAM_AUTH, or a secret naming none)")
     db_user: str | None = Field(
         default=None,
         description="database user the token is signed for (with DB_IAM_AUTH); in the stack, the function's own, "
         "member of its function's role (migration 0061)",
     )
-    db_secret_arn: str | None = Field(default=None, description="secret with host, port, username, ...")
+    db_secret_arn: str | None = Field(
+        default=None, description="secret with username and password, and host, port, dbname unless DB_* give them"
+    )
     db_statement_timeout_ms: int = Field(default=2000, ge=100, le=900_000)
     db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
 

@@ -153,7 +153,7 @@ def iam_auth_token(settings: DatabaseSettings) -> str:
 
 def connection_url(settings: DatabaseSettings) -> str:
     """The libpq URL from DATABASE_URL; else RDS Proxy with an IAM token (DB_IAM_AUTH); else the Secrets
-    Manager secret named by DB_SECRET_ARN."""
+    Manager secret named by DB_SECRET_ARN (the instance's DB_HOST, DB_PORT and DB_NAME where it names none)."""
     if settings.through_rds_proxy:
         return make_conninfo(
             host=settings.db_host,
@@ -169,13 +169,18 @@ def connection_url(settings: DatabaseSettings) -> str:
     if not settings.db_secret_arn:
         raise ConfigurationError("no database configured: set DATABASE_URL, DB_IAM_AUTH or DB_SECRET_ARN")
     secret = json_secret(settings.db_secret_arn, "the database secret", max_age_s=300)
+    # A secret RDS keeps for the master user (ManageMasterUserPassword) holds its name and password alone: the
+    # instance is then DB_HOST, DB_PORT and DB_NAME.
+    host = secret.get("host", settings.db_host)
+    if host is None:
+        raise ConfigurationError("the database secret lacks 'host', and DB_HOST is not set")
     try:
         return make_conninfo(
-            host=secret["host"],
-            port=str(secret.get("port", 5432)),
+            host=host,
+            port=str(secret.get("port", settings.db_port)),
             user=secret["username"],
             password=secret["password"],
-            dbname=secret.get("dbname", "postgres"),
+            dbname=secret.get("dbname", settings.db_name or "postgres"),
             sslmode="require",
         )
     except KeyError as exc:

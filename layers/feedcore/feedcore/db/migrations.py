@@ -177,7 +177,7 @@ def migrate_when_reachable(
 ) -> list[str]:
     """Apply the pending migrations through the service's own connection settings (RDS Proxy in the cloud),
     retrying the connection every CONNECT_RETRY_INTERVAL_S within `time_budget_ms`; each migration is bounded by the
-    time left when it starts. Then create the functions' `login_users` (or set their passwords and roles again).
+    time left when it starts. Then create the functions' `login_users` (or give them their roles again).
     A connection is retried only when MIN_TIME_TO_START_MS will be left after the pause and the retried attempt (up to
     DB_CONNECT_TIMEOUT_S): one made later could start none of the run's steps, not even the grants and login users a
     run with nothing pending still does.

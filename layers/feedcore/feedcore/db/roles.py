@@ -1,10 +1,11 @@
 """The functions' login users: one per Lambda function, member of its function's group role (migration 0061).
 
-In the stack each user's password is a generated Secrets Manager secret in the RDS JSON format, which RDS
-Proxy reads to log in as the user on behalf of the function (the function itself presents an IAM token). The
-schema custom resource creates the users, or sets their passwords again, from those secrets on every
-deploy. The password reaches the database only as a SCRAM-SHA-256 verifier, so it is never in a statement
-the server could log (libpq computes it, as psql's \\password does).
+In the stack each user logs in with IAM alone, end to end: the function presents RDS Proxy an IAM token signed
+for the user, and the proxy logs in to the database with a token of its own role (its `DefaultAuthScheme` is
+`IAM_AUTH`). So a user has no password, and is a member of `rds_iam`, RDS's role that makes the server accept
+such tokens for it (and nothing else: a member of `rds_iam` cannot log in with a password). The schema custom
+resource creates the users, or gives them this again, on every deploy; a user made by a stack from before keeps
+no password.
 """
 
 from __future__ import annotations
@@ -14,50 +15,42 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from feedcore.db.connection import json_secret
 from feedcore.errors import ConfigurationError
 
 # The group roles of migration 0061, the only roles a login user may be given.
 FUNCTION_ROLES = frozenset(
     {"feed_ingest_queue", "feed_ingest_events", "feed_assemble_feed", "feed_recompute_shards", "feed_recompute_scores"}
 )
+# RDS for PostgreSQL's role whose members log in with IAM tokens (RDS creates it; a plain PostgreSQL has none).
+IAM_LOGIN_ROLE = "rds_iam"
 
 
 @dataclass(frozen=True)
 class LoginUser:
-    """A function's database user, its password and the group role it is given."""
+    """A function's database user and the group role it is given."""
 
     username: str
-    password: str
     role: str
 
 
 def ensure_login_user(conn: psycopg.Connection, user: LoginUser) -> None:
-    """Create the login user with its password and group role, or give an existing one its password and
-    role again (one transaction). Raises ConfigurationError for a role that is not a function's."""
+    """Create the login user, without a password, member of `rds_iam` and of its group role; or give an existing
+    one the same again, dropping a password it had (one transaction). Raises ConfigurationError for a role that
+    is not a function's, for a user that administers the database, and on a server without `rds_iam` (not RDS)."""
     if user.role not in FUNCTION_ROLES:
         raise ConfigurationError(f"{user.role!r} is not a function's database role")
     name = sql.Identifier(user.username)
-    # libpq's PQencryptPasswordConn: the verifier the server would make (SCRAM-SHA-256, a random salt)
-    password = conn.pgconn.encrypt_password(user.password.encode(), user.username.encode(), b"scram-sha-256")
-    verifier = sql.Literal(password.decode())
     with conn.transaction():
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (IAM_LOGIN_ROLE,)).fetchone() is None:
+            raise ConfigurationError(f"the server has no {IAM_LOGIN_ROLE!r} role: IAM logins need RDS for PostgreSQL")
         row = conn.execute(
             "SELECT rolsuper OR rolcreaterole OR rolname = current_user FROM pg_roles WHERE rolname = %s",
             (user.username,),
         ).fetchone()
         if row is not None and row[0]:
             raise ConfigurationError(f"{user.username!r} administers the database; it cannot be a function's user")
-        exists = row is not None
-        action = "ALTER ROLE {} WITH LOGIN PASSWORD {}" if exists else "CREATE ROLE {} WITH LOGIN PASSWORD {}"
-        conn.execute(sql.SQL(action).format(name, verifier))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(user.role), name))
-
-
-def login_user_from_secret(secret_arn: str, role: str) -> LoginUser:
-    """The login user whose `username` and `password` the Secrets Manager secret holds (RDS JSON format)."""
-    secret = json_secret(secret_arn, "a login user's secret", max_age_s=0)
-    try:
-        return LoginUser(username=secret["username"], password=secret["password"], role=role)
-    except KeyError as exc:
-        raise ConfigurationError(f"a login user's secret lacks {exc.args[0]!r}") from exc
+        action = "ALTER ROLE {} WITH LOGIN PASSWORD NULL" if row is not None else "CREATE ROLE {} WITH LOGIN"
+        conn.execute(sql.SQL(action).format(name))
+        conn.execute(
+            sql.SQL("GRANT {}, {} TO {}").format(sql.Identifier(IAM_LOGIN_ROLE), sql.Identifier(user.role), name)
+        )
