@@ -1,10 +1,11 @@
 """Typed settings, read once from the environment and validated at start."""
 
-from __future__ import annotations
+# Annotations are evaluated as each class is made (no `from __future__ import annotations`): pydantic would compile
+# and evaluate each field's from its text, a share of every function's cold start (README: Measured > Cold start).
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -60,7 +61,7 @@ class DatabaseSettings(EnvironmentSettings):
         return self.database_url is None and self.db_iam_auth
 
     @model_validator(mode="after")
-    def _iam_auth_names_the_endpoint(self) -> DatabaseSettings:
+    def _iam_auth_names_the_endpoint(self) -> Self:
         if self.db_iam_auth and not (self.db_host and self.db_name and self.db_user):
             raise ValueError("DB_IAM_AUTH needs DB_HOST, DB_NAME and DB_USER")
         return self
@@ -96,7 +97,7 @@ class ScoringSettings(EnvironmentSettings):
     )
 
     @model_validator(mode="after")
-    def _exponents_stay_representable(self) -> ScoringSettings:
+    def _exponents_stay_representable(self) -> Self:
         # Raw scores grow as 2^(epoch age / half-life) until the next rebase; double precision ends near 2^1023.
         shortest_days = min(self.trending_half_life_hours / 24, self.popularity_half_life_days,
                             self.affinity_half_life_days, self.buy_again_half_life_days,
@@ -165,7 +166,7 @@ class FeedSettings(EnvironmentSettings):
     buy_again_due_width: float = Field(default=0.7, gt=0, description="tolerance of the timing, log scale")
 
     @model_validator(mode="after")
-    def _lambda_signs_cursors_with_a_real_key(self) -> FeedSettings:
+    def _lambda_signs_cursors_with_a_real_key(self) -> Self:
         if self.lambda_function_name and not (self.cursor_secret or self.cursor_secret_arn):
             raise ValueError("in Lambda, set FEED_CURSOR_SECRET_ARN (or FEED_CURSOR_SECRET)")
         return self
@@ -225,7 +226,7 @@ class AuthSettings(EnvironmentSettings):
     sam_local: bool = Field(default=False, validation_alias="AWS_SAM_LOCAL")
 
     @model_validator(mode="after")
-    def _no_development_tokens_in_lambda(self) -> AuthSettings:
+    def _no_development_tokens_in_lambda(self) -> Self:
         # A second lock besides the template: a deployed function never trusts unsigned tokens.
         if self.dev_tokens and self.lambda_function_name and not self.sam_local:
             raise ValueError("AUTH_DEV_TOKENS is for local runs only; it is refused in Lambda")
