@@ -280,3 +280,27 @@ def test_the_logs_never_hold_the_presigned_response_url(response_url, caplog: py
     logged = "\n".join(str(vars(record)) for record in caplog.records)  # each message with its extra keys
     assert "custom resource request" in logged and event["RequestId"] in logged
     assert "X-Amz-Signature" not in logged
+
+
+def test_the_login_users_are_given_rds_iam_all_or_none(response_url, db, rds_iam) -> None:
+    """A user given rds_iam has lost its password login: a run that fails at the second user leaves the first as it
+    was (a stack from before, whose proxy still logs in with its password), not half switched."""
+    url, answers = response_url
+    first = f"feed_ingest_events_{uuid.uuid4().hex[:6]}"
+    (admin,) = db.execute("SELECT current_user").fetchone()  # refused: it administers the database
+    db.execute(f"CREATE ROLE {first} LOGIN PASSWORD 'from-its-secret'")
+    login_users = [{"Role": "feed_ingest_events", "Username": first}, {"Role": "feed_assemble_feed", "Username": admin}]
+    event = cloudformation_custom_resource_event(
+        "Update", url, properties=LAYER_V1 | {"LoginUsers": login_users}, physical_resource_id=SCHEMA_RESOURCE_ID
+    )
+    try:
+        invoke(event)
+
+        answer = the_answer(answers, event)
+        assert answer["Status"] == "FAILED" and "administers the database" in answer["Reason"], answer["Reason"]
+        assert db.execute(
+            "SELECT rolpassword IS NOT NULL, pg_has_role(oid, 'rds_iam', 'MEMBER') FROM pg_authid WHERE rolname = %s",
+            (first,),
+        ).fetchone() == (True, False)
+    finally:
+        db.execute(f"DROP ROLE {first}")
