@@ -67,6 +67,33 @@ class DatabaseSettings(EnvironmentSettings):
         return self
 
 
+class ProxyProbeSettings(EnvironmentSettings):
+    """The schema resource's check, after each run, that a login through RDS Proxy with an IAM token works (the
+    functions' way in, which its own login to the instance does not take): the proxy's endpoint and a user of its
+    own, which may connect and do nothing else. Both unset (a local run: no proxy, no IAM): the check is skipped,
+    and the resource says so in its answer (`ProxyLogin`)."""
+
+    model_config = SettingsConfigDict(env_prefix="DB_PROXY_PROBE_", extra="ignore")
+
+    host: str | None = Field(default=None, description="RDS Proxy's endpoint; unset: no check (local runs)")
+    user: str | None = Field(
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="the probe's database user (in rds_iam)"
+    )
+    timeout_s: int = Field(
+        default=120, ge=1, le=540, description="how long logins are retried (a user just given rds_iam, a new target)"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.host is not None
+
+    @model_validator(mode="after")
+    def _host_and_user_together(self) -> Self:
+        if (self.host is None) != (self.user is None):
+            raise ValueError("set DB_PROXY_PROBE_HOST and DB_PROXY_PROBE_USER together, or neither (no probe)")
+        return self
+
+
 class ScoringSettings(EnvironmentSettings):
     """Weights, half-lives and limits of the scheduled score recomputation."""
 
@@ -259,6 +286,11 @@ def api_settings() -> ApiSettings:
 @lru_cache
 def database_settings() -> DatabaseSettings:
     return DatabaseSettings()
+
+
+@lru_cache
+def proxy_probe_settings() -> ProxyProbeSettings:
+    return ProxyProbeSettings()
 
 
 @lru_cache
