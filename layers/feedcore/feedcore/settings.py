@@ -32,7 +32,9 @@ class EnvironmentSettings(BaseSettings):
 
 class DatabaseSettings(EnvironmentSettings):
     """Where the database is and how to log in, in order of precedence: a URL (locally); RDS Proxy with IAM
-    authentication (the stack); a Secrets Manager secret in the RDS JSON format (an existing database)."""
+    authentication (the stack's functions); a Secrets Manager secret in the RDS JSON format (the stack's schema
+    migrations, as the master user: RDS's secret holds the user and password alone, and DB_HOST, DB_PORT and DB_NAME
+    name the instance; `feedctl moto`'s the same)."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 

@@ -234,8 +234,10 @@ def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: i
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
     conn.answer_within_s = answer_bound_s(timeout_ms)
     if options is None and statement_timeout_ms is not None:
-        # Through the proxy, a bound other than the request's (the schema migration) is session state: it
-        # pins this session to its database connection until it closes, which only that caller accepts.
+        # Through the proxy, a bound other than the request's is session state: it pins this session to its
+        # database connection until it closes, which only a caller that asks for its own bound accepts (none in the
+        # stack: its schema migrations connect to the instance itself, and their proxy login check takes the
+        # request's bound).
         try:
             conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
         except psycopg.OperationalError as exc:
