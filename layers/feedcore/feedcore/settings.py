@@ -81,8 +81,10 @@ class ProxyProbeSettings(EnvironmentSettings):
     user: str | None = Field(
         default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="the probe's database user (in rds_iam)"
     )
+    # Long enough for a proxy target registered on this very deploy (the migrations, when they logged in through the
+    # proxy, retried their connection for their whole budget); a broken path costs this long before the rollback.
     timeout_s: int = Field(
-        default=120, ge=1, le=540, description="how long logins are retried (a user just given rds_iam, a new target)"
+        default=300, ge=1, le=540, description="how long logins are retried (a user just given rds_iam, a new target)"
     )
 
     @property
