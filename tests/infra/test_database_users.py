@@ -11,7 +11,7 @@ import pytest
 
 from feedcore.db.migrations import PACKAGED_MIGRATIONS
 from feedcore.db.roles import FUNCTION_ROLES
-from feedcore.settings import DatabaseSettings
+from feedcore.settings import DatabaseSettings, ProxyProbeSettings
 
 from .test_template import _as_list, _functions, _policy_statements
 
@@ -24,6 +24,8 @@ FUNCTION_USERS = {
     "RecomputeShardFunction": ("recompute_shards", "feed_recompute_shards"),
 }
 MIGRATOR = "MigrateSchemaFunction"
+# The user the schema resource logs in as through the proxy to check the functions' way in (feedcore.db.proxy_probe).
+PROBE_USER = "feed_probe"
 MASTER_SECRET = {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
 
 
@@ -91,13 +93,30 @@ def test_a_functions_iam_token_is_good_for_its_own_user_alone(template, name):
     assert settings.through_rds_proxy and settings.db_user == user
 
 
-def test_the_proxy_logs_in_to_the_database_with_iam_as_the_functions_users_alone(template):
+def test_the_proxy_logs_in_to_the_database_with_iam_as_the_functions_users_and_the_probe_alone(template):
     proxy = template["Resources"]["DatabaseProxy"]["Properties"]
     assert proxy["DefaultAuthScheme"] == "IAM_AUTH" and proxy["RequireTLS"] is True
     assert "Auth" not in proxy  # no secret: nothing for the proxy to read, nothing to rotate
     assert template["Resources"]["Database"]["Properties"]["EnableIAMDatabaseAuthentication"] is True
     # Not the master: its password is its only way in, so a lost IAM path cannot lock it out.
-    assert sorted(_database_users_the_proxy_may_log_in_as(template)) == sorted(u for u, _ in FUNCTION_USERS.values())
+    assert sorted(_database_users_the_proxy_may_log_in_as(template)) == sorted(
+        [*(u for u, _ in FUNCTION_USERS.values()), PROBE_USER]
+    )
+
+
+def test_the_migrations_check_the_functions_way_in_through_the_proxy_as_the_probe_user(template):
+    """A deploy fails when a login through the proxy with an IAM token does not work, though the migrations
+    themselves log in to the instance with the master's password."""
+    migrator = _functions(template)[MIGRATOR]["Environment"]["Variables"]
+    assert migrator["DB_PROXY_PROBE_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}
+    assert migrator["DB_PROXY_PROBE_USER"] == PROBE_USER
+    probe = ProxyProbeSettings.model_validate({"host": "proxy.example", "user": migrator["DB_PROXY_PROBE_USER"]})
+    assert probe.enabled
+    # Its token is good for the probe user alone, at the proxy (as a function's is for its own user).
+    connects = [s for where, s in _policy_statements(template) if where == MIGRATOR and s["Action"] == "rds-db:connect"]
+    assert [statement["Resource"] for statement in connects] == [_proxy_user_arn(PROBE_USER)]
+    # The probe user is none of the functions' (which the resource gives a role).
+    assert PROBE_USER not in {user for user, _ in FUNCTION_USERS.values()}
 
 
 def test_the_schema_resource_creates_each_user_with_its_functions_role(template):
@@ -139,7 +158,8 @@ def test_sam_keeps_the_globals_proxy_settings_from_the_migrations_alone(transfor
             assert variables["DB_IAM_AUTH"] == "false"
             assert variables["DB_HOST"] == {"Fn::GetAtt": ["Database", "Endpoint.Address"]}
             assert variables["DB_SECRET_ARN"] == MASTER_SECRET and "DB_USER" not in variables
+            assert variables["DB_PROXY_PROBE_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}
         else:
             assert variables["DB_IAM_AUTH"] == "true", name
             assert variables["DB_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}, name
-            assert "DB_SECRET_ARN" not in variables, name
+            assert "DB_SECRET_ARN" not in variables and "DB_PROXY_PROBE_HOST" not in variables, name

@@ -355,7 +355,9 @@ def test_schema_migrations_run_on_deploy_after_the_proxy(template):
     assert migrations["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateSchemaFunction", "Arn"]}
     # A new layer version (which carries the migrations) makes CloudFormation send an Update.
     assert migrations["Properties"]["LayerVersion"] == {"Ref": "FeedCoreLayer"}
-    assert "DatabaseProxy" in migrations["DependsOn"]
+    # The proxy with its target (the probe logs in through it) and the way to the database itself: without the
+    # ingress the migrations' connections would time out until CloudFormation added it, a race a deploy could lose.
+    assert {"DatabaseProxy", "DatabaseProxyTargetGroup", "DatabaseFromMigrationIngress"} <= set(migrations["DependsOn"])
     # CloudFormation waits for an answer as long as the function may run to give it, and not the default hour
     # longer when it crashed without answering.
     timeout_s = template["Resources"]["MigrateSchemaFunction"]["Properties"]["Timeout"]

@@ -179,8 +179,9 @@ def test_function_names_its_service_and_connects_only_as_its_proxy_user(template
     assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == FUNCTIONS[name][1]
     statements = [s for where, s in _policy_statements(template) if where == name]
     connects = [s for s in statements if s.get("Sid") == "ConnectToDatabaseProxy"]
-    # The schema migrations log in to the instance with the master's password, not through the proxy.
-    assert len(connects) == (0 if name == "MigrateSchemaFunction" else 1)
+    # Each one user at the proxy: a function's own; the schema migrations', which log in to the instance with the
+    # master's password, the probe user they check the proxy's IAM path with.
+    assert len(connects) == 1
     for connect in connects:
         assert connect["Effect"] == "Allow" and connect["Action"] == "rds-db:connect"
         user_arn, proxy_id = connect["Resource"]["Fn::Sub"]

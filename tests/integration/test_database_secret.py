@@ -11,7 +11,7 @@ from moto import mock_aws
 from psycopg.conninfo import conninfo_to_dict
 
 from feedcore import settings
-from feedcore.db.connection import connect, reset_cached_connection
+from feedcore.db.connection import connect, connection_url, reset_cached_connection
 from feedcore.errors import ConfigurationError
 from tests.aws_events import LambdaContext, api_gateway_rest_event, cognito_claims
 from tests.conftest import load_function
@@ -111,3 +111,19 @@ def test_a_secret_naming_no_instance_connects_to_db_host(master_user_secret: dic
 def test_a_secret_naming_no_instance_without_db_host_is_a_configuration_error(master_user_secret: dict) -> None:
     with pytest.raises(ConfigurationError, match="lacks 'host', and DB_HOST is not set"):
         connect()
+
+
+def test_each_connection_reads_the_master_secret_as_it_is_now(master_user_secret: dict, monkeypatch) -> None:
+    """RDS rotates the master's password (every 7 days): a migration run after a rotation, or retrying its connection
+    during one, logs in with the new password, not one read minutes before."""
+    monkeypatch.setenv("DB_HOST", master_user_secret["host"])
+    settings.database_settings.cache_clear()
+    database = settings.database_settings()
+    assert conninfo_to_dict(connection_url(database)).get("password", "") == master_user_secret.get("password", "")
+
+    boto3.client("secretsmanager", region_name="us-east-1").put_secret_value(
+        SecretId=database.db_secret_arn,
+        SecretString=json.dumps({"username": master_user_secret.get("user") or "postgres", "password": "rotated"}),
+    )
+
+    assert conninfo_to_dict(connection_url(database))["password"] == "rotated"

@@ -67,6 +67,10 @@ def test_the_handlers_find_the_database_through_the_local_secret(
     parameters.clear_caches()
     try:
         assert connection.run(lambda conn: conn.execute("SELECT current_database()").fetchone()[0]) == db.info.dbname
+        # As RDS's master secret, which the stack's schema migrations read: the user and the password alone, the
+        # database named by DB_HOST, DB_PORT and DB_NAME.
+        secret = parameters.get_secret(local_aws.database_secret_arn, transform="json", max_age=0)
+        assert sorted(secret) == ["password", "username"]
     finally:
         settings.database_settings.cache_clear()
         connection.reset_cached_connection()
@@ -118,7 +122,7 @@ def test_a_recompute_pointed_at_the_local_shard_queue_fans_out_to_its_consumer(
     recompute_scores(RecomputeRequest(), now=NOW)
     record(purchase("user-1", items=("milk", "eggs")), purchase("user-2", items=("coffee",)))
     for name, value in local_aws.environment().items():
-        if name != "DB_SECRET_ARN":  # the database stays the test's
+        if not name.startswith("DB_"):  # the database stays the test's
             monkeypatch.setenv(name, value)
     monkeypatch.setenv("SCORING_FANOUT_MIN_EVENTS", "1")
     monkeypatch.setenv("SCORING_FANOUT_POLL_INTERVAL_S", "0.05")

@@ -7,6 +7,7 @@ presigned S3 ResponseURL; migrations run against a fresh database on the real te
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -16,10 +17,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
+from moto import mock_aws
 from psycopg.conninfo import make_conninfo
 
+from feedcore import settings
 from feedcore.cloudformation import ANSWER_MARGIN_MS
+from feedcore.db import connection
+from feedcore.db import proxy_probe as proxy_probe_module
 from feedcore.db.migrations import PACKAGED_MIGRATIONS, load_migrations, migrate, migrate_when_reachable
+from feedcore.db.proxy_probe import SKIPPED
+from feedcore.errors import DatabaseUnavailable
 from feedcore.schema import SCHEMA_RESOURCE_ID
 from tests.aws_events import LambdaContext, cloudformation_custom_resource_event
 from tests.conftest import load_function, scratch_database, use_database
@@ -72,6 +79,12 @@ def invoke(event: dict, remaining_ms: int = 60_000) -> dict:
     return migrate_schema.lambda_handler(event, context)
 
 
+def nothing_pending(url: str) -> dict:
+    return cloudformation_custom_resource_event(
+        "Update", url, properties=LAYER_V2, old_properties=LAYER_V1, physical_resource_id=SCHEMA_RESOURCE_ID
+    )
+
+
 def tables(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
@@ -98,7 +111,7 @@ def test_create_applies_every_migration(response_url, empty_database) -> None:
     answer = the_answer(answers, event)
     assert answer["Status"] == "SUCCESS", answer["Reason"]
     assert answer["PhysicalResourceId"] == SCHEMA_RESOURCE_ID
-    assert answer["Data"] == {"Applied": ALL_VERSIONS}
+    assert answer["Data"] == {"Applied": ALL_VERSIONS, "ProxyLogin": SKIPPED}
     assert {"events", "event_ids", "items", "item_popularity", "schema_migrations"} <= tables(empty_database)
 
 
@@ -120,16 +133,19 @@ def test_update_applies_only_what_is_pending_and_keeps_the_physical_id(response_
     answer = the_answer(answers, event)
     assert answer["Status"] == "SUCCESS", answer["Reason"]
     assert answer["PhysicalResourceId"] == SCHEMA_RESOURCE_ID  # a new id would make CloudFormation delete the old
-    assert answer["Data"] == {"Applied": newest.name.split("_")[0]}
+    assert answer["Data"] == {"Applied": newest.name.split("_")[0], "ProxyLogin": SKIPPED}
 
 
-def test_update_with_nothing_pending_succeeds(response_url, db) -> None:
+def test_update_with_nothing_pending_succeeds_and_says_the_proxy_login_was_not_checked(
+    response_url, db, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Locally (no DB_PROXY_PROBE_HOST: no proxy, no IAM) the check of the proxy login is skipped by configuration,
+    and the answer and the log say so."""
     url, answers = response_url
-    event = cloudformation_custom_resource_event(
-        "Update", url, properties=LAYER_V2, old_properties=LAYER_V1, physical_resource_id=SCHEMA_RESOURCE_ID
-    )
+    event = nothing_pending(url)
     invoke(event)
-    assert the_answer(answers, event)["Data"] == {"Applied": "none"}
+    assert the_answer(answers, event)["Data"] == {"Applied": "none", "ProxyLogin": SKIPPED}
+    assert any(r.getMessage() == "the login through RDS Proxy is not checked" for r in caplog.records)
 
 
 def test_delete_keeps_the_schema_and_its_data(response_url, empty_database) -> None:
@@ -280,3 +296,108 @@ def test_the_logs_never_hold_the_presigned_response_url(response_url, caplog: py
     logged = "\n".join(str(vars(record)) for record in caplog.records)  # each message with its extra keys
     assert "custom resource request" in logged and event["RequestId"] in logged
     assert "X-Amz-Signature" not in logged
+
+
+def test_the_login_users_are_given_rds_iam_all_or_none(response_url, db, rds_iam) -> None:
+    """A user given rds_iam has lost its password login: a run that fails at the second user leaves the first as it
+    was (a stack from before, whose proxy still logs in with its password), not half switched."""
+    url, answers = response_url
+    first = f"feed_ingest_events_{uuid.uuid4().hex[:6]}"
+    (admin,) = db.execute("SELECT current_user").fetchone()  # refused: it administers the database
+    db.execute(f"CREATE ROLE {first} LOGIN PASSWORD 'from-its-secret'")
+    login_users = [{"Role": "feed_ingest_events", "Username": first}, {"Role": "feed_assemble_feed", "Username": admin}]
+    event = cloudformation_custom_resource_event(
+        "Update", url, properties=LAYER_V1 | {"LoginUsers": login_users}, physical_resource_id=SCHEMA_RESOURCE_ID
+    )
+    try:
+        invoke(event)
+
+        answer = the_answer(answers, event)
+        assert answer["Status"] == "FAILED" and "administers the database" in answer["Reason"], answer["Reason"]
+        assert db.execute(
+            "SELECT rolpassword IS NOT NULL, pg_has_role(oid, 'rds_iam', 'MEMBER') FROM pg_authid WHERE rolname = %s",
+            (first,),
+        ).fetchone() == (True, False)
+    finally:
+        db.execute(f"DROP ROLE {first}")
+
+
+@pytest.fixture
+def proxy_probe(monkeypatch: pytest.MonkeyPatch, rds_iam: str) -> Iterator[str]:
+    """The proxy login check configured as in the stack, its proxy at a local port nobody listens on, with
+    credentials to sign tokens with; yields the probe user's name (dropped after the test)."""
+    user = f"feed_probe_{uuid.uuid4().hex[:6]}"
+    with mock_aws():
+        monkeypatch.setenv("DB_PROXY_PROBE_HOST", "127.0.0.1")
+        monkeypatch.setenv("DB_PROXY_PROBE_USER", user)
+        monkeypatch.setenv("DB_PROXY_PROBE_TIMEOUT_S", "1")
+        monkeypatch.setenv("DB_PORT", "1")
+        monkeypatch.setenv("DB_CONNECT_TIMEOUT_S", "1")
+        settings.proxy_probe_settings.cache_clear()
+        settings.database_settings.cache_clear()
+        connection._rds_client.cache_clear()
+        yield user
+    settings.proxy_probe_settings.cache_clear()
+    settings.database_settings.cache_clear()
+    connection._rds_client.cache_clear()
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as admin:
+        admin.execute(f"DROP OWNED BY {user}")  # its CONNECT on the database
+        admin.execute(f"DROP ROLE {user}")
+
+
+def test_a_login_through_the_proxy_that_does_not_work_fails_the_deploy(response_url, db, proxy_probe) -> None:
+    """The migrations log in to the instance with the master's password: only this check sees a broken IAM path
+    (TLS, a token's policy, rds_iam, the proxy's own login), which would otherwise deploy and fail every request."""
+    url, answers = response_url
+    event = nothing_pending(url)
+    started = time.monotonic()
+
+    invoke(event)
+
+    answer = the_answer(answers, event)
+    assert answer["Status"] == "FAILED"
+    assert answer["Reason"].startswith(
+        f"ProxyLoginFailed: the login through RDS Proxy 127.0.0.1 as '{proxy_probe}' with an IAM token"
+    ), answer["Reason"]
+    assert time.monotonic() - started < 5  # within DB_PROXY_PROBE_TIMEOUT_S and one connect timeout
+    # The probe user was made before the check: in rds_iam, and a member of nothing else.
+    assert db.execute(
+        "SELECT rolcanlogin, rolpassword IS NULL, array(SELECT g.rolname FROM pg_auth_members m "
+        "JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = a.oid) FROM pg_authid a WHERE rolname = %s",
+        (proxy_probe,),
+    ).fetchone() == (True, True, ["rds_iam"])
+
+
+def test_the_check_retries_a_refused_login_and_its_user_may_connect_and_read_nothing(
+    response_url, db, proxy_probe, database_url, monkeypatch
+) -> None:
+    url, answers = response_url
+    monkeypatch.setenv("DB_PROXY_PROBE_TIMEOUT_S", "30")
+    settings.proxy_probe_settings.cache_clear()
+    monkeypatch.setattr(proxy_probe_module, "PROBE_RETRY_INTERVAL_S", 0.01)
+    logins: list[settings.DatabaseSettings] = []
+
+    def first_refused_then_as_the_probe_user(probe_settings: settings.DatabaseSettings) -> psycopg.Connection:
+        """The proxy refuses the first login (a user given rds_iam a moment ago), then lets the probe user in: on the
+        test server, which has no TLS and no IAM, by its name alone."""
+        logins.append(probe_settings)
+        if len(logins) == 1:
+            raise DatabaseUnavailable("cannot connect to the database: PAM authentication failed")
+        return psycopg.connect(make_conninfo(database_url, user=probe_settings.db_user), autocommit=True)
+
+    monkeypatch.setattr(proxy_probe_module, "connect", first_refused_then_as_the_probe_user)
+    event = nothing_pending(url)
+
+    invoke(event)
+
+    answer = the_answer(answers, event)
+    assert answer["Status"] == "SUCCESS", answer["Reason"]
+    assert answer["Data"]["ProxyLogin"] == f"{proxy_probe} through 127.0.0.1"
+    assert len(logins) == 2
+    for login in logins:  # with an IAM token, to the proxy, as the probe user
+        assert login.through_rds_proxy and (login.db_host, login.db_user) == ("127.0.0.1", proxy_probe)
+    with (
+        psycopg.connect(make_conninfo(database_url, user=proxy_probe)) as probe,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        probe.execute("SELECT 1 FROM events LIMIT 1")

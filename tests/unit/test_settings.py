@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from feedcore import settings
-from feedcore.settings import DatabaseSettings, FeedSettings, IngestSettings, ModelScoreSettings
+from feedcore.settings import DatabaseSettings, FeedSettings, IngestSettings, ModelScoreSettings, ProxyProbeSettings
 from tests.infra.support import stack_template
 
 SETTINGS_MODELS = [
@@ -95,3 +95,14 @@ def test_secrets_stay_hidden_and_cross_field_rules_hold(monkeypatch: pytest.Monk
     monkeypatch.setenv("DB_HOST", "proxy")
     with pytest.raises(ValidationError, match="DB_IAM_AUTH needs"):
         DatabaseSettings()
+
+
+def test_the_proxy_login_check_is_configured_whole_or_not_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset (a local run) it is skipped, and says so (feedcore.db.proxy_probe); half set it would be skipped silently
+    or sign tokens for no user."""
+    assert not ProxyProbeSettings().enabled
+    monkeypatch.setenv("DB_PROXY_PROBE_HOST", "feed-db.proxy-c1abcdefgh2i.us-east-1.rds.amazonaws.com")
+    with pytest.raises(ValidationError, match="together, or neither"):
+        ProxyProbeSettings()
+    monkeypatch.setenv("DB_PROXY_PROBE_USER", "feed_probe")
+    assert ProxyProbeSettings().enabled

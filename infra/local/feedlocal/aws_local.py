@@ -37,6 +37,8 @@ class LocalAws:
     shard_dead_letter_queue_url: str
     model_scores_bucket: str
     database_secret_arn: str
+    # Where the database is (DB_HOST, DB_PORT, DB_NAME), which the secret does not say, as RDS's master secret.
+    database_instance: dict[str, str]
 
     def sqs(self) -> Any:
         return boto3.client(
@@ -53,6 +55,7 @@ class LocalAws:
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "MODEL_SCORES_BUCKET": self.model_scores_bucket,
             "DB_SECRET_ARN": self.database_secret_arn,
+            **self.database_instance,
             "SCORING_FANOUT_QUEUE_URL": self.shard_queue_url,
         }
 
@@ -88,7 +91,8 @@ def create_queue_with_dead_letters(
 
 def create_local_resources(endpoint_url: str, database_url: str) -> LocalAws:
     """The ingestion and shard queues with their dead-letter queues (same redrive as the template), the model
-    scores bucket, and a secret in the RDS JSON format describing `database_url`."""
+    scores bucket, and a secret holding `database_url`'s user and password alone, as RDS keeps the master's (the
+    stack's schema migrations read it): the database's host, port and name are variables, as the stack gives them."""
     session = boto3.Session(
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -103,18 +107,16 @@ def create_local_resources(endpoint_url: str, database_url: str) -> LocalAws:
     parts = conninfo_to_dict(database_url)
     secret = session.client("secretsmanager", endpoint_url=endpoint_url).create_secret(
         Name=SECRET_NAME,
-        SecretString=json.dumps(
-            {
-                "engine": "postgres",
-                "host": parts.get("host") or "localhost",
-                "port": int(parts.get("port") or 5432),
-                "username": parts.get("user") or "postgres",
-                "password": parts.get("password") or "",
-                "dbname": parts.get("dbname") or "postgres",
-            }
-        ),
+        SecretString=json.dumps({"username": parts.get("user") or "postgres", "password": parts.get("password") or ""}),
     )
-    return LocalAws(endpoint_url, queue, dead_letters, shards, shard_dead_letters, MODEL_SCORES_BUCKET, secret["ARN"])
+    instance = {
+        "DB_HOST": parts.get("host") or "localhost",
+        "DB_PORT": parts.get("port") or "5432",
+        "DB_NAME": parts.get("dbname") or "postgres",
+    }
+    return LocalAws(
+        endpoint_url, queue, dead_letters, shards, shard_dead_letters, MODEL_SCORES_BUCKET, secret["ARN"], instance
+    )
 
 
 @dataclass(frozen=True)

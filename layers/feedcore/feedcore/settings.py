@@ -32,7 +32,9 @@ class EnvironmentSettings(BaseSettings):
 
 class DatabaseSettings(EnvironmentSettings):
     """Where the database is and how to log in, in order of precedence: a URL (locally); RDS Proxy with IAM
-    authentication (the stack); a Secrets Manager secret in the RDS JSON format (an existing database)."""
+    authentication (the stack's functions); a Secrets Manager secret in the RDS JSON format (the stack's schema
+    migrations, as the master user: RDS's secret holds the user and password alone, and DB_HOST, DB_PORT and DB_NAME
+    name the instance; `feedctl moto`'s the same)."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
@@ -64,6 +66,35 @@ class DatabaseSettings(EnvironmentSettings):
     def _iam_auth_names_the_endpoint(self) -> Self:
         if self.db_iam_auth and not (self.db_host and self.db_name and self.db_user):
             raise ValueError("DB_IAM_AUTH needs DB_HOST, DB_NAME and DB_USER")
+        return self
+
+
+class ProxyProbeSettings(EnvironmentSettings):
+    """The schema resource's check, after each run, that a login through RDS Proxy with an IAM token works (the
+    functions' way in, which its own login to the instance does not take): the proxy's endpoint and a user of its
+    own, which may connect and do nothing else. Both unset (a local run: no proxy, no IAM): the check is skipped,
+    and the resource says so in its answer (`ProxyLogin`)."""
+
+    model_config = SettingsConfigDict(env_prefix="DB_PROXY_PROBE_", extra="ignore")
+
+    host: str | None = Field(default=None, description="RDS Proxy's endpoint; unset: no check (local runs)")
+    user: str | None = Field(
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="the probe's database user (in rds_iam)"
+    )
+    # Long enough for a proxy target registered on this very deploy (the migrations, when they logged in through the
+    # proxy, retried their connection for their whole budget); a broken path costs this long before the rollback.
+    timeout_s: int = Field(
+        default=300, ge=1, le=540, description="how long logins are retried (a user just given rds_iam, a new target)"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.host is not None
+
+    @model_validator(mode="after")
+    def _host_and_user_together(self) -> Self:
+        if (self.host is None) != (self.user is None):
+            raise ValueError("set DB_PROXY_PROBE_HOST and DB_PROXY_PROBE_USER together, or neither (no probe)")
         return self
 
 
@@ -259,6 +290,11 @@ def api_settings() -> ApiSettings:
 @lru_cache
 def database_settings() -> DatabaseSettings:
     return DatabaseSettings()
+
+
+@lru_cache
+def proxy_probe_settings() -> ProxyProbeSettings:
+    return ProxyProbeSettings()
 
 
 @lru_cache

@@ -168,7 +168,10 @@ def connection_url(settings: DatabaseSettings) -> str:
         return settings.database_url.get_secret_value()
     if not settings.db_secret_arn:
         raise ConfigurationError("no database configured: set DATABASE_URL, DB_IAM_AUTH or DB_SECRET_ARN")
-    secret = json_secret(settings.db_secret_arn, "the database secret", max_age_s=300)
+    # Read as it is now, for each connection: in the stack only the schema migrations come here (the master's secret,
+    # which RDS rotates every 7 days), connecting a few times a deploy; a copy kept minutes would log in with the
+    # previous password after a rotation, and their connection retries would retry it.
+    secret = json_secret(settings.db_secret_arn, "the database secret", max_age_s=0)
     # A secret RDS keeps for the master user (ManageMasterUserPassword) holds its name and password alone: the
     # instance is then DB_HOST, DB_PORT and DB_NAME.
     host = secret.get("host", settings.db_host)
@@ -231,8 +234,10 @@ def connect(settings: DatabaseSettings | None = None, *, statement_timeout_ms: i
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
     conn.answer_within_s = answer_bound_s(timeout_ms)
     if options is None and statement_timeout_ms is not None:
-        # Through the proxy, a bound other than the request's (the schema migration) is session state: it
-        # pins this session to its database connection until it closes, which only that caller accepts.
+        # Through the proxy, a bound other than the request's is session state: it pins this session to its
+        # database connection until it closes, which only a caller that asks for its own bound accepts (none in the
+        # stack: its schema migrations connect to the instance itself, and their proxy login check takes the
+        # request's bound).
         try:
             conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms)))
         except psycopg.OperationalError as exc:

@@ -29,7 +29,7 @@ from feedcore.db.connection import (
     connect,
     wait_for_lock,
 )
-from feedcore.db.roles import LoginUser, ensure_login_user
+from feedcore.db.roles import LoginUser, ensure_login_user, ensure_probe_user
 from feedcore.errors import DatabaseUnavailable, LockWaitTimedOut
 from feedcore.observability import logger
 from feedcore.settings import database_settings
@@ -40,7 +40,7 @@ MIGRATION_LOCK_KEY = 7_246_201_117
 PACKAGED_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 # Grants each function's database role its privileges (migration 0061); idempotent.
 GRANT_FUNCTION_PRIVILEGES = "grant_function_privileges()"
-# Pause between connection attempts while the database (or a fresh RDS Proxy target) comes up.
+# Pause between connection attempts while the database comes up (a new instance, one restarting or failing over).
 CONNECT_RETRY_INTERVAL_S = 5.0
 # A migration (or the grants and login users after them, or a retried connection) is not started with less time
 # than this left.
@@ -173,11 +173,16 @@ def _end_session(backend_pid: int) -> None:
 
 
 def migrate_when_reachable(
-    time_budget_ms: int, directory: Path = PACKAGED_MIGRATIONS, login_users: Sequence[LoginUser] = ()
+    time_budget_ms: int,
+    directory: Path = PACKAGED_MIGRATIONS,
+    login_users: Sequence[LoginUser] = (),
+    probe_user: str | None = None,
 ) -> list[str]:
-    """Apply the pending migrations through the service's own connection settings (RDS Proxy in the cloud),
-    retrying the connection every CONNECT_RETRY_INTERVAL_S within `time_budget_ms`; each migration is bounded by the
-    time left when it starts. Then create the functions' `login_users` (or give them their roles again).
+    """Apply the pending migrations through the service's own connection settings (in the stack, the instance
+    itself as its master user: DB_HOST and the secret DB_SECRET_ARN), retrying the connection every
+    CONNECT_RETRY_INTERVAL_S within `time_budget_ms`; each migration is bounded by the time left when it starts.
+    Then create the functions' `login_users` and the proxy's `probe_user` (or give them their roles again), all or
+    none.
     A connection is retried only when MIN_TIME_TO_START_MS will be left after the pause and the retried attempt (up to
     DB_CONNECT_TIMEOUT_S): one made later could start none of the run's steps, not even the grants and login users a
     run with nothing pending still does.
@@ -202,7 +207,13 @@ def migrate_when_reachable(
             continue
         with conn:
             applied = migrate(conn, directory, deadline)
-            for user in login_users:
-                with step_by_deadline(conn, deadline, f"the login user {user.username}"):
-                    ensure_login_user(conn, user)
+            if login_users or probe_user:
+                # All or none: a user given rds_iam has lost its password login, so a run that stopped after some
+                # would leave those users to a proxy still logging in with passwords (a stack from before).
+                names = ", ".join([user.username for user in login_users] + ([probe_user] if probe_user else []))
+                with step_by_deadline(conn, deadline, f"the login users ({names})"):
+                    for user in login_users:
+                        ensure_login_user(conn, user)
+                    if probe_user:
+                        ensure_probe_user(conn, probe_user)
             return applied

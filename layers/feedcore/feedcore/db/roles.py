@@ -39,18 +39,35 @@ def ensure_login_user(conn: psycopg.Connection, user: LoginUser) -> None:
     is not a function's, for a user that administers the database, and on a server without `rds_iam` (not RDS)."""
     if user.role not in FUNCTION_ROLES:
         raise ConfigurationError(f"{user.role!r} is not a function's database role")
-    name = sql.Identifier(user.username)
     with conn.transaction():
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (IAM_LOGIN_ROLE,)).fetchone() is None:
-            raise ConfigurationError(f"the server has no {IAM_LOGIN_ROLE!r} role: IAM logins need RDS for PostgreSQL")
-        row = conn.execute(
-            "SELECT rolsuper OR rolcreaterole OR rolname = current_user FROM pg_roles WHERE rolname = %s",
-            (user.username,),
-        ).fetchone()
-        if row is not None and row[0]:
-            raise ConfigurationError(f"{user.username!r} administers the database; it cannot be a function's user")
-        action = "ALTER ROLE {} WITH LOGIN PASSWORD NULL" if row is not None else "CREATE ROLE {} WITH LOGIN"
-        conn.execute(sql.SQL(action).format(name))
+        _ensure_iam_login(conn, user.username, "a function's user")
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(user.role), sql.Identifier(user.username)))
+
+
+def ensure_probe_user(conn: psycopg.Connection, username: str) -> None:
+    """Create the user the schema resource logs in as through RDS Proxy to check the functions' way in
+    (feedcore.db.proxy_probe): without a password, member of `rds_iam`, with CONNECT on this database and no other
+    privilege (no group role: it reads no table); or give an existing one the same again (one transaction). Raises
+    ConfigurationError as ensure_login_user does."""
+    with conn.transaction():
+        _ensure_iam_login(conn, username, "the proxy's probe user")
+        (database,) = conn.execute("SELECT current_database()").fetchone()
         conn.execute(
-            sql.SQL("GRANT {}, {} TO {}").format(sql.Identifier(IAM_LOGIN_ROLE), sql.Identifier(user.role), name)
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(username))
         )
+
+
+def _ensure_iam_login(conn: psycopg.Connection, username: str, what: str) -> None:
+    """Create `username` as a login without a password, member of `rds_iam`, or make an existing one so (dropping a
+    password it had), in the caller's transaction; `what` names it in errors."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (IAM_LOGIN_ROLE,)).fetchone() is None:
+        raise ConfigurationError(f"the server has no {IAM_LOGIN_ROLE!r} role: IAM logins need RDS for PostgreSQL")
+    row = conn.execute(
+        "SELECT rolsuper OR rolcreaterole OR rolname = current_user FROM pg_roles WHERE rolname = %s", (username,)
+    ).fetchone()
+    if row is not None and row[0]:
+        raise ConfigurationError(f"{username!r} administers the database; it cannot be {what}")
+    name = sql.Identifier(username)
+    action = "ALTER ROLE {} WITH LOGIN PASSWORD NULL" if row is not None else "CREATE ROLE {} WITH LOGIN"
+    conn.execute(sql.SQL(action).format(name))
+    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(IAM_LOGIN_ROLE), name))
