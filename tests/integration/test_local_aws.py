@@ -32,6 +32,7 @@ from feedlocal.aws_local import (
     create_local_resources,
     create_queue_with_dead_letters,
     deliver_queue_batch,
+    endpoint_url,
     sam_local_environment,
     start_moto_server,
 )
@@ -255,3 +256,17 @@ def test_local_delivery_gives_each_consumer_its_batch_size_and_a_clock_running_d
     (shards, ingest) = seen
     assert shards[0] == 1 and 119_000 < shards[1] <= 120_000 and shards[2] <= shards[1] - 50, shards
     assert ingest[0] == 2 and 29_000 < ingest[1] <= 30_000 and ingest[2] <= ingest[1] - 50, ingest
+
+
+def test_moto_serves_on_an_ipv6_host() -> None:
+    # The check that the port was free probed IPv4 alone: `feedctl moto --host ::1` ended in "cannot serve moto on
+    # ::1:…: Address family for hostname not supported".
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as probe:
+        port = probe.getsockname()[1]
+    server = start_moto_server("::1", port)
+    try:
+        sqs = boto3.client("sqs", endpoint_url=endpoint_url("::1", port), region_name=REGION,
+                           aws_access_key_id="local", aws_secret_access_key="local")  # fmt: skip
+        assert sqs.create_queue(QueueName="on-ipv6")["QueueUrl"].endswith("/on-ipv6")
+    finally:
+        server.stop()

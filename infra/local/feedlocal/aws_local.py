@@ -62,12 +62,17 @@ def start_moto_server(host: str, port: int) -> ThreadedMotoServer:
     """moto's server on `host:port`, started; OSError when it cannot listen there. ThreadedMotoServer would wait
     forever for a server whose thread failed to bind (a port in use, a host that does not resolve)."""
     try:
-        socket.create_server((host, port)).close()
+        socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET).close()
     except OSError as exc:
         raise OSError(f"cannot serve moto on {host}:{port}: {exc.strerror or exc}") from exc
     server = ThreadedMotoServer(ip_address=host, port=port)
     server.start()
     return server
+
+
+def endpoint_url(host: str, port: int) -> str:
+    """The URL of a server listening on `host:port` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def create_queue_with_dead_letters(
