@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,17 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_time_ms
+
+
+class CountingDown(LambdaContext):
+    """A Lambda context whose remaining time runs down from `seconds`, as the invocation's does."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(function_name="ingest_queue")
+        self.deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)
 
 
 def api_gateway_rest_event(

@@ -13,9 +13,10 @@ from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
 from feedcore.api.resolvers import security_schemes
 from feedcore.feed.config import parse_ranking_config
+from feedcore.ingestion.privacy import ANSWER_MARGIN_MS
 from feedcore.ingestion.retention import MAX_KEEP_DAYS, RetentionRequest
 from feedcore.scoring.trigger import scheduled_task_from_event
-from feedcore.settings import FanoutSettings, FeedSettings, MetricsProvider
+from feedcore.settings import FanoutSettings, FeedSettings, IngestSettings, MetricsProvider
 from tests.conftest import load_function
 
 from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, resolved, run, sam_env
@@ -395,6 +396,15 @@ def test_the_scheduled_recompute_sends_shards_only_to_the_shard_queue_and_starts
     settings = FanoutSettings()
     assert settings.enabled
     assert settings.resend_after_s > _effective(template, functions["RecomputeShardFunction"], "Timeout")
+
+
+def test_the_longest_erasure_the_settings_allow_ends_within_the_ingest_functions_timeout(template):
+    # The erasure answers within INGEST_ERASURE_TIMEOUT_MS: at its largest it must leave the function time to answer.
+    (most,) = [m.le for m in IngestSettings.model_fields["erasure_timeout_ms"].metadata if hasattr(m, "le")]
+    variables = _functions(template)["IngestEventsFunction"]["Environment"]["Variables"]
+    assert "INGEST_ERASURE_TIMEOUT_MS" not in variables or variables["INGEST_ERASURE_TIMEOUT_MS"] <= most
+    timeout_ms = _effective(template, _functions(template)["IngestEventsFunction"], "Timeout") * 1000
+    assert most + ANSWER_MARGIN_MS <= timeout_ms
 
 
 def test_api_is_traced_and_throttled(template):

@@ -21,7 +21,7 @@ from feedcore.api.resolvers import local_resolver
 from feedcore.db.connection import confirm_sent
 from feedcore.db.models import ERASURE_LOCK_KEY
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY
-from feedcore.errors import ErasureBusy
+from feedcore.errors import ConfigurationError, ErasureBusy
 from feedcore.ingestion.privacy import delete_user
 from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event, response_headers
@@ -183,6 +183,23 @@ def test_an_erasure_waits_for_a_running_score_run_longer_than_a_request_then_ans
     assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-1'").fetchone()[0] == 0
 
 
+@contextmanager
+def slow_deletes(db: psycopg.Connection, seconds: float, *tables: str) -> Iterator[None]:
+    """Each DELETE on `tables` takes `seconds` longer (a trigger), as a user of millions of rows does."""
+    db.execute(
+        sql.SQL("CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS {}").format(
+            sql.Literal(f"BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END")
+        )
+    )
+    for table in tables:
+        db.execute(sql.SQL("CREATE TRIGGER slow_delete BEFORE DELETE ON {} FOR EACH STATEMENT "
+                           "EXECUTE FUNCTION slow_delete()").format(sql.Identifier(table)))  # fmt: skip
+    try:
+        yield
+    finally:
+        db.execute("DROP FUNCTION slow_delete() CASCADE")
+
+
 def test_the_erasure_of_a_user_whose_events_take_longer_than_a_statement_timeout_to_delete_succeeds(
     db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,21 +208,71 @@ def test_the_erasure_of_a_user_whose_events_take_longer_than_a_statement_timeout
     # the slow delete.
     record(*[event("impression", "heavy", item_id="milk", feed_id="f1", section="trending", position=n)
              for n in range(3)])  # fmt: skip
-    db.execute(
-        "CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"
-    )
-    db.execute("CREATE TRIGGER slow_delete BEFORE DELETE ON events FOR EACH STATEMENT EXECUTE FUNCTION slow_delete()")
     monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
     use_database(database_url)
-    try:
+    with slow_deletes(db, 0.5, "events"):
         status, _, deletion = call("DELETE", "/v1/users/heavy", "/v1/users/{user_id}", user_id="heavy")
-    finally:
-        db.execute("DROP TRIGGER slow_delete ON events")
-        db.execute("DROP FUNCTION slow_delete()")
 
     assert (status, deletion.get("events_deleted")) == (200, 3), deletion
     assert db.execute("SELECT count(*) FROM events WHERE user_id = 'heavy'").fetchone() == (0,)
+
+
+def test_an_erasure_ends_within_its_timeout_in_all_and_then_answers_503_having_deleted_nothing(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The timeout bounded each statement, not the erasure: three deletes of 0.7 s each under a 1 s limit answered 200
+    # after 2.1 s (the function's 10 s timeout would be passed the same way by slow deletes under the 8 s default).
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",)))
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
+    monkeypatch.setenv("INGEST_ERASURE_WAIT_MS", "500")
+    monkeypatch.setenv("INGEST_ERASURE_TIMEOUT_MS", "1000")
+    use_database(database_url)
+
+    with slow_deletes(db, 0.7, "events", "user_item_affinity", "feeds"):
+        started = time.monotonic()
+        status, headers, problem = call("DELETE", "/v1/users/user-1", "/v1/users/{user_id}", user_id="user-1")
+        took = time.monotonic() - started
+
+    assert (status, headers["Retry-After"]) == (503, "30"), problem
+    assert "did not finish within 1000 ms; nothing was deleted" in problem["detail"]
+    assert took < 1.4, took
+    assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-1'").fetchone() == (1,)
+
+
+def test_an_erasure_ends_before_the_invocation_does(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With 1.6 s of the invocation left, the default 8 s would outlive it: the erasure keeps 1 s of it to answer.
+    create_catalog(db)
+    record(purchase("user-1", items=("milk",)))
+    use_database(database_url)
+    event = api_gateway_rest_event("DELETE", "/v1/users/user-1", resource="/v1/users/{user_id}",
+                                   path_parameters={"user_id": "user-1"}, claims=SERVICE_CLAIMS)  # fmt: skip
+
+    with slow_deletes(db, 2, "events"):
+        started = time.monotonic()
+        response = ingest.lambda_handler(event, LambdaContext(function_name="ingest_events", remaining_time_ms=1600))
+        took = time.monotonic() - started
+
+    assert response["statusCode"] == 503 and "within 600 ms" in json.loads(response["body"])["detail"]
+    assert took < 1.2, took
+    assert db.execute("SELECT count(*) FROM events WHERE user_id = 'user-1'").fetchone() == (1,)
+
+
+def test_erasure_settings_whose_waits_leave_the_deletes_less_than_a_statement_timeout_are_refused(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "2000")
+    monkeypatch.setenv("INGEST_ERASURE_WAIT_MS", "7000")
+    use_database(database_url)
+
+    refused = (
+        r"^INGEST_ERASURE_WAIT_MS \(7000\) and DB_STATEMENT_TIMEOUT_MS \(2000\) leave the deletes less than a "
+        r"statement timeout of INGEST_ERASURE_TIMEOUT_MS \(8000\)"
+    )
+    with pytest.raises(ConfigurationError, match=refused):
+        delete_user("user-1")
 
 
 @pytest.mark.parametrize("held_lock", [RECOMPUTE_LOCK_KEY, ERASURE_LOCK_KEY], ids=["score-run", "model-import"])

@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from feedlocal.aws_local import create_queue_with_dead_letters, deliver_queue_batch
-from tests.aws_events import REGION, LambdaContext, sqs_event
+from tests.aws_events import REGION, CountingDown, sqs_event
 from tests.conftest import SlowServer, load_function, use_database
 from tests.factories import event, purchase
 
@@ -100,17 +100,6 @@ def test_database_outage_fails_the_message_and_redelivery_stores_it_once(
     assert deliver(queues)[0] == []  # deleted after success
 
 
-class CountingDown(LambdaContext):
-    """A Lambda context whose remaining time runs down from `seconds`, as the invocation's does."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(function_name="ingest_queue")
-        self.deadline = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.deadline - time.monotonic()) * 1000)
-
-
 def test_a_database_that_does_not_answer_still_gets_every_message_reported_within_the_invocation(
     db: psycopg.Connection, database_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -134,6 +123,29 @@ def test_a_database_that_does_not_answer_still_gets_every_message_reported_withi
     assert {f["itemIdentifier"] for f in answer["batchItemFailures"]} == {r["messageId"] for r in request["Records"]}
     untried = [r for r in caplog.records if "not tried" in r.getMessage()]
     assert 1 <= len(untried) <= 9 and {r.levelname for r in untried} == {"WARNING"}  # the first is always tried
+
+
+def test_a_message_whose_statements_outlast_the_invocation_fails_before_it_ends(
+    db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each wait had its own bound (the statement timeout): a message of slow statements, 4 s here, outlived the 3 s
+    # left of its invocation. Now its waits end 2 s before the invocation does: it fails, rolled back, and is reported.
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "10000")
+    use_database(database_url)
+    db.execute("CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS "
+               "$$ BEGIN PERFORM pg_sleep(4); RETURN NULL; END $$")  # fmt: skip
+    db.execute("CREATE TRIGGER slow_insert BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION slow_insert()")
+    request = sqs_event(json.dumps({"events": [event("click", "user-1", item_id="milk")]}))
+    try:
+        started = time.monotonic()
+        answer = ingest.queue_handler(request, CountingDown(3))
+        elapsed = time.monotonic() - started
+    finally:
+        db.execute("DROP FUNCTION slow_insert() CASCADE")
+
+    assert elapsed < 1.5, elapsed
+    assert answer == {"batchItemFailures": [{"itemIdentifier": request["Records"][0]["messageId"]}]}
+    assert db.execute("SELECT count(*) FROM events").fetchone() == (0,)
 
 
 def test_every_failed_message_is_logged_with_its_id_and_why(

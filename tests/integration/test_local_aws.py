@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import boto3
 import psycopg
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
 
 from feedcore import settings
 from feedcore.db import connection, shard_queue
@@ -23,10 +25,14 @@ from feedcore.scoring.service import RecomputeRequest, recompute_scores
 from feedcore.settings import AuthSettings, DatabaseSettings, FanoutSettings, FeedSettings
 from feedlocal.aws_local import (
     LOCAL_CREDENTIALS,
+    QUEUE_CONSUMERS,
     REGION,
     LocalAws,
+    QueueContext,
     create_local_resources,
+    create_queue_with_dead_letters,
     deliver_queue_batch,
+    endpoint_url,
     sam_local_environment,
     start_moto_server,
 )
@@ -220,3 +226,51 @@ def test_feedctl_moto_on_a_port_in_use_says_so_in_one_line_instead_of_waiting_fo
 
     assert result.returncode == 1
     assert result.stderr.startswith(f"feedctl moto: cannot serve moto on 127.0.0.1:{port}: Address already in use")
+
+
+def test_the_local_queue_consumers_have_the_stacks_timeouts_and_batch_sizes() -> None:
+    template = stack_template()
+    resources, default_timeout = template["Resources"], template["Globals"]["Function"]["Timeout"]
+    for consumer in QUEUE_CONSUMERS.values():
+        (mapping,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+                      and r["Properties"]["FunctionName"] == {"Ref": consumer.logical_id}]  # fmt: skip
+        timeout = resources[consumer.logical_id]["Properties"].get("Timeout", default_timeout)
+        assert (consumer.timeout_s, consumer.batch_size) == (timeout, mapping["BatchSize"]), consumer
+
+
+def test_local_delivery_gives_each_consumer_its_batch_size_and_a_clock_running_down_from_its_timeout() -> None:
+    # The local context said 30 s were left however long the consumer had run, and a shard consumer got up to ten
+    # messages where the stack's mapping gives it one.
+    seen: list[tuple[int, int, int]] = []
+
+    def consumer(event: dict, context: QueueContext) -> dict:
+        first = context.get_remaining_time_in_millis()
+        time.sleep(0.05)
+        seen.append((len(event["Records"]), first, context.get_remaining_time_in_millis()))
+        return {"batchItemFailures": []}
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name=REGION)
+        url, _ = create_queue_with_dead_letters(sqs, "local-parity", max_receives=5)
+        for n in range(3):
+            sqs.send_message(QueueUrl=url, MessageBody=str(n))
+        deliver_queue_batch(sqs, url, consumer, function_name="recompute_shards")
+        deliver_queue_batch(sqs, url, consumer, function_name="ingest_queue")
+
+    (shards, ingest) = seen
+    assert shards[0] == 1 and 119_000 < shards[1] <= 120_000 and shards[2] <= shards[1] - 50, shards
+    assert ingest[0] == 2 and 29_000 < ingest[1] <= 30_000 and ingest[2] <= ingest[1] - 50, ingest
+
+
+def test_moto_serves_on_an_ipv6_host() -> None:
+    # The check that the port was free probed IPv4 alone: `feedctl moto --host ::1` ended in "cannot serve moto on
+    # ::1:…: Address family for hostname not supported".
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as probe:
+        port = probe.getsockname()[1]
+    server = start_moto_server("::1", port)
+    try:
+        sqs = boto3.client("sqs", endpoint_url=endpoint_url("::1", port), region_name=REGION,
+                           aws_access_key_id="local", aws_secret_access_key="local")  # fmt: skip
+        assert sqs.create_queue(QueueName="on-ipv6")["QueueUrl"].endswith("/on-ipv6")
+    finally:
+        server.stop()

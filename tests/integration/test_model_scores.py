@@ -151,11 +151,20 @@ def test_a_bad_file_is_refused_and_the_previous_version_kept(s3, db: psycopg.Con
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
 
 
+@pytest.mark.parametrize(
+    "csv_file",
+    [
+        # Counted by rows, blank lines (and line breaks inside quotes) were left out: this row was called line 3.
+        'item_id,score\n\n"milk",1\n\neggs,high\n',
+        # Read through a codecs reader, U+2028 and U+0085 ended lines too, as str.splitlines has them: line 7.
+        'item_id,score\nmilk,1\u2028\n"tea\u0085",2\neggs,1\r\neggs,high\n',
+    ],
+    ids=["blank-lines", "unicode-line-separators"],
+)
 def test_a_refusal_names_the_line_of_the_file_that_holds_the_bad_row(
-    s3, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+    s3, db: psycopg.Connection, caplog: pytest.LogCaptureFixture, csv_file: str
 ) -> None:
-    # Counted by rows, blank lines (and line breaks inside quotes) were left out: this row was called line 3.
-    upload(s3, "item_quality/v1.csv", 'item_id,score\n\n"milk",1\n\neggs,high\n')
+    upload(s3, "item_quality/v1.csv", csv_file)
 
     assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
     [refused] = [r for r in caplog.records if r.getMessage() == "model file refused"]

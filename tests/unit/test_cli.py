@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from feedcore import settings
 from feedcore.errors import ModelImportFailed
 from feedlocal import embedded
 from feedlocal.cli import build_parser, main
@@ -175,3 +176,24 @@ def test_an_ingest_bench_of_batches_the_handler_refuses_is_one_line_before_any_w
 
     with pytest.raises(SystemExit, match=r"^feedctl bench: --batch-size 501: a batch holds at most 500 events "):
         main(["bench", "ingest", "--events", "1", "--batch-size", "501"])
+
+
+def test_an_ingest_bench_of_batches_past_the_body_limit_is_one_line_before_any_database_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only the count of events was checked: batches of more bytes than INGEST_MAX_BODY_BYTES were each answered 413.
+    from feedlocal import bench
+
+    def no_database(*args: object) -> None:
+        raise AssertionError("the bench made its database")
+
+    monkeypatch.setattr(bench, "scratch_database", no_database)
+    monkeypatch.setenv("INGEST_MAX_BODY_BYTES", "2048")
+    settings.ingest_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit, match=r"^feedctl bench: --batch-size 20: a batch of \d+ bytes is past "
+                           r"INGEST_MAX_BODY_BYTES \(2048\)"):  # fmt: skip
+            main(["bench", "ingest", "--events", "40", "--batch-size", "20"])
+    finally:
+        monkeypatch.delenv("INGEST_MAX_BODY_BYTES")
+        settings.ingest_settings.cache_clear()

@@ -170,13 +170,13 @@ def test_the_user_erasure_validates_as_with_powertools_own_validation(monkeypatc
 
     from feedcore.api import catalog, resolvers
     from feedcore.api.catalog_models import UserDeletion
-    from tests.aws_events import SERVICE_CLAIMS, api_gateway_rest_event
+    from tests.aws_events import SERVICE_CLAIMS, LambdaContext, api_gateway_rest_event
 
     erased = UserDeletion(user_id="user-1", events_deleted=3, scores_deleted=1)
-    monkeypatch.setattr(catalog, "delete_user", lambda user_id: erased.model_copy(update={"user_id": user_id}))
+    monkeypatch.setattr(catalog, "delete_user", lambda user_id, **_: erased.model_copy(update={"user_id": user_id}))
     ours, powertools = resolvers.lambda_resolver(catalog.router), resolvers.lambda_resolver(catalog.router)
     powertools._request_validation_middleware = OpenAPIRequestValidationMiddleware()
-    context = type("Context", (), {"aws_request_id": "test"})()
+    context = LambdaContext()
     events = [
         api_gateway_rest_event(
             "DELETE",

@@ -89,7 +89,7 @@ def test_a_route_without_a_body_answers_a_bad_parameter_with_422_naming_it_not_4
 def test_a_route_without_a_body_ignores_one(monkeypatch) -> None:
     monkeypatch.setattr(feed, "assemble_feed", lambda request: FeedPage(repr(request), "control", None, []))
     erased = UserDeletion(user_id="user-1", events_deleted=0, scores_deleted=0)
-    monkeypatch.setattr(catalog, "delete_user", lambda user_id: erased)
+    monkeypatch.setattr(catalog, "delete_user", lambda user_id, **_: erased)
 
     page = lambda_resolver(feed.router).resolve(_feed_request("store-1"), LambdaContext())
     erasure = lambda_resolver(catalog.router).resolve(_erasure_request("user-1"), LambdaContext())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from aws_lambda_powertools.utilities.batch import process_partial_response
@@ -11,7 +12,8 @@ from pydantic import BaseModel, Json, ValidationError
 
 from feedcore import queue_consumer
 from feedcore.queue_consumer import LoggedBatchProcessor
-from tests.aws_events import LambdaContext, sqs_event
+from feedcore.settings import DatabaseSettings
+from tests.aws_events import CountingDown, LambdaContext, sqs_event
 
 
 class Task(BaseModel):
@@ -58,3 +60,33 @@ def test_a_failure_is_registered_before_it_is_logged(monkeypatch: pytest.MonkeyP
                                  context=LambdaContext())  # fmt: skip
 
     assert processor.response() == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+
+def test_a_message_is_tried_only_while_the_invocation_has_left_the_longest_a_message_may_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Tried while the invocation had left the time of the slowest message so far and 2 s, a message slower than every
+    # earlier one overran it: 0.05 s, then 3 s, within 2.5 s ended 0.55 s past the invocation.
+    worst = DatabaseSettings(db_connect_timeout_s=1, db_statement_timeout_ms=200)  # a message: at most 2.2 s
+    monkeypatch.setattr(queue_consumer, "database_settings", lambda: worst)
+    event = sqs_event(*(json.dumps({"size": size}) for size in (5, 300, 5)))
+    _, second, third = (record["messageId"] for record in event["Records"])
+    tried: list[int] = []
+
+    def handler(record: TaskMessage) -> None:
+        tried.append(record.body.size)
+        time.sleep(record.body.size / 100)
+
+    def batch(seconds: float) -> tuple[dict, float]:
+        started = time.monotonic()
+        processor = LoggedBatchProcessor(TaskMessage)
+        answer = process_partial_response(event=event, record_handler=handler, processor=processor,
+                                          context=CountingDown(seconds))  # fmt: skip
+        return answer, time.monotonic() - started
+
+    answer, took = batch(2.5)
+    assert tried == [5] and took < 0.5, (tried, took)  # 2.45 s left: less than 2.2 s and the 2 s margin
+    assert answer == {"batchItemFailures": [{"itemIdentifier": second}, {"itemIdentifier": third}]}
+    tried.clear()
+    answer, _ = batch(7.5)  # 7.45 s left after the first, 4.45 s after the second
+    assert tried == [5, 300, 5] and answer == {"batchItemFailures": []}

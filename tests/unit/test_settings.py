@@ -106,3 +106,11 @@ def test_the_proxy_login_check_is_configured_whole_or_not_at_all(monkeypatch: py
         ProxyProbeSettings()
     monkeypatch.setenv("DB_PROXY_PROBE_USER", "feed_probe")
     assert ProxyProbeSettings().enabled
+
+
+def test_erasure_waits_that_leave_no_time_for_the_deletes_are_refused_naming_both_settings() -> None:
+    # These validated: an erasure would have waited 8 s for locks within a limit of 1 s in all.
+    with pytest.raises(ValidationError, match=r"INGEST_ERASURE_WAIT_MS \(8000\) leaves no time of "
+                       r"INGEST_ERASURE_TIMEOUT_MS \(1000\) for the deletes"):  # fmt: skip
+        IngestSettings(erasure_wait_ms=8000, erasure_timeout_ms=1000)
+    assert IngestSettings(erasure_wait_ms=700, erasure_timeout_ms=1000).erasure_wait_ms == 700

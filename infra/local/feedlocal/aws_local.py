@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import boto3
@@ -64,12 +65,17 @@ def start_moto_server(host: str, port: int) -> ThreadedMotoServer:
     """moto's server on `host:port`, started; OSError when it cannot listen there. ThreadedMotoServer would wait
     forever for a server whose thread failed to bind (a port in use, a host that does not resolve)."""
     try:
-        socket.create_server((host, port)).close()
+        socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET).close()
     except OSError as exc:
         raise OSError(f"cannot serve moto on {host}:{port}: {exc.strerror or exc}") from exc
     server = ThreadedMotoServer(ip_address=host, port=port)
     server.start()
     return server
+
+
+def endpoint_url(host: str, port: int) -> str:
+    """The URL of a server listening on `host:port` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def create_queue_with_dead_letters(
@@ -120,14 +126,35 @@ def create_local_resources(endpoint_url: str, database_url: str) -> LocalAws:
 
 
 @dataclass(frozen=True)
+class QueueConsumer:
+    """A function of the stack that consumes a queue, as template.yaml declares it (a test keeps them equal)."""
+
+    logical_id: str
+    timeout_s: int  # the function's Timeout
+    batch_size: int  # its event source mapping's BatchSize
+
+
+QUEUE_CONSUMERS = {
+    "ingest_queue": QueueConsumer("IngestQueueFunction", timeout_s=30, batch_size=10),
+    "recompute_shards": QueueConsumer("RecomputeShardFunction", timeout_s=120, batch_size=1),
+}
+
+
+@dataclass(frozen=True)
 class QueueContext:
-    """The Lambda context the local queue poller passes the consumer `function_name`."""
+    """The Lambda context the local queue poller passes the consumer `function_name`: its remaining time runs down
+    from the function's timeout, from when the context is made (`ends_at`, a `monotonic()` time)."""
 
     function_name: str
+    ends_at: float
     function_version: str = "$LATEST"
     memory_limit_in_mb: int = 512
     aws_request_id: str = "local-queue"
     log_stream_name: str = "local"
+
+    @classmethod
+    def invoking(cls, function_name: str) -> QueueContext:
+        return cls(function_name, ends_at=monotonic() + QUEUE_CONSUMERS[function_name].timeout_s)
 
     @property
     def invoked_function_arn(self) -> str:
@@ -138,19 +165,23 @@ class QueueContext:
         return f"/aws/lambda/{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, int((self.ends_at - monotonic()) * 1000))
 
 
 def deliver_queue_batch(
     sqs: Any, queue_url: str, consumer: Callable[[dict, Any], dict], *, visibility_timeout_s: int | None = None,
     function_name: str = "ingest_queue",
 ) -> tuple[list[str], dict]:  # fmt: skip
-    """What Lambda's SQS event source mapping does once: receive up to 10 messages, invoke the consumer (the
-    function `function_name`) with them as Lambda's SQS event, delete the messages it did not report failed
-    (the others come back after the visibility timeout, and after maxReceiveCount receives SQS moves them to
-    the dead-letter queue).
+    """What Lambda's SQS event source mapping does once: receive up to its BatchSize of messages, invoke the consumer
+    (the function `function_name` of QUEUE_CONSUMERS) with them as Lambda's SQS event and a context whose time runs
+    down from the function's timeout, delete the messages it did not report failed (the others come back after the
+    visibility timeout, and after maxReceiveCount receives SQS moves them to the dead-letter queue).
     Returns the received message ids and the consumer's answer."""
-    receive: dict[str, Any] = {"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "AttributeNames": ["All"]}
+    receive: dict[str, Any] = {
+        "QueueUrl": queue_url,
+        "MaxNumberOfMessages": QUEUE_CONSUMERS[function_name].batch_size,
+        "AttributeNames": ["All"],
+    }
     if visibility_timeout_s is not None:
         receive["VisibilityTimeout"] = visibility_timeout_s
     received = sqs.receive_message(**receive).get("Messages", [])
@@ -171,7 +202,7 @@ def deliver_queue_batch(
         }
         for message in received
     ]
-    answer = consumer({"Records": records}, QueueContext(function_name))
+    answer = consumer({"Records": records}, QueueContext.invoking(function_name))
     failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
     for message in received:
         if message["MessageId"] not in failed:

@@ -23,7 +23,9 @@ from typing import Any
 
 import psycopg
 
+from feedcore.errors import InvalidArgument
 from feedcore.observability import logger
+from feedcore.settings import ingest_settings
 from feedlocal.embedded import kept_database, point_feedcore_at, scratch_database
 from feedlocal.progress import progress
 
@@ -145,6 +147,10 @@ def bench_ingest(events: int, batch_size: int, workers: int) -> dict[str, Any]:
     rows = synthetic_events(events, now=now)
     batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     requests = [_api_request(batch) for batch in batches]  # serialized before the clock starts
+    largest, limit = max(len(r["body"].encode()) for r in requests), ingest_settings().max_body_bytes
+    if largest > limit:  # the handler would answer 413
+        raise InvalidArgument(f"--batch-size {batch_size}: a batch of {largest} bytes is past INGEST_MAX_BODY_BYTES "
+                              f"({limit})")  # fmt: skip
     with scratch_database("feed_bench_ingest") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _load_catalog(conn)  # events are checked against the catalog, as in production

@@ -295,13 +295,13 @@ def cmd_moto(args: argparse.Namespace) -> None:
     Lambda's event source mappings would run them), until Ctrl-C."""
     import time
 
-    from feedlocal.aws_local import create_local_resources, deliver_queue_batch, start_moto_server
+    from feedlocal.aws_local import create_local_resources, deliver_queue_batch, endpoint_url, start_moto_server
     from feedlocal.bench import load_handler_module
 
     server = start_moto_server(args.host, args.port)
     database_url = embedded.ensure_database_url()
     embedded.migrate_database(database_url)
-    local = create_local_resources(f"http://{args.host}:{args.port}", database_url)
+    local = create_local_resources(endpoint_url(args.host, args.port), database_url)
     consumers = {
         local.ingest_queue_url: ("ingest_queue", load_handler_module("ingest_events").queue_handler),
         local.shard_queue_url: ("recompute_shards", load_handler_module("recompute_scores").shard_handler),

@@ -35,6 +35,16 @@ class ErasureBusy(DatabaseUnavailable):
         )
 
 
+class ErasureTimedOut(DatabaseUnavailable):
+    """An erasure did not finish within its time (INGEST_ERASURE_TIMEOUT_MS, or what was left of the invocation);
+    its transaction rolled back."""
+
+    def __init__(self, limit_ms: int):
+        super().__init__(
+            f"the erasure did not finish within {limit_ms} ms; nothing was deleted: retry the same request later"
+        )
+
+
 class ModelImportFailed(FeedError):
     """The newest file of one or more models could not be imported (S3, the database, the time budget; not a
     refused file): the other models were imported, and these keep their previous version until a later run."""

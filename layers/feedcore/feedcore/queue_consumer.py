@@ -8,9 +8,12 @@ unavailable), or the traceback of an unexpected error.
 
 Messages are handled one after the other, and a database that does not answer makes each one wait its connect
 timeout (5 s): ten messages took 50 s, past the ingestion consumer's 30 s timeout, so the invocation timed out
-without its answer (no message reported, none logged after the timeout). A message is now tried only while the
-invocation has the time the slowest message of its batch took so far, and a margin; the others are reported failed
-untried, and SQS delivers them again.
+without its answer (no message reported, none logged after the timeout). So a message after the first is tried only
+while the invocation has left the longest one may take (`message_worst_case_s`: connecting, then an answer within the
+statement timeout) and a margin for the answer; the others are reported failed untried, and SQS delivers them again.
+And every wait for the database of a message ends by that margin before the invocation's end (`answers_by`): a message
+slower than the settings allow (several statements, each slow) fails, its transaction rolled back, rather than
+outliving the invocation.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import ValidationError
 
 from feedcore.api.field_errors import field_errors
+from feedcore.db.connection import answer_bound_s, answers_by
 from feedcore.errors import MAX_FIELD_ERRORS, FeedError
 from feedcore.observability import logger
+from feedcore.settings import database_settings
 
 _REDELIVERED = "SQS delivers it again, and after its last delivery moves it to the dead-letter queue"
 # Kept back from the invocation's time after its last message: the answer, the log and the metrics.
@@ -41,36 +46,40 @@ class MessageNotTried(FeedError):
     """The invocation had no time left to handle the message."""
 
 
+def message_worst_case_s() -> float:
+    """The longest a message may take as the settings bound it: a new connection (DB_CONNECT_TIMEOUT_S), then the
+    answer of a statement (DB_STATEMENT_TIMEOUT_MS and the grace for the network)."""
+    settings = database_settings()
+    return settings.db_connect_timeout_s + answer_bound_s(settings.db_statement_timeout_ms)
+
+
 class LoggedBatchProcessor(BatchProcessor):
     """A BatchProcessor of SQS messages whose bodies parse as `model`, reporting failed messages (for redelivery)
     rather than raising when all fail, each one logged."""
 
     def __init__(self, model: type[SqsRecordModel]) -> None:
         super().__init__(event_type=EventType.SQS, model=model, raise_on_entire_batch_failure=False)
-        self._slowest_s = 0.0  # the longest a message of the current batch took
+        self._tried = False  # whether a message of the current batch was tried
 
     def _prepare(self) -> None:
         super()._prepare()
-        self._slowest_s = 0.0
+        self._tried = False
 
     def _process_record(self, record: dict) -> SuccessResponse | FailureResponse:
-        """Handle the message when the invocation has time left for one as slow as the slowest so far (the first
-        is always tried), else report it failed untried."""
+        """Handle the message, its waits for the database ended ANSWER_MARGIN_S before the invocation's end, when the
+        invocation has time left for the longest a message may take (the first is always tried); else report it
+        failed untried."""
         context = getattr(self, "lambda_context", None)  # set by each call of process_partial_response
-        if context is not None and self._slowest_s:
-            left_s = context.get_remaining_time_in_millis() / 1000
-            if left_s < self._slowest_s + ANSWER_MARGIN_S:
-                not_tried = MessageNotTried(
-                    f"not tried: {left_s:.1f} s left, and a message of this batch took {self._slowest_s:.1f} s"
-                )
-                return self.failure_handler(
-                    self._to_batch_type(record, self.event_type), (MessageNotTried, not_tried, None)
-                )
-        started = monotonic()
-        try:
+        if context is None:
             return super()._process_record(record)
-        finally:
-            self._slowest_s = max(self._slowest_s, monotonic() - started)
+        left_s = context.get_remaining_time_in_millis() / 1000
+        if self._tried and left_s < (needed_s := message_worst_case_s() + ANSWER_MARGIN_S):
+            not_tried = MessageNotTried(f"not tried: {left_s:.1f} s left, and a message may need {needed_s:.1f} s")
+            parsed = self._to_batch_type(record, self.event_type)
+            return self.failure_handler(parsed, (MessageNotTried, not_tried, None))
+        self._tried = True
+        with answers_by(monotonic() + left_s - ANSWER_MARGIN_S):
+            return super()._process_record(record)
 
     def failure_handler(self, record: Any, exception: ExceptionInfo) -> FailureResponse:
         # The failure is registered first: logging it cannot lose it. `record` is the parsed model, or Powertools'

@@ -218,12 +218,21 @@ class IngestSettings(EnvironmentSettings):
     )
     erasure_timeout_ms: int = Field(
         default=8000, ge=1000, le=9000,
-        description="an erasure's waits and deletes together (the function times out at 10 s); its deletes get what "
-        "the waits leave, at least the statement timeout",
+        description="the whole erasure: its waits, deletes and commit (the function times out at 10 s); its deletes "
+        "get what the waits leave, and the waits must leave at least the statement timeout (checked by the erasure)",
     )  # fmt: skip
     catalog_item_cache_size: int = Field(
         default=200_000, ge=0, le=5_000_000, description="catalog item ids a container remembers as existing"
     )
+
+    @model_validator(mode="after")
+    def _erasure_waits_leave_time_to_delete(self) -> Self:
+        if self.erasure_wait_ms >= self.erasure_timeout_ms:
+            raise ValueError(
+                f"INGEST_ERASURE_WAIT_MS ({self.erasure_wait_ms}) leaves no time of INGEST_ERASURE_TIMEOUT_MS "
+                f"({self.erasure_timeout_ms}) for the deletes: it must be less, by at least DB_STATEMENT_TIMEOUT_MS"
+            )
+        return self
 
 
 MetricsProvider = Literal["cloudwatch", "datadog"]

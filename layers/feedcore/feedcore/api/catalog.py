@@ -59,4 +59,4 @@ def put_availability(
     security=ADMIN_SECURITY,
 )
 def delete_user_data(user_id: Annotated[Identifier, Path(description="The user")]) -> UserDeletion:
-    return delete_user(user_id)
+    return delete_user(user_id, invocation_left_ms=router.lambda_context.get_remaining_time_in_millis())

@@ -25,6 +25,7 @@ from feedcore.api.models import FieldError, Problem
 from feedcore.errors import (
     DatabaseUnavailable,
     ErasureBusy,
+    ErasureTimedOut,
     EventsRejected,
     FeedExpired,
     Forbidden,
@@ -188,8 +189,8 @@ def register_problem_handlers(app: ApiGatewayResolver) -> None:
     def _forbidden(exc: Forbidden) -> Response:
         return problem(HTTPStatus.FORBIDDEN, str(exc))
 
-    @app.exception_handler(ErasureBusy)
-    def _erasure_busy(exc: ErasureBusy) -> Response:
+    @app.exception_handler([ErasureBusy, ErasureTimedOut])
+    def _erasure_unfinished(exc: ErasureBusy | ErasureTimedOut) -> Response:
         return problem(
             HTTPStatus.SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": str(ERASURE_RETRY_AFTER_SECONDS)}
         )

@@ -4,8 +4,8 @@ current version, whichever its format."""
 
 from __future__ import annotations
 
-import codecs
 import csv
+import io
 import math
 import re
 import tempfile
@@ -96,8 +96,10 @@ def _refuse_unknown_or_repeated_columns(key: str, names: list[str], ignored: fro
 
 def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
     body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
-    # utf-8-sig: a byte order mark, as spreadsheet tools write one, is not part of the header's first name.
-    reader = csv.DictReader(codecs.getreader("utf-8-sig")(body))
+    # utf-8-sig: a byte order mark, as spreadsheet tools write one, is not part of the header's first name. newline="":
+    # lines end at \n, \r\n or \r alone, as the csv module reads them (a codecs reader also ended them at U+2028,
+    # U+0085 and others, and a refused row was named by a line past its own).
+    reader = csv.DictReader(io.TextIOWrapper(body, encoding="utf-8-sig", newline=""))
     try:
         if reader.fieldnames:  # names spaced like the values ("user_id, item_id, score"), which are read stripped
             reader.fieldnames = [name.strip() for name in reader.fieldnames]
