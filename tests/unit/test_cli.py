@@ -169,10 +169,10 @@ def test_an_ingest_bench_of_batches_the_handler_refuses_is_one_line_before_any_w
     # size of 10**8 made that many warm-up events first, for hours.
     from feedlocal import bench
 
-    def never(*args: object) -> None:
-        raise AssertionError("the bench ran")
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the bench generated its events")
 
-    monkeypatch.setattr(bench, "bench_ingest", never)
+    monkeypatch.setattr(bench, "synthetic_events", never)
 
     with pytest.raises(SystemExit, match=r"^feedctl bench: --batch-size 501: a batch holds at most 500 events "):
         main(["bench", "ingest", "--events", "1", "--batch-size", "501"])

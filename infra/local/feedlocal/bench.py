@@ -143,14 +143,19 @@ def bench_ingest(events: int, batch_size: int, workers: int) -> dict[str, Any]:
     """Time `events` events through the real ingest handler in batches of `batch_size`, sent by `workers`
     processes at once (like as many warm Lambda containers), then a raw COPY of the same rows into the same
     table by as many processes, one COPY per batch — and once more as a single COPY stream."""
+    # Batches the handler would answer 413 are refused before any work.
+    limits = ingest_settings()
+    if batch_size > limits.max_events_per_batch:
+        raise InvalidArgument(f"--batch-size {batch_size}: a batch holds at most {limits.max_events_per_batch} "
+                              "events (INGEST_MAX_EVENTS_PER_BATCH)")  # fmt: skip
     now = datetime.now(UTC)
     rows = synthetic_events(events, now=now)
     batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     requests = [_api_request(batch) for batch in batches]  # serialized before the clock starts
-    largest, limit = max(len(r["body"].encode()) for r in requests), ingest_settings().max_body_bytes
-    if largest > limit:  # the handler would answer 413
+    largest = max(len(r["body"].encode()) for r in requests)
+    if largest > limits.max_body_bytes:
         raise InvalidArgument(f"--batch-size {batch_size}: a batch of {largest} bytes is past INGEST_MAX_BODY_BYTES "
-                              f"({limit})")  # fmt: skip
+                              f"({limits.max_body_bytes})")  # fmt: skip
     with scratch_database("feed_bench_ingest") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _load_catalog(conn)  # events are checked against the catalog, as in production

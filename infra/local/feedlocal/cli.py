@@ -138,10 +138,6 @@ def cmd_retention(args: argparse.Namespace) -> None:
 def cmd_bench_ingest(args: argparse.Namespace) -> None:
     from feedlocal.bench import bench_ingest, print_result
 
-    limit = settings.ingest_settings().max_events_per_batch  # the handler answers 413 past it
-    if args.batch_size > limit:
-        raise InvalidArgument(f"--batch-size {args.batch_size}: a batch holds at most {limit} events "
-                              "(INGEST_MAX_EVENTS_PER_BATCH)")  # fmt: skip
     print(
         f"ingest benchmark: {args.events} events in batches of {args.batch_size}, {args.workers} workers",
         file=sys.stderr,
