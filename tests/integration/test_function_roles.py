@@ -446,3 +446,46 @@ def test_every_table_is_some_functions_or_the_migrations_alone(db: psycopg.Conne
         {"roles": sorted(FUNCTION_ROLES)},
     ).fetchall()
     assert {table for table, by_a_function in reached if not by_a_function} == {"schema_migrations"}
+
+
+def _brin_options(db: psycopg.Connection) -> dict[str, list[str] | None]:
+    """Each month of the log: the storage parameters of its received_at BRIN index."""
+    rows = db.execute(
+        "SELECT p.inhrelid::regclass::text, c.reloptions FROM pg_inherits p JOIN pg_index i ON i.indrelid = p.inhrelid"
+        " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
+        " WHERE p.inhparent = 'events'::regclass AND a.amname = 'brin'"
+    ).fetchall()
+    return dict(rows)
+
+
+def test_every_month_of_the_log_summarizes_its_block_ranges_as_they_fill(
+    function_users: dict[str, str], db: psycopg.Connection
+) -> None:
+    """Migration 0122: a month a function's role creates (through the partition function, as the log's owner) has
+    autosummarize on its BRIN index, so that a recompute reads only recent block ranges."""
+    with psycopg.connect(function_users["feed_ingest_queue"], autocommit=True) as conn:
+        conn.execute("SELECT create_event_partition('2031-06-17')")
+    try:
+        options = _brin_options(db)
+    finally:
+        db.execute("DROP TABLE IF EXISTS events_2031_06")
+    assert "events_2031_06" in options
+    assert {month: opts for month, opts in options.items() if opts != ["autosummarize=on"]} == {}
+
+
+def test_asking_again_for_an_existing_month_does_not_wait_for_its_readers(
+    function_users: dict[str, str], db: psycopg.Connection
+) -> None:
+    """Setting autosummarize locks the index exclusively: only a month just created gets it, so that asking for a
+    month that exists (every new container does) neither waits for a recompute reading through the month's index nor
+    holds up the inserts queued behind it."""
+    db.execute("SELECT create_event_partition('2031-07-17')")
+    try:
+        with psycopg.connect(db.info.dsn) as reader:  # reads through the month's BRIN index, in an open transaction
+            reader.execute("SET LOCAL enable_seqscan = off")
+            reader.execute("SELECT count(*) FROM events_2031_07 WHERE received_at > '2031-07-20'")
+            with psycopg.connect(function_users["feed_ingest_queue"], autocommit=True) as conn:
+                conn.execute("SET lock_timeout = '1s'")
+                conn.execute("SELECT create_event_partition('2031-07-17')")  # would raise LockNotAvailable
+    finally:
+        db.execute("DROP TABLE IF EXISTS events_2031_07")

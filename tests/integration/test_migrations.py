@@ -546,3 +546,21 @@ def test_catalog_tags_in_lower_case_leave_the_catalog_version_alone(empty_databa
         assert "0114" in migrate(conn, MIGRATIONS_DIR)
 
         assert conn.execute("SELECT version FROM catalog_state").fetchone()[0] == version
+
+
+def test_the_months_there_were_before_0122_summarize_their_block_ranges_as_they_fill(
+    empty_database: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0122", tmp_path)
+        conn.execute("SELECT create_event_partition('2026-10-01'), create_event_partition('2026-11-01')")
+        brin_options = (
+            "SELECT c.reloptions FROM pg_inherits p JOIN pg_index i ON i.indrelid = p.inhrelid"
+            " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
+            " WHERE p.inhparent = 'events'::regclass AND a.amname = 'brin'"
+        )
+        assert conn.execute(brin_options).fetchall() == [(None,), (None,)]
+
+        assert "0122" in migrate(conn, MIGRATIONS_DIR)
+
+        assert conn.execute(brin_options).fetchall() == [(["autosummarize=on"],), (["autosummarize=on"],)]

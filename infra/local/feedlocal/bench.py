@@ -380,11 +380,16 @@ def _copy_events(
 ) -> None:
     """Load events as ingestion stores them (event_ids and events), by COPY: this is setup, not measured.
 
-    With `received_when_occurred`, each event is stamped as received when it occurred, as a history built up
-    over time would be; otherwise as received now.
+    With `received_when_occurred`, each event is stamped as received when it occurred and the events are stored
+    in that order, as a history built up over time is (ingestion appends), and their block ranges are summarized
+    in the `received_at` BRIN indexes, as autovacuum would have done over that time (autosummarize, migration
+    0122): one COPY leaves them unsummarized, and a run then reads every block of every month. Otherwise each
+    event is stamped as received now.
     """
     from feedcore.db.events import ensure_event_partitions, month_of
 
+    if received_when_occurred:  # ISO texts of one zone: their order is the instants'
+        events = sorted(events, key=lambda event: event["occurred_at"])
     months = {month_of(datetime.fromisoformat(event["occurred_at"])) for event in events} | {month_of(now)}
     ensure_event_partitions(conn, months)
     with conn.transaction():
@@ -396,6 +401,13 @@ def _copy_events(
             for event in progress(events, len(events), "loading the history", "events"):
                 row = _copy_row(event)
                 copy.write_row(row + (event["occurred_at"],) if received_when_occurred else row)
+    if received_when_occurred:
+        conn.execute(
+            "SELECT brin_summarize_new_values(i.indexrelid) FROM pg_inherits p"
+            " JOIN pg_index i ON i.indrelid = p.inhrelid JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am a ON a.oid = c.relam"
+            " WHERE p.inhparent = 'events'::regclass AND a.amname = 'brin'"
+        )
     conn.execute("ANALYZE events")
 
 

@@ -32,8 +32,16 @@ MIGRATIONS_DIR = PACKAGED_MIGRATIONS
 STATE_DIR = Path(os.environ.get("FEEDCTL_HOME", ".feedctl"))
 
 
+# The stack's default instance class (db.t4g.medium, 4 GiB) gets a quarter of its memory as shared_buffers from RDS's
+# default parameter group (DBInstanceClassMemory/32768 pages of 8 kB), and so wal_buffers of 16 MB (1/32 of it, at
+# most a WAL segment); PostgreSQL's own default is 128 MB (and 4 MB). The embedded server is made alike, so that
+# local runs and the benchmarks see the cache the deployed database has (README, "Measured": the recompute bench).
+SERVER_SETTINGS = {"shared_buffers": "1GB"}
+
+
 def embedded_server(pgdata: Path, *, on_exit: Literal["keep", "stop", "delete"] = "keep"):
-    """Start (or reuse) an embedded PostgreSQL in `pgdata`; returns the pgserver handle.
+    """Start (or reuse) an embedded PostgreSQL in `pgdata`; returns the pgserver handle. A new one is made with
+    SERVER_SETTINGS (started, set and stopped first: they take effect at a start).
 
     `on_exit` says what happens when the handle is cleaned up: keep it running, stop it, or stop it and
     delete its data."""
@@ -43,6 +51,9 @@ def embedded_server(pgdata: Path, *, on_exit: Literal["keep", "stop", "delete"] 
         warnings.simplefilter("ignore")
         import pgserver
 
+        if not (pgdata / "PG_VERSION").exists():
+            with pgserver.get_server(pgdata, cleanup_mode="stop") as server:
+                server.psql("".join(f"ALTER SYSTEM SET {name} = '{value}';" for name, value in SERVER_SETTINGS.items()))
         return pgserver.get_server(pgdata, cleanup_mode=None if on_exit == "keep" else on_exit)
 
 
