@@ -564,3 +564,22 @@ def test_the_months_there_were_before_0122_summarize_their_block_ranges_as_they_
         assert "0122" in migrate(conn, MIGRATIONS_DIR)
 
         assert conn.execute(brin_options).fetchall() == [(["autosummarize=on"],), (["autosummarize=on"],)]
+
+
+def test_item_reorders_keep_their_counts_under_a_key_without_them(empty_database: str, tmp_path: Path) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate_before(conn, "0125", tmp_path)
+        conn.execute(
+            "INSERT INTO item_reorders (item_id, order_count, buyer_count) VALUES ('milk', 7, 3), ('tea', 1, 1)"
+        )
+
+        assert "0125" in migrate(conn, MIGRATIONS_DIR)
+
+        assert conn.execute("SELECT item_id, order_count, buyer_count FROM item_reorders ORDER BY 1").fetchall() == [
+            ("milk", 7, 3), ("tea", 1, 1)
+        ]  # fmt: skip
+        assert conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'item_reorders'").fetchone() == (
+            ["fillfactor=50"],
+        )
+        (key,) = conn.execute("SELECT pg_get_indexdef('item_reorders_pkey'::regclass)").fetchone()
+        assert key == "CREATE UNIQUE INDEX item_reorders_pkey ON public.item_reorders USING btree (item_id)"

@@ -653,12 +653,14 @@ def test_a_full_rebuild_keeps_the_tables_storage_parameters(db: psycopg.Connecti
     recompute_scores(RecomputeRequest(mode="full"), now=NOW)
 
     options = db.execute(
-        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('item_popularity', 'user_item_affinity') ORDER BY 1"
+        "SELECT relname, reloptions FROM pg_class"
+        " WHERE relname IN ('item_popularity', 'item_reorders', 'user_item_affinity') ORDER BY 1"
     ).fetchall()
     # The user tables are vacuumed sooner (migration 0041): the feed reads them by index-only scans.
     vacuumed_sooner = ["autovacuum_vacuum_scale_factor=0.02", "autovacuum_vacuum_insert_scale_factor=0.02"]
     assert [row[1] for row in options] == [
         ["fillfactor=70"],
+        ["fillfactor=50"],  # migration 0125: room for HOT updates
         ["fillfactor=70", *vacuumed_sooner],
     ]
 
