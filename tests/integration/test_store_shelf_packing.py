@@ -87,6 +87,38 @@ def test_a_run_repacks_only_the_scores_of_a_current_pack_and_packs_a_stale_one_w
     assert by_the_run[OTHER_STORE][PRICES] != before[OTHER_STORE][PRICES]
 
 
+def test_one_repack_of_a_share_repacks_its_current_packs_and_packs_the_others_whole(db: psycopg.Connection) -> None:
+    """Migration 0123 repacks a share's current packs in one statement, then packs the rest whole: a stale pack, a
+    store without one; a name the catalog does not know as a store is left out."""
+    create_catalog(db)
+    catalog_db.upsert_stores(db, [Store(store_id="store-c", name="store-c")])
+    record(purchase("user-1", items=("eggs", "milk"), store_id=STORE),
+           purchase("user-2", items=("eggs", "coffee"), store_id=OTHER_STORE))  # fmt: skip
+    recompute_scores(RecomputeRequest())
+    db.execute("DELETE FROM store_shelves WHERE store_id = 'store-c'")
+    _price_behind_the_triggers(db, STORE, 9.99)
+    db.execute("UPDATE store_availability SET price = 7.77 WHERE store_id = %s AND item_id = 'eggs'", (OTHER_STORE,))
+    before = _packs(db)
+    db.execute("INSERT INTO item_popularity (store_id, item_id, raw_score, short_raw, trending_score, updated_at) "
+               "SELECT store_id, 'coffee', 50, 50, 2, now() FROM store_shelves "
+               "ON CONFLICT (store_id, item_id) DO UPDATE SET raw_score = 50, trending_score = 2")  # fmt: skip
+
+    packed = feed_db.repack_store_shelves_scores(db, [STORE, OTHER_STORE, "store-c", "*", "store-unknown"])
+    by_the_repack = _packs(db)
+    feed_db.pack_store_shelves(db)
+    whole = _packs(db)
+
+    assert packed == 4
+    assert set(by_the_repack) == {STORE, OTHER_STORE, "store-c", "*"}
+    for store_id in (STORE, "*"):  # repacked: the prices written behind the triggers' back are not read
+        assert [by_the_repack[store_id][i] for i in SCORES] == [whole[store_id][i] for i in SCORES]
+        assert by_the_repack[store_id][SCORES[0]] != before[store_id][SCORES[0]]
+    assert by_the_repack[STORE][PRICES] == before[STORE][PRICES] != whole[STORE][PRICES]
+    assert by_the_repack[OTHER_STORE] == whole[OTHER_STORE]  # stale: packed whole, with the new price
+    assert by_the_repack[OTHER_STORE][PRICES] != before[OTHER_STORE][PRICES]
+    assert by_the_repack["store-c"] == whole["store-c"]
+
+
 def _shelf_positions(db: psycopg.Connection) -> list[tuple]:
     return db.execute(
         "SELECT item_id, position, aisle_rank, active, catalog_version = (SELECT version FROM catalog_state) "
