@@ -447,6 +447,11 @@ def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is
         assert unlisted <= set(exposed), f"{name} hides {sorted(unlisted - set(exposed))} from a web app"
 
 
+def test_the_database_runs_the_recomputes_statements_without_jit_as_they_were_measured(template):
+    group = template["Resources"]["DatabaseParameterGroup"]["Properties"]["Parameters"]
+    assert group["jit"] == "0"
+
+
 def test_the_database_log_outlives_the_stack_as_the_databases_final_snapshot_does(template):
     resources = resolved(template, DatabaseInstanceName="feed-prod")["Resources"]
 
