@@ -474,14 +474,14 @@ def test_every_month_of_the_log_summarizes_its_block_ranges_as_they_fill(
 
 
 def test_asking_again_for_an_existing_month_does_not_wait_for_its_readers(
-    function_users: dict[str, str], db: psycopg.Connection
+    function_users: dict[str, str], db: psycopg.Connection, database_url: str
 ) -> None:
     """Setting autosummarize locks the index exclusively: only a month just created gets it, so that asking for a
     month that exists (every new container does) neither waits for a recompute reading through the month's index nor
     holds up the inserts queued behind it."""
     db.execute("SELECT create_event_partition('2031-07-17')")
     try:
-        with psycopg.connect(db.info.dsn) as reader:  # reads through the month's BRIN index, in an open transaction
+        with psycopg.connect(database_url) as reader:  # reads through the month's BRIN index, in an open transaction
             reader.execute("SET LOCAL enable_seqscan = off")
             reader.execute("SELECT count(*) FROM events_2031_07 WHERE received_at > '2031-07-20'")
             with psycopg.connect(function_users["feed_ingest_queue"], autocommit=True) as conn:

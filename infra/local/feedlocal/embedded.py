@@ -52,8 +52,12 @@ def embedded_server(pgdata: Path, *, on_exit: Literal["keep", "stop", "delete"] 
         import pgserver
 
         if not (pgdata / "PG_VERSION").exists():
-            with pgserver.get_server(pgdata, cleanup_mode="stop") as server:
-                server.psql("".join(f"ALTER SYSTEM SET {name} = '{value}';" for name, value in SERVER_SETTINGS.items()))
+            with (
+                pgserver.get_server(pgdata, cleanup_mode="stop") as server,
+                psycopg.connect(server.get_uri(), autocommit=True) as conn,
+            ):
+                for name, value in SERVER_SETTINGS.items():
+                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
         return pgserver.get_server(pgdata, cleanup_mode=None if on_exit == "keep" else on_exit)
 
 

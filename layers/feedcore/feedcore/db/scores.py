@@ -243,14 +243,17 @@ GROUP BY item_id
 def _basket_pairs(in_key_order: bool = False) -> str:
     """SQL for each unordered pair of a basket once, by the items' keys (lines are one per item, so the smaller key
     never pairs an item with itself), with its raw count and count; `keyed_line` is `line` with each item's key.
-    `in_key_order`: grouped from the pairs' lines sorted by key, so the pairs come out in key order."""
+    `in_key_order`: the pairs in key order, grouped from their lines sorted by key (the planner then groups the
+    sorted lines and sorts nothing more; the outer ORDER BY keeps the order whatever plan it takes)."""
+    order = "ORDER BY 1, 2" if in_key_order else ""
     return f"""
 SELECT item_key, paired_item_key, sum(grown) AS pair_raw, count(*) AS pair_count
 FROM (SELECT a.item_key, b.item_key AS paired_item_key, a.grown
       FROM keyed_line a
       JOIN keyed_line b ON b.basket_id = a.basket_id AND a.item_key < b.item_key
-      {"ORDER BY 1, 2" if in_key_order else ""}) AS pair_line
+      {order}) AS pair_line
 GROUP BY 1, 2
+{order}
 """
 
 
