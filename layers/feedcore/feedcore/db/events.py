@@ -262,8 +262,8 @@ class EventPartition:
     ends_at: datetime
 
 
-def partitions_ending_by(conn: psycopg.Connection, cutoff: datetime) -> list[EventPartition]:
-    """The monthly partitions whose month ends on or before `cutoff`, oldest first."""
+def event_partitions(conn: psycopg.Connection) -> list[EventPartition]:
+    """The monthly partitions of the event log, oldest first."""
     children = conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = 'events'::regclass ORDER BY c.relname"
@@ -271,10 +271,21 @@ def partitions_ending_by(conn: psycopg.Connection, cutoff: datetime) -> list[Eve
     partitions = []
     for (name,) in children:
         month = datetime.strptime(name, "events_%Y_%m").date()
-        partition = EventPartition(name, month_start(month), month_start(next_month(month)))
-        if partition.ends_at <= cutoff:
-            partitions.append(partition)
+        partitions.append(EventPartition(name, month_start(month), month_start(next_month(month))))
     return partitions
+
+
+def partitions_ending_by(conn: psycopg.Connection, cutoff: datetime) -> list[EventPartition]:
+    """The monthly partitions whose month ends on or before `cutoff`, oldest first."""
+    return [partition for partition in event_partitions(conn) if partition.ends_at <= cutoff]
+
+
+def summarize_ranges(conn: psycopg.Connection, partition: EventPartition) -> int:
+    """Summarize the block ranges of the partition's BRIN index that are not yet (through the log owner's
+    function, migration 0126); returns how many."""
+    return conn.execute(
+        "SELECT summarize_event_ranges(%s::regclass)", (sql.Identifier(partition.name).as_string(conn),)
+    ).fetchone()[0]
 
 
 def event_id_blocks(conn: psycopg.Connection) -> int:

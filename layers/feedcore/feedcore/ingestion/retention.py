@@ -70,13 +70,15 @@ class RetentionResult(BaseModel):
     dropped_partitions: list[str] = []
     event_ids_deleted: int = 0
     feeds_deleted: int = 0
+    ranges_summarized: int = 0
 
 
 def apply_retention(
     keep_days: int, *, now: datetime | None = None, time_budget_ms: int | None = None
 ) -> RetentionResult:
-    """Drop the event partitions that end more than `keep_days` ago, with their event_ids, and delete the
-    records of feeds served before then; stop early, between two statements, when `time_budget_ms` runs out.
+    """Drop the event partitions that end more than `keep_days` ago, with their event_ids, delete the records
+    of feeds served before then, and summarize the log's block ranges autosummarize left; stop early, between two
+    statements, when `time_budget_ms` runs out.
 
     `keep_days` (at most MAX_KEEP_DAYS, as RetentionRequest has it) must exceed the late-event horizon, else
     InvalidArgument: a retried event older than the kept data would no longer be recognized as a duplicate.
@@ -141,6 +143,11 @@ def apply_retention(
         return _stopped(result, keep_days, unfinished)
     if undropped:
         return _stopped(result, keep_days, undropped)
+    # The block ranges autosummarize left (migrations 0122, 0126), each month in a transaction of its own.
+    for partition in run(events_db.event_partitions):
+        if monotonic() >= deadline:
+            return _stopped(result, keep_days, "its time budget ran out (summarizing the log's block ranges)")
+        result.ranges_summarized += run(partial(events_db.summarize_ranges, partition=partition))
     logger.info("event retention applied", extra={"keep_days": keep_days, **result.model_dump()})
     return result
 
