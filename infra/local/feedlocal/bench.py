@@ -382,11 +382,11 @@ def _copy_events(
 
     With `received_when_occurred`, each event is stamped as received when it occurred and the events are stored
     in that order, as a history built up over time is (ingestion appends), and their block ranges are summarized
-    in the `received_at` BRIN indexes, as autovacuum would have done over that time (autosummarize, migration
-    0122): one COPY leaves them unsummarized, and a run then reads every block of every month. Otherwise each
-    event is stamped as received now.
+    in the `received_at` BRIN indexes, as autovacuum and the daily retention would have done over that time
+    (migrations 0122, 0126): one COPY leaves them unsummarized, and a run then reads every block of every month.
+    Otherwise each event is stamped as received now.
     """
-    from feedcore.db.events import ensure_event_partitions, month_of
+    from feedcore.db.events import ensure_event_partitions, event_partitions, month_of, summarize_ranges
 
     if received_when_occurred:  # ISO texts of one zone: their order is the instants'
         events = sorted(events, key=lambda event: event["occurred_at"])
@@ -402,12 +402,8 @@ def _copy_events(
                 row = _copy_row(event)
                 copy.write_row(row + (event["occurred_at"],) if received_when_occurred else row)
     if received_when_occurred:
-        conn.execute(
-            "SELECT brin_summarize_new_values(i.indexrelid) FROM pg_inherits p"
-            " JOIN pg_index i ON i.indrelid = p.inhrelid JOIN pg_class c ON c.oid = i.indexrelid"
-            " JOIN pg_am a ON a.oid = c.relam"
-            " WHERE p.inhparent = 'events'::regclass AND a.amname = 'brin'"
-        )
+        for partition in event_partitions(conn):
+            summarize_ranges(conn, partition)
     conn.execute("ANALYZE events")
 
 
