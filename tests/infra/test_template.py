@@ -17,6 +17,7 @@ from feedcore.ingestion.privacy import ANSWER_MARGIN_MS
 from feedcore.ingestion.retention import MAX_KEEP_DAYS, RetentionRequest
 from feedcore.scoring.trigger import scheduled_task_from_event
 from feedcore.settings import FanoutSettings, FeedSettings, IngestSettings, MetricsProvider
+from feedlocal.embedded import SERVER_SETTINGS
 from tests.conftest import load_function
 
 from .support import REPO_ROOT, TEMPLATE, describe, require_sam_cli, resolved, run, sam_env
@@ -450,6 +451,12 @@ def test_what_api_gateway_answers_itself_is_problem_json_and_an_unrouted_path_is
 def test_the_database_runs_the_recomputes_statements_without_jit_as_they_were_measured(template):
     group = template["Resources"]["DatabaseParameterGroup"]["Properties"]["Parameters"]
     assert group["jit"] == "0"
+
+
+def test_the_database_flushes_wal_in_the_background_as_the_embedded_server_it_was_measured_on(template):
+    group = template["Resources"]["DatabaseParameterGroup"]["Properties"]["Parameters"]
+    assert f"{group['wal_writer_delay']}ms" == SERVER_SETTINGS["wal_writer_delay"] == "10ms"
+    assert f"{int(group['wal_buffers']) * 8 // 1024}MB" == SERVER_SETTINGS["wal_buffers"] == "64MB"  # 8 kB pages
 
 
 def test_the_database_log_outlives_the_stack_as_the_databases_final_snapshot_does(template):

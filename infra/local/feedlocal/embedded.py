@@ -36,7 +36,9 @@ STATE_DIR = Path(os.environ.get("FEEDCTL_HOME", ".feedctl"))
 # default parameter group (DBInstanceClassMemory/32768 pages of 8 kB), and so wal_buffers of 16 MB (1/32 of it, at
 # most a WAL segment); PostgreSQL's own default is 128 MB (and 4 MB). The embedded server is made alike, so that
 # local runs and the benchmarks see the cache the deployed database has (README, "Measured": the recompute bench).
-SERVER_SETTINGS = {"shared_buffers": "1GB"}
+# The WAL settings are the stack's parameter group's (template.yaml, DatabaseParameterGroup: wal_writer_delay 10,
+# wal_buffers 8192 pages of 8 kB).
+SERVER_SETTINGS = {"shared_buffers": "1GB", "wal_writer_delay": "10ms", "wal_buffers": "64MB"}
 
 
 def embedded_server(pgdata: Path, *, on_exit: Literal["keep", "stop", "delete"] = "keep"):

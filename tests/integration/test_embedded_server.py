@@ -1,0 +1,25 @@
+"""The embedded server (local runs, benchmarks, tests) is made with the settings of the stack's database."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from feedlocal.embedded import SERVER_SETTINGS, embedded_server
+
+
+def test_a_new_embedded_server_runs_with_the_settings_it_is_made_with() -> None:
+    # Not under pytest's tmp_path: a concurrent pytest session resets that tree to mode 0700, which the server's own
+    # system user then cannot enter.
+    server = embedded_server(Path(tempfile.mkdtemp(prefix="feed-settings-")) / "pgdata", on_exit="delete")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            running = {
+                name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in SERVER_SETTINGS
+            }
+    finally:
+        server.cleanup()
+
+    assert running == SERVER_SETTINGS
