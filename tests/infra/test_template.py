@@ -455,8 +455,8 @@ def test_the_database_runs_the_recomputes_statements_without_jit_as_they_were_me
 
 def test_the_database_flushes_wal_in_the_background_as_the_embedded_server_it_was_measured_on(template):
     group = template["Resources"]["DatabaseParameterGroup"]["Properties"]["Parameters"]
-    assert f"{group['wal_writer_delay']}ms" == SERVER_SETTINGS["wal_writer_delay"] == "10ms"
-    assert f"{int(group['wal_buffers']) * 8 // 1024}MB" == SERVER_SETTINGS["wal_buffers"] == "64MB"  # 8 kB pages
+    assert f"{group['wal_writer_delay']}ms" == SERVER_SETTINGS["wal_writer_delay"]
+    assert f"{int(group['wal_buffers']) * 8 // 1024}MB" == SERVER_SETTINGS["wal_buffers"]  # 8 kB pages
 
 
 def test_the_database_log_outlives_the_stack_as_the_databases_final_snapshot_does(template):

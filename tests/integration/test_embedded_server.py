@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from feedlocal.embedded import SERVER_SETTINGS, embedded_server
 def test_a_new_embedded_server_runs_with_the_settings_it_is_made_with() -> None:
     # Not under pytest's tmp_path: a concurrent pytest session resets that tree to mode 0700, which the server's own
     # system user then cannot enter.
-    server = embedded_server(Path(tempfile.mkdtemp(prefix="feed-settings-")) / "pgdata", on_exit="delete")
+    scratch = Path(tempfile.mkdtemp(prefix="feed-settings-"))
+    server = embedded_server(scratch / "pgdata", on_exit="delete")
     try:
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:
             running = {
@@ -21,5 +23,7 @@ def test_a_new_embedded_server_runs_with_the_settings_it_is_made_with() -> None:
             }
     finally:
         server.cleanup()
+        shutil.rmtree(scratch, ignore_errors=True)
 
+    # current_setting shows a value in its largest whole unit, as SERVER_SETTINGS writes them ("1GB", "10ms").
     assert running == SERVER_SETTINGS

@@ -33,11 +33,10 @@ STATE_DIR = Path(os.environ.get("FEEDCTL_HOME", ".feedctl"))
 
 
 # The stack's default instance class (db.t4g.medium, 4 GiB) gets a quarter of its memory as shared_buffers from RDS's
-# default parameter group (DBInstanceClassMemory/32768 pages of 8 kB), and so wal_buffers of 16 MB (1/32 of it, at
-# most a WAL segment); PostgreSQL's own default is 128 MB (and 4 MB). The embedded server is made alike, so that
-# local runs and the benchmarks see the cache the deployed database has (README, "Measured": the recompute bench).
-# The WAL settings are the stack's parameter group's (template.yaml, DatabaseParameterGroup: wal_writer_delay 10,
-# wal_buffers 8192 pages of 8 kB).
+# default parameter group (DBInstanceClassMemory/32768 pages of 8 kB); PostgreSQL's own default is 128 MB. The WAL
+# settings are the stack's parameter group's (template.yaml, DatabaseParameterGroup: wal_writer_delay 10 ms,
+# wal_buffers 8192 pages of 8 kB). The embedded server is made alike, so that local runs and the benchmarks see the
+# cache and the WAL writer the deployed database has (README, "Measured": the recompute bench).
 SERVER_SETTINGS = {"shared_buffers": "1GB", "wal_writer_delay": "10ms", "wal_buffers": "64MB"}
 
 
