@@ -167,6 +167,14 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def migrate_before(conn: psycopg.Connection, version: str, tmp_path: Path) -> None:
+    """Apply the project's migrations older than `version`, as on a database deployed before it."""
+    for migration in MIGRATIONS_DIR.glob("*.sql"):
+        if migration.name < version:
+            (tmp_path / migration.name).write_text(migration.read_text())
+    migrate(conn, tmp_path)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh, migrated database for the test session, on DATABASE_URL's server or an embedded one."""

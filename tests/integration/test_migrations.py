@@ -19,7 +19,7 @@ from feedcore.db.migrations import MigrationRunStopped, load_migrations, migrate
 from feedcore.db.scores import RECOMPUTE_LOCK_KEY
 from feedcore.errors import DatabaseUnavailable
 from feedlocal.embedded import MIGRATIONS_DIR
-from tests.conftest import scratch_database, use_database
+from tests.conftest import migrate_before, scratch_database, use_database
 
 
 @pytest.fixture
@@ -51,14 +51,6 @@ def test_an_edited_migration_is_refused(empty_database: str, tmp_path: Path) -> 
         (tmp_path / "0001_first.sql").write_text("CREATE TABLE t (a int, b int);")
         with pytest.raises(RuntimeError, match="changed after it was applied"):
             migrate(conn, tmp_path)
-
-
-def migrate_before(conn: psycopg.Connection, version: str, tmp_path: Path) -> None:
-    """Apply the project's migrations older than `version`, as on a database deployed before it."""
-    for migration in MIGRATIONS_DIR.glob("*.sql"):
-        if migration.name < version:
-            (tmp_path / migration.name).write_text(migration.read_text())
-    migrate(conn, tmp_path)
 
 
 def test_pair_counts_move_to_item_keys_with_their_counts(empty_database: str, tmp_path: Path) -> None:

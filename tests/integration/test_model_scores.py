@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 import math
+import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
 from time import monotonic, sleep
 
 import boto3
@@ -15,18 +18,29 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
+from moto.s3 import models as moto_s3
 
 from feedcore import settings
 from feedcore.db import model_files
 from feedcore.db import models as models_db
 from feedcore.db.connection import reset_cached_connection
+from feedcore.db.migrations import migrate
 from feedcore.errors import ModelImportFailed
 from feedcore.ingestion.privacy import delete_user
 from feedcore.scoring.models import import_model_scores
+from feedlocal.embedded import MIGRATIONS_DIR
 from tests.aws_events import REGION, LambdaContext
-from tests.conftest import LOCK_WAIT_AT_MOST_S, load_function, run_feedctl, wait_until_blocked_by
+from tests.conftest import (
+    LOCK_WAIT_AT_MOST_S,
+    load_function,
+    migrate_before,
+    run_feedctl,
+    scratch_database,
+    use_database,
+    wait_until_blocked_by,
+)
 from tests.factories import purchase, record
 
 recompute = load_function("recompute_scores")
@@ -47,8 +61,37 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     settings.model_score_settings.cache_clear()
 
 
-def upload(s3, key: str, body: str | bytes) -> None:
-    s3.put_object(Bucket=BUCKET, Key=f"model-scores/{key}", Body=body.encode() if isinstance(body, str) else body)
+class S3Clock:
+    """moto's clock for S3, stopped: files are written at `now` until it is moved."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 28, 12, 0, 0)  # naive UTC, as moto keeps it
+
+
+@pytest.fixture
+def s3_clock(monkeypatch: pytest.MonkeyPatch) -> S3Clock:
+    clock = S3Clock()
+    monkeypatch.setattr(moto_s3, "utcnow", lambda: clock.now)
+    return clock
+
+
+def upload(s3, key: str, body: str | bytes) -> str:
+    """Write the file `model-scores/<key>`; its ETag."""
+    body = body.encode() if isinstance(body, str) else body
+    return s3.put_object(Bucket=BUCKET, Key=f"model-scores/{key}", Body=body)["ETag"]
+
+
+def files_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys of the files the import reads, in order (filled as it reads)."""
+    read: list[str] = []
+    read_scores = model_files.read_scores
+
+    def counted(bucket: str, key: str, etag: str) -> Iterator[tuple[str, str, float]]:
+        read.append(key)
+        return read_scores(bucket, key, etag)
+
+    monkeypatch.setattr(model_files, "read_scores", counted)
+    return read
 
 
 def parquet(**columns: pa.Array | list) -> bytes:
@@ -174,9 +217,7 @@ def test_a_refusal_names_the_line_of_the_file_that_holds_the_bad_row(
 def test_a_refused_file_is_remembered_and_not_read_again_until_a_newer_one_comes(
     s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    read = []
-    read_scores = model_files.read_scores
-    monkeypatch.setattr(model_files, "read_scores", lambda bucket, key: read.append(key) or read_scores(bucket, key))
+    read = files_read(monkeypatch)
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,high\n")
 
     assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
@@ -192,6 +233,142 @@ def test_a_refused_file_is_remembered_and_not_read_again_until_a_newer_one_comes
     assert scores(db, "item_quality") == {("", "milk"): 3.5}
 
 
+@pytest.mark.parametrize(
+    "first", ["item_id,score\nmilk,3.5\n", "item_id,score\nmilk,high\n"], ids=["imported", "refused"]
+)
+def test_a_file_written_again_within_the_same_second_is_a_new_version(
+    s3, s3_clock: S3Clock, db: psycopg.Connection, first: str
+) -> None:
+    # S3's LastModified has whole seconds: the two writes are listed alike but for their ETag.
+    upload(s3, "item_quality/v1.csv", first)
+    (listed_first,) = model_files.newest_files(BUCKET, "model-scores/")
+    import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+    etag = upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,4.5\n")
+    (listed_again,) = model_files.newest_files(BUCKET, "model-scores/")
+
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert listed_again.modified_at == listed_first.modified_at and listed_again.etag != listed_first.etag
+    assert imported.source == "model-scores/item_quality/v1.csv"
+    assert scores(db, "item_quality") == {("", "milk"): 4.5}
+    assert db.execute("SELECT etag FROM model_versions").fetchall() == [(etag,)]
+    assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []  # then known
+
+
+def test_versions_recorded_before_0127_stand_for_their_key_and_time_until_a_newer_file_comes(
+    s3, s3_clock: S3Clock, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
+    upload(s3, "picked_for_you/v1.csv", "item_id,score\nmilk,high\n")
+    listed = {f.model: f for f in model_files.newest_files(BUCKET, "model-scores/")}
+    with scratch_database(database_url, "feed_etag") as url, psycopg.connect(url, autocommit=True) as conn:
+        migrate_before(conn, "0127", tmp_path)
+        # As the code before 0127 recorded them: the imported version of one model, the refused file of the other.
+        quality, picked = listed["item_quality"], listed["picked_for_you"]
+        conn.execute(
+            "INSERT INTO model_versions (model, source, modified_at, rows) VALUES ('item_quality', %s, %s, 1)",
+            (quality.key, quality.modified_at),
+        )
+        conn.execute(
+            "INSERT INTO model_refusals (model, source, modified_at) VALUES ('picked_for_you', %s, %s)",
+            (picked.key, picked.modified_at),
+        )
+        assert "0127" in migrate(conn, MIGRATIONS_DIR)
+        use_database(url)
+        try:
+            read = files_read(monkeypatch)
+            assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
+            assert read == []  # neither file read again after the upgrade
+
+            s3_clock.now += timedelta(seconds=1)  # both written again, a second later
+            quality_etag = upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,4.5\n")
+            picked_etag = upload(s3, "picked_for_you/v1.csv", "item_id,score\nmilk,0.5\n")
+            imported = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+            assert sorted(i.model for i in imported) == ["item_quality", "picked_for_you"]
+            assert conn.execute("SELECT model, etag FROM model_versions ORDER BY model").fetchall() == [
+                ("item_quality", quality_etag), ("picked_for_you", picked_etag)
+            ]  # fmt: skip
+        finally:
+            use_database(database_url)
+
+
+@pytest.mark.parametrize(
+    ("name", "listed", "written_after"),
+    [
+        ("v1.csv", "item_id,score\nmilk,3.5\n", "item_id,score\nmilk,4.5\n"),
+        ("v1.parquet", parquet(item_id=["milk"], score=[3.5]), parquet(item_id=["milk"], score=[4.5])),
+    ],
+    ids=["csv", "parquet"],
+)
+def test_a_file_written_again_after_it_was_listed_fails_its_models_import_and_the_next_run_imports_it(
+    s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, name: str, listed: str | bytes,
+    written_after: str | bytes,
+) -> None:  # fmt: skip
+    upload(s3, f"a_replaced/{name}", listed)
+    upload(s3, "b_fine/v1.csv", "item_id,score\neggs,1.5\n")
+    newest_files = model_files.newest_files
+
+    def listed_then_written_again(bucket: str, prefix: str) -> list[model_files.ModelFile]:
+        files = newest_files(bucket, prefix)
+        upload(s3, f"a_replaced/{name}", written_after)
+        return files
+
+    monkeypatch.setattr(model_files, "newest_files", listed_then_written_again)
+
+    with pytest.raises(ModelImportFailed, match="a_replaced: ClientError: .*PreconditionFailed") as failed:
+        import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+
+    assert set(failed.value.failures) == {"a_replaced"}
+    assert scores(db, "a_replaced") == {}  # not imported under the version listed
+    assert scores(db, "b_fine") == {("", "eggs"): 1.5}
+    assert db.execute("SELECT count(*) FROM model_refusals").fetchone() == (0,)  # not refused: read again next run
+    monkeypatch.setattr(model_files, "newest_files", newest_files)
+    (imported,) = import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS)
+    assert imported.model == "a_replaced"
+    assert scores(db, "a_replaced") == {("", "milk"): 4.5}
+
+
+def test_the_s3_client_has_its_own_timeouts_and_attempts() -> None:
+    model_files._s3.cache_clear()
+    try:
+        config = model_files._s3().meta.config
+    finally:
+        model_files._s3.cache_clear()
+
+    assert (config.connect_timeout, config.read_timeout) == (
+        model_files.S3_CONNECT_TIMEOUT_S, model_files.S3_READ_TIMEOUT_S
+    )  # fmt: skip
+    assert config.retries == {"total_max_attempts": model_files.S3_ATTEMPTS, "mode": "standard"}
+
+
+def test_an_s3_endpoint_that_does_not_answer_costs_a_call_its_attempts_at_the_read_timeout_whatever_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(model_files, "S3_READ_TIMEOUT_S", 0.2)
+    # Settings that would make botocore try once (legacy mode) if the client took them from the environment.
+    for name, value in {"AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "legacy", "AWS_ACCESS_KEY_ID": "local",
+                        "AWS_SECRET_ACCESS_KEY": "local"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    # The kernel completes the connections (up to the backlog); nothing reads or answers them.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        model_files._s3.cache_clear()
+        attempts: list[str] = []
+        model_files._s3().meta.events.register(
+            "before-send.s3.ListObjectsV2", lambda request, **kwargs: attempts.append(request.url)
+        )
+        started = monotonic()
+        try:
+            with pytest.raises(ReadTimeoutError):
+                model_files.newest_files(BUCKET, "model-scores/")
+        finally:
+            model_files._s3.cache_clear()
+
+    assert len(attempts) == model_files.S3_ATTEMPTS == 3
+    assert monotonic() - started < 3 * 0.2 + 2  # three reads of 0.2 s and the backoffs, not botocore's 60 s
+
+
 def test_one_models_failure_leaves_the_others_imported_and_fails_the_run_at_the_end(
     s3, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,10 +378,10 @@ def test_one_models_failure_leaves_the_others_imported_and_fails_the_run_at_the_
     upload(s3, "c_fine/v1.csv", "item_id,score\nmilk,3.5\neggs,1.5\n")
     read_scores = model_files.read_scores
 
-    def denied_for_a(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
+    def denied_for_a(bucket: str, key: str, etag: str) -> Iterator[tuple[str, str, float]]:
         if key.startswith("model-scores/a_unreadable/"):
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
-        return read_scores(bucket, key)
+        return read_scores(bucket, key, etag)
 
     monkeypatch.setattr(model_files, "read_scores", denied_for_a)
     added = []
@@ -293,10 +470,10 @@ def test_a_file_with_an_unknown_column_is_refused_naming_it(
     s3, db: psycopg.Connection, name: str, body: str | bytes, unknown: str
 ) -> None:
     # Ignored, a misspelt user_id column would make every per-user row a score for everyone.
-    upload(s3, f"picked_for_you/{name}", body)
+    etag = upload(s3, f"picked_for_you/{name}", body)
 
     with pytest.raises(model_files.InvalidModelFile, match=f"unknown columns {unknown};"):
-        list(model_files.read_scores(BUCKET, f"model-scores/picked_for_you/{name}"))
+        list(model_files.read_scores(BUCKET, f"model-scores/picked_for_you/{name}", etag))
     assert import_model_scores(settings.model_score_settings(), IMPORT_TIMEOUT_MS) == []
     assert scores(db, "picked_for_you") == {}
 
@@ -365,7 +542,7 @@ def test_an_import_that_fails_still_lets_the_run_remove_expired_snapshots(
 def test_feedctl_recompute_with_a_bucket_it_cannot_reach_says_so_in_one_line(
     db: psycopg.Connection, database_url: str
 ) -> None:
-    unreachable = {"MODEL_SCORES_BUCKET": BUCKET, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1",
+    unreachable = {"MODEL_SCORES_BUCKET": BUCKET, "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
                    "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # fmt: skip
 
     done = run_feedctl(database_url, "recompute", check=False, env=unreachable)
@@ -426,17 +603,17 @@ def test_the_import_bounds_its_statements_and_idle_time_by_its_own_timeout(
 ) -> None:
     upload(s3, "item_quality/v1.csv", "item_id,score\nmilk,3.5\n")
     limits = []
-    known_versions = models_db.known_versions
+    is_known_version = models_db.is_known_version
 
-    def read_limits_then_versions(conn: psycopg.Connection, model: str) -> object:
+    def read_limits_then_versions(conn: psycopg.Connection, *args: object) -> bool:
         limits.append(
             conn.execute(
                 "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')"
             ).fetchone()
         )
-        return known_versions(conn, model)
+        return is_known_version(conn, *args)
 
-    monkeypatch.setattr(models_db, "known_versions", read_limits_then_versions)
+    monkeypatch.setattr(models_db, "is_known_version", read_limits_then_versions)
     (imported,) = import_model_scores(settings.model_score_settings(), 5_000)
 
     assert imported.rows == 1
@@ -583,7 +760,7 @@ def test_an_erasure_during_an_import_waits_for_it_instead_of_deadlocking(
     upload(s3, "picked_for_you/v2.csv", "user_id,item_id,score\n")
     copying, release = threading.Event(), threading.Event()
 
-    def slow_rows(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:  # a large file being copied
+    def slow_rows(bucket: str, key: str, etag: str) -> Iterator[tuple[str, str, float]]:  # a large file being copied
         copying.set()
         release.wait(10)
         yield from [("user-1", "eggs", 0.8), ("user-2", "eggs", 0.6)]

@@ -3,8 +3,8 @@ configuration profile from AppConfig (the ranking config, through Powertools). S
 (one retry), so an endpoint that does not answer costs a call about two seconds (two one-second timeouts; the
 standard mode's backoff before the retry is at most 50 ms, 1 s after throttling), never the Lambda's whole timeout.
 The callers decide how long a value, or a failure, is cached. `client_config` is the retry configuration of these
-clients and of the shard queue's; the model score files' S3 client keeps botocore's (standard mode, three attempts,
-60 s timeouts: a score run's import, not a request, waits for it).
+clients, of the shard queue's and of the model score files' S3 client (longer timeouts: a score run's import, not a
+request, waits for it; feedcore.db.model_files).
 
 botocore and the Powertools utilities are imported on first use: a function starts without them (cold start).
 """

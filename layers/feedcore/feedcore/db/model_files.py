@@ -1,6 +1,8 @@
 """Model score files in S3: `s3://<bucket>/<prefix><model>/<file>.csv` or `….parquet`, columns user_id, item_id,
 score (user_id empty, null or absent for a score that applies to everyone). The newest file of each model is its
-current version, whichever its format."""
+current version, whichever its format. A version is a key as S3 listed it: its LastModified and its ETag (a file
+written again under the key within the same second keeps its LastModified, S3's being whole seconds), and it is read
+only while the key still holds it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import csv
 import io
 import math
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from feedcore.api.models import IDENTIFIER_PATTERN
+from feedcore.aws_calls import client_config
 
 # The same spelling the API accepts for identifiers.
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
@@ -28,13 +32,25 @@ PARQUET_BATCH_ROWS = 65_536
 # A Parquet file is spooled in memory up to this size, beyond it to the function's ephemeral storage (/tmp),
 # which then bounds the size of a Parquet file that can be imported (512 MB unless configured larger).
 PARQUET_SPOOL_MEMORY_BYTES = 64 * 1024 * 1024
+# The S3 client's bounds, in place of botocore's 60 s timeouts: the import runs in what the scheduled run's 300 s
+# leave after the recompute. An in-region endpoint connects in milliseconds, and S3 answers a small request in tens of
+# milliseconds (its performance guide retries a slow small GET after 2 s): one silent for these times is not
+# answering. A call is tried S3_ATTEMPTS times in all (standard retry mode: throttling, 5xx, timeouts, dropped
+# connections; backoffs under 0.2 s, 3 s when throttled), so an endpoint that does not answer costs a call about
+# 3 × 10 s (3 × 2 s if it takes no connection), where botocore's 60 s took 3 minutes of the function's 5. Set here,
+# not left to botocore's defaults or the environment (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS). The read timeout bounds each
+# wait for a body's next bytes too, not a whole download.
+S3_CONNECT_TIMEOUT_S = 2
+S3_READ_TIMEOUT_S = 10
+S3_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
 class ModelFile:
     model: str
     key: str
-    modified_at: datetime
+    modified_at: datetime  # S3's LastModified: whole seconds
+    etag: str  # S3's ETag, quoted as S3 gives it: tells apart files written under the key within the same second
     size: int  # bytes
 
 
@@ -47,7 +63,12 @@ class InvalidModelFile(ValueError):
 def _s3() -> Any:
     import boto3
 
-    return boto3.client("s3")
+    return boto3.client(
+        "s3",
+        config=client_config(
+            connect_timeout_s=S3_CONNECT_TIMEOUT_S, read_timeout_s=S3_READ_TIMEOUT_S, attempts=S3_ATTEMPTS
+        ),
+    )
 
 
 def newest_files(bucket: str, prefix: str) -> list[ModelFile]:
@@ -59,7 +80,7 @@ def newest_files(bucket: str, prefix: str) -> list[ModelFile]:
             model, _, name = entry["Key"][len(prefix) :].partition("/")
             if not name.endswith(FORMATS) or not model:
                 continue
-            candidate = ModelFile(model, entry["Key"], entry["LastModified"], entry["Size"])
+            candidate = ModelFile(model, entry["Key"], entry["LastModified"], entry["ETag"], entry["Size"])
             # Newest by modification time; a tie goes to the later name (files named by date or version).
             current = newest.get(model)
             if current is None or (candidate.modified_at, candidate.key) > (current.modified_at, current.key):
@@ -67,12 +88,20 @@ def newest_files(bucket: str, prefix: str) -> list[ModelFile]:
     return sorted(newest.values(), key=lambda f: (f.size, f.model))
 
 
-def read_scores(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
-    """Stream the file's rows as (user_id or '', item_id, score), read as CSV or Parquet by the key's extension;
-    raises InvalidModelFile on a bad row, header or file (the caller's transaction then refuses it whole)."""
+def read_scores(bucket: str, key: str, etag: str) -> Iterator[tuple[str, str, float]]:
+    """Stream the rows of the file `key` holds as version `etag` as (user_id or '', item_id, score), read as CSV or
+    Parquet by the key's extension; raises InvalidModelFile on a bad row, header or file (the caller's transaction
+    then refuses it whole), and ClientError (PreconditionFailed) when the key holds another version by then."""
     if key.endswith(".parquet"):
-        return _read_parquet(bucket, key)
-    return _read_csv(bucket, key)
+        return _read_parquet(bucket, key, etag)
+    return _read_csv(bucket, key, etag)
+
+
+def _body(bucket: str, key: str, etag: str) -> Any:
+    """The body of the object `key` if it is still version `etag`: a file written again since it was listed fails
+    this read (PreconditionFailed, the model's import fails and the next run lists the new version) rather than be
+    imported under the version listed."""
+    return _s3().get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"]
 
 
 def _valid_row(user_id: str, item_id: str, score: float) -> bool:
@@ -94,8 +123,8 @@ def _refuse_unknown_or_repeated_columns(key: str, names: list[str], ignored: fro
         raise InvalidModelFile(f"{key}: the header names {', '.join(repeated)} more than once")
 
 
-def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
-    body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
+def _read_csv(bucket: str, key: str, etag: str) -> Iterator[tuple[str, str, float]]:
+    body = _body(bucket, key, etag)
     # utf-8-sig: a byte order mark, as spreadsheet tools write one, is not part of the header's first name. newline="":
     # lines end at \n, \r\n or \r alone, as the csv module reads them (a codecs reader also ended them at U+2028,
     # U+0085 and others, and a refused row was named by a line past its own).
@@ -122,14 +151,16 @@ def _read_csv(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
         raise InvalidModelFile(f"{key}, after line {reader.line_num}: not UTF-8 CSV ({error})") from error
 
 
-def _read_parquet(bucket: str, key: str) -> Iterator[tuple[str, str, float]]:
+def _read_parquet(bucket: str, key: str, etag: str) -> Iterator[tuple[str, str, float]]:
     # Imported here: only Parquet imports pay for loading pyarrow.
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # Parquet is read from its footer, so the object is spooled to local storage (memory while small).
+    # Parquet is read from its footer, so the object is spooled to local storage (memory while small). By one GET of
+    # the listed version, not download_fileobj: s3transfer takes no IfMatch argument, and its first request (a HEAD)
+    # would pick whichever version the key holds by then.
     with tempfile.SpooledTemporaryFile(max_size=PARQUET_SPOOL_MEMORY_BYTES) as spool:
-        _s3().download_fileobj(bucket, key, spool)
+        shutil.copyfileobj(_body(bucket, key, etag), spool)
         spool.seek(0)
         try:
             parquet = pq.ParquetFile(spool)

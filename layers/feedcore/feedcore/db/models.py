@@ -22,28 +22,36 @@ WHERE m.model = %(model)s AND m.user_id = e.user_id
 """
 
 
-def known_versions(conn: psycopg.Connection, model: str) -> set[tuple[str, datetime]]:
-    """The source (S3 key) and modification time of the model's imported version and of the file last refused,
-    if any: a file that is either needs no import."""
-    rows = conn.execute(
+def is_known_version(conn: psycopg.Connection, model: str, source: str, modified_at: datetime, etag: str) -> bool:
+    """Whether the model's file (S3 key, modification time, ETag) is its imported version or the file last refused:
+    either needs no import. A row recorded before migration 0127 has no ETag and stands for the key and time it
+    names, whatever their ETag (see the migration)."""
+    (known,) = conn.execute(
         """
-        SELECT source, modified_at FROM model_versions WHERE model = %(model)s
-        UNION ALL SELECT source, modified_at FROM model_refusals WHERE model = %(model)s
+        SELECT EXISTS (
+            SELECT FROM model_versions
+            WHERE model = %(model)s AND source = %(source)s AND modified_at = %(modified_at)s
+              AND (etag = %(etag)s OR etag IS NULL)
+            UNION ALL
+            SELECT FROM model_refusals
+            WHERE model = %(model)s AND source = %(source)s AND modified_at = %(modified_at)s
+              AND (etag = %(etag)s OR etag IS NULL)
+        )
         """,
-        {"model": model},
-    ).fetchall()
-    return {(source, modified_at) for source, modified_at in rows}
+        {"model": model, "source": source, "modified_at": modified_at, "etag": etag},
+    ).fetchone()
+    return known
 
 
-def remember_refusal(conn: psycopg.Connection, model: str, source: str, modified_at: datetime) -> None:
-    """Record that the model's file (S3 key, modification time) was refused, so that it is not read again."""
+def remember_refusal(conn: psycopg.Connection, model: str, source: str, modified_at: datetime, etag: str) -> None:
+    """Record that the model's file (S3 key, modification time, ETag) was refused, so that it is not read again."""
     conn.execute(
         """
-        INSERT INTO model_refusals (model, source, modified_at) VALUES (%s, %s, %s)
+        INSERT INTO model_refusals (model, source, modified_at, etag) VALUES (%s, %s, %s, %s)
         ON CONFLICT (model) DO UPDATE SET source = excluded.source, modified_at = excluded.modified_at,
-            refused_at = now()
+            etag = excluded.etag, refused_at = now()
         """,
-        (model, source, modified_at),
+        (model, source, modified_at, etag),
     )
 
 
@@ -75,11 +83,16 @@ class ReplacedScores:
 
 
 def replace_scores(
-    conn: psycopg.Connection, model: str, source: str, modified_at: datetime, rows: Iterable[tuple[str, str, float]]
+    conn: psycopg.Connection,
+    model: str,
+    source: str,
+    modified_at: datetime,
+    etag: str,
+    rows: Iterable[tuple[str, str, float]],
 ) -> ReplacedScores:
-    """Swap in a new version of the model's (user_id, item_id, score) rows within the caller's transaction:
-    readers see the old version until it commits. Raises InvalidModelFile when a (user_id, item_id) repeats
-    (the caller's transaction then refuses the file whole).
+    """Swap in a new version of the model's (user_id, item_id, score) rows, read from the file (S3 key `source`,
+    `modified_at`, `etag`), within the caller's transaction: readers see the old version until it commits. Raises
+    InvalidModelFile when a (user_id, item_id) repeats (the caller's transaction then refuses the file whole).
 
     Rows of an erased user are left out when the file was written before the user's latest erasure, or when
     the user has no events since it (the file then scores them from data that no longer exists)."""
@@ -99,10 +112,10 @@ def replace_scores(
     count -= erased_user_rows
     conn.execute(
         """
-        INSERT INTO model_versions (model, source, modified_at, rows) VALUES (%s, %s, %s, %s)
+        INSERT INTO model_versions (model, source, modified_at, etag, rows) VALUES (%s, %s, %s, %s, %s)
         ON CONFLICT (model) DO UPDATE SET source = excluded.source, modified_at = excluded.modified_at,
-            rows = excluded.rows, imported_at = now()
+            etag = excluded.etag, rows = excluded.rows, imported_at = now()
         """,
-        (model, source, modified_at, count),
+        (model, source, modified_at, etag, count),
     )
     return ReplacedScores(rows=count, erased_user_rows=erased_user_rows)

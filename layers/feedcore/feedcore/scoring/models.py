@@ -26,8 +26,12 @@ def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[M
     as they are. Each model's swap is one transaction whose statements get `timeout_ms`.
 
     A file with a bad row is refused whole (the model keeps its previous version), logged and remembered, so that
-    it is not read again. Any other failure of a model (S3, the database, its timeout) is logged and the other
-    models are imported; then ModelImportFailed names the failed ones, so that the run fails (and alarms).
+    it is not read again. Any other failure of a model (S3, the database, its timeout; a file written again between
+    the listing and its read, which the next run imports) is logged and the other models are imported; then
+    ModelImportFailed names the failed ones, so that the run fails (and alarms).
+
+    A file is known by its S3 key, LastModified and ETag: one written again within the same second (LastModified
+    has whole seconds) is a new version.
     """
     if not settings.model_scores_bucket:
         return []
@@ -37,7 +41,7 @@ def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[M
         try:
             result = _import_model(settings.model_scores_bucket, file, timeout_ms)
         except Exception as error:  # one model's S3 read, lock wait or timeout must not keep the others out
-            logger.exception("model import failed", extra={"model": file.model, "key": file.key})
+            logger.exception("model import failed", extra={"model": file.model, "key": file.key, "etag": file.etag})
             metrics.add_metric(name="ModelImportFailed", unit=MetricUnit.Count, value=1)
             failures[file.model] = f"{type(error).__name__}: {error}"
             continue
@@ -54,10 +58,10 @@ def _import_model(bucket: str, file: model_files.ModelFile, timeout_ms: int) -> 
 
     def swap(conn: psycopg.Connection) -> ModelImport | None:
         bound_transaction(conn, timeout_ms)  # a large file outlasts a request's timeout
-        if (file.key, file.modified_at) in models_db.known_versions(conn, file.model):
+        if models_db.is_known_version(conn, file.model, file.key, file.modified_at, file.etag):
             return None
-        rows = model_files.read_scores(bucket, file.key)
-        replaced = models_db.replace_scores(conn, file.model, file.key, file.modified_at, rows)
+        rows = model_files.read_scores(bucket, file.key, file.etag)
+        replaced = models_db.replace_scores(conn, file.model, file.key, file.modified_at, file.etag, rows)
         return ModelImport(
             model=file.model, source=file.key, rows=replaced.rows, erased_user_rows=replaced.erased_user_rows
         )
@@ -65,7 +69,7 @@ def _import_model(bucket: str, file: model_files.ModelFile, timeout_ms: int) -> 
     try:
         return run(swap)
     except model_files.InvalidModelFile:
-        logger.exception("model file refused", extra={"model": file.model, "key": file.key})
+        logger.exception("model file refused", extra={"model": file.model, "key": file.key, "etag": file.etag})
         metrics.add_metric(name="ModelFileRefused", unit=MetricUnit.Count, value=1)
-        run(lambda conn: models_db.remember_refusal(conn, file.model, file.key, file.modified_at))
+        run(lambda conn: models_db.remember_refusal(conn, file.model, file.key, file.modified_at, file.etag))
         return None
