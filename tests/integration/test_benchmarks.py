@@ -35,10 +35,13 @@ def test_bench_recompute_prints_its_figures(database_url: str) -> None:
     figures = feedctl_json(database_url, "bench", "recompute", "--events", "5000")
 
     scored = figures.pop("events_scored")
-    assert_numbers(figures, {"events", "new_events", "full_s", "incremental_s", "incremental_ratio"})
+    assert_numbers(
+        figures, {"events", "users", "known_users", "new_events", "full_s", "incremental_s", "incremental_ratio"}
+    )
     figures["events_scored"] = scored
     assert set(scored) == {"full", "incremental"}
-    assert (figures["events"], figures["new_events"]) == (5000, 50)
+    assert (figures["events"], figures["users"], figures["new_events"]) == (5000, 50_000, 50)
+    assert 100 < figures["known_users"] <= 5050  # a user's scored events are drawn from 50,000
     assert figures["full_s"] > 0 and figures["incremental_s"] > 0
     # incremental_s / full_s, rounded to four places.
     assert figures["incremental_ratio"] == pytest.approx(figures["incremental_s"] / figures["full_s"], abs=0.01)
@@ -53,6 +56,12 @@ def test_bench_recompute_adds_the_new_events_it_is_given_whatever_the_history(da
     # More new events scored than the default 1 % (30) could give: the 400 were added, not just reported.
     assert 30 < figures["events_scored"]["incremental"] <= 400
     assert figures["full_s"] > 0 and figures["incremental_s"] > 0
+
+
+def test_bench_recompute_draws_the_history_from_the_users_it_is_given(database_url: str) -> None:
+    figures = feedctl_json(database_url, "bench", "recompute", "--events", "3000", "--users", "7")
+
+    assert (figures["users"], figures["known_users"]) == (7, 7)  # 3,000 events leave none of the seven out
 
 
 def test_bench_fanout_prints_its_figures(database_url: str) -> None:

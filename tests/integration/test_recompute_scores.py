@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from time import monotonic, sleep
 
@@ -808,6 +809,59 @@ def test_a_runs_popularity_upserts_are_hot_updates(db: psycopg.Connection) -> No
         after = db.execute(updates).fetchone()
 
     assert (after[0] - before[0], after[1] - before[1]) == (4, 4)  # coffee and milk, at the store and over all stores
+
+
+def plan_nodes(plan: dict) -> Iterator[dict]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def test_a_run_looks_up_its_own_users_by_key_not_every_user_the_history_knows(db: psycopg.Connection) -> None:
+    """The events statement finds which of its users are new by probing the users' key for each of its own: reading
+    every known user instead (to hash them) makes a run's cost grow with the history. The planner probes when it
+    expects about as many lines as the chunk has (10 an event, unnest's estimate); with generate_series numbering the
+    lines it expected 1,000 an event (~300,000 here) and hashed all 200,000 users."""
+    scoring = settings.scoring_settings()
+    create_catalog(db)
+    record(purchase("user-1", items=("coffee", "milk")))
+    recompute_scores(RecomputeRequest(), now=NOW)
+    db.execute(
+        "INSERT INTO users (user_id, home_store_id) SELECT 'known-' || n, %s FROM generate_series(1, 200000) AS n",
+        (STORE,),
+    )
+    db.execute("ANALYZE users")
+    record(*(purchase(f"user-{n}", items=("coffee", "milk", "eggs")) for n in range(2, 302)))
+    db.execute("ANALYZE events")  # as autovacuum would: the planner then expects ~300 events in the chunk
+
+    class Planned(Exception):
+        """The events statement's plan, in place of its run."""
+
+    class Explained:
+        """The connection apply_events is given: it plans the events statement instead of running it."""
+
+        def execute(self, query: str, params: object = None) -> psycopg.Cursor:
+            if "run_event" not in query:
+                return db.execute(query, params)
+            (plan,) = db.execute(f"EXPLAIN (FORMAT JSON) {query}", params).fetchone()[0]
+            raise Planned(plan["Plan"])
+
+    with db.transaction(force_rollback=True):
+        state = scores_db.load_state(db)
+        target, _ = scores_db.current_snapshot(db)
+        chunk = scores_db.next_chunk(
+            db, state.scored_snapshot, target, scores_db.FIRST_XID, state.scan_from, scoring.chunk_events
+        )
+        with pytest.raises(Planned) as planned:
+            scores_db.apply_events(Explained(), scoring, state.epoch, chunk, NOW)
+
+    users_read = [
+        node
+        for node in plan_nodes(planned.value.args[0])
+        if node.get("Relation Name") == "users" and node["Node Type"] != "ModifyTable"  # the scans, not the insert
+    ]
+    assert users_read, planned.value.args[0]
+    assert all("Index Cond" in node for node in users_read), users_read
 
 
 def test_affinity_weighs_a_purchase_over_a_cart_addition_over_a_click_and_a_hide_suppresses(

@@ -227,14 +227,15 @@ def _copy_worker(url: str, payloads: list[bytes], _: Any, barrier) -> None:
                 copy.write(payload)
 
 
-def bench_recompute(events: int, new_events: int) -> dict[str, Any]:
-    """Time a full rebuild over `events` events of history, then an incremental run after `new_events` more
-    (the same ones for any history: a fixed count shows how the run's time depends on the history alone)."""
+def bench_recompute(events: int, new_events: int, users: int) -> dict[str, Any]:
+    """Time a full rebuild over `events` events of history from `users` users, then an incremental run after
+    `new_events` more (the same ones for any history: a fixed count shows how the run's time depends on the history
+    alone; more users, how it depends on how many the history knows)."""
     from feedcore.scoring.service import RecomputeRequest, recompute_scores
 
     now = datetime.now(UTC)
-    history = synthetic_events(events, now=now, days=90)
-    new = synthetic_events(new_events, seed=12, now=now, days=1)
+    history = synthetic_events(events, now=now, days=90, users=users)
+    new = synthetic_events(new_events, seed=12, now=now, days=1, users=users)
     with scratch_database("feed_bench_recompute") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _load_catalog(conn)
@@ -247,10 +248,14 @@ def bench_recompute(events: int, new_events: int) -> dict[str, Any]:
         started = time.perf_counter()
         incremental = recompute_scores(RecomputeRequest(mode="incremental"), now=now)
         incremental_s = time.perf_counter() - started
+        with psycopg.connect(url) as conn:
+            (known_users,) = conn.execute("SELECT count(*) FROM users").fetchone()
     if full.events_scored == 0 or incremental.events_scored == 0 or incremental.status != "completed":
         raise RuntimeError(f"unexpected runs: {full} / {incremental}")
     return {
         "events": events,
+        "users": users,
+        "known_users": known_users,  # those with a scored event
         "new_events": len(new),
         "full_s": round(full_s, 2),
         "incremental_s": round(incremental_s, 3),

@@ -173,8 +173,11 @@ def cmd_bench_recompute(args: argparse.Namespace) -> None:
     from feedlocal.bench import bench_recompute, default_new_events, print_result
 
     new_events = default_new_events(args.events) if args.new_events is None else args.new_events
-    print(f"recompute benchmark: {args.events} events of history, then {new_events} more", file=sys.stderr)
-    print_result(bench_recompute(args.events, new_events))
+    print(
+        f"recompute benchmark: {args.events} events of history from {args.users} users, then {new_events} more",
+        file=sys.stderr,
+    )
+    print_result(bench_recompute(args.events, new_events, args.users))
 
 
 def cmd_bench_fanout(args: argparse.Namespace) -> None:
@@ -438,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="events added before the incremental run (default 1 %% of --events); a fixed N at several --events "
         "shows whether the run's time grows with the history",
+    )
+    bench_recompute.add_argument(
+        "--users",
+        type=_positive_int,
+        default=50_000,
+        help="users the events are drawn from (default 50,000); more users at a fixed --new-events "
+        "show whether the run's time grows with how many users the history knows",
     )
     bench_recompute.set_defaults(func=cmd_bench_recompute)
 
