@@ -16,7 +16,9 @@
 -- ETag as it was when it replaces the row's version (then the next run imports that version once more: needless,
 -- not wrong).
 --
--- Adding a column with no default rewrites nothing. Each ALTER waits for a running import's transaction; only the
--- import uses these tables, so nothing waits behind it.
+-- Adding a column with no default rewrites nothing, but takes each table's exclusive lock, which waits for a running
+-- import's transaction (it reads model_versions while it reads its file and copies it in: up to most of a run). Past
+-- 5 s of waiting the migration fails (the deploy rolls back and can run again) rather than eat the deploy's time.
+SET LOCAL lock_timeout = '5s';
 ALTER TABLE model_versions ADD COLUMN etag text;
 ALTER TABLE model_refusals ADD COLUMN etag text;

@@ -255,7 +255,7 @@ def bench_recompute(events: int, new_events: int, users: int) -> dict[str, Any]:
     return {
         "events": events,
         "users": users,
-        "known_users": known_users,  # those with a scored event
+        "known_users": known_users,  # those with a scored event, after the incremental run
         "new_events": len(new),
         "full_s": round(full_s, 2),
         "incremental_s": round(incremental_s, 3),

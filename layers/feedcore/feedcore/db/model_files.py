@@ -54,6 +54,10 @@ class ModelFile:
     size: int  # bytes
 
 
+class ModelFileReplaced(Exception):
+    """The key holds another version than the one listed: it was written again since."""
+
+
 class InvalidModelFile(ValueError):
     """A model file is not UTF-8 CSV or Parquet, or has a row that is not (user_id, item_id, score), or repeats a
     (user_id, item_id)."""
@@ -91,17 +95,23 @@ def newest_files(bucket: str, prefix: str) -> list[ModelFile]:
 def read_scores(bucket: str, key: str, etag: str) -> Iterator[tuple[str, str, float]]:
     """Stream the rows of the file `key` holds as version `etag` as (user_id or '', item_id, score), read as CSV or
     Parquet by the key's extension; raises InvalidModelFile on a bad row, header or file (the caller's transaction
-    then refuses it whole), and ClientError (PreconditionFailed) when the key holds another version by then."""
+    then refuses it whole), and ModelFileReplaced when the key holds another version by then."""
     if key.endswith(".parquet"):
         return _read_parquet(bucket, key, etag)
     return _read_csv(bucket, key, etag)
 
 
-def _body(bucket: str, key: str, etag: str) -> Any:
-    """The body of the object `key` if it is still version `etag`: a file written again since it was listed fails
-    this read (PreconditionFailed, the model's import fails and the next run lists the new version) rather than be
-    imported under the version listed."""
-    return _s3().get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"]
+def _listed_body(bucket: str, key: str, etag: str) -> Any:
+    """The body of the object `key` if it is still version `etag`; ModelFileReplaced if it was written again since it
+    was listed (rather than be imported under the version listed: the next run lists the new one)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return _s3().get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
+            raise ModelFileReplaced(f"{key}: written again since it was listed as {etag}") from error
+        raise
 
 
 def _valid_row(user_id: str, item_id: str, score: float) -> bool:
@@ -124,7 +134,7 @@ def _refuse_unknown_or_repeated_columns(key: str, names: list[str], ignored: fro
 
 
 def _read_csv(bucket: str, key: str, etag: str) -> Iterator[tuple[str, str, float]]:
-    body = _body(bucket, key, etag)
+    body = _listed_body(bucket, key, etag)
     # utf-8-sig: a byte order mark, as spreadsheet tools write one, is not part of the header's first name. newline="":
     # lines end at \n, \r\n or \r alone, as the csv module reads them (a codecs reader also ended them at U+2028,
     # U+0085 and others, and a refused row was named by a line past its own).
@@ -160,7 +170,7 @@ def _read_parquet(bucket: str, key: str, etag: str) -> Iterator[tuple[str, str, 
     # the listed version, not download_fileobj: s3transfer takes no IfMatch argument, and its first request (a HEAD)
     # would pick whichever version the key holds by then.
     with tempfile.SpooledTemporaryFile(max_size=PARQUET_SPOOL_MEMORY_BYTES) as spool:
-        shutil.copyfileobj(_body(bucket, key, etag), spool)
+        shutil.copyfileobj(_listed_body(bucket, key, etag), spool)
         spool.seek(0)
         try:
             parquet = pq.ParquetFile(spool)

@@ -26,9 +26,10 @@ def import_model_scores(settings: ModelScoreSettings, timeout_ms: int) -> list[M
     as they are. Each model's swap is one transaction whose statements get `timeout_ms`.
 
     A file with a bad row is refused whole (the model keeps its previous version), logged and remembered, so that
-    it is not read again. Any other failure of a model (S3, the database, its timeout; a file written again between
-    the listing and its read, which the next run imports) is logged and the other models are imported; then
-    ModelImportFailed names the failed ones, so that the run fails (and alarms).
+    it is not read again. A file written again between the listing and its read is left to the next run, which
+    lists the new version (logged and counted, not a failure). Any other failure of a model (S3, the database, its
+    timeout) is logged and the other models are imported; then ModelImportFailed names the failed ones, so that the
+    run fails (and alarms).
 
     A file is known by its S3 key, LastModified and ETag: one written again within the same second (LastModified
     has whole seconds) is a new version.
@@ -68,6 +69,11 @@ def _import_model(bucket: str, file: model_files.ModelFile, timeout_ms: int) -> 
 
     try:
         return run(swap)
+    except model_files.ModelFileReplaced:
+        logger.warning("model file written again since it was listed; the next run imports it",
+                       extra={"model": file.model, "key": file.key, "etag": file.etag})  # fmt: skip
+        metrics.add_metric(name="ModelFileReplaced", unit=MetricUnit.Count, value=1)
+        return None
     except model_files.InvalidModelFile:
         logger.exception("model file refused", extra={"model": file.model, "key": file.key, "etag": file.etag})
         metrics.add_metric(name="ModelFileRefused", unit=MetricUnit.Count, value=1)
