@@ -712,7 +712,14 @@ WHERE c.oid = %(table)s::regclass AND g.grantee <> c.relowner
 
 
 def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
-    """Create empty, unindexed copies of `tables` for a full rebuild to fill (dropping any left behind)."""
+    """Create empty, unindexed copies of `tables` for a full rebuild to fill (dropping any left behind), with the
+    tables' storage parameters but autovacuum off until the swap (_restore_autovacuum).
+
+    A part commits its copies long before the swap, and autovacuum may then vacuum them: the swap's ALTER TABLE on a
+    copy waited for the vacuum's lock while the vacuum, ending, waited to update the copy's pg_class row, which the
+    swap's GRANT had updated — a deadlock that failed the rebuild (one of six bench rebuilds on PostgreSQL 15.18; the
+    vacuum waits for such a GRANT since commit a07e03f, back-patched to every supported version, which the embedded
+    16.2 predates). Each part analyzes its copies itself."""
     for table in tables:
         copy = sql.Identifier(table + REBUILD_SUFFIX)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(copy))
@@ -722,11 +729,29 @@ def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
             )
         )
         # Storage parameters (fillfactor) are not part of LIKE.
-        (options,) = conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()
-        if options:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} SET ({})").format(copy, sql.SQL(", ").join(sql.SQL(o) for o in options))
+        options = [o for o in _storage_parameters(conn, table) if not o.startswith(_AUTOVACUUM_ENABLED)]
+        conn.execute(
+            sql.SQL("ALTER TABLE {} SET ({})").format(
+                copy, sql.SQL(", ").join(sql.SQL(o) for o in [*options, f"{_AUTOVACUUM_ENABLED}false"])
             )
+        )
+
+
+_AUTOVACUUM_ENABLED = "autovacuum_enabled="
+
+
+def _storage_parameters(conn: psycopg.Connection, table: str) -> list[str]:
+    (options,) = conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (table,)).fetchone()
+    return options or []
+
+
+def _restore_autovacuum(conn: psycopg.Connection, table: str, copy: str) -> None:
+    """Give `copy` the autovacuum setting `table` has (start_rebuild turned it off)."""
+    setting = [o for o in _storage_parameters(conn, table) if o.startswith(_AUTOVACUUM_ENABLED)]
+    if setting:
+        conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(sql.Identifier(copy), sql.SQL(setting[0])))
+    else:
+        conn.execute(sql.SQL("ALTER TABLE {} RESET (autovacuum_enabled)").format(sql.Identifier(copy)))
 
 
 def _take_owner_and_privileges(conn: psycopg.Connection, table: str, copy: str) -> None:
@@ -827,6 +852,7 @@ def swap_rebuilt(conn: psycopg.Connection, items_keyed: int) -> None:
     the `items_keyed` keys of the rebuilt pair counts. Readers wait only for the swap itself (metadata
     changes), not for the rebuild or the index builds. The copies take the old tables' owner and privileges."""
     for table in SCORE_TABLES:  # before the first DROP: readers wait on no table while these are granted
+        _restore_autovacuum(conn, table, table + REBUILD_SUFFIX)
         _take_owner_and_privileges(conn, table, table + REBUILD_SUFFIX)
     for table in SCORE_TABLES:
         rebuilt = table + REBUILD_SUFFIX
