@@ -670,19 +670,21 @@ def test_a_rebuilds_copies_are_not_autovacuumed_and_the_swap_keeps_the_tables_au
     db: psycopg.Connection,
 ) -> None:
     """A copy committed before the swap and vacuumed during it deadlocked the swap (scores_db.start_rebuild)."""
-    autovacuum = "SELECT reloptions FROM pg_class WHERE relname = %s"
+    reloptions = "SELECT reloptions FROM pg_class WHERE relname = %s"
     with db.transaction(force_rollback=True):
         scores_db.start_rebuild(db, scores_db.SCORE_TABLES)
-        copies = [db.execute(autovacuum, (t + scores_db.REBUILD_SUFFIX,)).fetchone()[0] for t in scores_db.SCORE_TABLES]
-    assert all("autovacuum_enabled=false" in options for options in copies), copies
-    assert ["fillfactor=70", "autovacuum_enabled=false"] in copies  # item_popularity's own parameters kept
+        copies = {
+            t: db.execute(reloptions, (t + scores_db.REBUILD_SUFFIX,)).fetchone()[0] for t in scores_db.SCORE_TABLES
+        }
+    assert all("autovacuum_enabled=false" in options for options in copies.values()), copies
+    assert copies["item_popularity"] == ["fillfactor=70", "autovacuum_enabled=false"]  # its own parameters kept
 
     db.execute("ALTER TABLE item_pairs SET (autovacuum_enabled = false)")  # an operator's own setting
     try:
         recompute_scores(RecomputeRequest(mode="full"), now=NOW)
 
-        assert db.execute(autovacuum, ("item_pairs",)).fetchone() == (["autovacuum_enabled=false"],)
-        assert db.execute(autovacuum, ("item_baskets",)).fetchone() == (["fillfactor=70"],)
+        assert db.execute(reloptions, ("item_pairs",)).fetchone() == (["autovacuum_enabled=false"],)
+        assert db.execute(reloptions, ("item_baskets",)).fetchone() == (["fillfactor=70"],)
     finally:
         db.execute("ALTER TABLE item_pairs RESET (autovacuum_enabled)")
 

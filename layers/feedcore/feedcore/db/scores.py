@@ -852,6 +852,8 @@ def swap_rebuilt(conn: psycopg.Connection, items_keyed: int) -> None:
     the `items_keyed` keys of the rebuilt pair counts. Readers wait only for the swap itself (metadata
     changes), not for the rebuild or the index builds. The copies take the old tables' owner and privileges."""
     for table in SCORE_TABLES:  # before the first DROP: readers wait on no table while these are granted
+        # First: its ALTER TABLE locks the copy before the GRANTs update its pg_class row, so a vacuum the setting
+        # does not stop (anti-wraparound, or run by hand) is waited for rather than deadlocked (start_rebuild).
         _restore_autovacuum(conn, table, table + REBUILD_SUFFIX)
         _take_owner_and_privileges(conn, table, table + REBUILD_SUFFIX)
     for table in SCORE_TABLES:
