@@ -711,6 +711,10 @@ WHERE c.oid = %(table)s::regclass AND g.grantee <> c.relowner
 """
 
 
+# The storage parameter a rebuild's copies turn off until the swap, as pg_class.reloptions spells it.
+_AUTOVACUUM_ENABLED = "autovacuum_enabled="
+
+
 def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
     """Create empty, unindexed copies of `tables` for a full rebuild to fill (dropping any left behind), with the
     tables' storage parameters but autovacuum off until the swap (_restore_autovacuum).
@@ -735,9 +739,6 @@ def start_rebuild(conn: psycopg.Connection, tables: tuple[str, ...]) -> None:
                 copy, sql.SQL(", ").join(sql.SQL(o) for o in [*options, f"{_AUTOVACUUM_ENABLED}false"])
             )
         )
-
-
-_AUTOVACUUM_ENABLED = "autovacuum_enabled="
 
 
 def _storage_parameters(conn: psycopg.Connection, table: str) -> list[str]:
